@@ -1,0 +1,63 @@
+"""Checkpoints: one dict, written atomically, self-describing.
+
+Keys (format "hypoderm-checkpoint/1"):
+  model_name, num_classes, model_kwargs, state_dict, class_names, preprocess (PreprocessSpec dict),
+  temperature (float, 1.0 until calibrated), abstain_threshold (float), ood (dict or None),
+  config (the training config dict), split (dict or None), epoch, metrics (dict), data_summary (dict)
+and, in `last.pt` only, the resume state: optimizer, scheduler, scaler, ema, rng, early_stop.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+FORMAT = "hypoderm-checkpoint/1"
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
+    """torch.save to a temporary file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a hypoderm checkpoint (expected format {FORMAT!r})")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
+    """Rebuild the model of a checkpoint and load its weights (eval mode)."""
+    from hypoderm.models import create_model
+
+    model = create_model(ckpt["model_name"], num_classes=int(ckpt["num_classes"]), **ckpt.get("model_kwargs", {}))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()

@@ -1,0 +1,92 @@
+"""The one preprocessing definition.
+
+Training (eval transform and the decoded cache), export metadata, Python inference and the
+browser app all follow this spec, so they cannot drift: resize the shorter side to
+`resize_size` (PIL, bilinear, antialiased), centre-crop `size` x `size`, scale to [0, 1],
+normalise with `mean`/`std`, lay out as CHW float32.
+
+Torch-free on purpose: ONNX inference imports only numpy and Pillow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CROP_RATIO = 0.875  # torchvision's classic 224 / 256
+RESIZE_RULE = "resize shorter side to resize_size (bilinear, antialiased), centre-crop size x size, /255, (x - mean) / std, NCHW float32"
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How a photo becomes the model's input tensor."""
+
+    size: int = 224
+    resize_size: int = 256
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        if self.size < 16:
+            raise ValueError(f"input size must be at least 16 px, got {self.size}")
+        if self.resize_size < self.size:
+            raise ValueError(f"resize_size ({self.resize_size}) must be >= size ({self.size})")
+        if self.interpolation != "bilinear":
+            raise ValueError(f"only bilinear interpolation is supported, got {self.interpolation!r}")
+
+    @classmethod
+    def for_size(cls, size: int) -> "PreprocessSpec":
+        return cls(size=size, resize_size=int(round(size / CROP_RATIO)))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        d["rule"] = RESIZE_RULE
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PreprocessSpec":
+        return cls(size=int(d["size"]), resize_size=int(d["resize_size"]),
+                   mean=tuple(float(x) for x in d["mean"]), std=tuple(float(x) for x in d["std"]),
+                   interpolation=d.get("interpolation", "bilinear"))
+
+
+def resize_shorter(img: Image.Image, resize_size: int) -> Image.Image:
+    w, h = img.size
+    if min(w, h) == resize_size:
+        return img
+    if w <= h:
+        new_w, new_h = resize_size, max(1, int(round(h * resize_size / w)))
+    else:
+        new_w, new_h = max(1, int(round(w * resize_size / h))), resize_size
+    return img.resize((new_w, new_h), Image.BILINEAR, reducing_gap=None)
+
+
+def center_crop_array(arr: np.ndarray, size: int) -> np.ndarray:
+    """Centre-crop an HWC array (same rounding as torchvision's CenterCrop)."""
+    h, w = arr.shape[:2]
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return arr[top: top + size, left: left + size]
+
+
+def normalize_uint8(arr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """HWC uint8 RGB -> CHW float32 normalised."""
+    x = arr.astype(np.float32) / 255.0
+    x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def resized_uint8(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """The decoded-cache form: RGB, shorter side = resize_size, HWC uint8."""
+    return np.asarray(resize_shorter(img.convert("RGB"), spec.resize_size), dtype=np.uint8)
+
+
+def preprocess(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """PIL image -> model input, CHW float32 (add the batch axis yourself)."""
+    return normalize_uint8(center_crop_array(resized_uint8(img, spec), spec.size), spec)
