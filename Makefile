@@ -1,0 +1,33 @@
+# hypoderm: `make run` sets everything up and runs the main job; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.hypoderm-installed
+
+.PHONY: setup web run bench test test-fast clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+setup: $(STAMP)
+
+# onnxruntime-web for the in-browser app, from the npm registry (package-lock.json pins it)
+web:
+	@if [ -f package-lock.json ] && command -v npm >/dev/null; then bash scripts/install_web_assets.sh; \
+	else echo "npm or package-lock.json missing: the app will fall back to server inference"; fi
+
+# The main job.
+run: setup
+	$(VENV)/bin/hypoderm bench --models mnv3s,hypodermnet,resnet50 --size 224
+
+test: setup web
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not e2e"
+
+clean:
+	rm -rf $(VENV) node_modules build dist src/*.egg-info .pytest_cache

@@ -1,0 +1,18 @@
+"""The model zoo: the reference MobileNetV3-Small, the improved model and its ablations, baselines."""
+
+from hypoderm.models.layers import ECA, eca_kernel_size
+from hypoderm.models.mobilenetv3 import (
+    MNV3_SMALL, BlockConfig, MobileNetV3, MobileNetV3Spec, dilate, output_stride, receptive_field,
+    with_activation, with_attention,
+)
+from hypoderm.models.registry import (
+    ALIASES, BASELINES, VARIANTS, LoadReport, canonical_name, count_parameters, create_model,
+    imagenet_weights_path, list_models, load_matching, mnv3s_spec,
+)
+
+__all__ = [
+    "ALIASES", "BASELINES", "BlockConfig", "ECA", "LoadReport", "MNV3_SMALL", "MobileNetV3", "MobileNetV3Spec",
+    "VARIANTS", "canonical_name", "count_parameters", "create_model", "dilate", "eca_kernel_size",
+    "imagenet_weights_path", "list_models", "load_matching", "mnv3s_spec", "output_stride", "receptive_field",
+    "with_activation", "with_attention",
+]

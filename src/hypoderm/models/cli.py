@@ -1,0 +1,25 @@
+"""`hypoderm models`: every model with its parameter count."""
+
+from __future__ import annotations
+
+import argparse
+
+from hypoderm.models.registry import ALIASES, BASELINES, VARIANTS, count_parameters, create_model
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--num-classes", type=int, default=2, help="classifier size used for the count")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.num_classes < 1:
+        print("hypoderm models: --num-classes must be >= 1")
+        return 2
+    reverse_alias = {v: k for k, v in ALIASES.items()}
+    print(f"{'model':<22} {'family':<24} {'params':>12}   (num_classes={args.num_classes})")
+    for name in list(VARIANTS) + list(BASELINES):
+        family = "MobileNetV3-Small variant" if name in VARIANTS else "torchvision baseline"
+        alias = f"  alias: {reverse_alias[name]}" if name in reverse_alias else ""
+        n = count_parameters(create_model(name, num_classes=args.num_classes))
+        print(f"{name:<22} {family:<24} {n:>12,}{alias}")
+    return 0

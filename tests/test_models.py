@@ -1,0 +1,203 @@
+"""The model zoo: faithfulness to torchvision, the three changes, the registry API."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from hypoderm.models import (
+    ECA, MNV3_SMALL, VARIANTS, count_parameters, create_model, eca_kernel_size, imagenet_weights_path,
+    list_models, mnv3s_spec, output_stride, receptive_field,
+)
+
+torch.set_num_threads(1)
+
+# Golden parameter counts at 5 classes. mnv3s = torchvision's 2,542,856 at 1000 classes minus
+# 995 x (1024 + 1) classifier weights; ECA variants drop SE's two 1x1 convs and add k weights per block.
+GOLDEN_PARAMS_5 = {
+    "mnv3s": 1_522_981, "mnv3s-lrelu": 1_522_981, "mnv3s-dil": 1_522_981, "mnv3s-lrelu-dil": 1_522_981,
+    "mnv3s-eca": 1_061_380, "mnv3s-eca-lrelu": 1_061_380, "mnv3s-eca-dil": 1_061_380,
+    "mnv3s-eca-lrelu-dil": 1_061_380, "hypodermnet": 1_061_380,
+    "resnet18": 11_179_077, "resnet50": 23_518_277, "mobilenet_v2": 2_230_277, "mobilenet_v3_large": 4_208_437,
+    "shufflenet_v2_x1_0": 1_258_729, "efficientnet_b0": 4_013_953, "densenet121": 6_958_981,
+}
+ALL = list_models()
+
+
+def test_registry_is_covered_by_golden_table():
+    assert set(ALL) == set(GOLDEN_PARAMS_5)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_golden_parameter_count(name):
+    assert count_parameters(create_model(name, num_classes=5)) == GOLDEN_PARAMS_5[name]
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("size", [224, 97])
+def test_forward_shape(name, size):
+    model = create_model(name, num_classes=5).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, size, size))
+    assert out.shape == (2, 5)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_backward_reaches_every_parameter(name):
+    model = create_model(name, num_classes=3).train()
+    loss = nn.functional.cross_entropy(model(torch.randn(2, 3, 64, 64)), torch.tensor([0, 2]))
+    loss.backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not no_grad, f"parameters without gradient: {no_grad[:5]}"
+
+
+def test_mnv3s_is_torchvision_mobilenet_v3_small():
+    torch.manual_seed(0)
+    reference = torchvision.models.mobilenet_v3_small(num_classes=1000).eval()
+    # make BN statistics non-trivial so the comparison exercises them
+    with torch.no_grad():
+        for m in reference.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    ours = create_model("mnv3s", num_classes=1000).eval()
+    assert count_parameters(ours) == count_parameters(reference) == 2_542_856
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(4, 3, 224, 224)
+    with torch.no_grad():
+        diff = (ours(x) - reference(x)).abs().max().item()
+    assert diff <= 1e-5
+
+
+# ECA's adaptive kernel, t = int(|(log2 C + 1) / 2|), odd, >= 3 (Wang et al. 2020).
+ECA_KERNELS = {16: 3, 64: 3, 96: 3, 120: 3, 144: 5, 240: 5, 256: 5, 288: 5, 576: 5, 1024: 5, 2048: 7}
+
+
+@pytest.mark.parametrize("channels,kernel", sorted(ECA_KERNELS.items()))
+def test_eca_kernel_size_table(channels, kernel):
+    assert eca_kernel_size(channels) == kernel
+
+
+def test_eca_kernels_in_the_improved_model_follow_the_formula():
+    model = create_model("hypodermnet", num_classes=2)
+    ecas = [m for m in model.modules() if isinstance(m, ECA)]
+    se_positions = [b for b in MNV3_SMALL.blocks if b.attention == "se"]
+    assert len(ecas) == len(se_positions) == 9
+    for eca, block in zip(ecas, se_positions):
+        assert eca.channels == block.expanded_channels
+        assert eca.conv.kernel_size == (eca_kernel_size(block.expanded_channels),)
+    assert not any(isinstance(m, torchvision.ops.SqueezeExcitation) for m in model.modules())
+
+
+def test_eca_matches_reference_formulation():
+    """Our transpose-free ECA equals the ECA-Net code (pool -> squeeze -> transpose -> conv1d -> transpose)."""
+    torch.manual_seed(0)
+    eca = ECA(40)
+    x = torch.randn(3, 40, 7, 7)
+    y = nn.functional.adaptive_avg_pool2d(x, 1)
+    y = eca.conv(y.squeeze(-1).transpose(-1, -2)).transpose(-1, -2).unsqueeze(-1)
+    assert torch.allclose(eca(x), x * torch.sigmoid(y), atol=1e-6)
+
+
+def test_eca_placement_after_projection():
+    model = create_model("mnv3s-eca", num_classes=2, eca_placement="project")
+    ecas = [m for m in model.modules() if isinstance(m, ECA)]
+    outs = [b.out_channels for b in MNV3_SMALL.blocks if b.attention == "se"]
+    assert [e.channels for e in ecas] == outs
+
+
+@pytest.mark.parametrize("slope", [0.01, 0.2])
+def test_leaky_relu_replaces_relu_and_hardswish(slope):
+    model = create_model("mnv3s-lrelu", num_classes=2, leaky_slope=slope)
+    leaky = [m for m in model.modules() if isinstance(m, nn.LeakyReLU)]
+    assert leaky and all(m.negative_slope == slope for m in leaky)
+    assert not any(isinstance(m, nn.Hardswish) for m in model.modules())
+    # the only ReLUs left are inside SE's squeeze (part of the attention module, not the backbone)
+    relus_outside_se = [n for n, m in model.named_modules() if isinstance(m, nn.ReLU) and ".activation" not in n]
+    assert relus_outside_se == []
+
+
+def test_dilation_widens_receptive_field_and_keeps_output_stride():
+    spec = mnv3s_spec("hypodermnet")
+    assert output_stride(spec) == output_stride(MNV3_SMALL) == 32
+    assert receptive_field(spec) > receptive_field(MNV3_SMALL)
+    model = create_model("hypodermnet", num_classes=2).eval()
+    for size in (224, 320):
+        with torch.no_grad():
+            feat = model.forward_features(torch.randn(1, 3, size, size))
+        assert feat.shape[-2:] == (size // 32, size // 32)
+    dilations = [m.dilation for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+    assert sum(d == (2, 2) for d in dilations) == len([b for b in spec.blocks if b.dilation == 2]) > 0
+
+
+def test_dilation_options_and_errors():
+    model = create_model("mnv3s-dil", num_classes=2, dilation_blocks=(9, 10), dilation_rate=3)
+    dil = [m.dilation for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+    assert dil.count((3, 3)) == 2
+    with pytest.raises(ValueError, match="stride"):
+        create_model("mnv3s-dil", num_classes=2, dilation_blocks=(3,))  # a stride-2 block
+
+
+def test_eight_variants_are_distinct_combinations():
+    assert len(VARIANTS) == 8 and len(set(VARIANTS.values())) == 8
+
+
+def test_unknown_name_lists_valid_ones():
+    with pytest.raises(ValueError) as e:
+        create_model("mobilenet-v9", num_classes=2)
+    for name in ("mnv3s", "hypodermnet", "resnet50"):
+        assert name in str(e.value)
+
+
+def test_misspelled_option_is_an_error_not_ignored():
+    with pytest.raises(TypeError, match="leaky_slope"):
+        create_model("mnv3s-lrelu", num_classes=2, leaky_slop=0.1)
+    with pytest.raises(TypeError):
+        create_model("mnv3s", num_classes=2, leaky_slope=0.1)  # no Leaky-ReLU in the reference
+
+
+def test_partial_load_from_torchvision_state_dict(tmp_path):
+    torch.manual_seed(1)
+    source = torchvision.models.mobilenet_v3_small(num_classes=1000)
+    path = tmp_path / "mobilenet_v3_small.pth"
+    torch.save(source.state_dict(), path)
+    model = create_model("hypodermnet", num_classes=5, pretrained=path)
+    report = model.pretrained_report
+    assert any(".fc1." in k for k in report.unexpected)  # SE weights skipped
+    assert {k for k, _, _ in report.shape_mismatch} == {"classifier.3.weight", "classifier.3.bias"}
+    assert any(k.endswith("conv.weight") for k in report.missing)  # ECA initialised fresh
+    assert torch.equal(model.state_dict()["features.0.0.weight"], source.state_dict()["features.0.0.weight"])
+    assert torch.equal(model.state_dict()["classifier.0.weight"], source.state_dict()["classifier.0.weight"])
+    assert "loaded" in str(report) and "initialised fresh" in str(report)
+
+
+def test_reference_loads_everything_but_the_classifier(tmp_path):
+    source = torchvision.models.mobilenet_v3_small(num_classes=1000)
+    path = tmp_path / "w.pth"
+    torch.save(source.state_dict(), path)
+    report = create_model("mnv3s", num_classes=2, pretrained=path).pretrained_report
+    assert report.unexpected == []
+    assert set(report.missing) == {"classifier.3.weight", "classifier.3.bias"}
+
+
+def test_imagenet_weights_come_from_the_torch_hub_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    path = imagenet_weights_path("resnet18")
+    assert path.parent == tmp_path / "hub" / "checkpoints"
+    with pytest.raises(FileNotFoundError, match="no download"):
+        create_model("resnet18", num_classes=2, pretrained="imagenet")
+    path.parent.mkdir(parents=True)
+    source = torchvision.models.resnet18(num_classes=1000)
+    torch.save(source.state_dict(), path)
+    model = create_model("resnet18", num_classes=2, pretrained="imagenet")
+    assert torch.equal(model.conv1.weight, source.conv1.weight)
+
+
+def test_pretrained_file_that_is_not_a_state_dict(tmp_path):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable"):
+        create_model("mnv3s", num_classes=2, pretrained=bad)
