@@ -1,0 +1,295 @@
+"""`hypoderm compare`: the comparison study.
+
+Every model runs the same cross-validated protocol (one split file, same seeds, same recipe) via
+`hypoderm.engine.cv.run_cv`; models whose folds are all finished are skipped, so an interrupted
+study resumes where it stopped. Then, in one process and one timing loop, the efficiency of every
+model is measured (`hypoderm.bench.bench`), and the study writes:
+
+    OUT/split.json                 the one split every model uses
+    OUT/models/<name>/...          each model's cross-validation (see `hypoderm cv`)
+    OUT/results.json, results.csv  everything below, machine-readable
+    OUT/main.md                    accuracy, macro-F1 (mean ± std over folds, pooled bootstrap CI),
+                                   params, MACs/FLOPs, ORT and PyTorch latency, ONNX size
+    OUT/ablation.md                the same for the mnv3s* variants present
+    OUT/paired.md                  the reference model (default hypodermnet) against each other model
+    OUT/pareto_latency.png, pareto_params.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import f1_score
+
+from hypoderm.bench import PRESETS, bench, parse_models
+from hypoderm.models import VARIANTS, canonical_name
+
+
+def model_done(model_dir: Path, folds: int) -> bool:
+    return (model_dir / "summary.json").is_file() and all(
+        (model_dir / f"fold{f}" / "metrics.json").is_file() for f in range(folds))
+
+
+def run_study(cfg: Any, models: list[str], out: Path, n_bootstrap: int = 1000) -> dict[str, dict[str, Any]]:
+    """Cross-validate every model with one shared split; returns {model: cv summary}."""
+    from hypoderm.data.dataset import load_index
+    from hypoderm.data.splits import Split, make_split
+    from hypoderm.engine.cv import run_cv
+
+    out.mkdir(parents=True, exist_ok=True)
+    split_path = Path(cfg.split) if cfg.split else out / "split.json"
+    if not split_path.is_file():
+        index = load_index(cfg.data, group_regex=cfg.group_regex)
+        make_split(index, folds=cfg.folds, seed=cfg.seed, group_regex=cfg.group_regex).save(split_path)
+    folds = Split.load(split_path).folds
+    summaries: dict[str, dict[str, Any]] = {}
+    for i, name in enumerate(models, 1):
+        model_dir = out / "models" / name
+        if model_done(model_dir, folds):
+            print(f"[{i}/{len(models)}] {name}: already done, skipped", flush=True)
+        else:
+            print(f"[{i}/{len(models)}] {name}: cross-validating ({folds} folds)", flush=True)
+            t0 = time.perf_counter()
+            run_cv(cfg.with_(model=name, split=str(split_path), folds=folds), model_dir, n_bootstrap=n_bootstrap)
+            (model_dir / "wall_time_s.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
+        summaries[name] = json.loads((model_dir / "summary.json").read_text())
+    return summaries
+
+
+def pooled(model_dir: Path) -> dict[str, np.ndarray]:
+    z = np.load(model_dir / "pooled_test_predictions.npz")
+    return {"y_true": z["y_true"], "y_pred": z["probs"].argmax(axis=1), "fold": z["fold"]}
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, labels: list[int]) -> float:
+    return float(f1_score(y_true, y_pred, average="macro", labels=labels, zero_division=0))
+
+
+def pooled_ci(p: dict[str, np.ndarray], labels: list[int], n: int, seed: int = 0) -> dict[str, list[float]]:
+    """Percentile bootstrap 95% CI of accuracy and macro-F1 over the pooled out-of-fold predictions."""
+    from hypoderm.engine.metrics import bootstrap_ci
+
+    return bootstrap_ci(p["y_true"], p["y_pred"], n_resamples=n, seed=seed, labels=labels)
+
+
+def paired(ref: str, other: str, summaries: dict[str, Any], preds: dict[str, dict[str, np.ndarray]],
+           labels: list[int], n_boot: int, seed: int = 0) -> dict[str, Any]:
+    """ref minus other, in macro-F1: per fold (same test images), and a paired bootstrap of the pooled predictions."""
+    a, b = summaries[ref]["per_fold"], summaries[other]["per_fold"]
+    folds = sorted(set(a) & set(b), key=int)
+    diffs = np.array([a[f]["macro_f1"] - b[f]["macro_f1"] for f in folds])
+    row: dict[str, Any] = {
+        "reference": ref, "other": other, "folds": len(folds),
+        "mean_diff": float(diffs.mean()), "std_diff": float(diffs.std(ddof=1)) if len(diffs) > 1 else float("nan"),
+        "min_diff": float(diffs.min()), "max_diff": float(diffs.max()),
+        "wins": int((diffs > 0).sum()), "ties": int((diffs == 0).sum()), "losses": int((diffs < 0).sum()),
+    }
+    pa, pb = preds[ref], preds[other]
+    if np.array_equal(pa["y_true"], pb["y_true"]) and np.array_equal(pa["fold"], pb["fold"]):
+        rng = np.random.default_rng(seed)
+        n = len(pa["y_true"])
+        boot = np.empty(n_boot)
+        for i in range(n_boot):
+            idx = rng.integers(0, n, n)
+            boot[i] = (macro_f1(pa["y_true"][idx], pa["y_pred"][idx], labels)
+                       - macro_f1(pb["y_true"][idx], pb["y_pred"][idx], labels))
+        row["pooled_diff"] = macro_f1(pa["y_true"], pa["y_pred"], labels) - macro_f1(pb["y_true"], pb["y_pred"], labels)
+        row["pooled_diff_ci95"] = [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]
+        row["p_ref_not_better"] = float(np.mean(boot <= 0))  # bootstrap share of resamples where ref does not win
+    return row
+
+
+def _pm(summary: dict[str, Any], key: str) -> str:
+    m, s = summary["mean"].get(key, float("nan")), summary["std"].get(key, float("nan"))
+    return f"{m:.3f} ± {s:.3f}"
+
+
+def _num(v: Any, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def render_table(rows: list[dict[str, Any]]) -> str:
+    head = ("| model | accuracy (mean ± std) | macro-F1 (mean ± std) | macro-F1 pooled [95% CI] | params | MMACs "
+            "| ORT ms (p90) | PyTorch ms (p90) | ONNX MB |")
+    lines = [head, "|---" * 9 + "|"]
+    for r in rows:
+        ci = r["pooled_ci95"]["macro_f1"]
+        lines.append(
+            f"| {r['model']} | {r['accuracy']} | {r['macro_f1']} | {r['pooled_macro_f1']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] "
+            f"| {r['params']:,} | {r['macs'] / 1e6:.1f} | {_num(r['ort_ms_median'], '.2f')} ({_num(r['ort_ms_p90'], '.2f')}) "
+            f"| {_num(r['torch_ms_median'], '.2f')} ({_num(r['torch_ms_p90'], '.2f')}) "
+            f"| {_num(r['onnx_bytes'] and r['onnx_bytes'] / 1e6, '.2f')} |")
+    return "\n".join(lines)
+
+
+def render_paired(rows: list[dict[str, Any]]) -> str:
+    lines = ["| reference − other | folds | mean Δ macro-F1 ± std (per fold) | min / max | wins/ties/losses "
+             "| pooled Δ [95% paired bootstrap CI] | P(ref not better) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        pooled_txt = (f"{r['pooled_diff']:+.3f} [{r['pooled_diff_ci95'][0]:+.3f}, {r['pooled_diff_ci95'][1]:+.3f}]"
+                      if "pooled_diff" in r else "-")
+        lines.append(f"| {r['reference']} − {r['other']} | {r['folds']} | {r['mean_diff']:+.3f} ± {r['std_diff']:.3f} "
+                     f"| {r['min_diff']:+.3f} / {r['max_diff']:+.3f} | {r['wins']}/{r['ties']}/{r['losses']} "
+                     f"| {pooled_txt} | {r.get('p_ref_not_better', float('nan')):.2f} |")
+    return "\n".join(lines)
+
+
+def plot_pareto(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for key, label, fname, log in (("ort_ms_median", "ONNX Runtime latency, batch 1 (ms)", "pareto_latency.png", False),
+                                   ("params", "parameters", "pareto_params.png", True)):
+        pts = [r for r in rows if r.get(key)]
+        if not pts:
+            continue
+        fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        for r in pts:
+            colour = "tab:red" if r["model"] in ("hypodermnet", "mnv3s-eca-lrelu-dil") else (
+                "tab:blue" if canonical_name(r["model"]) in VARIANTS else "tab:gray")
+            ax.errorbar(r[key], r["macro_f1_mean"], yerr=r["macro_f1_std"], fmt="o", color=colour, capsize=3)
+            ax.annotate(r["model"], (r[key], r["macro_f1_mean"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("macro-F1 (mean ± std over folds)")
+        ax.set_title("macro-F1 against " + ("latency" if key.startswith("ort") else "size"), fontsize=10)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / fname, dpi=120)
+        plt.close(fig)
+        paths.append(out / fname)
+    return paths
+
+
+def write_reports(cfg: Any, models: list[str], out: Path, summaries: dict[str, Any], reference: str,
+                  latency_size: int, threads: int, runs: int, n_boot: int, elapsed_s: float) -> dict[str, Any]:
+    eff = bench(models, size=latency_size, num_classes=len(json.loads((out / "split.json").read_text())["class_names"]),
+                threads=threads, warmup=5, runs=runs)
+    eff_rows = {r["model"]: r for r in eff["rows"]}
+    preds = {m: pooled(out / "models" / m) for m in models}
+    class_names = json.loads((out / "split.json").read_text())["class_names"]
+    labels = list(range(len(class_names)))
+    rows = []
+    for m in models:
+        s, e, p = summaries[m], eff_rows[m], preds[m]
+        rows.append({
+            "model": m, "accuracy": _pm(s, "accuracy"), "macro_f1": _pm(s, "macro_f1"),
+            "accuracy_mean": s["mean"]["accuracy"], "accuracy_std": s["std"]["accuracy"],
+            "macro_f1_mean": s["mean"]["macro_f1"], "macro_f1_std": s["std"]["macro_f1"],
+            "pooled_accuracy": float(np.mean(p["y_true"] == p["y_pred"])),
+            "pooled_macro_f1": macro_f1(p["y_true"], p["y_pred"], labels),
+            "pooled_ci95": pooled_ci(p, labels, n_boot),
+            **{k: e.get(k) for k in ("params", "macs", "flops", "receptive_field", "onnx_bytes", "ort_ms_median",
+                                      "ort_ms_p90", "torch_ms_median", "torch_ms_p90")},
+        })
+    paired_rows = [paired(reference, m, summaries, preds, labels, n_boot) for m in models
+                   if m != reference and reference in summaries]
+    env = eff["env"]
+    protocol = (f"Protocol: {cfg.folds}-fold stratified group-aware cross-validation (`{out / 'split.json'}`), "
+                f"fold f tested, fold f+1 validation (early stopping on macro-F1, temperature), the rest trained; "
+                f"input {cfg.size}px, {cfg.epochs} epochs max, batch {cfg.batch_size}, AdamW lr {cfg.lr}, "
+                f"label smoothing {cfg.label_smoothing}, balance={cfg.balance}, seed {cfg.seed}, "
+                f"device {cfg.device}, from scratch unless pretrained={cfg.pretrained}. "
+                f"Accuracy/macro-F1: mean ± sample std over folds; pooled = all out-of-fold test predictions together, "
+                f"95% percentile bootstrap CI ({n_boot} resamples).\n"
+                f"Efficiency: batch 1, {latency_size}x{latency_size}, {len(class_names)} classes, threads={threads}, "
+                f"{runs} timed runs after 5 warm-up, round-robin in one process; {env['processor']} "
+                f"({env['cpu_count']} logical CPUs); torch {env['torch']}, onnxruntime {env.get('onnxruntime', '-')}; "
+                f"MACs/FLOPs: {eff['flop_counter']}. Study wall time this invocation: {elapsed_s / 60:.1f} min; {env['date']}.")
+    (out / "main.md").write_text("# Comparison study\n\n" + render_table(rows) + "\n\n" + protocol + "\n")
+    ablation = [r for r in rows if canonical_name(r["model"]) in VARIANTS]
+    if ablation:
+        (out / "ablation.md").write_text("# Ablation: the three changes\n\n" + render_table(ablation) + "\n\n" + protocol + "\n")
+    if paired_rows:
+        (out / "paired.md").write_text(
+            f"# {reference} against each other model (macro-F1)\n\n" + render_paired(paired_rows) + "\n\n"
+            "Δ > 0 means the reference is better. Per-fold differences compare the two models on the same test "
+            "fold; the pooled Δ resamples the same out-of-fold predictions for both models (paired bootstrap).\n")
+    plot_pareto(rows, out)
+    result = {"protocol": protocol, "config": cfg.to_dict(), "env": env, "rows": rows, "paired": paired_rows}
+    (out / "results.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    with (out / "results.csv").open("w", newline="") as f:
+        flat = [{k: v for k, v in r.items() if k != "pooled_ci95"} | {
+            "pooled_macro_f1_ci_low": r["pooled_ci95"]["macro_f1"][0],
+            "pooled_macro_f1_ci_high": r["pooled_ci95"]["macro_f1"][1]} for r in rows]
+        w = csv.DictWriter(f, fieldnames=list(flat[0]))
+        w.writeheader()
+        w.writerows(flat)
+    return result
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="ImageFolder directory or CSV manifest")
+    p.add_argument("--models", default=None, help="comma-separated model names (or presets paper, ablation)")
+    p.add_argument("--preset", choices=["paper", "ablation"], help="paper: hypodermnet vs mnv3s and 5 CNNs; "
+                   "ablation: the 8 mnv3s* variants")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--size", type=int, default=224, help="training input size in px")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", default=None, help="use this split file (default: OUT/split.json, made once)")
+    p.add_argument("--group-regex", default=None)
+    p.add_argument("--pretrained", default=None, help="'imagenet' to start from torchvision's cached weights")
+    p.add_argument("--device", default="auto", help="auto (CUDA with AMP when available), cpu, cuda")
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--max-steps", type=int, default=None, help="at most N steps per epoch (smoke tests)")
+    p.add_argument("--out", required=True, type=Path, help="study directory (re-run to resume)")
+    p.add_argument("--reference", default="hypodermnet", help="model of the paired comparison")
+    p.add_argument("--latency-size", type=int, default=224, help="input size for the latency/FLOPs columns")
+    p.add_argument("--threads", type=int, default=1, help="threads for the latency measurement")
+    p.add_argument("--runs", type=int, default=30, help="timed runs per model")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--allow-leakage", action="store_true")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hypoderm.engine.config import TrainConfig
+    from hypoderm.engine.train import TrainError
+
+    if not args.models and not args.preset:
+        print("hypoderm compare: give --models or --preset", file=sys.stderr)
+        return 2
+    try:
+        models = parse_models(",".join(filter(None, [args.preset, args.models])))
+        cfg = TrainConfig(data=str(args.data), folds=args.folds, size=args.size, epochs=args.epochs,
+                          batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
+                          split=args.split, group_regex=args.group_regex, pretrained=args.pretrained,
+                          device=args.device, workers=args.workers, max_steps=args.max_steps,
+                          allow_leakage=args.allow_leakage, progress=args.progress,
+                          cache_dir=str(args.out / "cache"))
+    except ValueError as e:
+        print(f"hypoderm compare: {e}", file=sys.stderr)
+        return 2
+    if args.reference not in models:
+        print(f"note: reference model {args.reference!r} is not in the study; no paired table", file=sys.stderr)
+    t0 = time.perf_counter()
+    try:
+        summaries = run_study(cfg, models, args.out, n_bootstrap=args.bootstrap)
+    except (TrainError, ValueError, FileNotFoundError) as e:
+        print(f"hypoderm compare: {e}", file=sys.stderr)
+        return 1
+    result = write_reports(cfg, models, args.out, summaries, args.reference, args.latency_size, args.threads,
+                           args.runs, args.bootstrap, time.perf_counter() - t0)
+    print((args.out / "main.md").read_text())
+    if result["paired"]:
+        print((args.out / "paired.md").read_text())
+    print(f"written to {args.out}/ (main.md, ablation.md, paired.md, results.json/csv, pareto_*.png)")
+    return 0
+
+
+__all__ = ["PRESETS", "run_study", "write_reports", "paired"]

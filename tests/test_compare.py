@@ -1,0 +1,70 @@
+"""`hypoderm compare` end to end on a tiny synthetic dataset, and its resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hypoderm import cli
+from hypoderm.compare import paired
+
+from conftest import make_image_folder
+
+
+@pytest.mark.slow
+def test_compare_end_to_end_and_resume(tmp_path, capsys, monkeypatch):
+    data = make_image_folder(tmp_path / "data", classes=("a", "b"), per_class=9, size=40)
+    out = tmp_path / "study"
+    argv = ["compare", "--data", str(data), "--models", "mnv3s,hypodermnet", "--folds", "3", "--size", "32",
+            "--epochs", "1", "--batch-size", "8", "--out", str(out), "--latency-size", "32", "--runs", "2",
+            "--bootstrap", "50", "--device", "cpu", "--no-progress"]
+    assert cli.main(argv) == 0
+    for name in ("main.md", "ablation.md", "paired.md", "results.json", "results.csv", "pareto_latency.png",
+                 "pareto_params.png", "split.json"):
+        assert (out / name).is_file(), name
+    result = json.loads((out / "results.json").read_text())
+    rows = {r["model"]: r for r in result["rows"]}
+    assert set(rows) == {"mnv3s", "hypodermnet"}
+    for r in rows.values():
+        assert 0.0 <= r["macro_f1_mean"] <= 1.0
+        lo, hi = r["pooled_ci95"]["macro_f1"]
+        assert lo <= r["pooled_macro_f1"] <= hi
+        assert r["params"] > 0 and r["ort_ms_median"] > 0
+    assert rows["hypodermnet"]["params"] < rows["mnv3s"]["params"]
+    assert result["paired"][0]["reference"] == "hypodermnet" and result["paired"][0]["folds"] == 3
+    main_md = (out / "main.md").read_text()
+    assert "| hypodermnet |" in main_md and "threads=1" in main_md
+
+    # second call: every fold is finished, so nothing is trained again
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("models/*/fold*/best.pt")}
+    assert len(stamps) == 6
+    import hypoderm.engine.cv as cv_module
+
+    def no_training(*a, **k):
+        raise AssertionError("compare retrained a finished model")
+
+    monkeypatch.setattr(cv_module, "run_cv", no_training)
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    assert "already done, skipped" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in out.glob("models/*/fold*/best.pt")} == stamps
+
+
+def test_paired_difference_is_reference_minus_other():
+    summaries = {"ref": {"per_fold": {"0": {"macro_f1": 0.9}, "1": {"macro_f1": 0.8}}},
+                 "oth": {"per_fold": {"0": {"macro_f1": 0.7}, "1": {"macro_f1": 0.85}}}}
+    y = np.array([0, 1, 0, 1, 0, 1])
+    preds = {"ref": {"y_true": y, "y_pred": y.copy(), "fold": np.array([0, 0, 0, 1, 1, 1])},
+             "oth": {"y_true": y, "y_pred": 1 - y, "fold": np.array([0, 0, 0, 1, 1, 1])}}
+    row = paired("ref", "oth", summaries, preds, labels=[0, 1], n_boot=200)
+    assert row["mean_diff"] == pytest.approx(0.075)
+    assert (row["wins"], row["losses"]) == (1, 1)
+    assert row["pooled_diff"] == pytest.approx(1.0)  # perfect vs all wrong
+    assert row["pooled_diff_ci95"][0] > 0 and row["p_ref_not_better"] == 0.0
+
+
+def test_compare_needs_models(capsys, tmp_path):
+    assert cli.main(["compare", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "--models or --preset" in capsys.readouterr().err
