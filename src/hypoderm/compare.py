@@ -39,14 +39,16 @@ def model_done(model_dir: Path, folds: int) -> bool:
 
 def run_study(cfg: Any, models: list[str], out: Path, n_bootstrap: int = 1000) -> dict[str, dict[str, Any]]:
     """Cross-validate every model with one shared split; returns {model: cv summary}."""
-    from hypoderm.data.dataset import load_index
+    from hypoderm.data.dataset import check_images, load_index
     from hypoderm.data.splits import Split, make_split
     from hypoderm.engine.cv import run_cv
 
     out.mkdir(parents=True, exist_ok=True)
     split_path = Path(cfg.split) if cfg.split else out / "split.json"
     if not split_path.is_file():
-        index = load_index(cfg.data, group_regex=cfg.group_regex)
+        index, unreadable = check_images(load_index(cfg.data, group_regex=cfg.group_regex))
+        for sample, reason in unreadable:
+            print(f"skipped unreadable image {sample.path}: {reason}", file=sys.stderr)
         make_split(index, folds=cfg.folds, seed=cfg.seed, group_regex=cfg.group_regex).save(split_path)
     folds = Split.load(split_path).folds
     summaries: dict[str, dict[str, Any]] = {}

@@ -1,0 +1,1 @@
+"""Data layer: robust image loading, dataset index, group-aware splits and the dataset audit."""

@@ -1,0 +1,189 @@
+"""Robust image loading: every photo becomes a fully decoded, upright, 8-bit RGB `PIL.Image`.
+
+Torch-free on purpose (the inference path imports it). Anything that cannot be loaded raises
+`ImageLoadError` with a specific reason instead of whatever Pillow happened to raise.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+# 64 megapixels: far above any phone photo (a 200 MP sensor is the exception), far below what
+# would exhaust memory once decoded (64e6 * 3 bytes = 192 MB of RGB).
+MAX_PIXELS: int = 64_000_000
+
+# Every mode we know how to turn into RGB; anything else is reported, not guessed.
+_ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
+_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+
+
+class ImageLoadError(ValueError):
+    """A file that is not a usable image. `str(e)` is the human reason, `.reason` a short code:
+    "empty", "not_image", "truncated", "corrupt", "too_large" or "unreadable"."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _sniff(head: bytes) -> str:
+    """What a non-image file looks like, from its first bytes (for the error message)."""
+    h = head.lstrip()[:512]
+    low = h.lower()
+    if head.startswith(b"%PDF"):
+        return "PDF document"
+    if low.startswith((b"<!doctype html", b"<html")) or b"<html" in low or b"<head" in low:
+        return "HTML page"
+    if low.startswith(b"<svg") or (low.startswith(b"<?xml") and b"<svg" in low):
+        return "SVG vector drawing; convert it to PNG or JPEG"
+    if low.startswith(b"<?xml"):
+        return "XML document"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif"):
+            return "HEIC/AVIF photo, not supported; convert it to JPEG"
+        return "MP4/MOV video"
+    if head.startswith(b"PK\x03\x04"):
+        return "ZIP archive or Office document"
+    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"7z\xbc\xaf")):
+        return "compressed archive"
+    if head.startswith(b"{") or head.startswith(b"["):
+        return "JSON/text file"
+    try:
+        h.decode("utf-8")
+        return "text file"
+    except UnicodeDecodeError:
+        return "unrecognised binary data"
+
+
+def _looks_like_image(head: bytes) -> str | None:
+    """Image format named by the magic bytes, if any (a damaged header is then 'corrupt')."""
+    signatures = {
+        b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"GIF8": "GIF", b"BM": "BMP",
+        b"II*\x00": "TIFF", b"MM\x00*": "TIFF",
+    }
+    for magic, name in signatures.items():
+        if head.startswith(magic):
+            return name
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "WebP"
+    return None
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any supported mode to 8-bit RGB without clipping or dropping alpha badly."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode == "P":
+        # A palette with a transparent index behaves like an alpha image.
+        if "transparency" in img.info:
+            return _composite_on_white(img.convert("RGBA"))
+        return img.convert("RGB")
+    if mode in _ALPHA_MODES:
+        return _composite_on_white(img.convert("RGBA"))
+    if mode in _SIXTEEN_BIT_MODES:
+        # Pillow's own I;16 -> L conversion clips at 255; scale the full 16-bit range instead.
+        arr = np.asarray(img).astype(np.float64)
+        arr = np.clip(arr, 0, 65535) / 257.0
+        return Image.fromarray(np.round(arr).astype(np.uint8), "L").convert("RGB")
+    if mode == "F":
+        # Float images have no standard range: [0, 1] if they fit in it, else [0, 255].
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        if arr.size and arr.min() >= 0.0 and arr.max() <= 1.0:
+            arr = arr * 255.0
+        return Image.fromarray(np.round(np.clip(arr, 0, 255)).astype(np.uint8), "L").convert("RGB")
+    try:
+        # L, 1, CMYK, YCbCr, RGBX, LAB, HSV ...: Pillow's conversions are right for these.
+        return img.convert("RGB")
+    except (ValueError, OSError) as e:
+        raise ImageLoadError(f"unsupported colour mode {mode!r} ({e})", "unreadable") from e
+
+
+def _composite_on_white(rgba: Image.Image) -> Image.Image:
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _classify(e: BaseException, head: bytes, total: int) -> ImageLoadError:
+    """Turn whatever a Pillow plugin raised into 'truncated' or 'corrupt'."""
+    message = str(e)
+    low = message.lower()
+    riff_short = head.startswith(b"RIFF") and len(head) >= 8 and int.from_bytes(head[4:8], "little") + 8 > total
+    if "truncated" in low or "end of file" in low or isinstance(e, EOFError) or riff_short:
+        return ImageLoadError("truncated image", "truncated")
+    return ImageLoadError(f"corrupt image data ({message or type(e).__name__})", "corrupt")
+
+
+def _decode(fp: io.BytesIO, head: bytes, total: int, max_pixels: int) -> Image.Image:
+    with warnings.catch_warnings():
+        # Pillow warns about harmless oddities (e.g. a damaged EXIF block); they are not errors here.
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+        # Our own max_pixels check replaces Pillow's warning; its hard error is still caught.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(fp)
+        except Image.DecompressionBombError as e:
+            raise ImageLoadError(f"too many pixels ({e})", "too_large") from e
+        except UnidentifiedImageError as e:
+            fmt = _looks_like_image(head)
+            if fmt:
+                raise ImageLoadError(f"corrupt image data (damaged {fmt} header)", "corrupt") from e
+            raise ImageLoadError(f"not an image file ({_sniff(head)})", "not_image") from e
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as e:
+            raise _classify(e, head, total) from e
+
+        width, height = img.size
+        if width * height > max_pixels:
+            raise ImageLoadError(f"too many pixels: {width * height} > limit {max_pixels}", "too_large")
+        if width < 1 or height < 1:
+            raise ImageLoadError(f"corrupt image data (size {width}x{height})", "corrupt")
+        try:
+            # Decode everything now: Pillow is lazy, and truncation would otherwise surface later.
+            img.load()
+        except Image.DecompressionBombError as e:
+            raise ImageLoadError(f"too many pixels ({e})", "too_large") from e
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as e:
+            raise _classify(e, head, total) from e
+        except MemoryError as e:
+            raise ImageLoadError("too many pixels: not enough memory to decode", "too_large") from e
+
+    try:
+        img = ImageOps.exif_transpose(img) or img
+    except Exception:  # noqa: BLE001 - a malformed EXIF block must not cost us an otherwise good photo
+        pass
+    return _to_rgb(img)
+
+
+def load_rgb_bytes(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode an encoded image held in memory (e.g. an upload) to upright 8-bit RGB."""
+    if not data:
+        raise ImageLoadError("zero-byte file", "empty")
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        # Someone switched Pillow to silently pad truncated files; we cannot detect them then.
+        warnings.warn("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True: truncated images will not be detected",
+                      RuntimeWarning, stacklevel=2)
+    return _decode(io.BytesIO(data), bytes(data[:1024]), len(data), max_pixels)
+
+
+def load_rgb(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Load an image file: fully decoded, EXIF orientation applied, 8-bit RGB."""
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise ImageLoadError("is a directory, not an image file", "unreadable")
+        data = p.read_bytes()
+    except FileNotFoundError as e:
+        raise ImageLoadError("file not found", "unreadable") from e
+    except PermissionError as e:
+        raise ImageLoadError("permission denied", "unreadable") from e
+    except OSError as e:
+        raise ImageLoadError(f"cannot read file ({e.strerror or e})", "unreadable") from e
+    return load_rgb_bytes(data, max_pixels=max_pixels)
