@@ -20,6 +20,8 @@ GOLDEN_PARAMS_5 = {
     "mnv3s": 1_522_981, "mnv3s-lrelu": 1_522_981, "mnv3s-dil": 1_522_981, "mnv3s-lrelu-dil": 1_522_981,
     "mnv3s-eca": 1_061_380, "mnv3s-eca-lrelu": 1_061_380, "mnv3s-eca-dil": 1_061_380,
     "mnv3s-eca-lrelu-dil": 1_061_380, "hypodermnet": 1_061_380,
+    "hypodermnet-dil7": 1_061_380, "hypodermnet-dil1": 1_061_380, "hypodermnet-slope0.1": 1_061_380,
+    "hypodermnet-ecaproj": 1_061_368,
     "resnet18": 11_179_077, "resnet50": 23_518_277, "mobilenet_v2": 2_230_277, "mobilenet_v3_large": 4_208_437,
     "shufflenet_v2_x1_0": 1_258_729, "efficientnet_b0": 4_013_953, "densenet121": 6_958_981,
 }
@@ -139,6 +141,18 @@ def test_dilation_options_and_errors():
     assert dil.count((3, 3)) == 2
     with pytest.raises(ValueError, match="stride"):
         create_model("mnv3s-dil", num_classes=2, dilation_blocks=(3,))  # a stride-2 block
+
+
+def test_design_variants_change_only_their_choice():
+    base = mnv3s_spec("hypodermnet")
+    assert [b.dilation for b in mnv3s_spec("hypodermnet-dil7").blocks] == [1] * 9 + [2, 2]
+    assert [b.dilation for b in mnv3s_spec("hypodermnet-dil1").blocks] == [1] * 7 + [2] + [1] * 3
+    assert mnv3s_spec("hypodermnet-ecaproj").eca_placement == "project"
+    assert mnv3s_spec("hypodermnet-slope0.1").leaky_slope == 0.1
+    assert mnv3s_spec("hypodermnet-slope0.1").blocks == base.blocks
+    for name in ("hypodermnet-dil7", "hypodermnet-dil1"):
+        assert receptive_field(mnv3s_spec(name)) > receptive_field(MNV3_SMALL)
+        assert output_stride(mnv3s_spec(name)) == 32
 
 
 def test_eight_variants_are_distinct_combinations():

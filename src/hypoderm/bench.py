@@ -26,12 +26,13 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from hypoderm.models import (VARIANTS, canonical_name, count_parameters, create_model, list_models, mnv3s_spec,
-                             output_stride, receptive_field)
+from hypoderm.models import (DESIGN_VARIANTS, VARIANTS, canonical_name, count_parameters, create_model, is_table_model,
+                             list_models, mnv3s_spec, output_stride, receptive_field)
 
 PRESETS = {
     "paper": ["hypodermnet", "mnv3s", "resnet50", "mobilenet_v2", "shufflenet_v2_x1_0", "efficientnet_b0", "densenet121"],
     "ablation": list(VARIANTS),
+    "design": ["hypodermnet", *DESIGN_VARIANTS],
     "all": list_models(include_aliases=False),
 }
 
@@ -106,8 +107,7 @@ def bench(models: list[str], size: int = 224, num_classes: int = 2, threads: int
     x_np = x.numpy()
     for name in models:
         model = create_model(name, num_classes=num_classes).eval()
-        canon = canonical_name(name)
-        spec = mnv3s_spec(canon) if canon in VARIANTS else None
+        spec = mnv3s_spec(name) if is_table_model(name) else None
         flops = count_flops(model, size)
         feat = None
         if spec is not None:

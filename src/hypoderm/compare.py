@@ -29,7 +29,7 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from hypoderm.bench import PRESETS, bench, parse_models
-from hypoderm.models import VARIANTS, canonical_name
+from hypoderm.models import is_table_model
 
 
 def model_done(model_dir: Path, folds: int) -> bool:
@@ -158,7 +158,7 @@ def plot_pareto(rows: list[dict[str, Any]], out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
         for r in pts:
             colour = "tab:red" if r["model"] in ("hypodermnet", "mnv3s-eca-lrelu-dil") else (
-                "tab:blue" if canonical_name(r["model"]) in VARIANTS else "tab:gray")
+                "tab:blue" if is_table_model(r["model"]) else "tab:gray")
             ax.errorbar(r[key], r["macro_f1_mean"], yerr=r["macro_f1_std"], fmt="o", color=colour, capsize=3)
             ax.annotate(r["model"], (r[key], r["macro_f1_mean"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
         if log:
@@ -210,7 +210,7 @@ def write_reports(cfg: Any, models: list[str], out: Path, summaries: dict[str, A
                 f"({env['cpu_count']} logical CPUs); torch {env['torch']}, onnxruntime {env.get('onnxruntime', '-')}; "
                 f"MACs/FLOPs: {eff['flop_counter']}. Study wall time this invocation: {elapsed_s / 60:.1f} min; {env['date']}.")
     (out / "main.md").write_text("# Comparison study\n\n" + render_table(rows) + "\n\n" + protocol + "\n")
-    ablation = [r for r in rows if canonical_name(r["model"]) in VARIANTS]
+    ablation = [r for r in rows if is_table_model(r["model"])]
     if ablation:
         (out / "ablation.md").write_text("# Ablation: the three changes\n\n" + render_table(ablation) + "\n\n" + protocol + "\n")
     if paired_rows:
@@ -234,8 +234,8 @@ def write_reports(cfg: Any, models: list[str], out: Path, summaries: dict[str, A
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="ImageFolder directory or CSV manifest")
     p.add_argument("--models", default=None, help="comma-separated model names (or presets paper, ablation)")
-    p.add_argument("--preset", choices=["paper", "ablation"], help="paper: hypodermnet vs mnv3s and 5 CNNs; "
-                   "ablation: the 8 mnv3s* variants")
+    p.add_argument("--preset", choices=["paper", "ablation", "design"], help="paper: hypodermnet vs mnv3s and 5 CNNs; "
+                   "ablation: the 8 mnv3s* variants; design: hypodermnet's open design choices")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--size", type=int, default=224, help="training input size in px")
     p.add_argument("--epochs", type=int, default=30)

@@ -31,6 +31,15 @@ VARIANTS: dict[str, tuple[bool, bool, bool]] = {
 }
 ALIASES = {"hypodermnet": "mnv3s-eca-lrelu-dil"}
 
+# Design alternatives of the paper's model that PAPER.md leaves open (where the dilation sits, where
+# ECA sits, the Leaky-ReLU slope): named so the comparison study can train and time them.
+DESIGN_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "hypodermnet-dil7": ("mnv3s-eca-lrelu-dil", {"dilation_blocks": (9, 10)}),  # dilate the 7x7 stage instead
+    "hypodermnet-dil1": ("mnv3s-eca-lrelu-dil", {"dilation_blocks": (7,)}),  # one 14x14 block only
+    "hypodermnet-ecaproj": ("mnv3s-eca-lrelu-dil", {"eca_placement": "project"}),  # ECA after the projection
+    "hypodermnet-slope0.1": ("mnv3s-eca-lrelu-dil", {"leaky_slope": 0.1}),
+}
+
 # torchvision baselines: name -> (builder, ImageNet weights enum member)
 BASELINES: dict[str, tuple[Callable[..., nn.Module], Any]] = {
     "resnet18": (tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1),
@@ -51,21 +60,34 @@ _DIL_OPTIONS = {"dilation_rate", "dilation_blocks"}
 
 
 def list_models(include_aliases: bool = True) -> list[str]:
-    names = list(VARIANTS) + list(BASELINES)
+    names = list(VARIANTS) + list(DESIGN_VARIANTS) + list(BASELINES)
     return names + list(ALIASES) if include_aliases else names
 
 
 def canonical_name(name: str) -> str:
     name = ALIASES.get(name, name)
-    if name not in VARIANTS and name not in BASELINES:
+    if name not in VARIANTS and name not in BASELINES and name not in DESIGN_VARIANTS:
         raise ValueError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
     return name
 
 
-def mnv3s_spec(name: str, *, dropout: float = 0.2, eca_placement: str = "depthwise", leaky_slope: float = 0.01,
-               dilation_rate: int = 2, dilation_blocks: tuple[int, ...] = STAGE_14_STRIDE1):
-    """The architecture table of a named `mnv3s*` variant."""
-    eca, lrelu, dil = VARIANTS[canonical_name(name)]
+def is_table_model(name: str) -> bool:
+    """True for the MobileNetV3-Small family built from our table (variants and design variants)."""
+    return canonical_name(name) not in BASELINES
+
+
+def mnv3s_spec(name: str, **options: Any):
+    """The architecture table of a named `mnv3s*` variant or design variant."""
+    name = canonical_name(name)
+    if name in DESIGN_VARIANTS:
+        name, fixed = DESIGN_VARIANTS[name]
+        options = {**fixed, **options}
+    return _variant_spec(name, **options)
+
+
+def _variant_spec(name: str, *, dropout: float = 0.2, eca_placement: str = "depthwise", leaky_slope: float = 0.01,
+                  dilation_rate: int = 2, dilation_blocks: tuple[int, ...] = STAGE_14_STRIDE1):
+    eca, lrelu, dil = VARIANTS[name]
     spec = MNV3_SMALL
     if eca:
         spec = with_attention(spec, "eca", placement=eca_placement)  # type: ignore[arg-type]
@@ -78,11 +100,15 @@ def mnv3s_spec(name: str, *, dropout: float = 0.2, eca_placement: str = "depthwi
     return replace(spec, dropout=dropout)
 
 
+def _base_variant(name: str) -> str:
+    return DESIGN_VARIANTS[name][0] if name in DESIGN_VARIANTS else name
+
+
 def _check_options(name: str, options: dict[str, Any]) -> None:
     if name in BASELINES:
         allowed: set[str] = set()
     else:
-        eca, lrelu, dil = VARIANTS[name]
+        eca, lrelu, dil = VARIANTS[_base_variant(name)]
         allowed = _COMMON_OPTIONS | (_ECA_OPTIONS if eca else set()) | (_LRELU_OPTIONS if lrelu else set()) \
             | (_DIL_OPTIONS if dil else set())
     unknown = sorted(set(options) - allowed)
