@@ -1,0 +1,53 @@
+"""Shared by the app benchmarks: export a random-weight model at 224 px, run the server."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def export_model(name: str, out_dir: Path, num_classes: int = 2) -> Path:
+    """`name` from the model zoo, random weights (latency does not depend on them), exported to out_dir/model.onnx."""
+    import torch
+
+    from hypoderm.export import export_onnx
+    from hypoderm.export.metadata import input_block
+    from hypoderm.models import create_model
+    from hypoderm.preprocess import PreprocessSpec
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    classes = ["normal_skin", "vitiligo", "other"][:num_classes]
+    metadata = {"format": "hypoderm-onnx/1", "model_name": name, "version": "bench", "precision": "fp32",
+                "class_names": classes, "input": input_block(PreprocessSpec()), "output": {"name": "logits"},
+                "temperature": 1.0, "abstain_threshold": 0.6, "metrics": {}, "disclaimer": "benchmark model"}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return export_onnx(create_model(name, num_classes=num_classes).eval(), metadata, out_dir / "model.onnx")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model: Path, port: int, threads: int | None = None) -> subprocess.Popen:
+    """`hypoderm serve` in a subprocess; returns once /api/v1/health answers."""
+    cmd = [sys.executable, "-m", "hypoderm.cli", "serve", "--model", str(model), "--port", str(port)]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    proc = subprocess.Popen(cmd)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.terminate()
+    raise RuntimeError("server did not start")

@@ -1,0 +1,42 @@
+"""ONNX Runtime latency of an exported model (torch-free), for `hypoderm bench` and benchmarks/export."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def bench_onnx(path: str | os.PathLike, threads: int | None = 1, runs: int = 50, warmup: int = 5,
+               batch: int = 1) -> dict[str, Any]:
+    """Median and p90 wall-clock latency (ms) of one forward pass on ONNX Runtime's CPU provider.
+
+    `threads`: intra-op threads (None or 0 = ONNX Runtime's default, all physical cores).
+    The input is a fixed random tensor of the model's metadata size (latency does not depend on
+    pixel values for these CNNs)."""
+    import onnxruntime as ort
+
+    from hypoderm.inference import load_metadata
+
+    md = load_metadata(path)
+    size = int(md["input"]["size"])
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(Path(path)), opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
+    for _ in range(warmup):
+        sess.run(None, {name: x})
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        sess.run(None, {name: x})
+        times.append((time.perf_counter() - t0) * 1e3)
+    return {"median_ms": float(np.median(times)), "p90_ms": float(np.quantile(times, 0.9)),
+            "threads": int(threads) if threads else "default", "runs": runs, "batch": batch, "size": size,
+            "precision": md.get("precision", "fp32"), "onnxruntime": ort.__version__}

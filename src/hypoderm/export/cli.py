@@ -1,0 +1,172 @@
+"""`hypoderm export CHECKPOINT --out PATH [--format onnx|torchscript] [--int8 --calibration DIR]`.
+
+Writes `PATH` (e.g. model.onnx) + `PATH.json` sidecar, runs the ONNX Runtime vs PyTorch parity
+check (fails with exit code 1 if max |dp| > 1e-4), and with `--int8` also `<stem>.int8.onnx`
+with its fp32-agreement report. A JSON report of everything lands in `<stem>.export-report.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="a hypoderm .pt checkpoint (best.pt)")
+    parser.add_argument("--out", type=Path, required=True, help="output path: model.onnx (or model.ts.pt for torchscript)")
+    parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",
+                        help="onnx: ONNX Runtime / Mobile (Android, iOS) / Web (browsers); "
+                             "torchscript: LibTorch / PyTorch Mobile")
+    parser.add_argument("--int8", action="store_true", help="also write an INT8 (QDQ) model, needs --calibration")
+    parser.add_argument("--calibration", type=Path,
+                        help="folder of real images for INT8 calibration, the parity check and fitting OOD "
+                             "thresholds; sub-folders named like the classes give labels")
+    parser.add_argument("--eval", type=Path, dest="eval_dir",
+                        help="labelled ImageFolder to report fp32 vs INT8 accuracy / macro-F1 (default: --calibration)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
+    parser.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
+    parser.add_argument("--ood-quantile", type=float, default=0.01,
+                        help="max-logit OOD floor = this quantile of calibration images' max logits")
+    parser.add_argument("--max-images", type=int, default=256, help="use at most this many calibration images")
+
+
+def list_images(folder: Path, class_names: list[str]) -> tuple[list[Path], list[int] | None]:
+    """Image files under `folder` (sorted, recursive); labels when every file sits in a sub-folder
+    named after a class."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                   and not p.name.startswith("."))
+    index = {c: i for i, c in enumerate(class_names)}
+    parents = [p.relative_to(folder).parts[0] if len(p.relative_to(folder).parts) > 1 else None for p in files]
+    labels = [index[c] for c in parents] if files and all(c in index for c in parents) else None
+    return files, labels
+
+
+def _load_images(files: list[Path], labels: list[int] | None, limit: int) -> tuple[list[Any], list[int] | None]:
+    from hypoderm.inference import load_image
+
+    images, kept = [], []
+    for i, f in enumerate(files[:limit]):
+        try:
+            images.append(load_image(f))
+            kept.append(i)
+        except (ValueError, OSError) as e:
+            print(f"warning: skipping {f}: {e}", file=sys.stderr)
+    return images, ([labels[i] for i in kept] if labels is not None else None)
+
+
+def _fit_ood(model: Any, images: list[Any], spec: Any, quantile: float) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from hypoderm.ood import fit_ood_thresholds
+    from hypoderm.preprocess import preprocess
+
+    with torch.inference_mode():
+        logits = torch.cat([model(torch.from_numpy(np.stack([preprocess(im, spec) for im in images[i: i + 32]])))
+                            for i in range(0, len(images), 32)]).numpy()
+    return fit_ood_thresholds(logits.max(axis=1), quantile=quantile)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.int8 and args.format != "onnx":
+        print("error: --int8 applies to --format onnx only", file=sys.stderr)
+        return 2
+    if args.int8 and args.calibration is None:
+        print("error: --int8 needs --calibration DIR (real images to calibrate activation ranges)", file=sys.stderr)
+        return 2
+    for folder in (args.calibration, args.eval_dir):
+        if folder is not None and not folder.is_dir():
+            print(f"error: not a folder: {folder}", file=sys.stderr)
+            return 2
+    if args.format == "onnx" and args.out.suffix != ".onnx":
+        print(f"error: --out must end in .onnx, got {args.out}", file=sys.stderr)
+        return 2
+
+    import torch
+
+    from hypoderm.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+    from hypoderm.export.metadata import metadata_from_checkpoint
+    from hypoderm.export.onnx import ExportParityError, export_onnx, export_torchscript
+    from hypoderm.preprocess import PreprocessSpec
+
+    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+    try:
+        ckpt = load_checkpoint(args.checkpoint)
+        model = model_from_checkpoint(ckpt)
+        metadata = metadata_from_checkpoint(ckpt)
+    except (CheckpointError, KeyError, ValueError, RuntimeError) as e:
+        print(f"error: cannot use checkpoint {args.checkpoint}: {e}", file=sys.stderr)
+        return 2
+    spec = PreprocessSpec.from_dict(ckpt["preprocess"])
+    class_names = list(ckpt["class_names"])
+
+    calib, calib_labels = [], None
+    if args.calibration is not None:
+        files, labels = list_images(args.calibration, class_names)
+        if not files:
+            print(f"error: no image files in {args.calibration}", file=sys.stderr)
+            return 2
+        calib, calib_labels = _load_images(files, labels, args.max_images)
+        if not calib:
+            print(f"error: none of the images in {args.calibration} could be read", file=sys.stderr)
+            return 2
+
+    report: dict[str, Any] = {"checkpoint": str(args.checkpoint)}
+    if not metadata.get("ood"):
+        if calib:
+            metadata["ood"] = {**_fit_ood(model, calib, spec, args.ood_quantile),
+                               "source": f"fitted at export on {len(calib)} images of {args.calibration}"}
+        else:
+            from hypoderm.ood import DEFAULT_OOD
+
+            metadata["ood"] = {**DEFAULT_OOD, "source": "default: no thresholds in checkpoint, no --calibration"}
+            print("note: the checkpoint has no OOD thresholds and no --calibration was given; using the "
+                  f"permissive default {DEFAULT_OOD} (skin-colour rule only)", file=sys.stderr)
+    report["ood"] = metadata["ood"]
+
+    parity_images = calib[:16] or None
+    try:
+        if args.format == "torchscript":
+            out = export_torchscript(model, metadata, args.out, parity_images=parity_images)
+            print(f"wrote {out} (TorchScript, for LibTorch / PyTorch Mobile)")
+            return 0
+        out = export_onnx(model, metadata, args.out, opset=args.opset, simplify=not args.no_simplify,
+                          reference_spec=spec, parity_images=parity_images)
+    except ExportParityError as e:
+        print(f"error: parity check FAILED: {e}", file=sys.stderr)
+        return 1
+    side = json.loads(out.with_suffix(".json").read_text())
+    report["fp32"] = {"path": str(out), "parity": side["parity"]}
+    print(f"wrote {out} + {out.with_suffix('.json').name} (opset {args.opset}, fp32); parity: max |dp| = "
+          f"{side['parity']['max_abs_diff']:.2e} <= {side['parity']['tolerance']:g} on {side['parity']['images']} images")
+
+    if args.int8:
+        from hypoderm.export.metadata import write_metadata
+        from hypoderm.export.quantize import agreement_report, quantize_int8
+
+        int8_path = out.with_name(out.stem + ".int8.onnx")
+        quantize_int8(out, calib, int8_path, max_images=args.max_images)
+        eval_images, eval_labels = calib, calib_labels
+        if args.eval_dir is not None:
+            files, labels = list_images(args.eval_dir, class_names)
+            eval_images, eval_labels = _load_images(files, labels, 10 ** 9)
+        agree = agreement_report(out, int8_path, eval_images, eval_labels)
+        agree["evaluated_on"] = str(args.eval_dir or args.calibration)
+        from hypoderm.inference import load_metadata
+
+        write_metadata(int8_path, {**load_metadata(int8_path), "int8_vs_fp32": agree})
+        report["int8"] = {"path": str(int8_path), **agree}
+        line = f"wrote {int8_path} (INT8 QDQ); top-1 agreement with fp32: {agree['top1_agreement']:.1%} on {agree['images']} images"
+        if "fp32" in agree:
+            line += (f"; accuracy fp32 {agree['fp32']['accuracy']:.3f} vs int8 {agree['int8']['accuracy']:.3f}, "
+                     f"macro-F1 fp32 {agree['fp32']['macro_f1']:.3f} vs int8 {agree['int8']['macro_f1']:.3f}")
+        print(line)
+    report_path = out.with_name(out.stem + ".export-report.json")
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"report: {report_path}")
+    return 0

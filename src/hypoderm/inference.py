@@ -1,0 +1,179 @@
+"""Torch-free inference on an exported model: ONNX Runtime + numpy + Pillow only.
+
+Used by `hypoderm predict` (given an ONNX file) and `hypoderm serve`. The per-image result is the
+`predict --json` schema (docs/PREDICT_SCHEMA.md):
+
+    {"status": "ok" | "uncertain" | "not_skin",
+     "top_k": [{"label": str, "probability": float}, ...],
+     "probabilities": {label: float},
+     "ood": {"skin_fraction": float, "max_logit": float, "is_skin": bool},
+     "message": str}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from hypoderm.ood import ood_check
+from hypoderm.preprocess import PreprocessSpec, center_crop_array, normalize_uint8, resized_uint8
+
+METADATA_FORMAT = "hypoderm-onnx/1"
+METADATA_KEY = "hypoderm"  # key in the ONNX model's metadata_props
+DISCLAIMER = "Decision aid, not a medical device."
+REFER_MESSAGE = "uncertain — refer to a dermatologist"
+
+
+class ModelLoadError(ValueError):
+    """The model file or its metadata cannot be used; `str(e)` says why."""
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Decode an image file to RGB with the project's robust loader (hypoderm.data.io)."""
+    try:
+        from hypoderm.data.io import load_rgb
+    except ImportError:  # data.io not installed yet: plain Pillow, errors as ValueError
+        def load_rgb(p: str | os.PathLike) -> Image.Image:
+            try:
+                with Image.open(p) as im:
+                    im.load()
+                    return im.convert("RGB")
+            except (OSError, Image.DecompressionBombError, SyntaxError) as e:
+                raise ValueError(f"cannot read image: {e}") from e
+    return load_rgb(path)
+
+
+def sidecar_path(onnx_path: str | os.PathLike) -> Path:
+    """`model.onnx` -> `model.json` (same folder, same stem)."""
+    return Path(onnx_path).with_suffix(".json")
+
+
+def load_metadata(onnx_path: str | os.PathLike) -> dict[str, Any]:
+    """The hypoderm metadata of an exported model: the sidecar JSON if present, else the copy
+    embedded in the ONNX `metadata_props` (the sidecar wins so that a re-calibrated temperature
+    or threshold can be edited without re-exporting)."""
+    onnx_path = Path(onnx_path)
+    side = sidecar_path(onnx_path)
+    if side.is_file():
+        try:
+            md = json.loads(side.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"metadata file {side} is not valid JSON ({e})") from e
+    else:
+        import onnx  # torch-free; only needed when there is no sidecar
+
+        try:
+            model = onnx.load(str(onnx_path), load_external_data=False)
+        except Exception as e:  # noqa: BLE001 - protobuf errors vary; the meaning is the same
+            raise ModelLoadError(f"{onnx_path} is not a readable ONNX model ({type(e).__name__})") from e
+        props = {p.key: p.value for p in model.metadata_props}
+        if METADATA_KEY not in props:
+            raise ModelLoadError(f"{onnx_path} has no hypoderm metadata (no {side.name} beside it and no "
+                                 f"metadata_props[{METADATA_KEY!r}]); export it with `hypoderm export`")
+        md = json.loads(props[METADATA_KEY])
+    validate_metadata(md, source=str(side if side.is_file() else onnx_path))
+    return md
+
+
+def validate_metadata(md: dict[str, Any], source: str = "metadata") -> None:
+    """Raise ModelLoadError naming the first missing or wrong field."""
+    if not isinstance(md, dict) or md.get("format") != METADATA_FORMAT:
+        raise ModelLoadError(f"{source}: expected format {METADATA_FORMAT!r}, got {md.get('format') if isinstance(md, dict) else type(md).__name__!r}")
+    for key in ("class_names", "input", "temperature", "abstain_threshold"):
+        if key not in md:
+            raise ModelLoadError(f"{source}: missing field {key!r}")
+    if not md["class_names"] or not all(isinstance(c, str) for c in md["class_names"]):
+        raise ModelLoadError(f"{source}: class_names must be a non-empty list of strings")
+    if float(md["temperature"]) <= 0:
+        raise ModelLoadError(f"{source}: temperature must be > 0, got {md['temperature']}")
+    try:
+        PreprocessSpec.from_dict(md["input"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelLoadError(f"{source}: bad input spec ({e})") from e
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax(logits / temperature), numerically stable, float64."""
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def prepare(img: Image.Image, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
+    """PIL image -> (uint8 HWC crop used by the OOD check, CHW float32 model input).
+
+    The same steps as `hypoderm.preprocess.preprocess`, split so the crop is computed once."""
+    crop = center_crop_array(resized_uint8(img, spec), spec.size)
+    return crop, normalize_uint8(crop, spec)
+
+
+def result_from_logits(logits: np.ndarray, crop: np.ndarray, metadata: dict[str, Any], top_k: int = 3) -> dict[str, Any]:
+    """One image's logits (C,) + its uint8 crop -> the per-image result dict (verdict rules of
+    docs/ARCHITECTURE.md: not_skin, else uncertain below the abstain threshold, else ok)."""
+    names = list(metadata["class_names"])
+    logits = np.asarray(logits, dtype=np.float64).ravel()
+    if logits.size != len(names):
+        raise ModelLoadError(f"model gives {logits.size} outputs but metadata names {len(names)} classes")
+    probs = softmax(logits, float(metadata["temperature"]))
+    order = np.argsort(-probs, kind="stable")[: max(1, min(int(top_k), len(names)))]
+    top = [{"label": names[i], "probability": float(probs[i])} for i in order]
+    ood = ood_check(crop, logits, metadata.get("ood"))
+    threshold = float(metadata["abstain_threshold"])
+    if not ood["is_skin"]:
+        status = "not_skin"
+        message = ("This does not look like a photo of skin "
+                   f"(skin-coloured pixels {ood['skin_fraction']:.0%}, max logit {ood['max_logit']:.2f}); "
+                   "take a close, well-lit photo of the skin area.")
+    elif top[0]["probability"] < threshold:
+        status = "uncertain"
+        message = (f"{REFER_MESSAGE} (top class {top[0]['label']} at {top[0]['probability']:.0%} "
+                   f"is below the model's threshold of {threshold:.0%}).")
+    else:
+        status = "ok"
+        message = f"{top[0]['label']} ({top[0]['probability']:.0%}). {DISCLAIMER}"
+    return {"status": status, "top_k": top,
+            "probabilities": {n: float(p) for n, p in zip(names, probs)},
+            "ood": ood, "message": message}
+
+
+class OnnxPredictor:
+    """An exported hypoderm model on ONNX Runtime (CPU), with its metadata."""
+
+    def __init__(self, onnx_path: str | os.PathLike, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(onnx_path)
+        if not self.path.is_file():
+            raise ModelLoadError(f"model file not found: {self.path}")
+        self.metadata: dict[str, Any] = load_metadata(self.path)
+        self.class_names: list[str] = list(self.metadata["class_names"])
+        self.spec = PreprocessSpec.from_dict(self.metadata["input"])
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+            opts.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
+            raise ModelLoadError(f"ONNX Runtime cannot load {self.path}: {e}") from e
+        self.input_name = self.session.get_inputs()[0].name
+
+    def predict_logits(self, x: np.ndarray) -> np.ndarray:
+        """NCHW float32 batch -> logits (N, C)."""
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    def predict_array(self, x: np.ndarray) -> np.ndarray:
+        """NCHW float32 batch -> calibrated probabilities (N, C)."""
+        return softmax(self.predict_logits(x), float(self.metadata["temperature"]))
+
+    def predict_image(self, img: Image.Image, top_k: int = 3) -> dict[str, Any]:
+        """PIL image -> the per-image result dict."""
+        crop, x = prepare(img, self.spec)
+        logits = self.predict_logits(x[None])[0]
+        return result_from_logits(logits, crop, self.metadata, top_k)

@@ -1,0 +1,198 @@
+"""`hypoderm predict IMAGE... [--model CHECKPOINT|ONNX] [--top-k 3] [--cam DIR] [--json]`.
+
+Each photo gets top-k classes with calibrated probabilities and a verdict: `ok`, `uncertain`
+(refer to a dermatologist: top probability below the model's threshold) or `not_skin` (the OOD
+check of hypoderm.ood). A file that cannot be read gets `status: "error"` with the reason, and
+the other files are still processed. Folders are expanded (recursively, sorted).
+
+With an `.onnx` model (or the bundled one) only ONNX Runtime, numpy and Pillow are imported, never
+torch. With a `.pt` checkpoint PyTorch runs the model and `--cam` writes Grad-CAM overlays.
+Exit code: 0 when every file was read, 1 when some could not be, 2 for a usage or model error.
+JSON output: docs/PREDICT_SCHEMA.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+from PIL import Image
+
+from hypoderm import __version__
+from hypoderm.inference import DISCLAIMER, ModelLoadError, OnnxPredictor, load_image, prepare, result_from_logits
+
+OUTPUT_FORMAT = "hypoderm-predict/1"
+
+
+class Predictor(Protocol):
+    metadata: dict[str, Any]
+
+    def predict_image(self, img: Image.Image, top_k: int = 3) -> dict[str, Any]: ...
+
+
+def bundled_model() -> Path:
+    """The model shipped in the package (src/hypoderm/assets/model.onnx)."""
+    return Path(str(resources.files("hypoderm") / "assets" / "model.onnx"))
+
+
+class TorchPredictor:
+    """A `.pt` checkpoint on PyTorch, same result schema as OnnxPredictor; also the Grad-CAM source."""
+
+    def __init__(self, checkpoint: str | os.PathLike) -> None:
+        import torch
+
+        from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
+        from hypoderm.export.metadata import metadata_from_checkpoint
+        from hypoderm.ood import DEFAULT_OOD
+        from hypoderm.preprocess import PreprocessSpec
+
+        self._torch = torch
+        ckpt = load_checkpoint(checkpoint)
+        self.model = model_from_checkpoint(ckpt)
+        self.metadata = metadata_from_checkpoint(ckpt)
+        self.metadata["ood"] = self.metadata.get("ood") or dict(DEFAULT_OOD)
+        self.spec = PreprocessSpec.from_dict(ckpt["preprocess"])
+
+    def predict_image(self, img: Image.Image, top_k: int = 3) -> dict[str, Any]:
+        crop, x = prepare(img, self.spec)
+        with self._torch.inference_mode():
+            logits = self.model(self._torch.from_numpy(x[None]))[0].double().numpy()
+        return result_from_logits(logits, crop, self.metadata, top_k)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files or folders")
+    parser.add_argument("--model", type=Path, help="a .pt checkpoint or an exported .onnx (default: the bundled model)")
+    parser.add_argument("--top-k", type=int, default=3, help="how many classes to list (default 3)")
+    parser.add_argument("--cam", type=Path, metavar="DIR", help="write Grad-CAM overlay PNGs here (needs the checkpoint)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document (docs/PREDICT_SCHEMA.md)")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all)")
+
+
+def expand_inputs(paths: list[Path]) -> list[Path]:
+    """Files as given; folders replaced by the files inside them (recursive, sorted, no hidden)."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and not any(
+                part.startswith(".") for part in f.relative_to(p).parts)))
+        else:
+            out.append(p)
+    return out
+
+
+def _load_predictor(model: Path | None, threads: int | None) -> Predictor:
+    path = model or bundled_model()
+    if not path.is_file():
+        if model is None:
+            raise ModelLoadError(f"no --model given and the bundled model is missing ({path}); "
+                                 "pass --model model.onnx or best.pt")
+        raise ModelLoadError(f"model file not found: {path}")
+    if path.suffix.lower() == ".onnx":
+        return OnnxPredictor(path, threads=threads)
+    if path.suffix.lower() in (".pt", ".pth"):
+        from hypoderm.checkpoint import CheckpointError
+
+        try:
+            return TorchPredictor(path)
+        except (CheckpointError, KeyError, ValueError, RuntimeError) as e:
+            raise ModelLoadError(str(e)) from e
+    raise ModelLoadError(f"--model must be a .onnx file or a .pt checkpoint, got {path.name}")
+
+
+def _cam_explainer(predictor: Predictor, model_path: Path | None) -> tuple[Any, str | None]:
+    """(explainer or None, note for the user). Grad-CAM needs the PyTorch checkpoint."""
+    if isinstance(predictor, TorchPredictor):
+        from hypoderm.explain import GradCamExplainer
+
+        return GradCamExplainer(predictor.model, predictor.spec), None
+    companion = predictor.metadata.get("checkpoint")
+    if companion:
+        ckpt_path = Path(companion)
+        if not ckpt_path.is_absolute() and model_path is not None:
+            ckpt_path = model_path.parent / ckpt_path
+        if ckpt_path.is_file():
+            torch_predictor = TorchPredictor(ckpt_path)
+            from hypoderm.explain import GradCamExplainer
+
+            return GradCamExplainer(torch_predictor.model, torch_predictor.spec), None
+        return None, f"Grad-CAM skipped: the companion checkpoint {ckpt_path} named in the model's metadata is missing"
+    return None, ("Grad-CAM skipped: it needs the PyTorch checkpoint; pass --model best.pt, or name it in the "
+                  "model's JSON as \"checkpoint\"")
+
+
+def _unique_png(folder: Path, stem: str, used: set[str]) -> Path:
+    name, n = f"{stem}.cam.png", 2
+    while name in used:
+        name, n = f"{stem}_{n}.cam.png", n + 1
+    used.add(name)
+    return folder / name
+
+
+def predict_files(predictor: Predictor, files: list[Path], top_k: int = 3, explainer: Any = None,
+                  cam_dir: Path | None = None) -> list[dict[str, Any]]:
+    """One result per file, in order; unreadable files give {"file", "status": "error", "error", "reason"}."""
+    results: list[dict[str, Any]] = []
+    used: set[str] = set()
+    for f in files:
+        try:
+            if not f.exists():
+                raise FileNotFoundError("file not found")
+            img = load_image(f)
+        except (ValueError, OSError) as e:
+            reason = getattr(e, "reason", "not_found" if isinstance(e, FileNotFoundError) else "unreadable")
+            msg = e.args[0] if isinstance(e, FileNotFoundError) and e.args else str(e)
+            results.append({"file": str(f), "status": "error", "error": str(msg), "reason": str(reason)})
+            continue
+        res = {"file": str(f), **predictor.predict_image(img, top_k=top_k), "cam": None}
+        if explainer is not None and cam_dir is not None and res["status"] != "not_skin":
+            index = list(predictor.metadata["class_names"]).index(res["top_k"][0]["label"])
+            res["cam"] = str(explainer.save(img, index, _unique_png(cam_dir, f.stem, used)))
+        results.append(res)
+    return results
+
+
+def _text_line(r: dict[str, Any]) -> str:
+    if r["status"] == "error":
+        return f"{r['file']}: ERROR: {r['error']}"
+    tops = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in r["top_k"])
+    line = f"{r['file']}: {r['status']}: {tops}\n    {r['message']}"
+    if r.get("cam"):
+        line += f"\n    Grad-CAM: {r['cam']}"
+    return line
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.top_k < 1:
+        print(f"error: --top-k must be >= 1, got {args.top_k}", file=sys.stderr)
+        return 2
+    try:
+        predictor = _load_predictor(args.model, args.threads)
+    except ModelLoadError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    explainer, note = (None, None)
+    if args.cam is not None:
+        explainer, note = _cam_explainer(predictor, args.model or bundled_model())
+        if note:
+            print(note, file=sys.stderr)
+    results = predict_files(predictor, expand_inputs(args.images), args.top_k, explainer, args.cam)
+    md = predictor.metadata
+    if args.json:
+        doc = {"format": OUTPUT_FORMAT, "hypoderm_version": __version__,
+               "model": {"path": str(args.model or bundled_model()), "model_name": md.get("model_name"),
+                         "version": md.get("version"), "precision": md.get("precision", "fp32"),
+                         "class_names": list(md["class_names"]),
+                         "abstain_threshold": float(md["abstain_threshold"]), "temperature": float(md["temperature"])},
+               "results": results, "notes": [note] if note else [], "disclaimer": DISCLAIMER}
+        print(json.dumps(doc, indent=2))
+    else:
+        for r in results:
+            print(_text_line(r))
+        print(DISCLAIMER)
+    return 1 if any(r["status"] == "error" for r in results) else 0

@@ -1,0 +1,413 @@
+"""`hypoderm serve` API: every endpoint, the hardening (bad uploads get the right JSON 4xx), the
+security headers, the service worker and the browser preprocessing's bit-exact match with Python.
+
+The model is a tiny CNN exported here with `hypoderm.export.export_onnx` (input 64 px), so these
+tests run in seconds on CPU and need no browser."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from hypoderm.app import server
+from hypoderm.app.server import ORT_FILES, STATIC_DIR, ModelLoadError, create_app
+
+CLASSES = ["normal_skin", "tinea_versicolor", "vitiligo"]
+MAX_BYTES = 300_000
+MAX_PIXELS = 1_000_000
+
+
+def build_model_dir(out: Path, size: int = 64, classes: list[str] | None = None, seed: int = 0,
+                    temperature: float = 1.3, abstain_threshold: float = 0.4, model_name: str = "tiny",
+                    model: object | None = None, extra: dict | None = None) -> Path:
+    """Export a small CNN (or `model`) to `out/model.onnx` + `out/model.json` per the hypoderm-onnx/1 contract."""
+    import torch
+
+    from hypoderm.export import export_onnx
+    from hypoderm.export.metadata import input_block
+    from hypoderm.preprocess import PreprocessSpec
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    classes = list(classes or CLASSES)
+    if model is None:
+        model = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.Conv2d(8, 16, 3, stride=2), torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, len(classes)))
+    metadata = {
+        "format": "hypoderm-onnx/1", "model_name": model_name, "version": "0.1.0", "precision": "fp32",
+        "class_names": classes, "input": input_block(PreprocessSpec.for_size(size)), "output": {"name": "logits"},
+        "temperature": temperature, "abstain_threshold": abstain_threshold,
+        "ood": {"skin_fraction_min": 0.05, "max_logit_min": -1e9},
+        "training_data": {"summary": "synthetic test model", "counts": {c: 0 for c in classes}},
+        "metrics": {"test/macro_f1": 0.5}, "disclaimer": "Decision aid, not a medical device.", **(extra or {}),
+    }
+    export_onnx(model.eval(), metadata, out / "model.onnx")
+    return out
+
+
+def skin_png(size: tuple[int, int] = (80, 60), seed: int = 0) -> bytes:
+    """A skin-toned photo-like picture with a pale patch, as PNG bytes."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    arr = np.empty((h, w, 3), np.float32)
+    arr[:] = (200, 150, 120)
+    arr += rng.normal(0, 6, arr.shape)
+    arr[h // 4: h // 2, w // 4: w // 2] = (235, 225, 215)
+    return png_bytes(Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)))
+
+
+def png_bytes(img: Image.Image, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_model_dir(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def fake_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stand-in onnxruntime-web install (the API tests do not run it; the e2e tests use the real one)."""
+    dist = tmp_path_factory.mktemp("node_modules") / "onnxruntime-web" / "dist"
+    dist.mkdir(parents=True)
+    for name in ORT_FILES:
+        (dist / name).write_bytes(b"// " + name.encode())
+    (dist.parent / "package.json").write_text(json.dumps({"version": "9.9.9"}))
+    return dist.parents[1]
+
+
+@pytest.fixture(scope="module")
+def client(model_dir: Path, fake_assets: Path) -> TestClient:
+    app = create_app(model_dir, web_assets=fake_assets, max_upload_bytes=MAX_BYTES, max_pixels=MAX_PIXELS)
+    return TestClient(app)
+
+
+def post_file(client: TestClient, data: bytes, name: str = "photo.png", ctype: str = "image/png", **params: object):
+    return client.post("/api/v1/predict", files={"image": (name, data, ctype)}, params=params)
+
+
+# ---- endpoints ------------------------------------------------------------------------------
+
+def test_health(client: TestClient) -> None:
+    r = client.get("/api/v1/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok" and body["model_loaded"] is True and body["model_name"] == "tiny"
+    assert body["browser_inference"] is True
+
+
+def test_model_info(client: TestClient, model_dir: Path) -> None:
+    body = client.get("/api/v1/model").json()
+    assert body["class_names"] == CLASSES
+    assert body["version"] == "0.1.0" and body["metrics"] == {"test/macro_f1": 0.5}
+    assert body["temperature"] == 1.3 and body["abstain_threshold"] == 0.4
+    assert body["input"]["size"] == 64 and body["input"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    assert body["gradcam"]["available"] is False and "checkpoint" in body["gradcam"]["reason"]
+    assert body["browser_inference"] == {"available": True, "runtime": "onnxruntime-web 9.9.9",
+                                         "script": "/vendor/ort/ort.wasm.min.mjs", "reason": None}
+    assert body["limits"] == {"max_upload_bytes": MAX_BYTES, "max_pixels": MAX_PIXELS}
+    assert client.get(body["model_url"]).content == (model_dir / "model.onnx").read_bytes()
+
+
+def test_predict_multipart_matches_predictor(client: TestClient, model_dir: Path) -> None:
+    from hypoderm.inference import OnnxPredictor
+
+    data = skin_png()
+    r = post_file(client, data)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    expected = OnnxPredictor(model_dir / "model.onnx").predict_image(Image.open(io.BytesIO(data)).convert("RGB"))
+    assert [k["label"] for k in body["top_k"]] == [k["label"] for k in expected["top_k"]]
+    assert len(body["top_k"]) == 3
+    for label, p in expected["probabilities"].items():
+        assert body["probabilities"][label] == pytest.approx(p, abs=1e-6)
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0)
+    assert body["status"] == expected["status"] and body["ood"]["is_skin"] is True
+    assert body["inference"] == "server" and body["image"] == {"width": 80, "height": 60}
+    assert "gradcam" not in body
+
+
+def test_predict_raw_body_and_top_k(client: TestClient) -> None:
+    r = client.post("/api/v1/predict", content=png_bytes(Image.open(io.BytesIO(skin_png())), "JPEG"),
+                    headers={"Content-Type": "image/jpeg"}, params={"top_k": 1})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["top_k"]) == 1
+
+
+def test_predict_not_skin(client: TestClient) -> None:
+    blue = png_bytes(Image.new("RGB", (64, 64), (30, 60, 200)))
+    body = post_file(client, blue).json()
+    assert body["status"] == "not_skin" and body["ood"]["skin_fraction"] == 0.0
+
+
+def test_predict_uncertain_below_threshold(tmp_path: Path, fake_assets: Path) -> None:
+    app = create_app(build_model_dir(tmp_path, abstain_threshold=0.99), web_assets=fake_assets)
+    body = post_file(TestClient(app), skin_png()).json()
+    assert body["status"] == "uncertain" and "dermatologist" in body["message"]
+
+
+def test_gradcam_unavailable_is_reported(client: TestClient) -> None:
+    body = post_file(client, skin_png(), gradcam="true").json()
+    assert body["gradcam"]["available"] is False and "checkpoint" in body["gradcam"]["reason"]
+
+
+# ---- bad inputs -----------------------------------------------------------------------------
+
+def _truncated() -> bytes:
+    data = png_bytes(Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)))
+    return data[: len(data) // 2]
+
+
+BAD_UPLOADS = {
+    # name: (bytes, status, error code, words in the message)
+    "empty": (b"", 400, "empty_upload", "zero-byte"),
+    "huge": (b"\xff\xd8\xff" + bytes(MAX_BYTES + 10), 413, "upload_too_large", "upload too large"),
+    "truncated": (_truncated(), 422, "truncated_image", "truncated"),
+    "not_image_pdf": (b"%PDF-1.7\n1 0 obj <<>> endobj\n" * 10, 415, "not_an_image", "PDF"),
+    "not_image_text": (b"hello, this is text\n" * 10, 415, "not_an_image", "text"),
+    "too_many_pixels": (png_bytes(Image.new("RGB", (1200, 1000), (200, 150, 120))), 413, "too_many_pixels",
+                        "too many pixels"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_UPLOADS))
+def test_bad_upload_gets_json_4xx(client: TestClient, case: str) -> None:
+    data, status, code, words = BAD_UPLOADS[case]
+    r = post_file(client, data)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert body["error"] == code and body["status"] == status
+    assert words.lower() in body["detail"].lower()
+
+
+def test_huge_declared_length_refused_before_reading(client: TestClient) -> None:
+    r = client.post("/api/v1/predict", content=b"x" * 10, headers={"Content-Type": "image/png",
+                                                                  "Content-Length": str(10 * MAX_BYTES)})
+    assert r.status_code == 413 and "limit" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("ctype", ["application/json", "text/plain", "application/x-www-form-urlencoded", None])
+def test_wrong_content_type(client: TestClient, ctype: str | None) -> None:
+    headers = {"Content-Type": ctype} if ctype else {}
+    r = client.post("/api/v1/predict", content=skin_png(), headers=headers)
+    assert r.status_code == 415
+    assert r.json()["error"] == "unsupported_content_type" and "multipart/form-data" in r.json()["detail"]
+
+
+def test_missing_field_and_bad_parameter(client: TestClient) -> None:
+    r = client.post("/api/v1/predict", files={"other": ("a.png", skin_png(), "image/png")})
+    assert r.status_code == 422 and r.json()["error"] == "missing_image" and "'image'" in r.json()["detail"]
+    r = post_file(client, skin_png(), top_k=0)
+    assert r.status_code == 422 and r.json()["error"] == "invalid_parameter" and "top_k" in r.json()["detail"]
+
+
+def test_content_sniffed_not_file_name(client: TestClient) -> None:
+    ok = post_file(client, skin_png(), name="report.pdf", ctype="application/pdf")
+    assert ok.status_code == 200
+    bad = post_file(client, b"%PDF-1.4\n" + b"0" * 200, name="photo.jpg", ctype="image/jpeg")
+    assert bad.status_code == 415 and "PDF" in bad.json()["detail"]
+
+
+def test_server_keeps_running_after_bad_inputs(client: TestClient) -> None:
+    for data, *_ in BAD_UPLOADS.values():
+        post_file(client, data)
+    assert client.get("/api/v1/health").json()["status"] == "ok"
+    assert post_file(client, skin_png()).status_code == 200
+
+
+def test_unknown_routes_are_json(client: TestClient) -> None:
+    r = client.get("/api/v1/nope")
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    r = client.get("/api/v1/predict")
+    assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
+    # Only the WASM build is served, never an arbitrary file from the npm package.
+    assert client.get("/vendor/ort/ort.all.min.js").status_code == 404
+    assert client.get("/vendor/ort/..%2Fpackage.json").status_code == 404
+
+
+# ---- page, headers, service worker, docs ----------------------------------------------------
+
+def test_page_and_security_headers(client: TestClient) -> None:
+    r = client.get("/")
+    assert r.status_code == 200 and "<title>hypoderm</title>" in r.text
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "script-src 'self' 'wasm-unsafe-eval'" in csp
+    assert "unsafe-inline" not in csp and "http" not in csp
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["cross-origin-embedder-policy"] == "require-corp"
+    assert client.get("/api/v1/health").headers["content-security-policy"] == csp
+    assert "Decision aid, not a diagnosis" in r.text
+
+
+def test_static_files_make_no_third_party_request() -> None:
+    """No absolute URL, no inline script or style attribute anywhere in the app's files."""
+    for path in STATIC_DIR.rglob("*"):
+        if path.suffix in {".html", ".js", ".css", ".json", ".webmanifest", ".svg"}:
+            # An SVG namespace is an identifier, never fetched.
+            text = path.read_text(encoding="utf-8").replace('xmlns="http://www.w3.org/2000/svg"', "")
+            urls = re.findall(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, flags=re.I)
+            assert not urls, f"{path.name} refers to {urls}"
+            if path.suffix == ".html":
+                assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", text), f"inline script in {path.name}"
+                assert " style=" not in text and "<style" not in text
+
+
+def test_service_worker_precaches_shell_model_and_runtime(client: TestClient) -> None:
+    r = client.get("/sw.js")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
+    files = json.loads(re.search(r"const PRECACHE = (\[.*?\]);", r.text).group(1))
+    for needed in ["/", "/model/model.onnx", "/api/v1/model", "/static/js/app.js", "/static/data/cards.json",
+                   *(f"/vendor/ort/{f}" for f in ORT_FILES)]:
+        assert needed in files
+    for f in files:  # every precached file exists, or install would fail
+        assert client.get(f).status_code == 200, f
+    cache = re.search(r'const CACHE = "([^"]+)"', r.text).group(1)
+    assert cache.startswith("hypoderm-0.1.0-") and cache.endswith("-9.9.9")
+
+
+def test_manifest_is_installable(client: TestClient) -> None:
+    m = client.get("/manifest.webmanifest").json()
+    assert m["display"] == "standalone" and m["start_url"] == "/"
+    sizes = {i["sizes"] for i in m["icons"]}
+    assert {"192x192", "512x512"} <= sizes
+    for icon in m["icons"]:
+        assert client.get(icon["src"]).status_code == 200
+
+
+def test_openapi_and_docs(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/v1/health", "/api/v1/model", "/api/v1/predict"} <= set(paths)
+    r = client.get("/docs")
+    assert r.status_code == 200 and "/openapi.json" in r.text
+
+
+def test_cards_cover_every_class_in_both_languages() -> None:
+    cards = json.loads((STATIC_DIR / "data" / "cards.json").read_text(encoding="utf-8"))["cards"]
+    expected = {"vitiligo", "normal_skin", "tinea_versicolor", "pityriasis_alba", "idiopathic_guttate_hypomelanosis",
+                "nevus_depigmentosus", "leprosy", "post_inflammatory_hypopigmentation"}
+    assert expected <= set(cards)
+    for card_id, card in cards.items():
+        for lang in ("en", "zh"):
+            for field in ("name", "what", "looks", "apart", "doctor"):
+                assert card[lang][field].strip(), (card_id, lang, field)
+    assert "Wood" in cards["vitiligo"]["en"]["apart"] and "伍德灯" in cards["vitiligo"]["zh"]["apart"]
+
+
+# ---- model loading and the command ----------------------------------------------------------
+
+def test_without_web_assets_the_page_uses_the_server(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(server.WEB_ASSETS_ENV, raising=False)
+    monkeypatch.setattr(server, "REPO_NODE_MODULES", tmp_path / "absent")
+    c = TestClient(create_app(model_dir))
+    info = c.get("/api/v1/model").json()["browser_inference"]
+    assert info["available"] is False and "install_web_assets" in info["reason"]
+    assert not any("/vendor/ort/" in f for f in json.loads(re.search(r"PRECACHE = (\[.*?\]);", c.get("/sw.js").text).group(1)))
+    assert c.get("/vendor/ort/ort.wasm.min.mjs").status_code == 404
+
+
+def test_model_errors_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ModelLoadError, match="model not found"):
+        create_app(tmp_path / "nothing")
+    (tmp_path / "model.onnx").write_bytes(b"not onnx")
+    with pytest.raises(ModelLoadError, match="cannot load model"):
+        create_app(tmp_path)
+    monkeypatch.setattr(server, "BUNDLED_MODEL", tmp_path / "assets" / "model.onnx")
+    from hypoderm.cli import main
+
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "bundled model is missing" in err and "--model" in err and "Traceback" not in err
+    assert main(["serve", "--model", str(tmp_path / "x.onnx")]) == 2
+    assert "model not found" in capsys.readouterr().err
+
+
+def test_server_imports_no_torch_with_an_onnx_model(model_dir: Path) -> None:
+    code = (
+        "import sys, io\n"
+        "from fastapi.testclient import TestClient\n"
+        "from PIL import Image\n"
+        "from hypoderm.app.server import create_app\n"
+        f"c = TestClient(create_app({str(model_dir)!r}))\n"
+        "buf = io.BytesIO(); Image.new('RGB', (40, 40), (200, 150, 120)).save(buf, 'PNG')\n"
+        "r = c.post('/api/v1/predict', files={'image': ('a.png', buf.getvalue(), 'image/png')})\n"
+        "assert r.status_code == 200, r.text\n"
+        "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.slow
+def test_gradcam_with_companion_checkpoint(tmp_path: Path) -> None:
+    import torch
+
+    from hypoderm.checkpoint import FORMAT, save_atomic
+    from hypoderm.models import create_model
+    from hypoderm.preprocess import PreprocessSpec
+
+    torch.manual_seed(0)
+    model = create_model("mnv3s", num_classes=2).eval()
+    classes = ["normal_skin", "vitiligo"]
+    spec = PreprocessSpec.for_size(64)
+    save_atomic({"format": FORMAT, "model_name": "mnv3s", "num_classes": 2, "model_kwargs": {},
+                 "state_dict": model.state_dict(), "class_names": classes, "preprocess": spec.to_dict(),
+                 "temperature": 1.0, "abstain_threshold": 0.6, "ood": None, "config": {}, "split": None,
+                 "epoch": 0, "metrics": {}, "data_summary": {}}, tmp_path / "model.pt")
+    build_model_dir(tmp_path, size=64, classes=classes, model=model, model_name="mnv3s",
+                    extra={"checkpoint": "model.pt"})
+    c = TestClient(create_app(tmp_path))
+    assert c.get("/api/v1/model").json()["gradcam"] == {"available": True, "reason": None}
+    body = post_file(c, skin_png((96, 96)), gradcam="true").json()
+    cam = body["gradcam"]
+    assert cam["available"] is True and cam["label"] == body["top_k"][0]["label"]
+    png = Image.open(io.BytesIO(__import__("base64").b64decode(cam["image"].split(",", 1)[1])))
+    assert png.format == "PNG" and png.size == (64, 64)
+
+
+def test_missing_companion_checkpoint_is_reported(tmp_path: Path) -> None:
+    build_model_dir(tmp_path, extra={"checkpoint": "gone.pt"})
+    info = TestClient(create_app(tmp_path)).get("/api/v1/model").json()["gradcam"]
+    assert info["available"] is False and "gone.pt" in info["reason"]
+
+
+# ---- the browser's preprocessing is bit-exact with Python's ---------------------------------
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: cannot run the page's preprocess.js")
+@pytest.mark.parametrize("size", [(224, 224), (300, 200), (97, 131), (613, 1000), (257, 256)])
+def test_js_preprocessing_matches_python(tmp_path: Path, size: tuple[int, int]) -> None:
+    from hypoderm.ood import skin_fraction
+    from hypoderm.preprocess import PreprocessSpec, center_crop_array, normalize_uint8, resized_uint8
+
+    w, h = size
+    rng = np.random.default_rng(w * h)
+    arr = np.clip(rng.normal(150, 60, (h, w, 3)), 0, 255).astype(np.uint8)
+    spec = PreprocessSpec()
+    crop = center_crop_array(resized_uint8(Image.fromarray(arr), spec), spec.size)
+    x = normalize_uint8(crop, spec)
+    shutil.copy(STATIC_DIR / "js" / "preprocess.js", tmp_path / "preprocess.mjs")  # node needs .mjs for ESM
+    arr.tofile(tmp_path / "in.bin")
+    (tmp_path / "run.mjs").write_text(
+        "import { prepare, skinFraction } from './preprocess.mjs'; import fs from 'fs';\n"
+        "const rgb = new Uint8ClampedArray(fs.readFileSync('in.bin'));\n"
+        f"const r = prepare(rgb, {w}, {h}, {json.dumps(spec.to_dict())});\n"
+        "fs.writeFileSync('crop.bin', Buffer.from(r.crop)); fs.writeFileSync('x.bin', Buffer.from(r.tensor.buffer));\n"
+        "console.log(skinFraction(r.crop));\n")
+    out = subprocess.run(["node", "run.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    np.testing.assert_array_equal(np.fromfile(tmp_path / "crop.bin", np.uint8).reshape(crop.shape), crop)
+    np.testing.assert_array_equal(np.fromfile(tmp_path / "x.bin", np.float32).reshape(x.shape), x)
+    assert float(out.stdout) == skin_fraction(crop)
