@@ -1,0 +1,134 @@
+"""The one typed training configuration, saved inside every checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal
+
+Balance = Literal["loss", "sampler", "none"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (CLI flags map one-to-one onto these fields)."""
+
+    data: str
+    model: str = "hypodermnet"
+    split: str | None = None  # split file; None: make one and write it into the run dir
+    folds: int = 5
+    seed: int = 0
+    fold: int = 0
+    size: int = 224
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    balance: Balance = "loss"
+    ema: bool = False
+    # BatchNorm momentum while training; None keeps the model's. torchvision's MobileNetV3 uses 0.01,
+    # tuned for ImageNet-length runs: over a few hundred steps its running statistics barely leave
+    # their initial values and eval-mode predictions collapse to one class.
+    bn_momentum: float | None = 0.1
+    ema_decay: float = 0.998
+    patience: int = 10
+    workers: int = 0
+    device: str = "auto"
+    deterministic: bool = False
+    amp: bool = True  # only ever used on CUDA
+    pretrained: str | None = None
+    out: str | None = None
+    resume: bool = False
+    strict: bool = False
+    allow_leakage: bool = False
+    group_regex: str | None = None
+    max_steps: int | None = None  # per epoch, for tests and smoke runs
+    stop_after_epoch: int | None = None  # debug: stop as if killed right after this epoch's last.pt
+    cache_dir: str | None = None
+    abstain_target: float = 0.95  # selective-prediction accuracy target on validation
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.balance not in ("loss", "sampler", "none"):
+            raise ValueError(f"balance must be one of loss, sampler, none; got {self.balance!r}")
+        if self.folds < 3:
+            raise ValueError(f"folds must be >= 3 (test fold + validation fold + training folds), got {self.folds}")
+        if not 0 <= self.fold < self.folds:
+            raise ValueError(f"fold must be in 0..{self.folds - 1}, got {self.fold}")
+        for name in ("epochs", "batch_size", "size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0.0 < self.abstain_target <= 1.0:
+            raise ValueError(f"abstain_target must be in (0, 1], got {self.abstain_target}")
+        if self.bn_momentum is not None and self.bn_momentum < 0:
+            self.bn_momentum = None
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training config keys: {', '.join(unknown)}")
+        return cls(**d)
+
+    def with_(self, **changes: Any) -> "TrainConfig":
+        return replace(self, **changes)
+
+
+def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False) -> None:
+    """The training flags shared by `hypoderm train` and `hypoderm cv`."""
+    d = TrainConfig(data="")
+    p = parser
+    p.add_argument("--data", required=True, help="ImageFolder directory or CSV manifest")
+    p.add_argument("--model", default=d.model, help="registry model name (see `hypoderm models`)")
+    p.add_argument("--split", default=None, help="split file from `hypoderm data split` (default: make one)")
+    p.add_argument("--folds", type=int, default=d.folds, help="folds when making a split (default %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    if not cv:
+        p.add_argument("--fold", type=int, default=d.fold, help="test fold; validation is fold+1 mod k")
+    p.add_argument("--size", type=int, default=d.size, help="input size in px (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--balance", choices=["loss", "sampler", "none"], default=d.balance,
+                   help="class-weighted loss, balanced sampler, or neither (default %(default)s)")
+    p.add_argument("--ema", action="store_true", help="keep an exponential moving average of the weights")
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay)
+    p.add_argument("--bn-momentum", type=float, default=d.bn_momentum,
+                   help="BatchNorm momentum while training (default %(default)s; the model's own is kept if < 0)")
+    p.add_argument("--patience", type=int, default=d.patience, help="early stopping on val macro-F1")
+    p.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=d.amp, help="mixed precision on CUDA")
+    p.add_argument("--pretrained", default=None, help="weights file passed to the model builder")
+    p.add_argument("--out", default=None, help="run directory (default runs/MODEL-fold-K)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping them")
+    p.add_argument("--allow-leakage", action="store_true", help="train even if the split leaks groups/duplicates")
+    p.add_argument("--group-regex", default=None, help="group = first capture group of this regex on file names")
+    p.add_argument("--max-steps", type=int, default=None, help="at most N steps per epoch (smoke tests)")
+    p.add_argument("--stop-after-epoch", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--cache-dir", default=None, help="on-disk decoded image cache (default: memory only)")
+    p.add_argument("--abstain-target", type=float, default=d.abstain_target,
+                   help="validation accuracy the abstain threshold must reach on kept samples")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    known = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in known})

@@ -1,0 +1,139 @@
+"""Torch datasets over the decoded cache, transforms, samplers and DataLoader building."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler, WeightedRandomSampler
+from torchvision.transforms import v2
+
+from hypoderm.preprocess import PreprocessSpec
+
+
+def train_transform(spec: PreprocessSpec) -> v2.Transform:
+    """Augmentation for skin photos, on a CHW uint8 tensor.
+
+    Geometry is free (a lesion has no canonical orientation), but colour is changed only mildly:
+    the diagnostic signal is the loss of pigment, so saturation jitter is tiny and hue jitter is off
+    (it would also cost ~6 ms per 128 px image on one CPU thread for its RGB<->HSV round trip, more
+    than all the other augmentations together; see benchmarks/cv/README.md).
+    """
+    return v2.Compose([
+        v2.RandomResizedCrop(spec.size, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
+        v2.RandomHorizontalFlip(),
+        v2.RandomVerticalFlip(),
+        v2.RandomRotation(15),
+        v2.ColorJitter(brightness=0.15, contrast=0.15, saturation=0.05),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(spec.mean), std=list(spec.std)),
+    ])
+
+
+def eval_transform(spec: PreprocessSpec) -> v2.Transform:
+    """Centre crop + normalise: on a cached tensor this equals `hypoderm.preprocess.preprocess`."""
+    return v2.Compose([
+        v2.CenterCrop(spec.size),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(spec.mean), std=list(spec.std)),
+    ])
+
+
+class CachedImageDataset(Dataset):
+    """(image tensor, label) pairs over decoded CHW uint8 tensors."""
+
+    def __init__(self, images: Sequence[torch.Tensor], labels: Sequence[int], transform: v2.Transform) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images = list(images)
+        self.labels = [int(y) for y in labels]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        if isinstance(key, tuple):  # (index, seed) from SeededSampler: augmentation is a function of the seed
+            i, seed = key
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return self.transform(self.images[i]), self.labels[i]
+        return self.transform(self.images[key]), self.labels[key]
+
+
+class SeededSampler(Sampler):
+    """Wraps a sampler to yield (index, seed) pairs, seed = f(seed, epoch, position).
+
+    Each sample's augmentation then depends only on the run seed, the epoch and its position in the
+    epoch, not on the number of DataLoader workers or on worker state, so workers can persist across
+    epochs and a resumed run replays the next epoch exactly.
+    """
+
+    def __init__(self, sampler: Sampler, seed: int) -> None:
+        self.sampler, self.seed, self.epoch = sampler, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)  # DistributedSampler's own shuffling
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):  # noqa: ANN204 - Iterator[tuple[int, int]]
+        base = (self.seed * 1_000_003 + self.epoch) * 1_000_003
+        for pos, i in enumerate(self.sampler):
+            yield int(i), (base + pos) % 2**63
+
+
+def class_counts(labels: Sequence[int], num_classes: int) -> np.ndarray:
+    return np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
+
+
+def class_weights(labels: Sequence[int], num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights normalised to mean 1 over present classes (sklearn's 'balanced')."""
+    counts = class_counts(labels, num_classes).astype(np.float64)
+    w = np.zeros(num_classes)
+    present = counts > 0
+    w[present] = counts[present].sum() / (present.sum() * counts[present])
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def balanced_sampler(labels: Sequence[int], num_classes: int, generator: torch.Generator) -> WeightedRandomSampler:
+    """Draws each class equally often in expectation (same epoch length as the data)."""
+    w = class_weights(labels, num_classes)[torch.as_tensor(list(labels))]
+    return WeightedRandomSampler(w.double(), num_samples=len(labels), replacement=True, generator=generator)
+
+
+def build_train_loader(dataset: CachedImageDataset, *, batch_size: int, workers: int, balance: str,
+                       num_classes: int, generator: torch.Generator, distributed: bool = False,
+                       seed: int = 0, pin_memory: bool = False) -> DataLoader:
+    """Shuffled (or class-balanced) training loader.
+
+    Call `loader.sampler.set_epoch(e)` and reseed `generator` at each epoch: the order then comes
+    from `generator` and each sample's augmentation from (seed, epoch, position), for exact resume.
+    """
+    sampler: Sampler
+    if distributed:
+        # each rank sees a disjoint shard; balancing is then done by the loss (see train.py)
+        sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=False)
+    elif balance == "sampler":
+        sampler = balanced_sampler(dataset.labels, num_classes, generator)
+    else:
+        sampler = RandomSampler(dataset, generator=generator)
+    # drop_last avoids a 1-image batch, which BatchNorm cannot train on
+    drop_last = len(dataset) > batch_size
+    # ranks shuffle with one seed (disjoint shards) but augment with their own
+    aug_seed = seed + 7919 * torch.distributed.get_rank() if distributed else seed
+    return DataLoader(dataset, batch_size=batch_size, sampler=SeededSampler(sampler, aug_seed), num_workers=workers,
+                      drop_last=drop_last, pin_memory=pin_memory, persistent_workers=workers > 0,
+                      # the loader draws worker base seeds from its own generator, once per iterator;
+                      # a private one keeps those draws out of the sampler's order and the global RNG
+                      generator=torch.Generator().manual_seed(seed))
+
+
+def build_eval_loader(dataset: CachedImageDataset, *, batch_size: int, workers: int,
+                      pin_memory: bool = False) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=pin_memory,
+                      persistent_workers=workers > 0)

@@ -1,0 +1,219 @@
+"""`hypoderm evaluate`: metrics, report and plots of a checkpoint on a split fold or an external folder.
+
+    hypoderm evaluate runs/x/best.pt                      # the test fold the checkpoint was trained for
+    hypoderm evaluate runs/x/best.pt --part val
+    hypoderm evaluate runs/x/best.pt --split s.json --fold 2 [--data SRC]
+    hypoderm evaluate runs/x/best.pt --data other_clinic/  # every image of an external folder
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hypoderm.engine.cache import DecodedCache
+from hypoderm.engine.data import CachedImageDataset, build_eval_loader, eval_transform
+from hypoderm.engine.metrics import classification_metrics, group_metrics, reliability_bins, softmax
+from hypoderm.preprocess import PreprocessSpec
+
+
+class EvaluateError(RuntimeError):
+    """A user-facing evaluation problem (class mismatch, missing split, ...)."""
+
+
+def _split_from_checkpoint(ckpt: dict[str, Any]) -> Any:
+    from hypoderm.data.splits import Split
+
+    if not ckpt.get("split"):
+        raise EvaluateError("the checkpoint stores no split; pass --split FILE or --data FOLDER")
+    with tempfile.TemporaryDirectory() as d:  # reuse Split.load's validation
+        p = Path(d) / "split.json"
+        p.write_text(json.dumps(ckpt["split"]))
+        return Split.load(p)
+
+
+def match_classes(data_classes: list[str], model_classes: list[str]) -> dict[int, int]:
+    """Map the data's label ids onto the model's by class name; error listing every unknown class."""
+    unknown = [c for c in data_classes if c not in model_classes]
+    if unknown:
+        raise EvaluateError(f"class name mismatch: the data has {unknown} which the model does not know; "
+                            f"the model's classes are {model_classes}, the data's are {data_classes}")
+    return {i: model_classes.index(c) for i, c in enumerate(data_classes)}
+
+
+def evaluate_checkpoint(checkpoint: str | Path | dict[str, Any], *, data: str | Path | None = None,
+                        split: str | Path | None = None, fold: int | None = None, part: str = "test",
+                        out: str | Path | None = None, device: str = "auto", batch_size: int = 64,
+                        n_bootstrap: int = 1000, cache: DecodedCache | None = None, plots: bool = True,
+                        strict: bool = False, group_regex: str | None = None) -> dict[str, Any]:
+    """Evaluate a checkpoint; writes metrics.json, report.md, PNG plots and `{part}_predictions.npz`.
+
+    With `split` (or neither `split` nor `data`: the checkpoint's own split and data) it evaluates
+    fold `fold` (default: the training fold), `part` "test" or "val"; with `data` alone, every image
+    of that folder/CSV (classes matched to the model's by name). Returns the metrics dict.
+    """
+    from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
+    from hypoderm.data.splits import Split
+    from hypoderm.engine.train import predict_logits, readable_index, resolve_device
+
+    ckpt_path = None if isinstance(checkpoint, dict) else Path(checkpoint)
+    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    cfg = ckpt.get("config") or {}
+    model_classes = list(ckpt["class_names"])
+    spec = PreprocessSpec.from_dict(ckpt["preprocess"])
+    cache = cache if cache is not None and cache.spec == spec else DecodedCache(spec, cfg.get("cache_dir"))
+    if part not in ("test", "val"):
+        raise EvaluateError(f"part must be 'test' or 'val', got {part!r}")
+
+    external = data is not None and split is None
+    source = str(data if data is not None else cfg.get("data", ""))
+    if not source:
+        raise EvaluateError("no data: pass --data (the checkpoint does not name its training data)")
+    index, bad = readable_index(source, group_regex if external else cfg.get("group_regex"), strict, cache)
+    if external:
+        mapping = match_classes(list(index.class_names), model_classes)
+        idx = list(range(len(index.samples)))
+        where = f"external data {source}"
+        tag = "external"
+    else:
+        sp = Split.load(split) if split is not None else _split_from_checkpoint(ckpt)
+        sp.check_matches(index)
+        if index.class_names != model_classes:
+            raise EvaluateError(f"class name mismatch: split/data {index.class_names} vs model {model_classes}")
+        mapping = {i: i for i in range(len(model_classes))}
+        fold = int(cfg.get("fold", 0)) if fold is None else fold
+        train_idx, val_idx, test_idx = sp.partition(fold)
+        idx = test_idx if part == "test" else val_idx
+        where = f"{part} fold {fold if part == 'test' else (fold + 1) % sp.folds} of {sp.folds} ({source})"
+        tag = part
+    if not idx:
+        raise EvaluateError(f"nothing to evaluate: {where} holds no readable images")
+
+    labels = index.labels()
+    y_true = np.array([mapping[int(labels[i])] for i in idx], dtype=np.int64)
+    images = [cache.get(index.samples[i].path) for i in idx]
+    dev = resolve_device(device)
+    model = model_from_checkpoint(ckpt).to(dev)
+    loader = build_eval_loader(CachedImageDataset(images, y_true.tolist(), eval_transform(spec)),
+                               batch_size=batch_size, workers=0)
+    logits, _ = predict_logits(model, loader, dev)
+    t = float(ckpt.get("temperature", 1.0))
+    probs, probs_raw = softmax(logits, t), softmax(logits)
+    m = classification_metrics(y_true, probs, model_classes, probs_uncalibrated=probs_raw, n_bootstrap=n_bootstrap)
+    m.update(temperature=t, evaluated_on=where, model_name=ckpt["model_name"],
+             checkpoint=str(ckpt_path) if ckpt_path else None, unreadable=[list(b) for b in bad])
+    thr = float(ckpt.get("abstain_threshold", 0.0))
+    kept = probs.max(1) >= thr
+    m["abstain"] = {"threshold": thr, "coverage": float(kept.mean()),
+                    "accuracy_kept": float((probs.argmax(1) == y_true)[kept].mean()) if kept.any() else math.nan}
+    skin = [index.samples[i].skin_type for i in idx]
+    if any(s not in (None, "") for s in skin):
+        m["by_skin_type"] = group_metrics(y_true, probs, skin, len(model_classes))
+
+    out_dir = Path(out) if out else (ckpt_path.parent if ckpt_path else Path(".")) / f"eval-{tag}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = np.array([index.relpath(index.samples[i]) for i in idx])
+    np.savez(out_dir / f"{tag}_predictions.npz", y_true=y_true, probs=probs, logits=logits, paths=paths,
+             class_names=np.array(model_classes))
+    if plots:
+        from hypoderm.engine import plots as P
+
+        P.plot_confusion_matrix(m["confusion_matrix"], model_classes, out_dir / "confusion_matrix.png")
+        P.plot_reliability(reliability_bins(probs_raw, y_true), reliability_bins(probs, y_true),
+                           m["ece_before"], m["ece_after"], out_dir / "reliability.png")
+        if ckpt_path is not None:
+            P.plot_training_curves(ckpt_path.parent / "metrics.jsonl", out_dir / "training_curves.png")
+    (out_dir / "report.md").write_text(render_report(m, out_dir))
+    # metrics.json last and atomically: `hypoderm cv` takes its presence to mean "this fold is done"
+    tmp = out_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps(m, indent=1, default=float) + "\n")
+    tmp.replace(out_dir / "metrics.json")
+    return m
+
+
+def _fmt(x: float) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+
+def render_report(m: dict[str, Any], out_dir: Path) -> str:
+    """A readable Markdown report of one evaluation."""
+    ci = m.get("ci95", {})
+
+    def with_ci(key: str) -> str:
+        return _fmt(m[key]) + (f" (95% CI {_fmt(ci[key][0])}–{_fmt(ci[key][1])})" if key in ci else "")
+
+    names = m["class_names"]
+    lines = [f"# Evaluation: {m['model_name']}", "",
+             f"Evaluated on {m['evaluated_on']}: {m['n']} images. Checkpoint: `{m['checkpoint']}`.", "",
+             "| metric | value |", "|---|---|",
+             f"| accuracy | {with_ci('accuracy')} |", f"| macro-F1 | {with_ci('macro_f1')} |",
+             f"| weighted-F1 | {_fmt(m['weighted_f1'])} |", f"| ROC-AUC (one-vs-rest, macro) | {_fmt(m['roc_auc_ovr'])} |",
+             f"| ECE, temperature 1 | {_fmt(m['ece_before'])} |",
+             f"| ECE, temperature {m['temperature']:.3f} (fitted on validation) | {_fmt(m['ece_after'])} |",
+             f"| answered at abstain threshold {m['abstain']['threshold']:.3f} | {m['abstain']['coverage']:.1%} "
+             f"(accuracy {_fmt(m['abstain']['accuracy_kept'])}) |", "",
+             "## Per class", "", "| class | precision | recall | F1 | ROC-AUC | support |", "|---|---|---|---|---|---|"]
+    for c in names:
+        p = m["per_class"][c]
+        lines.append(f"| {c} | {_fmt(p['precision'])} | {_fmt(p['recall'])} | {_fmt(p['f1'])} | "
+                     f"{_fmt(p['roc_auc'])} | {p['support']} |")
+    lines += ["", "## Confusion matrix (rows: true, columns: predicted)", "",
+              "| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for c, row in zip(names, m["confusion_matrix"]):
+        lines.append(f"| **{c}** | " + " | ".join(str(v) for v in row) + " |")
+    if "by_skin_type" in m:
+        lines += ["", "## By skin type", "", "| skin type | n | accuracy | macro-F1 |", "|---|---|---|---|"]
+        for g, v in m["by_skin_type"].items():
+            lines.append(f"| {g} | {v['n']} | {_fmt(v['accuracy'])} | {_fmt(v['macro_f1'])} |")
+    if m.get("unreadable"):
+        lines += ["", f"{len(m['unreadable'])} unreadable image(s) were skipped: "
+                  + ", ".join(f"`{p}` ({r})" for p, r in m["unreadable"][:10])]
+    lines += ["", "## Plots", ""]
+    for png in ("confusion_matrix.png", "reliability.png", "training_curves.png"):
+        if (out_dir / png).is_file():
+            lines.append(f"![{png[:-4]}]({png})")
+    lines += ["", "hypoderm is a decision aid for clinicians, not a medical device.", ""]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a hypoderm checkpoint (best.pt)")
+    parser.add_argument("--data", default=None, help="data source; alone: evaluate every image of this folder/CSV")
+    parser.add_argument("--split", default=None, help="split file (default: the checkpoint's own split)")
+    parser.add_argument("--fold", type=int, default=None, help="test fold (default: the training fold)")
+    parser.add_argument("--part", choices=["test", "val"], default="test")
+    parser.add_argument("--out", default=None, help="output folder (default: next to the checkpoint)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    parser.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping")
+    parser.add_argument("--group-regex", default=None)
+    parser.add_argument("--no-plots", dest="plots", action="store_false")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hypoderm.checkpoint import CheckpointError
+    from hypoderm.data.dataset import DatasetError
+    from hypoderm.engine.train import TrainError
+
+    try:
+        m = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, fold=args.fold, part=args.part,
+                                out=args.out, device=args.device, batch_size=args.batch_size,
+                                n_bootstrap=args.bootstrap, plots=args.plots, strict=args.strict,
+                                group_regex=args.group_regex)
+    except (EvaluateError, TrainError, DatasetError, CheckpointError, ValueError) as e:
+        print(f"hypoderm evaluate: error: {e}", file=sys.stderr)
+        return 2
+    ci = m.get("ci95", {})
+    print(f"{m['evaluated_on']}: n={m['n']}  accuracy {m['accuracy']:.3f}"
+          + (f" [{ci['accuracy'][0]:.3f}, {ci['accuracy'][1]:.3f}]" if ci else "")
+          + f"  macro-F1 {m['macro_f1']:.3f}" + (f" [{ci['macro_f1'][0]:.3f}, {ci['macro_f1'][1]:.3f}]" if ci else "")
+          + f"  ROC-AUC {_fmt(m['roc_auc_ovr'])}  ECE {m['ece_before']:.3f} -> {m['ece_after']:.3f}")
+    return 0

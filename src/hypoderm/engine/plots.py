@@ -1,0 +1,82 @@
+"""PNG plots of an evaluation: confusion matrix, reliability diagram, training curves (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: servers and CI have no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_confusion_matrix(cm: Sequence[Sequence[int]], class_names: Sequence[str], path: Path) -> Path:
+    cm = np.asarray(cm)
+    k = len(class_names)
+    fig, ax = plt.subplots(figsize=(2.2 + 0.8 * k, 1.8 + 0.8 * k))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set_title("confusion matrix")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_reliability(bins_before: dict, bins_after: dict, ece_before: float, ece_after: float, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect")
+    for bins, label in ((bins_before, f"T = 1 (ECE {ece_before:.3f})"), (bins_after, f"calibrated (ECE {ece_after:.3f})")):
+        conf, acc = np.asarray(bins["confidence"]), np.asarray(bins["accuracy"])
+        m = np.isfinite(conf)
+        ax.plot(conf[m], acc[m], "o-", label=label)
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title("reliability diagram")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_training_curves(metrics_jsonl: Path, path: Path) -> Path | None:
+    """Loss and validation macro-F1 / accuracy per epoch; None when there is no training log."""
+    rows = read_jsonl(metrics_jsonl)
+    if not rows:
+        return None
+    ep = [r["epoch"] for r in rows]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for key in ("train/loss", "val/loss"):
+        a1.plot(ep, [r.get(key, np.nan) for r in rows], "o-", label=key)
+    a1.set_xlabel("epoch")
+    a1.set_title("loss")
+    a1.legend()
+    for key in ("val/macro_f1", "val/accuracy"):
+        a2.plot(ep, [r.get(key, np.nan) for r in rows], "o-", label=key)
+    a2.set_xlabel("epoch")
+    a2.set_ylim(0, 1)
+    a2.set_title("validation")
+    a2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

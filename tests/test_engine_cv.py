@@ -1,0 +1,52 @@
+"""`hypoderm cv`: k folds, mean ± std summary, pooled predictions, resumable fold by fold."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hypoderm.engine.config import TrainConfig
+from hypoderm.engine.cv import run_cv, summarize
+from hypoderm.engine.train import TrainError
+
+
+def cfg(data: Path, **kw) -> TrainConfig:
+    base = dict(data=str(data), model="hypodermnet", folds=3, size=32, epochs=2, batch_size=4, max_steps=1,
+                progress=False, device="cpu")
+    return TrainConfig(**{**base, **kw})
+
+
+def test_summarize_mean_and_sample_std() -> None:
+    s = summarize({0: {"accuracy": 0.5, "n": 10, "per_class": {"a": {"f1": 0.2}}},
+                   1: {"accuracy": 0.7, "n": 12, "per_class": {"a": {"f1": 0.4}}},
+                   2: {"accuracy": 0.9, "n": 11, "per_class": {"a": {"f1": 0.6}}}})
+    assert s["mean"]["accuracy"] == pytest.approx(0.7) and s["std"]["accuracy"] == pytest.approx(0.2)
+    assert s["mean"]["f1/a"] == pytest.approx(0.4) and "n" not in s["mean"]
+
+
+@pytest.mark.slow
+def test_cv_runs_every_fold_and_resumes(image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "cv"
+    # killed during fold 0, right after its first epoch
+    assert run_cv(cfg(image_folder, stop_after_epoch=1), out, n_bootstrap=0) == {}
+    assert (out / "fold0" / "last.pt").is_file() and not (out / "fold0" / "metrics.json").exists()
+    s = run_cv(cfg(image_folder), out, n_bootstrap=20)
+    assert "resumed from" in capsys.readouterr().out
+    assert s["folds"] == [0, 1, 2]
+    per_fold = [json.loads((out / f"fold{f}" / "metrics.json").read_text()) for f in range(3)]
+    assert s["mean"]["macro_f1"] == pytest.approx(np.mean([m["macro_f1"] for m in per_fold]))
+    assert s["std"]["accuracy"] == pytest.approx(np.std([m["accuracy"] for m in per_fold], ddof=1))
+    table = (out / "summary.md").read_text()
+    assert "mean ± std" in table and "macro_f1" in table
+    pooled = np.load(out / "pooled_test_predictions.npz")
+    assert len(pooled["y_true"]) == 24 and pooled["probs"].shape == (24, 3)  # every image tested once
+    # a second call finds every fold done and trains nothing
+    stamps = [(out / f"fold{f}" / "metrics.json").stat().st_mtime_ns for f in range(3)]
+    run_cv(cfg(image_folder), out, n_bootstrap=20)
+    assert capsys.readouterr().out.count("already done") == 3
+    assert stamps == [(out / f"fold{f}" / "metrics.json").stat().st_mtime_ns for f in range(3)]
+    with pytest.raises(TrainError, match="other settings.*lr"):
+        run_cv(cfg(image_folder, lr=0.5), out)

@@ -1,0 +1,93 @@
+"""`hypoderm evaluate`: outputs, agreement with scikit-learn, class matching, skin-type groups."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+from conftest import make_csv_manifest, make_image_folder
+from hypoderm.engine.config import TrainConfig
+from hypoderm.engine.evaluate import EvaluateError, evaluate_checkpoint
+from hypoderm.engine.train import train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("eval")
+    data = make_image_folder(root / "data", per_class=8)
+    cfg = TrainConfig(data=str(data), model="hypodermnet", folds=3, size=32, epochs=2, batch_size=4,
+                      out=str(root / "run"), progress=False, device="cpu")
+    return train(cfg) / "best.pt"
+
+
+def test_evaluate_own_split_writes_outputs_equal_to_sklearn(trained: Path, tmp_path: Path) -> None:
+    m = evaluate_checkpoint(trained, out=tmp_path, n_bootstrap=50)
+    for name in ("metrics.json", "report.md", "confusion_matrix.png", "reliability.png", "training_curves.png",
+                 "test_predictions.npz"):
+        assert (tmp_path / name).is_file(), name
+    for png in tmp_path.glob("*.png"):
+        assert Image.open(png).format == "PNG"
+    p = np.load(tmp_path / "test_predictions.npz")
+    y, probs = p["y_true"], p["probs"]
+    assert len(y) == m["n"] == 8  # test fold of 24 images in 3 folds
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-9)
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, probs.argmax(1)))
+    assert m["macro_f1"] == pytest.approx(f1_score(y, probs.argmax(1), average="macro", labels=[0, 1, 2],
+                                                   zero_division=0))
+    if len(set(y.tolist())) == 3:
+        assert m["roc_auc_ovr"] == pytest.approx(roc_auc_score(y, probs, multi_class="ovr"))
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["accuracy"] == m["accuracy"] and saved["ci95"]["accuracy"][0] <= m["accuracy"]
+    report = (tmp_path / "report.md").read_text()
+    assert "macro-F1" in report and "not a medical device" in report
+
+
+def test_val_part_is_the_next_fold(trained: Path, tmp_path: Path) -> None:
+    m = evaluate_checkpoint(trained, part="val", out=tmp_path, n_bootstrap=0, plots=False)
+    assert m["evaluated_on"].startswith("val fold 1 of 3")
+
+
+def test_external_folder_classes_matched_by_name(trained: Path, tmp_path: Path) -> None:
+    ext = make_image_folder(tmp_path / "ext", classes=("c", "a"), per_class=3, seed=5)
+    m = evaluate_checkpoint(trained, data=ext, out=tmp_path / "out", n_bootstrap=0, plots=False)
+    y = np.load(tmp_path / "out" / "external_predictions.npz")["y_true"]
+    assert m["n"] == 6 and sorted(set(y.tolist())) == [0, 2]  # "a" -> 0, "c" -> 2 in the model's order
+    assert m["per_class"]["b"]["support"] == 0
+
+
+def test_external_folder_with_unknown_classes_lists_them(trained: Path, tmp_path: Path) -> None:
+    ext = make_image_folder(tmp_path / "ext", classes=("a", "tinea"), per_class=2)
+    with pytest.raises(EvaluateError, match=r"tinea.*\['a', 'b', 'c'\]"):
+        evaluate_checkpoint(trained, data=ext, out=tmp_path / "out")
+
+
+def test_metrics_per_skin_type(tmp_path: Path) -> None:
+    csv = make_csv_manifest(tmp_path / "csv")
+    cfg = TrainConfig(data=str(csv), model="hypodermnet", folds=3, size=32, epochs=1, batch_size=4,
+                      out=str(tmp_path / "run"), progress=False, device="cpu")
+    m = evaluate_checkpoint(train(cfg) / "best.pt", out=tmp_path / "eval", n_bootstrap=0, plots=False)
+    groups = m["by_skin_type"]
+    assert set(groups) <= {f"FST{i}" for i in range(1, 7)} and sum(g["n"] for g in groups.values()) == m["n"]
+    assert "By skin type" in (tmp_path / "eval" / "report.md").read_text()
+
+
+def test_cli_reports_a_bad_checkpoint_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from hypoderm.cli import main
+
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["evaluate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "hypoderm evaluate: error:" in err and "Traceback" not in err
+
+
+def test_cli_prints_the_headline(trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from hypoderm.cli import main
+
+    assert main(["evaluate", str(trained), "--out", str(tmp_path), "--bootstrap", "20", "--no-plots"]) == 0
+    assert "macro-F1" in capsys.readouterr().out

@@ -1,0 +1,121 @@
+"""`hypoderm train`: checkpoints, metrics log, exact resume, leakage refusal, user errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import make_image_folder
+from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
+from hypoderm.engine.config import TrainConfig
+from hypoderm.engine.train import TrainError, train
+
+CHECKPOINT_KEYS = {"format", "model_name", "num_classes", "model_kwargs", "state_dict", "class_names", "preprocess",
+                   "temperature", "abstain_threshold", "ood", "config", "split", "epoch", "metrics", "data_summary"}
+RESUME_KEYS = {"optimizer", "scheduler", "scaler", "ema", "rng", "early_stop"}
+
+
+def tiny(data: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(data=str(data), model="hypodermnet", folds=3, size=32, epochs=1, batch_size=4, out=str(out),
+                progress=False, device="cpu", warmup_epochs=0.5)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_one_epoch_writes_checkpoints_and_metrics(image_folder: Path, tmp_path: Path) -> None:
+    run = train(tiny(image_folder, tmp_path / "run"))
+    best, last = load_checkpoint(run / "best.pt"), load_checkpoint(run / "last.pt")
+    assert CHECKPOINT_KEYS <= set(best) and not RESUME_KEYS & set(best)
+    assert CHECKPOINT_KEYS | RESUME_KEYS <= set(last)
+    assert best["class_names"] == ["a", "b", "c"] and best["num_classes"] == 3
+    assert best["preprocess"]["size"] == 32 and best["config"]["model"] == "hypodermnet"
+    assert best["split"]["format"] == "hypoderm-split/1" and (run / "split.json").is_file()
+    assert best["temperature"] > 0 and 1 / 3 <= best["abstain_threshold"] <= 1
+    assert "max_logit_min" in best["ood"]
+    rows = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["epoch"] == 1
+    assert {"train/loss", "val/loss", "val/accuracy", "val/macro_f1", "lr"} <= set(rows[0])
+    model = model_from_checkpoint(best)
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 3)
+    assert not list(run.glob("*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_sampler_balance_and_ema_train(image_folder: Path, tmp_path: Path) -> None:
+    run = train(tiny(image_folder, tmp_path / "run", balance="sampler", ema=True, ema_decay=0.5, epochs=2))
+    last = load_checkpoint(run / "last.pt")
+    assert last["ema"] is not None and last["epoch"] == 2
+    # with EMA the exported weights are the averaged ones, not the raw training weights
+    assert any(not torch.equal(last["state_dict"][k], last["state_dict_train"][k])
+               for k in last["state_dict"] if last["state_dict"][k].is_floating_point())
+
+
+def test_resume_after_kill_equals_uninterrupted_run(image_folder: Path, tmp_path: Path) -> None:
+    kw = dict(epochs=3, deterministic=True, seed=3)
+    full = train(tiny(image_folder, tmp_path / "full", **kw))
+    killed = train(tiny(image_folder, tmp_path / "killed", stop_after_epoch=1, **kw))
+    assert load_checkpoint(killed / "last.pt")["epoch"] == 1 and not load_checkpoint(killed / "best.pt")["ood"]
+    resumed = train(tiny(image_folder, tmp_path / "killed", resume=True, **kw))
+    a, b = load_checkpoint(full / "last.pt"), load_checkpoint(resumed / "last.pt")
+    assert a["epoch"] == b["epoch"] == 3
+    for key in ("state_dict", "state_dict_train"):
+        assert a[key].keys() == b[key].keys()
+        for k in a[key]:
+            assert torch.equal(a[key][k], b[key][k]), f"{key}.{k} differs after resume"
+    for s1, s2 in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.equal(s1["exp_avg"], s2["exp_avg"])
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"]
+    assert a["early_stop"] == b["early_stop"]
+    la = (full / "metrics.jsonl").read_text().splitlines()
+    lb = (resumed / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["val/loss"] for r in la] == [json.loads(r)["val/loss"] for r in lb]
+    best_a, best_b = load_checkpoint(full / "best.pt"), load_checkpoint(resumed / "best.pt")
+    assert best_a["epoch"] == best_b["epoch"] and best_a["temperature"] == best_b["temperature"]
+    assert all(torch.equal(best_a["state_dict"][k], best_b["state_dict"][k]) for k in best_a["state_dict"])
+
+
+def test_resume_needs_a_run_and_a_run_is_not_overwritten(image_folder: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainError, match="no .*last.pt"):
+        train(tiny(image_folder, tmp_path / "none", resume=True))
+    run = train(tiny(image_folder, tmp_path / "run", max_steps=1))
+    with pytest.raises(TrainError, match="--resume"):
+        train(tiny(image_folder, run, max_steps=1))
+
+
+def test_leaky_split_is_refused_unless_allowed(tmp_path: Path) -> None:
+    from hypoderm.data.dataset import load_index
+    from hypoderm.data.splits import Split, make_split
+
+    data = make_image_folder(tmp_path / "data")
+    shutil.copy(data / "a" / "a_000.png", data / "a" / "a_copy.png")
+    split = make_split(load_index(data), folds=3, seed=0)
+    d = split.to_dict()
+    folds = {s["path"]: s["fold"] for s in d["samples"]}
+    assert folds["a/a_copy.png"] == folds["a/a_000.png"]  # the split keeps duplicates together...
+    for s in d["samples"]:
+        if s["path"] == "a/a_copy.png":
+            s["fold"] = (s["fold"] + 1) % 3  # ...until someone edits it
+    (tmp_path / "leaky.json").write_text(json.dumps(d))
+    assert Split.load(tmp_path / "leaky.json").folds == 3
+    with pytest.raises(TrainError, match="leak"):
+        train(tiny(data, tmp_path / "run", split=str(tmp_path / "leaky.json")))
+    run = train(tiny(data, tmp_path / "run2", split=str(tmp_path / "leaky.json"), allow_leakage=True, max_steps=1))
+    assert (run / "best.pt").is_file()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--data", "{tmp}/missing", "--model", "hypodermnet"], "missing"),
+    (["--data", "{data}", "--model", "no_such_model", "--folds", "3"], "unknown model"),
+    (["--data", "{data}", "--folds", "3", "--fold", "7"], "fold"),
+    (["--data", "{data}", "--folds", "3", "--device", "tpu"], "device"),
+])
+def test_cli_errors_are_one_line_messages(image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                          argv: list[str], message: str) -> None:
+    from hypoderm.cli import main
+
+    argv = [a.format(tmp=tmp_path, data=image_folder) for a in argv]
+    rc = main(["train", *argv, "--size", "32", "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "hypoderm train: error:" in err and message in err and "Traceback" not in err
