@@ -119,3 +119,12 @@ def test_cli_errors_are_one_line_messages(image_folder: Path, tmp_path: Path, ca
     rc = main(["train", *argv, "--size", "32", "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and "hypoderm train: error:" in err and message in err and "Traceback" not in err
+
+
+def test_final_mode_trains_on_every_fold_but_validation(image_folder: Path, tmp_path: Path) -> None:
+    normal = load_checkpoint(train(tiny(image_folder, tmp_path / "cv-fold")) / "best.pt")["data_summary"]
+    final = load_checkpoint(train(tiny(image_folder, tmp_path / "final", final=True)) / "best.pt")
+    s = final["data_summary"]
+    assert s["n_test"] == 0 and s["n_val"] == normal["n_val"]
+    assert s["n_train"] == normal["n_train"] + normal["n_test"]
+    assert final["architecture"] == "hypodermnet-dil7"  # the alias is resolved and stored

@@ -1,10 +1,12 @@
 """Checkpoints: one dict, written atomically, self-describing.
 
 Keys (format "hypoderm-checkpoint/1"):
-  model_name, num_classes, model_kwargs, state_dict, class_names, preprocess (PreprocessSpec dict),
+  model_name (as the user named it), architecture (the registry's canonical name, so an alias that
+  later points elsewhere cannot change a saved model), num_classes, model_kwargs, state_dict, class_names, preprocess (PreprocessSpec dict),
   temperature (float, 1.0 until calibrated), abstain_threshold (float), ood (dict or None),
   config (the training config dict), split (dict or None), epoch, metrics (dict), data_summary (dict)
-and, in `last.pt` only, the resume state: optimizer, scheduler, scaler, ema, rng, early_stop.
+and, in `last.pt` only, the resume state: state_dict_train (the raw weights when `state_dict` holds the
+EMA), optimizer, scheduler, scaler, ema, rng, early_stop.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     """Rebuild the model of a checkpoint and load its weights (eval mode)."""
     from hypoderm.models import create_model
 
-    model = create_model(ckpt["model_name"], num_classes=int(ckpt["num_classes"]), **ckpt.get("model_kwargs", {}))
+    name = ckpt.get("architecture", ckpt["model_name"])
+    model = create_model(name, num_classes=int(ckpt["num_classes"]), **ckpt.get("model_kwargs", {}))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()

@@ -29,7 +29,7 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from hypoderm.bench import PRESETS, bench, parse_models
-from hypoderm.models import is_table_model
+from hypoderm.models import canonical_name, is_table_model
 
 
 def model_done(model_dir: Path, folds: int) -> bool:
@@ -148,21 +148,25 @@ def plot_pareto(rows: list[dict[str, Any]], out: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     paths = []
-    for key, label, fname, log in (("ort_ms_median", "ONNX Runtime latency, batch 1 (ms)", "pareto_latency.png", False),
+    default = canonical_name("hypodermnet")
+    for key, label, fname, log in (("ort_ms_median", "ONNX Runtime latency, batch 1 (ms)", "pareto_latency.png", True),
                                    ("params", "parameters", "pareto_params.png", True)):
         pts = [r for r in rows if r.get(key)]
         if not pts:
             continue
-        fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        fig, ax = plt.subplots(figsize=(7.5, 5.5))
         for r in pts:
-            colour = "tab:red" if r["model"] in ("hypodermnet", "mnv3s-eca-lrelu-dil") else (
+            colour = "tab:red" if canonical_name(r["model"]) == default else (
                 "tab:blue" if is_table_model(r["model"]) else "tab:gray")
             ax.errorbar(r[key], r["macro_f1_mean"], yerr=r["macro_f1_std"], fmt="o", color=colour, capsize=3)
             ax.annotate(r["model"], (r[key], r["macro_f1_mean"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
         if log:
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(label)
         ax.set_ylabel("macro-F1 (mean ± std over folds)")
         ax.set_title("macro-F1 against " + ("latency" if key.startswith("ort") else "size"), fontsize=10)

@@ -44,6 +44,7 @@ class TrainConfig:
     strict: bool = False
     allow_leakage: bool = False
     group_regex: str | None = None
+    final: bool = False  # train on every fold but the validation fold (no test fold): the model you ship
     max_steps: int | None = None  # per epoch, for tests and smoke runs
     stop_after_epoch: int | None = None  # debug: stop as if killed right after this epoch's last.pt
     cache_dir: str | None = None
@@ -121,6 +122,10 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False) ->
     p.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping them")
     p.add_argument("--allow-leakage", action="store_true", help="train even if the split leaks groups/duplicates")
     p.add_argument("--group-regex", default=None, help="group = first capture group of this regex on file names")
+    if not cv:
+        p.add_argument("--final", action="store_true",
+                       help="the model to ship: train on every fold except the validation fold (fold+1); "
+                            "no test fold, so report cross-validated numbers from `hypoderm cv`")
     p.add_argument("--max-steps", type=int, default=None, help="at most N steps per epoch (smoke tests)")
     p.add_argument("--stop-after-epoch", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--cache-dir", default=None, help="on-disk decoded image cache (default: memory only)")

@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from hypoderm.checkpoint import FORMAT, save_atomic
+from hypoderm.models import canonical_name
 from hypoderm.engine.cache import DecodedCache
 from hypoderm.engine.config import TrainConfig, add_train_arguments, config_from_args
 from hypoderm.engine.data import (CachedImageDataset, build_eval_loader, build_train_loader, class_weights,
@@ -179,6 +180,8 @@ def prepare_fold(cfg: TrainConfig, run_dir: Path | None, cache: DecodedCache, *,
     if check_leaks:
         check_leakage(index, split, cfg.allow_leakage)
     train_idx, val_idx, test_idx = split.partition(cfg.fold)
+    if cfg.final:  # the shipped model: the test fold trains too; validation still steers stopping and calibration
+        train_idx, test_idx = sorted(train_idx + test_idx), []
     if not train_idx or not val_idx:
         raise TrainError(f"fold {cfg.fold} leaves {len(train_idx)} training and {len(val_idx)} validation images")
     images = {i: cache.get(s.path) for i, s in enumerate(index.samples)}
@@ -289,7 +292,8 @@ def checkpoint_dict(cfg: TrainConfig, state_dict: dict[str, torch.Tensor], data:
                     epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
     counts = {c: int((data.labels[data.train_idx] == i).sum()) for i, c in enumerate(data.class_names)}
     return {
-        "format": FORMAT, "model_name": cfg.model, "num_classes": len(data.class_names), "model_kwargs": {},
+        "format": FORMAT, "model_name": cfg.model, "architecture": canonical_name(cfg.model),
+        "num_classes": len(data.class_names), "model_kwargs": {},
         "state_dict": {k: v.detach().cpu().clone() for k, v in state_dict.items()},
         "class_names": list(data.class_names), "preprocess": spec.to_dict(),
         "temperature": 1.0, "abstain_threshold": 0.0, "ood": None,

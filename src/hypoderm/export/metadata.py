@@ -53,6 +53,7 @@ def metadata_from_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any]:
     md = {
         "format": METADATA_FORMAT,
         "model_name": ckpt["model_name"],
+        "architecture": ckpt.get("architecture", ckpt["model_name"]),
         "version": __version__,
         "precision": "fp32",
         "class_names": list(ckpt["class_names"]),
