@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hypoderm-installed
 
-.PHONY: setup web run bench test test-fast clean
+.PHONY: setup web run bench bundled-model test test-fast clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,9 +19,20 @@ web:
 	@if [ -f package-lock.json ] && command -v npm >/dev/null; then bash scripts/install_web_assets.sh; \
 	else echo "npm or package-lock.json missing: the app will fall back to server inference"; fi
 
-# The main job.
-run: setup
+# The main job: the diagnosis app with the bundled model (Ctrl-C to stop). HOST/PORT to change where.
+HOST ?= 127.0.0.1
+PORT ?= 8000
+run: setup web
+	$(VENV)/bin/hypoderm serve --host $(HOST) --port $(PORT)
+
+# The model-zoo benchmark table (issue 2's first main job).
+bench: setup
 	$(VENV)/bin/hypoderm bench --models mnv3s,hypodermnet,resnet50 --size 224
+
+# Retrain and re-export the bundled model (MODEL_CARD.md); DATA defaults to ../shared/data/hypopigmented.
+DATA ?= ../shared/data/hypopigmented
+bundled-model: setup
+	bash scripts/train_bundled_model.sh $(DATA)
 
 test: setup web
 	$(PY) -m pytest -q

@@ -144,7 +144,7 @@ def test_dilation_options_and_errors():
 
 
 def test_design_variants_change_only_their_choice():
-    base = mnv3s_spec("hypodermnet")
+    base = mnv3s_spec("mnv3s-eca-lrelu-dil")  # what the design variants vary
     assert [b.dilation for b in mnv3s_spec("hypodermnet-dil7").blocks] == [1] * 9 + [2, 2]
     assert [b.dilation for b in mnv3s_spec("hypodermnet-dil1").blocks] == [1] * 7 + [2] + [1] * 3
     assert mnv3s_spec("hypodermnet-ecaproj").eca_placement == "project"

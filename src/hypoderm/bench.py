@@ -90,6 +90,9 @@ def ort_session(model_bytes_or_path: bytes | str, threads: int):
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # no busy-waiting between runs: with several sessions timed round-robin, one session's spinning
+    # pool threads would steal the cores of the next (measured: 2-thread latencies rose 5x in order)
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model_bytes_or_path, so, providers=["CPUExecutionProvider"])
 
 

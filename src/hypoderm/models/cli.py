@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hypoderm.models.registry import ALIASES, BASELINES, VARIANTS, count_parameters, create_model
+from hypoderm.models.registry import ALIASES, BASELINES, DESIGN_VARIANTS, count_parameters, create_model, list_models
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,8 +17,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     reverse_alias = {v: k for k, v in ALIASES.items()}
     print(f"{'model':<22} {'family':<24} {'params':>12}   (num_classes={args.num_classes})")
-    for name in list(VARIANTS) + list(BASELINES):
-        family = "MobileNetV3-Small variant" if name in VARIANTS else "torchvision baseline"
+    for name in list_models(include_aliases=False):
+        family = ("torchvision baseline" if name in BASELINES else
+                  "design variant" if name in DESIGN_VARIANTS else "MobileNetV3-Small variant")
         alias = f"  alias: {reverse_alias[name]}" if name in reverse_alias else ""
         n = count_parameters(create_model(name, num_classes=args.num_classes))
         print(f"{name:<22} {family:<24} {n:>12,}{alias}")

@@ -1,0 +1,79 @@
+"""The model shipped inside the package: it loads from a built wheel, its metadata is valid, and
+`hypoderm predict` works out of the box on a skin-like image (no ../shared needed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hypoderm.export.samples import synthetic_skin_image
+from hypoderm.inference import OnnxPredictor, load_metadata, validate_metadata
+from hypoderm.predict import bundled_model as bundled_model_path
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = ["normal_skin", "vitiligo"]
+
+
+def test_bundled_metadata_is_valid_and_describes_the_model():
+    path = bundled_model_path()
+    assert path.is_file() and path.with_suffix(".json").is_file()
+    md = load_metadata(path)
+    validate_metadata(md, str(path))
+    assert md["class_names"] == CLASSES
+    assert md["model_name"] == "hypodermnet" and md["precision"] == "fp32"
+    assert md["input"]["size"] == 224 and md["input"]["resize_size"] == 256
+    assert md["temperature"] > 0 and 0.5 <= md["abstain_threshold"] <= 1.0
+    assert md["training_data"]["counts"] == {"normal_skin": 97, "vitiligo": 214}
+    assert md["parity"]["max_abs_diff"] <= 1e-4
+    assert "not a medical device" in md["disclaimer"].lower()
+    # sidecar and embedded copies agree
+    import onnx
+
+    embedded = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    assert json.loads(embedded["hypoderm"])["class_names"] == CLASSES
+
+
+def test_bundled_model_predicts_a_skin_like_image(tmp_path):
+    img = synthetic_skin_image(np.random.default_rng(0))
+    photo = tmp_path / "skin.png"
+    img.save(photo)
+    result = OnnxPredictor(bundled_model_path(), threads=1).predict_image(img, top_k=3)
+    assert result["status"] in ("ok", "uncertain")
+    assert [t["label"] for t in result["top_k"]] in (CLASSES, CLASSES[::-1])
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    out = subprocess.run([sys.executable, "-m", "hypoderm.cli", "predict", str(photo), "--json", "--threads", "1"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["results"][0]["status"] in ("ok", "uncertain")
+
+
+@pytest.mark.slow
+def test_wheel_contains_the_model_is_small_and_loads_it(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path / "dist"), str(REPO)], check=True, timeout=300)
+    wheel = next((tmp_path / "dist").glob("hypoderm-*.whl"))
+    assert wheel.stat().st_size <= 10 * 1024 * 1024
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        assert {"hypoderm/assets/model.onnx", "hypoderm/assets/model.json", "hypoderm/app/static/index.html"} <= names
+        z.extractall(tmp_path / "site")
+    # import hypoderm from the unpacked wheel, not from the source tree, and diagnose with its model
+    img = tmp_path / "skin.png"
+    synthetic_skin_image(np.random.default_rng(1)).save(img)
+    code = ("import hypoderm, json, sys; from hypoderm.predict import bundled_model as b; "
+            "from hypoderm.inference import OnnxPredictor; from PIL import Image; "
+            "print(json.dumps([hypoderm.__file__, str(b()), "
+            "OnnxPredictor(b(), threads=1).predict_image(Image.open(sys.argv[1]).convert('RGB'))['status']]))")
+    out = subprocess.run([sys.executable, "-c", code, str(img)], capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"}, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    module_file, model_file, status = json.loads(out.stdout)
+    assert module_file.startswith(str(tmp_path / "site")) and model_file.startswith(str(tmp_path / "site"))
+    assert status in ("ok", "uncertain")
