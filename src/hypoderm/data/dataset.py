@@ -6,8 +6,10 @@ from __future__ import annotations
 import csv
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -207,15 +209,23 @@ def load_index(source: str | os.PathLike[str], group_regex: str | None = None) -
     return index
 
 
-def check_images(index: DatasetIndex, strict: bool = False) -> tuple[DatasetIndex, list[tuple[Sample, str]]]:
+def check_images(index: DatasetIndex, strict: bool = False, loader: Callable[[Path], Any] | None = None,
+                 progress: bool = False) -> tuple[DatasetIndex, list[tuple[Sample, str]]]:
     """Decode every image fully. Returns the index of the readable samples (same `class_names`, so
     label ids do not move) and (sample, reason) for each unreadable one; `strict=True` raises
-    `DatasetError` listing them all instead."""
+    `DatasetError` listing them all instead. `loader` (default `load_rgb`) lets a caller keep what it
+    decodes, e.g. the training cache; it must raise `ImageLoadError` for a bad file."""
+    load = loader or load_rgb
     good: list[Sample] = []
     bad: list[tuple[Sample, str]] = []
-    for s in index.samples:
+    samples = index.samples
+    if progress:
+        from tqdm import tqdm
+
+        samples = tqdm(samples, desc="decoding", unit="img", leave=False)
+    for s in samples:
         try:
-            load_rgb(s.path)
+            load(s.path)
         except ImageLoadError as e:
             bad.append((s, str(e)))
         else:

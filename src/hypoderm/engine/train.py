@@ -109,31 +109,14 @@ def readable_index(source: str, group_regex: str | None, strict: bool, cache: De
                    progress: bool = False) -> tuple[Any, list[tuple[str, str]]]:
     """Index of `source` without unreadable images, decoding each image once into `cache`.
 
-    Same rule as `hypoderm.data.dataset.check_images`, but the decode is kept for training.
+    `check_images` with the cache as its loader: the same rule and reasons, but the decode is kept.
+    Returns the readable index and (relative path, reason) for each unreadable image.
     """
-    from dataclasses import replace
-
-    from hypoderm.data.dataset import DatasetError, load_index
-    from hypoderm.data.io import ImageLoadError
+    from hypoderm.data.dataset import check_images, load_index
 
     index = load_index(source, group_regex=group_regex)
-    good, bad = [], []
-    it = index.samples
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(index.samples, desc="decoding", unit="img", leave=False)
-    for s in it:
-        try:
-            cache.get(s.path)
-        except ImageLoadError as e:
-            bad.append((index.relpath(s), str(e)))
-        else:
-            good.append(s)
-    if bad and strict:
-        lines = "\n".join(f"  {p}: {reason}" for p, reason in bad)
-        raise DatasetError(f"{len(bad)} unreadable image(s) in {index.root}:\n{lines}")
-    return replace(index, samples=good), bad
+    good, bad = check_images(index, strict=strict, loader=cache.get, progress=progress)
+    return good, [(index.relpath(s), reason) for s, reason in bad]
 
 
 def check_leakage(index: Any, split: Any, allow: bool) -> list[str]:
