@@ -68,3 +68,17 @@ def test_paired_difference_is_reference_minus_other():
 def test_compare_needs_models(capsys, tmp_path):
     assert cli.main(["compare", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "--models or --preset" in capsys.readouterr().err
+
+
+def test_study_keeps_its_split_and_refuses_another(tmp_path):
+    from hypoderm.compare import run_study
+    from hypoderm.engine.config import TrainConfig
+
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / "split.json").write_text('{"format": "hypoderm-split/1", "folds": 3}')
+    other = tmp_path / "other_split.json"
+    other.write_text('{"format": "hypoderm-split/1", "folds": 5}')
+    cfg = TrainConfig(data=str(tmp_path), split=str(other), device="cpu")
+    with pytest.raises(ValueError, match="another split"):
+        run_study(cfg, ["mnv3s"], out)

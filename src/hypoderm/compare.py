@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -44,7 +45,11 @@ def run_study(cfg: Any, models: list[str], out: Path, n_bootstrap: int = 1000) -
     from hypoderm.engine.cv import run_cv
 
     out.mkdir(parents=True, exist_ok=True)
-    split_path = Path(cfg.split) if cfg.split else out / "split.json"
+    split_path = out / "split.json"  # the study folder keeps the split it used, whoever made it
+    if cfg.split and not split_path.is_file():
+        shutil.copyfile(cfg.split, split_path)
+    elif cfg.split and Path(cfg.split).read_bytes() != split_path.read_bytes():
+        raise ValueError(f"{out} was run with another split ({split_path}); use another --out")
     if not split_path.is_file():
         index, unreadable = check_images(load_index(cfg.data, group_regex=cfg.group_regex))
         for sample, reason in unreadable:
