@@ -57,7 +57,9 @@ def test_resume_after_kill_equals_uninterrupted_run(image_folder: Path, tmp_path
     full = train(tiny(image_folder, tmp_path / "full", **kw))
     killed = train(tiny(image_folder, tmp_path / "killed", stop_after_epoch=1, **kw))
     assert load_checkpoint(killed / "last.pt")["epoch"] == 1 and not load_checkpoint(killed / "best.pt")["ood"]
+    (tmp_path / "killed" / "last.pt.x1y2.tmp").write_bytes(b"half a checkpoint")  # as a kill mid-write leaves
     resumed = train(tiny(image_folder, tmp_path / "killed", resume=True, **kw))
+    assert not list(resumed.glob("*.tmp"))
     a, b = load_checkpoint(full / "last.pt"), load_checkpoint(resumed / "last.pt")
     assert a["epoch"] == b["epoch"] == 3
     for key in ("state_dict", "state_dict_train"):

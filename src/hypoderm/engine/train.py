@@ -357,6 +357,8 @@ def train(cfg: TrainConfig, cache: DecodedCache | None = None, *, check_leaks: b
         raise TrainError(f"the image cache was built for {cache.spec}, not {spec}")
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in run_dir.glob("*.pt.*.tmp"):  # a half-written checkpoint of a killed run
+            stale.unlink()
     if world > 1:
         # rank 0 draws and writes the split first, so every rank trains on the same folds
         if is_main and not cfg.split:
