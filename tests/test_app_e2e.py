@@ -150,6 +150,7 @@ def test_in_browser_inference_parity_language_and_history(browser: object, live:
             assert abs(got["probabilities"][label] - p) < 1e-4, (label, got["probabilities"][label], p)
         assert got["status"] == want["status"] and got["skin"] == want["ood"]["skin_fraction"]
         assert "Decision aid, not a diagnosis" in page.inner_text("#notice")
+        assert "trained on:" in page.inner_text("#model-info")  # what data the model saw
         assert page.locator("#info-card h3").count() == 1
         # look-alikes outside the model are listed as such (3 classes in the model, 8 cards)
         assert page.locator("#lookalike-cards article").count() == 5
@@ -157,6 +158,7 @@ def test_in_browser_inference_parity_language_and_history(browser: object, live:
         page.click("#lang-switch")
         assert page.evaluate("document.documentElement.lang") == "zh-CN"
         assert "辅助决策工具" in page.inner_text("#notice")
+        assert "训练数据" in page.inner_text("#model-info")
         assert any("\u4e00" <= ch <= "\u9fff" for ch in page.inner_text("#verdict"))
         # history: one case with thumbnail, then deleted
         assert page.locator("#history-list li img").count() == 1

@@ -38,10 +38,17 @@ async function loadMetadata() {
   const res = await fetch("/api/v1/model");
   if (!res.ok) throw new Error(`/api/v1/model answered ${res.status}`);
   state.meta = await res.json();
+  renderModelInfo();
+}
+
+// Which model, which classes, and what data it saw: shown under the notice, in both languages.
+function renderModelInfo() {
   const m = state.meta;
+  if (!m) return;
+  const data = (m.training_data && m.training_data.summary) || t("not_recorded");
   $("model-info").textContent = t("model_info", {
     name: m.model_name, version: m.version, precision: m.precision,
-    classes: m.class_names.map(labelName).join(", "),
+    classes: m.class_names.map(labelName).join(", "), data,
   });
 }
 
@@ -256,12 +263,7 @@ async function renderHistory() {
 function applyLanguage(lang) {
   setLanguage(lang);
   $("lang-switch").textContent = t("switch_to");
-  if (state.meta) {
-    $("model-info").textContent = t("model_info", {
-      name: state.meta.model_name, version: state.meta.version, precision: state.meta.precision,
-      classes: state.meta.class_names.map(labelName).join(", "),
-    });
-  }
+  renderModelInfo();
   renderResult();
   renderHistory();
 }
