@@ -325,7 +325,7 @@ def test_model_errors_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     (tmp_path / "model.onnx").write_bytes(b"not onnx")
     with pytest.raises(ModelLoadError, match="cannot load model"):
         create_app(tmp_path)
-    monkeypatch.setattr(server, "BUNDLED_MODEL", tmp_path / "assets" / "model.onnx")
+    monkeypatch.setattr(server, "bundled_model", lambda: tmp_path / "assets" / "model.onnx")
     from hypoderm.cli import main
 
     assert main(["serve"]) == 2

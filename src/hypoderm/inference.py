@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,11 @@ def load_image(path: str | os.PathLike) -> Image.Image:
 def sidecar_path(onnx_path: str | os.PathLike) -> Path:
     """`model.onnx` -> `model.json` (same folder, same stem)."""
     return Path(onnx_path).with_suffix(".json")
+
+
+def bundled_model() -> Path:
+    """The model shipped in the package (src/hypoderm/assets/model.onnx); `predict` and `serve` default to it."""
+    return Path(str(resources.files("hypoderm") / "assets" / "model.onnx"))
 
 
 def load_metadata(onnx_path: str | os.PathLike) -> dict[str, Any]:

@@ -17,14 +17,14 @@ import argparse
 import json
 import os
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
 from PIL import Image
 
 from hypoderm import __version__
-from hypoderm.inference import DISCLAIMER, ModelLoadError, OnnxPredictor, load_image, prepare, result_from_logits
+from hypoderm.inference import (DISCLAIMER, ModelLoadError, OnnxPredictor, bundled_model, load_image, prepare,
+                                result_from_logits)
 
 OUTPUT_FORMAT = "hypoderm-predict/1"
 
@@ -33,11 +33,6 @@ class Predictor(Protocol):
     metadata: dict[str, Any]
 
     def predict_image(self, img: Image.Image, top_k: int = 3) -> dict[str, Any]: ...
-
-
-def bundled_model() -> Path:
-    """The model shipped in the package (src/hypoderm/assets/model.onnx)."""
-    return Path(str(resources.files("hypoderm") / "assets" / "model.onnx"))
 
 
 class TorchPredictor:

@@ -35,9 +35,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from hypoderm import __version__
+from hypoderm.inference import bundled_model
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "model.onnx"
 # In a source checkout, `npm ci` puts onnxruntime-web here; a pip-installed user points
 # HYPODERM_WEB_ASSETS (or --web-assets) at any folder holding `onnxruntime-web/dist`.
 REPO_NODE_MODULES = Path(__file__).resolve().parents[3] / "node_modules"
@@ -95,11 +95,12 @@ class ApiError(Exception):
 def resolve_model_path(model: str | os.PathLike[str] | None) -> Path:
     """`--model` (a model.onnx, or a folder holding one) or the bundled model, checked to exist."""
     if model is None:
-        if not BUNDLED_MODEL.is_file():
+        bundled = bundled_model()
+        if not bundled.is_file():
             raise ModelLoadError(
-                f"no --model given and the bundled model is missing ({BUNDLED_MODEL}); "
+                f"no --model given and the bundled model is missing ({bundled}); "
                 "pass --model PATH to a model.onnx (or its folder) made by `hypoderm export`")
-        return BUNDLED_MODEL
+        return bundled
     path = Path(model)
     if path.is_dir():
         path = path / "model.onnx"
