@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from hypoderm.export.bench import ort_cpu_session
 from hypoderm.models import (DESIGN_VARIANTS, VARIANTS, canonical_name, count_parameters, create_model, is_table_model,
                              list_models, mnv3s_spec, output_stride, receptive_field)
 
@@ -83,19 +84,6 @@ def export_onnx_bytes(model: torch.nn.Module, size: int) -> bytes:
     return buf.getvalue()
 
 
-def ort_session(model_bytes_or_path: bytes | str, threads: int):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # no busy-waiting between runs: with several sessions timed round-robin, one session's spinning
-    # pool threads would steal the cores of the next (measured: 2-thread latencies rose 5x in order)
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model_bytes_or_path, so, providers=["CPUExecutionProvider"])
-
-
 def bench(models: list[str], size: int = 224, num_classes: int = 2, threads: int = 1, warmup: int = 10,
           runs: int = 50, use_onnx: bool = True, onnx_files: list[Path] | None = None) -> dict[str, Any]:
     torch.set_num_threads(threads)
@@ -125,12 +113,12 @@ def bench(models: list[str], size: int = 224, num_classes: int = 2, threads: int
         if use_onnx:
             blob = export_onnx_bytes(model, size)
             row["onnx_bytes"] = len(blob)
-            sess = ort_session(blob, threads)
+            sess = ort_cpu_session(blob, threads)
             ort_runners[name] = lambda s=sess: s.run(None, {"input": x_np})
         rows.append(row)
         torch_runners[name] = lambda m=model: _no_grad_call(m, x)
     for path in onnx_files or []:
-        sess = ort_session(str(path), threads)
+        sess = ort_cpu_session(str(path), threads)
         inp = sess.get_inputs()[0]
         side = inp.shape[-1] if isinstance(inp.shape[-1], int) else size
         arr = np.random.default_rng(0).standard_normal((1, 3, side, side)).astype(np.float32)
