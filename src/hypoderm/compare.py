@@ -185,11 +185,11 @@ def plot_pareto(rows: list[dict[str, Any]], out: Path) -> list[Path]:
 
 def write_reports(cfg: Any, models: list[str], out: Path, summaries: dict[str, Any], reference: str,
                   latency_size: int, threads: int, runs: int, n_boot: int, elapsed_s: float) -> dict[str, Any]:
-    eff = bench(models, size=latency_size, num_classes=len(json.loads((out / "split.json").read_text())["class_names"]),
+    class_names = json.loads((out / "split.json").read_text())["class_names"]
+    eff = bench(models, size=latency_size, num_classes=len(class_names),
                 threads=threads, warmup=5, runs=runs)
     eff_rows = {r["model"]: r for r in eff["rows"]}
     preds = {m: pooled(out / "models" / m) for m in models}
-    class_names = json.loads((out / "split.json").read_text())["class_names"]
     labels = list(range(len(class_names)))
     rows = []
     for m in models:
