@@ -74,12 +74,13 @@ def test_train_transform_output(image_folder: Path) -> None:
     spec = PreprocessSpec.for_size(32)
     img = DecodedCache(spec).get(_paths(image_folder)[0])
     torch.manual_seed(0)
-    a = train_transform(spec)(img)
-    b = train_transform(spec)(img)
+    a, label = train_transform(spec)(img, 1)
+    b, _ = train_transform(spec)(img, 1)
+    assert label == 1
     assert a.shape == (3, 32, 32) and a.dtype == torch.float32
     assert not torch.equal(a, b)  # random
     torch.manual_seed(0)
-    assert torch.equal(train_transform(spec)(img), a)  # but seeded
+    assert torch.equal(train_transform(spec)(img, 1)[0], a)  # but seeded
 
 
 def test_unreadable_images_are_skipped_with_reasons_or_fail_strict(image_folder: Path) -> None:

@@ -8,6 +8,16 @@ from typing import Any, Literal
 
 Balance = Literal["loss", "sampler", "none"]
 
+# Training recipes: which of the anti-shortcut augmentations (hypoderm.engine.augment) are on.
+# "standard" is the whole-photo recipe the first bundled model used; "skin" is the default, chosen by
+# the measurements in benchmarks/shortcut/README.md.
+RECIPES: dict[str, tuple[str, ...]] = {
+    "standard": (),
+    "crop": ("crop",),
+    "crop-tone": ("crop", "tone"),
+    "skin": ("crop", "tone", "degrade"),
+}
+
 
 @dataclass
 class TrainConfig:
@@ -27,6 +37,13 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     balance: Balance = "loss"
+    # augmentation recipe (hypoderm.engine.data.RECIPES); "skin" = skin-guided close-up crops, CIELAB tone
+    # shift and JPEG/resolution degradation against the photo-style shortcut (benchmarks/shortcut/)
+    recipe: str = "skin"
+    # "NORMAL:LESION" class names: paint synthetic depigmented macules on NORMAL crops (-> LESION) and call
+    # lesion-free close-ups of LESION photos NORMAL (hypoderm.engine.augment.Counterfactual); None: off
+    counterfactual: str | None = None
+    counterfactual_p: float = 0.3
     ema: bool = False
     # BatchNorm momentum while training; None keeps the model's. torchvision's MobileNetV3 uses 0.01,
     # tuned for ImageNet-length runs: over a few hundred steps its running statistics barely leave
@@ -52,6 +69,12 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {', '.join(RECIPES)}; got {self.recipe!r}")
+        if self.counterfactual is not None and len(self.counterfactual.split(":")) != 2:
+            raise ValueError(f"counterfactual must be NORMAL:LESION (two class names), got {self.counterfactual!r}")
+        if not 0.0 <= self.counterfactual_p <= 1.0:
+            raise ValueError(f"counterfactual_p must be in [0, 1], got {self.counterfactual_p}")
         if self.balance not in ("loss", "sampler", "none"):
             raise ValueError(f"balance must be one of loss, sampler, none; got {self.balance!r}")
         if self.folds < 3:
@@ -78,6 +101,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
+        d = {"recipe": "standard", **d}  # checkpoints from before recipes existed used the standard one
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown training config keys: {', '.join(unknown)}")
@@ -107,6 +131,15 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False) ->
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     p.add_argument("--balance", choices=["loss", "sampler", "none"], default=d.balance,
                    help="class-weighted loss, balanced sampler, or neither (default %(default)s)")
+    p.add_argument("--recipe", choices=list(RECIPES),
+                   default=d.recipe, help="augmentation recipe: skin = close-up crops on skin + skin-tone shift + "
+                   "JPEG/resolution degradation against the photo-style shortcut; standard = whole-photo crops "
+                   "(default %(default)s)")
+    p.add_argument("--counterfactual", default=None, metavar="NORMAL:LESION",
+                   help="class names of normal skin and of a depigmented lesion (e.g. normal_skin:vitiligo): paint "
+                   "synthetic depigmented macules on normal crops and relabel lesion-free lesion crops")
+    p.add_argument("--counterfactual-p", type=float, default=d.counterfactual_p,
+                   help="share of normal crops that get a synthetic macule (default %(default)s)")
     p.add_argument("--ema", action="store_true", help="keep an exponential moving average of the weights")
     p.add_argument("--ema-decay", type=float, default=d.ema_decay)
     p.add_argument("--bn-momentum", type=float, default=d.bn_momentum,

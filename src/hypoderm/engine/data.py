@@ -3,25 +3,56 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler, WeightedRandomSampler
 from torchvision.transforms import v2
 
+from hypoderm.engine.config import RECIPES
 from hypoderm.preprocess import PreprocessSpec
 
 
-def train_transform(spec: PreprocessSpec) -> v2.Transform:
-    """Augmentation for skin photos, on a CHW uint8 tensor.
+class TrainTransform:
+    """crop -> optional label-changing `Counterfactual` -> the rest; called as `t(img, label) -> (x, label)`."""
+
+    takes_label = True
+
+    def __init__(self, crop: v2.Transform | torch.nn.Module, rest: v2.Transform, counterfactual: Any = None) -> None:
+        self.crop, self.rest, self.counterfactual = crop, rest, counterfactual
+
+    def __call__(self, img: torch.Tensor, label: int) -> tuple[torch.Tensor, int]:
+        x = self.crop(img)
+        if self.counterfactual is not None:
+            x, label = self.counterfactual(x, label)
+        return self.rest(x), label
+
+
+def train_transform(spec: PreprocessSpec, recipe: str = "standard", counterfactual: Any = None) -> TrainTransform:
+    """Augmentation for skin photos, on a CHW uint8 tensor (and its label).
 
     Geometry is free (a lesion has no canonical orientation), but colour is changed only mildly:
     the diagnostic signal is the loss of pigment, so saturation jitter is tiny and hue jitter is off
     (it would also cost ~6 ms per 128 px image on one CPU thread for its RGB<->HSV round trip, more
-    than all the other augmentations together; see benchmarks/cv/README.md).
+    than all the other augmentations together; see benchmarks/cv/README.md). `recipe` (RECIPES) adds
+    the anti-shortcut transforms of `hypoderm.engine.augment`; `counterfactual` (an
+    `augment.Counterfactual`) may change a crop's label.
     """
-    return v2.Compose([
-        v2.RandomResizedCrop(spec.size, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    from hypoderm.engine.augment import Degrade, SkinGuidedCrop, ToneShift
+
+    parts = RECIPES[recipe]
+    crop = (SkinGuidedCrop(spec.size) if "crop" in parts
+            else v2.RandomResizedCrop(spec.size, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), antialias=True))
+    colour: list[torch.nn.Module] = []
+    if "degrade" in parts:
+        colour.append(Degrade())
+    if "tone" in parts:
+        colour.append(ToneShift())
+    rest = v2.Compose([
+        *colour,
         v2.RandomHorizontalFlip(),
         v2.RandomVerticalFlip(),
         v2.RandomRotation(15),
@@ -29,6 +60,7 @@ def train_transform(spec: PreprocessSpec) -> v2.Transform:
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(mean=list(spec.mean), std=list(spec.std)),
     ])
+    return TrainTransform(crop, rest, counterfactual)
 
 
 def eval_transform(spec: PreprocessSpec) -> v2.Transform:
@@ -53,13 +85,18 @@ class CachedImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
+    def _apply(self, i: int) -> tuple[torch.Tensor, int]:
+        if getattr(self.transform, "takes_label", False):
+            return self.transform(self.images[i], self.labels[i])
+        return self.transform(self.images[i]), self.labels[i]
+
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         if isinstance(key, tuple):  # (index, seed) from SeededSampler: augmentation is a function of the seed
             i, seed = key
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                return self.transform(self.images[i]), self.labels[i]
-        return self.transform(self.images[key]), self.labels[key]
+                return self._apply(i)
+        return self._apply(key)
 
 
 class SeededSampler(Sampler):

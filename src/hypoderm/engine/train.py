@@ -173,6 +173,19 @@ def prepare_fold(cfg: TrainConfig, run_dir: Path | None, cache: DecodedCache, *,
                     images=images, unreadable=bad)
 
 
+def counterfactual_for(cfg: TrainConfig, class_names: list[str]) -> Any:
+    """The `--counterfactual NORMAL:LESION` augmentation for these classes, or None."""
+    if not cfg.counterfactual:
+        return None
+    from hypoderm.engine.augment import Counterfactual
+
+    normal, lesion = cfg.counterfactual.split(":")
+    missing = [c for c in (normal, lesion) if c not in class_names]
+    if missing:
+        raise TrainError(f"--counterfactual names unknown class(es) {missing}; the classes are {class_names}")
+    return Counterfactual(class_names.index(normal), class_names.index(lesion), cfg.counterfactual_p)
+
+
 # ------------------------------------------------------------------------------------- optimisation
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW; no weight decay on norms and biases (1-d tensors), as in timm and torchvision."""
@@ -389,7 +402,7 @@ def train(cfg: TrainConfig, cache: DecodedCache | None = None, *, check_leaks: b
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if on_cuda else None)
 
     xs, ys = data.subset(data.train_idx)
-    train_ds = CachedImageDataset(xs, ys, train_transform(spec))
+    train_ds = CachedImageDataset(xs, ys, train_transform(spec, cfg.recipe, counterfactual_for(cfg, data.class_names)))
     balance = cfg.balance
     if balance == "sampler" and world > 1:
         log("note: --balance sampler is not combined with DDP sharding; using a class-weighted loss instead")

@@ -1,0 +1,136 @@
+"""A style-shift test set built from a dataset's own test-fold photos (issue 11).
+
+Internal cross-validation cannot see a photo-style shortcut: the test fold has the same styles as the
+training folds. These views of the same test photos take the style away, so a model that learned the
+style instead of the skin loses its score on them while one that judges the skin keeps it:
+
+- `closeup`: square close-ups (30-50% of the shorter side) centred on skin-coloured pixels, like the
+  square a user frames in the app: no background, framing or photo size.
+- `closeup_tone`: the same close-ups with the skin tone moved to a random CIELAB target drawn from one
+  distribution for every class (`hypoderm.engine.augment.ToneShift`, seeded): skin tone no longer
+  tells the classes apart either.
+- `masked`: the whole photo (the usual centre crop) with everything outside the skin region (skin
+  pixels, closed and hole-filled so that a depigmented patch inside the skin stays) set to mid grey.
+
+Every view is seeded by the photo's relative path, so it is the same for every model and run.
+`hypoderm.data.shortcut`'s trivial photo-feature baseline is scored on the same views
+(benchmarks/shortcut/), to show that the views really remove the style cues.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision.transforms import v2
+
+from hypoderm.engine.augment import ToneShift, skin_or_pale_mask, square_crop
+from hypoderm.preprocess import PreprocessSpec, center_crop_array
+
+VIEWS = ("closeup", "closeup_tone", "masked")
+CROPS_PER_PHOTO = 3
+CLOSEUP_SCALE = (0.3, 0.5)
+
+
+def _seed(key: str, view: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{view}|{key}".encode()).digest()[:8], "little")
+
+
+def closeups(img: torch.Tensor, size: int, key: str, n: int = CROPS_PER_PHOTO,
+             scale: tuple[float, float] = CLOSEUP_SCALE) -> list[torch.Tensor]:
+    """`n` square close-ups of a CHW uint8 image centred on skin, resized to `size` (seeded by `key`)."""
+    g = torch.Generator().manual_seed(_seed(key, "closeup"))
+    _, h, w = img.shape
+    ys, xs = torch.nonzero(skin_or_pale_mask(img, grow=0), as_tuple=True)
+    out = []
+    for _ in range(n):
+        side = int(round(min(h, w) * (scale[0] + (scale[1] - scale[0]) * float(torch.rand(1, generator=g)))))
+        if len(ys):
+            k = int(torch.randint(len(ys), (1,), generator=g))
+            cy, cx = float(ys[k]), float(xs[k])
+        else:
+            cy, cx = h / 2, w / 2
+        out.append(v2.functional.resize(square_crop(img, cy, cx, side), [size, size], antialias=True))
+    return out
+
+
+def tone_randomised(crops: Sequence[torch.Tensor], key: str) -> list[torch.Tensor]:
+    """Each crop with its skin tone moved to a random target (same distribution for every class)."""
+    shift = ToneShift(p=1.0)
+    out = []
+    state = torch.random.get_rng_state()
+    try:
+        for i, c in enumerate(crops):
+            torch.manual_seed(_seed(f"{key}|{i}", "tone"))
+            out.append(shift(c))
+    finally:
+        torch.random.set_rng_state(state)
+    return out
+
+
+def masked_background(img: torch.Tensor, size: int, grey: int = 128) -> torch.Tensor:
+    """The centre crop of a CHW uint8 image with everything outside the (closed, hole-filled) skin region grey."""
+    from scipy import ndimage
+
+    arr = img.permute(1, 2, 0).numpy()
+    skin = skin_or_pale_mask(img, grow=0).numpy()
+    skin = ndimage.binary_closing(skin, iterations=3)
+    skin = ndimage.binary_fill_holes(skin)
+    skin = ndimage.binary_opening(skin, iterations=2)
+    out = np.where(skin[..., None], arr, np.uint8(grey)).astype(np.uint8)
+    return torch.from_numpy(np.ascontiguousarray(center_crop_array(out, size))).permute(2, 0, 1)
+
+
+def build_views(images: Sequence[torch.Tensor], keys: Sequence[str], spec: PreprocessSpec,
+                views: Sequence[str] = VIEWS) -> dict[str, tuple[list[torch.Tensor], np.ndarray]]:
+    """{view: (CHW uint8 images at spec.size, index of the source photo for each)} for cached images."""
+    unknown = sorted(set(views) - set(VIEWS))
+    if unknown:
+        raise ValueError(f"unknown style-shift view(s) {unknown}; choose from {', '.join(VIEWS)}")
+    out: dict[str, tuple[list[torch.Tensor], list[int]]] = {v: ([], []) for v in views}
+    for i, (img, key) in enumerate(zip(images, keys)):
+        crops = closeups(img, spec.size, key) if {"closeup", "closeup_tone"} & set(views) else []
+        parts = {"closeup": lambda: crops, "closeup_tone": lambda: tone_randomised(crops, key),
+                 "masked": lambda: [masked_background(img, spec.size)]}
+        for v in views:
+            made = parts[v]()
+            out[v][0].extend(made)
+            out[v][1].extend([i] * len(made))
+    return {v: (ims, np.asarray(src, dtype=np.int64)) for v, (ims, src) in out.items()}
+
+
+def view_metrics(probs: np.ndarray, y: np.ndarray, threshold: float) -> dict[str, Any]:
+    """ROC-AUC, macro-F1 and accuracy of the top class, and the share answered (top p >= threshold)."""
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    k = probs.shape[1]
+    pred = probs.argmax(1)
+    present = np.unique(y)
+    auc = float("nan")
+    if len(present) > 1:
+        auc = float(roc_auc_score(y, probs[:, 1]) if k == 2 else
+                    roc_auc_score(y, probs, multi_class="ovr", average="macro", labels=list(range(k))))
+    answered = probs.max(1) >= threshold
+    return {"n": int(len(y)), "roc_auc": auc, "accuracy": float((pred == y).mean()),
+            "macro_f1": float(f1_score(y, pred, average="macro", labels=list(range(k)), zero_division=0)),
+            "answered": float(answered.mean()),
+            "answered_accuracy": float((pred[answered] == y[answered]).mean()) if answered.any() else float("nan"),
+            "per_class_recall": [float((pred[y == c] == c).mean()) if (y == c).any() else float("nan")
+                                 for c in range(k)]}
+
+
+def evaluate_views(predict: Callable[[torch.Tensor], np.ndarray], images: Sequence[torch.Tensor],
+                   labels: Sequence[int], keys: Sequence[str], spec: PreprocessSpec, threshold: float,
+                   views: Sequence[str] = VIEWS, batch_size: int = 64) -> dict[str, dict[str, Any]]:
+    """Metrics of `predict` (float batch NCHW normalised -> probabilities) on every style-shift view."""
+    norm = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(spec.mean), list(spec.std))])
+    y_photo = np.asarray(labels, dtype=np.int64)
+    out = {}
+    for view, (ims, src) in build_views(images, keys, spec, views).items():
+        probs = np.concatenate([predict(torch.stack([norm(x) for x in ims[s: s + batch_size]]))
+                                for s in range(0, len(ims), batch_size)])
+        out[view] = {**view_metrics(probs, y_photo[src], threshold), "probs": probs, "source": src}
+    return out
