@@ -213,7 +213,7 @@ def _make_model(kind: str, seed: int) -> Any:
         return make_pipeline(impute, StandardScaler(), LogisticRegression(C=1.0, class_weight="balanced",
                                                                            max_iter=5000))
     if kind == "forest":
-        return make_pipeline(impute, RandomForestClassifier(n_estimators=200, min_samples_leaf=2,
+        return make_pipeline(impute, RandomForestClassifier(n_estimators=100, min_samples_leaf=2,
                                                             class_weight="balanced", random_state=seed, n_jobs=1))
     raise ValueError(f"unknown baseline kind {kind!r}; valid: {', '.join(MODEL_KINDS)}")
 
@@ -358,6 +358,8 @@ class ShortcutReport:
     fold_of: np.ndarray
     features: list[dict[str, float]]
     models: dict[str, ModelScore]
+    # {feature: separability on all images}, see `separability`
+    univariate: dict[str, float]
     oof_probs: dict[str, np.ndarray]
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
@@ -380,15 +382,16 @@ class ShortcutReport:
 
     def ita_table(self) -> dict[str, dict[str, int]]:
         """{ITA band: {class: images}}, every band and class listed (bands with no image too)."""
-        table = {name: {c: 0 for c in self.class_names} for name, _, _ in ITA_BANDS}
+        names = [name for name, _, _ in ITA_BANDS] + [NO_SKIN_BAND]
+        table = {name: {c: 0 for c in self.class_names} for name in names}
         for feats, y in zip(self.features, self.labels.tolist()):
             band = ita_band(feats["ita"])
-            table.setdefault(band, {c: 0 for c in self.class_names})[self.class_names[y]] += 1
+            table[band][self.class_names[y]] += 1
         return table
 
     def top_features(self, n: int = 5) -> list[tuple[str, float]]:
-        imp = self.models[self.best].permutation_importance
-        return sorted(imp.items(), key=lambda kv: -np.nan_to_num(kv[1], nan=-np.inf))[:n]
+        """The n features that alone separate the classes best, with their separability (0.5 = chance)."""
+        return sorted(self.univariate.items(), key=lambda kv: -np.nan_to_num(kv[1], nan=-np.inf))[:n]
 
     def warn(self, cnn_macro_f1: float | None = None) -> str | None:
         """The loud warning, or None: when the baseline's macro-F1 is above WARN_ABOVE, or within
@@ -400,13 +403,13 @@ class ShortcutReport:
         if base > WARN_ABOVE:
             reasons.append(f"above {WARN_ABOVE:.2f}")
         if cnn_macro_f1 is not None and math.isfinite(cnn_macro_f1) and base >= cnn_macro_f1 - WARN_MARGIN:
-            reasons.append(f"within {WARN_MARGIN:.2f} of the CNN's {cnn_macro_f1:.3f} "
-                           f"(margin {cnn_macro_f1 - base:+.3f})")
+            where = "at or above" if base >= cnn_macro_f1 else f"within {WARN_MARGIN:.2f} of"
+            reasons.append(f"{where} the CNN's {cnn_macro_f1:.3f} (CNN margin {cnn_macro_f1 - base:+.3f})")
         if not reasons:
             return None
         top = ", ".join(n for n, _ in self.top_features(3))
         return (f"!!! SHORTCUT WARNING: photo style alone predicts the label. A {MODEL_TITLES[self.best]} on "
-                f"{len(self.models[self.best].permutation_importance)} trivial photo features (size, skin and "
+                f"{len(self.univariate)} trivial photo features (size, skin and "
                 f"border colour, file size; no lesion) reaches macro-F1 {base:.3f} (AUC {_fmt(self.auc)}) on the "
                 f"same folds: {' and '.join(reasons)}. Most telling: {top}. A CNN can score this well "
                 "without looking at the lesion; do not trust its accuracy until it is tested on photos from "
@@ -414,12 +417,12 @@ class ShortcutReport:
 
     def summary(self, cnn_macro_f1: float | None = None) -> str:
         lines = [f"photo-style shortcut baseline ({len(self.labels)} images, {self.folds} folds, "
-                 f"{len(self.models[self.best].permutation_importance)} trivial features):"]
+                 f"{len(self.univariate)} trivial features):"]
         for kind, m in self.models.items():
             lines.append(f"  {MODEL_TITLES[kind]:<20} macro-F1 {_fmt(m.macro_f1_mean)} ± {_fmt(m.macro_f1_std)} "
                          f"(pooled {_fmt(m.pooled_macro_f1)}), ROC-AUC {_fmt(m.pooled_auc)}"
                          + ("  <- baseline" if kind == self.best else ""))
-        lines.append("  top features (drop in ROC-AUC when shuffled): "
+        lines.append("  top features (ROC-AUC of the feature alone, 0.5 = chance): "
                      + ", ".join(f"{n} {v:.3f}" for n, v in self.top_features(5)))
         lines.append("  images per skin-tone band (ITA of the skin pixels):")
         head = f"    {'band':<22}" + "".join(f"{c[:14]:>15}" for c in self.class_names)
@@ -436,7 +439,7 @@ class ShortcutReport:
     def to_markdown(self, cnn_macro_f1: float | None = None) -> str:
         best = self.models[self.best]
         md = ["## Shortcut audit: photo style alone", "",
-              f"Classifiers trained on {len(best.permutation_importance)} trivial photo features (no lesion: "
+              f"Classifiers trained on {len(self.univariate)} trivial photo features (no lesion: "
               "size, skin and border colour, skin tone, sharpness, file size; `hypoderm.data.shortcut`) with the "
               f"split's {self.folds} group-aware folds (train + validation folds -> test fold). "
               "macro-F1 is the mean ± std over test folds (as `hypoderm cv` reports the CNN); pooled = all "
@@ -454,13 +457,16 @@ class ShortcutReport:
         md += ["", "Per fold (macro-F1 of the baseline): " + ", ".join(
             f"fold {f} {_fmt(v)}" for f, v in sorted(best.fold_macro_f1.items())), ""]
         md += ["### Feature importance", "",
-               "Permutation importance: mean drop in test-fold ROC-AUC when the feature's column is shuffled "
-               "(correlated features, e.g. width/height/aspect, share their importance). |coef|: mean absolute "
-               "coefficient of the standardised logistic regression.", "",
-               "| feature | logistic regression | random forest | logistic regression \\|coef\\| |", "|---|---:|---:|---:|"]
+               "Alone: ROC-AUC of the feature by itself on all images, folded so that 0.5 is chance and 1 is "
+               "perfect. Permutation: mean drop in test-fold ROC-AUC when the feature's column is shuffled "
+               "(correlated features, e.g. width/height/aspect or the border channels, stand in for each other "
+               "and share it). |coef|: mean absolute coefficient of the standardised logistic regression.", "",
+               "| feature | alone | permutation, logistic regression | permutation, random forest | \\|coef\\| |",
+               "|---|---:|---:|---:|---:|"]
         lr, rf = self.models.get("logreg"), self.models.get("forest")
-        for name, _ in sorted(best.permutation_importance.items(), key=lambda kv: -np.nan_to_num(kv[1], nan=-9)):
-            md.append(f"| {name} | {_fmt(lr.permutation_importance.get(name, float('nan')) if lr else float('nan'))} "
+        for name, alone in self.top_features(len(self.univariate)):
+            md.append(f"| {name} | {_fmt(alone)} "
+                      f"| {_fmt(lr.permutation_importance.get(name, float('nan')) if lr else float('nan'))} "
                       f"| {_fmt(rf.permutation_importance.get(name, float('nan')) if rf else float('nan'))} "
                       f"| {_fmt(lr.coef_importance.get(name, float('nan')) if lr else float('nan'))} |")
         md += ["", "### Images per skin-tone band", "",
@@ -489,7 +495,7 @@ class ShortcutReport:
         """JSON-ready summary; with the CNN's per-fold macro-F1, also the per-fold margins."""
         best = self.models[self.best]
         d: dict[str, Any] = {
-            "model": self.best, "features": len(best.permutation_importance),
+            "model": self.best, "features": len(self.univariate),
             "macro_f1_mean": best.macro_f1_mean, "macro_f1_std": best.macro_f1_std,
             "macro_f1_pooled": best.pooled_macro_f1, "roc_auc_pooled": best.pooled_auc,
             "per_fold_macro_f1": {str(f): v for f, v in sorted(best.fold_macro_f1.items())},
@@ -502,6 +508,24 @@ class ShortcutReport:
             d["per_fold_margin"] = {str(f): float(v) - best.fold_macro_f1.get(int(f), float("nan"))
                                     for f, v in sorted(cnn_fold_macro_f1.items(), key=lambda kv: int(kv[0]))}
         return d
+
+
+def separability(values: np.ndarray, y: np.ndarray, num_classes: int) -> float:
+    """How well one feature alone separates the classes: ROC-AUC of the raw value, folded so that 0.5 is
+    chance and 1.0 perfect (max(AUC, 1 - AUC)); multi-class: the mean over one-vs-rest. NaN values are
+    left out. Unlike permutation importance it does not vanish when correlated features stand in
+    for each other (width / height, the three border channels)."""
+    from sklearn.metrics import roc_auc_score
+
+    ok = np.isfinite(values)
+    v, t = values[ok], y[ok]
+    per = []
+    for c in ([1] if num_classes == 2 else range(num_classes)):
+        pos = t == c
+        if pos.any() and (~pos).any():
+            auc = float(roc_auc_score(pos.astype(int), v))
+            per.append(max(auc, 1.0 - auc))
+    return float(np.mean(per)) if per else float("nan")
 
 
 def _permutation_importance(fitted: FittedBaseline, x: np.ndarray, y: np.ndarray, rng: np.random.Generator,
@@ -601,8 +625,10 @@ def shortcut_baseline(index: DatasetIndex, split: Split, *, seed: int = 0, n_rep
             permutation_importance={n: float(v) for n, v in zip(x_names, perm_mean)},
             coef_importance={n: float(v) for n, v in zip(x_names, np.mean(coefs, axis=0))} if coefs else {})
         oof[kind] = probs
+    univariate = {n: separability(x[:, j], y, num_classes) for j, n in enumerate(x_names)}
     return ShortcutReport(class_names=list(split.class_names), folds=split.folds, paths=paths, labels=y,
-                          fold_of=fold_arr, features=rows, models=scores, oof_probs=oof, skipped=skipped)
+                          fold_of=fold_arr, features=rows, models=scores, univariate=univariate, oof_probs=oof,
+                          skipped=skipped)
 
 
 def margin_text(cnn_macro_f1: float, baseline_macro_f1: float) -> str:
