@@ -177,7 +177,7 @@ def test_report_contents(tmp_path: Path) -> None:
     assert d["per_fold_margin"]["1"] == pytest.approx(0.5 - report.fold_macro_f1()[1])
 
 
-@pytest.mark.filterwarnings("ignore:class\(es\) with fewer groups")
+@pytest.mark.filterwarnings(r"ignore:class\(es\) with fewer groups")
 def test_too_small_dataset_gets_a_reason(tmp_path: Path) -> None:
     root = make_set(tmp_path / "tiny", "clean", per_class=3)
     (root / "normal" / "normal_002.png").unlink()
@@ -255,3 +255,59 @@ def test_real_data_audit_warns(real_data_dir: Path, tmp_path: Path, capsys: pyte
     printed = capsys.readouterr().out
     assert "photo-style shortcut baseline (311 images, 5 folds" in printed
     assert "SHORTCUT WARNING" in printed and "above 0.70" in printed
+
+
+# --- cv and compare print the CNN's margin over the baseline -------------------------------------
+
+def test_cv_summary_shows_margin_per_fold(tmp_path: Path) -> None:
+    from hypoderm.engine.config import TrainConfig
+    from hypoderm.engine.cv import margin_note, render_summary, style_baseline, summarize
+
+    root = make_set(tmp_path / "d", "size", per_class=12)
+    index = load_index(root)
+    base, why = style_baseline(index, make_split(index, folds=3, seed=0))
+    assert why is None and base is not None
+    cnn = {0: 0.9, 1: 0.95, 2: 1.0}
+    s = summarize({f: {"accuracy": v, "macro_f1": v, "weighted_f1": v, "roc_auc_ovr": v, "ece_before": 0.1,
+                       "ece_after": 0.1} for f, v in cnn.items()})
+    s["shortcut"] = base.to_dict(cnn)
+    s["shortcut"]["warning"] = base.warn(s["mean"]["macro_f1"])
+    md = render_summary(s, TrainConfig(data=str(root), folds=3))
+    assert "| style baseline macro_f1 | margin |" in md
+    b = base.fold_macro_f1()
+    fold1 = next(line for line in md.splitlines() if line.startswith("| 1 |"))
+    assert fold1.endswith(f"| {b[1]:.3f} | {0.95 - b[1]:+.3f} |")
+    assert f"{s['mean']['macro_f1'] - base.macro_f1:+.3f} |" in md and "SHORTCUT WARNING" in md
+    assert margin_note(0.8, 0.75) == ", margin +0.050 over style baseline 0.750" and margin_note(0.8, None) == ""
+    # too small for a baseline: the reason, no margin columns
+    small = make_set(tmp_path / "t", "clean", per_class=3)
+    (small / "normal" / "normal_002.png").unlink()
+    with pytest.warns(UserWarning, match="fewer groups than folds"):
+        small_split = make_split(load_index(small), folds=3)
+    tiny, why = style_baseline(load_index(small), small_split)
+    assert tiny is None and why
+    s["shortcut"] = {"error": why}
+    md = render_summary(s, TrainConfig(data=str(root), folds=3))
+    assert "| margin |" not in md and "Style baseline not computed: too few readable images" in md
+
+
+def test_compare_table_shows_margin(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from hypoderm.compare import _add_style_margins, render_table
+
+    root = make_set(tmp_path / "d", "background", per_class=12)
+    index = load_index(root)
+    make_split(index, folds=3, seed=0).save(tmp_path / "split.json")
+    rows = [{"model": "m", "accuracy": "0.9 ± 0.1", "macro_f1": "0.90 ± 0.05", "macro_f1_mean": 0.9,
+             "pooled_macro_f1": 0.88, "pooled_ci95": {"macro_f1": [0.8, 0.95]}, "params": 10, "macs": 1e6,
+             "ort_ms_median": 1.0, "ort_ms_p90": 1.1, "torch_ms_median": None, "torch_ms_p90": None,
+             "onnx_bytes": None}]
+    note = _add_style_margins(SimpleNamespace(data=str(root), group_regex=None), tmp_path, rows)
+    base = shortcut_baseline(index, make_split(index, folds=3, seed=0))
+    assert rows[0]["style_margin_mean"] == pytest.approx(0.9 - base.macro_f1)
+    assert rows[0]["style_margin_pooled"] == pytest.approx(0.88 - base.models[base.best].pooled_macro_f1)
+    table = render_table(rows)
+    assert "| margin over style baseline (mean / pooled) |" in table.splitlines()[0]
+    assert f"| {0.9 - base.macro_f1:+.3f} / {rows[0]['style_margin_pooled']:+.3f} |" in table
+    assert note.startswith("Style baseline:") and "SHORTCUT WARNING" in note
