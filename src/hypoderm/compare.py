@@ -256,6 +256,7 @@ def _add_style_margins(cfg: Any, out: Path, rows: list[dict[str, Any]]) -> str:
     (`style_margin_mean`: fold-mean macro-F1 minus the baseline's; `style_margin_pooled`: the same
     for pooled predictions) and return a paragraph for the reports (with the warning, if any)."""
     from hypoderm.data.dataset import DatasetError, load_index
+    from hypoderm.data.shortcut import MODEL_TITLES
     from hypoderm.data.splits import Split
     from hypoderm.engine.cv import style_baseline
 
@@ -269,7 +270,7 @@ def _add_style_margins(cfg: Any, out: Path, rows: list[dict[str, Any]]) -> str:
     for r in rows:
         r["style_margin_mean"] = r["macro_f1_mean"] - base.macro_f1
         r["style_margin_pooled"] = r["pooled_macro_f1"] - pooled_base
-    note = (f"Style baseline: a {base.best} classifier on {len(base.univariate)} trivial photo features (size, skin "
+    note = (f"Style baseline: a {MODEL_TITLES[base.best]} on {len(base.univariate)} trivial photo features (size, skin "
             f"and border colour, sharpness, file size; no lesion), trained on the same folds: macro-F1 "
             f"{base.macro_f1:.3f} ± {base.models[base.best].macro_f1_std:.3f} (pooled {pooled_base:.3f}), ROC-AUC "
             f"{base.auc:.3f} (`hypoderm data audit` explains it). margin = model macro-F1 − baseline macro-F1.\n\n")

@@ -495,7 +495,7 @@ class ShortcutReport:
         """JSON-ready summary; with the CNN's per-fold macro-F1, also the per-fold margins."""
         best = self.models[self.best]
         d: dict[str, Any] = {
-            "model": self.best, "features": len(self.univariate),
+            "model": self.best, "model_title": MODEL_TITLES[self.best], "features": len(self.univariate),
             "macro_f1_mean": best.macro_f1_mean, "macro_f1_std": best.macro_f1_std,
             "macro_f1_pooled": best.pooled_macro_f1, "roc_auc_pooled": best.pooled_auc,
             "per_fold_macro_f1": {str(f): v for f, v in sorted(best.fold_macro_f1.items())},

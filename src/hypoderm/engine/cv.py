@@ -99,7 +99,7 @@ def render_summary(s: dict[str, Any], cfg: TrainConfig, elapsed_s: float | None 
     lines.append("| **mean ± std** | " + " | ".join(cells) + " |")
     if has_base:
         sc = s["shortcut"]
-        lines += ["", f"Style baseline: a {sc['model']} classifier on {sc['features']} trivial photo features "
+        lines += ["", f"Style baseline: a {sc.get('model_title', sc['model'])} on {sc['features']} trivial photo features "
                   "(size, skin and border colour, sharpness, file size; no lesion) trained on the same folds "
                   f"(`hypoderm data audit` explains it); pooled ROC-AUC {sc['roc_auc_pooled']:.3f}. margin = CNN "
                   "macro-F1 − baseline macro-F1 on the same test fold."]
