@@ -311,3 +311,15 @@ def test_compare_table_shows_margin(tmp_path: Path) -> None:
     assert "| margin over style baseline (mean / pooled) |" in table.splitlines()[0]
     assert f"| {0.9 - base.macro_f1:+.3f} / {rows[0]['style_margin_pooled']:+.3f} |" in table
     assert note.startswith("Style baseline:") and "SHORTCUT WARNING" in note
+
+
+def test_feature_subset(tmp_path: Path) -> None:
+    root = make_set(tmp_path / "bg", "background", per_class=16)
+    index = load_index(root)
+    split = make_split(index, folds=4, seed=0)
+    geometry = shortcut_baseline(index, split, names=["width", "height", "aspect"])
+    assert set(geometry.univariate) == {"width", "height", "aspect"}
+    assert geometry.macro_f1 < 0.8  # the planted background is invisible to size features
+    assert shortcut_baseline(index, split, names=["border_r"]).macro_f1 > 0.9
+    with pytest.raises(ValueError, match="unknown feature names"):
+        shortcut_baseline(index, split, names=["shoe_size"])

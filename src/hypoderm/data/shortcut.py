@@ -548,12 +548,14 @@ def _permutation_importance(fitted: FittedBaseline, x: np.ndarray, y: np.ndarray
 
 
 def shortcut_baseline(index: DatasetIndex, split: Split, *, seed: int = 0, n_repeats: int = 5,
-                      features: Mapping[str, Mapping[str, float]] | None = None) -> ShortcutReport:
+                      features: Mapping[str, Mapping[str, float]] | None = None,
+                      names: Sequence[str] | None = None) -> ShortcutReport:
     """Cross-validate the photo-style baselines on `split`'s folds.
 
     Uses the images that are both in `index` and in `split` (matched by relative path) and readable;
     fold f trains on `split.partition(f)`'s train and validation folds and is scored on its test fold.
-    `features` ({relative path: photo_features}) skips the decoding for images already measured.
+    `features` ({relative path: photo_features}) skips the decoding for images already measured;
+    `names` restricts the classifiers to those features (default: every one known for some image).
     Raises `ShortcutError` when fewer than 2 classes or too few images remain."""
     by_path = {index.relpath(s): s for s in index.samples}
     class_ids = {c: i for i, c in enumerate(split.class_names)}
@@ -583,7 +585,13 @@ def shortcut_baseline(index: DatasetIndex, split: Split, *, seed: int = 0, n_rep
     if (present > 0).sum() < 2 or len(y) < 2 * split.folds:
         raise ShortcutError(f"too few readable images for a baseline ({len(y)} images; per class "
                             f"{dict(zip(split.class_names, present.tolist()))})")
-    x_names = [n for j, n in enumerate(FEATURE_NAMES) if np.isfinite(feature_matrix(rows)[:, j]).any()]
+    unknown = [n for n in names or () if n not in FEATURE_NAMES]
+    if unknown:
+        raise ValueError(f"unknown feature names {unknown}; valid: {', '.join(FEATURE_NAMES)}")
+    known = [n for j, n in enumerate(FEATURE_NAMES) if np.isfinite(feature_matrix(rows)[:, j]).any()]
+    x_names = [n for n in known if names is None or n in names]
+    if not x_names:
+        raise ShortcutError("none of the requested features is known for any image")
     x = feature_matrix(rows, x_names)
     pos_of = {p: i for i, p in enumerate(split_pos)}
     fold_arr = np.array(folds, dtype=np.int64)
