@@ -323,3 +323,23 @@ def test_feature_subset(tmp_path: Path) -> None:
     assert shortcut_baseline(index, split, names=["border_r"]).macro_f1 > 0.9
     with pytest.raises(ValueError, match="unknown feature names"):
         shortcut_baseline(index, split, names=["shoe_size"])
+
+
+def test_three_classes(tmp_path: Path) -> None:
+    # conftest's synthetic classes differ in base colour: a shortcut the skin/border colour features see
+    from conftest import make_image_folder
+
+    root = make_image_folder(tmp_path / "d", classes=("a", "b", "c"), per_class=10, size=40)
+    report = audit(load_index(root), shortcut=True, folds=3)
+    assert report.shortcut is not None and report.shortcut.class_names == ["a", "b", "c"]
+    assert report.shortcut.macro_f1 > 0.9 and report.shortcut.auc > 0.9  # macro one-vs-rest
+    assert report.shortcut.oof_probs[report.shortcut.best].shape == (30, 3)
+    assert "SHORTCUT WARNING" in report.summary() and "ROC-AUC: pooled, macro one-vs-rest" in report.to_markdown()
+
+
+def test_shortcut_audit_is_torch_free() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, hypoderm.data.shortcut, hypoderm.data.audit; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -330,18 +330,9 @@ class ModelScore:
         vals = [v for v in self.fold_macro_f1.values() if math.isfinite(v)]
         return float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan")
 
-    @property
-    def auc_mean(self) -> float:
-        vals = [v for v in self.fold_auc.values() if math.isfinite(v)]
-        return float(np.mean(vals)) if vals else float("nan")
-
 
 def _fmt(v: float, spec: str = ".3f") -> str:
     return "-" if v is None or not math.isfinite(v) else format(v, spec)
-
-
-def _signed(v: float) -> str:
-    return "-" if not math.isfinite(v) else f"{v:+.3f}"
 
 
 @dataclass
@@ -385,7 +376,7 @@ class ShortcutReport:
         names = [name for name, _, _ in ITA_BANDS] + [NO_SKIN_BAND]
         table = {name: {c: 0 for c in self.class_names} for name in names}
         for feats, y in zip(self.features, self.labels.tolist()):
-            band = ita_band(feats["ita"])
+            band = ita_band(feats.get("ita", float("nan")))
             table[band][self.class_names[y]] += 1
         return table
 
@@ -485,8 +476,8 @@ class ShortcutReport:
         rows = []
         for i, path in enumerate(self.paths):
             row = {"path": path, "label": self.class_names[int(self.labels[i])], "fold": str(int(self.fold_of[i])),
-                   "ita_band": ita_band(self.features[i]["ita"])}
-            row.update({n: f"{self.features[i][n]:.6g}" for n in FEATURE_NAMES})
+                   "ita_band": ita_band(self.features[i].get("ita", float("nan")))}
+            row.update({n: f"{self.features[i].get(n, float('nan')):.6g}" for n in FEATURE_NAMES})
             row.update({f"baseline_p_{c}": f"{probs[i, k]:.4f}" for k, c in enumerate(self.class_names)})
             rows.append(row)
         return rows
@@ -638,7 +629,3 @@ def shortcut_baseline(index: DatasetIndex, split: Split, *, seed: int = 0, n_rep
                           fold_of=fold_arr, features=rows, models=scores, univariate=univariate, oof_probs=oof,
                           skipped=skipped)
 
-
-def margin_text(cnn_macro_f1: float, baseline_macro_f1: float) -> str:
-    """"+0.021 over style baseline 0.739": how the CNN's macro-F1 compares with the baseline's."""
-    return f"{_signed(cnn_macro_f1 - baseline_macro_f1)} over style baseline {_fmt(baseline_macro_f1)}"
