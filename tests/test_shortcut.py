@@ -343,3 +343,15 @@ def test_shortcut_audit_is_torch_free() -> None:
 
     code = "import sys, hypoderm.data.shortcut, hypoderm.data.audit; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_rank_auc_equals_sklearn() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from hypoderm.data.shortcut import binary_auc
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200).astype(bool)
+    scores = np.round(rng.normal(size=200) + y, 1)  # rounded: many ties
+    assert binary_auc(y, scores) == pytest.approx(roc_auc_score(y, scores))
+    assert math.isnan(binary_auc(np.ones(5, dtype=bool), scores[:5]))
