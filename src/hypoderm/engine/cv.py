@@ -94,13 +94,14 @@ def render_summary(s: dict[str, Any], cfg: TrainConfig, elapsed_s: float | None 
     cells = [f"{s['mean'][k]:.3f} ± {s['std'][k]:.3f}" for k in TABLE_KEYS]
     if has_base:
         sc = s["shortcut"]
-        cells += [f"{sc['macro_f1_mean']:.3f} ± {sc['macro_f1_std']:.3f}",
-                  f"{s['mean']['macro_f1'] - sc['macro_f1_mean']:+.3f}"]
+        # mean of the per-fold margins: right even when only some folds have run
+        margins = [s["per_fold"][f].get("macro_f1", float("nan")) - base.get(str(f), float("nan")) for f in s["folds"]]
+        cells += [f"{sc['macro_f1_mean']:.3f} ± {sc['macro_f1_std']:.3f}", f"{float(np.nanmean(margins)):+.3f}"]
     lines.append("| **mean ± std** | " + " | ".join(cells) + " |")
     if has_base:
         sc = s["shortcut"]
-        lines += ["", f"Style baseline: a {sc.get('model_title', sc['model'])} on {sc['features']} trivial photo features "
-                  "(size, skin and border colour, sharpness, file size; no lesion) trained on the same folds "
+        lines += ["", f"Style baseline: a {sc.get('model_title', sc['model'])} on {sc['features']} trivial photo "
+                  "features (size, skin and border colour, sharpness, file size; no lesion) trained on the same folds "
                   f"(`hypoderm data audit` explains it); pooled ROC-AUC {sc['roc_auc_pooled']:.3f}. margin = CNN "
                   "macro-F1 − baseline macro-F1 on the same test fold."]
         if sc.get("warning"):
