@@ -8,8 +8,10 @@ model is measured (`hypoderm.bench.bench`), and the study writes:
     OUT/split.json                 the one split every model uses
     OUT/models/<name>/...          each model's cross-validation (see `hypoderm cv`)
     OUT/results.json, results.csv  everything below, machine-readable
-    OUT/main.md                    accuracy, macro-F1 (mean ± std over folds, pooled bootstrap CI),
-                                   params, MACs/FLOPs, ORT and PyTorch latency, ONNX size
+    OUT/main.md                    accuracy, macro-F1 (mean ± std over folds, pooled bootstrap CI) with
+                                   each model's margin over the photo-style baseline on the same folds
+                                   (`hypoderm.data.shortcut`), params, MACs/FLOPs, ORT and PyTorch latency,
+                                   ONNX size
     OUT/ablation.md                the same for the mnv3s* variants present
     OUT/paired.md                  the reference model (default hypodermnet) against each other model
     OUT/pareto_latency.png, pareto_params.png
@@ -123,13 +125,18 @@ def _num(v: Any, fmt: str) -> str:
 
 
 def render_table(rows: list[dict[str, Any]]) -> str:
-    head = ("| model | accuracy (mean ± std) | macro-F1 (mean ± std) | macro-F1 pooled [95% CI] | params | MMACs "
-            "| ORT ms (p90) | PyTorch ms (p90) | ONNX MB |")
-    lines = [head, "|---" * 9 + "|"]
+    has_base = any("style_margin_mean" in r for r in rows)
+    head = ("| model | accuracy (mean ± std) | macro-F1 (mean ± std) | macro-F1 pooled [95% CI] "
+            + ("| margin over style baseline (mean / pooled) " if has_base else "")
+            + "| params | MMACs | ORT ms (p90) | PyTorch ms (p90) | ONNX MB |")
+    lines = [head, "|---" * (9 + has_base) + "|"]
     for r in rows:
         ci = r["pooled_ci95"]["macro_f1"]
+        margin = (f"| {_num(r.get('style_margin_mean'), '+.3f')} / {_num(r.get('style_margin_pooled'), '+.3f')} "
+                  if has_base else "")
         lines.append(
             f"| {r['model']} | {r['accuracy']} | {r['macro_f1']} | {r['pooled_macro_f1']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] "
+            f"{margin}"
             f"| {r['params']:,} | {r['macs'] / 1e6:.1f} | {_num(r['ort_ms_median'], '.2f')} ({_num(r['ort_ms_p90'], '.2f')}) "
             f"| {_num(r['torch_ms_median'], '.2f')} ({_num(r['torch_ms_p90'], '.2f')}) "
             f"| {_num(r['onnx_bytes'] and r['onnx_bytes'] / 1e6, '.2f')} |")
@@ -204,6 +211,7 @@ def write_reports(cfg: Any, models: list[str], out: Path, summaries: dict[str, A
             **{k: e.get(k) for k in ("params", "macs", "flops", "receptive_field", "onnx_bytes", "ort_ms_median",
                                       "ort_ms_p90", "torch_ms_median", "torch_ms_p90")},
         })
+    baseline_note = _add_style_margins(cfg, out, rows)
     paired_rows = [paired(reference, m, summaries, preds, labels, n_boot) for m in models
                    if m != reference and reference in summaries]
     env = eff["env"]
@@ -218,17 +226,20 @@ def write_reports(cfg: Any, models: list[str], out: Path, summaries: dict[str, A
                 f"{runs} timed runs after 5 warm-up, round-robin in one process; {env['processor']} "
                 f"({env['cpu_count']} logical CPUs); torch {env['torch']}, onnxruntime {env.get('onnxruntime', '-')}; "
                 f"MACs/FLOPs: {eff['flop_counter']}. Study wall time this invocation: {elapsed_s / 60:.1f} min; {env['date']}.")
-    (out / "main.md").write_text("# Comparison study\n\n" + render_table(rows) + "\n\n" + protocol + "\n")
+    (out / "main.md").write_text("# Comparison study\n\n" + render_table(rows) + "\n\n" + baseline_note
+                                 + protocol + "\n")
     ablation = [r for r in rows if is_table_model(r["model"])]
     if ablation:
-        (out / "ablation.md").write_text("# Ablation: the three changes\n\n" + render_table(ablation) + "\n\n" + protocol + "\n")
+        (out / "ablation.md").write_text("# Ablation: the three changes\n\n" + render_table(ablation) + "\n\n"
+                                         + baseline_note + protocol + "\n")
     if paired_rows:
         (out / "paired.md").write_text(
             f"# {reference} against each other model (macro-F1)\n\n" + render_paired(paired_rows) + "\n\n"
             "Δ > 0 means the reference is better. Per-fold differences compare the two models on the same test "
             "fold; the pooled Δ resamples the same out-of-fold predictions for both models (paired bootstrap).\n")
     plot_pareto(rows, out)
-    result = {"protocol": protocol, "config": cfg.to_dict(), "env": env, "rows": rows, "paired": paired_rows}
+    result = {"protocol": protocol, "config": cfg.to_dict(), "env": env, "rows": rows, "paired": paired_rows,
+              "style_baseline": baseline_note.strip()}
     (out / "results.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     with (out / "results.csv").open("w", newline="") as f:
         flat = [{k: v for k, v in r.items() if k != "pooled_ci95"} | {
@@ -238,6 +249,33 @@ def write_reports(cfg: Any, models: list[str], out: Path, summaries: dict[str, A
         w.writeheader()
         w.writerows(flat)
     return result
+
+
+def _add_style_margins(cfg: Any, out: Path, rows: list[dict[str, Any]]) -> str:
+    """Fit the photo-style baseline on the study's split, add each row's margin over it
+    (`style_margin_mean`: fold-mean macro-F1 minus the baseline's; `style_margin_pooled`: the same
+    for pooled predictions) and return a paragraph for the reports (with the warning, if any)."""
+    from hypoderm.data.dataset import DatasetError, load_index
+    from hypoderm.data.shortcut import MODEL_TITLES
+    from hypoderm.data.splits import Split
+    from hypoderm.engine.cv import style_baseline
+
+    try:
+        base, why = style_baseline(load_index(cfg.data, group_regex=cfg.group_regex), Split.load(out / "split.json"))
+    except DatasetError as e:
+        base, why = None, str(e)
+    if base is None:
+        return f"Style baseline not computed: {why}\n\n"
+    pooled_base = base.models[base.best].pooled_macro_f1
+    for r in rows:
+        r["style_margin_mean"] = r["macro_f1_mean"] - base.macro_f1
+        r["style_margin_pooled"] = r["pooled_macro_f1"] - pooled_base
+    note = (f"Style baseline: a {MODEL_TITLES[base.best]} on {len(base.univariate)} trivial photo features (size, skin "
+            f"and border colour, sharpness, file size; no lesion), trained on the same folds: macro-F1 "
+            f"{base.macro_f1:.3f} ± {base.models[base.best].macro_f1_std:.3f} (pooled {pooled_base:.3f}), ROC-AUC "
+            f"{base.auc:.3f} (`hypoderm data audit` explains it). margin = model macro-F1 − baseline macro-F1.\n\n")
+    warning = base.warn(max((r["macro_f1_mean"] for r in rows), default=None))
+    return note + (f"**{warning}**\n\n" if warning else "")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -2,6 +2,11 @@
 and near duplicates within a class, across classes (label conflicts) and across the folds of a
 split file (leakage). Writes `audit.md` (for people) and `audit.csv` (one row per finding).
 
+With `shortcut=True` (the CLI's default) it also runs the shortcut audit (`hypoderm.data.shortcut`):
+how well trivial photo features (size, colours, file size) predict the label on the split's folds,
+per-feature importance and the classes per skin-tone band, with a loud warning when photo style
+alone does well; the per-image features go to `shortcut.csv`.
+
 `train` and `cv` call `find_leaks` to refuse a split that puts the same photo in two folds.
 """
 
@@ -12,14 +17,16 @@ import csv
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from hypoderm.data.dataset import DatasetError, DatasetIndex, Sample, load_index
 from hypoderm.data.hashing import Fingerprint, fingerprint, near_pairs
-from hypoderm.data.splits import NEAR_DUPLICATE_THRESHOLD, Split
+from hypoderm.data.shortcut import ShortcutError, ShortcutReport, shortcut_baseline
+from hypoderm.data.splits import NEAR_DUPLICATE_THRESHOLD, Split, make_split
 
 KINDS = ("unreadable", "exact_duplicate", "near_duplicate", "label_conflict", "leak")
 CSV_COLUMNS = ("kind", "path_a", "label_a", "fold_a", "path_b", "label_b", "fold_b", "distance", "detail")
@@ -69,6 +76,10 @@ class AuditReport:
     split_checked: bool = False  # a split was given, so `leaks` is meaningful
     split_path: str | None = None
     split_mismatch: str | None = None
+    shortcut: ShortcutReport | None = None
+    shortcut_error: str | None = None  # why the shortcut audit could not run
+    shortcut_split: str | None = None  # which folds it used
+    cnn_macro_f1: float | None = None  # a CNN's score to compare the shortcut baseline with
 
     def of_kind(self, kind: str) -> list[Finding]:
         return [f for f in self.findings if f.kind == kind]
@@ -94,6 +105,10 @@ class AuditReport:
             lines.append(f"{kind.replace('_', ' ')}: {len(self.of_kind(kind))}")
         if self.split_mismatch:
             lines.append(f"split mismatch: {self.split_mismatch}")
+        if self.shortcut is not None:
+            lines += ["", f"folds: {self.shortcut_split}", self.shortcut.summary(self.cnn_macro_f1)]
+        elif self.shortcut_error:
+            lines.append(f"shortcut audit skipped: {self.shortcut_error}")
         return "\n".join(lines)
 
     def to_markdown(self) -> str:
@@ -129,10 +144,16 @@ class AuditReport:
                 md += ["| file A | fold | file B | fold | distance | detail |", "|---|---:|---|---:|---:|---|"]
                 md += [f"| {f.path_a} | {'' if f.fold_a is None else f.fold_a} | {f.path_b} | "
                        f"{'' if f.fold_b is None else f.fold_b} | {f.distance} | {f.detail} |" for f in items]
+        if self.shortcut is not None:
+            md += ["", self.shortcut.to_markdown(self.cnn_macro_f1).rstrip("\n"), "",
+                   f"Folds: {self.shortcut_split}. Per-image features and out-of-fold probabilities: `shortcut.csv`."]
+        elif self.shortcut_error:
+            md += ["", "## Shortcut audit", "", f"Skipped: {self.shortcut_error}"]
         return "\n".join(md) + "\n"
 
     def write(self, out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
-        """Write `audit.md` and `audit.csv` into `out_dir`; returns their paths."""
+        """Write `audit.md` and `audit.csv` (and `shortcut.csv` when the shortcut audit ran) into
+        `out_dir`; returns the paths of the first two."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         md_path, csv_path = out / "audit.md", out / "audit.csv"
@@ -141,6 +162,12 @@ class AuditReport:
             writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
             writer.writeheader()
             writer.writerows(fd.row() for fd in self.findings)
+        if self.shortcut is not None:
+            rows = self.shortcut.csv_rows()
+            with open(out / "shortcut.csv", "w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
         return md_path, csv_path
 
 
@@ -197,14 +224,18 @@ def _stats(values: list[int]) -> tuple[float, float, float]:
     return float(arr.min()), float(np.median(arr)), float(arr.max())
 
 
-def audit(index: DatasetIndex, split: Split | None = None, near_threshold: int = NEAR_DUPLICATE_THRESHOLD) -> AuditReport:
-    """Audit every file of `index` (decoding each once); with `split`, also look for leakage."""
+def audit(index: DatasetIndex, split: Split | None = None, near_threshold: int = NEAR_DUPLICATE_THRESHOLD, *,
+          shortcut: bool = False, folds: int = 5, seed: int = 0) -> AuditReport:
+    """Audit every file of `index` (decoding each once); with `split`, also look for leakage.
+
+    `shortcut=True` adds the shortcut audit on `split`'s folds, or without a split on a fresh
+    `make_split(readable images, folds, seed)`, as `hypoderm data split` would make it."""
     if near_threshold < 0 or near_threshold > 64:
         raise ValueError(f"near_threshold must be in 0..64 (bits of a 64-bit phash), got {near_threshold}")
     fps = [fingerprint(s.path) for s in index.samples]
-    folds = _split_folds(index, split)
+    fold_of = _split_folds(index, split)
     findings: list[Finding] = []
-    for s, fp, fold in zip(index.samples, fps, folds):
+    for s, fp, fold in zip(index.samples, fps, fold_of):
         if not fp.ok:
             findings.append(Finding("unreadable", index.relpath(s), s.label, fold_a=fold, detail=str(fp.error)))
     pairs = _duplicate_pairs(fps, near_threshold)
@@ -212,11 +243,11 @@ def audit(index: DatasetIndex, split: Split | None = None, near_threshold: int =
         a, b = index.samples[i], index.samples[j]
         same_bytes = fps[i].sha256 == fps[j].sha256
         kind = ("exact_duplicate" if same_bytes else "near_duplicate") if a.label == b.label else "label_conflict"
-        findings.append(Finding(kind, index.relpath(a), a.label, index.relpath(b), b.label, folds[i], folds[j],
+        findings.append(Finding(kind, index.relpath(a), a.label, index.relpath(b), b.label, fold_of[i], fold_of[j],
                                 d, _pair_detail(fps[i], fps[j], d)))
     split_mismatch = None
     if split is not None:
-        findings += _leaks(index, fps, folds, pairs)
+        findings += _leaks(index, fps, fold_of, pairs)
         try:
             split.check_matches(index)
         except DatasetError as e:
@@ -232,9 +263,29 @@ def audit(index: DatasetIndex, split: Split | None = None, near_threshold: int =
             sides = [max(fp.width, fp.height) for s, fp in ok if s.label == name]
             if sides:
                 by_class[name] = _stats(sides)
-    return AuditReport(root=str(index.root), class_counts=index.counts(), sizes=sizes,
-                       longer_side_by_class=by_class, near_threshold=near_threshold, findings=findings,
-                       split_checked=split is not None, split_mismatch=split_mismatch)
+    report = AuditReport(root=str(index.root), class_counts=index.counts(), sizes=sizes,
+                         longer_side_by_class=by_class, near_threshold=near_threshold, findings=findings,
+                         split_checked=split is not None, split_mismatch=split_mismatch)
+    if shortcut:
+        _add_shortcut(report, index, split, [s for s, _ in ok], folds, seed)
+    return report
+
+
+def _add_shortcut(report: AuditReport, index: DatasetIndex, split: Split | None, readable: list[Sample],
+                  folds: int, seed: int) -> None:
+    """Run the shortcut audit into `report`; a dataset too small for it gets a reason, not an error."""
+    try:
+        if split is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # thin classes: the baseline copes
+                split = make_split(replace(index, samples=readable), folds=folds, seed=seed)
+            report.shortcut_split = (f"a fresh {split.folds}-fold group-aware split, seed {split.seed} "
+                                     f"(groups: {split.group_source}), as `hypoderm data split` makes it")
+        else:
+            report.shortcut_split = f"the given split's {split.folds} folds"
+        report.shortcut = shortcut_baseline(index, split, seed=seed)
+    except (ShortcutError, DatasetError, ValueError) as e:
+        report.shortcut_error = str(e)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -243,18 +294,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="audit", help="folder for audit.md and audit.csv (default ./audit)")
     parser.add_argument("--near-threshold", type=int, default=NEAR_DUPLICATE_THRESHOLD,
                         help="max phash Hamming distance (of 64 bits) for near-duplicates (default 4)")
+    parser.add_argument("--no-shortcut", dest="shortcut", action="store_false",
+                        help="skip the shortcut audit (classifiers on trivial photo features)")
+    parser.add_argument("--folds", type=int, default=5,
+                        help="folds of the fresh split the shortcut audit makes when no --split is given (default 5)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of that split and of the classifiers (default 0)")
+    parser.add_argument("--cnn-macro-f1", type=float, default=None,
+                        help="a CNN's cross-validated macro-F1: warn when the shortcut baseline comes within 0.10")
 
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
+    if args.cnn_macro_f1 is not None and not 0.0 <= args.cnn_macro_f1 <= 1.0:
+        print(f"hypoderm data audit: error: --cnn-macro-f1 must be in 0..1, got {args.cnn_macro_f1}", file=sys.stderr)
+        return 2
     try:
         index = load_index(args.source)
         split = Split.load(args.split) if args.split else None
-        report = audit(index, split=split, near_threshold=args.near_threshold)
+        report = audit(index, split=split, near_threshold=args.near_threshold, shortcut=args.shortcut,
+                       folds=args.folds, seed=args.seed)
     except (DatasetError, ValueError) as e:
         print(f"hypoderm data audit: error: {e}", file=sys.stderr)
         return 2
     report.split_path = args.split
+    report.cnn_macro_f1 = args.cnn_macro_f1
     try:
         md_path, csv_path = report.write(args.out)
     except OSError as e:
@@ -263,5 +326,6 @@ def run(args: argparse.Namespace) -> int:
     print(report.summary())
     for f in report.unreadable + report.leaks:
         print(f"  {f}")
-    print(f"wrote {md_path} and {csv_path} in {time.perf_counter() - t0:.1f} s")
+    extra = f" and {Path(args.out) / 'shortcut.csv'}" if report.shortcut is not None else ""
+    print(f"wrote {md_path}, {csv_path}{extra} in {time.perf_counter() - t0:.1f} s")
     return 0

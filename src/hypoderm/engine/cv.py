@@ -9,6 +9,10 @@ threshold) and is tested on fold f. Layout of OUT:
 
 Re-running the same command skips finished folds (fold*/metrics.json) and resumes a fold whose
 training was interrupted (fold*/last.pt).
+
+Every macro-F1 is printed with the CNN's margin over the photo-style baseline on the same folds
+(`hypoderm.data.shortcut`: classifiers on trivial photo features such as size and border colour),
+so a score that photo style alone would reach is visible as such; summary.json keeps it under "shortcut".
 """
 
 from __future__ import annotations
@@ -50,15 +54,60 @@ def summarize(fold_metrics: dict[int, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def style_baseline(index: Any, split: Any) -> tuple[Any, str | None]:
+    """(ShortcutReport, None), or (None, why not) when the dataset is too small for the baseline."""
+    from hypoderm.data.shortcut import ShortcutError, shortcut_baseline
+
+    try:
+        return shortcut_baseline(index, split), None
+    except (ShortcutError, ValueError) as e:
+        return None, str(e)
+
+
+def margin_note(cnn_macro_f1: float, baseline_macro_f1: float | None) -> str:
+    """', margin +0.021 over style baseline 0.739' (empty without a baseline)."""
+    if baseline_macro_f1 is None or not np.isfinite(baseline_macro_f1):
+        return ""
+    return f", margin {cnn_macro_f1 - baseline_macro_f1:+.3f} over style baseline {baseline_macro_f1:.3f}"
+
+
+def _shortcut_columns(s: dict[str, Any]) -> tuple[dict[str, float], bool]:
+    sc = s.get("shortcut") or {}
+    per_fold = {str(f): float(v) for f, v in (sc.get("per_fold_macro_f1") or {}).items()}
+    return per_fold, bool(per_fold)
+
+
 def render_summary(s: dict[str, Any], cfg: TrainConfig, elapsed_s: float | None = None) -> str:
-    head = "| fold | " + " | ".join(TABLE_KEYS) + " |"
+    base, has_base = _shortcut_columns(s)
+    extra = " | style baseline macro_f1 | margin" if has_base else ""
+    head = "| fold | " + " | ".join(TABLE_KEYS) + extra + " |"
     lines = [f"# {len(s['folds'])}-fold cross-validation: {cfg.model}", "",
              f"Data `{cfg.data}`, size {cfg.size}, {cfg.epochs} epochs max (patience {cfg.patience}), "
              f"batch {cfg.batch_size}, lr {cfg.lr}, seed {cfg.seed}. Test = fold f, validation = fold f+1.", "",
-             head, "|---" * (len(TABLE_KEYS) + 1) + "|"]
+             head, "|---" * (len(TABLE_KEYS) + 1 + 2 * has_base) + "|"]
     for f in s["folds"]:
-        lines.append(f"| {f} | " + " | ".join(f"{s['per_fold'][f].get(k, float('nan')):.3f}" for k in TABLE_KEYS) + " |")
-    lines.append("| **mean ± std** | " + " | ".join(f"{s['mean'][k]:.3f} ± {s['std'][k]:.3f}" for k in TABLE_KEYS) + " |")
+        cells = [f"{s['per_fold'][f].get(k, float('nan')):.3f}" for k in TABLE_KEYS]
+        if has_base:
+            b = base.get(str(f), float("nan"))
+            cells += [f"{b:.3f}", f"{s['per_fold'][f].get('macro_f1', float('nan')) - b:+.3f}"]
+        lines.append(f"| {f} | " + " | ".join(cells) + " |")
+    cells = [f"{s['mean'][k]:.3f} ± {s['std'][k]:.3f}" for k in TABLE_KEYS]
+    if has_base:
+        sc = s["shortcut"]
+        # mean of the per-fold margins: right even when only some folds have run
+        margins = [s["per_fold"][f].get("macro_f1", float("nan")) - base.get(str(f), float("nan")) for f in s["folds"]]
+        cells += [f"{sc['macro_f1_mean']:.3f} ± {sc['macro_f1_std']:.3f}", f"{float(np.nanmean(margins)):+.3f}"]
+    lines.append("| **mean ± std** | " + " | ".join(cells) + " |")
+    if has_base:
+        sc = s["shortcut"]
+        lines += ["", f"Style baseline: a {sc.get('model_title', sc['model'])} on {sc['features']} trivial photo "
+                  "features (size, skin and border colour, sharpness, file size; no lesion) trained on the same folds "
+                  f"(`hypoderm data audit` explains it); pooled ROC-AUC {sc['roc_auc_pooled']:.3f}. margin = CNN "
+                  "macro-F1 − baseline macro-F1 on the same test fold."]
+        if sc.get("warning"):
+            lines += ["", f"**{sc['warning']}**"]
+    elif (s.get("shortcut") or {}).get("error"):
+        lines += ["", f"Style baseline not computed: {s['shortcut']['error']}"]
     if elapsed_s is not None:
         lines += ["", f"Wall time of this invocation: {elapsed_s / 60:.1f} min."]
     lines += ["", "std is the sample standard deviation over folds (ddof=1).", ""]
@@ -94,6 +143,8 @@ def run_cv(cfg: TrainConfig, out: str | Path, *, folds: list[int] | None = None,
         split = make_split(index, folds=cfg.folds, seed=cfg.seed, group_regex=cfg.group_regex)
         split.save(split_path)
     check_leakage(index, split, cfg.allow_leakage)  # once here, not once per fold
+    shortcut, shortcut_error = style_baseline(index, split)
+    base_f1 = shortcut.fold_macro_f1() if shortcut is not None else {}
     todo = list(range(split.folds)) if folds is None else folds
     t0 = time.perf_counter()
     results: dict[int, dict[str, Any]] = {}
@@ -103,7 +154,8 @@ def run_cv(cfg: TrainConfig, out: str | Path, *, folds: list[int] | None = None,
         if done.is_file():
             results[f] = json.loads(done.read_text())
             print(f"fold {f}: already done (accuracy {results[f]['accuracy']:.3f}, "
-                  f"macro-F1 {results[f]['macro_f1']:.3f})", flush=True)
+                  f"macro-F1 {results[f]['macro_f1']:.3f}{margin_note(results[f]['macro_f1'], base_f1.get(f))})",
+                  flush=True)
             continue
         print(f"fold {f}/{split.folds}: training", flush=True)
         fold_cfg = cfg.with_(fold=f, folds=split.folds, split=str(split_path), out=str(fold_dir),
@@ -115,12 +167,18 @@ def run_cv(cfg: TrainConfig, out: str | Path, *, folds: list[int] | None = None,
             return {}  # debug kill point: leave the fold for --resume
         results[f] = evaluate_checkpoint(fold_dir / "best.pt", split=split_path, fold=f, part="test", out=fold_dir,
                                          device=fold_cfg.device, n_bootstrap=n_bootstrap, cache=cache)
-        print(f"fold {f}: test accuracy {results[f]['accuracy']:.3f}, macro-F1 {results[f]['macro_f1']:.3f}", flush=True)
+        print(f"fold {f}: test accuracy {results[f]['accuracy']:.3f}, macro-F1 {results[f]['macro_f1']:.3f}"
+              f"{margin_note(results[f]['macro_f1'], base_f1.get(f))}", flush=True)
 
     all_done = {f: json.loads((out / f"fold{f}" / "metrics.json").read_text())
                 for f in range(split.folds) if (out / f"fold{f}" / "metrics.json").is_file()}
     summary = summarize(all_done)
     summary["config"] = cfg.to_dict()
+    if shortcut is not None:
+        summary["shortcut"] = shortcut.to_dict({f: m["macro_f1"] for f, m in all_done.items()})
+        summary["shortcut"]["warning"] = shortcut.warn(summary["mean"].get("macro_f1"))
+    else:
+        summary["shortcut"] = {"error": shortcut_error}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out / "summary.md").write_text(render_summary(summary, cfg, time.perf_counter() - t0))
     pooled = [np.load(out / f"fold{f}" / "test_predictions.npz") for f in sorted(all_done)]
