@@ -123,6 +123,7 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--patience", type=int, default=10, help="early stopping patience in epochs")
     ap.add_argument("--split", default=str(DEFAULT_SPLIT))
     ap.add_argument("--out", default=str(HERE / "runs"))
     ap.add_argument("--counterfactual", default=None, help="NORMAL:LESION, e.g. normal_skin:vitiligo")
@@ -143,11 +144,13 @@ def main() -> int:
             print(f"| {name} | {m['roc_auc']:.3f} | {m['macro_f1']:.3f} |")
     for recipe in filter(None, args.recipes.split(",")):
         tag = f"-cf{args.counterfactual_p:g}" if args.counterfactual else ""
+        tag += f"-p{args.patience}" if args.patience != 10 else ""
         run = Path(args.out) / f"{args.model}-{recipe}{tag}-{args.size}-e{args.epochs}"
         t0 = time.perf_counter()
         cfg = TrainConfig(data=args.data, model=args.model, split=args.split, size=args.size, epochs=args.epochs,
                           batch_size=args.batch_size, recipe=recipe, seed=0, progress=False, device="cpu", out=str(run),
-                          counterfactual=args.counterfactual, counterfactual_p=args.counterfactual_p)
+                          counterfactual=args.counterfactual, counterfactual_p=args.counterfactual_p,
+                          patience=args.patience)
         summary = run_cv(cfg, run, n_bootstrap=200)
         shift = score_recipe(run, args.data, Path(args.split), cache)
         shift["cv"] = {k: summary["mean"][k] for k in ("accuracy", "macro_f1", "roc_auc_ovr")}
