@@ -4,7 +4,8 @@ Used by `hypoderm predict` (given an ONNX file) and `hypoderm serve`. The per-im
 `predict --json` schema (docs/PREDICT_SCHEMA.md):
 
     {"status": "ok" | "uncertain" | "not_skin",
-     "top_k": [{"label": str, "probability": float}, ...],
+     "answer": str | None,            # the class given as the answer: only when status is "ok"
+     "top_k": [{"label": str, "probability": float}, ...],   # empty when status is "not_skin"
      "probabilities": {label: float},
      "ood": {"skin_fraction": float, "max_logit": float, "is_skin": bool},
      "message": str}
@@ -21,13 +22,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from hypoderm.cards import display_name, format_probability
 from hypoderm.ood import ood_check
 from hypoderm.preprocess import PreprocessSpec, center_crop_array, normalize_uint8, resized_uint8
 
 METADATA_FORMAT = "hypoderm-onnx/1"
 METADATA_KEY = "hypoderm"  # key in the ONNX model's metadata_props
 DISCLAIMER = "Decision aid, not a medical device."
-REFER_MESSAGE = "uncertain — refer to a dermatologist"
+REFER_MESSAGE = "Uncertain: the model cannot decide; please see a dermatologist"
+RETAKE_MESSAGE = "To retake the photo: closer, in daylight, with the lesion centred."
 
 
 class ModelLoadError(ValueError):
@@ -121,7 +124,11 @@ def prepare(img: Image.Image, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndar
 
 def result_from_logits(logits: np.ndarray, crop: np.ndarray, metadata: dict[str, Any], top_k: int = 3) -> dict[str, Any]:
     """One image's logits (C,) + its uint8 crop -> the per-image result dict (verdict rules of
-    docs/ARCHITECTURE.md: not_skin, else uncertain below the abstain threshold, else ok)."""
+    docs/ARCHITECTURE.md: not_skin, else uncertain below the abstain threshold, else ok).
+
+    Only an `ok` verdict names a class as the answer (`answer`); a rejected photo (`not_skin`) has an
+    empty `top_k`, and an uncertain one lists its candidates as equals in the message. The raw
+    probabilities stay in `probabilities` for research use; the message rounds honestly."""
     names = list(metadata["class_names"])
     logits = np.asarray(logits, dtype=np.float64).ravel()
     if logits.size != len(names):
@@ -131,19 +138,19 @@ def result_from_logits(logits: np.ndarray, crop: np.ndarray, metadata: dict[str,
     top = [{"label": names[i], "probability": float(probs[i])} for i in order]
     ood = ood_check(crop, logits, metadata.get("ood"))
     threshold = float(metadata["abstain_threshold"])
+    answer = None
     if not ood["is_skin"]:
-        status = "not_skin"
-        message = ("This does not look like a photo of skin "
-                   f"(skin-coloured pixels {ood['skin_fraction']:.0%}, max logit {ood['max_logit']:.2f}); "
-                   "take a close, well-lit photo of the skin area.")
+        status, top = "not_skin", []
+        message = ("Not analysed: this does not look like a photo of skin "
+                   f"(skin-coloured pixels {ood['skin_fraction']:.0%}). Take a close, well-lit photo of the skin area.")
     elif top[0]["probability"] < threshold:
         status = "uncertain"
-        message = (f"{REFER_MESSAGE} (top class {top[0]['label']} at {top[0]['probability']:.0%} "
-                   f"is below the model's threshold of {threshold:.0%}).")
+        candidates = ", ".join(sorted(display_name(t["label"]) for t in top))
+        message = f"{REFER_MESSAGE}. {RETAKE_MESSAGE} Candidates, equally possible: {candidates}."
     else:
-        status = "ok"
-        message = f"{top[0]['label']} ({top[0]['probability']:.0%}). {DISCLAIMER}"
-    return {"status": status, "top_k": top,
+        status, answer = "ok", top[0]["label"]
+        message = f"{display_name(answer)} ({format_probability(top[0]['probability'])}). {DISCLAIMER}"
+    return {"status": status, "answer": answer, "top_k": top,
             "probabilities": {n: float(p) for n, p in zip(names, probs)},
             "ood": ood, "message": message}
 

@@ -1,7 +1,7 @@
 """`hypoderm predict IMAGE... [--model CHECKPOINT|ONNX] [--top-k 3] [--cam DIR] [--json]`.
 
 Each photo gets top-k classes with calibrated probabilities and a verdict: `ok`, `uncertain`
-(refer to a dermatologist: top probability below the model's threshold) or `not_skin` (the OOD
+(see a dermatologist: top probability below the model's threshold; no class is given as the answer) or `not_skin` (the OOD
 check of hypoderm.ood). A file that cannot be read gets `status: "error"` with the reason, and
 the other files are still processed. Folders are expanded (recursively, sorted).
 
@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from hypoderm import __version__
+from hypoderm.cards import display_name, format_probability, limits_text, load_cards, unknown_conditions
 from hypoderm.inference import (DISCLAIMER, ModelLoadError, OnnxPredictor, bundled_model, load_image, prepare,
                                 result_from_logits)
 
@@ -152,11 +153,25 @@ def predict_files(predictor: Predictor, files: list[Path], top_k: int = 3, expla
     return results
 
 
-def _text_line(r: dict[str, Any]) -> str:
+def _text_line(r: dict[str, Any], class_names: list[str]) -> str:
+    """One file's answer for people: display names, honest percentages, no class for a rejected
+    photo, candidates as equals when uncertain, and what the model cannot tell next to each answer."""
     if r["status"] == "error":
         return f"{r['file']}: ERROR: {r['error']}"
-    tops = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in r["top_k"])
-    line = f"{r['file']}: {r['status']}: {tops}\n    {r['message']}"
+    if r["status"] == "not_skin":
+        return f"{r['file']}: not_skin: {r['message']}"
+    unknown = [display_name(c) for c in unknown_conditions(class_names)]
+    if r["status"] == "uncertain":
+        line = f"{r['file']}: uncertain: {r['message']}"
+    else:
+        others = ", ".join(f"{display_name(t['label'])} {format_probability(t['probability'])}" for t in r["top_k"][1:])
+        line = f"{r['file']}: ok: {display_name(r['answer'])} {format_probability(r['top_k'][0]['probability'])}"
+        line += f" (others: {others})" if others else ""
+    if unknown:
+        what = (f"cannot tell {display_name(r['answer'])} from" if r["answer"] and
+                load_cards().get(r["answer"], {}).get("kind") == "condition" else "was never shown")
+        line += f"\n    Limits: this model knows only {', '.join(display_name(c) for c in class_names)}; it {what} " \
+                f"{', '.join(unknown)} (the examinations that tell them apart are listed below)."
     if r.get("cam"):
         line += f"\n    Grad-CAM: {r['cam']}"
     return line
@@ -188,6 +203,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
     else:
         for r in results:
-            print(_text_line(r))
+            print(_text_line(r, list(md["class_names"])))
+        if any(r["status"] in ("ok", "uncertain") for r in results):
+            print(limits_text(list(md["class_names"])))
         print(DISCLAIMER)
     return 1 if any(r["status"] == "error" for r in results) else 0

@@ -312,6 +312,8 @@ def _gradcam(state: ServerState, img: Any, result: dict[str, Any]) -> dict[str, 
     available, reason = state.gradcam_status()
     if explainer is None or not available:
         return {"available": False, "reason": reason}
+    if not result["top_k"]:  # a rejected photo (not_skin) has no class to explain
+        return {"available": False, "reason": "not_skin"}
     label = result["top_k"][0]["label"]
     spec = PreprocessSpec.from_dict(state.metadata["input"])
     x = preprocess(img, spec)[None]
