@@ -176,10 +176,40 @@ class OnnxPredictor:
         except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
             raise ModelLoadError(f"ONNX Runtime cannot load {self.path}: {e}") from e
         self.input_name = self.session.get_inputs()[0].name
+        outputs = [o.name for o in self.session.get_outputs()]
+        self.logits_name = (self.metadata.get("output") or {}).get("name") or outputs[0]
+        if self.logits_name not in outputs:
+            self.logits_name = outputs[0]
+        cam = self.metadata.get("gradcam") or {}
+        self.cam_names = ((cam.get("features", "features"), cam.get("cam_weights", "cam_weights"))
+                          if {cam.get("features", "features"), cam.get("cam_weights", "cam_weights")} <= set(outputs)
+                          else None)
+
+    @property
+    def has_gradcam(self) -> bool:
+        """True when the ONNX model returns the Grad-CAM outputs (exports before them do not)."""
+        return self.cam_names is not None
 
     def predict_logits(self, x: np.ndarray) -> np.ndarray:
         """NCHW float32 batch -> logits (N, C)."""
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        feed = {self.input_name: np.ascontiguousarray(x, dtype=np.float32)}
+        return self.session.run([self.logits_name], feed)[0]
+
+    def gradcam_outputs(self, img: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+        """(features (C, h, w), cam_weights (K, C)) of one photo; ModelLoadError without the outputs."""
+        if self.cam_names is None:
+            raise ModelLoadError(f"{self.path.name} has no Grad-CAM outputs (exported before they existed); "
+                                 "re-export it with `hypoderm export`")
+        _, x = prepare(img, self.spec)
+        features, weights = self.session.run(list(self.cam_names), {self.input_name: x[None]})
+        return features[0], weights[0]
+
+    def gradcam_overlay(self, img: Image.Image, class_index: int) -> Image.Image:
+        """The photo, at its resolution, with the Grad-CAM map of `class_index` (hypoderm.explain)."""
+        from hypoderm.explain import overlay_on_photo
+
+        features, weights = self.gradcam_outputs(img)
+        return overlay_on_photo(img, features, weights, class_index, self.spec)
 
     def predict_array(self, x: np.ndarray) -> np.ndarray:
         """NCHW float32 batch -> calibrated probabilities (N, C)."""
