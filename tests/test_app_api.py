@@ -362,7 +362,9 @@ def test_gradcam_from_the_onnx_outputs(tmp_path: Path) -> None:
     build_model_dir(tmp_path, size=64, classes=["normal_skin", "vitiligo"], model=create_model("mnv3s", num_classes=2),
                     model_name="mnv3s")
     c = TestClient(create_app(tmp_path))
-    assert c.get("/api/v1/model").json()["gradcam"] == {"available": True, "reason": None}
+    assert c.get("/api/v1/model").json()["gradcam"] == {"available": True, "reason": None, "method": "grad-cam",
+                                                        "layer": "features", "features": "features",
+                                                        "cam_weights": "cam_weights"}
     body = post_file(c, skin_png((96, 80)), gradcam="true").json()
     cam = body["gradcam"]
     assert cam["available"] is True and cam["label"] == body["top_k"][0]["label"]

@@ -458,3 +458,55 @@ def test_chinese_ui_has_no_latin_sentences(browser: object, sure_live: LiveServe
     finally:
         ctx.close()
     assert not seen, seen
+
+
+@pytest.fixture(scope="module")
+def cam_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """mnv3s (random weights) exported with the Grad-CAM outputs; threshold 0: every skin photo is an answer."""
+    import torch
+
+    from hypoderm.models import create_model
+    from test_app_api import build_model_dir
+
+    torch.manual_seed(0)
+    return build_model_dir(tmp_path_factory.mktemp("cam"), size=224, classes=TWO_CLASSES, temperature=1.0,
+                           abstain_threshold=0.0, model_name="mnv3s", model=create_model("mnv3s", num_classes=2))
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_heatmap_is_drawn_on_the_phone(browser: object, cam_model_dir: Path, tmp_path: Path, lang: str) -> None:
+    """Item 4: the heat map is computed in the browser from the ONNX outputs (no request to the
+    server), equals hypoderm.explain's numpy map, and is drawn at the framed photo's resolution."""
+    from hypoderm.explain import gradcam_map
+    from hypoderm.inference import OnnxPredictor
+
+    srv = LiveServer(cam_model_dir)
+    ctx, page, requests, _ = open_page(browser, srv.url, locale={"en": "en-GB", "zh": "zh-CN"}[lang])
+    try:
+        photo = skin_photo(tmp_path / "skin.png", 300, seed=4)
+        got = analyse(page, photo)
+        assert got["status"] == "ok" and got["inference"] == "browser" and srv.predictions == 0
+        assert not any("/api/v1/predict" in u for u in requests)
+        page.wait_for_selector("#gradcam:not([hidden])")
+        assert not page.is_visible("#gradcam-off")
+        size = page.evaluate("(() => { const i = document.getElementById('gradcam-img');"
+                             " return [i.naturalWidth, i.naturalHeight]; })()")
+        assert size[0] == size[1] and size[0] >= 224  # the framed square at its own resolution, not 224 px
+        page.locator("#result").screenshot(path=str(tmp_path / f"heatmap_{lang}_result.png"))
+        # the JavaScript map equals the numpy map for the same model outputs
+        predictor = OnnxPredictor(cam_model_dir / "model.onnx", threads=1)
+        features, weights = predictor.gradcam_outputs(Image.open(photo).convert("RGB"))
+        want = gradcam_map(features, weights, 1, 224, 224)
+        js = np.asarray(page.evaluate("""([f, w, dims]) => import('/static/js/gradcam.js').then(g =>
+            Array.from(g.gradcamMap(Float32Array.from(f), Float32Array.from(w), dims, 1, 224, 224)))""",
+                                      [features.ravel().tolist(), weights.ravel().tolist(), list(features.shape)]))
+        assert want.std() > 0.05 and np.abs(js.reshape(224, 224) - want).max() < 1e-5
+        # the server draws the same kind of map when asked to run the model
+        page.check("#mode-server")
+        page.click("#analyse")
+        page.wait_for_selector("#result[data-inference='server']:not([hidden])", timeout=60_000)
+        page.wait_for_selector("#gradcam:not([hidden])")
+        print(f"screenshots: {tmp_path}")
+    finally:
+        ctx.close()
+        srv.stop()

@@ -282,7 +282,8 @@ def _model_info(state: ServerState) -> dict[str, Any]:
         "model_url": "/model/model.onnx",
         "model_sha256": state.model_sha256,
         "model_bytes": state.model_path.stat().st_size,
-        "gradcam": {"available": available, "reason": reason},
+        # the metadata's Grad-CAM block (output names, layer) lets the page draw the map itself
+        "gradcam": {**(meta.get("gradcam") or {}), "available": available, "reason": reason},
         "browser_inference": {
             "available": state.web_assets is not None,
             "runtime": f"onnxruntime-web {ort_version}" if ort_version else None,

@@ -3,6 +3,7 @@
 
 import { Cropper } from "./crop.js";
 import { candidates, displayName, formatProbability, kindOf, modelLimits } from "./answer.js";
+import { overlayDataUrl } from "./gradcam.js";
 import * as history from "./history.js";
 import { initialLanguage, language, setLanguage, t } from "./i18n.js";
 import { prepare, resultFromLogits, rgbaToRgb } from "./preprocess.js";
@@ -121,7 +122,20 @@ async function predictInBrowser(canvas) {
   const outName = (state.meta.output && state.meta.output.name) || state.session.outputNames[0];
   const result = resultFromLogits(Array.from(out[outName].data), crop, state.meta, 3);
   result.inference = "browser";
+  result.gradcam = browserGradcam(canvas, out, result);
   return result;
+}
+
+/** The heat map from the model's own outputs, on this device (gradcam.js, the one definition). */
+function browserGradcam(canvas, out, result) {
+  const cam = state.meta.gradcam;
+  const f = cam && out[cam.features], w = cam && out[cam.cam_weights];
+  if (!f || !w) return { available: false, reason: "no_gradcam_outputs" };
+  if (result.status === "not_skin") return { available: false, reason: "not_skin" };
+  const label = result.top_k[0].label;
+  const k = state.meta.class_names.indexOf(label);
+  const image = overlayDataUrl(canvas, f.data, w.data, f.dims.slice(1), k, state.meta.input);
+  return { available: true, label, image };
 }
 
 async function predictOnServer(canvas) {
@@ -262,8 +276,7 @@ function renderGradcam(r, analysed) {
   show($("gradcam"), on);
   if (on) $("gradcam-img").src = cam.image;
   const off = $("gradcam-off");
-  off.textContent = !analysed ? "" : r.inference === "browser" && !cam ? t("gradcam_browser")
-    : cam && !cam.available ? t("gradcam_off") : "";
+  off.textContent = !analysed || !cam || cam.available ? "" : t("gradcam_off");
   show(off, Boolean(off.textContent));
 }
 
