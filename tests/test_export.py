@@ -160,6 +160,10 @@ def test_export_cli_fp32_int8_fits_ood_and_writes_report(ckpt_path: Path, tmp_pa
     report = json.loads((out.parent / "model.export-report.json").read_text())
     assert report["int8"]["fp32"]["accuracy"] >= 0.5 and "top1_agreement" in report["int8"]
     assert (out.parent / "model.int8.onnx").is_file()
+    # `hypoderm export` writes the Grad-CAM outputs that predict and serve use (the INT8 model answers only)
+    assert [o.name for o in onnx.load(str(out)).graph.output] == ["logits", "features", "cam_weights"]
+    assert md["gradcam"]["cam_weights"] == "cam_weights"
+    assert "gradcam" not in json.loads((out.parent / "model.int8.json").read_text())
 
 
 def test_export_cli_errors_are_clear(tmp_path: Path, capsys) -> None:
