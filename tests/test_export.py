@@ -288,3 +288,28 @@ def test_overlay_is_at_the_photo_resolution(tmp_path: Path) -> None:
     inside = drawn[int(top) + 2: int(top + h) - 2, int(left) + 2: int(left + w) - 2]
     assert not np.allclose(inside, np.round(photo[int(top) + 2: int(top + h) - 2, int(left) + 2: int(left + w) - 2] * 0.45),
                            atol=1)
+
+
+def test_export_calibration_accepts_a_csv_manifest(ckpt_path: Path, tmp_path: Path, capsys) -> None:
+    """Item 9: `--calibration` takes the same CSV manifest as `train` (it used to say "not a folder")."""
+    from hypoderm.cli import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(2)
+    rows = ["path,label"]
+    for i in range(8):
+        skin_image(i % 2, rng, 48).save(photos / f"p{i}.png")
+        rows.append(f"photos/p{i}.png,{CLASSES[i % 2]}")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out" / "model.onnx"
+    rc = main(["export", str(ckpt_path), "--out", str(out), "--calibration", str(manifest)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    md = json.loads(out.with_suffix(".json").read_text())
+    assert md["parity"]["images"] == 8 and md["ood"]["fitted_on"] == 8 and "manifest.csv" in md["ood"]["source"]
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    assert main(["export", str(ckpt_path), "--out", str(out), "--calibration", str(notes)]) == 2
+    assert "neither a folder nor a .csv manifest" in capsys.readouterr().err
