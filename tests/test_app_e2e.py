@@ -243,7 +243,8 @@ ALLOWED_LATIN = ("Grad-CAM", "JSON", "API", "KOH", "hypoderm")  # identifiers, n
 LATIN_SENTENCE = re.compile(r"[A-Za-z][A-Za-z'’]+(?:[\s,.;:()\-/]+[A-Za-z][A-Za-z'’]+)+")
 
 
-def constant_model_dir(out: Path, logits: list[float], abstain_threshold: float = 0.6) -> Path:
+def constant_model_dir(out: Path, logits: list[float], abstain_threshold: float = 0.6,
+                       extra: dict | None = None) -> Path:
     """A 2-class model (normal_skin, vitiligo) whose logits are `logits` for every photo: the
     answer the page must show is known exactly (e.g. vitiligo at 0.9996, or 55/45 below the threshold)."""
     import torch
@@ -259,7 +260,7 @@ def constant_model_dir(out: Path, logits: list[float], abstain_threshold: float 
     return build_model_dir(out, size=224, classes=TWO_CLASSES, temperature=1.0, abstain_threshold=abstain_threshold,
                            model_name="e2e", model=model,
                            extra={"training_data": {"summary": "synthetic photos for the browser tests",
-                                                    "counts": {"normal_skin": 10, "vitiligo": 20}}})
+                                                    "counts": {"normal_skin": 10, "vitiligo": 20}}, **(extra or {})})
 
 
 @pytest.fixture(scope="module")
@@ -510,3 +511,26 @@ def test_heatmap_is_drawn_on_the_phone(browser: object, cam_model_dir: Path, tmp
     finally:
         ctx.close()
         srv.stop()
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_a_model_marked_broken_says_so(browser: object, tmp_path: Path, lang: str) -> None:
+    """Item 8: a model exported with --force despite failed quality checks carries a warning on the page."""
+    problems = [{"code": "collapsed", "message": "validation predictions collapse to one class"}]
+    srv = LiveServer(constant_model_dir(tmp_path / "m", [0.0, 0.0], abstain_threshold=0.5,
+                                        extra={"quality": {"problems": problems, "forced": True}}))
+    ctx, page, _, _ = open_page(browser, srv.url, locale={"en": "en-GB", "zh": "zh-CN"}[lang])
+    try:
+        assert page.is_visible("#model-warning")
+        assert {"en": "failed its quality checks", "zh": "未通过质量检查"}[lang] in page.inner_text("#model-warning")
+        page.screenshot(path=str(tmp_path / f"broken_model_{lang}.png"))
+    finally:
+        ctx.close()
+        srv.stop()
+    ok = LiveServer(constant_model_dir(tmp_path / "ok", [0.0, 1.0]))
+    ctx, page, _, _ = open_page(browser, ok.url)
+    try:
+        assert not page.is_visible("#model-warning")
+    finally:
+        ctx.close()
+        ok.stop()

@@ -313,3 +313,29 @@ def test_export_calibration_accepts_a_csv_manifest(ckpt_path: Path, tmp_path: Pa
     notes.write_text("x")
     assert main(["export", str(ckpt_path), "--out", str(out), "--calibration", str(notes)]) == 2
     assert "neither a folder nor a .csv manifest" in capsys.readouterr().err
+
+
+def test_export_refuses_a_broken_checkpoint_unless_forced(tmp_path: Path, capsys) -> None:
+    """Item 8: a collapsed model is refused; with --force it is exported and marked, and predict says so."""
+    from hypoderm.cli import main
+
+    from helpers_export import train_tiny_checkpoint
+
+    broken = train_tiny_checkpoint(tmp_path / "broken.pt", steps=2, metrics={"val/macro_f1": 0.235, "val/predicted_counts": [0, 62],
+                                                "val/temperature": 20.0}, temperature=20.0, abstain_threshold=0.5)
+    out = tmp_path / "out" / "model.onnx"
+    assert main(["export", str(broken), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "refusing to export" in err and "collapse to one class" in err and "--force" in err and not out.exists()
+    assert main(["export", str(broken), "--out", str(out), "--force"]) == 0
+    md = json.loads(out.with_suffix(".json").read_text())
+    assert md["quality"]["forced"] is True
+    assert [p["code"] for p in md["quality"]["problems"]] == ["collapsed", "chance_f1", "temperature_bound"]
+    capsys.readouterr()
+    img = tmp_path / "skin.png"
+    skin_image(1, np.random.default_rng(0), 48).save(img)
+    assert main(["predict", str(img), "--model", str(out)]) == 0
+    assert capsys.readouterr().out.startswith("WARNING: this model failed its quality checks")
+    assert main(["predict", str(img), "--model", str(out), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["model"]["problems"]) == 3 and doc["notes"][0].startswith("WARNING")

@@ -25,6 +25,7 @@ from PIL import Image
 
 from hypoderm import __version__
 from hypoderm.cards import display_name, format_probability, limits_text, load_cards, unknown_conditions
+from hypoderm.model_quality import metadata_problems
 from hypoderm.inference import (DISCLAIMER, ModelLoadError, OnnxPredictor, bundled_model, load_image, prepare,
                                 result_from_logits)
 
@@ -202,6 +203,9 @@ def run(args: argparse.Namespace) -> int:
     note = _cam_note(predictor) if args.cam is not None else None
     if note:
         print(note, file=sys.stderr)
+    problems = metadata_problems(predictor.metadata)
+    broken = (f"WARNING: this model failed its quality checks when it was exported ("
+              f"{'; '.join(p['message'] for p in problems)}); do not rely on its answers.") if problems else None
     results = predict_files(predictor, expand_inputs(args.images), args.top_k, args.cam)
     md = predictor.metadata
     if args.json:
@@ -209,10 +213,13 @@ def run(args: argparse.Namespace) -> int:
                "model": {"path": str(args.model or bundled_model()), "model_name": md.get("model_name"),
                          "version": md.get("version"), "precision": md.get("precision", "fp32"),
                          "class_names": list(md["class_names"]),
-                         "abstain_threshold": float(md["abstain_threshold"]), "temperature": float(md["temperature"])},
-               "results": results, "notes": [note] if note else [], "disclaimer": DISCLAIMER}
+                         "abstain_threshold": float(md["abstain_threshold"]), "temperature": float(md["temperature"]),
+                         "problems": problems},
+               "results": results, "notes": [n for n in (broken, note) if n], "disclaimer": DISCLAIMER}
         print(json.dumps(doc, indent=2))
     else:
+        if broken:
+            print(broken)
         for r in results:
             print(_text_line(r, list(md["class_names"])))
         if any(r["status"] in ("ok", "uncertain") for r in results):

@@ -278,6 +278,8 @@ def _model_info(state: ServerState) -> dict[str, Any]:
         "ood": meta.get("ood"),
         "metrics": meta.get("metrics", {}),
         "training_data": meta.get("training_data"),
+        # quality checks the model failed at export (`export --force`): the page shows a warning
+        "quality": meta.get("quality") or {"problems": []},
         "disclaimer": meta.get("disclaimer", "Decision aid, not a medical device."),
         "model_url": "/model/model.onnx",
         "model_sha256": state.model_sha256,

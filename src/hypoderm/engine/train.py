@@ -303,7 +303,9 @@ def calibrate_best(best_path: Path, model: nn.Module, val_loader: DataLoader, de
     ckpt.update(temperature=t, abstain_threshold=abstain["threshold"], ood=max_logit_stats(logits))
     ckpt["metrics"] = {**ckpt["metrics"], "val/ece_before": expected_calibration_error(softmax(logits), y),
                        "val/ece_after": expected_calibration_error(probs, y), "val/temperature": t,
-                       "val/abstain": abstain}
+                       "val/abstain": abstain,
+                       # how often each class was predicted: a collapsed model predicts only one
+                       "val/predicted_counts": np.bincount(logits.argmax(1), minlength=logits.shape[1]).tolist()}
     save_atomic(ckpt, best_path)
     return ckpt
 
@@ -489,6 +491,10 @@ def train(cfg: TrainConfig, cache: DecodedCache | None = None, *, check_leaks: b
         log(f"best epoch {calibrated['epoch']}: val/macro_f1 {m['val/macro_f1']:.3f}; temperature "
             f"{calibrated['temperature']:.3f}; abstain threshold {calibrated['abstain_threshold']:.3f} "
             f"(coverage {m['val/abstain']['coverage']:.2f}); checkpoint {best_path}")
+        from hypoderm.model_quality import checkpoint_problems
+
+        for problem in checkpoint_problems(calibrated):  # a broken model must not look finished
+            log(f"WARNING: {problem['message']}; `hypoderm export` will refuse this checkpoint without --force")
     _finish_distributed(world)
     return run_dir
 

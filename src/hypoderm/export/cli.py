@@ -35,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ood-quantile", type=float, default=0.01,
                         help="max-logit OOD floor = this quantile of calibration images' max logits")
     parser.add_argument("--max-images", type=int, default=256, help="use at most this many calibration images")
+    parser.add_argument("--force", action="store_true",
+                        help="export a checkpoint that failed the quality checks (collapsed predictions, macro-F1 "
+                             "at chance, temperature at its bound); the model is marked as such in its metadata, "
+                             "and predict and serve show the mark")
 
 
 def list_images(folder: Path, class_names: list[str]) -> tuple[list[Path], list[int] | None]:
@@ -124,6 +128,19 @@ def run(args: argparse.Namespace) -> int:
         return 2
     spec = PreprocessSpec.from_dict(ckpt["preprocess"])
     class_names = list(ckpt["class_names"])
+    from hypoderm.model_quality import checkpoint_problems
+
+    problems = checkpoint_problems(ckpt)
+    if problems and not args.force:
+        print(f"error: refusing to export {args.checkpoint}: it looks broken:", file=sys.stderr)
+        for p in problems:
+            print(f"  - {p['message']}", file=sys.stderr)
+        print("Train it longer or fix the data; pass --force to export it anyway (it will be marked as broken, "
+              "and predict and serve will say so).", file=sys.stderr)
+        return 1
+    metadata["quality"] = {"problems": problems, "forced": bool(problems)}
+    for p in problems:
+        print(f"warning: exporting despite: {p['message']} (--force); the model is marked", file=sys.stderr)
 
     calib, calib_labels = [], None
     if args.calibration is not None:

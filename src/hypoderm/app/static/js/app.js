@@ -53,6 +53,10 @@ function renderModelInfo() {
     ? Object.entries(td.counts).map(([label, n]) => t("training_counts", { label: labelName(label), n })).join(t("list_sep"))
     : null;
   const data = (language() === "en" && td.summary) || counts || t("not_recorded");
+  // A model exported despite failing its quality checks (`export --force`) says so above everything.
+  const broken = ((m.quality && m.quality.problems) || []).length > 0;
+  $("model-warning").textContent = broken ? t("model_broken") : "";
+  show($("model-warning"), broken);
   $("model-info").textContent = t("model_info", {
     name: m.model_name, version: m.version, precision: m.precision,
     classes: m.class_names.map(labelName).join(t("list_sep")), data,
