@@ -50,11 +50,24 @@ def summarize(fold_metrics: dict[int, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def protocol_line(folds: int) -> str:
+    """How much of the data each fold's model trains on (test = 1 fold, validation = 1 fold): with 3
+    folds only a third, which understates what a model trained on everything can do."""
+    frac = (folds - 2) / folds
+    words = {3: "a third", 4: "half"}.get(folds, f"{frac:.0%}")
+    line = (f"{folds}-fold cross-validation: each fold's model trains on {words} of the photos "
+            f"({folds - 2}/{folds}), validates on 1/{folds} and is tested on 1/{folds}.")
+    if folds < 5:
+        line += " Use --folds 5 (or more) for numbers closer to a model trained on all the data."
+    return line
+
+
 def render_summary(s: dict[str, Any], cfg: TrainConfig, elapsed_s: float | None = None) -> str:
     head = "| fold | " + " | ".join(TABLE_KEYS) + " |"
     lines = [f"# {len(s['folds'])}-fold cross-validation: {cfg.model}", "",
              f"Data `{cfg.data}`, size {cfg.size}, {cfg.epochs} epochs max (patience {cfg.patience}), "
              f"batch {cfg.batch_size}, lr {cfg.lr}, seed {cfg.seed}. Test = fold f, validation = fold f+1.", "",
+             protocol_line(int(s.get("k") or cfg.folds)), "",
              head, "|---" * (len(TABLE_KEYS) + 1) + "|"]
     for f in s["folds"]:
         lines.append(f"| {f} | " + " | ".join(f"{s['per_fold'][f].get(k, float('nan')):.3f}" for k in TABLE_KEYS) + " |")
@@ -82,6 +95,8 @@ def run_cv(cfg: TrainConfig, out: str | Path, *, folds: list[int] | None = None,
             raise TrainError(f"{out} holds a cross-validation with other settings ({', '.join(changed)}); "
                              "use another --out")
     cfg_file.write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
+    early_split = Path(cfg.split) if cfg.split else out / "split.json"
+    print(protocol_line(Split.load(early_split).folds if early_split.is_file() else cfg.folds), flush=True)  # first line
 
     spec = PreprocessSpec.for_size(cfg.size)
     cache = DecodedCache(spec, cfg.cache_dir)
@@ -121,6 +136,7 @@ def run_cv(cfg: TrainConfig, out: str | Path, *, folds: list[int] | None = None,
                 for f in range(split.folds) if (out / f"fold{f}" / "metrics.json").is_file()}
     summary = summarize(all_done)
     summary["config"] = cfg.to_dict()
+    summary["k"] = split.folds
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out / "summary.md").write_text(render_summary(summary, cfg, time.perf_counter() - t0))
     pooled = [np.load(out / f"fold{f}" / "test_predictions.npz") for f in sorted(all_done)]
