@@ -203,9 +203,9 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, 
     use_amp = scaler is not None and scaler.is_enabled()
     total_loss, correct, seen, steps = 0.0, 0, 0, 0
     n_batches = len(loader) if max_steps is None else min(len(loader), max_steps)
-    from tqdm import tqdm
+    from hypoderm.progress import progress_bar
 
-    bar = tqdm(total=n_batches, desc=desc, unit="batch", leave=False, disable=not progress)
+    bar = progress_bar(total=n_batches, desc=desc, unit="batch", disable=not progress)
     start = time.perf_counter()
     for x, y in loader:
         if max_steps is not None and steps >= max_steps:
