@@ -391,9 +391,13 @@ def test_limits_follow_the_class_list_in_the_browser(browser: object, sure_live:
           const cards = (await (await fetch('/static/data/cards.json')).json()).cards;
           const ps = [0.9996, 0.99949, 0.995, 0.99, 0.705, 0.004, 0, 1];
           let hundred = 0;
-          for (let i = 0; i <= 100000; i++) { const s = a.formatProbability(i / 100000); if (s === '100%' || s === '0%') hundred++; }
+          for (let i = 0; i <= 100000; i++) {
+            const s = a.formatProbability(i / 100000);
+            if (s === '100%' || s === '0%') hundred++;
+          }
           return {two: a.modelLimits(cards, ['normal_skin', 'vitiligo'], 'en').unknown.map(u => u.id),
-                  four: a.modelLimits(cards, ['normal_skin', 'vitiligo', 'tinea_versicolor', 'leprosy'], 'en').unknown.map(u => u.id),
+                  four: a.modelLimits(cards, ['normal_skin', 'vitiligo', 'tinea_versicolor', 'leprosy'], 'en')
+                    .unknown.map(u => u.id),
                   all: a.modelLimits(cards, Object.keys(cards), 'zh').unknown.length,
                   fmt: ps.map(a.formatProbability), hundred, name: a.displayName(cards, 'normal_skin', 'zh')};
         })()""")

@@ -92,7 +92,8 @@ def _rows(n: int = 12) -> list[dict]:
     names = ["mnv3s", "mnv3s-eca", "mnv3s-lrelu", "mnv3s-dil", "mnv3s-eca-lrelu", "mnv3s-eca-dil", "mnv3s-lrelu-dil",
              "mnv3s-eca-lrelu-dil", "hypodermnet", "resnet18", "resnet50", "mobilenet_v2"][:n]
     return [{"model": m, "macro_f1_mean": 0.72 + 0.01 * rng.standard_normal(), "macro_f1_std": 0.05,
-             "ort_ms_median": 3.3 + 0.05 * i if i < 9 else 20 + 30 * (i - 9), "params": 1.5e6 + 1e4 * i if i < 9 else 2e7 * (i - 8)}
+             "ort_ms_median": 3.3 + 0.05 * i if i < 9 else 20 + 30 * (i - 9),
+             "params": 1.5e6 + 1e4 * i if i < 9 else 2e7 * (i - 8)}
             for i, m in enumerate(names)]
 
 
@@ -118,7 +119,8 @@ def test_pareto_plot_has_labelled_log_ticks_and_no_overlapping_labels(tmp_path):
         fig.canvas.draw()
         ticks = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
         lo, hi = ax.get_xlim()
-        visible = [t for t, v in zip(ax.get_xticklabels(), ax.get_xticks()) if lo <= v <= hi and t.get_text()]
+        labelled = zip(ax.get_xticklabels(), ax.get_xticks(), strict=True)
+        visible = [t for t, v in labelled if lo <= v <= hi and t.get_text()]
         assert len(visible) >= 3, ticks  # a log axis with readable numbers, not one lonely "10^1"
         legend = [t.get_text() for t in ax.get_legend().get_texts()]
         assert len(legend) == 12 and all(any(r["model"] in t for t in legend) for r in _rows())

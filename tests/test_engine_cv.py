@@ -58,7 +58,8 @@ def test_three_folds_say_they_train_on_a_third(capsys: pytest.CaptureFixture) ->
 
     assert "trains on a third of the photos (1/3)" in protocol_line(3) and "--folds 5" in protocol_line(3)
     assert "60%" in protocol_line(5) and "--folds 5" not in protocol_line(5)
-    row = {"accuracy": 0.6, "macro_f1": 0.5, "weighted_f1": 0.5, "roc_auc_ovr": 0.7, "ece_before": 0.1, "ece_after": 0.1}
+    row = {"accuracy": 0.6, "macro_f1": 0.5, "weighted_f1": 0.5, "roc_auc_ovr": 0.7, "ece_before": 0.1,
+           "ece_after": 0.1}
     s = summarize({0: row, 1: row, 2: row})
     s["k"] = 3
     from hypoderm.engine.cv import render_summary
@@ -69,4 +70,5 @@ def test_three_folds_say_they_train_on_a_third(capsys: pytest.CaptureFixture) ->
 @pytest.mark.slow
 def test_cv_first_line_states_the_protocol(image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run_cv(cfg(image_folder, stop_after_epoch=1), tmp_path / "cv", n_bootstrap=0)
-    assert capsys.readouterr().out.splitlines()[0].startswith("3-fold cross-validation: each fold's model trains on a third")
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("3-fold cross-validation: each fold's model trains on a third")

@@ -239,7 +239,8 @@ def test_head_jacobian_matches_autograd() -> None:
     for act in (torch.nn.Hardswish(), torch.nn.ReLU(), torch.nn.LeakyReLU(0.1), torch.nn.SiLU(), torch.nn.ReLU6()):
         head = [torch.nn.Linear(6, 5), act, torch.nn.Dropout(0.2).eval(), torch.nn.Linear(5, 2)]
         logits, jac = head_with_jacobian(head, g)
-        want = torch.stack([torch.autograd.functional.jacobian(lambda v, h=head: torch.nn.Sequential(*h)(v[None])[0], g[i])
+        net = torch.nn.Sequential(*head)
+        want = torch.stack([torch.autograd.functional.jacobian(lambda v, n=net: n(v[None])[0], g[i])
                             for i in range(len(g))])
         assert torch.allclose(logits, torch.nn.Sequential(*head)(g)) and torch.allclose(jac, want, atol=1e-6), act
 
@@ -285,9 +286,8 @@ def test_overlay_is_at_the_photo_resolution(tmp_path: Path) -> None:
     photo, drawn = np.asarray(img, float), np.asarray(out, float)
     edge = int(left) - 1  # left of the square: the photo, dimmed (the model did not see it)
     assert np.allclose(drawn[:, :edge], np.round(photo[:, :edge] * 0.45), atol=1)
-    inside = drawn[int(top) + 2: int(top + h) - 2, int(left) + 2: int(left + w) - 2]
-    assert not np.allclose(inside, np.round(photo[int(top) + 2: int(top + h) - 2, int(left) + 2: int(left + w) - 2] * 0.45),
-                           atol=1)
+    rows, cols = slice(int(top) + 2, int(top + h) - 2), slice(int(left) + 2, int(left + w) - 2)
+    assert not np.allclose(drawn[rows, cols], np.round(photo[rows, cols] * 0.45), atol=1)  # the heat is drawn
 
 
 def test_export_calibration_accepts_a_csv_manifest(ckpt_path: Path, tmp_path: Path, capsys) -> None:
@@ -321,8 +321,9 @@ def test_export_refuses_a_broken_checkpoint_unless_forced(tmp_path: Path, capsys
 
     from helpers_export import train_tiny_checkpoint
 
-    broken = train_tiny_checkpoint(tmp_path / "broken.pt", steps=2, metrics={"val/macro_f1": 0.235, "val/predicted_counts": [0, 62],
-                                                "val/temperature": 20.0}, temperature=20.0, abstain_threshold=0.5)
+    metrics = {"val/macro_f1": 0.235, "val/predicted_counts": [0, 62], "val/temperature": 20.0}
+    broken = train_tiny_checkpoint(tmp_path / "broken.pt", steps=2, metrics=metrics, temperature=20.0,
+                                   abstain_threshold=0.5)
     out = tmp_path / "out" / "model.onnx"
     assert main(["export", str(broken), "--out", str(out)]) == 1
     err = capsys.readouterr().err

@@ -18,9 +18,9 @@ model is measured (`hypoderm.bench.bench`), and the study writes:
 from __future__ import annotations
 
 import argparse
-import math
 import csv
 import json
+import math
 import shutil
 import sys
 import time

@@ -29,8 +29,8 @@ def model_problems(metrics: dict[str, Any], temperature: float | None, num_class
     f1 = metrics.get("val/macro_f1")
     if f1 is not None and num_classes >= 2 and float(f1) <= chance_macro_f1(num_classes) + 1e-9:
         problems.append({"code": "chance_f1",
-                         "message": f"validation macro-F1 {float(f1):.3f} is at chance (<= {chance_macro_f1(num_classes):.3f} "
-                                    f"for {num_classes} classes)"})
+                         "message": f"validation macro-F1 {float(f1):.3f} is at chance "
+                                    f"(<= {chance_macro_f1(num_classes):.3f} for {num_classes} classes)"})
     if temperature is not None:
         lo, hi = TEMPERATURE_BOUNDS
         if float(temperature) <= lo * 1.001 or float(temperature) >= hi * 0.999:

@@ -1,7 +1,7 @@
 """`hypoderm predict IMAGE... [--model CHECKPOINT|ONNX] [--top-k 3] [--cam DIR] [--json]`.
 
 Each photo gets top-k classes with calibrated probabilities and a verdict: `ok`, `uncertain`
-(see a dermatologist: top probability below the model's threshold; no class is given as the answer) or `not_skin` (the OOD
+(see a dermatologist: top probability below the model's threshold; no class is the answer) or `not_skin` (the OOD
 check of hypoderm.ood). A file that cannot be read gets `status: "error"` with the reason, and
 the other files are still processed. Folders are expanded (recursively, sorted).
 
@@ -25,9 +25,9 @@ from PIL import Image
 
 from hypoderm import __version__
 from hypoderm.cards import display_name, format_probability, limits_text, load_cards, unknown_conditions
-from hypoderm.model_quality import metadata_problems
 from hypoderm.inference import (DISCLAIMER, ModelLoadError, OnnxPredictor, bundled_model, load_image, prepare,
                                 result_from_logits)
+from hypoderm.model_quality import metadata_problems
 
 OUTPUT_FORMAT = "hypoderm-predict/1"
 

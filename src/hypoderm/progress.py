@@ -36,7 +36,8 @@ class PlainProgress:
         print(message, file=file or self.file, flush=True)
 
     def _line(self) -> str:
-        where = f"{self.n}/{self.total} {self.unit} ({self.n / self.total:.0%})" if self.total else f"{self.n} {self.unit}"
+        where = (f"{self.n}/{self.total} {self.unit} ({self.n / self.total:.0%})" if self.total
+                 else f"{self.n} {self.unit}")
         return f"{self.desc}: {where}" + (f" [{self._postfix}]" if self._postfix else "")
 
     def update(self, n: int = 1) -> None:

@@ -373,7 +373,8 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
               responses={400: {"description": "empty or malformed upload"}, 413: {"description": "too many bytes or pixels"},
                          415: {"description": "not an image / wrong Content-Type"}, 422: {"description": "truncated or corrupt image"}})
     async def predict(request: Request, top_k: int = Query(3, ge=1, le=20),
-                      gradcam: bool = Query(False, description="add a Grad-CAM heatmap (needs a model exported with the Grad-CAM outputs)")
+                      gradcam: bool = Query(False, description="add a Grad-CAM heatmap (needs a model exported "
+                                                                "with the Grad-CAM outputs)")
                       ) -> dict[str, Any]:
         data = await _image_bytes(request, state)
         result = await run_in_threadpool(_predict, state, data, top_k, gradcam)

@@ -96,7 +96,8 @@ def run_cv(cfg: TrainConfig, out: str | Path, *, folds: list[int] | None = None,
                              "use another --out")
     cfg_file.write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
     early_split = Path(cfg.split) if cfg.split else out / "split.json"
-    print(protocol_line(Split.load(early_split).folds if early_split.is_file() else cfg.folds), flush=True)  # first line
+    k = Split.load(early_split).folds if early_split.is_file() else cfg.folds
+    print(protocol_line(k), flush=True)  # the run's first line
 
     spec = PreprocessSpec.for_size(cfg.size)
     cache = DecodedCache(spec, cfg.cache_dir)

@@ -243,7 +243,8 @@ def render_report(m: dict[str, Any], out_dir: Path) -> str:
             lines += ["", f"**Warning: {ov['n']} of {ov['of']} photos are byte-identical to photos that trained or "
                       "validated this checkpoint**; these metrics are not independent of training."]
         else:
-            lines += ["", f"None of these photos is byte-identical to a training or validation photo ({ov['training_data']})."]
+            lines += ["", "None of these photos is byte-identical to a training or validation photo "
+                      f"({ov['training_data']})."]
     if m.get("unreadable"):
         lines += ["", f"{len(m['unreadable'])} unreadable image(s) were skipped: "
                   + ", ".join(f"`{p}` ({r})" for p, r in m["unreadable"][:10])]

@@ -50,7 +50,8 @@ def _derivative(layer: nn.Module, z: torch.Tensor) -> torch.Tensor | None:
 def split_model(model: nn.Module) -> tuple[nn.Module, list[nn.Module], str]:
     """(feature extractor, head layers, name of the target layer) or UnsupportedModelError."""
     features, head, layer = None, None, ""
-    if isinstance(getattr(model, "features", None), nn.Module) and isinstance(getattr(model, "classifier", None), nn.Module):
+    has = {n: isinstance(getattr(model, n, None), nn.Module) for n in ("features", "classifier")}
+    if has["features"] and has["classifier"]:
         features, layer = model.features, "features"
         classifier = model.classifier
         head = list(classifier) if isinstance(classifier, nn.Sequential) else [classifier]
@@ -83,11 +84,8 @@ def head_with_jacobian(head: list[nn.Module], g: torch.Tensor) -> tuple[torch.Te
             jac = w.unsqueeze(0).expand(z.shape[0], -1, -1) if jac is None else torch.matmul(jac, w)
         else:
             d = _derivative(layer, z)
-            if d is not None:
-                if jac is None:  # an activation after the last Linear: diag(d)
-                    jac = torch.diag_embed(d)
-                else:
-                    jac = jac * d.unsqueeze(1)
+            if d is not None:  # (an activation after the last Linear starts from diag(d))
+                jac = torch.diag_embed(d) if jac is None else jac * d.unsqueeze(1)
     assert jac is not None
     return h, jac
 
