@@ -8,6 +8,7 @@ STAMP := $(VENV)/.hypoderm-installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	@echo "installing PyTorch and the other dependencies (about 1–2 minutes)"
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
@@ -15,9 +16,15 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # onnxruntime-web for the in-browser app, from the npm registry (package-lock.json pins it)
+# `npm ci` is skipped when node_modules was installed from this very package-lock.json (hash recorded).
+WEB_LOCK := node_modules/.hypoderm-lock.sha256
 web:
-	@if [ -f package-lock.json ] && command -v npm >/dev/null; then bash scripts/install_web_assets.sh; \
-	else echo "npm or package-lock.json missing: the app will fall back to server inference"; fi
+	@if [ ! -f package-lock.json ] || ! command -v npm >/dev/null; then \
+		echo "npm or package-lock.json missing: the app will fall back to server inference"; \
+	elif [ -f $(WEB_LOCK) ] && [ -f node_modules/onnxruntime-web/dist/ort.wasm.min.mjs ] && \
+		sha256sum --status -c $(WEB_LOCK) 2>/dev/null; then \
+		echo "web assets: node_modules matches package-lock.json (npm ci skipped)"; \
+	else bash scripts/install_web_assets.sh && sha256sum package-lock.json > $(WEB_LOCK); fi
 
 # The main job: the diagnosis app with the bundled model (Ctrl-C to stop). HOST/PORT to change where.
 HOST ?= 127.0.0.1

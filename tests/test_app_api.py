@@ -115,7 +115,7 @@ def test_model_info(client: TestClient, model_dir: Path) -> None:
     assert body["version"] == "0.1.0" and body["metrics"] == {"test/macro_f1": 0.5}
     assert body["temperature"] == 1.3 and body["abstain_threshold"] == 0.4
     assert body["input"]["size"] == 64 and body["input"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
-    assert body["gradcam"]["available"] is False and "checkpoint" in body["gradcam"]["reason"]
+    assert body["gradcam"] == {"available": False, "reason": "no_gradcam_outputs"}  # this model has no outputs
     assert body["browser_inference"] == {"available": True, "runtime": "onnxruntime-web 9.9.9",
                                          "script": "/vendor/ort/ort.wasm.min.mjs", "reason": None}
     assert body["limits"] == {"max_upload_bytes": MAX_BYTES, "max_pixels": MAX_PIXELS}
@@ -161,7 +161,7 @@ def test_predict_uncertain_below_threshold(tmp_path: Path, fake_assets: Path) ->
 
 def test_gradcam_unavailable_is_reported(client: TestClient) -> None:
     body = post_file(client, skin_png(), gradcam="true").json()
-    assert body["gradcam"]["available"] is False and "checkpoint" in body["gradcam"]["reason"]
+    assert body["gradcam"] == {"available": False, "reason": "no_gradcam_outputs"}
 
 
 # ---- bad inputs -----------------------------------------------------------------------------
@@ -351,37 +351,28 @@ def test_server_imports_no_torch_with_an_onnx_model(model_dir: Path) -> None:
     assert out.stdout.strip() == "False"
 
 
-@pytest.mark.slow
-def test_gradcam_with_companion_checkpoint(tmp_path: Path) -> None:
+def test_gradcam_from_the_onnx_outputs(tmp_path: Path) -> None:
+    """A model exported with the Grad-CAM outputs gets a heat map without torch or a checkpoint, at
+    the uploaded photo's resolution; a rejected photo gets none."""
     import torch
 
-    from hypoderm.checkpoint import FORMAT, save_atomic
     from hypoderm.models import create_model
-    from hypoderm.preprocess import PreprocessSpec
 
     torch.manual_seed(0)
-    model = create_model("mnv3s", num_classes=2).eval()
-    classes = ["normal_skin", "vitiligo"]
-    spec = PreprocessSpec.for_size(64)
-    save_atomic({"format": FORMAT, "model_name": "mnv3s", "num_classes": 2, "model_kwargs": {},
-                 "state_dict": model.state_dict(), "class_names": classes, "preprocess": spec.to_dict(),
-                 "temperature": 1.0, "abstain_threshold": 0.6, "ood": None, "config": {}, "split": None,
-                 "epoch": 0, "metrics": {}, "data_summary": {}}, tmp_path / "model.pt")
-    build_model_dir(tmp_path, size=64, classes=classes, model=model, model_name="mnv3s",
-                    extra={"checkpoint": "model.pt"})
+    build_model_dir(tmp_path, size=64, classes=["normal_skin", "vitiligo"], model=create_model("mnv3s", num_classes=2),
+                    model_name="mnv3s")
     c = TestClient(create_app(tmp_path))
-    assert c.get("/api/v1/model").json()["gradcam"] == {"available": True, "reason": None}
-    body = post_file(c, skin_png((96, 96)), gradcam="true").json()
+    assert c.get("/api/v1/model").json()["gradcam"] == {"available": True, "reason": None, "method": "grad-cam",
+                                                        "layer": "features", "features": "features",
+                                                        "cam_weights": "cam_weights"}
+    body = post_file(c, skin_png((96, 80)), gradcam="true").json()
     cam = body["gradcam"]
     assert cam["available"] is True and cam["label"] == body["top_k"][0]["label"]
     png = Image.open(io.BytesIO(__import__("base64").b64decode(cam["image"].split(",", 1)[1])))
-    assert png.format == "PNG" and png.size == (64, 64)
-
-
-def test_missing_companion_checkpoint_is_reported(tmp_path: Path) -> None:
-    build_model_dir(tmp_path, extra={"checkpoint": "gone.pt"})
-    info = TestClient(create_app(tmp_path)).get("/api/v1/model").json()["gradcam"]
-    assert info["available"] is False and "gone.pt" in info["reason"]
+    assert png.format == "PNG" and png.size == (96, 80)
+    blue = png_bytes(Image.new("RGB", (64, 64), (30, 60, 200)))
+    body = post_file(c, blue, gradcam="true").json()
+    assert body["status"] == "not_skin" and body["top_k"] == [] and body["gradcam"]["available"] is False
 
 
 # ---- the browser's preprocessing is bit-exact with Python's ---------------------------------

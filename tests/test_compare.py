@@ -21,9 +21,10 @@ def test_compare_end_to_end_and_resume(tmp_path, capsys, monkeypatch):
             "--epochs", "1", "--batch-size", "8", "--out", str(out), "--latency-size", "32", "--runs", "2",
             "--bootstrap", "50", "--device", "cpu", "--no-progress"]
     assert cli.main(argv) == 0
-    for name in ("main.md", "ablation.md", "paired.md", "results.json", "results.csv", "pareto_latency.png",
+    for name in ("main.md", "paired.md", "results.json", "results.csv", "pareto_latency.png",
                  "pareto_params.png", "split.json"):
         assert (out / name).is_file(), name
+    assert not (out / "ablation.md").exists()  # only the ablation preset writes the ablation table
     result = json.loads((out / "results.json").read_text())
     rows = {r["model"]: r for r in result["rows"]}
     assert set(rows) == {"mnv3s", "hypodermnet"}
@@ -36,6 +37,8 @@ def test_compare_end_to_end_and_resume(tmp_path, capsys, monkeypatch):
     assert result["paired"][0]["reference"] == "hypodermnet" and result["paired"][0]["folds"] == 3
     main_md = (out / "main.md").read_text()
     assert "| hypodermnet |" in main_md and "threads=1" in main_md
+    assert "trained from scratch" in main_md and "unless pretrained" not in main_md
+    assert "Why the per-fold mean and the pooled macro-F1 differ" in main_md
 
     # second call: every fold is finished, so nothing is trained again
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("models/*/fold*/best.pt")}
@@ -82,3 +85,51 @@ def test_study_keeps_its_split_and_refuses_another(tmp_path):
     cfg = TrainConfig(data=str(tmp_path), split=str(other), device="cpu")
     with pytest.raises(ValueError, match="another split"):
         run_study(cfg, ["mnv3s"], out)
+
+
+def _rows(n: int = 12) -> list[dict]:
+    rng = np.random.default_rng(0)
+    names = ["mnv3s", "mnv3s-eca", "mnv3s-lrelu", "mnv3s-dil", "mnv3s-eca-lrelu", "mnv3s-eca-dil", "mnv3s-lrelu-dil",
+             "mnv3s-eca-lrelu-dil", "hypodermnet", "resnet18", "resnet50", "mobilenet_v2"][:n]
+    return [{"model": m, "macro_f1_mean": 0.72 + 0.01 * rng.standard_normal(), "macro_f1_std": 0.05,
+             "ort_ms_median": 3.3 + 0.05 * i if i < 9 else 20 + 30 * (i - 9),
+             "params": 1.5e6 + 1e4 * i if i < 9 else 2e7 * (i - 8)}
+            for i, m in enumerate(names)]
+
+
+def test_pareto_plot_has_labelled_log_ticks_and_no_overlapping_labels(tmp_path):
+    """Item 11: close models (the 8 mnv3s variants sit within 0.2 ms) must stay readable."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hypoderm.compare import plot_pareto
+
+    figs = []
+    real_close = plt.close
+    plt.close = lambda fig=None: figs.append(fig)
+    try:
+        paths = plot_pareto(_rows(), tmp_path)
+    finally:
+        plt.close = real_close
+    assert [p.name for p in paths] == ["pareto_latency.png", "pareto_params.png"]
+    for fig in figs:
+        ax = fig.axes[0]
+        fig.canvas.draw()
+        ticks = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+        lo, hi = ax.get_xlim()
+        labelled = zip(ax.get_xticklabels(), ax.get_xticks(), strict=True)
+        visible = [t for t, v in labelled if lo <= v <= hi and t.get_text()]
+        assert len(visible) >= 3, ticks  # a log axis with readable numbers, not one lonely "10^1"
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert len(legend) == 12 and all(any(r["model"] in t for t in legend) for r in _rows())
+        renderer = fig.canvas.get_renderer()
+        boxes = [t.get_window_extent(renderer) for t in ax.texts]
+        assert len(boxes) == 12
+        assert sorted(t.get_text() for t in ax.texts) == sorted(str(i) for i in range(1, 13))
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                assert not boxes[i].overlaps(boxes[j]), (ax.texts[i].get_text(), ax.texts[j].get_text())
+        fig.savefig(tmp_path / f"check_{len(ticks)}_{id(fig)}.png", dpi=100)
+        real_close(fig)

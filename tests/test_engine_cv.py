@@ -50,3 +50,25 @@ def test_cv_runs_every_fold_and_resumes(image_folder: Path, tmp_path: Path, caps
     assert stamps == [(out / f"fold{f}" / "metrics.json").stat().st_mtime_ns for f in range(3)]
     with pytest.raises(TrainError, match="other settings.*lr"):
         run_cv(cfg(image_folder, lr=0.5), out)
+
+
+def test_three_folds_say_they_train_on_a_third(capsys: pytest.CaptureFixture) -> None:
+    """Item 12: `cv --folds 3` trains each model on a third of the data: said, with a suggestion."""
+    from hypoderm.engine.cv import protocol_line
+
+    assert "trains on a third of the photos (1/3)" in protocol_line(3) and "--folds 5" in protocol_line(3)
+    assert "60%" in protocol_line(5) and "--folds 5" not in protocol_line(5)
+    row = {"accuracy": 0.6, "macro_f1": 0.5, "weighted_f1": 0.5, "roc_auc_ovr": 0.7, "ece_before": 0.1,
+           "ece_after": 0.1}
+    s = summarize({0: row, 1: row, 2: row})
+    s["k"] = 3
+    from hypoderm.engine.cv import render_summary
+
+    assert "a third of the photos" in render_summary(s, cfg(Path("d")))
+
+
+@pytest.mark.slow
+def test_cv_first_line_states_the_protocol(image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run_cv(cfg(image_folder, stop_after_epoch=1), tmp_path / "cv", n_bootstrap=0)
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("3-fold cross-validation: each fold's model trains on a third")

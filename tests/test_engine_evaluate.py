@@ -91,3 +91,44 @@ def test_cli_prints_the_headline(trained: Path, tmp_path: Path, capsys: pytest.C
 
     assert main(["evaluate", str(trained), "--out", str(tmp_path), "--bootstrap", "20", "--no-plots"]) == 0
     assert "macro-F1" in capsys.readouterr().out
+
+
+def test_final_checkpoint_refuses_test_metrics_on_its_training_photos(tmp_path: Path) -> None:
+    """Item 7: a --final checkpoint trained on fold 0, so `evaluate` must not call fold 0 "test"."""
+    data = make_image_folder(tmp_path / "data", per_class=6)
+    cfg = TrainConfig(data=str(data), model="hypodermnet", folds=3, size=32, epochs=1, batch_size=4,
+                      out=str(tmp_path / "run"), progress=False, device="cpu", final=True)
+    best = train(cfg) / "best.pt"
+    with pytest.raises(EvaluateError, match="refusing to report test metrics.*--final"):
+        evaluate_checkpoint(best, out=tmp_path / "e", n_bootstrap=10, plots=False)
+
+
+def test_test_fold_of_another_fold_is_refused(trained: Path, tmp_path: Path) -> None:
+    """Fold 2 trained the fold-0 checkpoint: evaluating it as "test" is refused; fold 0 is fine."""
+    with pytest.raises(EvaluateError, match="photos trained or selected this checkpoint"):
+        evaluate_checkpoint(trained, fold=2, out=tmp_path / "e2", n_bootstrap=10, plots=False)
+    with pytest.raises(EvaluateError, match="refusing"):
+        evaluate_checkpoint(trained, fold=1, out=tmp_path / "e1", n_bootstrap=10, plots=False)  # fold 1 selected it
+    assert evaluate_checkpoint(trained, out=tmp_path / "e0", n_bootstrap=10, plots=False)["n"] > 0
+
+
+def test_external_data_overlap_is_counted_by_hash(trained: Path, tmp_path: Path, capsys) -> None:
+    """`--data` photos that are copies of training photos are counted and warned about."""
+    import shutil
+
+    from hypoderm.checkpoint import load_checkpoint
+    from hypoderm.cli import main
+    from hypoderm.engine.evaluate import checkpoint_roles
+
+    ckpt = load_checkpoint(trained)
+    root = Path(ckpt["config"]["data"])
+    trained_paths = [p for p, r in checkpoint_roles(ckpt).items() if r == "train"][:3]
+    ext = make_image_folder(tmp_path / "ext", per_class=2, seed=99)
+    for rel in trained_paths:
+        shutil.copy(root / rel, ext / rel.split("/")[0] / ("copy_" + Path(rel).name))
+    m = evaluate_checkpoint(trained, data=ext, out=tmp_path / "x", n_bootstrap=10, plots=False)
+    assert m["training_overlap"]["checked"] and m["training_overlap"]["n"] == 3
+    assert "byte-identical" in (tmp_path / "x" / "report.md").read_text()
+    assert main(["evaluate", str(trained), "--data", str(ext), "--out", str(tmp_path / "y"), "--bootstrap", "10",
+                 "--no-plots"]) == 0
+    assert "warning: 3 of" in capsys.readouterr().err

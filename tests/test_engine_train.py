@@ -130,3 +130,25 @@ def test_final_mode_trains_on_every_fold_but_validation(image_folder: Path, tmp_
     assert s["n_test"] == 0 and s["n_val"] == normal["n_val"]
     assert s["n_train"] == normal["n_train"] + normal["n_test"]
     assert final["architecture"] == "hypodermnet-dil7"  # the alias is resolved and stored
+
+
+def test_model_problems_flag_the_broken_model_of_issue_12() -> None:
+    """The 3-epoch model of issue 12: one class predicted, macro-F1 0.235, temperature pinned at 20."""
+    from hypoderm.model_quality import model_problems
+
+    codes = [p["code"] for p in model_problems({"val/macro_f1": 0.235, "val/predicted_counts": [0, 62]}, 20.0, 2)]
+    assert codes == ["collapsed", "chance_f1", "temperature_bound"]
+    assert model_problems({"val/macro_f1": 0.76, "val/predicted_counts": [20, 42]}, 0.64, 2) == []
+    assert [p["code"] for p in model_problems({"val/macro_f1": 0.30}, 1.0, 3)] == ["chance_f1"]  # 1/3 is chance
+
+
+def test_train_warns_when_the_model_is_broken(image_folder: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """`train` says so when the fitted temperature hits its bound (and records predicted counts)."""
+    import hypoderm.engine.calibration as calibration
+
+    monkeypatch.setattr(calibration, "fit_temperature", lambda logits, labels, **kw: 20.0)
+    run = train(tiny(image_folder, tmp_path / "run"))
+    out = capsys.readouterr().out
+    assert "WARNING: the fitted temperature 20 hit its bound" in out and "--force" in out
+    counts = load_checkpoint(run / "best.pt")["metrics"]["val/predicted_counts"]
+    assert len(counts) == 3 and sum(counts) > 0

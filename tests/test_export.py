@@ -160,6 +160,10 @@ def test_export_cli_fp32_int8_fits_ood_and_writes_report(ckpt_path: Path, tmp_pa
     report = json.loads((out.parent / "model.export-report.json").read_text())
     assert report["int8"]["fp32"]["accuracy"] >= 0.5 and "top1_agreement" in report["int8"]
     assert (out.parent / "model.int8.onnx").is_file()
+    # `hypoderm export` writes the Grad-CAM outputs that predict and serve use (the INT8 model answers only)
+    assert [o.name for o in onnx.load(str(out)).graph.output] == ["logits", "features", "cam_weights"]
+    assert md["gradcam"]["cam_weights"] == "cam_weights"
+    assert "gradcam" not in json.loads((out.parent / "model.int8.json").read_text())
 
 
 def test_export_cli_errors_are_clear(tmp_path: Path, capsys) -> None:
@@ -182,3 +186,157 @@ def test_torchscript_export_loads_and_carries_metadata(ckpt_path: Path, tmp_path
     md = json.loads(extra["hypoderm.json"])
     assert md["class_names"] == list(CLASSES) and md["format_variant"] == "torchscript"
     assert loaded(torch.zeros(2, 3, 32, 32)).shape == (2, 2)
+
+
+# ---- torch-free Grad-CAM from the exported graph (issue 12, item 4) -------------------------------------
+
+def _export(model_name: str, tmp: Path, size: int = 96) -> tuple[object, Path]:
+    from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
+    from hypoderm.export import export_onnx, metadata_from_checkpoint
+
+    ckpt = load_checkpoint(tiny_checkpoint(tmp, size=size, model_name=model_name, steps=5))
+    model = model_from_checkpoint(ckpt).eval()
+    return model, export_onnx(model, metadata_from_checkpoint(ckpt), tmp / f"{model_name}.onnx")
+
+
+@pytest.mark.parametrize("model_name", ["mnv3s", "hypodermnet"])
+def test_onnx_gradcam_equals_pytorch_grad_cam(model_name: str, tmp_path: Path) -> None:
+    """The heat map from the ONNX outputs, in numpy, equals pytorch-grad-cam's GradCAM on the
+    checkpoint at the last feature stage, for every class."""
+    pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from hypoderm.explain import gradcam_map
+    from hypoderm.inference import OnnxPredictor, prepare
+
+    model, path = _export(model_name, tmp_path)
+    predictor = OnnxPredictor(path, threads=1)
+    assert predictor.has_gradcam and predictor.metadata["gradcam"]["layer"] == "features"
+    outputs = [o.name for o in onnx.load(str(path)).graph.output]
+    assert outputs == ["logits", "features", "cam_weights"]
+    reference = GradCAM(model=model, target_layers=[model.features[-1]])
+    checked = 0
+    for seed in range(3):
+        img = skin_image(seed % 2, np.random.default_rng(seed), 120)
+        features, weights = predictor.gradcam_outputs(img)
+        assert features.shape[0] == weights.shape[1] and weights.shape[0] == len(CLASSES)
+        _, x = prepare(img, predictor.spec)
+        for k in range(len(CLASSES)):
+            want = reference(input_tensor=torch.from_numpy(x[None]), targets=[ClassifierOutputTarget(k)])[0]
+            got = gradcam_map(features, weights, k, *want.shape)
+            assert np.abs(got - want).max() < 1e-3, (seed, k, float(np.abs(got - want).max()))
+            checked += int(want.std() > 0.05)  # not a flat map: the comparison means something
+    assert checked >= 2
+
+
+def test_head_jacobian_matches_autograd() -> None:
+    """The closed-form head Jacobian equals autograd's for each supported activation."""
+    from hypoderm.export.gradcam import head_with_jacobian
+
+    torch.manual_seed(0)
+    g = torch.randn(3, 6) * 4
+    for act in (torch.nn.Hardswish(), torch.nn.ReLU(), torch.nn.LeakyReLU(0.1), torch.nn.SiLU(), torch.nn.ReLU6()):
+        head = [torch.nn.Linear(6, 5), act, torch.nn.Dropout(0.2).eval(), torch.nn.Linear(5, 2)]
+        logits, jac = head_with_jacobian(head, g)
+        net = torch.nn.Sequential(*head)
+        want = torch.stack([torch.autograd.functional.jacobian(lambda v, n=net: n(v[None])[0], g[i])
+                            for i in range(len(g))])
+        assert torch.allclose(logits, torch.nn.Sequential(*head)(g)) and torch.allclose(jac, want, atol=1e-6), act
+
+
+def test_models_without_the_structure_export_without_gradcam(tmp_path: Path) -> None:
+    """A model that is not features -> pool -> Linear head still exports (no Grad-CAM outputs, a
+    warning), and the predictor reports the heat map as unavailable instead of failing."""
+    from hypoderm.export import export_onnx
+    from hypoderm.export.metadata import input_block
+    from hypoderm.inference import OnnxPredictor
+    from hypoderm.preprocess import PreprocessSpec
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    md = {"format": "hypoderm-onnx/1", "model_name": "plain", "version": "0", "precision": "fp32",
+          "class_names": list(CLASSES), "input": input_block(PreprocessSpec.for_size(32)), "output": {"name": "logits"},
+          "temperature": 1.0, "abstain_threshold": 0.5}
+    with pytest.warns(UserWarning, match="without Grad-CAM outputs"):
+        path = export_onnx(model, md, tmp_path / "plain.onnx")
+    predictor = OnnxPredictor(path)
+    assert not predictor.has_gradcam and "gradcam" not in predictor.metadata
+    from hypoderm.inference import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="re-export"):
+        predictor.gradcam_outputs(skin_image(0, np.random.default_rng(0), 40))
+
+
+def test_overlay_is_at_the_photo_resolution(tmp_path: Path) -> None:
+    """The overlay keeps the photo's size; the heat covers the centre square the model saw."""
+    from hypoderm.explain import crop_box, overlay_on_photo
+    from hypoderm.inference import OnnxPredictor
+
+    _, path = _export("mnv3s", tmp_path)
+    predictor = OnnxPredictor(path, threads=1)
+    img = skin_image(1, np.random.default_rng(3), 300).crop((0, 0, 300, 200))
+    features, weights = predictor.gradcam_outputs(img)
+    out = overlay_on_photo(img, features, weights, 1, predictor.spec)
+    assert out.size == (300, 200)
+    left, top, w, h = crop_box(300, 200, predictor.spec)
+    spec = predictor.spec
+    assert w == pytest.approx(h, rel=0.02) and h == pytest.approx(200 * spec.size / spec.resize_size, rel=0.02)
+    assert left == pytest.approx((300 - w) / 2, abs=2) and top == pytest.approx((200 - h) / 2, abs=2)
+    photo, drawn = np.asarray(img, float), np.asarray(out, float)
+    edge = int(left) - 1  # left of the square: the photo, dimmed (the model did not see it)
+    assert np.allclose(drawn[:, :edge], np.round(photo[:, :edge] * 0.45), atol=1)
+    rows, cols = slice(int(top) + 2, int(top + h) - 2), slice(int(left) + 2, int(left + w) - 2)
+    assert not np.allclose(drawn[rows, cols], np.round(photo[rows, cols] * 0.45), atol=1)  # the heat is drawn
+
+
+def test_export_calibration_accepts_a_csv_manifest(ckpt_path: Path, tmp_path: Path, capsys) -> None:
+    """Item 9: `--calibration` takes the same CSV manifest as `train` (it used to say "not a folder")."""
+    from hypoderm.cli import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(2)
+    rows = ["path,label"]
+    for i in range(8):
+        skin_image(i % 2, rng, 48).save(photos / f"p{i}.png")
+        rows.append(f"photos/p{i}.png,{CLASSES[i % 2]}")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out" / "model.onnx"
+    rc = main(["export", str(ckpt_path), "--out", str(out), "--calibration", str(manifest)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    md = json.loads(out.with_suffix(".json").read_text())
+    assert md["parity"]["images"] == 8 and md["ood"]["fitted_on"] == 8 and "manifest.csv" in md["ood"]["source"]
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    assert main(["export", str(ckpt_path), "--out", str(out), "--calibration", str(notes)]) == 2
+    assert "neither a folder nor a .csv manifest" in capsys.readouterr().err
+
+
+def test_export_refuses_a_broken_checkpoint_unless_forced(tmp_path: Path, capsys) -> None:
+    """Item 8: a collapsed model is refused; with --force it is exported and marked, and predict says so."""
+    from hypoderm.cli import main
+
+    from helpers_export import train_tiny_checkpoint
+
+    metrics = {"val/macro_f1": 0.235, "val/predicted_counts": [0, 62], "val/temperature": 20.0}
+    broken = train_tiny_checkpoint(tmp_path / "broken.pt", steps=2, metrics=metrics, temperature=20.0,
+                                   abstain_threshold=0.5)
+    out = tmp_path / "out" / "model.onnx"
+    assert main(["export", str(broken), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "refusing to export" in err and "collapse to one class" in err and "--force" in err and not out.exists()
+    assert main(["export", str(broken), "--out", str(out), "--force"]) == 0
+    md = json.loads(out.with_suffix(".json").read_text())
+    assert md["quality"]["forced"] is True
+    assert [p["code"] for p in md["quality"]["problems"]] == ["collapsed", "chance_f1", "temperature_bound"]
+    capsys.readouterr()
+    img = tmp_path / "skin.png"
+    skin_image(1, np.random.default_rng(0), 48).save(img)
+    assert main(["predict", str(img), "--model", str(out)]) == 0
+    assert capsys.readouterr().out.startswith("WARNING: this model failed its quality checks")
+    assert main(["predict", str(img), "--model", str(out), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["model"]["problems"]) == 3 and doc["notes"][0].startswith("WARNING")

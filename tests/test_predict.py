@@ -89,8 +89,12 @@ def test_abstain_threshold_gives_uncertain_verdict(onnx_path: Path, tmp_path: Pa
         rc, doc = _run_json([str(img), "--model", str(model), "--top-k", "1"], capsys)
         r = doc["results"][0]
         assert rc == 0 and r["status"] == expected and len(r["top_k"]) == 1
-        if expected == "uncertain":
-            assert "refer to a dermatologist" in r["message"]
+        if expected == "uncertain":  # no class is the answer: what to do, candidates as equals
+            assert r["answer"] is None and "see a dermatologist" in r["message"]
+            assert all(w in r["message"] for w in ("closer", "daylight", "centred", "equally possible"))
+            assert "%" not in r["message"] and "normal_skin" not in r["message"]
+        else:
+            assert r["answer"] == r["top_k"][0]["label"]
 
 
 @pytest.mark.slow
@@ -104,27 +108,45 @@ def test_checkpoint_model_matches_onnx_and_writes_gradcam(ckpt_path: Path, onnx_
     cam = Path(doc_pt["results"][0]["cam"])
     assert rc == 0 and cam.is_file()
     with Image.open(cam) as im:
-        assert im.format == "PNG" and im.size == (32, 32)
+        assert im.format == "PNG" and im.size == (80, 80)  # the photo's resolution, not the model's 32 px
     _, doc_onnx = _run_json([str(img), "--model", str(onnx_path)], capsys)
     p_pt, p_onnx = doc_pt["results"][0]["probabilities"], doc_onnx["results"][0]["probabilities"]
     assert max(abs(p_pt[k] - p_onnx[k]) for k in p_pt) < 1e-4
 
 
-def test_cam_with_onnx_needs_the_checkpoint(onnx_path: Path, ckpt_path: Path, tmp_path: Path, capsys) -> None:
-    import shutil
+def test_cam_with_onnx_is_torch_free_and_matches_the_checkpoint(onnx_path: Path, ckpt_path: Path, tmp_path: Path,
+                                                              capsys) -> None:
+    """`--cam` with the ONNX model alone writes the overlay at the photo's resolution; the checkpoint
+    gives the same picture (one Grad-CAM definition)."""
+    from PIL import Image
 
     img = tmp_path / "skin.png"
-    skin_image(0, np.random.default_rng(5), 80).save(img)
+    skin_image(1, np.random.default_rng(5), 90).crop((0, 0, 90, 70)).save(img)
     rc, doc = _run_json([str(img), "--model", str(onnx_path), "--cam", str(tmp_path / "c1")], capsys)
-    assert rc == 0 and doc["results"][0]["cam"] is None and "needs the PyTorch checkpoint" in doc["notes"][0]
-    model = tmp_path / "withckpt" / "model.onnx"
-    model.parent.mkdir()
-    shutil.copy(onnx_path, model)
-    shutil.copy(ckpt_path, model.parent / "best.pt")
+    _validate(doc)
+    assert rc == 0 and doc["notes"] == [] and Path(doc["results"][0]["cam"]).is_file()
+    rc, doc_pt = _run_json([str(img), "--model", str(ckpt_path), "--cam", str(tmp_path / "c2")], capsys)
+    with Image.open(doc["results"][0]["cam"]) as a, Image.open(doc_pt["results"][0]["cam"]) as b:
+        assert a.size == b.size == (90, 70)
+        assert np.abs(np.asarray(a, int) - np.asarray(b, int)).max() <= 2
+
+
+def test_cam_with_an_old_onnx_says_why(onnx_path: Path, tmp_path: Path, capsys) -> None:
+    """An ONNX file exported before the Grad-CAM outputs still predicts; `--cam` explains what to do."""
+    import onnx.utils
+
+    old = tmp_path / "old" / "model.onnx"
+    old.parent.mkdir()
+    onnx.utils.extract_model(str(onnx_path), str(old), ["input"], ["logits"])
     md = json.loads(onnx_path.with_suffix(".json").read_text())
-    model.with_suffix(".json").write_text(json.dumps({**md, "checkpoint": "best.pt"}))
-    rc, doc = _run_json([str(img), "--model", str(model), "--cam", str(tmp_path / "c2")], capsys)
-    assert rc == 0 and doc["results"][0]["cam"] and Path(doc["results"][0]["cam"]).is_file()
+    md.pop("gradcam")
+    old.with_suffix(".json").write_text(json.dumps(md))
+    img = tmp_path / "skin.png"
+    skin_image(0, np.random.default_rng(5), 80).save(img)
+    rc, doc = _run_json([str(img), "--model", str(old), "--cam", str(tmp_path / "c1")], capsys)
+    _validate(doc)
+    assert rc == 0 and doc["results"][0]["status"] in ("ok", "uncertain") and doc["results"][0]["cam"] is None
+    assert "re-export it with `hypoderm export`" in doc["notes"][0]
 
 
 def test_model_errors_are_clear(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -181,3 +203,71 @@ def test_text_output_lists_every_file(onnx_path: Path, mixed_folder: Path, capsy
     out = capsys.readouterr().out
     assert "drawing.png: not_skin" in out and "notes.txt: ERROR" in out and "missing.png: ERROR: file not found" in out
     assert "not a medical device" in out
+    # people read display names, never identifiers, and honest percentages
+    assert "normal_skin" not in out and "100%" not in out
+    drawing = next(line for line in out.splitlines() if line.startswith(str(mixed_folder / "drawing.png")))
+    assert "Not analysed" in drawing and "Normal skin" not in drawing and "Vitiligo" not in drawing
+    # next to the answer: what the model cannot tell, and the examinations that can
+    good = out.split(str(mixed_folder / "good.png"))[1]
+    assert "Limits: this model knows only Normal skin, Vitiligo" in good
+    for words in ("Tinea (pityriasis) versicolor", "Leprosy", "KOH microscopy", "Wood's lamp", "sensation testing",
+                  "biopsy"):
+        assert words in out, words
+
+
+def test_not_skin_json_presents_no_class(onnx_path: Path, mixed_folder: Path, capsys) -> None:
+    """A rejected photo keeps its raw numbers for research but gives no class: empty top_k, no answer."""
+    rc, doc = _run_json([str(mixed_folder / "drawing.png"), "--model", str(onnx_path)], capsys)
+    _validate(doc)
+    r = doc["results"][0]
+    assert r["status"] == "not_skin" and r["top_k"] == [] and r["answer"] is None and r["cam"] is None
+    assert sum(r["probabilities"].values()) == pytest.approx(1.0)
+    assert "Not analysed" in r["message"] and "Normal skin" not in r["message"] and "Vitiligo" not in r["message"]
+
+
+def test_schema_rejects_a_class_for_not_skin(onnx_path: Path, mixed_folder: Path, capsys) -> None:
+    """The schema itself forbids a class answer for a rejected or uncertain photo."""
+    jsonschema = pytest.importorskip("jsonschema")
+    _, doc = _run_json([str(mixed_folder / "drawing.png"), "--model", str(onnx_path)], capsys)
+    bad = json.loads(json.dumps(doc))
+    bad["results"][0]["top_k"] = [{"label": "normal_skin", "probability": 0.96}]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, json.loads(SCHEMA.read_text()))
+    bad["results"][0]["top_k"], bad["results"][0]["answer"] = [], "normal_skin"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, json.loads(SCHEMA.read_text()))
+
+
+@pytest.mark.parametrize(("p", "text"), [(0.9996, ">99%"), (0.99949, ">99%"), (0.995, ">99%"), (0.99, "99%"),
+                                         (0.705, "70%"), (0.5, "50%"), (0.004, "<1%"), (0.0, "<1%"), (1.0, ">99%")])
+def test_format_probability_is_honest(p: float, text: str) -> None:
+    from hypoderm.cards import format_probability
+
+    assert format_probability(p) == text
+
+
+def test_format_probability_never_says_certain() -> None:
+    from hypoderm.cards import format_probability
+
+    for p in np.linspace(0, 1, 100_001):
+        s = format_probability(p)
+        assert s not in ("100%", "0%"), p
+
+
+def test_limits_come_from_the_class_list() -> None:
+    """A 2-class model lists every look-alike; a model trained on more classes says less."""
+    from hypoderm.cards import display_name, limits_text, load_cards, model_limits
+
+    two = model_limits(["normal_skin", "vitiligo"])
+    assert two["known"] == ["Normal skin", "Vitiligo"]
+    ids = [u["id"] for u in two["unknown"]]
+    assert "vitiligo" not in ids and {"tinea_versicolor", "leprosy", "pityriasis_alba"} <= set(ids)
+    assert all(u["exam"] for u in two["unknown"])
+    more = model_limits(["normal_skin", "vitiligo", "tinea_versicolor", "leprosy"])
+    assert [u["id"] for u in more["unknown"]] == [i for i in ids if i not in ("tinea_versicolor", "leprosy")]
+    everything = [cid for cid in load_cards()]
+    assert model_limits(everything)["unknown"] == []
+    assert "cannot tell Vitiligo from look-alikes" in limits_text(["normal_skin", "vitiligo"], "vitiligo")
+    assert "does not rule out" in limits_text(["normal_skin", "vitiligo"], "normal_skin")
+    assert model_limits(["normal_skin", "vitiligo"], "zh")["known"] == ["正常皮肤", "白癜风"]
+    assert display_name("some_new_class") == "Some new class"

@@ -12,7 +12,7 @@ model is measured (`hypoderm.bench.bench`), and the study writes:
                                    each model's margin over the photo-style baseline on the same folds
                                    (`hypoderm.data.shortcut`), params, MACs/FLOPs, ORT and PyTorch latency,
                                    ONNX size
-    OUT/ablation.md                the same for the mnv3s* variants present
+    OUT/ablation.md                the same for the mnv3s* variants (--preset ablation only)
     OUT/paired.md                  the reference model (default hypodermnet) against each other model
     OUT/pareto_latency.png, pareto_params.png
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import shutil
 import sys
 import time
@@ -155,7 +156,17 @@ def render_paired(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _tick_text(v: float, key: str) -> str:
+    """Readable log-axis tick labels: "3 ms", "1.5M" parameters."""
+    if key == "params":
+        return f"{v / 1e6:g}M" if v >= 1e6 else f"{v / 1e3:g}k"
+    return f"{v:g}"
+
+
 def plot_pareto(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    """macro-F1 against latency and against size, log x axes with labelled 1-2-5 ticks. Points carry
+    numbers, not names (names overlap when models sit close together); the legend beside the plot is
+    the table: number, model, macro-F1, x value."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -164,34 +175,78 @@ def plot_pareto(rows: list[dict[str, Any]], out: Path) -> list[Path]:
 
     paths = []
     default = canonical_name("hypodermnet")
-    for key, label, fname, log in (("ort_ms_median", "ONNX Runtime latency, batch 1 (ms)", "pareto_latency.png", True),
-                                   ("params", "parameters", "pareto_params.png", True)):
-        pts = [r for r in rows if r.get(key)]
+    for key, label, fname in (("ort_ms_median", "ONNX Runtime latency, batch 1 (ms, log scale)", "pareto_latency.png"),
+                              ("params", "parameters (log scale)", "pareto_params.png")):
+        pts = sorted((r for r in rows if r.get(key)), key=lambda r: r[key])
         if not pts:
             continue
-        fig, ax = plt.subplots(figsize=(7.5, 5.5))
-        for r in pts:
+        fig, ax = plt.subplots(figsize=(9.5, 5.5))
+        for i, r in enumerate(pts, 1):
             colour = "tab:red" if canonical_name(r["model"]) == default else (
                 "tab:blue" if is_table_model(r["model"]) else "tab:gray")
-            ax.errorbar(r[key], r["macro_f1_mean"], yerr=r["macro_f1_std"], fmt="o", color=colour, capsize=3)
-            ax.annotate(r["model"], (r[key], r["macro_f1_mean"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        if log:
-            ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.errorbar(r[key], r["macro_f1_mean"], yerr=r["macro_f1_std"], fmt="o", color=colour, capsize=3,
+                        label=f"{i:>2}  {r['model']}  F1 {r['macro_f1_mean']:.3f}  {_tick_text(r[key], key)}"
+                        + (" ms" if key == "ort_ms_median" else " params"))
+        ax.set_xscale("log")
+        lo, hi = min(r[key] for r in pts), max(r[key] for r in pts)
+        ax.set_xlim(lo / 1.4, hi * 1.4)
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _, k=key: _tick_text(v, k)))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(label)
         ax.set_ylabel("macro-F1 (mean ± std over folds)")
         ax.set_title("macro-F1 against " + ("latency" if key.startswith("ort") else "size"), fontsize=10)
-        ax.grid(alpha=0.3)
+        ax.grid(alpha=0.3, which="major")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False, handletextpad=0.4,
+                  prop={"family": "monospace", "size": 7})
         fig.tight_layout()
+        _place_numbers(fig, ax, [(r[key], r["macro_f1_mean"]) for r in pts])
         fig.savefig(out / fname, dpi=120)
         plt.close(fig)
         paths.append(out / fname)
     return paths
 
 
+def _place_numbers(fig: Any, ax: Any, points: list[tuple[float, float]]) -> None:
+    """Number each point (1..n) without two labels overlapping: each label tries offsets around its
+    point, nearest first, and takes the first that overlaps no label already placed (a thin line
+    joins a label pushed away from its point)."""
+    renderer = fig.canvas.get_renderer()
+    placed: list[Any] = []
+    offsets = [(5, 3), (5, -11), (-12, 3), (-12, -11)]
+    for ring in range(1, 12):  # then rings further out, eight directions each
+        offsets += [(round(5 + 13 * ring * math.cos(a)), round(-4 + 11 * ring * math.sin(a)))
+                    for a in (k * math.pi / 4 for k in range(8))]
+    for i, (x, y) in enumerate(points, 1):
+        for n, (dx, dy) in enumerate(offsets):
+            far = abs(dx) > 12 or abs(dy) > 12
+            text = ax.annotate(str(i), (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=8,
+                               arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5"} if far else None)
+            box = text.get_window_extent(renderer).expanded(1.1, 1.1)
+            if n == len(offsets) - 1 or not any(box.overlaps(b) for b in placed):
+                placed.append(box)
+                break
+            text.remove()
+
+
+POOLED_VS_MEAN = (
+    "Why the per-fold mean and the pooled macro-F1 differ: macro-F1 does not average. The per-fold mean "
+    "computes macro-F1 on each fold's test photos (about 1/k of the data) and averages the k numbers, so each "
+    "fold counts equally and a small class with a few photos in one fold swings that fold's F1; the pooled value "
+    "computes macro-F1 once over all out-of-fold predictions, so each photo counts equally and every class's "
+    "precision and recall use all of its photos. Each fold also has its own model, threshold behaviour and class "
+    "mix; the two numbers answer different questions and neither is wrong.")
+
+
+def protocol_start(pretrained: str | None) -> str:
+    """How the weights started: said plainly, never "from scratch unless pretrained=None"."""
+    return ("trained from scratch (random initialisation, no pretrained weights)" if not pretrained
+            else f"fine-tuned from pretrained weights ({pretrained})")
+
+
 def write_reports(cfg: Any, models: list[str], out: Path, summaries: dict[str, Any], reference: str,
-                  latency_size: int, threads: int, runs: int, n_boot: int, elapsed_s: float) -> dict[str, Any]:
+                  latency_size: int, threads: int, runs: int, n_boot: int, elapsed_s: float,
+                  preset: str | None = None) -> dict[str, Any]:
     class_names = json.loads((out / "split.json").read_text())["class_names"]
     eff = bench(models, size=latency_size, num_classes=len(class_names),
                 threads=threads, warmup=5, runs=runs)
@@ -219,7 +274,7 @@ def write_reports(cfg: Any, models: list[str], out: Path, summaries: dict[str, A
                 f"fold f tested, fold f+1 validation (early stopping on macro-F1, temperature), the rest trained; "
                 f"input {cfg.size}px, {cfg.epochs} epochs max, batch {cfg.batch_size}, AdamW lr {cfg.lr}, "
                 f"label smoothing {cfg.label_smoothing}, balance={cfg.balance}, seed {cfg.seed}, "
-                f"device {cfg.device}, from scratch unless pretrained={cfg.pretrained}. "
+                f"device {cfg.device}, {protocol_start(cfg.pretrained)}. "
                 f"Accuracy/macro-F1: mean ± sample std over folds; pooled = all out-of-fold test predictions together, "
                 f"95% percentile bootstrap CI ({n_boot} resamples).\n"
                 f"Efficiency: batch 1, {latency_size}x{latency_size}, {len(class_names)} classes, threads={threads}, "
@@ -227,9 +282,12 @@ def write_reports(cfg: Any, models: list[str], out: Path, summaries: dict[str, A
                 f"({env['cpu_count']} logical CPUs); torch {env['torch']}, onnxruntime {env.get('onnxruntime', '-')}; "
                 f"MACs/FLOPs: {eff['flop_counter']}. Study wall time this invocation: {elapsed_s / 60:.1f} min; {env['date']}.")
     (out / "main.md").write_text("# Comparison study\n\n" + render_table(rows) + "\n\n" + baseline_note
-                                 + protocol + "\n")
+                                 + protocol + "\n\n" + POOLED_VS_MEAN + "\n")
     ablation = [r for r in rows if is_table_model(r["model"])]
-    if ablation:
+    stale = out / "ablation.md"
+    if preset != "ablation":
+        stale.unlink(missing_ok=True)  # an ablation table only for the ablation study
+    elif ablation:
         (out / "ablation.md").write_text("# Ablation: the three changes\n\n" + render_table(ablation) + "\n\n"
                                          + baseline_note + protocol + "\n")
     if paired_rows:
@@ -333,11 +391,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"hypoderm compare: {e}", file=sys.stderr)
         return 1
     result = write_reports(cfg, models, args.out, summaries, args.reference, args.latency_size, args.threads,
-                           args.runs, args.bootstrap, time.perf_counter() - t0)
+                           args.runs, args.bootstrap, time.perf_counter() - t0, preset=args.preset)
     print((args.out / "main.md").read_text())
     if result["paired"]:
         print((args.out / "paired.md").read_text())
-    print(f"written to {args.out}/ (main.md, ablation.md, paired.md, results.json/csv, pareto_*.png)")
+    written = ["main.md"] + (["ablation.md"] if (args.out / "ablation.md").is_file() else []) + \
+        (["paired.md"] if result["paired"] else []) + ["results.json/csv", "pareto_*.png"]
+    print(f"written to {args.out}/ ({', '.join(written)})")
     return 0
 
 

@@ -1,53 +1,92 @@
-"""Grad-CAM overlays (pytorch-grad-cam) on the last convolutional feature stage. Needs torch."""
+"""Grad-CAM in numpy from the exported model's own outputs (torch-free): THE heat-map definition.
+
+The ONNX model made by `hypoderm export` returns, next to the logits, the last feature map
+`features` (N, C, h, w) and the Grad-CAM channel weights `cam_weights` (N, K, C), computed in the
+graph from the head's analytic Jacobian (hypoderm.export.gradcam). The heat map of class k is then
+pytorch-grad-cam's GradCAM on that layer, step by step: ReLU(sum_c w_kc A_c), min-max scaled,
+bilinearly resized (cv2 INTER_LINEAR: half-pixel centres, clamped edges), scaled again.
+`predict --cam`, `serve` and the browser (app/static/js/gradcam.js, the same steps) all use it, so
+one photo gets one map. Overlays are drawn at the photo's resolution over the region the model saw.
+"""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 from PIL import Image
-from torch import nn
 
 from hypoderm.preprocess import PreprocessSpec
 
 
-def last_conv_stage(model: nn.Module) -> nn.Module:
-    """The layer Grad-CAM looks at: `model.features[-1]` for torchvision/hypoderm-style models
-    (the last feature stage, before pooling), else the last Conv2d in the model."""
-    features = getattr(model, "features", None)
-    if isinstance(features, nn.Sequential) and len(features) > 0:
-        return features[-1]
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    if not convs:
-        raise ValueError(f"{type(model).__name__} has no Conv2d layer for Grad-CAM")
-    return convs[-1]
+def _scale01(x: np.ndarray) -> np.ndarray:
+    """pytorch-grad-cam's scale_cam_image without resizing: x - min, divided by (max + 1e-7)."""
+    x = x - x.min()
+    return x / (1e-7 + x.max())
 
 
-class GradCamExplainer:
-    """Grad-CAM heat map of one class over the model's input crop."""
+def resize_bilinear(a: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """2-D bilinear resize with half-pixel centres and clamped edges (OpenCV's INTER_LINEAR for float)."""
+    a = np.asarray(a, dtype=np.float64)
+    in_h, in_w = a.shape
 
-    def __init__(self, model: nn.Module, spec: PreprocessSpec, target_layer: nn.Module | None = None) -> None:
-        from pytorch_grad_cam import GradCAM
+    def axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pos = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, n_in - 1)
+        return lo, hi, pos - lo
 
-        self.model = model.eval()
-        self.spec = spec
-        self.cam = GradCAM(model=self.model, target_layers=[target_layer or last_conv_stage(model)])
+    y0, y1, wy = axis(in_h, out_h)
+    x0, x1, wx = axis(in_w, out_w)
+    top = a[y0][:, x0] * (1 - wx) + a[y0][:, x1] * wx
+    bottom = a[y1][:, x0] * (1 - wx) + a[y1][:, x1] * wx
+    return top * (1 - wy)[:, None] + bottom * wy[:, None]
 
-    def overlay(self, img: Image.Image, class_index: int) -> Image.Image:
-        """RGB overlay (size x size) of the heat map for `class_index` on the centre crop."""
-        import torch
-        from pytorch_grad_cam.utils.image import show_cam_on_image
-        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-        from hypoderm.inference import prepare
+def gradcam_map(features: np.ndarray, weights: np.ndarray, class_index: int, out_h: int, out_w: int) -> np.ndarray:
+    """Grad-CAM of `class_index` in [0, 1] at (out_h, out_w) from one image's `features` (C, h, w)
+    and `cam_weights` (K, C)."""
+    features = np.asarray(features, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    if features.ndim != 3 or weights.ndim != 2 or weights.shape[1] != features.shape[0]:
+        raise ValueError(f"expected features (C,h,w) and weights (K,C), got {features.shape} and {weights.shape}")
+    if not 0 <= class_index < weights.shape[0]:
+        raise ValueError(f"class_index {class_index} out of range for {weights.shape[0]} classes")
+    cam = np.maximum(np.tensordot(weights[class_index], features, axes=1), 0)
+    cam = resize_bilinear(_scale01(cam), out_h, out_w)
+    return _scale01(np.maximum(cam, 0))
 
-        crop, x = prepare(img, self.spec)
-        heat = self.cam(input_tensor=torch.from_numpy(x[None]), targets=[ClassifierOutputTarget(int(class_index))])[0]
-        return Image.fromarray(show_cam_on_image(crop.astype(np.float32) / 255.0, heat, use_rgb=True))
 
-    def save(self, img: Image.Image, class_index: int, out_path: str | os.PathLike) -> Path:
-        out_path = Path(out_path)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        self.overlay(img, class_index).save(out_path, format="PNG")
-        return out_path
+def jet(x: np.ndarray) -> np.ndarray:
+    """The 'jet' colour map (blue -> red) of values in [0, 1], uint8 RGB."""
+    x = np.clip(np.asarray(x, dtype=np.float64), 0, 1)
+    rgb = np.stack([np.clip(1.5 - np.abs(4 * x - c), 0, 1) for c in (3, 2, 1)], axis=-1)
+    return (rgb * 255).round().astype(np.uint8)
+
+
+def crop_box(width: int, height: int, spec: PreprocessSpec) -> tuple[float, float, float, float]:
+    """(left, top, box width, box height) in photo pixels of the square the model saw: the centre
+    crop of `spec.size` after resizing the shorter side to `spec.resize_size` (hypoderm.preprocess)."""
+    short = min(width, height)
+    if width <= height:
+        rw, rh = spec.resize_size, max(1, round(height * spec.resize_size / width))
+    else:
+        rw, rh = max(1, round(width * spec.resize_size / height)), spec.resize_size
+    if short == spec.resize_size:
+        rw, rh = width, height
+    left, top = round((rw - spec.size) / 2.0), round((rh - spec.size) / 2.0)
+    sx, sy = width / rw, height / rh
+    return left * sx, top * sy, spec.size * sx, spec.size * sy
+
+
+def overlay_on_photo(img: Image.Image, features: np.ndarray, weights: np.ndarray, class_index: int,
+                     spec: PreprocessSpec, alpha: float = 0.5) -> Image.Image:
+    """The photo at its own resolution with the heat map blended over the region the model saw;
+    the rest of the photo is dimmed (the model did not see it)."""
+    photo = np.asarray(img.convert("RGB"), dtype=np.float32)  # float32: a 12 MP photo stays fast
+    h, w = photo.shape[:2]
+    left, top, bw, bh = crop_box(w, h, spec)
+    x0, y0 = int(round(left)), int(round(top))
+    x1, y1 = min(w, int(round(left + bw))), min(h, int(round(top + bh)))
+    out = photo * np.float32(0.45)
+    heat = jet(gradcam_map(features, weights, class_index, y1 - y0, x1 - x0)).astype(np.float32)
+    out[y0:y1, x0:x1] = np.float32(1 - alpha) * photo[y0:y1, x0:x1] + np.float32(alpha) * heat
+    return Image.fromarray(np.clip(out, 0, 255).round().astype(np.uint8), "RGB")

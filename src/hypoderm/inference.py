@@ -4,7 +4,8 @@ Used by `hypoderm predict` (given an ONNX file) and `hypoderm serve`. The per-im
 `predict --json` schema (docs/PREDICT_SCHEMA.md):
 
     {"status": "ok" | "uncertain" | "not_skin",
-     "top_k": [{"label": str, "probability": float}, ...],
+     "answer": str | None,            # the class given as the answer: only when status is "ok"
+     "top_k": [{"label": str, "probability": float}, ...],   # empty when status is "not_skin"
      "probabilities": {label: float},
      "ood": {"skin_fraction": float, "max_logit": float, "is_skin": bool},
      "message": str}
@@ -21,13 +22,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from hypoderm.cards import display_name, format_probability
 from hypoderm.ood import ood_check
 from hypoderm.preprocess import PreprocessSpec, center_crop_array, normalize_uint8, resized_uint8
 
 METADATA_FORMAT = "hypoderm-onnx/1"
 METADATA_KEY = "hypoderm"  # key in the ONNX model's metadata_props
 DISCLAIMER = "Decision aid, not a medical device."
-REFER_MESSAGE = "uncertain — refer to a dermatologist"
+REFER_MESSAGE = "Uncertain: the model cannot decide; please see a dermatologist"
+RETAKE_MESSAGE = "To retake the photo: closer, in daylight, with the lesion centred."
 
 
 class ModelLoadError(ValueError):
@@ -121,7 +124,11 @@ def prepare(img: Image.Image, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndar
 
 def result_from_logits(logits: np.ndarray, crop: np.ndarray, metadata: dict[str, Any], top_k: int = 3) -> dict[str, Any]:
     """One image's logits (C,) + its uint8 crop -> the per-image result dict (verdict rules of
-    docs/ARCHITECTURE.md: not_skin, else uncertain below the abstain threshold, else ok)."""
+    docs/ARCHITECTURE.md: not_skin, else uncertain below the abstain threshold, else ok).
+
+    Only an `ok` verdict names a class as the answer (`answer`); a rejected photo (`not_skin`) has an
+    empty `top_k`, and an uncertain one lists its candidates as equals in the message. The raw
+    probabilities stay in `probabilities` for research use; the message rounds honestly."""
     names = list(metadata["class_names"])
     logits = np.asarray(logits, dtype=np.float64).ravel()
     if logits.size != len(names):
@@ -131,19 +138,19 @@ def result_from_logits(logits: np.ndarray, crop: np.ndarray, metadata: dict[str,
     top = [{"label": names[i], "probability": float(probs[i])} for i in order]
     ood = ood_check(crop, logits, metadata.get("ood"))
     threshold = float(metadata["abstain_threshold"])
+    answer = None
     if not ood["is_skin"]:
-        status = "not_skin"
-        message = ("This does not look like a photo of skin "
-                   f"(skin-coloured pixels {ood['skin_fraction']:.0%}, max logit {ood['max_logit']:.2f}); "
-                   "take a close, well-lit photo of the skin area.")
+        status, top = "not_skin", []
+        message = ("Not analysed: this does not look like a photo of skin "
+                   f"(skin-coloured pixels {ood['skin_fraction']:.0%}). Take a close, well-lit photo of the skin area.")
     elif top[0]["probability"] < threshold:
         status = "uncertain"
-        message = (f"{REFER_MESSAGE} (top class {top[0]['label']} at {top[0]['probability']:.0%} "
-                   f"is below the model's threshold of {threshold:.0%}).")
+        candidates = ", ".join(sorted(display_name(t["label"]) for t in top))
+        message = f"{REFER_MESSAGE}. {RETAKE_MESSAGE} Candidates, equally possible: {candidates}."
     else:
-        status = "ok"
-        message = f"{top[0]['label']} ({top[0]['probability']:.0%}). {DISCLAIMER}"
-    return {"status": status, "top_k": top,
+        status, answer = "ok", top[0]["label"]
+        message = f"{display_name(answer)} ({format_probability(top[0]['probability'])}). {DISCLAIMER}"
+    return {"status": status, "answer": answer, "top_k": top,
             "probabilities": {n: float(p) for n, p in zip(names, probs)},
             "ood": ood, "message": message}
 
@@ -169,10 +176,40 @@ class OnnxPredictor:
         except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
             raise ModelLoadError(f"ONNX Runtime cannot load {self.path}: {e}") from e
         self.input_name = self.session.get_inputs()[0].name
+        outputs = [o.name for o in self.session.get_outputs()]
+        self.logits_name = (self.metadata.get("output") or {}).get("name") or outputs[0]
+        if self.logits_name not in outputs:
+            self.logits_name = outputs[0]
+        cam = self.metadata.get("gradcam") or {}
+        self.cam_names = ((cam.get("features", "features"), cam.get("cam_weights", "cam_weights"))
+                          if {cam.get("features", "features"), cam.get("cam_weights", "cam_weights")} <= set(outputs)
+                          else None)
+
+    @property
+    def has_gradcam(self) -> bool:
+        """True when the ONNX model returns the Grad-CAM outputs (exports before them do not)."""
+        return self.cam_names is not None
 
     def predict_logits(self, x: np.ndarray) -> np.ndarray:
         """NCHW float32 batch -> logits (N, C)."""
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        feed = {self.input_name: np.ascontiguousarray(x, dtype=np.float32)}
+        return self.session.run([self.logits_name], feed)[0]
+
+    def gradcam_outputs(self, img: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+        """(features (C, h, w), cam_weights (K, C)) of one photo; ModelLoadError without the outputs."""
+        if self.cam_names is None:
+            raise ModelLoadError(f"{self.path.name} has no Grad-CAM outputs (exported before they existed); "
+                                 "re-export it with `hypoderm export`")
+        _, x = prepare(img, self.spec)
+        features, weights = self.session.run(list(self.cam_names), {self.input_name: x[None]})
+        return features[0], weights[0]
+
+    def gradcam_overlay(self, img: Image.Image, class_index: int) -> Image.Image:
+        """The photo, at its resolution, with the Grad-CAM map of `class_index` (hypoderm.explain)."""
+        from hypoderm.explain import overlay_on_photo
+
+        features, weights = self.gradcam_outputs(img)
+        return overlay_on_photo(img, features, weights, class_index, self.spec)
 
     def predict_array(self, x: np.ndarray) -> np.ndarray:
         """NCHW float32 batch -> calibrated probabilities (N, C)."""

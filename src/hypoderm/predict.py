@@ -1,12 +1,13 @@
 """`hypoderm predict IMAGE... [--model CHECKPOINT|ONNX] [--top-k 3] [--cam DIR] [--json]`.
 
 Each photo gets top-k classes with calibrated probabilities and a verdict: `ok`, `uncertain`
-(refer to a dermatologist: top probability below the model's threshold) or `not_skin` (the OOD
+(see a dermatologist: top probability below the model's threshold; no class is the answer) or `not_skin` (the OOD
 check of hypoderm.ood). A file that cannot be read gets `status: "error"` with the reason, and
 the other files are still processed. Folders are expanded (recursively, sorted).
 
 With an `.onnx` model (or the bundled one) only ONNX Runtime, numpy and Pillow are imported, never
-torch. With a `.pt` checkpoint PyTorch runs the model and `--cam` writes Grad-CAM overlays.
+torch. With a `.pt` checkpoint PyTorch runs the model. `--cam DIR` writes Grad-CAM overlays at the photo's
+resolution from the exported model's own outputs (hypoderm.explain; no PyTorch needed).
 Exit code: 0 when every file was read, 1 when some could not be, 2 for a usage or model error.
 JSON output: docs/PREDICT_SCHEMA.md.
 """
@@ -23,25 +24,34 @@ from typing import Any, Protocol
 from PIL import Image
 
 from hypoderm import __version__
+from hypoderm.cards import display_name, format_probability, limits_text, load_cards, unknown_conditions
 from hypoderm.inference import (DISCLAIMER, ModelLoadError, OnnxPredictor, bundled_model, load_image, prepare,
                                 result_from_logits)
+from hypoderm.model_quality import metadata_problems
 
 OUTPUT_FORMAT = "hypoderm-predict/1"
 
 
 class Predictor(Protocol):
     metadata: dict[str, Any]
+    has_gradcam: bool
 
     def predict_image(self, img: Image.Image, top_k: int = 3) -> dict[str, Any]: ...
 
+    def gradcam_overlay(self, img: Image.Image, class_index: int) -> Image.Image: ...
+
 
 class TorchPredictor:
-    """A `.pt` checkpoint on PyTorch, same result schema as OnnxPredictor; also the Grad-CAM source."""
+    """A `.pt` checkpoint on PyTorch, same result schema and Grad-CAM definition as OnnxPredictor
+    (the exported graph's extra outputs, computed by the same module in PyTorch)."""
+
+    has_gradcam = True
 
     def __init__(self, checkpoint: str | os.PathLike) -> None:
         import torch
 
         from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
+        from hypoderm.export.gradcam import GradCamGraph, UnsupportedModelError
         from hypoderm.export.metadata import metadata_from_checkpoint
         from hypoderm.ood import DEFAULT_OOD
         from hypoderm.preprocess import PreprocessSpec
@@ -52,12 +62,26 @@ class TorchPredictor:
         self.metadata = metadata_from_checkpoint(ckpt)
         self.metadata["ood"] = self.metadata.get("ood") or dict(DEFAULT_OOD)
         self.spec = PreprocessSpec.from_dict(ckpt["preprocess"])
+        try:
+            self.cam_graph: Any = GradCamGraph(self.model).eval()
+        except UnsupportedModelError:
+            self.cam_graph, self.has_gradcam = None, False
 
     def predict_image(self, img: Image.Image, top_k: int = 3) -> dict[str, Any]:
         crop, x = prepare(img, self.spec)
         with self._torch.inference_mode():
             logits = self.model(self._torch.from_numpy(x[None]))[0].double().numpy()
         return result_from_logits(logits, crop, self.metadata, top_k)
+
+    def gradcam_overlay(self, img: Image.Image, class_index: int) -> Image.Image:
+        from hypoderm.explain import overlay_on_photo
+
+        if self.cam_graph is None:
+            raise ModelLoadError("this model's structure has no Grad-CAM outputs")
+        _, x = prepare(img, self.spec)
+        with self._torch.inference_mode():
+            _, features, weights = self.cam_graph(self._torch.from_numpy(x[None]))
+        return overlay_on_photo(img, features[0].double().numpy(), weights[0].double().numpy(), class_index, self.spec)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,25 +124,12 @@ def _load_predictor(model: Path | None, threads: int | None) -> Predictor:
     raise ModelLoadError(f"--model must be a .onnx file or a .pt checkpoint, got {path.name}")
 
 
-def _cam_explainer(predictor: Predictor, model_path: Path | None) -> tuple[Any, str | None]:
-    """(explainer or None, note for the user). Grad-CAM needs the PyTorch checkpoint."""
-    if isinstance(predictor, TorchPredictor):
-        from hypoderm.explain import GradCamExplainer
-
-        return GradCamExplainer(predictor.model, predictor.spec), None
-    companion = predictor.metadata.get("checkpoint")
-    if companion:
-        ckpt_path = Path(companion)
-        if not ckpt_path.is_absolute() and model_path is not None:
-            ckpt_path = model_path.parent / ckpt_path
-        if ckpt_path.is_file():
-            torch_predictor = TorchPredictor(ckpt_path)
-            from hypoderm.explain import GradCamExplainer
-
-            return GradCamExplainer(torch_predictor.model, torch_predictor.spec), None
-        return None, f"Grad-CAM skipped: the companion checkpoint {ckpt_path} named in the model's metadata is missing"
-    return None, ("Grad-CAM skipped: it needs the PyTorch checkpoint; pass --model best.pt, or name it in the "
-                  "model's JSON as \"checkpoint\"")
+def _cam_note(predictor: Predictor) -> str | None:
+    """None when Grad-CAM can be drawn, else why not (for the user)."""
+    if getattr(predictor, "has_gradcam", False):
+        return None
+    return ("Grad-CAM skipped: this model was exported without the Grad-CAM outputs (features, cam_weights); "
+            "re-export it with `hypoderm export` to get heat maps")
 
 
 def _unique_png(folder: Path, stem: str, used: set[str]) -> Path:
@@ -129,8 +140,8 @@ def _unique_png(folder: Path, stem: str, used: set[str]) -> Path:
     return folder / name
 
 
-def predict_files(predictor: Predictor, files: list[Path], top_k: int = 3, explainer: Any = None,
-                  cam_dir: Path | None = None) -> list[dict[str, Any]]:
+def predict_files(predictor: Predictor, files: list[Path], top_k: int = 3, cam_dir: Path | None = None
+                  ) -> list[dict[str, Any]]:
     """One result per file, in order; unreadable files give {"file", "status": "error", "error", "reason"}."""
     results: list[dict[str, Any]] = []
     used: set[str] = set()
@@ -145,18 +156,36 @@ def predict_files(predictor: Predictor, files: list[Path], top_k: int = 3, expla
             results.append({"file": str(f), "status": "error", "error": str(msg), "reason": str(reason)})
             continue
         res = {"file": str(f), **predictor.predict_image(img, top_k=top_k), "cam": None}
-        if explainer is not None and cam_dir is not None and res["status"] != "not_skin":
+        if cam_dir is not None and res["status"] != "not_skin" and getattr(predictor, "has_gradcam", False):
+            # the map of the top class, over the photo at its own resolution
             index = list(predictor.metadata["class_names"]).index(res["top_k"][0]["label"])
-            res["cam"] = str(explainer.save(img, index, _unique_png(cam_dir, f.stem, used)))
+            out = _unique_png(cam_dir, f.stem, used)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            predictor.gradcam_overlay(img, index).save(out, format="PNG")
+            res["cam"] = str(out)
         results.append(res)
     return results
 
 
-def _text_line(r: dict[str, Any]) -> str:
+def _text_line(r: dict[str, Any], class_names: list[str]) -> str:
+    """One file's answer for people: display names, honest percentages, no class for a rejected
+    photo, candidates as equals when uncertain, and what the model cannot tell next to each answer."""
     if r["status"] == "error":
         return f"{r['file']}: ERROR: {r['error']}"
-    tops = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in r["top_k"])
-    line = f"{r['file']}: {r['status']}: {tops}\n    {r['message']}"
+    if r["status"] == "not_skin":
+        return f"{r['file']}: not_skin: {r['message']}"
+    unknown = [display_name(c) for c in unknown_conditions(class_names)]
+    if r["status"] == "uncertain":
+        line = f"{r['file']}: uncertain: {r['message']}"
+    else:
+        others = ", ".join(f"{display_name(t['label'])} {format_probability(t['probability'])}" for t in r["top_k"][1:])
+        line = f"{r['file']}: ok: {display_name(r['answer'])} {format_probability(r['top_k'][0]['probability'])}"
+        line += f" (others: {others})" if others else ""
+    if unknown:
+        what = (f"cannot tell {display_name(r['answer'])} from" if r["answer"] and
+                load_cards().get(r["answer"], {}).get("kind") == "condition" else "was never shown")
+        line += f"\n    Limits: this model knows only {', '.join(display_name(c) for c in class_names)}; it {what} " \
+                f"{', '.join(unknown)} (the examinations that tell them apart are listed below)."
     if r.get("cam"):
         line += f"\n    Grad-CAM: {r['cam']}"
     return line
@@ -171,23 +200,29 @@ def run(args: argparse.Namespace) -> int:
     except ModelLoadError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    explainer, note = (None, None)
-    if args.cam is not None:
-        explainer, note = _cam_explainer(predictor, args.model or bundled_model())
-        if note:
-            print(note, file=sys.stderr)
-    results = predict_files(predictor, expand_inputs(args.images), args.top_k, explainer, args.cam)
+    note = _cam_note(predictor) if args.cam is not None else None
+    if note:
+        print(note, file=sys.stderr)
+    problems = metadata_problems(predictor.metadata)
+    broken = (f"WARNING: this model failed its quality checks when it was exported ("
+              f"{'; '.join(p['message'] for p in problems)}); do not rely on its answers.") if problems else None
+    results = predict_files(predictor, expand_inputs(args.images), args.top_k, args.cam)
     md = predictor.metadata
     if args.json:
         doc = {"format": OUTPUT_FORMAT, "hypoderm_version": __version__,
                "model": {"path": str(args.model or bundled_model()), "model_name": md.get("model_name"),
                          "version": md.get("version"), "precision": md.get("precision", "fp32"),
                          "class_names": list(md["class_names"]),
-                         "abstain_threshold": float(md["abstain_threshold"]), "temperature": float(md["temperature"])},
-               "results": results, "notes": [note] if note else [], "disclaimer": DISCLAIMER}
+                         "abstain_threshold": float(md["abstain_threshold"]), "temperature": float(md["temperature"]),
+                         "problems": problems},
+               "results": results, "notes": [n for n in (broken, note) if n], "disclaimer": DISCLAIMER}
         print(json.dumps(doc, indent=2))
     else:
+        if broken:
+            print(broken)
         for r in results:
-            print(_text_line(r))
+            print(_text_line(r, list(md["class_names"])))
+        if any(r["status"] in ("ok", "uncertain") for r in results):
+            print(limits_text(list(md["class_names"])))
         print(DISCLAIMER)
     return 1 if any(r["status"] == "error" for r in results) else 0

@@ -1,9 +1,9 @@
 """`hypoderm serve`: the mobile diagnosis web app and its JSON API (FastAPI + uvicorn).
 
 The page runs the model in the browser (onnxruntime-web, WASM); the server also predicts, as a
-fallback or by choice, and adds Grad-CAM when the model's sidecar names a companion PyTorch
-checkpoint. With an ONNX model the server never imports torch; torch and pytorch-grad-cam are
-imported lazily, only for Grad-CAM.
+fallback or by choice. Grad-CAM comes from the exported model's own outputs (features and
+cam_weights, hypoderm.explain), in numpy here and in JavaScript in the page; the server never
+imports torch.
 
 Hardening: uploads are capped in bytes (before they are parsed) and in pixels (before they are
 decoded); the format is sniffed from the bytes, never from the file name or the declared type;
@@ -20,7 +20,6 @@ import io
 import json
 import os
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +77,10 @@ _LOAD_ERRORS = {
     "too_large": (413, "too_many_pixels"),
     "unreadable": (422, "unreadable_image"),
 }
+
+
+# Reason code (the page translates it): an ONNX file exported before the Grad-CAM outputs existed.
+GRADCAM_MISSING = "no_gradcam_outputs"
 
 
 class ModelLoadError(RuntimeError):
@@ -141,42 +144,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-class GradCamExplainer:
-    """Grad-CAM on the companion PyTorch checkpoint (torch and pytorch-grad-cam imported lazily)."""
-
-    def __init__(self, checkpoint: Path) -> None:
-        import torch
-        from pytorch_grad_cam import GradCAM
-
-        from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
-
-        torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-        ckpt = load_checkpoint(checkpoint)
-        self.model = model_from_checkpoint(ckpt).eval()
-        convs = [m for m in self.model.modules() if isinstance(m, torch.nn.Conv2d)]
-        if not convs:
-            raise ModelLoadError(f"{checkpoint}: no convolution layer to explain")
-        # The last convolution sees the most semantic, still spatial, features (Selvaraju et al.).
-        self.cam = GradCAM(model=self.model, target_layers=[convs[-1]])
-        self.class_names: list[str] = list(ckpt["class_names"])
-        self._lock = threading.Lock()  # Grad-CAM hooks keep per-call state
-
-    def overlay_png(self, x: Any, rgb01: Any, class_index: int) -> bytes:
-        """PNG of the heatmap over the model's input crop for class `class_index`."""
-        import numpy as np
-        import torch
-        from PIL import Image
-        from pytorch_grad_cam.utils.image import show_cam_on_image
-        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-        with self._lock:
-            heat = self.cam(input_tensor=torch.from_numpy(x), targets=[ClassifierOutputTarget(class_index)])[0]
-        overlay = show_cam_on_image(np.asarray(rgb01, np.float32), heat, use_rgb=True)
-        buf = io.BytesIO()
-        Image.fromarray(overlay).save(buf, format="PNG")
-        return buf.getvalue()
-
-
 @dataclass
 class ServerState:
     """Everything one running app holds: the model, its metadata, the limits, counters."""
@@ -187,47 +154,22 @@ class ServerState:
     web_assets: Path | None
     max_upload_bytes: int
     max_pixels: int
-    checkpoint: Path | None = None
-    gradcam_error: str | None = None
-    explainer: GradCamExplainer | None = None
     model_sha256: str = ""
     started: float = field(default_factory=time.time)
     predictions: int = 0
     client_errors: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def gradcam_status(self) -> tuple[bool, str | None]:
-        if self.checkpoint is None:
-            return False, "no companion PyTorch checkpoint (the model's sidecar JSON names none)"
-        if self.gradcam_error:
-            return False, self.gradcam_error
-        return True, None
-
-    def get_explainer(self) -> GradCamExplainer | None:
-        """Load the checkpoint on first use; remember a failure so it is reported, not retried."""
-        with self._lock:
-            if self.explainer is None and self.checkpoint is not None and self.gradcam_error is None:
-                try:
-                    self.explainer = GradCamExplainer(self.checkpoint)
-                except Exception as e:  # noqa: BLE001 - any failure means "no Grad-CAM", said in the API
-                    self.gradcam_error = f"Grad-CAM unavailable: {type(e).__name__}: {e}"
-            return self.explainer
+        """(available, reason code): the heat map needs the exported model's Grad-CAM outputs."""
+        if getattr(self.predictor, "has_gradcam", False):
+            return True, None
+        return False, GRADCAM_MISSING
 
 
 def _load_predictor(model_path: Path, threads: int | None) -> Any:
     from hypoderm.inference import OnnxPredictor
 
     return OnnxPredictor(model_path, threads=threads)
-
-
-def _sidecar(model_path: Path) -> dict[str, Any]:
-    side = model_path.with_suffix(".json")
-    if not side.is_file():
-        return {}
-    try:
-        return json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ModelLoadError(f"{side} is not valid JSON ({e})") from e
 
 
 def _json_error(status: int, code: str, detail: str) -> JSONResponse:
@@ -304,21 +246,19 @@ def _predict(state: ServerState, data: bytes, top_k: int, gradcam: bool) -> dict
 
 
 def _gradcam(state: ServerState, img: Any, result: dict[str, Any]) -> dict[str, Any]:
-    import numpy as np
-
-    from hypoderm.preprocess import PreprocessSpec, center_crop_array, preprocess, resized_uint8
-
-    explainer = state.get_explainer()
+    """The heat map of the top class over the photo at its resolution (hypoderm.explain: the same
+    definition as `predict --cam` and the browser), as a PNG data URL."""
     available, reason = state.gradcam_status()
-    if explainer is None or not available:
+    if not available:
         return {"available": False, "reason": reason}
+    if not result["top_k"]:  # a rejected photo (not_skin) has no class to explain
+        return {"available": False, "reason": "not_skin"}
     label = result["top_k"][0]["label"]
-    spec = PreprocessSpec.from_dict(state.metadata["input"])
-    x = preprocess(img, spec)[None]
-    rgb01 = center_crop_array(resized_uint8(img, spec), spec.size).astype(np.float32) / 255.0
-    png = explainer.overlay_png(x, rgb01, explainer.class_names.index(label))
+    overlay = state.predictor.gradcam_overlay(img, list(state.metadata["class_names"]).index(label))
+    buf = io.BytesIO()
+    overlay.save(buf, format="PNG")
     return {"available": True, "label": label,
-            "image": "data:image/png;base64," + base64.b64encode(png).decode("ascii")}
+            "image": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")}
 
 
 def _model_info(state: ServerState) -> dict[str, Any]:
@@ -338,11 +278,14 @@ def _model_info(state: ServerState) -> dict[str, Any]:
         "ood": meta.get("ood"),
         "metrics": meta.get("metrics", {}),
         "training_data": meta.get("training_data"),
+        # quality checks the model failed at export (`export --force`): the page shows a warning
+        "quality": meta.get("quality") or {"problems": []},
         "disclaimer": meta.get("disclaimer", "Decision aid, not a medical device."),
         "model_url": "/model/model.onnx",
         "model_sha256": state.model_sha256,
         "model_bytes": state.model_path.stat().st_size,
-        "gradcam": {"available": available, "reason": reason},
+        # the metadata's Grad-CAM block (output names, layer) lets the page draw the map itself
+        "gradcam": {**(meta.get("gradcam") or {}), "available": available, "reason": reason},
         "browser_inference": {
             "available": state.web_assets is not None,
             "runtime": f"onnxruntime-web {ort_version}" if ort_version else None,
@@ -383,18 +326,9 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
     except Exception as e:  # noqa: BLE001 - report any loader failure as a model problem, without a traceback
         raise ModelLoadError(f"cannot load model {model_path}: {e}") from e
     metadata = dict(predictor.metadata)
-    side = _sidecar(model_path)
-    ckpt_name = side.get("checkpoint") or metadata.get("checkpoint")
-    checkpoint = None
-    gradcam_error = None
-    if ckpt_name:
-        checkpoint = (model_path.parent / ckpt_name).resolve()
-        if not checkpoint.is_file():
-            gradcam_error = f"the companion checkpoint named in the sidecar is missing: {checkpoint}"
     state = ServerState(model_path=model_path, predictor=predictor, metadata=metadata,
                         web_assets=find_web_assets(web_assets), max_upload_bytes=max_upload_bytes,
-                        max_pixels=max_pixels, checkpoint=checkpoint, gradcam_error=gradcam_error,
-                        model_sha256=_sha256(model_path))
+                        max_pixels=max_pixels, model_sha256=_sha256(model_path))
 
     app = FastAPI(title="hypoderm", version=__version__, docs_url=None, redoc_url=None,
                   description="Diagnosis aid for hypopigmented skin diseases. A decision aid, not a diagnosis.")
@@ -439,7 +373,8 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
               responses={400: {"description": "empty or malformed upload"}, 413: {"description": "too many bytes or pixels"},
                          415: {"description": "not an image / wrong Content-Type"}, 422: {"description": "truncated or corrupt image"}})
     async def predict(request: Request, top_k: int = Query(3, ge=1, le=20),
-                      gradcam: bool = Query(False, description="add a Grad-CAM heatmap (needs the companion checkpoint)")
+                      gradcam: bool = Query(False, description="add a Grad-CAM heatmap (needs a model exported "
+                                                                "with the Grad-CAM outputs)")
                       ) -> dict[str, Any]:
         data = await _image_bytes(request, state)
         result = await run_in_threadpool(_predict, state, data, top_k, gradcam)

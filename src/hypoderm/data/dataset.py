@@ -220,9 +220,9 @@ def check_images(index: DatasetIndex, strict: bool = False, loader: Callable[[Pa
     bad: list[tuple[Sample, str]] = []
     samples = index.samples
     if progress:
-        from tqdm import tqdm
+        from hypoderm.progress import progress_bar
 
-        samples = tqdm(samples, desc="decoding", unit="img", leave=False)
+        samples = progress_bar(samples, desc="decoding", unit="img")
     for s in samples:
         try:
             load(s.path)

@@ -85,9 +85,9 @@ class DecodedCache:
         """Decode (or fetch) every path once; returns CHW uint8 tensors in the same order."""
         it = paths
         if progress:
-            from tqdm import tqdm
+            from hypoderm.progress import progress_bar
 
-            it = tqdm(paths, desc="decoding", unit="img", leave=False)
+            it = progress_bar(paths, desc="decoding", unit="img")
         return [self.get(p) for p in it]
 
     def nbytes(self) -> int:

@@ -77,6 +77,18 @@ def _shortcut_columns(s: dict[str, Any]) -> tuple[dict[str, float], bool]:
     return per_fold, bool(per_fold)
 
 
+def protocol_line(folds: int) -> str:
+    """How much of the data each fold's model trains on (test = 1 fold, validation = 1 fold): with 3
+    folds only a third, which understates what a model trained on everything can do."""
+    frac = (folds - 2) / folds
+    words = {3: "a third", 4: "half"}.get(folds, f"{frac:.0%}")
+    line = (f"{folds}-fold cross-validation: each fold's model trains on {words} of the photos "
+            f"({folds - 2}/{folds}), validates on 1/{folds} and is tested on 1/{folds}.")
+    if folds < 5:
+        line += " Use --folds 5 (or more) for numbers closer to a model trained on all the data."
+    return line
+
+
 def render_summary(s: dict[str, Any], cfg: TrainConfig, elapsed_s: float | None = None) -> str:
     base, has_base = _shortcut_columns(s)
     extra = " | style baseline macro_f1 | margin" if has_base else ""
@@ -84,6 +96,7 @@ def render_summary(s: dict[str, Any], cfg: TrainConfig, elapsed_s: float | None 
     lines = [f"# {len(s['folds'])}-fold cross-validation: {cfg.model}", "",
              f"Data `{cfg.data}`, size {cfg.size}, {cfg.epochs} epochs max (patience {cfg.patience}), "
              f"batch {cfg.batch_size}, lr {cfg.lr}, seed {cfg.seed}. Test = fold f, validation = fold f+1.", "",
+             protocol_line(int(s.get("k") or cfg.folds)), "",
              head, "|---" * (len(TABLE_KEYS) + 1 + 2 * has_base) + "|"]
     for f in s["folds"]:
         cells = [f"{s['per_fold'][f].get(k, float('nan')):.3f}" for k in TABLE_KEYS]
@@ -131,6 +144,9 @@ def run_cv(cfg: TrainConfig, out: str | Path, *, folds: list[int] | None = None,
             raise TrainError(f"{out} holds a cross-validation with other settings ({', '.join(changed)}); "
                              "use another --out")
     cfg_file.write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
+    early_split = Path(cfg.split) if cfg.split else out / "split.json"
+    k = Split.load(early_split).folds if early_split.is_file() else cfg.folds
+    print(protocol_line(k), flush=True)  # the run's first line
 
     spec = PreprocessSpec.for_size(cfg.size)
     cache = DecodedCache(spec, cfg.cache_dir)
@@ -179,6 +195,7 @@ def run_cv(cfg: TrainConfig, out: str | Path, *, folds: list[int] | None = None,
         summary["shortcut"]["warning"] = shortcut.warn(summary["mean"].get("macro_f1"))
     else:
         summary["shortcut"] = {"error": shortcut_error}
+    summary["k"] = split.folds
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out / "summary.md").write_text(render_summary(summary, cfg, time.perf_counter() - t0))
     pooled = [np.load(out / f"fold{f}" / "test_predictions.npz") for f in sorted(all_done)]

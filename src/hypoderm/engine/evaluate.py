@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import sys
@@ -37,6 +38,46 @@ def _split_from_checkpoint(ckpt: dict[str, Any]) -> Any:
         p = Path(d) / "split.json"
         p.write_text(json.dumps(ckpt["split"]))
         return Split.load(p)
+
+
+def checkpoint_roles(ckpt: dict[str, Any]) -> dict[str, str] | None:
+    """What each photo of the checkpoint's own split did for it, by relative path: "train" (trained
+    it), "val" (selected it: early stopping, temperature, thresholds) or "test" (held out). A
+    `--final` checkpoint trained on its test fold too. None when the checkpoint stores no split."""
+    split = ckpt.get("split")
+    if not split:
+        return None
+    cfg = ckpt.get("config") or {}
+    k, fold, final = int(split["folds"]), int(cfg.get("fold", 0)), bool(cfg.get("final"))
+    val_fold = (fold + 1) % k
+    return {s["path"]: "val" if s["fold"] == val_fold else "test" if s["fold"] == fold and not final else "train"
+            for s in split["samples"]}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def training_overlap(ckpt: dict[str, Any], files: list[Path]) -> dict[str, Any]:
+    """Which of `files` are byte-identical (SHA-256) to a photo that trained or validated the
+    checkpoint. Needs the checkpoint's split and its training data on disk; says why when it cannot."""
+    roles = checkpoint_roles(ckpt)
+    source = (ckpt.get("config") or {}).get("data")
+    if roles is None or not source:
+        return {"checked": False, "reason": "the checkpoint stores no split or data source", "n": 0, "files": []}
+    from hypoderm.data.dataset import DatasetError, load_index
+
+    try:
+        index = load_index(source)
+    except (DatasetError, OSError) as e:
+        return {"checked": False, "reason": f"the training data {source} is not available ({e})", "n": 0, "files": []}
+    seen = {_sha256(s.path) for s in index.samples if roles.get(index.relpath(s)) in ("train", "val")}
+    hits = [str(f) for f in files if _sha256(f) in seen]
+    return {"checked": True, "n": len(hits), "of": len(files), "files": hits, "training_data": str(source)}
 
 
 def match_classes(data_classes: list[str], model_classes: list[str]) -> dict[int, int]:
@@ -93,8 +134,10 @@ def evaluate_checkpoint(checkpoint: str | Path | dict[str, Any], *, data: str | 
         idx = test_idx if part == "test" else val_idx
         where = f"{part} fold {fold if part == 'test' else (fold + 1) % sp.folds} of {sp.folds} ({source})"
         tag = part
+        _refuse_seen_photos(ckpt, [index.relpath(index.samples[i]) for i in idx], part, where)
     if not idx:
         raise EvaluateError(f"nothing to evaluate: {where} holds no readable images")
+    overlap = training_overlap(ckpt, [index.samples[i].path for i in idx]) if external else None
 
     labels = index.labels()
     y_true = np.array([mapping[int(labels[i])] for i in idx], dtype=np.int64)
@@ -113,6 +156,8 @@ def evaluate_checkpoint(checkpoint: str | Path | dict[str, Any], *, data: str | 
     kept = probs.max(1) >= thr
     m["abstain"] = {"threshold": thr, "coverage": float(kept.mean()),
                     "accuracy_kept": float((probs.argmax(1) == y_true)[kept].mean()) if kept.any() else math.nan}
+    if overlap is not None:
+        m["training_overlap"] = overlap
     skin = [index.samples[i].skin_type for i in idx]
     if any(s not in (None, "") for s in skin):
         m["by_skin_type"] = group_metrics(y_true, probs, skin, len(model_classes))
@@ -136,6 +181,24 @@ def evaluate_checkpoint(checkpoint: str | Path | dict[str, Any], *, data: str | 
     tmp.write_text(json.dumps(m, indent=1, default=float) + "\n")
     tmp.replace(out_dir / "metrics.json")
     return m
+
+
+def _refuse_seen_photos(ckpt: dict[str, Any], paths: list[str], part: str, where: str) -> None:
+    """EvaluateError when photos that trained (or, for "test", selected) the checkpoint would be
+    reported as held out."""
+    roles = checkpoint_roles(ckpt)
+    if roles is None:
+        return
+    bad_roles = ("train", "val") if part == "test" else ("train",)
+    seen = [p for p in paths if roles.get(p) in bad_roles]
+    if seen:
+        final = bool((ckpt.get("config") or {}).get("final"))
+        why = ("a --final checkpoint trained on every fold except its validation fold"
+               if final else "those folds trained or validated it")
+        raise EvaluateError(
+            f"refusing to report {part} metrics on {where}: {len(seen)} of {len(paths)} photos trained "
+            f"{'or selected ' if part == 'test' else ''}this checkpoint ({why}). Evaluate it on photos it never saw: "
+            "--data OTHER_FOLDER (overlap is checked by file hash), or the test fold of a non-final run.")
 
 
 def _fmt(x: float) -> str:
@@ -172,6 +235,16 @@ def render_report(m: dict[str, Any], out_dir: Path) -> str:
         lines += ["", "## By skin type", "", "| skin type | n | accuracy | macro-F1 |", "|---|---|---|---|"]
         for g, v in m["by_skin_type"].items():
             lines.append(f"| {g} | {v['n']} | {_fmt(v['accuracy'])} | {_fmt(v['macro_f1'])} |")
+    ov = m.get("training_overlap")
+    if ov is not None:
+        if not ov["checked"]:
+            lines += ["", f"Overlap with the training photos was not checked: {ov['reason']}."]
+        elif ov["n"]:
+            lines += ["", f"**Warning: {ov['n']} of {ov['of']} photos are byte-identical to photos that trained or "
+                      "validated this checkpoint**; these metrics are not independent of training."]
+        else:
+            lines += ["", "None of these photos is byte-identical to a training or validation photo "
+                      f"({ov['training_data']})."]
     if m.get("unreadable"):
         lines += ["", f"{len(m['unreadable'])} unreadable image(s) were skipped: "
                   + ", ".join(f"`{p}` ({r})" for p, r in m["unreadable"][:10])]
@@ -211,6 +284,13 @@ def run(args: argparse.Namespace) -> int:
     except (EvaluateError, TrainError, DatasetError, CheckpointError, ValueError) as e:
         print(f"hypoderm evaluate: error: {e}", file=sys.stderr)
         return 2
+    ov = m.get("training_overlap")
+    if ov and ov["n"]:
+        print(f"hypoderm evaluate: warning: {ov['n']} of {ov['of']} photos in --data are byte-identical to photos that "
+              f"trained or validated this checkpoint (e.g. {ov['files'][0]}); the metrics are not independent",
+              file=sys.stderr)
+    elif ov and not ov["checked"]:
+        print(f"hypoderm evaluate: note: overlap with the training photos not checked: {ov['reason']}", file=sys.stderr)
     ci = m.get("ci95", {})
     print(f"{m['evaluated_on']}: n={m['n']}  accuracy {m['accuracy']:.3f}"
           + (f" [{ci['accuracy'][0]:.3f}, {ci['accuracy'][1]:.3f}]" if ci else "")

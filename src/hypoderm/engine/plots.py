@@ -67,6 +67,10 @@ def plot_training_curves(metrics_jsonl: Path, path: Path) -> Path | None:
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
     for key in ("train/loss", "val/loss"):
         a1.plot(ep, [r.get(key, np.nan) for r in rows], "o-", label=key)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (a1, a2):  # epochs are whole numbers: no "2.5" ticks
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     a1.set_xlabel("epoch")
     a1.set_title("loss")
     a1.legend()

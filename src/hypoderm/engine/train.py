@@ -216,9 +216,9 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, 
     use_amp = scaler is not None and scaler.is_enabled()
     total_loss, correct, seen, steps = 0.0, 0, 0, 0
     n_batches = len(loader) if max_steps is None else min(len(loader), max_steps)
-    from tqdm import tqdm
+    from hypoderm.progress import progress_bar
 
-    bar = tqdm(total=n_batches, desc=desc, unit="batch", leave=False, disable=not progress)
+    bar = progress_bar(total=n_batches, desc=desc, unit="batch", disable=not progress)
     start = time.perf_counter()
     for x, y in loader:
         if max_steps is not None and steps >= max_steps:
@@ -316,7 +316,9 @@ def calibrate_best(best_path: Path, model: nn.Module, val_loader: DataLoader, de
     ckpt.update(temperature=t, abstain_threshold=abstain["threshold"], ood=max_logit_stats(logits))
     ckpt["metrics"] = {**ckpt["metrics"], "val/ece_before": expected_calibration_error(softmax(logits), y),
                        "val/ece_after": expected_calibration_error(probs, y), "val/temperature": t,
-                       "val/abstain": abstain}
+                       "val/abstain": abstain,
+                       # how often each class was predicted: a collapsed model predicts only one
+                       "val/predicted_counts": np.bincount(logits.argmax(1), minlength=logits.shape[1]).tolist()}
     save_atomic(ckpt, best_path)
     return ckpt
 
@@ -502,6 +504,10 @@ def train(cfg: TrainConfig, cache: DecodedCache | None = None, *, check_leaks: b
         log(f"best epoch {calibrated['epoch']}: val/macro_f1 {m['val/macro_f1']:.3f}; temperature "
             f"{calibrated['temperature']:.3f}; abstain threshold {calibrated['abstain_threshold']:.3f} "
             f"(coverage {m['val/abstain']['coverage']:.2f}); checkpoint {best_path}")
+        from hypoderm.model_quality import checkpoint_problems
+
+        for problem in checkpoint_problems(calibrated):  # a broken model must not look finished
+            log(f"WARNING: {problem['message']}; `hypoderm export` will refuse this checkpoint without --force")
     _finish_distributed(world)
     return run_dir
 

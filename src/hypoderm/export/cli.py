@@ -24,15 +24,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "torchscript: LibTorch / PyTorch Mobile")
     parser.add_argument("--int8", action="store_true", help="also write an INT8 (QDQ) model, needs --calibration")
     parser.add_argument("--calibration", type=Path,
-                        help="folder of real images for INT8 calibration, the parity check and fitting OOD "
-                             "thresholds; sub-folders named like the classes give labels")
+                        help="real images for INT8 calibration, the parity check and fitting OOD thresholds: a "
+                             "folder (sub-folders named like the classes give labels) or the same CSV manifest "
+                             "`train` takes (path,label[,...])")
     parser.add_argument("--eval", type=Path, dest="eval_dir",
-                        help="labelled ImageFolder to report fp32 vs INT8 accuracy / macro-F1 (default: --calibration)")
+                        help="labelled folder or CSV manifest to report fp32 vs INT8 accuracy / macro-F1 "
+                             "(default: --calibration)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
     parser.add_argument("--ood-quantile", type=float, default=0.01,
                         help="max-logit OOD floor = this quantile of calibration images' max logits")
     parser.add_argument("--max-images", type=int, default=256, help="use at most this many calibration images")
+    parser.add_argument("--force", action="store_true",
+                        help="export a checkpoint that failed the quality checks (collapsed predictions, macro-F1 "
+                             "at chance, temperature at its bound); the model is marked as such in its metadata, "
+                             "and predict and serve show the mark")
 
 
 def list_images(folder: Path, class_names: list[str]) -> tuple[list[Path], list[int] | None]:
@@ -44,6 +50,22 @@ def list_images(folder: Path, class_names: list[str]) -> tuple[list[Path], list[
     parents = [p.relative_to(folder).parts[0] if len(p.relative_to(folder).parts) > 1 else None for p in files]
     labels = [index[c] for c in parents] if files and all(c in index for c in parents) else None
     return files, labels
+
+
+def calibration_files(source: Path, class_names: list[str]) -> tuple[list[Path], list[int] | None]:
+    """Images (and labels, when every one names a class of the model) from a folder or from a CSV
+    manifest in `train`'s format (hypoderm.data.dataset.load_index). Raises ValueError with the reason."""
+    if source.is_dir():
+        return list_images(source, class_names)
+    if source.is_file() and source.suffix.lower() == ".csv":
+        from hypoderm.data.dataset import load_index
+
+        index = load_index(source)  # DatasetError (a ValueError) names the bad row or column
+        files = [s.path for s in index.samples]
+        ids = {c: i for i, c in enumerate(class_names)}
+        labels = [ids[s.label] for s in index.samples] if all(s.label in ids for s in index.samples) else None
+        return files, labels
+    raise ValueError(f"{source} is neither a folder of images nor a .csv manifest (path,label[,...])")
 
 
 def _load_images(files: list[Path], labels: list[int] | None, limit: int) -> tuple[list[Any], list[int] | None]:
@@ -79,9 +101,11 @@ def run(args: argparse.Namespace) -> int:
     if args.int8 and args.calibration is None:
         print("error: --int8 needs --calibration DIR (real images to calibrate activation ranges)", file=sys.stderr)
         return 2
-    for folder in (args.calibration, args.eval_dir):
-        if folder is not None and not folder.is_dir():
-            print(f"error: not a folder: {folder}", file=sys.stderr)
+    for source in (args.calibration, args.eval_dir):
+        if source is not None and not (source.is_dir() or (source.is_file() and source.suffix.lower() == ".csv")):
+            what = "does not exist" if not source.exists() else "is neither a folder nor a .csv manifest"
+            print(f"error: {source} {what} (give a folder of images or a CSV manifest path,label[,...])",
+                  file=sys.stderr)
             return 2
     if args.format == "onnx" and args.out.suffix != ".onnx":
         print(f"error: --out must end in .onnx, got {args.out}", file=sys.stderr)
@@ -104,10 +128,27 @@ def run(args: argparse.Namespace) -> int:
         return 2
     spec = PreprocessSpec.from_dict(ckpt["preprocess"])
     class_names = list(ckpt["class_names"])
+    from hypoderm.model_quality import checkpoint_problems
+
+    problems = checkpoint_problems(ckpt)
+    if problems and not args.force:
+        print(f"error: refusing to export {args.checkpoint}: it looks broken:", file=sys.stderr)
+        for p in problems:
+            print(f"  - {p['message']}", file=sys.stderr)
+        print("Train it longer or fix the data; pass --force to export it anyway (it will be marked as broken, "
+              "and predict and serve will say so).", file=sys.stderr)
+        return 1
+    metadata["quality"] = {"problems": problems, "forced": bool(problems)}
+    for p in problems:
+        print(f"warning: exporting despite: {p['message']} (--force); the model is marked", file=sys.stderr)
 
     calib, calib_labels = [], None
     if args.calibration is not None:
-        files, labels = list_images(args.calibration, class_names)
+        try:
+            files, labels = calibration_files(args.calibration, class_names)
+        except ValueError as e:
+            print(f"error: --calibration: {e}", file=sys.stderr)
+            return 2
         if not files:
             print(f"error: no image files in {args.calibration}", file=sys.stderr)
             return 2
@@ -153,7 +194,11 @@ def run(args: argparse.Namespace) -> int:
         quantize_int8(out, calib, int8_path, max_images=args.max_images)
         eval_images, eval_labels = calib, calib_labels
         if args.eval_dir is not None:
-            files, labels = list_images(args.eval_dir, class_names)
+            try:
+                files, labels = calibration_files(args.eval_dir, class_names)
+            except ValueError as e:
+                print(f"error: --eval: {e}", file=sys.stderr)
+                return 2
             eval_images, eval_labels = _load_images(files, labels, 10 ** 9)
         agree = agreement_report(out, int8_path, eval_images, eval_labels)
         agree["evaluated_on"] = str(args.eval_dir or args.calibration)

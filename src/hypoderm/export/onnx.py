@@ -73,13 +73,27 @@ def check_parity(model: nn.Module, onnx_path: str | os.PathLike, images: Sequenc
     return report
 
 
-def _export_graph(model: nn.Module, size: int, path: Path, opset: int) -> None:
+def _export_graph(model: nn.Module, size: int, path: Path, opset: int) -> dict[str, Any] | None:
+    """Export `model`; with the Grad-CAM outputs (features, cam_weights) when its structure allows
+    (hypoderm.export.gradcam). Returns the metadata's `gradcam` block, or None without them."""
+    from hypoderm.export.gradcam import (CAM_WEIGHTS_OUTPUT, FEATURES_OUTPUT, LOGITS_OUTPUT, UnsupportedModelError,
+                                         gradcam_graph)
+
     dummy = torch.zeros(1, 3, size, size)
+    try:
+        graph: nn.Module = gradcam_graph(model, size)
+        names = [LOGITS_OUTPUT, FEATURES_OUTPUT, CAM_WEIGHTS_OUTPUT]
+        cam = {"method": "grad-cam", "layer": graph.layer, "features": FEATURES_OUTPUT,
+               "cam_weights": CAM_WEIGHTS_OUTPUT}
+    except UnsupportedModelError as e:
+        warnings.warn(f"exported without Grad-CAM outputs: {e}", stacklevel=2)
+        graph, names, cam = model, [LOGITS_OUTPUT], None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # legacy-exporter deprecation notices (see module docstring)
-        torch.onnx.export(model, (dummy,), str(path), dynamo=False, opset_version=opset,
-                          input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        torch.onnx.export(graph, (dummy,), str(path), dynamo=False, opset_version=opset,
+                          input_names=["input"], output_names=names,
+                          dynamic_axes={"input": {0: "batch"}, **{n: {0: "batch"} for n in names}})
+    return cam
 
 
 def export_onnx(model: nn.Module, metadata: dict[str, Any], out_path: str | os.PathLike, opset: int = 17,
@@ -105,7 +119,12 @@ def export_onnx(model: nn.Module, metadata: dict[str, Any], out_path: str | os.P
 
     with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
         raw = Path(tmp) / "raw.onnx"
-        _export_graph(model, spec.size, raw, opset)
+        cam = _export_graph(model, spec.size, raw, opset)
+        metadata["output"] = {**(metadata.get("output") or {}), "name": "logits"}
+        if cam:
+            metadata["gradcam"] = cam
+        else:
+            metadata.pop("gradcam", None)
         import onnx
 
         graph = onnx.load(str(raw))

@@ -66,10 +66,20 @@ def quantize_int8(fp32_onnx: str | os.PathLike, calibration_images: Sequence[str
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
         pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(fp32_onnx), str(pre), skip_symbolic_shape=False)
+        source = fp32_onnx
+        if md.get("gradcam"):
+            # The Grad-CAM outputs reuse the head's weights in MatMuls that static quantisation
+            # cannot share; the INT8 model answers only (its metadata drops `gradcam`).
+            import onnx.utils
+
+            source = Path(tmp) / "logits.onnx"
+            onnx.utils.extract_model(str(fp32_onnx), str(source), [md.get("input", {}).get("name", "input")],
+                                     [(md.get("output") or {}).get("name", "logits")])
+        quant_pre_process(str(source), str(pre), skip_symbolic_shape=False)
         quantize_static(str(pre), str(out_path), reader, quant_format=QuantFormat.QDQ,
                         per_channel=per_channel, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
                         calibrate_method=CalibrationMethod.MinMax)
+    md = {k: v for k, v in md.items() if k != "gradcam"}
     write_metadata(out_path, {**md, "precision": "int8",
                               "quantization": {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
                                                "weights": "int8 per-channel" if per_channel else "int8 per-tensor",

@@ -2,6 +2,8 @@
 // top-3 with calibrated probabilities, verdict, information card, history on the device.
 
 import { Cropper } from "./crop.js";
+import { candidates, displayName, formatProbability, kindOf, modelLimits } from "./answer.js";
+import { overlayDataUrl } from "./gradcam.js";
 import * as history from "./history.js";
 import { initialLanguage, language, setLanguage, t } from "./i18n.js";
 import { prepare, resultFromLogits, rgbaToRgb } from "./preprocess.js";
@@ -25,12 +27,12 @@ function cardFor(label) {
   return card ? card[language()] || card.en : null;
 }
 
-function labelName(label) {
-  const card = cardFor(label);
-  return card ? card.name : label.replace(/_/g, " ");
-}
+/** People read display names ("Normal skin", "正常皮肤"), never identifiers such as normal_skin. */
+function labelName(label) { return displayName(state.cards, label, language()); }
 
-function pct(p) { return `${(100 * p).toFixed(1)}%`; }
+/** Honest rounding: ">99%", never "100%" (see answer.js). */
+function pct(p) { return formatProbability(p); }
+
 
 // ---- start-up -------------------------------------------------------------------------------
 
@@ -45,10 +47,19 @@ async function loadMetadata() {
 function renderModelInfo() {
   const m = state.meta;
   if (!m) return;
-  const data = (m.training_data && m.training_data.summary) || t("not_recorded");
+  // The English summary is prose; in other languages the per-class counts say the same thing.
+  const td = m.training_data || {};
+  const counts = td.counts && Object.keys(td.counts).length
+    ? Object.entries(td.counts).map(([label, n]) => t("training_counts", { label: labelName(label), n })).join(t("list_sep"))
+    : null;
+  const data = (language() === "en" && td.summary) || counts || t("not_recorded");
+  // A model exported despite failing its quality checks (`export --force`) says so above everything.
+  const broken = ((m.quality && m.quality.problems) || []).length > 0;
+  $("model-warning").textContent = broken ? t("model_broken") : "";
+  show($("model-warning"), broken);
   $("model-info").textContent = t("model_info", {
     name: m.model_name, version: m.version, precision: m.precision,
-    classes: m.class_names.map(labelName).join(", "), data,
+    classes: m.class_names.map(labelName).join(t("list_sep")), data,
   });
 }
 
@@ -73,7 +84,7 @@ async function startRuntime() {
     state.ort = ort;
   } catch (err) {
     console.error(err);
-    useServerOnly(t("runtime_failed", { error: err.message || String(err) }));
+    useServerOnly(t("runtime_failed"));
   }
 }
 
@@ -115,7 +126,20 @@ async function predictInBrowser(canvas) {
   const outName = (state.meta.output && state.meta.output.name) || state.session.outputNames[0];
   const result = resultFromLogits(Array.from(out[outName].data), crop, state.meta, 3);
   result.inference = "browser";
+  result.gradcam = browserGradcam(canvas, out, result);
   return result;
+}
+
+/** The heat map from the model's own outputs, on this device (gradcam.js, the one definition). */
+function browserGradcam(canvas, out, result) {
+  const cam = state.meta.gradcam;
+  const f = cam && out[cam.features], w = cam && out[cam.cam_weights];
+  if (!f || !w) return { available: false, reason: "no_gradcam_outputs" };
+  if (result.status === "not_skin") return { available: false, reason: "not_skin" };
+  const label = result.top_k[0].label;
+  const k = state.meta.class_names.indexOf(label);
+  const image = overlayDataUrl(canvas, f.data, w.data, f.dims.slice(1), k, state.meta.input);
+  return { available: true, label, image };
 }
 
 async function predictOnServer(canvas) {
@@ -128,10 +152,16 @@ async function predictOnServer(canvas) {
   try {
     res = await fetch("/api/v1/predict?top_k=3&gradcam=true", { method: "POST", body: form });
   } catch (err) {
-    throw new UserError(t("network_error", { detail: err.message }));
+    console.error(err);
+    throw new UserError(t("network_error"));
   }
   const body = await res.json().catch(() => ({}));
-  if (!res.ok) throw new UserError(t("server_error", { detail: body.detail || res.status }));
+  if (!res.ok) {
+    // The server's detail is English for developers; people get the message for its error code.
+    console.error("server:", res.status, body);
+    const key = `err_${body.error}`;
+    throw new UserError(t(key) !== key ? t(key) : t("server_error", { code: res.status }));
+  }
   return body;
 }
 
@@ -158,12 +188,14 @@ async function analyse() {
     await history.addCase({
       date: new Date().toISOString(), thumbnail: thumbnail(canvas), inference: result.inference,
       model: `${state.meta.model_name} ${state.meta.version}`,
-      result: { status: result.status, top_k: result.top_k, probabilities: result.probabilities, ood: result.ood },
+      // A rejected photo is stored as "not analysed": no class, no probabilities.
+      result: result.status === "not_skin" ? { status: "not_skin", ood: result.ood }
+        : { status: result.status, top_k: result.top_k, probabilities: result.probabilities, ood: result.ood },
     });
     await renderHistory();
   } catch (err) {
     console.error(err);
-    $("load-error").textContent = err instanceof UserError ? err.message : String(err.message || err);
+    $("load-error").textContent = err instanceof UserError ? err.message : t("unexpected_error");
     show($("load-error"));
   } finally {
     button.disabled = false;
@@ -186,7 +218,7 @@ function renderCard(target, label, outsideModel) {
   target.replaceChildren();
   const card = cardFor(label);
   if (!card) {
-    target.append(el("p", { class: "meta" }, t("no_card", { label })));
+    target.append(el("p", { class: "meta" }, t("no_card", { label: labelName(label) })));
     return;
   }
   target.append(el("h3", {}, card.name));
@@ -205,34 +237,70 @@ function renderResult() {
   section.dataset.inference = r.inference;
   section.dataset.probabilities = JSON.stringify(r.probabilities);
   section.dataset.skinFraction = String(r.ood.skin_fraction);
-  const top = r.top_k[0];
+  const analysed = r.status !== "not_skin";
+  const top = analysed ? r.top_k[0] : null;
   const verdict = $("verdict");
   verdict.className = `verdict ${r.status}`;
   verdict.textContent = r.status === "not_skin" ? t("verdict_not_skin")
-    : r.status === "uncertain" ? t("verdict_uncertain", { label: labelName(top.label), p: pct(top.probability), t: pct(state.meta.abstain_threshold) })
-      : t("verdict_ok", { label: labelName(top.label), p: pct(top.probability) });
-  $("topk").replaceChildren(...r.top_k.map((k) => el("li", { "data-label": k.label, "data-probability": String(k.probability) },
+    : r.status === "uncertain" ? t("verdict_uncertain") : t("verdict_ok", { label: labelName(top.label), p: pct(top.probability) });
+  // Not analysed or uncertain: say what to do, before anything else.
+  $("advice").textContent = r.status === "ok" ? "" : t("retake_advice");
+  show($("advice"), r.status !== "ok");
+  // Uncertain: the candidates as equals (alphabetical, no numbers, no bars).
+  show($("candidates"), r.status === "uncertain");
+  $("candidate-list").replaceChildren(...(r.status === "uncertain" ? candidates(state.cards, r.top_k, language()) : [])
+    .map((name) => el("li", {}, name)));
+  // Only an answer ("ok") shows the ranked classes with their probabilities.
+  const ranked = r.status === "ok" ? r.top_k : [];
+  $("topk").replaceChildren(...ranked.map((k) => el("li", { "data-label": k.label, "data-probability": String(k.probability) },
     el("div", { class: "row" }, el("span", {}, labelName(k.label)), el("strong", {}, pct(k.probability))),
     el("div", { class: "track" }, bar(k.probability)))));
   $("result-meta").textContent = t("result_meta", {
-    where: t(r.inference === "browser" ? "where_browser" : "where_server"), ms: r.ms ?? "?", skin: pct(r.ood.skin_fraction),
+    where: t(r.inference === "browser" ? "where_browser" : "where_server"), ms: r.ms ?? "?",
   });
-  const cam = r.gradcam;
-  show($("gradcam"), Boolean(cam && cam.available));
-  if (cam && cam.available) $("gradcam-img").src = cam.image;
-  const off = $("gradcam-off");
-  off.textContent = r.inference === "browser" ? t("gradcam_browser") : cam && !cam.available ? t("gradcam_off", { reason: cam.reason }) : "";
-  show(off, Boolean(off.textContent));
-  if (r.status === "not_skin") $("info-card").replaceChildren();
-  else renderCard($("info-card"), top.label, false);
+  renderGradcam(r, analysed);
+  renderLimits(analysed ? (r.status === "ok" ? top.label : null) : undefined);
+  if (r.status === "ok") renderCard($("info-card"), top.label, false);
+  else $("info-card").replaceChildren();
+  show($("info-card"), r.status === "ok");
   const classes = new Set(state.meta.class_names);
-  const others = Object.keys(state.cards).filter((id) => !classes.has(id));
+  const others = analysed ? Object.keys(state.cards).filter((id) => !classes.has(id)) : [];
   $("lookalike-cards").replaceChildren(...others.map((id) => {
     const box = el("article", { class: "info", "data-card": id });
     renderCard(box, id, true);
     return box;
   }));
+  show($("lookalikes"), others.length > 0);
   show(section);
+}
+
+function renderGradcam(r, analysed) {
+  const cam = r.gradcam;
+  const on = analysed && Boolean(cam && cam.available);
+  show($("gradcam"), on);
+  if (on) $("gradcam-img").src = cam.image;
+  const off = $("gradcam-off");
+  off.textContent = !analysed || !cam || cam.available ? "" : t("gradcam_off");
+  show(off, Boolean(off.textContent));
+}
+
+/**
+ * The model's limits, next to the answer: which classes it knows and, from its class list, the
+ * conditions it would force into them with the examination that tells each apart. `label`: the
+ * answered class; null for an uncertain answer; undefined hides the box (photo not analysed).
+ */
+function renderLimits(label) {
+  const box = $("limits");
+  if (label === undefined) { show(box, false); return; }
+  const lim = modelLimits(state.cards, state.meta.class_names, language());
+  $("limits-known").textContent = t("limits_known", { classes: lim.known.join(t("list_sep")) });
+  const kind = label ? kindOf(state.cards, label) : null;
+  $("limits-why").textContent = !lim.unknown.length ? ""
+    : kind === "condition" ? t("limits_condition", { label: labelName(label) })
+      : kind === "normal" ? t("limits_normal", { label: labelName(label) }) : t("limits_generic");
+  $("limits-list").replaceChildren(...lim.unknown.map((u) => el("li", { "data-card": u.id },
+    el("strong", {}, u.name), document.createTextNode(`${t("exam_sep")}${u.exam}`))));
+  show(box);
 }
 
 function bar(p) {
@@ -247,12 +315,15 @@ async function renderHistory() {
   try { cases = await history.listCases(); } catch (err) { console.error(err); }
   const list = $("history-list");
   list.replaceChildren(...cases.map((c) => {
-    const top = c.result.top_k[0];
+    const r = c.result;
+    const top = r.top_k && r.top_k[0];
+    const what = r.status === "not_skin" ? t("history_not_analysed")
+      : r.status === "uncertain" || !top ? t("history_uncertain") : `${labelName(top.label)} · ${pct(top.probability)}`;
     const when = new Date(c.date).toLocaleString(language() === "zh" ? "zh-CN" : "en-GB");
     const del = el("button", { type: "button", "aria-label": t("delete_one") }, t("delete_one"));
     del.addEventListener("click", async () => { await history.deleteCase(c.id); await renderHistory(); });
     return el("li", { "data-id": String(c.id) }, el("img", { src: c.thumbnail, alt: "" }),
-      el("div", { class: "what" }, el("div", {}, `${labelName(top.label)} · ${pct(top.probability)} · ${t(`status_${c.result.status}`)}`),
+      el("div", { class: "what" }, el("div", {}, what),
         el("div", { class: "when" }, when)), del);
   }));
   show($("history-empty"), cases.length === 0);
@@ -288,7 +359,7 @@ async function main() {
     await startRuntime();
   } catch (err) {
     console.error(err);
-    setRuntimeNotice(String(err.message || err));
+    setRuntimeNotice(t("start_failed"));
   }
   document.body.dataset.ready = state.session ? "browser" : "server";
 }

@@ -1,0 +1,52 @@
+"""Is a trained model broken? Checks on its validation results, shared by `train` (warns), `export`
+(refuses without `--force`, and marks the metadata) and `predict` / `serve` (show the mark). Torch-free.
+
+A model that predicts one class for every validation photo, scores a macro-F1 no better than
+guessing, or needed a temperature at the bound of the fit is not a decision aid: it answers
+"Most likely: Normal skin (50%)" for everything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# hypoderm.engine.calibration.fit_temperature clamps the fitted temperature to this range.
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+
+
+def chance_macro_f1(num_classes: int) -> float:
+    """Expected macro-F1 of guessing each class at its frequency: 1 / K (per-class F1 = its frequency)."""
+    return 1.0 / max(1, num_classes)
+
+
+def model_problems(metrics: dict[str, Any], temperature: float | None, num_classes: int) -> list[dict[str, str]]:
+    """[{"code", "message"}] for each sign of a broken model in a checkpoint's validation metrics."""
+    problems: list[dict[str, str]] = []
+    counts = metrics.get("val/predicted_counts")
+    if counts is not None and num_classes >= 2 and sum(1 for c in counts if c) <= 1:
+        problems.append({"code": "collapsed",
+                         "message": f"validation predictions collapse to one class (predicted counts {list(counts)})"})
+    f1 = metrics.get("val/macro_f1")
+    if f1 is not None and num_classes >= 2 and float(f1) <= chance_macro_f1(num_classes) + 1e-9:
+        problems.append({"code": "chance_f1",
+                         "message": f"validation macro-F1 {float(f1):.3f} is at chance "
+                                    f"(<= {chance_macro_f1(num_classes):.3f} for {num_classes} classes)"})
+    if temperature is not None:
+        lo, hi = TEMPERATURE_BOUNDS
+        if float(temperature) <= lo * 1.001 or float(temperature) >= hi * 0.999:
+            problems.append({"code": "temperature_bound",
+                             "message": f"the fitted temperature {float(temperature):.3g} hit its bound "
+                                        f"[{lo:g}, {hi:g}]: the probabilities are not calibrated"})
+    return problems
+
+
+def checkpoint_problems(ckpt: dict[str, Any]) -> list[dict[str, str]]:
+    """model_problems of a checkpoint dict (hypoderm.checkpoint)."""
+    metrics = ckpt.get("metrics") or {}
+    temperature = metrics.get("val/temperature", None)
+    return model_problems(metrics, temperature, len(ckpt.get("class_names") or []))
+
+
+def metadata_problems(metadata: dict[str, Any]) -> list[dict[str, str]]:
+    """The problems recorded in an exported model's metadata (`quality.problems`); [] when none."""
+    return list((metadata.get("quality") or {}).get("problems") or [])

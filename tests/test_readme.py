@@ -1,0 +1,46 @@
+"""The README's commands work as written after set-up, and what it promises is honest (issue 12, item 13)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _code_lines() -> list[str]:
+    blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+    return [line.strip() for b in blocks for line in b.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_every_shell_command_names_the_venv_or_make() -> None:
+    """A bare `hypoderm` in a shell block fails after `make setup` unless the venv is activated."""
+    for line in _code_lines():
+        assert not re.match(r"^hypoderm\b", line), f"README runs bare `hypoderm`: {line}"
+        assert line.startswith((".venv/bin/", "make ", "source .venv/bin/activate", "bash ", "cd ")), line
+
+
+def test_the_command_table_says_how_to_get_hypoderm_on_the_path() -> None:
+    table_at = README.index("| command | what it does |")
+    assert "source .venv/bin/activate" in README[:table_at] and "make setup" in README[:table_at]
+    make = (ROOT / "Makefile").read_text()
+    assert re.search(r"^setup:", make, flags=re.M)
+
+
+def test_calibrated_only_where_calibration_was_measured() -> None:
+    """Probabilities are temperature-scaled; "calibrated" is said only of calibration *images*."""
+    for m in re.finditer(r"calibrated", README, flags=re.I):
+        context = README[max(0, m.start() - 80): m.end() + 80]
+        pytest.fail(f"README says 'calibrated' (say 'temperature-scaled' unless measured): …{context}…")
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+@pytest.mark.parametrize("path", ["data/scin/manifest.csv", "runs/final/best.pt"])
+def test_data_and_runs_are_git_ignored(path: str) -> None:
+    r = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", path], capture_output=True)
+    assert r.returncode == 0, f"{path} is not git-ignored"
