@@ -100,7 +100,7 @@ def test_unknown_recipe_is_refused_and_old_configs_mean_standard() -> None:
     old = TrainConfig(data="x").to_dict()
     del old["recipe"]
     assert TrainConfig.from_dict(old).recipe == "standard"
-    assert TrainConfig(data="x").recipe == "skin"
+    assert TrainConfig(data="x").recipe == "crop-tone"
 
 
 def test_style_shift_views_are_deterministic_and_remove_the_background() -> None:

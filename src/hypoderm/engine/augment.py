@@ -16,8 +16,8 @@ patch relative to the skin around it:
 - `Degrade`: random JPEG re-compression and down/up-sampling, so compression and resolution (all the
   smallest photos are vitiligo) stop predicting the class.
 
-The recipe that uses them (`TrainConfig.recipe == "skin"`) was chosen by measurement:
-benchmarks/shortcut/README.md.
+Recipes combine them (`hypoderm.engine.config.RECIPES`); the default, `crop-tone`, was chosen by
+measurement: benchmarks/shortcut/README.md.
 """
 
 from __future__ import annotations

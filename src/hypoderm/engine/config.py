@@ -9,8 +9,8 @@ from typing import Any, Literal
 Balance = Literal["loss", "sampler", "none"]
 
 # Training recipes: which of the anti-shortcut augmentations (hypoderm.engine.augment) are on.
-# "standard" is the whole-photo recipe the first bundled model used; "skin" is the default, chosen by
-# the measurements in benchmarks/shortcut/README.md.
+# "standard" is the whole-photo recipe the first bundled model used; "crop-tone" is the default, chosen
+# by the measurements in benchmarks/shortcut/README.md.
 RECIPES: dict[str, tuple[str, ...]] = {
     "standard": (),
     "crop": ("crop",),
@@ -37,9 +37,9 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     balance: Balance = "loss"
-    # augmentation recipe (hypoderm.engine.data.RECIPES); "skin" = skin-guided close-up crops, CIELAB tone
-    # shift and JPEG/resolution degradation against the photo-style shortcut (benchmarks/shortcut/)
-    recipe: str = "skin"
+    # augmentation recipe (RECIPES above); "crop-tone" = skin-guided close-up crops and a CIELAB skin-tone
+    # shift against the photo-style shortcut (benchmarks/shortcut/); it needs long training (120 epochs there)
+    recipe: str = "crop-tone"
     # "NORMAL:LESION" class names: paint synthetic depigmented macules on NORMAL crops (-> LESION) and call
     # lesion-free close-ups of LESION photos NORMAL (hypoderm.engine.augment.Counterfactual); None: off
     counterfactual: str | None = None
@@ -132,9 +132,9 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False) ->
     p.add_argument("--balance", choices=["loss", "sampler", "none"], default=d.balance,
                    help="class-weighted loss, balanced sampler, or neither (default %(default)s)")
     p.add_argument("--recipe", choices=list(RECIPES),
-                   default=d.recipe, help="augmentation recipe: skin = close-up crops on skin + skin-tone shift + "
-                   "JPEG/resolution degradation against the photo-style shortcut; standard = whole-photo crops "
-                   "(default %(default)s)")
+                   default=d.recipe, help="augmentation recipe: crop-tone = close-up crops on skin + skin-tone shift against the "
+                   "photo-style shortcut (train long: 120 epochs on ~200 photos); skin = crop-tone + JPEG/resolution "
+                   "degradation; crop = close-ups only; standard = whole-photo crops (default %(default)s)")
     p.add_argument("--counterfactual", default=None, metavar="NORMAL:LESION",
                    help="class names of normal skin and of a depigmented lesion (e.g. normal_skin:vitiligo): paint "
                    "synthetic depigmented macules on normal crops and relabel lesion-free lesion crops")
