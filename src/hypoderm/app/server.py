@@ -5,19 +5,26 @@ fallback or by choice, and adds Grad-CAM when the model's sidecar names a compan
 checkpoint. With an ONNX model the server never imports torch; torch and pytorch-grad-cam are
 imported lazily, only for Grad-CAM.
 
-Hardening: uploads are capped in bytes (before they are parsed) and in pixels (before they are
-decoded); the format is sniffed from the bytes, never from the file name or the declared type;
-every error is a JSON 4xx with a specific message; the Content-Security-Policy allows our own
-origin only, so the page makes no third-party request. No uploaded image is ever written to disk.
+Hardening: uploads are capped in bytes (before they are parsed), in pixels and aspect ratio
+(before they are decoded), and in time (header and body read deadlines); at most `max_decodes`
+photos are decoded at once, so decode memory is bounded by that times the worst image, not by the
+number of clients; JPEGs decode at reduced DCT scale straight to the size the model needs. The
+format is sniffed from the bytes, never from the file name or the declared type; every error is a
+JSON 4xx with a specific message (and a 500, should one ever happen, is JSON with the security
+headers too); the Content-Security-Policy allows our own origin only, so the page makes no
+third-party request. No uploaded image is ever written to disk: multipart bodies are parsed in
+memory (hypoderm.app.upload).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import hashlib
 import io
 import json
+import logging
 import os
 import sys
 import threading
@@ -32,9 +39,12 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
 from hypoderm import __version__
+from hypoderm.app.guard import release_memory
+from hypoderm.app.upload import UploadError, image_from_multipart
+from hypoderm.data.io import SOURCE_SIZE_KEY
 from hypoderm.inference import bundled_model
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -45,6 +55,19 @@ WEB_ASSETS_ENV = "HYPODERM_WEB_ASSETS"
 
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # a 12 MP phone JPEG is 3-6 MB
 DEFAULT_MAX_PIXELS = 40_000_000  # above any phone camera in common use; bounds decode memory
+# Photos decoded at once. Decode memory is this times the worst accepted image (a 40 MP PNG with
+# alpha: ~0.5 GB while it is converted), whatever the number of clients; 2 matches this machine's cores.
+DEFAULT_MAX_DECODES = 2
+DEFAULT_BODY_TIMEOUT_S = 60.0  # a 10 MB upload at 1.5 Mbit/s (a slow mobile link) takes ~55 s
+DEFAULT_HEADER_TIMEOUT_S = 10.0  # request line + headers: a few hundred bytes
+DEFAULT_KEEP_ALIVE_S = 5.0  # uvicorn's default: an idle keep-alive connection is closed after this
+DEFAULT_LIMIT_CONCURRENCY = 128  # connections + requests in progress; over it, requests get 503
+DEFAULT_MAX_CONNECTIONS = 512  # open sockets; over it a new connection is closed at once (fd safety)
+MAX_HEADER_BYTES = 16384  # request line + headers (h11's incomplete-event limit)
+# Release freed memory to the OS after decoding an image of at least this many (declared) pixels.
+RELEASE_AFTER_PIXELS = 4_000_000
+
+log = logging.getLogger("hypoderm.serve")
 
 # Only the WASM build of onnxruntime-web is served: the ESM loader, its worker/glue module and
 # the SIMD+threads binary it loads (the other builds are WebGL/WebGPU/JSPI variants we never use).
@@ -76,6 +99,7 @@ _LOAD_ERRORS = {
     "truncated": (422, "truncated_image"),
     "corrupt": (422, "corrupt_image"),
     "too_large": (413, "too_many_pixels"),
+    "bad_aspect_ratio": (422, "bad_aspect_ratio"),
     "unreadable": (422, "unreadable_image"),
 }
 
@@ -187,6 +211,8 @@ class ServerState:
     web_assets: Path | None
     max_upload_bytes: int
     max_pixels: int
+    max_decodes: int = DEFAULT_MAX_DECODES
+    body_timeout: float = DEFAULT_BODY_TIMEOUT_S
     checkpoint: Path | None = None
     gradcam_error: str | None = None
     explainer: GradCamExplainer | None = None
@@ -195,6 +221,12 @@ class ServerState:
     predictions: int = 0
     client_errors: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    decode_slots: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        # A threading semaphore, taken in the worker thread: the event loop never blocks on it, and it
+        # works whichever event loop (uvicorn's, a TestClient's) runs the app.
+        self.decode_slots = threading.BoundedSemaphore(self.max_decodes)
 
     def gradcam_status(self) -> tuple[bool, str | None]:
         if self.checkpoint is None:
@@ -234,8 +266,14 @@ def _json_error(status: int, code: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail, "status": status}, status_code=status)
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
-    """The request body, refused as soon as it passes `limit` bytes (never buffered past it)."""
+def _peer(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "unknown client"
+
+
+async def _read_limited(request: Request, limit: int, timeout: float = DEFAULT_BODY_TIMEOUT_S) -> bytes:
+    """The request body, refused as soon as it passes `limit` bytes (never buffered past it) or
+    takes longer than `timeout` seconds to arrive (a stalled upload must not hold memory and a
+    connection forever). A client that leaves mid-upload is logged as one line, not a traceback."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -244,12 +282,28 @@ async def _read_limited(request: Request, limit: int) -> bytes:
             raise ApiError(400, "bad_content_length", f"Content-Length is not a number: {declared!r}") from None
         if n > limit:
             raise ApiError(413, "upload_too_large", f"upload too large: {n} bytes > limit {limit} bytes")
-    chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise ApiError(413, "upload_too_large", f"upload too large: more than the limit of {limit} bytes")
-        chunks.append(chunk)
+    chunks: list[bytes] = []
+    total = 0
+
+    async def read() -> None:
+        nonlocal total
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise ApiError(413, "upload_too_large", f"upload too large: more than the limit of {limit} bytes")
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(read(), timeout)
+    except asyncio.TimeoutError:
+        log.warning("hypoderm serve: %s: upload not complete within %gs (%d bytes received); answered 408",
+                    _peer(request), timeout, total)
+        raise ApiError(408, "upload_timeout", f"upload not complete within {timeout:g} s ({total} bytes received)"
+                       ) from None
+    except ClientDisconnect:
+        log.warning("hypoderm serve: %s: client disconnected during the upload (%d bytes received)",
+                    _peer(request), total)
+        raise ApiError(400, "client_disconnected", "the client disconnected before the upload was complete") from None
     return b"".join(chunks)
 
 
@@ -261,45 +315,52 @@ async def _image_bytes(request: Request, state: ServerState) -> bytes:
                        f"unsupported Content-Type {ctype or '(none)'!r}: send multipart/form-data with the photo "
                        "in field 'image', or the photo itself as the body (image/* or application/octet-stream)")
     # Multipart framing adds a few hundred bytes; allow for it so the limit applies to the photo.
-    body = await _read_limited(request, state.max_upload_bytes + (16384 if ctype == "multipart/form-data" else 0))
+    body = await _read_limited(request, state.max_upload_bytes + (16384 if ctype == "multipart/form-data" else 0),
+                               state.body_timeout)
     if ctype != "multipart/form-data":
         return body
-
-    async def stream():  # MultiPartParser wants an async byte stream
-        yield body
-
     try:
-        form = await MultiPartParser(request.headers, stream(), max_files=2, max_fields=10,
-                                     max_part_size=state.max_upload_bytes).parse()
-    except MultiPartException as e:
-        raise ApiError(400, "bad_multipart", f"malformed multipart upload: {e.message}") from None
-    upload = form.get("image") or form.get("file")
-    if upload is None or isinstance(upload, str):
-        raise ApiError(422, "missing_image", "no file in the multipart field 'image'")
-    data = await upload.read()
-    await upload.close()
-    if len(data) > state.max_upload_bytes:
-        raise ApiError(413, "upload_too_large", f"upload too large: {len(data)} bytes > limit {state.max_upload_bytes} bytes")
-    return data
+        # In memory: Starlette's parser would spool a part over 1 MiB to a temporary file.
+        return image_from_multipart(body, request.headers.get("content-type", ""), state.max_upload_bytes)
+    except UploadError as e:
+        raise ApiError(e.status, e.code, e.detail) from None
 
 
-def _decode(data: bytes, max_pixels: int) -> Any:
+def _decode(data: bytes, max_pixels: int, min_size: int | None = None) -> Any:
     from hypoderm.data.io import ImageLoadError, load_rgb_bytes
 
     try:
-        return load_rgb_bytes(data, max_pixels=max_pixels)
+        return load_rgb_bytes(data, max_pixels=max_pixels, min_size=min_size)
     except ImageLoadError as e:
         status, code = _LOAD_ERRORS.get(e.reason, (422, "unreadable_image"))
         raise ApiError(status, code, str(e)) from None
 
 
 def _predict(state: ServerState, data: bytes, top_k: int, gradcam: bool) -> dict[str, Any]:
-    img = _decode(data, state.max_pixels)
-    result = dict(state.predictor.predict_image(img, top_k=top_k))
-    result["image"] = {"width": img.width, "height": img.height}
+    """Decode and predict one upload, at most `state.max_decodes` at a time (memory = that bound times
+    the worst image). Expected failures are ApiErrors (4xx); anything else is a bug and becomes a 500."""
+    from hypoderm.preprocess import ImageShapeError
+
+    spec = getattr(state.predictor, "spec", None)
+    with state.decode_slots:
+        big = False
+        try:
+            img = _decode(data, state.max_pixels, spec.resize_size if spec is not None else None)
+            width, height = img.info.get(SOURCE_SIZE_KEY, img.size)
+            big = width * height >= RELEASE_AFTER_PIXELS
+            result = dict(state.predictor.predict_image(img, top_k=top_k))
+            if gradcam:
+                result["gradcam"] = _gradcam(state, img, result)
+        except ImageShapeError as e:
+            raise ApiError(422, "bad_aspect_ratio", str(e)) from None
+        except MemoryError:
+            big = True
+            raise ApiError(413, "too_many_pixels", "not enough memory to process this image") from None
+        finally:
+            if big:
+                release_memory()
+    result["image"] = {"width": width, "height": height}  # the photo's own size, not the reduced decode's
     result["inference"] = "server"
-    if gradcam:
-        result["gradcam"] = _gradcam(state, img, result)
     return result
 
 
@@ -373,8 +434,11 @@ def _service_worker(state: ServerState) -> str:
 
 def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str | os.PathLike[str] | None = None,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
-               threads: int | None = None) -> FastAPI:
+               threads: int | None = None, max_decodes: int = DEFAULT_MAX_DECODES,
+               body_timeout: float = DEFAULT_BODY_TIMEOUT_S) -> FastAPI:
     """The app for one model. Raises ModelLoadError when the model cannot be used."""
+    if max_decodes < 1 or body_timeout <= 0:
+        raise ValueError("max_decodes must be >= 1 and body_timeout > 0")
     model_path = resolve_model_path(model)
     try:
         predictor = _load_predictor(model_path, threads)
@@ -393,7 +457,8 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
             gradcam_error = f"the companion checkpoint named in the sidecar is missing: {checkpoint}"
     state = ServerState(model_path=model_path, predictor=predictor, metadata=metadata,
                         web_assets=find_web_assets(web_assets), max_upload_bytes=max_upload_bytes,
-                        max_pixels=max_pixels, checkpoint=checkpoint, gradcam_error=gradcam_error,
+                        max_pixels=max_pixels, max_decodes=max_decodes, body_timeout=body_timeout,
+                        checkpoint=checkpoint, gradcam_error=gradcam_error,
                         model_sha256=_sha256(model_path))
 
     app = FastAPI(title="hypoderm", version=__version__, docs_url=None, redoc_url=None,
@@ -413,6 +478,17 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
     @app.exception_handler(ApiError)
     async def api_error(_: Request, e: ApiError) -> JSONResponse:
         return _json_error(e.status, e.code, e.detail)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, e: Exception) -> JSONResponse:
+        # Starlette runs this handler outside the middleware stack, so the security headers are added
+        # here; the exception is then re-raised by Starlette and logged by uvicorn with its traceback.
+        state.client_errors += request.url.path.startswith("/api/")
+        response = _json_error(500, "internal_error", f"internal server error ({type(e).__name__}); "
+                               "the request was not processed")
+        response.headers.update(SECURITY_HEADERS)
+        response.headers["Content-Security-Policy"] = CSP
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
@@ -509,6 +585,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help=f"largest accepted image in pixels (default {DEFAULT_MAX_PIXELS})")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads for server inference")
+    limits = parser.add_argument_group("limits against slow, stalled or too many clients")
+    limits.add_argument("--max-decodes", type=int, default=DEFAULT_MAX_DECODES,
+                        help=f"photos decoded at once; memory is this times the worst image (default {DEFAULT_MAX_DECODES})")
+    limits.add_argument("--header-timeout", type=float, default=DEFAULT_HEADER_TIMEOUT_S,
+                        help=f"seconds to receive a request's headers (default {DEFAULT_HEADER_TIMEOUT_S:g})")
+    limits.add_argument("--body-timeout", type=float, default=DEFAULT_BODY_TIMEOUT_S,
+                        help=f"seconds to receive an upload; slower gets 408 (default {DEFAULT_BODY_TIMEOUT_S:g})")
+    limits.add_argument("--keep-alive-timeout", type=float, default=DEFAULT_KEEP_ALIVE_S,
+                        help=f"seconds an idle keep-alive connection stays open (default {DEFAULT_KEEP_ALIVE_S:g})")
+    limits.add_argument("--limit-concurrency", type=int, default=DEFAULT_LIMIT_CONCURRENCY,
+                        help="connections + requests in progress before new requests get 503 "
+                             f"(default {DEFAULT_LIMIT_CONCURRENCY})")
+    limits.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
+                        help=f"open connections before new ones are closed at once (default {DEFAULT_MAX_CONNECTIONS})")
+
+
+def _raise_open_file_limit(want: int) -> None:
+    """Lift the soft open-file limit towards `want` (within the hard limit) so that --max-connections,
+    not EMFILE, is what stops a flood of connections."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+def uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
+    """uvicorn.run keyword arguments for the limits of `args` (kept apart so tests can check them)."""
+    from hypoderm.app.guard import guarded_protocol
+
+    return {"http": guarded_protocol(args.header_timeout, args.max_connections),
+            "timeout_keep_alive": args.keep_alive_timeout, "limit_concurrency": args.limit_concurrency,
+            "h11_max_incomplete_event_size": MAX_HEADER_BYTES, "server_header": False, "log_level": "warning"}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -518,9 +631,17 @@ def run(args: argparse.Namespace) -> int:
     if args.max_upload_mb <= 0 or args.max_pixels <= 0:
         print("hypoderm serve: --max-upload-mb and --max-pixels must be positive", file=sys.stderr)
         return 2
+    positive = {"--max-decodes": args.max_decodes, "--header-timeout": args.header_timeout,
+                "--body-timeout": args.body_timeout, "--keep-alive-timeout": args.keep_alive_timeout,
+                "--limit-concurrency": args.limit_concurrency, "--max-connections": args.max_connections}
+    bad = [name for name, value in positive.items() if not value > 0]
+    if bad:
+        print(f"hypoderm serve: {', '.join(bad)} must be positive", file=sys.stderr)
+        return 2
     try:
         app = create_app(args.model, web_assets=args.web_assets, max_upload_bytes=int(args.max_upload_mb * 2**20),
-                         max_pixels=args.max_pixels, threads=args.threads)
+                         max_pixels=args.max_pixels, threads=args.threads, max_decodes=args.max_decodes,
+                         body_timeout=args.body_timeout)
     except ModelLoadError as e:
         print(f"hypoderm serve: error: {e}", file=sys.stderr)
         return 2
@@ -532,5 +653,11 @@ def run(args: argparse.Namespace) -> int:
               f"(run scripts/install_web_assets.sh or set {WEB_ASSETS_ENV})", file=sys.stderr)
     print(f"hypoderm serve: {state.metadata.get('model_name')} on http://{args.host}:{args.port}/ "
           f"(API docs at /docs). A decision aid, not a diagnosis.", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    if not log.handlers:  # one plain line per rejected client on stderr
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    _raise_open_file_limit(args.max_connections + 256)
+    uvicorn.run(app, host=args.host, port=args.port, **uvicorn_options(args))
     return 0
