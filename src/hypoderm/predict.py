@@ -20,6 +20,9 @@ import json
 import os
 import sys
 import traceback
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -165,22 +168,42 @@ def _min_size(predictor: Predictor) -> int | None:
     return int(spec.resize_size) if spec is not None else None
 
 
+def _load(f: Path, min_size: int | None) -> Image.Image:
+    if not f.exists():
+        raise FileNotFoundError(str(f))
+    return load_image(f, min_size=min_size)
+
+
+def _decoded(files: list[Path], min_size: int | None, ahead: int) -> Iterator[tuple[Path, Future[Image.Image]]]:
+    """(file, future image) in order, decoding up to `ahead` files in background threads while the
+    caller runs the model on the current one (Pillow releases the GIL while it decodes). At most
+    `ahead` + 1 decoded images are held at once, so memory stays bounded however long the list."""
+    with ThreadPoolExecutor(max_workers=max(1, ahead)) as pool:
+        window: deque[tuple[Path, Future[Image.Image]]] = deque()
+        for f in files:
+            window.append((f, pool.submit(_load, f, min_size)))
+            if len(window) > ahead:
+                yield window.popleft()
+        while window:
+            yield window.popleft()
+
+
 def predict_files(predictor: Predictor, files: list[Path], top_k: int = 3, explainer: Any = None,
-                  cam_dir: Path | None = None) -> list[dict[str, Any]]:
+                  cam_dir: Path | None = None, decode_ahead: int = 2) -> list[dict[str, Any]]:
     """One result per file, in order; a file that fails in any way (unreadable, absurd shape, out of
-    memory, a bug) gives {"file", "status": "error", "error", "reason"} and the run goes on."""
+    memory, a bug) gives {"file", "status": "error", "error", "reason"} and the run goes on.
+    `decode_ahead`: files decoded in background threads while the model runs (0: none)."""
     results: list[dict[str, Any]] = []
     used: set[str] = set()
-    min_size = _min_size(predictor)
-    for f in files:
+    for f, pending in _decoded(files, _min_size(predictor), decode_ahead):
         try:
-            if not f.exists():
-                raise FileNotFoundError(str(f))
-            img = load_image(f, min_size=min_size)
+            img = pending.result()
             res = {"file": str(f), **predictor.predict_image(img, top_k=top_k), "cam": None}
         except Exception as e:  # noqa: BLE001 - (MemoryError included) one bad file must not cost the others
             results.append(_error(f, e))
             continue
+        finally:
+            del pending
         if explainer is not None and cam_dir is not None and res["status"] != "not_skin":
             try:
                 index = list(predictor.metadata["class_names"]).index(res["top_k"][0]["label"])
