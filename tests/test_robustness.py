@@ -280,14 +280,39 @@ def test_serve_options_have_safe_defaults() -> None:
     args = parser.parse_args([])
     opts = server.uvicorn_options(args)
     assert opts["server_header"] is False
-    assert 0 < opts["timeout_keep_alive"] <= 10 and 0 < opts["limit_concurrency"] <= 1000
+    assert 0 < opts["timeout_keep_alive"] <= 10 and 0 < args.limit_concurrency <= 1000
+    assert opts["limit_concurrency"] > args.max_connections  # uvicorn's plain-text 503 is only a backstop
     assert 0 < opts["h11_max_incomplete_event_size"] <= 65536
     assert opts["http"].header_timeout == args.header_timeout <= 30
     assert 0 < args.body_timeout <= 120 and 1 <= args.max_decodes <= 8
     assert args.max_connections < 1024  # below the usual open-file limit
     args = parser.parse_args(["--header-timeout", "3", "--max-connections", "7", "--limit-concurrency", "5"])
     opts = server.uvicorn_options(args)
-    assert opts["http"].header_timeout == 3 and opts["http"].max_connections == 7 and opts["limit_concurrency"] == 5
+    assert opts["http"].header_timeout == 3 and opts["http"].max_connections == 7
+
+
+def test_busy_server_answers_predictions_503_but_health_200(model_dir: Path) -> None:
+    app = create_app(model_dir, limit_concurrency=2)
+    client = TestClient(app)
+    app.state.hypoderm.in_flight = 2  # two predictions in progress (e.g. stalled uploads)
+    r = _post(client, skin_png())
+    assert r.status_code == 503 and r.json()["error"] == "server_busy"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert client.get("/api/v1/health").status_code == 200
+    app.state.hypoderm.in_flight = 0
+    assert _post(client, skin_png()).status_code == 200
+
+
+def test_uploads_held_in_memory_are_bounded_together(model_dir: Path) -> None:
+    state = create_app(model_dir, max_upload_bytes=1000, max_buffered_bytes=1500).state.hypoderm
+    first, second = server._Budget(state), server._Budget(state)
+    asyncio.run(server._read_limited(_request([{"type": "http.request", "body": b"x" * 900}]), 1000, 5, first))
+    with pytest.raises(ApiError) as e:
+        asyncio.run(server._read_limited(_request([{"type": "http.request", "body": b"x" * 900}]), 1000, 5, second))
+    assert e.value.status == 503 and e.value.code == "server_busy"
+    first.release()
+    second.release()
+    assert state.buffered_bytes == 0
 
 
 @pytest.fixture(scope="module")
@@ -513,14 +538,22 @@ def test_decoder_messages_never_reach_stderr(tmp_path: Path) -> None:
         "for comp in ('tiff_deflate', 'tiff_lzw', 'raw', 'jpeg', 'packbits'):\n"
         "    buf = io.BytesIO(); Image.new('RGB', (32, 24), (200, 100, 50)).save(buf, 'TIFF', compression=comp)\n"
         "    bases.append(buf.getvalue())\n"
+        "exif = Image.Exif(); exif[0x0112] = 6; raw = bytearray(exif.tobytes()); raw[-3:] = b'\\xff' * 3\n"
+        "buf = io.BytesIO(); Image.new('RGB', (16, 8)).save(buf, 'JPEG', exif=bytes(raw)); bases.append(buf.getvalue())\n"
+        "cases = []\n"
         "for i in range(300):\n"
         "    d = bytearray(rng.choice(bases))\n"
         "    for _ in range(rng.randint(1, 6)):\n"
         "        d[rng.randrange(len(d))] = rng.randrange(256)\n"
+        "    cases.append(bytes(d))\n"
+        "def decode(d):\n"
         "    try:\n"
-        "        load_rgb_bytes(bytes(d))\n"
+        "        load_rgb_bytes(d)\n"
         "    except ImageLoadError:\n"
-        "        pass\n")
+        "        pass\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "with ThreadPoolExecutor(4) as pool:  # the server and predict decode in several threads\n"
+        "    list(pool.map(decode, cases))\n")
     import hypoderm
 
     env = {"PYTHONPATH": str(Path(hypoderm.__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin"}

@@ -46,6 +46,7 @@ from hypoderm.app.guard import release_memory
 from hypoderm.app.upload import UploadError, image_from_multipart
 from hypoderm.data.io import SOURCE_SIZE_KEY
 from hypoderm.inference import bundled_model
+from hypoderm.preprocess import MAX_ASPECT_RATIO
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # In a source checkout, `npm ci` puts onnxruntime-web here; a pip-installed user points
@@ -61,8 +62,11 @@ DEFAULT_MAX_DECODES = 2
 DEFAULT_BODY_TIMEOUT_S = 60.0  # a 10 MB upload at 1.5 Mbit/s (a slow mobile link) takes ~55 s
 DEFAULT_HEADER_TIMEOUT_S = 10.0  # request line + headers: a few hundred bytes
 DEFAULT_KEEP_ALIVE_S = 5.0  # uvicorn's default: an idle keep-alive connection is closed after this
-DEFAULT_LIMIT_CONCURRENCY = 128  # connections + requests in progress; over it, requests get 503
+DEFAULT_LIMIT_CONCURRENCY = 128  # predictions in progress (uploading, queued, decoding); over it: JSON 503
 DEFAULT_MAX_CONNECTIONS = 512  # open sockets; over it a new connection is closed at once (fd safety)
+# Upload bytes held in memory by all requests together; over it new uploads get 503. Without it,
+# 512 slow clients each sending 10 MB would hold 5 GB.
+DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024 * 1024
 MAX_HEADER_BYTES = 16384  # request line + headers (h11's incomplete-event limit)
 # Release freed memory to the OS after decoding an image of at least this many (declared) pixels.
 RELEASE_AFTER_PIXELS = 4_000_000
@@ -213,6 +217,10 @@ class ServerState:
     max_pixels: int
     max_decodes: int = DEFAULT_MAX_DECODES
     body_timeout: float = DEFAULT_BODY_TIMEOUT_S
+    limit_concurrency: int = DEFAULT_LIMIT_CONCURRENCY
+    max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES
+    in_flight: int = 0  # predictions in progress (touched only on the event loop)
+    buffered_bytes: int = 0  # upload bytes held by requests in progress (event loop only)
     checkpoint: Path | None = None
     gradcam_error: str | None = None
     explainer: GradCamExplainer | None = None
@@ -270,10 +278,29 @@ def _peer(request: Request) -> str:
     return f"{request.client.host}:{request.client.port}" if request.client else "unknown client"
 
 
-async def _read_limited(request: Request, limit: int, timeout: float = DEFAULT_BODY_TIMEOUT_S) -> bytes:
+class _Budget:
+    """Upload bytes held by all requests together (ServerState.buffered_bytes), event loop only."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state, self.held = state, 0
+
+    def take(self, n: int) -> None:
+        if self.state.buffered_bytes + n > self.state.max_buffered_bytes:
+            raise ApiError(503, "server_busy", "the server is receiving too many uploads at once; retry in a moment")
+        self.state.buffered_bytes += n
+        self.held += n
+
+    def release(self) -> None:
+        self.state.buffered_bytes -= self.held
+        self.held = 0
+
+
+async def _read_limited(request: Request, limit: int, timeout: float = DEFAULT_BODY_TIMEOUT_S,
+                        budget: _Budget | None = None) -> bytes:
     """The request body, refused as soon as it passes `limit` bytes (never buffered past it) or
     takes longer than `timeout` seconds to arrive (a stalled upload must not hold memory and a
-    connection forever). A client that leaves mid-upload is logged as one line, not a traceback."""
+    connection forever), or when all uploads together would pass the server's `budget`. A client
+    that leaves mid-upload is logged as one line, not a traceback."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -291,6 +318,8 @@ async def _read_limited(request: Request, limit: int, timeout: float = DEFAULT_B
             total += len(chunk)
             if total > limit:
                 raise ApiError(413, "upload_too_large", f"upload too large: more than the limit of {limit} bytes")
+            if budget is not None:
+                budget.take(len(chunk))
             chunks.append(chunk)
 
     try:
@@ -307,7 +336,7 @@ async def _read_limited(request: Request, limit: int, timeout: float = DEFAULT_B
     return b"".join(chunks)
 
 
-async def _image_bytes(request: Request, state: ServerState) -> bytes:
+async def _image_bytes(request: Request, state: ServerState, budget: _Budget | None = None) -> bytes:
     """The uploaded file's bytes, from multipart field `image` (or `file`) or a raw image body."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if not (ctype == "multipart/form-data" or ctype.startswith("image/") or ctype == "application/octet-stream"):
@@ -316,7 +345,7 @@ async def _image_bytes(request: Request, state: ServerState) -> bytes:
                        "in field 'image', or the photo itself as the body (image/* or application/octet-stream)")
     # Multipart framing adds a few hundred bytes; allow for it so the limit applies to the photo.
     body = await _read_limited(request, state.max_upload_bytes + (16384 if ctype == "multipart/form-data" else 0),
-                               state.body_timeout)
+                               state.body_timeout, budget)
     if ctype != "multipart/form-data":
         return body
     try:
@@ -411,7 +440,8 @@ def _model_info(state: ServerState) -> dict[str, Any]:
             "reason": None if state.web_assets else
             "onnxruntime-web is not installed on this server (run scripts/install_web_assets.sh or set HYPODERM_WEB_ASSETS)",
         },
-        "limits": {"max_upload_bytes": state.max_upload_bytes, "max_pixels": state.max_pixels},
+        "limits": {"max_upload_bytes": state.max_upload_bytes, "max_pixels": state.max_pixels,
+                   "max_aspect_ratio": MAX_ASPECT_RATIO, "upload_timeout_s": state.body_timeout},
     }
 
 
@@ -435,10 +465,12 @@ def _service_worker(state: ServerState) -> str:
 def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str | os.PathLike[str] | None = None,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
                threads: int | None = None, max_decodes: int = DEFAULT_MAX_DECODES,
-               body_timeout: float = DEFAULT_BODY_TIMEOUT_S) -> FastAPI:
+               body_timeout: float = DEFAULT_BODY_TIMEOUT_S, limit_concurrency: int = DEFAULT_LIMIT_CONCURRENCY,
+               max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES) -> FastAPI:
     """The app for one model. Raises ModelLoadError when the model cannot be used."""
-    if max_decodes < 1 or body_timeout <= 0:
-        raise ValueError("max_decodes must be >= 1 and body_timeout > 0")
+    if max_decodes < 1 or body_timeout <= 0 or limit_concurrency < 1 or max_buffered_bytes < max_upload_bytes:
+        raise ValueError("max_decodes and limit_concurrency must be >= 1, body_timeout > 0, and "
+                         "max_buffered_bytes >= max_upload_bytes")
     model_path = resolve_model_path(model)
     try:
         predictor = _load_predictor(model_path, threads)
@@ -458,6 +490,7 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
     state = ServerState(model_path=model_path, predictor=predictor, metadata=metadata,
                         web_assets=find_web_assets(web_assets), max_upload_bytes=max_upload_bytes,
                         max_pixels=max_pixels, max_decodes=max_decodes, body_timeout=body_timeout,
+                        limit_concurrency=limit_concurrency, max_buffered_bytes=max_buffered_bytes,
                         checkpoint=checkpoint, gradcam_error=gradcam_error,
                         model_sha256=_sha256(model_path))
 
@@ -512,13 +545,26 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
         return _model_info(state)
 
     @app.post("/api/v1/predict", tags=["api"], summary="Diagnose one photo (multipart field 'image', or a raw image body)",
-              responses={400: {"description": "empty or malformed upload"}, 413: {"description": "too many bytes or pixels"},
-                         415: {"description": "not an image / wrong Content-Type"}, 422: {"description": "truncated or corrupt image"}})
+              responses={400: {"description": "empty or malformed upload"}, 408: {"description": "upload too slow"},
+                         413: {"description": "too many bytes or pixels"},
+                         415: {"description": "not an image / wrong Content-Type"},
+                         422: {"description": "truncated or corrupt image, or extreme aspect ratio"},
+                         503: {"description": "server busy (too many predictions or uploads in progress)"}})
     async def predict(request: Request, top_k: int = Query(3, ge=1, le=20),
                       gradcam: bool = Query(False, description="add a Grad-CAM heatmap (needs the companion checkpoint)")
                       ) -> dict[str, Any]:
-        data = await _image_bytes(request, state)
-        result = await run_in_threadpool(_predict, state, data, top_k, gradcam)
+        if state.in_flight >= state.limit_concurrency:
+            # Health, model info and the page are not counted: a probe still answers under a flood.
+            raise ApiError(503, "server_busy", f"{state.in_flight} predictions in progress (limit "
+                           f"{state.limit_concurrency}); retry in a moment")
+        state.in_flight += 1
+        budget = _Budget(state)
+        try:
+            data = await _image_bytes(request, state, budget)
+            result = await run_in_threadpool(_predict, state, data, top_k, gradcam)
+        finally:
+            state.in_flight -= 1
+            budget.release()
         state.predictions += 1
         return result
 
@@ -595,8 +641,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--keep-alive-timeout", type=float, default=DEFAULT_KEEP_ALIVE_S,
                         help=f"seconds an idle keep-alive connection stays open (default {DEFAULT_KEEP_ALIVE_S:g})")
     limits.add_argument("--limit-concurrency", type=int, default=DEFAULT_LIMIT_CONCURRENCY,
-                        help="connections + requests in progress before new requests get 503 "
-                             f"(default {DEFAULT_LIMIT_CONCURRENCY})")
+                        help="predictions in progress (uploading or decoding) before new ones get a JSON 503; "
+                             f"health and the page still answer (default {DEFAULT_LIMIT_CONCURRENCY})")
+    limits.add_argument("--max-buffered-mb", type=float, default=DEFAULT_MAX_BUFFERED_BYTES / 2**20,
+                        help="upload MiB held in memory by all requests together before new uploads get 503 "
+                             f"(default {DEFAULT_MAX_BUFFERED_BYTES // 2**20})")
     limits.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
                         help=f"open connections before new ones are closed at once (default {DEFAULT_MAX_CONNECTIONS})")
 
@@ -620,7 +669,9 @@ def uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
     from hypoderm.app.guard import guarded_protocol
 
     return {"http": guarded_protocol(args.header_timeout, args.max_connections),
-            "timeout_keep_alive": args.keep_alive_timeout, "limit_concurrency": args.limit_concurrency,
+            # The app limits predictions itself (JSON 503, health exempt); uvicorn's own plain-text 503 is
+            # only a backstop, which the connection cap (closing extra connections at once) pre-empts.
+            "timeout_keep_alive": args.keep_alive_timeout, "limit_concurrency": args.max_connections + 1,
             "h11_max_incomplete_event_size": MAX_HEADER_BYTES, "server_header": False, "log_level": "warning"}
 
 
@@ -633,7 +684,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     positive = {"--max-decodes": args.max_decodes, "--header-timeout": args.header_timeout,
                 "--body-timeout": args.body_timeout, "--keep-alive-timeout": args.keep_alive_timeout,
-                "--limit-concurrency": args.limit_concurrency, "--max-connections": args.max_connections}
+                "--limit-concurrency": args.limit_concurrency, "--max-connections": args.max_connections,
+                "--max-buffered-mb": args.max_buffered_mb}
     bad = [name for name, value in positive.items() if not value > 0]
     if bad:
         print(f"hypoderm serve: {', '.join(bad)} must be positive", file=sys.stderr)
@@ -641,7 +693,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         app = create_app(args.model, web_assets=args.web_assets, max_upload_bytes=int(args.max_upload_mb * 2**20),
                          max_pixels=args.max_pixels, threads=args.threads, max_decodes=args.max_decodes,
-                         body_timeout=args.body_timeout)
+                         body_timeout=args.body_timeout, limit_concurrency=args.limit_concurrency,
+                         max_buffered_bytes=max(int(args.max_buffered_mb * 2**20), int(args.max_upload_mb * 2**20)))
     except ModelLoadError as e:
         print(f"hypoderm serve: error: {e}", file=sys.stderr)
         return 2
