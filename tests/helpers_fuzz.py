@@ -164,7 +164,8 @@ def _aspect(rng: random.Random) -> bytes:
 
 def _bomb(rng: random.Random) -> bytes:
     """Highly compressed large images: a few KB that decode to tens of megapixels."""
-    return _bomb_of(rng.choice([1_100, 2_000, 3_000, 5_000, 7_000, 9_000]), rng.choice(["png", "png_gray", "gif", "tiff"]))
+    side = rng.choice([1_100, 2_000, 3_000, 5_000, 7_000, 9_000])
+    return _bomb_of(side, rng.choice(["png", "png_gray", "gif", "tiff"]))
 
 
 @functools.lru_cache(maxsize=32)

@@ -181,7 +181,8 @@ def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit):
         main(["predict", "--help"])
     out = capsys.readouterr().out
-    for line in ("0  every file was predicted", "1  some files failed", "2  usage or model error", "3  hypoderm itself"):
+    for line in ("0  every file was predicted", "1  some files failed", "2  usage or model error",
+                 "3  hypoderm itself"):
         assert line in out
     doc = (ROOT / "docs" / "PREDICT_SCHEMA.md").read_text()
     assert "3: hypoderm itself crashed" in doc and "bad_aspect_ratio" in doc and "internal_error" in doc
@@ -539,7 +540,8 @@ def test_decoder_messages_never_reach_stderr(tmp_path: Path) -> None:
         "    buf = io.BytesIO(); Image.new('RGB', (32, 24), (200, 100, 50)).save(buf, 'TIFF', compression=comp)\n"
         "    bases.append(buf.getvalue())\n"
         "exif = Image.Exif(); exif[0x0112] = 6; raw = bytearray(exif.tobytes()); raw[-3:] = b'\\xff' * 3\n"
-        "buf = io.BytesIO(); Image.new('RGB', (16, 8)).save(buf, 'JPEG', exif=bytes(raw)); bases.append(buf.getvalue())\n"
+        "buf = io.BytesIO(); Image.new('RGB', (16, 8)).save(buf, 'JPEG', exif=bytes(raw))\n"
+        "bases.append(buf.getvalue())\n"
         "cases = []\n"
         "for i in range(300):\n"
         "    d = bytearray(rng.choice(bases))\n"

@@ -54,6 +54,15 @@ def phone_photo_bytes(width: int = 4032, height: int = 3024, seed: int = 0) -> b
     return buf.getvalue()
 
 
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds used so far by process `pid` (/proc/PID/stat), 0 when unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def proc_status_mb(pid: int, key: str) -> float:
     """A /proc/PID/status memory field (VmRSS, VmHWM) in MiB; 0 when unavailable."""
     try:
@@ -91,7 +100,8 @@ async def load(url: str, clients: int, seconds: float, data: bytes) -> dict:
     lat = sorted(latencies)
     return {"requests_ok": len(lat), "errors": sum(errors.values()), "error_kinds": errors,
             "elapsed_s": round(elapsed, 1), "throughput_rps": round(len(lat) / elapsed, 1),
-            "p50_ms": round(1000 * statistics.median(lat), 1), "p99_ms": round(1000 * lat[int(0.99 * (len(lat) - 1))], 1)}
+            "p50_ms": round(1000 * statistics.median(lat), 1),
+            "p99_ms": round(1000 * lat[int(0.99 * (len(lat) - 1))], 1)}
 
 
 def main() -> None:
@@ -109,15 +119,19 @@ def main() -> None:
         port = free_port()
         proc = start_server(model, port, args.threads)
         try:
-            rss_start = proc_status_mb(proc.pid, "VmRSS")
+            rss_start, cpu_start = proc_status_mb(proc.pid, "VmRSS"), proc_cpu_s(proc.pid)
             res = asyncio.run(load(f"http://127.0.0.1:{port}/api/v1/predict", args.clients, args.seconds, data))
+            # CPU the server spent per answered request: with C idle cores, at most C / this requests/s.
+            res["server_cpu_ms_per_request"] = round(1000 * (proc_cpu_s(proc.pid) - cpu_start)
+                                                     / max(1, res["requests_ok"] + res["errors"]), 1)
             time.sleep(3)
             res.update(server_rss_start_mb=rss_start, server_peak_rss_mb=proc_status_mb(proc.pid, "VmHWM"),
                        server_rss_after_mb=proc_status_mb(proc.pid, "VmRSS"))
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    print(json.dumps({"model": args.model, "clients": args.clients, "seconds": args.seconds, "image": ("4032x3024 JPEG q90" if args.image == "12mp" else "640x480 JPEG q90"),
+    print(json.dumps({"model": args.model, "clients": args.clients, "seconds": args.seconds,
+                      "image": ("4032x3024 JPEG q90" if args.image == "12mp" else "640x480 JPEG q90"),
                       "image_bytes": len(data), "load_average_1m_at_end": round(os.getloadavg()[0], 2),
                       "server_threads": args.threads or "ORT default", **res}))
 

@@ -72,7 +72,8 @@ def main() -> None:
                       "mean_abs_prob_diff": round(float(a.mean()), 5), "top1_agree": top_same,
                       "verdict_agree": verdict_same, "full_decode_predict_ms": round(1000 * t_full / len(files), 1),
                       "draft_decode_predict_ms": round(1000 * t_draft / len(files), 1), "threads": args.threads,
-                      "compared": "re-encode q85" if args.baseline else f"draft min_size {args.min_size or pred.spec.resize_size}"}))
+                      "compared": ("re-encode q85" if args.baseline
+                                   else f"draft min_size {args.min_size or pred.spec.resize_size}")}))
     sys.stdout.flush()
 
 

@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks" / "app"))
+from common import run_measured  # noqa: E402
 from helpers_fuzz import fuzz_cases  # noqa: E402
 
 from hypoderm.inference import bundled_model  # noqa: E402
@@ -51,7 +52,7 @@ def main() -> None:
     stderr_lines: Counter[str] = Counter()
     t0 = time.perf_counter()
     cases = iter(fuzz_cases(args.cases, seed=args.seed, multipart=False))
-    done, run_index = 0, 0
+    done, run_index, peak_mb = 0, 0, 0.0
     with tempfile.TemporaryDirectory() as tmp:
         while done < args.cases:
             folder = Path(tmp) / f"run{run_index:03d}"
@@ -68,23 +69,24 @@ def main() -> None:
             cmd = [sys.executable, "-m", "hypoderm.cli", "predict", str(folder), "--model", str(model), "--json",
                    "--threads", str(args.threads)]
             try:
-                out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+                rc, stdout, stderr, _, rss = run_measured(cmd, timeout=args.timeout)
             except subprocess.TimeoutExpired:
                 hangs.append(f"run {run_index} ({len(names)} files)")
                 run_index += 1
                 continue
-            exit_codes[out.returncode] += 1
-            for line in out.stderr.splitlines():
+            peak_mb = max(peak_mb, rss)
+            exit_codes[rc] += 1
+            for line in stderr.splitlines():
                 if line.strip():
                     stderr_lines[line.strip()[:120]] += 1
-            if "Traceback" in out.stderr:
-                crashes.append(f"run {run_index}: traceback: {out.stderr[-500:]}")
-            if out.returncode not in (0, 1):
-                crashes.append(f"run {run_index}: exit code {out.returncode}")
+            if "Traceback" in stderr:
+                crashes.append(f"run {run_index}: traceback: {stderr[-500:]}")
+            if rc not in (0, 1):
+                crashes.append(f"run {run_index}: exit code {rc}")
             try:
-                results = json.loads(out.stdout)["results"]
+                results = json.loads(stdout)["results"]
             except (ValueError, KeyError):
-                crashes.append(f"run {run_index}: stdout is not the JSON document: {out.stdout[:200]!r}")
+                crashes.append(f"run {run_index}: stdout is not the JSON document: {stdout[:200]!r}")
                 results = []
             if len(results) != len(names):
                 crashes.append(f"run {run_index}: {len(results)} results for {len(names)} files")
@@ -96,12 +98,11 @@ def main() -> None:
             run_index += 1
             shutil.rmtree(folder, ignore_errors=True)
     elapsed = time.perf_counter() - t0
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     res = {"cases": done, "runs": run_index, "files_per_run": args.batch, "elapsed_s": round(elapsed, 1),
            "results": dict(sorted(statuses.items(), key=lambda kv: -kv[1])), "exit_codes": dict(exit_codes),
            "crashes": len(crashes), "crash_examples": crashes[:10], "hangs": len(hangs), "hang_examples": hangs,
            "stderr_lines": sum(stderr_lines.values()), "stderr_examples": stderr_lines.most_common(10),
-           "peak_rss_mb": round(peak_kb / 1024, 1), "kinds": dict(sorted(kinds.items())), "seed": args.seed,
+           "peak_rss_mb": round(peak_mb, 1), "kinds": dict(sorted(kinds.items())), "seed": args.seed,
            "model": str(model), "onnx_threads": args.threads,
            "machine": f"{platform.machine()} {os.cpu_count()} CPUs, load average at end {os.getloadavg()[0]:.1f}",
            "python": platform.python_version(), "command": " ".join([Path(sys.executable).name, *sys.argv])}

@@ -286,6 +286,8 @@ class _Budget:
 
     def take(self, n: int) -> None:
         if self.state.buffered_bytes + n > self.state.max_buffered_bytes:
+            log.warning("hypoderm serve: refused an upload: %d bytes of uploads already held (limit %d); "
+                        "answered 503", self.state.buffered_bytes, self.state.max_buffered_bytes)
             raise ApiError(503, "server_busy", "the server is receiving too many uploads at once; retry in a moment")
         self.state.buffered_bytes += n
         self.held += n
@@ -555,6 +557,8 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
                       ) -> dict[str, Any]:
         if state.in_flight >= state.limit_concurrency:
             # Health, model info and the page are not counted: a probe still answers under a flood.
+            log.warning("hypoderm serve: %s: refused, %d predictions in progress (limit %d); answered 503",
+                        _peer(request), state.in_flight, state.limit_concurrency)
             raise ApiError(503, "server_busy", f"{state.in_flight} predictions in progress (limit "
                            f"{state.limit_concurrency}); retry in a moment")
         state.in_flight += 1
