@@ -133,7 +133,7 @@ def main() -> None:
     print(json.dumps({"model": args.model, "clients": args.clients, "seconds": args.seconds,
                       "image": ("4032x3024 JPEG q90" if args.image == "12mp" else "640x480 JPEG q90"),
                       "image_bytes": len(data), "load_average_1m_at_end": round(os.getloadavg()[0], 2),
-                      "server_threads": args.threads or "ORT default", **res}))
+                      "server_threads": args.threads or "serve default", **res}))
 
 
 if __name__ == "__main__":

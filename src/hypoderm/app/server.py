@@ -59,6 +59,10 @@ DEFAULT_MAX_PIXELS = 40_000_000  # above any phone camera in common use; bounds 
 # Photos decoded at once. Decode memory is this times the worst accepted image (a 40 MP PNG with
 # alpha: ~0.5 GB while it is converted), whatever the number of clients; 2 matches this machine's cores.
 DEFAULT_MAX_DECODES = 2
+# ONNX Runtime threads per prediction. The server runs up to max_decodes predictions at once, one
+# thread each; more intra-op threads only spin-wait for each other (measured on 12 MP JPEGs, 2 cores:
+# 44 ms of server CPU per request with ORT's default, 31 ms with 1; benchmarks/app/README.md).
+DEFAULT_SERVER_THREADS = 1
 DEFAULT_BODY_TIMEOUT_S = 60.0  # a 10 MB upload at 1.5 Mbit/s (a slow mobile link) takes ~55 s
 DEFAULT_HEADER_TIMEOUT_S = 10.0  # request line + headers: a few hundred bytes
 DEFAULT_KEEP_ALIVE_S = 5.0  # uvicorn's default: an idle keep-alive connection is closed after this
@@ -634,7 +638,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest accepted upload in MiB (default 10)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help=f"largest accepted image in pixels (default {DEFAULT_MAX_PIXELS})")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads for server inference")
+    parser.add_argument("--threads", type=int, default=DEFAULT_SERVER_THREADS,
+                        help=f"ONNX Runtime threads per server prediction (default {DEFAULT_SERVER_THREADS}; "
+                             "predictions run in parallel up to --max-decodes)")
     limits = parser.add_argument_group("limits against slow, stalled or too many clients")
     limits.add_argument("--max-decodes", type=int, default=DEFAULT_MAX_DECODES,
                         help=f"photos decoded at once; memory is this times the worst image (default {DEFAULT_MAX_DECODES})")
