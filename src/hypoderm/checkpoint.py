@@ -66,10 +66,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         with torch.serialization.safe_globals(_safe_globals()):
             ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        found = re.search(r"GLOBAL (\S+)", str(e))
-        what = f"it names {found.group(1)}" if found else "it holds objects other than weights and plain data"
-        raise CheckpointError(f"{path} was refused: {what}, and loading it could run code; "
-                              "a hypoderm checkpoint holds only weights and plain data") from e
+        found = re.search(r"GLOBAL (\S+)", str(e))  # torch names the global it refused to import
+        if found:
+            raise CheckpointError(f"{path} was refused: it names {found.group(1)}, and loading it could run code; "
+                                  "a hypoderm checkpoint holds only weights and plain data") from e
+        detail = re.search(r"error:\s*\n+\s*(.+)", str(e))  # e.g. "Unsupported operand 103" for a non-pickle
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint "
+                              f"({detail.group(1).strip() if detail else type(e).__name__})") from e
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
