@@ -287,6 +287,9 @@ def test_serve_options_have_safe_defaults() -> None:
     assert opts["http"].header_timeout == args.header_timeout <= 30
     assert 0 < args.body_timeout <= 120 and 1 <= args.max_decodes <= 8
     assert args.max_connections < 1024  # below the usual open-file limit
+    # asyncio accepts up to `backlog` connections in one burst, before the connection cap sees them:
+    # with uvicorn's 2048, a flood exhausted 1024 file descriptors in one burst.
+    assert args.max_connections + opts["backlog"] <= 768
     args = parser.parse_args(["--header-timeout", "3", "--max-connections", "7", "--limit-concurrency", "5"])
     opts = server.uvicorn_options(args)
     assert opts["http"].header_timeout == 3 and opts["http"].max_connections == 7

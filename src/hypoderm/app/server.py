@@ -72,6 +72,9 @@ DEFAULT_MAX_CONNECTIONS = 512  # open sockets; over it a new connection is close
 # 512 slow clients each sending 10 MB would hold 5 GB.
 DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024 * 1024
 MAX_HEADER_BYTES = 16384  # request line + headers (h11's incomplete-event limit)
+# Connections accepted in one burst (asyncio accepts up to `backlog` at once before any of them is
+# seen by the connection cap; uvicorn's 2048 let a flood exhaust 1024 file descriptors in one burst).
+ACCEPT_BACKLOG = 128
 # Release freed memory to the OS after decoding an image of at least this many (declared) pixels.
 RELEASE_AFTER_PIXELS = 4_000_000
 
@@ -660,18 +663,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"open connections before new ones are closed at once (default {DEFAULT_MAX_CONNECTIONS})")
 
 
-def _raise_open_file_limit(want: int) -> None:
-    """Lift the soft open-file limit towards `want` (within the hard limit) so that --max-connections,
-    not EMFILE, is what stops a flood of connections."""
+def _fit_open_file_limit(max_connections: int) -> int:
+    """Lift the soft open-file limit to fit `max_connections` plus a burst of accepts and the files the
+    server itself holds (within the hard limit), and return the connection cap that fits under it,
+    so that the cap, not EMFILE ("Too many open files" tracebacks), is what stops a flood."""
+    spare = ACCEPT_BACKLOG + 128  # one accept burst + model, libraries, logs, threads
     try:
         import resource
 
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = max_connections + spare
         target = want if hard == resource.RLIM_INFINITY else min(want, hard)
         if soft != resource.RLIM_INFINITY and soft < target:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
     except (ImportError, ValueError, OSError):
-        pass
+        return max_connections
+    if soft != resource.RLIM_INFINITY and max_connections + spare > soft:
+        fitted = max(16, soft - spare)
+        print(f"hypoderm serve: --max-connections lowered from {max_connections} to {fitted} to fit the open-file "
+              f"limit of {soft}", file=sys.stderr)
+        return fitted
+    return max_connections
 
 
 def uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -682,7 +695,8 @@ def uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
             # The app limits predictions itself (JSON 503, health exempt); uvicorn's own plain-text 503 is
             # only a backstop, which the connection cap (closing extra connections at once) pre-empts.
             "timeout_keep_alive": args.keep_alive_timeout, "limit_concurrency": args.max_connections + 1,
-            "h11_max_incomplete_event_size": MAX_HEADER_BYTES, "server_header": False, "log_level": "warning"}
+            "h11_max_incomplete_event_size": MAX_HEADER_BYTES, "backlog": ACCEPT_BACKLOG, "server_header": False,
+            "log_level": "warning"}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -721,6 +735,6 @@ def run(args: argparse.Namespace) -> int:
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)
         log.propagate = False
-    _raise_open_file_limit(args.max_connections + 256)
+    args.max_connections = _fit_open_file_limit(args.max_connections)
     uvicorn.run(app, host=args.host, port=args.port, **uvicorn_options(args))
     return 0
