@@ -35,7 +35,7 @@ from hypoderm.app import server
 from hypoderm.app.server import ApiError, create_app
 from hypoderm.data.io import ImageLoadError, load_rgb_bytes
 from hypoderm.inference import OnnxPredictor, bundled_model
-from hypoderm.preprocess import MAX_ASPECT_RATIO, ImageShapeError, PreprocessSpec, preprocess
+from hypoderm.preprocess import MAX_ASPECT_RATIO, ImageShapeError, PreprocessSpec, decode_min_size, preprocess
 from test_app_api import build_model_dir, png_bytes, skin_png
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -416,13 +416,17 @@ def test_malicious_checkpoint_does_not_execute(tmp_path: Path, capsys: pytest.Ca
 
 # ---- 5. JPEG draft decoding ---------------------------------------------------------------------------
 
-# Parity tolerance for draft decoding, as the largest absolute difference in any class probability.
-# Measured on the 311 real development photos upscaled to 4032 px (benchmarks/robustness/README.md):
-# max 0.065 with the bundled model; an invisible change (re-encoding at JPEG quality 85) already
-# moves probabilities by up to 0.006. DCT scaling is a box pre-filter before the spec's bilinear
-# resize, so the input is a little softer; 0.08 bounds that with margin, and top-1 must not change
-# for a clear prediction (top-1 margin over 0.16 = twice the tolerance).
-DRAFT_PARITY_TOLERANCE = 0.08
+# Parity tolerance for draft decoding (JPEG DCT scaling to >= 2 x resize_size, then the spec's resize):
+# the largest absolute change of any class probability for one photo, and the mean over a set.
+# Measured on the 311 real development photos upscaled to 4032 px with the bundled model
+# (benchmarks/robustness/README.md): max 0.123, p99 0.054, mean 0.004, top-1 unchanged for all 311.
+# For scale, an invisible change (re-encoding at JPEG quality 85) gives max 0.009, mean 0.001. DCT
+# scaling is a box pre-filter before the bilinear resize, so the input is slightly softer; the
+# tolerances bound what was measured with a margin, and top-1 must not change unless the full-
+# resolution prediction was itself a near-tie.
+DRAFT_PARITY_MAX = 0.15
+DRAFT_PARITY_MEAN = 0.01
+NEAR_TIE = 0.1  # top-1 minus top-2 probability under which a label change is tolerated
 
 
 def _phone_like_jpeg(width: int, height: int, seed: int) -> bytes:
@@ -449,29 +453,32 @@ def bundled() -> OnnxPredictor:
     return OnnxPredictor(bundled_model(), threads=1)
 
 
-def _assert_parity(full: dict, draft: dict) -> None:
+def _parity(full: dict, draft: dict) -> float:
+    """The largest probability change; asserts it is within DRAFT_PARITY_MAX and top-1 is kept."""
     diff = max(abs(full["probabilities"][k] - draft["probabilities"][k]) for k in full["probabilities"])
-    assert diff <= DRAFT_PARITY_TOLERANCE, diff
+    assert diff <= DRAFT_PARITY_MAX, diff
     top = full["top_k"]
-    if len(top) > 1 and top[0]["probability"] - top[1]["probability"] > 2 * DRAFT_PARITY_TOLERANCE:
+    if len(top) > 1 and top[0]["probability"] - top[1]["probability"] > NEAR_TIE:
         assert draft["top_k"][0]["label"] == top[0]["label"]
+    return diff
 
 
 @pytest.mark.parametrize("size,seed", [((4032, 3024), 0), ((3024, 4032), 1), ((2000, 1500), 2)])
 def test_draft_decoding_matches_full_decoding(bundled: OnnxPredictor, size: tuple[int, int], seed: int) -> None:
     data = _phone_like_jpeg(*size, seed)
     full_img = load_rgb_bytes(data)
-    draft_img = load_rgb_bytes(data, min_size=bundled.spec.resize_size)
-    assert min(draft_img.size) >= bundled.spec.resize_size and draft_img.width * draft_img.height < 0.1 * (
-        full_img.width * full_img.height)  # really decoded at reduced scale
+    min_size = decode_min_size(bundled.spec)
+    draft_img = load_rgb_bytes(data, min_size=min_size)
+    assert min(draft_img.size) >= min_size >= 2 * bundled.spec.resize_size
+    assert draft_img.width * draft_img.height <= 0.25 * full_img.width * full_img.height  # really reduced
     assert draft_img.info["hypoderm_source_size"] == full_img.size
-    _assert_parity(bundled.predict_image(full_img), bundled.predict_image(draft_img))
+    assert _parity(bundled.predict_image(full_img), bundled.predict_image(draft_img)) <= DRAFT_PARITY_MEAN
 
 
 def test_small_jpeg_decodes_bit_identically(bundled: OnnxPredictor) -> None:
-    data = _phone_like_jpeg(480, 360, 3)  # shorter side < 2 x 256: no DCT scale keeps it >= 256
+    data = _phone_like_jpeg(1000, 750, 3)  # shorter side < 2 x 512: no DCT scale keeps it >= 512
     a = np.asarray(load_rgb_bytes(data))
-    b = np.asarray(load_rgb_bytes(data, min_size=bundled.spec.resize_size))
+    b = np.asarray(load_rgb_bytes(data, min_size=decode_min_size(bundled.spec)))
     assert np.array_equal(a, b)
 
 
@@ -484,14 +491,16 @@ def test_server_reports_the_photo_size_not_the_reduced_decode(model_dir: Path) -
 @pytest.mark.realdata
 def test_draft_parity_on_real_photos(real_data_dir: Path, bundled: OnnxPredictor) -> None:
     files = sorted(real_data_dir.rglob("*.jpg"))[::15][:20]
+    diffs = []
     for f in files:
         img = Image.open(f).convert("RGB")
         scale = 4032 / max(img.size)
         buf = io.BytesIO()
         img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS).save(buf, "JPEG", quality=90)
         full = bundled.predict_image(load_rgb_bytes(buf.getvalue()))
-        draft = bundled.predict_image(load_rgb_bytes(buf.getvalue(), min_size=bundled.spec.resize_size))
-        _assert_parity(full, draft)
+        draft = bundled.predict_image(load_rgb_bytes(buf.getvalue(), min_size=decode_min_size(bundled.spec)))
+        diffs.append(_parity(full, draft))
+    assert np.mean(diffs) <= DRAFT_PARITY_MEAN
 
 
 # ---- 6. smaller items ---------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from PIL import Image
 
 from hypoderm.data.io import load_rgb_bytes
 from hypoderm.inference import OnnxPredictor, bundled_model
+from hypoderm.preprocess import decode_min_size
 
 
 def phone_jpeg(path: Path, long_side: int, quality: int = 90) -> bytes:
@@ -40,7 +41,8 @@ def main() -> None:
     ap.add_argument("--long-side", type=int, default=4032, help="4032 x 3024 = 12.2 MP")
     ap.add_argument("--limit", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--min-size", type=int, default=None, help="draft target (default: the model's resize_size)")
+    ap.add_argument("--min-size", type=int, default=None,
+                    help="draft target (default: hypoderm.preprocess.decode_min_size, 2 x resize_size)")
     ap.add_argument("--baseline", action="store_true",
                     help="instead of draft, compare with a re-encode of the photo at JPEG quality 85 (the model's "
                          "sensitivity to an invisible change, for scale)")
@@ -59,7 +61,7 @@ def main() -> None:
             Image.open(io.BytesIO(data)).save(buf, "JPEG", quality=85)
             draft = pred.predict_image(load_rgb_bytes(buf.getvalue()))
         else:
-            draft = pred.predict_image(load_rgb_bytes(data, min_size=args.min_size or pred.spec.resize_size))
+            draft = pred.predict_image(load_rgb_bytes(data, min_size=args.min_size or decode_min_size(pred.spec)))
         t2 = time.perf_counter()
         t_full, t_draft = t_full + t1 - t0, t_draft + t2 - t1
         d = max(abs(full["probabilities"][k] - draft["probabilities"][k]) for k in full["probabilities"])
@@ -73,7 +75,7 @@ def main() -> None:
                       "verdict_agree": verdict_same, "full_decode_predict_ms": round(1000 * t_full / len(files), 1),
                       "draft_decode_predict_ms": round(1000 * t_draft / len(files), 1), "threads": args.threads,
                       "compared": ("re-encode q85" if args.baseline
-                                   else f"draft min_size {args.min_size or pred.spec.resize_size}")}))
+                                   else f"draft min_size {args.min_size or decode_min_size(pred.spec)}")}))
     sys.stdout.flush()
 
 

@@ -37,8 +37,8 @@ class ModelLoadError(ValueError):
 def load_image(path: str | os.PathLike, min_size: int | None = None) -> Image.Image:
     """Decode an image file to RGB with the project's robust loader (hypoderm.data.io).
 
-    `min_size` (the spec's resize_size) lets a large JPEG decode at reduced DCT scale, straight to
-    about the size the model needs (see hypoderm.data.io.load_rgb_bytes)."""
+    `min_size` (`hypoderm.preprocess.decode_min_size(spec)`) lets a large JPEG decode at reduced DCT
+    scale, straight to about the size the model needs (see hypoderm.data.io.load_rgb_bytes)."""
     from hypoderm.data.io import load_rgb
 
     return load_rgb(path, min_size=min_size)
