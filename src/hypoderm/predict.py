@@ -81,7 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=3, help="how many classes to list (default 3)")
     parser.add_argument("--cam", type=Path, metavar="DIR", help="write Grad-CAM overlay PNGs here (needs the checkpoint)")
     parser.add_argument("--json", action="store_true", help="print one JSON document (docs/PREDICT_SCHEMA.md)")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="ONNX Runtime intra-op threads (default 1: the next photo is decoded in a second "
+                             "thread meanwhile; more ORT threads mostly spin, measured in benchmarks/app/README.md)")
 
 
 def expand_inputs(paths: list[Path]) -> list[Path]:

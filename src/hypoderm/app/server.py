@@ -693,8 +693,10 @@ def uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
 
     return {"http": guarded_protocol(args.header_timeout, args.max_connections),
             # The app limits predictions itself (JSON 503, health exempt); uvicorn's own plain-text 503 is
-            # only a backstop, which the connection cap (closing extra connections at once) pre-empts.
-            "timeout_keep_alive": args.keep_alive_timeout, "limit_concurrency": args.max_connections + 1,
+            # only a backstop. Connections over the cap still count until their close completes (up to
+            # two accept bursts), so the backstop sits above that.
+            "timeout_keep_alive": args.keep_alive_timeout,
+            "limit_concurrency": args.max_connections + 2 * ACCEPT_BACKLOG + 1,
             "h11_max_incomplete_event_size": MAX_HEADER_BYTES, "backlog": ACCEPT_BACKLOG, "server_header": False,
             "log_level": "warning"}
 
