@@ -40,7 +40,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="hypodermnet", help="model zoo name, exported with random weights")
     ap.add_argument("--photos", type=int, default=100)
-    ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all)")
+    ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: predict's, 1)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -65,7 +65,7 @@ def main() -> None:
                       "cpu_ms_per_photo": round(1000 * cpu_per_photo, 1),
                       # if every core were idle and busy with this run: an upper bound, not a measurement
                       "photos_per_s_bound_idle_cores": round((os.cpu_count() or 1) / cpu_per_photo, 1),
-                      "peak_rss_mb": round(peak, 1), "onnx_threads": args.threads or "ORT default",
+                      "peak_rss_mb": round(peak, 1), "onnx_threads": args.threads or "predict default",
                       "cpus": os.cpu_count(), "load_average_1m_at_end": round(os.getloadavg()[0], 2)}))
 
 
