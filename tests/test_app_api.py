@@ -118,7 +118,8 @@ def test_model_info(client: TestClient, model_dir: Path) -> None:
     assert body["gradcam"] == {"available": False, "reason": "no_gradcam_outputs"}  # this model has no outputs
     assert body["browser_inference"] == {"available": True, "runtime": "onnxruntime-web 9.9.9",
                                          "script": "/vendor/ort/ort.wasm.min.mjs", "reason": None}
-    assert body["limits"] == {"max_upload_bytes": MAX_BYTES, "max_pixels": MAX_PIXELS}
+    assert body["limits"] == {"max_upload_bytes": MAX_BYTES, "max_pixels": MAX_PIXELS, "max_aspect_ratio": 20.0,
+                              "upload_timeout_s": 60.0}
     assert client.get(body["model_url"]).content == (model_dir / "model.onnx").read_bytes()
 
 

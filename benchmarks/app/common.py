@@ -51,3 +51,50 @@ def start_server(model: Path, port: int, threads: int | None = None) -> subproce
             time.sleep(0.2)
     proc.terminate()
     raise RuntimeError("server did not start")
+
+
+def run_measured(cmd: list[str], timeout: float | None = None) -> tuple[int, str, str, float, float]:
+    """Run `cmd` to completion: (exit code, stdout, stderr, CPU seconds, peak RSS MiB of the child).
+
+    The peak is the child's VmHWM polled every 20 ms, not `ru_maxrss`: on Linux a child's ru_maxrss
+    starts from its parent's RSS at fork time, so a big benchmark process would inflate it. Raises
+    subprocess.TimeoutExpired (after killing the child) when `timeout` passes."""
+    import threading
+
+    cpu_before = _children_cpu()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out: dict[str, bytes] = {}
+
+    def drain(name: str, stream: object) -> None:
+        out[name] = stream.read()  # type: ignore[attr-defined]
+
+    readers = [threading.Thread(target=drain, args=(n, s)) for n, s in (("out", proc.stdout), ("err", proc.stderr))]
+    for t in readers:
+        t.start()
+    peak_kb, deadline = 0, (time.monotonic() + timeout) if timeout else None
+    status_file = Path(f"/proc/{proc.pid}/status")
+    while proc.poll() is None:
+        try:
+            for line in status_file.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak_kb = max(peak_kb, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+        if deadline is not None and time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise subprocess.TimeoutExpired(cmd, timeout)
+        time.sleep(0.02)
+    for t in readers:
+        t.join()
+    cpu = _children_cpu() - cpu_before  # poll() reaped the child: its CPU time is now in RUSAGE_CHILDREN
+    stdout, stderr = out["out"].decode(errors="replace"), out["err"].decode(errors="replace")
+    return proc.returncode, stdout, stderr, cpu, peak_kb / 1024
+
+
+def _children_cpu() -> float:
+    """CPU seconds of every child reaped so far."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime

@@ -1,8 +1,10 @@
 """Server throughput and latency: C concurrent clients POST a photo to /api/v1/predict for D seconds
 on loopback (each client loops until the deadline: a bounded loop), against `hypoderm serve` in a
-subprocess. Prints one JSON line: requests, errors, throughput, p50/p99 latency.
+subprocess. Prints one JSON line: requests, errors, throughput, p50/p99 latency, and the server's
+peak RSS (VmHWM) and its RSS 3 s after the load (whether memory was returned).
 
     .venv/bin/python benchmarks/app/server_load.py --model hypodermnet --clients 50 --seconds 30
+    .venv/bin/python benchmarks/app/server_load.py --model hypodermnet --clients 50 --seconds 30 --image 12mp
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import asyncio
 import io
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -31,6 +34,44 @@ def photo_bytes() -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, "JPEG", quality=90)
     return buf.getvalue()
+
+
+def phone_photo_bytes(width: int = 4032, height: int = 3024, seed: int = 0) -> bytes:
+    """A 12.2 MP JPEG like a phone writes (quality 90, 4:2:0): skin tones, smooth texture, sensor-like
+    noise and pale patches; about 3-4 MB, like a real 12 MP photo."""
+    rng = np.random.default_rng(seed)
+    small = rng.uniform(-30, 30, (12, 16, 3)).astype(np.float32)
+    texture = np.stack([np.asarray(Image.fromarray(small[..., c], "F").resize((width, height), Image.BICUBIC))
+                        for c in range(3)], axis=-1)
+    arr = np.array([205, 150, 120], np.float32) + texture + rng.normal(0, 5, (height, width, 3)).astype(np.float32)
+    yy, xx = np.ogrid[:height, :width]
+    for _ in range(3):
+        cy, cx, r = rng.uniform(0.2, 0.8) * height, rng.uniform(0.2, 0.8) * width, rng.uniform(0.05, 0.15) * height
+        patch = (yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2
+        arr[patch] = arr[patch] * 0.4 + 150
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds used so far by process `pid` (/proc/PID/stat), 0 when unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def proc_status_mb(pid: int, key: str) -> float:
+    """A /proc/PID/status memory field (VmRSS, VmHWM) in MiB; 0 when unavailable."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
 
 
 async def load(url: str, clients: int, seconds: float, data: bytes) -> dict:
@@ -59,7 +100,8 @@ async def load(url: str, clients: int, seconds: float, data: bytes) -> dict:
     lat = sorted(latencies)
     return {"requests_ok": len(lat), "errors": sum(errors.values()), "error_kinds": errors,
             "elapsed_s": round(elapsed, 1), "throughput_rps": round(len(lat) / elapsed, 1),
-            "p50_ms": round(1000 * statistics.median(lat), 1), "p99_ms": round(1000 * lat[int(0.99 * (len(lat) - 1))], 1)}
+            "p50_ms": round(1000 * statistics.median(lat), 1),
+            "p99_ms": round(1000 * lat[int(0.99 * (len(lat) - 1))], 1)}
 
 
 def main() -> None:
@@ -68,18 +110,30 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads in the server")
+    ap.add_argument("--image", choices=["640x480", "12mp"], default="640x480",
+                    help="the photo every client sends: a 640x480 JPEG or a 4032x3024 (12.2 MP) phone-like JPEG")
     args = ap.parse_args()
+    data = phone_photo_bytes() if args.image == "12mp" else photo_bytes()
     with tempfile.TemporaryDirectory() as tmp:
         model = export_model(args.model, Path(tmp) / args.model)
         port = free_port()
         proc = start_server(model, port, args.threads)
         try:
-            res = asyncio.run(load(f"http://127.0.0.1:{port}/api/v1/predict", args.clients, args.seconds, photo_bytes()))
+            rss_start, cpu_start = proc_status_mb(proc.pid, "VmRSS"), proc_cpu_s(proc.pid)
+            res = asyncio.run(load(f"http://127.0.0.1:{port}/api/v1/predict", args.clients, args.seconds, data))
+            # CPU the server spent per answered request: with C idle cores, at most C / this requests/s.
+            res["server_cpu_ms_per_request"] = round(1000 * (proc_cpu_s(proc.pid) - cpu_start)
+                                                     / max(1, res["requests_ok"] + res["errors"]), 1)
+            time.sleep(3)
+            res.update(server_rss_start_mb=rss_start, server_peak_rss_mb=proc_status_mb(proc.pid, "VmHWM"),
+                       server_rss_after_mb=proc_status_mb(proc.pid, "VmRSS"))
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    print(json.dumps({"model": args.model, "clients": args.clients, "seconds": args.seconds, "image": "640x480 JPEG",
-                      "server_threads": args.threads or "ORT default", **res}))
+    print(json.dumps({"model": args.model, "clients": args.clients, "seconds": args.seconds,
+                      "image": ("4032x3024 JPEG q90" if args.image == "12mp" else "640x480 JPEG q90"),
+                      "image_bytes": len(data), "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+                      "server_threads": args.threads or "serve default", **res}))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ EMA), optimizer, scheduler, scaler, ema, rng, early_stop.
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -43,12 +45,34 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
     return path
 
 
+def _safe_globals() -> list[Any]:
+    """The only non-torch types a hypoderm checkpoint holds: the NumPy RNG state in `last.pt`'s "rng"
+    (`np.random.get_state()`: a uint32 ndarray). Everything else is dicts, lists, numbers, strings and
+    tensors, which `weights_only=True` accepts as they are."""
+    import numpy as np
+
+    reconstruct = getattr(getattr(np, "_core", None), "multiarray", None) or np.core.multiarray
+    return [reconstruct._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint without running code from it: `torch.load(weights_only=True)` with the few
+    NumPy types of `_safe_globals` allowed. A pickle that names any other global (a crafted `.pt`
+    calling `os.system`, say) is refused with a CheckpointError before anything in it runs."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        with torch.serialization.safe_globals(_safe_globals()):
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"GLOBAL (\S+)", str(e))  # torch names the global it refused to import
+        if found:
+            raise CheckpointError(f"{path} was refused: it names {found.group(1)}, and loading it could run code; "
+                                  "a hypoderm checkpoint holds only weights and plain data") from e
+        detail = re.search(r"error:\s*\n+\s*(.+)", str(e))  # e.g. "Unsupported operand 103" for a non-pickle
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint "
+                              f"({detail.group(1).strip() if detail else type(e).__name__})") from e
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:

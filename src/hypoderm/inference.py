@@ -37,19 +37,14 @@ class ModelLoadError(ValueError):
     """The model file or its metadata cannot be used; `str(e)` says why."""
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
-    """Decode an image file to RGB with the project's robust loader (hypoderm.data.io)."""
-    try:
-        from hypoderm.data.io import load_rgb
-    except ImportError:  # data.io not installed yet: plain Pillow, errors as ValueError
-        def load_rgb(p: str | os.PathLike) -> Image.Image:
-            try:
-                with Image.open(p) as im:
-                    im.load()
-                    return im.convert("RGB")
-            except (OSError, Image.DecompressionBombError, SyntaxError) as e:
-                raise ValueError(f"cannot read image: {e}") from e
-    return load_rgb(path)
+def load_image(path: str | os.PathLike, min_size: int | None = None) -> Image.Image:
+    """Decode an image file to RGB with the project's robust loader (hypoderm.data.io).
+
+    `min_size` (`hypoderm.preprocess.decode_min_size(spec)`) lets a large JPEG decode at reduced DCT
+    scale, straight to about the size the model needs (see hypoderm.data.io.load_rgb_bytes)."""
+    from hypoderm.data.io import load_rgb
+
+    return load_rgb(path, min_size=min_size)
 
 
 def sidecar_path(onnx_path: str | os.PathLike) -> Path:

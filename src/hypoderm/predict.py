@@ -2,14 +2,16 @@
 
 Each photo gets top-k classes with calibrated probabilities and a verdict: `ok`, `uncertain`
 (see a dermatologist: top probability below the model's threshold; no class is the answer) or `not_skin` (the OOD
-check of hypoderm.ood). A file that cannot be read gets `status: "error"` with the reason, and
-the other files are still processed. Folders are expanded (recursively, sorted).
+check of hypoderm.ood). A file that cannot be read, or whose processing fails in any way, gets
+`status: "error"` with the reason, and the other files are still processed. Folders are expanded
+(recursively, sorted).
 
 With an `.onnx` model (or the bundled one) only ONNX Runtime, numpy and Pillow are imported, never
 torch. With a `.pt` checkpoint PyTorch runs the model. `--cam DIR` writes Grad-CAM overlays at the photo's
 resolution from the exported model's own outputs (hypoderm.explain; no PyTorch needed).
-Exit code: 0 when every file was read, 1 when some could not be, 2 for a usage or model error.
-JSON output: docs/PREDICT_SCHEMA.md.
+Exit codes (EXIT_CODES): 0 every file predicted, 1 some files failed (each has its error),
+2 usage or model error, 3 hypoderm itself crashed (a bug: please report it). JSON output:
+docs/PREDICT_SCHEMA.md.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ import argparse
 import json
 import os
 import sys
+import traceback
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,6 +36,13 @@ from hypoderm.inference import (DISCLAIMER, ModelLoadError, OnnxPredictor, bundl
 from hypoderm.model_quality import metadata_problems
 
 OUTPUT_FORMAT = "hypoderm-predict/1"
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_CRASH = 0, 1, 2, 3
+EXIT_CODES = """exit codes:
+  0  every file was predicted
+  1  some files failed; each has status "error" with its reason, the others are predicted
+  2  usage or model error (bad option, model missing or unreadable); nothing on stdout
+  3  hypoderm itself crashed (a bug; the traceback is on stderr): please report it"""
 
 
 class Predictor(Protocol):
@@ -85,12 +98,16 @@ class TorchPredictor:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EXIT_CODES + "\n\nJSON output (--json): docs/PREDICT_SCHEMA.md"
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files or folders")
     parser.add_argument("--model", type=Path, help="a .pt checkpoint or an exported .onnx (default: the bundled model)")
     parser.add_argument("--top-k", type=int, default=3, help="how many classes to list (default 3)")
     parser.add_argument("--cam", type=Path, metavar="DIR", help="write Grad-CAM overlay PNGs here (needs the checkpoint)")
     parser.add_argument("--json", action="store_true", help="print one JSON document (docs/PREDICT_SCHEMA.md)")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="ONNX Runtime intra-op threads (default 1: the next photo is decoded in a second "
+                             "thread meanwhile; more ORT threads mostly spin, measured in benchmarks/app/README.md)")
 
 
 def expand_inputs(paths: list[Path]) -> list[Path]:
@@ -140,29 +157,80 @@ def _unique_png(folder: Path, stem: str, used: set[str]) -> Path:
     return folder / name
 
 
-def predict_files(predictor: Predictor, files: list[Path], top_k: int = 3, cam_dir: Path | None = None
-                  ) -> list[dict[str, Any]]:
-    """One result per file, in order; unreadable files give {"file", "status": "error", "error", "reason"}."""
+def _error(f: Path, e: BaseException) -> dict[str, Any]:
+    """The per-file error entry for whatever went wrong with one file."""
+    if isinstance(e, FileNotFoundError):
+        return {"file": str(f), "status": "error", "error": "file not found", "reason": "not_found"}
+    if isinstance(e, MemoryError):
+        return {"file": str(f), "status": "error", "error": "not enough memory to process this image",
+                "reason": "too_large"}
+    reason = getattr(e, "reason", None)
+    if isinstance(reason, str):  # ImageLoadError, ImageShapeError: a specific, expected reason
+        return {"file": str(f), "status": "error", "error": str(e), "reason": reason}
+    if isinstance(e, OSError):
+        return {"file": str(f), "status": "error", "error": f"cannot read file ({e.strerror or e})",
+                "reason": "unreadable"}
+    # Anything else is a bug of ours; the other files still get their answers.
+    return {"file": str(f), "status": "error", "error": f"internal error ({type(e).__name__}: {e})",
+            "reason": "internal_error"}
+
+
+def _min_size(predictor: Predictor) -> int | None:
+    """The shorter side the model's preprocessing needs, so a JPEG can be decoded at reduced scale."""
+    from hypoderm.preprocess import decode_min_size
+
+    spec = getattr(predictor, "spec", None)
+    return decode_min_size(spec) if spec is not None else None
+
+
+def _load(f: Path, min_size: int | None) -> Image.Image:
+    if not f.exists():
+        raise FileNotFoundError(str(f))
+    return load_image(f, min_size=min_size)
+
+
+def _decoded(files: list[Path], min_size: int | None, ahead: int) -> Iterator[tuple[Path, Future[Image.Image]]]:
+    """(file, future image) in order, decoding up to `ahead` files in background threads while the
+    caller runs the model on the current one (Pillow releases the GIL while it decodes). At most
+    `ahead` + 1 decoded images are held at once, so memory stays bounded however long the list."""
+    with ThreadPoolExecutor(max_workers=max(1, ahead)) as pool:
+        window: deque[tuple[Path, Future[Image.Image]]] = deque()
+        for f in files:
+            window.append((f, pool.submit(_load, f, min_size)))
+            if len(window) > ahead:
+                yield window.popleft()
+        while window:
+            yield window.popleft()
+
+
+def predict_files(predictor: Predictor, files: list[Path], top_k: int = 3, cam_dir: Path | None = None,
+                  decode_ahead: int = 1) -> list[dict[str, Any]]:
+    """One result per file, in order; a file that fails in any way (unreadable, absurd shape, out of
+    memory, a bug) gives {"file", "status": "error", "error", "reason"} and the run goes on.
+    `decode_ahead`: files decoded in background threads while the model runs (0: none). 1 keeps at
+    most two decoded images in memory (a 64 MP image is ~0.2 GB decoded; with 2, three of them at
+    once took the 10,000-file fuzz to 1.04 GB) and still overlaps decoding with the model."""
     results: list[dict[str, Any]] = []
     used: set[str] = set()
-    for f in files:
+    for f, pending in _decoded(files, _min_size(predictor), decode_ahead):
         try:
-            if not f.exists():
-                raise FileNotFoundError("file not found")
-            img = load_image(f)
-        except (ValueError, OSError) as e:
-            reason = getattr(e, "reason", "not_found" if isinstance(e, FileNotFoundError) else "unreadable")
-            msg = e.args[0] if isinstance(e, FileNotFoundError) and e.args else str(e)
-            results.append({"file": str(f), "status": "error", "error": str(msg), "reason": str(reason)})
+            img = pending.result()
+            res = {"file": str(f), **predictor.predict_image(img, top_k=top_k), "cam": None}
+        except Exception as e:  # noqa: BLE001 - (MemoryError included) one bad file must not cost the others
+            results.append(_error(f, e))
             continue
-        res = {"file": str(f), **predictor.predict_image(img, top_k=top_k), "cam": None}
+        finally:
+            del pending
         if cam_dir is not None and res["status"] != "not_skin" and getattr(predictor, "has_gradcam", False):
-            # the map of the top class, over the photo at its own resolution
-            index = list(predictor.metadata["class_names"]).index(res["top_k"][0]["label"])
-            out = _unique_png(cam_dir, f.stem, used)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            predictor.gradcam_overlay(img, index).save(out, format="PNG")
-            res["cam"] = str(out)
+            try:
+                # the map of the top class, over the photo at its own resolution
+                index = list(predictor.metadata["class_names"]).index(res["top_k"][0]["label"])
+                out = _unique_png(cam_dir, f.stem, used)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                predictor.gradcam_overlay(img, index).save(out, format="PNG")
+                res["cam"] = str(out)
+            except Exception as e:  # noqa: BLE001 - the prediction stands without its overlay
+                print(f"{f}: Grad-CAM failed ({type(e).__name__}: {e})", file=sys.stderr)
         results.append(res)
     return results
 
@@ -192,14 +260,27 @@ def _text_line(r: dict[str, Any], class_names: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit code per EXIT_CODES; an unexpected exception becomes EXIT_CRASH with its traceback on stderr."""
+    try:
+        return _run(args)
+    except (KeyboardInterrupt, BrokenPipeError):
+        raise  # the CLI answers these (130, quiet exit)
+    except Exception:  # noqa: BLE001 - a crash must still be told apart from "some files failed"
+        traceback.print_exc()
+        print("hypoderm predict: internal error (a bug in hypoderm; exit code 3); please report it with the "
+              "traceback above", file=sys.stderr)
+        return EXIT_CRASH
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         print(f"error: --top-k must be >= 1, got {args.top_k}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         predictor = _load_predictor(args.model, args.threads)
     except ModelLoadError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     note = _cam_note(predictor) if args.cam is not None else None
     if note:
         print(note, file=sys.stderr)
@@ -225,4 +306,4 @@ def run(args: argparse.Namespace) -> int:
         if any(r["status"] in ("ok", "uncertain") for r in results):
             print(limits_text(list(md["class_names"])))
         print(DISCLAIMER)
-    return 1 if any(r["status"] == "error" for r in results) else 0
+    return EXIT_SOME_FAILED if any(r["status"] == "error" for r in results) else EXIT_OK

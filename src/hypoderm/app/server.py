@@ -5,21 +5,29 @@ fallback or by choice. Grad-CAM comes from the exported model's own outputs (fea
 cam_weights, hypoderm.explain), in numpy here and in JavaScript in the page; the server never
 imports torch.
 
-Hardening: uploads are capped in bytes (before they are parsed) and in pixels (before they are
-decoded); the format is sniffed from the bytes, never from the file name or the declared type;
-every error is a JSON 4xx with a specific message; the Content-Security-Policy allows our own
-origin only, so the page makes no third-party request. No uploaded image is ever written to disk.
+Hardening: uploads are capped in bytes (before they are parsed), in pixels and aspect ratio
+(before they are decoded), and in time (header and body read deadlines); at most `max_decodes`
+photos are decoded at once, so decode memory is bounded by that times the worst image, not by the
+number of clients; JPEGs decode at reduced DCT scale straight to the size the model needs. The
+format is sniffed from the bytes, never from the file name or the declared type; every error is a
+JSON 4xx with a specific message (and a 500, should one ever happen, is JSON with the security
+headers too); the Content-Security-Policy allows our own origin only, so the page makes no
+third-party request. No uploaded image is ever written to disk: multipart bodies are parsed in
+memory (hypoderm.app.upload).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import hashlib
 import io
 import json
+import logging
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +39,14 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
 from hypoderm import __version__
+from hypoderm.app.guard import release_memory
+from hypoderm.app.upload import UploadError, image_from_multipart
+from hypoderm.data.io import SOURCE_SIZE_KEY
 from hypoderm.inference import bundled_model
+from hypoderm.preprocess import MAX_ASPECT_RATIO
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # In a source checkout, `npm ci` puts onnxruntime-web here; a pip-installed user points
@@ -44,6 +56,29 @@ WEB_ASSETS_ENV = "HYPODERM_WEB_ASSETS"
 
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # a 12 MP phone JPEG is 3-6 MB
 DEFAULT_MAX_PIXELS = 40_000_000  # above any phone camera in common use; bounds decode memory
+# Photos decoded at once. Decode memory is this times the worst accepted image (a 40 MP PNG with
+# alpha: ~0.5 GB while it is converted), whatever the number of clients; 2 matches this machine's cores.
+DEFAULT_MAX_DECODES = 2
+# ONNX Runtime threads per prediction. The server runs up to max_decodes predictions at once, one
+# thread each; more intra-op threads only spin-wait for each other (measured on 12 MP JPEGs, 2 cores:
+# 44 ms of server CPU per request with ORT's default, 31 ms with 1; benchmarks/app/README.md).
+DEFAULT_SERVER_THREADS = 1
+DEFAULT_BODY_TIMEOUT_S = 60.0  # a 10 MB upload at 1.5 Mbit/s (a slow mobile link) takes ~55 s
+DEFAULT_HEADER_TIMEOUT_S = 10.0  # request line + headers: a few hundred bytes
+DEFAULT_KEEP_ALIVE_S = 5.0  # uvicorn's default: an idle keep-alive connection is closed after this
+DEFAULT_LIMIT_CONCURRENCY = 128  # predictions in progress (uploading, queued, decoding); over it: JSON 503
+DEFAULT_MAX_CONNECTIONS = 512  # open sockets; over it a new connection is closed at once (fd safety)
+# Upload bytes held in memory by all requests together; over it new uploads get 503. Without it,
+# 512 slow clients each sending 10 MB would hold 5 GB.
+DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024 * 1024
+MAX_HEADER_BYTES = 16384  # request line + headers (h11's incomplete-event limit)
+# Connections accepted in one burst (asyncio accepts up to `backlog` at once before any of them is
+# seen by the connection cap; uvicorn's 2048 let a flood exhaust 1024 file descriptors in one burst).
+ACCEPT_BACKLOG = 128
+# Release freed memory to the OS after decoding an image of at least this many (declared) pixels.
+RELEASE_AFTER_PIXELS = 4_000_000
+
+log = logging.getLogger("hypoderm.serve")
 
 # Only the WASM build of onnxruntime-web is served: the ESM loader, its worker/glue module and
 # the SIMD+threads binary it loads (the other builds are WebGL/WebGPU/JSPI variants we never use).
@@ -75,6 +110,7 @@ _LOAD_ERRORS = {
     "truncated": (422, "truncated_image"),
     "corrupt": (422, "corrupt_image"),
     "too_large": (413, "too_many_pixels"),
+    "bad_aspect_ratio": (422, "bad_aspect_ratio"),
     "unreadable": (422, "unreadable_image"),
 }
 
@@ -154,10 +190,22 @@ class ServerState:
     web_assets: Path | None
     max_upload_bytes: int
     max_pixels: int
+    max_decodes: int = DEFAULT_MAX_DECODES
+    body_timeout: float = DEFAULT_BODY_TIMEOUT_S
+    limit_concurrency: int = DEFAULT_LIMIT_CONCURRENCY
+    max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES
+    in_flight: int = 0  # predictions in progress (touched only on the event loop)
+    buffered_bytes: int = 0  # upload bytes held by requests in progress (event loop only)
     model_sha256: str = ""
     started: float = field(default_factory=time.time)
     predictions: int = 0
     client_errors: int = 0
+    decode_slots: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        # A threading semaphore, taken in the worker thread: the event loop never blocks on it, and it
+        # works whichever event loop (uvicorn's, a TestClient's) runs the app.
+        self.decode_slots = threading.BoundedSemaphore(self.max_decodes)
 
     def gradcam_status(self) -> tuple[bool, str | None]:
         """(available, reason code): the heat map needs the exported model's Grad-CAM outputs."""
@@ -176,8 +224,35 @@ def _json_error(status: int, code: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail, "status": status}, status_code=status)
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
-    """The request body, refused as soon as it passes `limit` bytes (never buffered past it)."""
+def _peer(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "unknown client"
+
+
+class _Budget:
+    """Upload bytes held by all requests together (ServerState.buffered_bytes), event loop only."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state, self.held = state, 0
+
+    def take(self, n: int) -> None:
+        if self.state.buffered_bytes + n > self.state.max_buffered_bytes:
+            log.warning("hypoderm serve: refused an upload: %d bytes of uploads already held (limit %d); "
+                        "answered 503", self.state.buffered_bytes, self.state.max_buffered_bytes)
+            raise ApiError(503, "server_busy", "the server is receiving too many uploads at once; retry in a moment")
+        self.state.buffered_bytes += n
+        self.held += n
+
+    def release(self) -> None:
+        self.state.buffered_bytes -= self.held
+        self.held = 0
+
+
+async def _read_limited(request: Request, limit: int, timeout: float = DEFAULT_BODY_TIMEOUT_S,
+                        budget: _Budget | None = None) -> bytes:
+    """The request body, refused as soon as it passes `limit` bytes (never buffered past it) or
+    takes longer than `timeout` seconds to arrive (a stalled upload must not hold memory and a
+    connection forever), or when all uploads together would pass the server's `budget`. A client
+    that leaves mid-upload is logged as one line, not a traceback."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -186,16 +261,34 @@ async def _read_limited(request: Request, limit: int) -> bytes:
             raise ApiError(400, "bad_content_length", f"Content-Length is not a number: {declared!r}") from None
         if n > limit:
             raise ApiError(413, "upload_too_large", f"upload too large: {n} bytes > limit {limit} bytes")
-    chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise ApiError(413, "upload_too_large", f"upload too large: more than the limit of {limit} bytes")
-        chunks.append(chunk)
+    chunks: list[bytes] = []
+    total = 0
+
+    async def read() -> None:
+        nonlocal total
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise ApiError(413, "upload_too_large", f"upload too large: more than the limit of {limit} bytes")
+            if budget is not None:
+                budget.take(len(chunk))
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(read(), timeout)
+    except asyncio.TimeoutError:
+        log.warning("hypoderm serve: %s: upload not complete within %gs (%d bytes received); answered 408",
+                    _peer(request), timeout, total)
+        raise ApiError(408, "upload_timeout", f"upload not complete within {timeout:g} s ({total} bytes received)"
+                       ) from None
+    except ClientDisconnect:
+        log.warning("hypoderm serve: %s: client disconnected during the upload (%d bytes received)",
+                    _peer(request), total)
+        raise ApiError(400, "client_disconnected", "the client disconnected before the upload was complete") from None
     return b"".join(chunks)
 
 
-async def _image_bytes(request: Request, state: ServerState) -> bytes:
+async def _image_bytes(request: Request, state: ServerState, budget: _Budget | None = None) -> bytes:
     """The uploaded file's bytes, from multipart field `image` (or `file`) or a raw image body."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if not (ctype == "multipart/form-data" or ctype.startswith("image/") or ctype == "application/octet-stream"):
@@ -203,45 +296,52 @@ async def _image_bytes(request: Request, state: ServerState) -> bytes:
                        f"unsupported Content-Type {ctype or '(none)'!r}: send multipart/form-data with the photo "
                        "in field 'image', or the photo itself as the body (image/* or application/octet-stream)")
     # Multipart framing adds a few hundred bytes; allow for it so the limit applies to the photo.
-    body = await _read_limited(request, state.max_upload_bytes + (16384 if ctype == "multipart/form-data" else 0))
+    body = await _read_limited(request, state.max_upload_bytes + (16384 if ctype == "multipart/form-data" else 0),
+                               state.body_timeout, budget)
     if ctype != "multipart/form-data":
         return body
-
-    async def stream():  # MultiPartParser wants an async byte stream
-        yield body
-
     try:
-        form = await MultiPartParser(request.headers, stream(), max_files=2, max_fields=10,
-                                     max_part_size=state.max_upload_bytes).parse()
-    except MultiPartException as e:
-        raise ApiError(400, "bad_multipart", f"malformed multipart upload: {e.message}") from None
-    upload = form.get("image") or form.get("file")
-    if upload is None or isinstance(upload, str):
-        raise ApiError(422, "missing_image", "no file in the multipart field 'image'")
-    data = await upload.read()
-    await upload.close()
-    if len(data) > state.max_upload_bytes:
-        raise ApiError(413, "upload_too_large", f"upload too large: {len(data)} bytes > limit {state.max_upload_bytes} bytes")
-    return data
+        # In memory: Starlette's parser would spool a part over 1 MiB to a temporary file.
+        return image_from_multipart(body, request.headers.get("content-type", ""), state.max_upload_bytes)
+    except UploadError as e:
+        raise ApiError(e.status, e.code, e.detail) from None
 
 
-def _decode(data: bytes, max_pixels: int) -> Any:
+def _decode(data: bytes, max_pixels: int, min_size: int | None = None) -> Any:
     from hypoderm.data.io import ImageLoadError, load_rgb_bytes
 
     try:
-        return load_rgb_bytes(data, max_pixels=max_pixels)
+        return load_rgb_bytes(data, max_pixels=max_pixels, min_size=min_size)
     except ImageLoadError as e:
         status, code = _LOAD_ERRORS.get(e.reason, (422, "unreadable_image"))
         raise ApiError(status, code, str(e)) from None
 
 
 def _predict(state: ServerState, data: bytes, top_k: int, gradcam: bool) -> dict[str, Any]:
-    img = _decode(data, state.max_pixels)
-    result = dict(state.predictor.predict_image(img, top_k=top_k))
-    result["image"] = {"width": img.width, "height": img.height}
+    """Decode and predict one upload, at most `state.max_decodes` at a time (memory = that bound times
+    the worst image). Expected failures are ApiErrors (4xx); anything else is a bug and becomes a 500."""
+    from hypoderm.preprocess import ImageShapeError, decode_min_size
+
+    spec = getattr(state.predictor, "spec", None)
+    with state.decode_slots:
+        big = False
+        try:
+            img = _decode(data, state.max_pixels, decode_min_size(spec) if spec is not None else None)
+            width, height = img.info.get(SOURCE_SIZE_KEY, img.size)
+            big = width * height >= RELEASE_AFTER_PIXELS
+            result = dict(state.predictor.predict_image(img, top_k=top_k))
+            if gradcam:
+                result["gradcam"] = _gradcam(state, img, result)
+        except ImageShapeError as e:
+            raise ApiError(422, "bad_aspect_ratio", str(e)) from None
+        except MemoryError:
+            big = True
+            raise ApiError(413, "too_many_pixels", "not enough memory to process this image") from None
+        finally:
+            if big:
+                release_memory()
+    result["image"] = {"width": width, "height": height}  # the photo's own size, not the reduced decode's
     result["inference"] = "server"
-    if gradcam:
-        result["gradcam"] = _gradcam(state, img, result)
     return result
 
 
@@ -293,7 +393,8 @@ def _model_info(state: ServerState) -> dict[str, Any]:
             "reason": None if state.web_assets else
             "onnxruntime-web is not installed on this server (run scripts/install_web_assets.sh or set HYPODERM_WEB_ASSETS)",
         },
-        "limits": {"max_upload_bytes": state.max_upload_bytes, "max_pixels": state.max_pixels},
+        "limits": {"max_upload_bytes": state.max_upload_bytes, "max_pixels": state.max_pixels,
+                   "max_aspect_ratio": MAX_ASPECT_RATIO, "upload_timeout_s": state.body_timeout},
     }
 
 
@@ -316,8 +417,13 @@ def _service_worker(state: ServerState) -> str:
 
 def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str | os.PathLike[str] | None = None,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
-               threads: int | None = None) -> FastAPI:
+               threads: int | None = None, max_decodes: int = DEFAULT_MAX_DECODES,
+               body_timeout: float = DEFAULT_BODY_TIMEOUT_S, limit_concurrency: int = DEFAULT_LIMIT_CONCURRENCY,
+               max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES) -> FastAPI:
     """The app for one model. Raises ModelLoadError when the model cannot be used."""
+    if max_decodes < 1 or body_timeout <= 0 or limit_concurrency < 1 or max_buffered_bytes < max_upload_bytes:
+        raise ValueError("max_decodes and limit_concurrency must be >= 1, body_timeout > 0, and "
+                         "max_buffered_bytes >= max_upload_bytes")
     model_path = resolve_model_path(model)
     try:
         predictor = _load_predictor(model_path, threads)
@@ -328,7 +434,9 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
     metadata = dict(predictor.metadata)
     state = ServerState(model_path=model_path, predictor=predictor, metadata=metadata,
                         web_assets=find_web_assets(web_assets), max_upload_bytes=max_upload_bytes,
-                        max_pixels=max_pixels, model_sha256=_sha256(model_path))
+                        max_pixels=max_pixels, max_decodes=max_decodes, body_timeout=body_timeout,
+                        limit_concurrency=limit_concurrency, max_buffered_bytes=max_buffered_bytes,
+                        model_sha256=_sha256(model_path))
 
     app = FastAPI(title="hypoderm", version=__version__, docs_url=None, redoc_url=None,
                   description="Diagnosis aid for hypopigmented skin diseases. A decision aid, not a diagnosis.")
@@ -347,6 +455,17 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
     @app.exception_handler(ApiError)
     async def api_error(_: Request, e: ApiError) -> JSONResponse:
         return _json_error(e.status, e.code, e.detail)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, e: Exception) -> JSONResponse:
+        # Starlette runs this handler outside the middleware stack, so the security headers are added
+        # here; the exception is then re-raised by Starlette and logged by uvicorn with its traceback.
+        state.client_errors += request.url.path.startswith("/api/")
+        response = _json_error(500, "internal_error", f"internal server error ({type(e).__name__}); "
+                               "the request was not processed")
+        response.headers.update(SECURITY_HEADERS)
+        response.headers["Content-Security-Policy"] = CSP
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
@@ -370,14 +489,29 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
         return _model_info(state)
 
     @app.post("/api/v1/predict", tags=["api"], summary="Diagnose one photo (multipart field 'image', or a raw image body)",
-              responses={400: {"description": "empty or malformed upload"}, 413: {"description": "too many bytes or pixels"},
-                         415: {"description": "not an image / wrong Content-Type"}, 422: {"description": "truncated or corrupt image"}})
+              responses={400: {"description": "empty or malformed upload"}, 408: {"description": "upload too slow"},
+                         413: {"description": "too many bytes or pixels"},
+                         415: {"description": "not an image / wrong Content-Type"},
+                         422: {"description": "truncated or corrupt image, or extreme aspect ratio"},
+                         503: {"description": "server busy (too many predictions or uploads in progress)"}})
     async def predict(request: Request, top_k: int = Query(3, ge=1, le=20),
                       gradcam: bool = Query(False, description="add a Grad-CAM heatmap (needs a model exported "
                                                                 "with the Grad-CAM outputs)")
                       ) -> dict[str, Any]:
-        data = await _image_bytes(request, state)
-        result = await run_in_threadpool(_predict, state, data, top_k, gradcam)
+        if state.in_flight >= state.limit_concurrency:
+            # Health, model info and the page are not counted: a probe still answers under a flood.
+            log.warning("hypoderm serve: %s: refused, %d predictions in progress (limit %d); answered 503",
+                        _peer(request), state.in_flight, state.limit_concurrency)
+            raise ApiError(503, "server_busy", f"{state.in_flight} predictions in progress (limit "
+                           f"{state.limit_concurrency}); retry in a moment")
+        state.in_flight += 1
+        budget = _Budget(state)
+        try:
+            data = await _image_bytes(request, state, budget)
+            result = await run_in_threadpool(_predict, state, data, top_k, gradcam)
+        finally:
+            state.in_flight -= 1
+            budget.release()
         state.predictions += 1
         return result
 
@@ -443,7 +577,64 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest accepted upload in MiB (default 10)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help=f"largest accepted image in pixels (default {DEFAULT_MAX_PIXELS})")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads for server inference")
+    parser.add_argument("--threads", type=int, default=DEFAULT_SERVER_THREADS,
+                        help=f"ONNX Runtime threads per server prediction (default {DEFAULT_SERVER_THREADS}; "
+                             "predictions run in parallel up to --max-decodes)")
+    limits = parser.add_argument_group("limits against slow, stalled or too many clients")
+    limits.add_argument("--max-decodes", type=int, default=DEFAULT_MAX_DECODES,
+                        help=f"photos decoded at once; memory is this times the worst image (default {DEFAULT_MAX_DECODES})")
+    limits.add_argument("--header-timeout", type=float, default=DEFAULT_HEADER_TIMEOUT_S,
+                        help=f"seconds to receive a request's headers (default {DEFAULT_HEADER_TIMEOUT_S:g})")
+    limits.add_argument("--body-timeout", type=float, default=DEFAULT_BODY_TIMEOUT_S,
+                        help=f"seconds to receive an upload; slower gets 408 (default {DEFAULT_BODY_TIMEOUT_S:g})")
+    limits.add_argument("--keep-alive-timeout", type=float, default=DEFAULT_KEEP_ALIVE_S,
+                        help=f"seconds an idle keep-alive connection stays open (default {DEFAULT_KEEP_ALIVE_S:g})")
+    limits.add_argument("--limit-concurrency", type=int, default=DEFAULT_LIMIT_CONCURRENCY,
+                        help="predictions in progress (uploading or decoding) before new ones get a JSON 503; "
+                             f"health and the page still answer (default {DEFAULT_LIMIT_CONCURRENCY})")
+    limits.add_argument("--max-buffered-mb", type=float, default=DEFAULT_MAX_BUFFERED_BYTES / 2**20,
+                        help="upload MiB held in memory by all requests together before new uploads get 503 "
+                             f"(default {DEFAULT_MAX_BUFFERED_BYTES // 2**20})")
+    limits.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
+                        help=f"open connections before new ones are closed at once (default {DEFAULT_MAX_CONNECTIONS})")
+
+
+def _fit_open_file_limit(max_connections: int) -> int:
+    """Lift the soft open-file limit to fit `max_connections` plus a burst of accepts and the files the
+    server itself holds (within the hard limit), and return the connection cap that fits under it,
+    so that the cap, not EMFILE ("Too many open files" tracebacks), is what stops a flood."""
+    spare = ACCEPT_BACKLOG + 128  # one accept burst + model, libraries, logs, threads
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = max_connections + spare
+        target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    except (ImportError, ValueError, OSError):
+        return max_connections
+    if soft != resource.RLIM_INFINITY and max_connections + spare > soft:
+        fitted = max(16, soft - spare)
+        print(f"hypoderm serve: --max-connections lowered from {max_connections} to {fitted} to fit the open-file "
+              f"limit of {soft}", file=sys.stderr)
+        return fitted
+    return max_connections
+
+
+def uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
+    """uvicorn.run keyword arguments for the limits of `args` (kept apart so tests can check them)."""
+    from hypoderm.app.guard import guarded_protocol
+
+    return {"http": guarded_protocol(args.header_timeout, args.max_connections),
+            # The app limits predictions itself (JSON 503, health exempt); uvicorn's own plain-text 503 is
+            # only a backstop. Connections over the cap still count until their close completes (up to
+            # two accept bursts), so the backstop sits above that.
+            "timeout_keep_alive": args.keep_alive_timeout,
+            "limit_concurrency": args.max_connections + 2 * ACCEPT_BACKLOG + 1,
+            "h11_max_incomplete_event_size": MAX_HEADER_BYTES, "backlog": ACCEPT_BACKLOG, "server_header": False,
+            "log_level": "warning"}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -453,9 +644,19 @@ def run(args: argparse.Namespace) -> int:
     if args.max_upload_mb <= 0 or args.max_pixels <= 0:
         print("hypoderm serve: --max-upload-mb and --max-pixels must be positive", file=sys.stderr)
         return 2
+    positive = {"--max-decodes": args.max_decodes, "--header-timeout": args.header_timeout,
+                "--body-timeout": args.body_timeout, "--keep-alive-timeout": args.keep_alive_timeout,
+                "--limit-concurrency": args.limit_concurrency, "--max-connections": args.max_connections,
+                "--max-buffered-mb": args.max_buffered_mb}
+    bad = [name for name, value in positive.items() if not value > 0]
+    if bad:
+        print(f"hypoderm serve: {', '.join(bad)} must be positive", file=sys.stderr)
+        return 2
     try:
         app = create_app(args.model, web_assets=args.web_assets, max_upload_bytes=int(args.max_upload_mb * 2**20),
-                         max_pixels=args.max_pixels, threads=args.threads)
+                         max_pixels=args.max_pixels, threads=args.threads, max_decodes=args.max_decodes,
+                         body_timeout=args.body_timeout, limit_concurrency=args.limit_concurrency,
+                         max_buffered_bytes=max(int(args.max_buffered_mb * 2**20), int(args.max_upload_mb * 2**20)))
     except ModelLoadError as e:
         print(f"hypoderm serve: error: {e}", file=sys.stderr)
         return 2
@@ -467,5 +668,11 @@ def run(args: argparse.Namespace) -> int:
               f"(run scripts/install_web_assets.sh or set {WEB_ASSETS_ENV})", file=sys.stderr)
     print(f"hypoderm serve: {state.metadata.get('model_name')} on http://{args.host}:{args.port}/ "
           f"(API docs at /docs). A decision aid, not a diagnosis.", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    if not log.handlers:  # one plain line per rejected client on stderr
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    args.max_connections = _fit_open_file_limit(args.max_connections)
+    uvicorn.run(app, host=args.host, port=args.port, **uvicorn_options(args))
     return 0

@@ -6,18 +6,30 @@ Torch-free on purpose (the inference path imports it). Anything that cannot be l
 
 from __future__ import annotations
 
+import ctypes
 import io
+import logging
 import os
 import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from hypoderm.preprocess import MAX_ASPECT_RATIO
+
 # 64 megapixels: far above any phone photo (a 200 MP sensor is the exception), far below what
 # would exhaust memory once decoded (64e6 * 3 bytes = 192 MB of RGB).
 MAX_PIXELS: int = 64_000_000
+
+# Longest side / shortest side (preprocess.MAX_ASPECT_RATIO, 1:20): checked here from the header,
+# before any pixel is decoded, so a 117-byte 1 x 8000 PNG is refused instead of becoming a 5 GB resize.
+
+# `img.info[SOURCE_SIZE_KEY]`: the upright (width, height) of the photo as stored, which differs from
+# `img.size` when a JPEG was decoded at reduced scale (`min_size`).
+SOURCE_SIZE_KEY = "hypoderm_source_size"
 
 # Every mode we know how to turn into RGB; anything else is reported, not guessed.
 _ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
@@ -26,7 +38,7 @@ _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 
 class ImageLoadError(ValueError):
     """A file that is not a usable image. `str(e)` is the human reason, `.reason` a short code:
-    "empty", "not_image", "truncated", "corrupt", "too_large" or "unreadable"."""
+    "empty", "not_image", "truncated", "corrupt", "too_large", "bad_aspect_ratio" or "unreadable"."""
 
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
@@ -122,59 +134,154 @@ def _classify(e: BaseException, head: bytes, total: int) -> ImageLoadError:
     return ImageLoadError(f"corrupt image data ({message or type(e).__name__})", "corrupt")
 
 
-def _decode(fp: io.BytesIO, head: bytes, total: int, max_pixels: int) -> Image.Image:
-    with warnings.catch_warnings():
-        # Pillow warns about harmless oddities (e.g. a damaged EXIF block); they are not errors here.
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-        # Our own max_pixels check replaces Pillow's warning; its hard error is still caught.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            img = Image.open(fp)
-        except Image.DecompressionBombError as e:
-            raise ImageLoadError(f"too many pixels ({e})", "too_large") from e
-        except UnidentifiedImageError as e:
-            fmt = _looks_like_image(head)
-            if fmt:
-                raise ImageLoadError(f"corrupt image data (damaged {fmt} header)", "corrupt") from e
-            raise ImageLoadError(f"not an image file ({_sniff(head)})", "not_image") from e
-        except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as e:
-            raise _classify(e, head, total) from e
+def _silence_libtiff() -> None:
+    """Stop libtiff printing its warnings and errors ("TIFFFetchNormalTag: Incorrect count ...") on
+    stderr: it writes them from C, past Python's `warnings`, straight onto the user's terminal.
+    Pillow still sees the failure itself (the decoder returns an error), so nothing is lost. Needs
+    the libtiff copy that Pillow loaded, found in /proc/self/maps (Linux); elsewhere a no-op."""
+    try:
+        from PIL import _imaging  # noqa: F401 - loads Pillow's libtiff
 
-        width, height = img.size
-        if width * height > max_pixels:
-            raise ImageLoadError(f"too many pixels: {width * height} > limit {max_pixels}", "too_large")
-        if width < 1 or height < 1:
-            raise ImageLoadError(f"corrupt image data (size {width}x{height})", "corrupt")
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+            paths = {line.split()[-1] for line in f if "/libtiff" in line}
+    except OSError:
+        return
+    for path in sorted(paths):
         try:
-            # Decode everything now: Pillow is lazy, and truncation would otherwise surface later.
-            img.load()
-        except Image.DecompressionBombError as e:
-            raise ImageLoadError(f"too many pixels ({e})", "too_large") from e
-        except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as e:
-            raise _classify(e, head, total) from e
-        except MemoryError as e:
-            raise ImageLoadError("too many pixels: not enough memory to decode", "too_large") from e
+            lib = ctypes.CDLL(path)
+            for name in ("TIFFSetWarningHandler", "TIFFSetErrorHandler"):
+                fn = getattr(lib, name)
+                fn.restype = ctypes.c_void_p
+                fn.argtypes = [ctypes.c_void_p]
+                fn(None)
+        except (OSError, AttributeError):
+            continue
 
+
+_silence_libtiff()
+# Pillow logs some decode problems ("More samples per pixel than can be decoded") at WARNING; with no
+# handler configured, Python's last-resort handler prints them on stderr. The error itself still
+# reaches the caller as an ImageLoadError; an application that configures logging still sees them.
+logging.getLogger("PIL").addHandler(logging.NullHandler())
+# Pillow warns (Python `warnings`) about harmless oddities: a damaged EXIF block, a TIFF tag larger
+# than the file, and (DecompressionBombWarning) sizes our own max_pixels check already bounds. They are
+# not errors here and must not reach the user's terminal. Set once for the process, for warnings
+# raised inside PIL only: `warnings.catch_warnings()` per decode is not thread-safe, and the server
+# and `predict` decode in several threads.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"PIL\.")
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def _png_raw_size(width: int, height: int, bit_depth: int, colour_type: int, interlaced: bool) -> int:
+    """Bytes of filtered scanlines a complete PNG image inflates to (PNG spec 11.2.2, 8.2 Adam7)."""
+    bits = bit_depth * _PNG_CHANNELS.get(colour_type, 4)
+    passes = ([(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+              if interlaced else [(0, 0, 1, 1)])
+    total = 0
+    for x0, y0, dx, dy in passes:
+        w, h = (width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy
+        if w > 0 and h > 0:
+            total += h * (1 + (w * bits + 7) // 8)
+    return total
+
+
+def _png_data_short(data: bytes) -> bool:
+    """True when a PNG's IDAT stream inflates to fewer bytes than its header's size needs.
+
+    Pillow decodes such a file without error and leaves the missing rows black; a photo with its
+    bottom cut off must be reported as truncated instead. Inflates in 1 MiB steps (bounded memory)
+    and stops as soon as enough bytes have come out."""
+    if len(data) < 33 or data[12:16] != b"IHDR":
+        return False
+    width, height, bit_depth, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    need = _png_raw_size(width, height, bit_depth, colour_type, interlace == 1)
+    inflater, got, pos = zlib.decompressobj(), 0, 8
+    try:
+        while pos + 8 <= len(data) and got < need:
+            length, kind = struct.unpack(">I4s", data[pos: pos + 8])
+            if kind == b"IDAT":
+                chunk = data[pos + 8: pos + 8 + length]
+                while chunk and got < need:
+                    got += len(inflater.decompress(chunk, 1 << 20))
+                    chunk = inflater.unconsumed_tail
+            elif kind == b"IEND":
+                break
+            pos += 12 + length
+    except zlib.error:
+        return False  # damaged data: Pillow has already said so, or will
+    return got < need
+
+
+def _decode(fp: io.BytesIO, head: bytes, total: int, max_pixels: int, min_size: int | None = None) -> Image.Image:
+    try:
+        img = Image.open(fp)
+    except Image.DecompressionBombError as e:
+        raise ImageLoadError(f"too many pixels ({e})", "too_large") from e
+    except UnidentifiedImageError as e:
+        fmt = _looks_like_image(head)
+        if fmt:
+            raise ImageLoadError(f"corrupt image data (damaged {fmt} header)", "corrupt") from e
+        raise ImageLoadError(f"not an image file ({_sniff(head)})", "not_image") from e
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as e:
+        raise _classify(e, head, total) from e
+
+    width, height = img.size
+    if width * height > max_pixels:
+        raise ImageLoadError(f"too many pixels: {width * height} > limit {max_pixels}", "too_large")
+    if width < 1 or height < 1:
+        raise ImageLoadError(f"corrupt image data (size {width}x{height})", "corrupt")
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise ImageLoadError(f"extreme aspect ratio: {width}x{height} px is more than {MAX_ASPECT_RATIO:g} times "
+                             "longer than wide; crop the photo to the skin area", "bad_aspect_ratio")
+    if min_size and img.format == "JPEG":
+        # JPEG DCT scaling: decode at 1/2, 1/4 or 1/8 scale, the smallest that keeps the shorter
+        # side >= min_size. A 12 MP photo then decodes to 0.76 MP (min_size 512): 1/16 of the memory,
+        # no 12 MP resize afterwards, and ~35% less decode time (the entropy decoding is done in full).
+        img.draft(img.mode, (min_size, min_size))
+    try:
+        # Decode everything now: Pillow is lazy, and truncation would otherwise surface later.
+        img.load()
+    except Image.DecompressionBombError as e:
+        raise ImageLoadError(f"too many pixels ({e})", "too_large") from e
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as e:
+        raise _classify(e, head, total) from e
+    except MemoryError as e:
+        raise ImageLoadError("too many pixels: not enough memory to decode", "too_large") from e
+    if img.format == "PNG" and _png_data_short(fp.getbuffer()):
+        raise ImageLoadError("truncated image (the PNG's pixel data ends before its last row)", "truncated")
+
+    decoded_size = img.size
     try:
         img = ImageOps.exif_transpose(img) or img
     except Exception:  # noqa: BLE001 - a malformed EXIF block must not cost us an otherwise good photo
         pass
-    return _to_rgb(img)
+    rgb = _to_rgb(img)
+    turned = rgb.size != decoded_size  # EXIF orientation swapped width and height
+    source = (height, width) if turned else (width, height)
+    rgb.info[SOURCE_SIZE_KEY] = source
+    return rgb
 
 
-def load_rgb_bytes(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode an encoded image held in memory (e.g. an upload) to upright 8-bit RGB."""
+def load_rgb_bytes(data: bytes, max_pixels: int = MAX_PIXELS, min_size: int | None = None) -> Image.Image:
+    """Decode an encoded image held in memory (e.g. an upload) to upright 8-bit RGB.
+
+    `min_size`: the shorter side the caller needs (`hypoderm.preprocess.decode_min_size(spec)`). A JPEG
+    is then decoded at the smallest DCT scale (1/1, 1/2, 1/4, 1/8) whose shorter side is still >=
+    min_size; other formats, and every caller that passes None (training, the decoded cache), get
+    full resolution."""
     if not data:
         raise ImageLoadError("zero-byte file", "empty")
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         # Someone switched Pillow to silently pad truncated files; we cannot detect them then.
         warnings.warn("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True: truncated images will not be detected",
                       RuntimeWarning, stacklevel=2)
-    return _decode(io.BytesIO(data), bytes(data[:1024]), len(data), max_pixels)
+    return _decode(io.BytesIO(data), bytes(data[:1024]), len(data), max_pixels, min_size)
 
 
-def load_rgb(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Load an image file: fully decoded, EXIF orientation applied, 8-bit RGB."""
+def load_rgb(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS, min_size: int | None = None) -> Image.Image:
+    """Load an image file: fully decoded, EXIF orientation applied, 8-bit RGB (`min_size`: see load_rgb_bytes)."""
     p = Path(path)
     try:
         if p.is_dir():
@@ -186,4 +293,4 @@ def load_rgb(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> Imag
         raise ImageLoadError("permission denied", "unreadable") from e
     except OSError as e:
         raise ImageLoadError(f"cannot read file ({e.strerror or e})", "unreadable") from e
-    return load_rgb_bytes(data, max_pixels=max_pixels)
+    return load_rgb_bytes(data, max_pixels=max_pixels, min_size=min_size)

@@ -478,9 +478,13 @@ def train(cfg: TrainConfig, cache: DecodedCache | None = None, *, check_leaks: b
             last.update(state_dict_train=model.state_dict(), optimizer=optimizer.state_dict(),
                         scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
                         ema=ema.state_dict() if ema is not None else None, rng=rng_state(), early_stop=dict(early))
-            save_atomic(last, last_path)
+            # The row goes to disk before last.pt: a kill between the two then loses nothing (a resume
+            # drops rows of epochs after last.pt's and redoes them), where the other order lost the row.
             with log_path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            save_atomic(last, last_path)
             log(f"epoch {epoch:>3}/{cfg.epochs}  train/loss {tr['loss']:.4f}  val/loss {va['loss']:.4f}  "
                 f"val/accuracy {va['accuracy']:.3f}  val/macro_f1 {va['macro_f1']:.3f}  "
                 f"lr {row['lr']:.2e}  {row['train/images_per_s']:.1f} img/s  {row['time_s']:.1f}s"

@@ -1,0 +1,155 @@
+"""Full fuzz of `hypoderm serve`: N seeded hostile inputs (tests/helpers_fuzz.py) POSTed to a real
+server (subprocess, default limits) by a few concurrent clients. Counts every answer by status and
+error code, 5xx, transport errors, hangs (no answer within --timeout), server crashes (the process
+died, or a traceback in its log), and the server's peak RSS (VmHWM) and RSS at the end. Prints one
+JSON document and writes it to --out.
+
+    nice -n 10 .venv/bin/python benchmarks/robustness/fuzz_api.py --cases 10000 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks" / "app"))
+from common import free_port  # noqa: E402
+from helpers_fuzz import fuzz_cases  # noqa: E402
+
+from hypoderm.inference import bundled_model  # noqa: E402
+
+
+def proc_status_kb(pid: int, key: str) -> int:
+    """A `/proc/PID/status` field in kB (VmRSS, VmHWM), 0 when unavailable."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def start(model: Path, port: int, log: Path, extra: list[str]) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "hypoderm.cli", "serve", "--model", str(model), "--port", str(port), *extra]
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    proc.terminate()
+    raise RuntimeError(f"server did not start; log: {log.read_text()[-2000:]}")
+
+
+async def run(url: str, cases: int, seed: int, clients: int, timeout: float, proc: subprocess.Popen) -> dict:
+    counts: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
+    five_xx: list[str] = []
+    hangs: list[str] = []
+    transport: Counter[str] = Counter()
+    it = iter(enumerate(fuzz_cases(cases, seed=seed)))
+    health_failures = 0
+
+    async def worker(c: httpx.AsyncClient) -> None:
+        nonlocal health_failures
+        for i, case in it:
+            kinds[case.kind] += 1
+            try:
+                if case.body is not None:
+                    r = await c.post(url, content=case.body, headers={"Content-Type": case.content_type})
+                elif i % 3 == 0:
+                    r = await c.post(url, content=case.data, headers={"Content-Type": "application/octet-stream"})
+                else:
+                    r = await c.post(url, files={"image": ("photo.jpg", case.data, "image/jpeg")})
+            except httpx.TimeoutException:
+                hangs.append(f"{i} {case.kind}")
+                continue
+            except httpx.HTTPError as e:
+                transport[type(e).__name__] += 1
+                continue
+            try:
+                code = r.json().get("error", "ok") if r.status_code != 200 else "ok"
+                json_ok = r.headers.get("content-type", "").startswith("application/json")
+            except ValueError:
+                code, json_ok = "not_json", False
+            counts[f"{r.status_code} {code}" + ("" if json_ok else " (NOT JSON)")] += 1
+            if r.status_code >= 500:
+                five_xx.append(f"{i} {case.kind} {r.status_code} {r.text[:200]}")
+            if i % 500 == 0:
+                try:
+                    h = await c.get(url.replace("/predict", "/health"), timeout=10)
+                    health_failures += h.status_code != 200
+                except httpx.HTTPError:
+                    health_failures += 1
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as c:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(c) for _ in range(clients)))
+        elapsed = time.perf_counter() - t0
+    by_class = Counter()
+    for key, n in counts.items():
+        by_class[key.split()[0][0] + "xx" if not key.startswith("200") else "200"] += n
+    return {"cases": sum(kinds.values()), "elapsed_s": round(elapsed, 1), "answers_by_class": dict(by_class),
+            "answers": dict(sorted(counts.items(), key=lambda kv: -kv[1])), "five_xx": len(five_xx),
+            "five_xx_examples": five_xx[:10], "hangs": len(hangs), "hang_examples": hangs[:10],
+            "transport_errors": dict(transport), "health_failures": health_failures,
+            "server_alive": proc.poll() is None, "kinds": dict(sorted(kinds.items()))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", type=int, default=10_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--timeout", type=float, default=120, help="seconds without an answer that count as a hang")
+    ap.add_argument("--model", type=Path, default=None, help="model.onnx (default: the bundled model)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("results") / "fuzz_api.json")
+    ap.add_argument("serve_args", nargs="*", help="extra `hypoderm serve` options (after --)")
+    args = ap.parse_args()
+    model = args.model or bundled_model()
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "server.log"
+        port = free_port()
+        proc = start(model, port, log, args.serve_args)
+        try:
+            res = asyncio.run(run(f"http://127.0.0.1:{port}/api/v1/predict", args.cases, args.seed, args.clients,
+                                  args.timeout, proc))
+            res["server_peak_rss_mb"] = round(proc_status_kb(proc.pid, "VmHWM") / 1024, 1)
+            res["server_rss_end_mb"] = round(proc_status_kb(proc.pid, "VmRSS") / 1024, 1)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        text = log.read_text(errors="replace")
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    res["server_log_lines"] = len(lines)
+    res["server_tracebacks"] = text.count("Traceback")
+    res["server_log_sample"] = lines[:5]
+    res["crashes"] = int(not res["server_alive"]) + res["server_tracebacks"]
+    res.update({"seed": args.seed, "clients": args.clients, "model": str(model), "serve_args": args.serve_args,
+                "machine": f"{platform.machine()} {os.cpu_count()} CPUs, load average at end "
+                           f"{os.getloadavg()[0]:.1f}", "python": platform.python_version(),
+                "command": " ".join([Path(sys.executable).name, *sys.argv])})
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=2) + "\n")
+    print(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Full fuzz of `hypoderm predict`: N seeded hostile files (tests/helpers_fuzz.py) written to folders
+of --batch files, each folder given to one `hypoderm predict DIR --json` subprocess. Counts results
+by status and reason, exit codes, crashes (exit code other than 0/1, output that is not the JSON
+document, a result missing, an `internal_error`, or a traceback on stderr), stderr noise, hangs (a
+run over --timeout) and the peak RSS of the predict processes. Prints one JSON document and writes
+it to --out.
+
+    nice -n 10 .venv/bin/python benchmarks/robustness/fuzz_cli.py --cases 10000 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks" / "app"))
+from common import run_measured  # noqa: E402
+from helpers_fuzz import fuzz_cases  # noqa: E402
+
+from hypoderm.inference import bundled_model  # noqa: E402
+
+EXTENSIONS = ("jpg", "png", "gif", "tif", "webp", "bmp", "jpeg", "heic", "txt")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", type=int, default=10_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=500, help="files per `hypoderm predict` run")
+    ap.add_argument("--timeout", type=float, default=600, help="seconds for one run before it counts as a hang")
+    ap.add_argument("--model", type=Path, default=None, help="model.onnx (default: the bundled model)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("results") / "fuzz_cli.json")
+    args = ap.parse_args()
+    model = args.model or bundled_model()
+    statuses: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
+    exit_codes: Counter[int] = Counter()
+    crashes: list[str] = []
+    hangs: list[str] = []
+    stderr_lines: Counter[str] = Counter()
+    t0 = time.perf_counter()
+    cases = iter(fuzz_cases(args.cases, seed=args.seed, multipart=False))
+    done, run_index, peak_mb = 0, 0, 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        while done < args.cases:
+            folder = Path(tmp) / f"run{run_index:03d}"
+            folder.mkdir()
+            names: dict[str, str] = {}
+            for case in cases:
+                name = f"{done:05d}_{case.kind}.{EXTENSIONS[done % len(EXTENSIONS)]}"
+                (folder / name).write_bytes(case.data)
+                names[name] = case.kind
+                kinds[case.kind] += 1
+                done += 1
+                if len(names) == args.batch:
+                    break
+            cmd = [sys.executable, "-m", "hypoderm.cli", "predict", str(folder), "--model", str(model), "--json",
+                   "--threads", str(args.threads)]
+            try:
+                rc, stdout, stderr, _, rss = run_measured(cmd, timeout=args.timeout)
+            except subprocess.TimeoutExpired:
+                hangs.append(f"run {run_index} ({len(names)} files)")
+                run_index += 1
+                continue
+            peak_mb = max(peak_mb, rss)
+            exit_codes[rc] += 1
+            for line in stderr.splitlines():
+                if line.strip():
+                    stderr_lines[line.strip()[:120]] += 1
+            if "Traceback" in stderr:
+                crashes.append(f"run {run_index}: traceback: {stderr[-500:]}")
+            if rc not in (0, 1):
+                crashes.append(f"run {run_index}: exit code {rc}")
+            try:
+                results = json.loads(stdout)["results"]
+            except (ValueError, KeyError):
+                crashes.append(f"run {run_index}: stdout is not the JSON document: {stdout[:200]!r}")
+                results = []
+            if len(results) != len(names):
+                crashes.append(f"run {run_index}: {len(results)} results for {len(names)} files")
+            for r in results:
+                key = r["status"] if r["status"] != "error" else f"error {r['reason']}"
+                statuses[key] += 1
+                if r.get("reason") == "internal_error":
+                    crashes.append(f"run {run_index}: {Path(r['file']).name}: {r['error']}")
+            run_index += 1
+            shutil.rmtree(folder, ignore_errors=True)
+    elapsed = time.perf_counter() - t0
+    res = {"cases": done, "runs": run_index, "files_per_run": args.batch, "elapsed_s": round(elapsed, 1),
+           "results": dict(sorted(statuses.items(), key=lambda kv: -kv[1])), "exit_codes": dict(exit_codes),
+           "crashes": len(crashes), "crash_examples": crashes[:10], "hangs": len(hangs), "hang_examples": hangs,
+           "stderr_lines": sum(stderr_lines.values()), "stderr_examples": stderr_lines.most_common(10),
+           "peak_rss_mb": round(peak_mb, 1), "kinds": dict(sorted(kinds.items())), "seed": args.seed,
+           "model": str(model), "onnx_threads": args.threads,
+           "machine": f"{platform.machine()} {os.cpu_count()} CPUs, load average at end {os.getloadavg()[0]:.1f}",
+           "python": platform.python_version(), "command": " ".join([Path(sys.executable).name, *sys.argv])}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=2) + "\n")
+    print(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
