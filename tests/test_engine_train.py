@@ -152,3 +152,22 @@ def test_train_warns_when_the_model_is_broken(image_folder: Path, tmp_path: Path
     assert "WARNING: the fitted temperature 20 hit its bound" in out and "--force" in out
     counts = load_checkpoint(run / "best.pt")["metrics"]["val/predicted_counts"]
     assert len(counts) == 3 and sum(counts) > 0
+
+
+def test_close_up_recipes_calibrate_on_close_ups_too(image_folder: Path, tmp_path: Path) -> None:
+    crop = load_checkpoint(train(tiny(image_folder, tmp_path / "crop", recipe="crop-tone")) / "best.pt")
+    n_val = crop["data_summary"]["n_val"]
+    abstain = crop["metrics"]["val/abstain"]
+    assert abstain["fitted_on"] == "centre crops + close-ups"
+    assert crop["ood"]["n"] == n_val  # the max-logit floor stays on the centre crops
+    off = tiny(image_folder, tmp_path / "off", recipe="crop-tone", calibrate_closeups=False)
+    assert load_checkpoint(train(off) / "best.pt")["metrics"]["val/abstain"]["fitted_on"] == "centre crops"
+    standard = load_checkpoint(train(tiny(image_folder, tmp_path / "std", recipe="standard")) / "best.pt")
+    assert standard["metrics"]["val/abstain"]["fitted_on"] == "centre crops"
+
+
+def test_counterfactual_needs_known_classes(image_folder: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainError, match="unknown class"):
+        train(tiny(image_folder, tmp_path / "cf", counterfactual="normal_skin:vitiligo"))
+    run = train(tiny(image_folder, tmp_path / "cf2", counterfactual="a:b", counterfactual_p=0.5))
+    assert load_checkpoint(run / "best.pt")["config"]["counterfactual"] == "a:b"

@@ -66,6 +66,8 @@ class TrainConfig:
     stop_after_epoch: int | None = None  # debug: stop as if killed right after this epoch's last.pt
     cache_dir: str | None = None
     abstain_target: float = 0.95  # selective-prediction accuracy target on validation
+    # fit temperature and abstain threshold on the validation photos' close-ups too (recipes with "crop")
+    calibrate_closeups: bool = True
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -164,6 +166,9 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False) ->
     p.add_argument("--cache-dir", default=None, help="on-disk decoded image cache (default: memory only)")
     p.add_argument("--abstain-target", type=float, default=d.abstain_target,
                    help="validation accuracy the abstain threshold must reach on kept samples")
+    p.add_argument("--no-calibrate-closeups", dest="calibrate_closeups", action="store_false",
+                   help="fit temperature and abstain threshold on validation centre crops only (default with a "
+                   "close-up recipe: centre crops and close-ups of the validation photos)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 

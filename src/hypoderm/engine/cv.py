@@ -34,7 +34,7 @@ from hypoderm.preprocess import PreprocessSpec
 # the settings that define the experiment; a resumed cv must not change them
 _PROTOCOL_KEYS = ("data", "model", "folds", "seed", "size", "epochs", "batch_size", "lr", "weight_decay",
                   "warmup_epochs", "label_smoothing", "balance", "recipe", "counterfactual", "counterfactual_p", "ema", "ema_decay", "bn_momentum", "patience", "pretrained",
-                  "group_regex", "max_steps", "abstain_target")
+                  "group_regex", "max_steps", "abstain_target", "calibrate_closeups")
 TABLE_KEYS = ("accuracy", "macro_f1", "weighted_f1", "roc_auc_ovr", "ece_before", "ece_after")
 
 
