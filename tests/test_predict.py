@@ -79,7 +79,7 @@ def test_abstain_threshold_gives_uncertain_verdict(onnx_path: Path, tmp_path: Pa
     import shutil
 
     img = tmp_path / "skin.png"
-    skin_image(0, np.random.default_rng(3), 80).save(img)
+    skin_image(1, np.random.default_rng(3), 80).save(img)  # a plain skin-toned square is a wall to the not-skin gate
     for threshold, expected in ((0.0, "ok"), (0.999999, "uncertain")):
         model = tmp_path / f"m{expected}" / "model.onnx"
         model.parent.mkdir()
@@ -114,7 +114,7 @@ def test_cam_with_onnx_needs_the_checkpoint(onnx_path: Path, ckpt_path: Path, tm
     import shutil
 
     img = tmp_path / "skin.png"
-    skin_image(0, np.random.default_rng(5), 80).save(img)
+    skin_image(1, np.random.default_rng(5), 80).save(img)  # a plain skin-toned square is a wall to the not-skin gate
     rc, doc = _run_json([str(img), "--model", str(onnx_path), "--cam", str(tmp_path / "c1")], capsys)
     assert rc == 0 and doc["results"][0]["cam"] is None and "needs the PyTorch checkpoint" in doc["notes"][0]
     model = tmp_path / "withckpt" / "model.onnx"

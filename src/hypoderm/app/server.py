@@ -36,6 +36,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from hypoderm import __version__
 from hypoderm.inference import bundled_model
+from hypoderm.ood import with_gate
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # In a source checkout, `npm ci` puts onnxruntime-web here; a pip-installed user points
@@ -335,7 +336,7 @@ def _model_info(state: ServerState) -> dict[str, Any]:
         "output": meta.get("output"),
         "temperature": meta.get("temperature", 1.0),
         "abstain_threshold": meta.get("abstain_threshold"),
-        "ood": meta.get("ood"),
+        "ood": with_gate(meta.get("ood")),  # completed, so the browser runs the same gate as predict
         "metrics": meta.get("metrics", {}),
         "training_data": meta.get("training_data"),
         "disclaimer": meta.get("disclaimer", "Decision aid, not a medical device."),

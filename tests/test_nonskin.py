@@ -1,0 +1,81 @@
+"""The not-skin gate on a synthetic non-skin suite (tests/nonskin.py, TEST ranges and seeds, which
+the gate was not fitted on) and on the real photos: rejection and keep rates are the assertions."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import nonskin
+import numpy as np
+import pytest
+
+from hypoderm.ood import ood_check
+from hypoderm.preprocess import PreprocessSpec, center_crop_array, resized_uint8
+
+SPEC = PreprocessSpec()  # the bundled model's 224 px crop
+PER_FAMILY = 65  # 8 families x 65 = 520 pictures
+LOGITS = np.array([3.0, -1.0])  # the max-logit floor is not what is tested here
+FIT_FIRST_SEED = 100_000  # benchmarks/nonskin/fit_gate.py's NEG_SEED: the fit used seeds from here up
+
+
+def _crop(img) -> np.ndarray:
+    return center_crop_array(resized_uint8(img, SPEC), SPEC.size)
+
+
+@pytest.fixture(scope="module")
+def suite() -> list[tuple[str, np.ndarray]]:
+    return [(fam, _crop(img)) for fam, img in nonskin.suite(PER_FAMILY, 0, nonskin.TEST)]
+
+
+def test_suite_is_large_seeded_and_apart_from_the_fitting_pictures(suite: list[tuple[str, np.ndarray]]) -> None:
+    assert len(suite) >= 500
+    assert Counter(f for f, _ in suite) == {f: PER_FAMILY for f in nonskin.FAMILIES}
+    assert PER_FAMILY < FIT_FIRST_SEED and nonskin.TEST != nonskin.FIT  # other seeds, other ranges
+    again = np.asarray(nonskin.picture("wood", 3, nonskin.TEST))
+    assert np.array_equal(again, np.asarray(nonskin.picture("wood", 3, nonskin.TEST)))
+    assert not np.array_equal(again, np.asarray(nonskin.picture("wood", 4, nonskin.TEST)))
+    with pytest.raises(ValueError, match="unknown family 'marble'"):
+        nonskin.picture("marble", 0)
+
+
+def test_many_suite_pictures_are_skin_coloured(suite: list[tuple[str, np.ndarray]]) -> None:
+    """The suite is hard for a colour rule: most pictures would pass the old 5% skin-pixel floor."""
+    passed_colour_floor = np.mean([ood_check(c, LOGITS, {"gate": None})["is_skin"] for _, c in suite])
+    assert passed_colour_floor >= 0.6, passed_colour_floor
+
+
+def test_gate_rejects_at_least_95_percent_of_the_nonskin_suite(suite: list[tuple[str, np.ndarray]]) -> None:
+    rejected: dict[str, list[bool]] = {f: [] for f in nonskin.FAMILIES}
+    for fam, crop in suite:
+        rejected[fam].append(not ood_check(crop, LOGITS, None)["is_skin"])
+    per_family = {f: float(np.mean(v)) for f, v in rejected.items()}
+    overall = float(np.mean([x for v in rejected.values() for x in v]))
+    rates = ", ".join(f"{f} {r:.3f}" for f, r in per_family.items())
+    print(f"rejected {overall:.3f} of {len(suite)}; per family {rates}")
+    assert overall >= 0.95, per_family
+    assert min(per_family.values()) >= 0.8, per_family  # no family is let through wholesale
+
+
+@pytest.mark.realdata
+def test_gate_keeps_at_least_98_percent_of_real_photos_and_their_closeups(real_data_dir: Path) -> None:
+    """Whole photos (the model's centre crop) and close-ups framed on skin (20-60% of the shorter
+    side, random positions with a seed the gate was not fitted with, mostly skin by Kovac's rule)."""
+    from hypoderm.data.io import load_rgb
+
+    files = sorted(p for p in real_data_dir.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    assert len(files) >= 300
+    rng = np.random.default_rng(31337)
+    whole, close, dark, light = [], [], [], []
+    for f in files:
+        img = load_rgb(f)
+        crop = _crop(img)
+        whole.append(ood_check(crop, LOGITS, None)["is_skin"])
+        for c in nonskin.closeups(img, rng, 2):
+            cc = _crop(c)
+            if nonskin.kovac_fraction(cc) >= 0.5:
+                close.append(ood_check(cc, LOGITS, None)["is_skin"])
+    kept_whole, kept_close = float(np.mean(whole)), float(np.mean(close))
+    print(f"kept {kept_whole:.3f} of {len(whole)} photos, {kept_close:.3f} of {len(close)} close-ups")
+    assert kept_whole >= 0.98 and kept_close >= 0.98
+    del dark, light
