@@ -112,6 +112,9 @@ def _gate_crops() -> dict[str, np.ndarray]:
     crops["noise_100x70"] = rng.integers(0, 256, (70, 100, 3)).astype(np.uint8)
     crops["flat_grey"] = np.full((64, 64, 3), 128, np.uint8)
     crops["flat_skin"] = np.broadcast_to(np.array([224, 172, 140], np.uint8), (48, 80, 3)).copy()
+    small = PreprocessSpec.for_size(64)  # a model with 64 px input: the gate resizes its crop to 224 first
+    crops["vitiligo_like_64"] = center_crop_array(resized_uint8(skin_image(1, rng, 80), small), small.size)
+    crops["wood_64"] = center_crop_array(resized_uint8(nonskin.picture("wood", 77), small), small.size)
     return crops
 
 
@@ -187,6 +190,7 @@ def test_gate_rejects_skin_coloured_textures_the_colour_rule_accepts() -> None:
 
 @pytest.mark.parametrize("bad, match", [
     ({"format": "x"}, "format"),
+    ({"size": 8}, "size must be an integer >= 32"),
     ({"features": ["skin_fraction"]}, "features must list 17"),
     ({"mean": [0.0] * 3}, "mean must be a list of 17 finite numbers"),
     ({"quadratic": [float("nan")] * 153}, "quadratic must be a list of 153"),

@@ -79,12 +79,14 @@ def test_abstain_threshold_gives_uncertain_verdict(onnx_path: Path, tmp_path: Pa
     import shutil
 
     img = tmp_path / "skin.png"
-    skin_image(1, np.random.default_rng(3), 80).save(img)  # a plain skin-toned square is a wall to the not-skin gate
+    skin_image(0, np.random.default_rng(3), 80).save(img)
     for threshold, expected in ((0.0, "ok"), (0.999999, "uncertain")):
         model = tmp_path / f"m{expected}" / "model.onnx"
         model.parent.mkdir()
         shutil.copy(onnx_path, model)
         md = json.loads(onnx_path.with_suffix(".json").read_text())
+        # the gate off: a plain skin-toned square is a wall to it, and this test is about the abstain rule
+        md["ood"] = {**md["ood"], "gate": None}
         model.with_suffix(".json").write_text(json.dumps({**md, "abstain_threshold": threshold}))
         rc, doc = _run_json([str(img), "--model", str(model), "--top-k", "1"], capsys)
         r = doc["results"][0]

@@ -90,7 +90,7 @@ def expand(z: np.ndarray) -> np.ndarray:
     return np.hstack([z, (z[:, :, None] * z[:, None, :])[:, iu[0], iu[1]]])
 
 
-def fit(pos: np.ndarray, neg: np.ndarray, c: float, reject_real: float) -> dict:
+def fit(pos: np.ndarray, neg: np.ndarray, c: float, reject_real: float, size: int = 224) -> dict:
     from sklearn.linear_model import LogisticRegression
 
     x = transform(np.vstack([pos, neg]))
@@ -99,7 +99,7 @@ def fit(pos: np.ndarray, neg: np.ndarray, c: float, reject_real: float) -> dict:
     y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
     clf = LogisticRegression(C=c, max_iter=20_000, class_weight="balanced").fit(expand((x - mean) / scale), y)
     nf = len(FEATURE_NAMES)
-    gate = {"format": GATE_FORMAT, "features": list(FEATURE_NAMES), "sqrt_features": list(SQRT_FEATURES),
+    gate = {"format": GATE_FORMAT, "size": size, "features": list(FEATURE_NAMES), "sqrt_features": list(SQRT_FEATURES),
             "mean": mean.tolist(), "scale": scale.tolist(), "linear": clf.coef_[0][:nf].tolist(),
             "quadratic": clf.coef_[0][nf:].tolist(), "bias": float(clf.intercept_[0]), "threshold": 0.0}
     gate["threshold"] = float(np.quantile(scores(pos, gate), reject_real))
@@ -118,8 +118,8 @@ def accepted(rows: np.ndarray, gate: dict, skin_fraction_min: float = 0.05) -> n
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "hypopigmented")
-    ap.add_argument("--closeups", type=int, default=8, help="close-ups drawn per photo for fitting")
-    ap.add_argument("--per-family", type=int, default=100, help="synthetic fitting pictures per family")
+    ap.add_argument("--closeups", type=int, default=16, help="close-ups drawn per photo for fitting")
+    ap.add_argument("--per-family", type=int, default=200, help="synthetic fitting pictures per family")
     ap.add_argument("--test-per-family", type=int, default=65, help="held-out TEST pictures per family")
     ap.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the logistic regression")
     ap.add_argument("--reject-real", type=float, default=0.004, help="share of fitting positives below the threshold")
@@ -152,7 +152,7 @@ def main() -> int:
           "synthetic_fit_rejected": float(np.mean(oof["neg"]))}
     print("5-fold out-of-fold:", json.dumps(cv), flush=True)
 
-    gate = fit(pos, neg, args.C, args.reject_real)
+    gate = fit(pos, neg, args.C, args.reject_real, spec.size)
     gate["fitted_on"] = {"photos": len(real["whole"]), "closeups": len(real["close"]), "synthetic": len(neg),
                          "C": args.C, "reject_real": args.reject_real, "script": "benchmarks/nonskin/fit_gate.py"}
     args.out.write_text(json.dumps(gate, indent=1) + "\n", encoding="utf-8")
@@ -161,7 +161,7 @@ def main() -> int:
         md["ood"] = {"skin_fraction_min": 0.05, **(md.get("ood") or {}), "gate": gate}
         args.model_json.write_text(json.dumps(md, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
-    fresh = real_rows(args.data, 2, EVAL_SEED, spec)
+    fresh = real_rows(args.data, 4, EVAL_SEED, spec)
     test, tfam = synthetic_rows(args.test_per_family, 0, nonskin.TEST, spec)
     rej = ~accepted(test, gate)
     results = {

@@ -316,7 +316,9 @@ export function oodCheck(crop, size, logits, ood) {
   const maxLogit = Math.max(...Array.from(logits));
   let frac, score = null, gateOk = true;
   if (th.gate) {
-    const f = gateFeatures(crop, size, size);
+    // the gate's statistics are defined at gate.size pixels: another crop is resized like Pillow does
+    const gs = Number(th.gate.size);
+    const f = gateFeatures(size === gs ? crop : resizeBilinear(crop, size, size, gs, gs), gs, gs);
     frac = f.skin_fraction;
     score = gateScore(f, th.gate);
     gateOk = score >= Number(th.gate.threshold);
