@@ -270,3 +270,20 @@ def test_js_gate_matches_python_bit_for_bit(tmp_path: Path) -> None:
             assert abs(got[name]["check"]["gate_score"] - py["gate_score"]) <= 1e-9
             verdicts.add(py["is_skin"])
     assert verdicts == {True, False}  # both verdicts were exercised
+
+
+def test_export_writes_the_gate_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    """The exporter completes the `ood` block with the default gate (keeping fitted floors, and an
+    explicit `gate: null`) and refuses malformed gate parameters with a named field."""
+    import json
+
+    from test_app_api import build_model_dir
+
+    build_model_dir(tmp_path / "a", extra={"ood": {"max_logit_min": 0.25, "n": 62}})
+    ood = json.loads((tmp_path / "a" / "model.json").read_text())["ood"]
+    assert ood["gate"] == DEFAULT_GATE and ood["max_logit_min"] == 0.25 and ood["n"] == 62
+    assert ood["skin_fraction_min"] == DEFAULT_SKIN_FRACTION_MIN
+    build_model_dir(tmp_path / "b", extra={"ood": {"gate": None}})
+    assert json.loads((tmp_path / "b" / "model.json").read_text())["ood"]["gate"] is None
+    with pytest.raises(GateParameterError, match="ood.gate.bias"):
+        build_model_dir(tmp_path / "c", extra={"ood": {"gate": {**DEFAULT_GATE, "bias": float("inf")}}})

@@ -163,19 +163,36 @@ def gate_features(rgb: np.ndarray) -> dict[str, float]:
     h, w = nby * BLOCK, nbx * BLOCK
     a = rgb[:h, :w].astype(np.float64)
     r, g, b = a[..., 0], a[..., 1], a[..., 2]
-    y = 0.299 * r + 0.587 * g + 0.114 * b
+    # the 18 per-pixel terms, written in place (same operations, in the same order, as the docstring's
+    # products evaluated left to right; shared left factors such as s*Y are computed once)
+    p = np.empty((18, h, w))
+    s_, u, v, m, scr, scb, scr2, scb2, sy, sy2, y, y2, sycr, sycb, gxx, gyy, gxy, hh = p
+    np.add(np.add(0.299 * r, 0.587 * g), 0.114 * b, out=y)
     cr = 128.0 + 0.713 * (r - y)
     cb = 128.0 + 0.564 * (b - y)
-    s = ((cr >= CR_RANGE[0]) & (cr <= CR_RANGE[1]) & (cb >= CB_RANGE[0]) & (cb <= CB_RANGE[1])).astype(np.float64)
-    u, v = cb - 128.0, cr - 128.0
-    m = np.sqrt(u * u + v * v)
+    s_[...] = (cr >= CR_RANGE[0]) & (cr <= CR_RANGE[1]) & (cb >= CB_RANGE[0]) & (cb <= CB_RANGE[1])
+    np.subtract(cb, 128.0, out=u)
+    np.subtract(cr, 128.0, out=v)
+    np.sqrt(np.add(u * u, v * v), out=m)
+    np.multiply(s_, cr, out=scr)
+    np.multiply(s_, cb, out=scb)
+    np.multiply(scr, cr, out=scr2)
+    np.multiply(scb, cb, out=scb2)
+    np.multiply(s_, y, out=sy)
+    np.multiply(sy, y, out=sy2)
+    np.multiply(y, y, out=y2)
+    np.multiply(sy, cr, out=sycr)
+    np.multiply(sy, cb, out=sycb)
     gx, gy, hx, hy = (np.zeros_like(y) for _ in range(4))
-    gx[:, :-1] = y[:, 1:] - y[:, :-1]
-    gy[:-1, :] = y[1:, :] - y[:-1, :]
-    hx[:, :-2] = y[:, 2:] - y[:, :-2]
-    hy[:-2, :] = y[2:, :] - y[:-2, :]
-    planes = np.stack([s, u, v, m, s * cr, s * cb, s * cr * cr, s * cb * cb, s * y, s * y * y, y, y * y,
-                       s * y * cr, s * y * cb, gx * gx, gy * gy, gx * gy, hx * hx + hy * hy])
+    np.subtract(y[:, 1:], y[:, :-1], out=gx[:, :-1])
+    np.subtract(y[1:, :], y[:-1, :], out=gy[:-1, :])
+    np.subtract(y[:, 2:], y[:, :-2], out=hx[:, :-2])
+    np.subtract(y[2:, :], y[:-2, :], out=hy[:-2, :])
+    np.multiply(gx, gx, out=gxx)
+    np.multiply(gy, gy, out=gyy)
+    np.multiply(gx, gy, out=gxy)
+    np.add(hx * hx, hy * hy, out=hh)
+    planes = p
     bs = _block_sums(planes, nby, nbx)  # (planes, blocks)
     t = [float(x) for x in _seqsum(bs)]
     (t_s, t_u, t_v, t_m, t_cr, t_cb, t_cr2, t_cb2, t_y_s, t_y2_s, t_y, t_y2, t_ycr, t_ycb,
