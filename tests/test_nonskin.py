@@ -9,6 +9,7 @@ from pathlib import Path
 import nonskin
 import numpy as np
 import pytest
+from PIL import Image
 
 from hypoderm.ood import ood_check
 from hypoderm.preprocess import PreprocessSpec, center_crop_array, resized_uint8
@@ -90,3 +91,21 @@ def test_gate_keeps_at_least_98_percent_of_real_photos_and_their_closeups(real_d
     print(f"{len(whole)} photos, {len(close)} close-ups; kept:", {k: round(float(v), 3) for k, v in rates.items()})
     assert rates["photos"] >= 0.98 and rates["closeups"] >= 0.98 and rates["vitiligo"] >= 0.98, rates
     assert rates["darkest_tenth"] >= 0.95 and rates["lightest_tenth"] >= 0.95, rates
+
+
+def test_the_issues_examples_are_refused() -> None:
+    """Issue 11's three: a rainbow gradient, a wood texture and a beige wall all passed the old
+    skin-pixel floor; the gate refuses them."""
+    rng = np.random.default_rng(11)
+    h = w = 300
+    hue = np.broadcast_to(np.linspace(0, 255, w)[None, :], (h, w))
+    rainbow = Image.fromarray(np.stack([hue, np.full((h, w), 120.0), np.full((h, w), 200.0)], -1).astype(np.uint8),
+                              "HSV").convert("RGB")
+    wall = np.array([222, 196, 160]) * (1 + 0.04 * np.linspace(-1, 1, w))[None, :, None] + rng.normal(0, 2, (h, w, 3))
+    pictures = {"rainbow": rainbow, "wood": nonskin.picture("wood", 11),
+                "beige wall": Image.fromarray(np.clip(wall, 0, 255).astype(np.uint8))}
+    for name, img in pictures.items():
+        crop = _crop(img)
+        old = ood_check(crop, LOGITS, {"gate": None})
+        assert old["is_skin"] and old["skin_fraction"] >= 0.05, name  # what the issue saw
+        assert ood_check(crop, LOGITS, None)["is_skin"] is False, name
