@@ -176,6 +176,47 @@ def test_in_browser_inference_parity_language_and_history(browser: object, live:
         ctx.close()
 
 
+def test_browser_gate_matches_python_and_rejects_non_skin(browser: object, live: LiveServer, model_dir: Path,
+                                                           tmp_path: Path) -> None:
+    """The page's not-skin gate (static/js/preprocess.js) gives Python's scores (within 1e-9) and
+    verdicts on skin and non-skin crops, and a wood picture is refused in the UI."""
+    import nonskin
+    from hypoderm.inference import OnnxPredictor, prepare
+    from hypoderm.ood import ood_check
+    from hypoderm.preprocess import PreprocessSpec
+
+    predictor = OnnxPredictor(model_dir / "model.onnx")
+    spec = PreprocessSpec.from_dict(predictor.metadata["input"])
+    images = {f"skin_{i}": Image.open(skin_photo(tmp_path / f"s{i}.png", 224 + 32 * i, seed=i)) for i in range(3)}
+    images |= {f"{fam}": nonskin.picture(fam, 4242) for fam in nonskin.FAMILIES}
+    crops = {name: prepare(img.convert("RGB"), spec)[0] for name, img in images.items()}
+    logits = [0.7, -0.2, 0.1]
+    ctx, page, _, _ = open_page(browser, live.url)
+    try:
+        got = page.evaluate(
+            "async ({crops, logits, size}) => { const m = await import('/static/js/preprocess.js');"
+            " const ood = (await (await fetch('/api/v1/model')).json()).ood; const out = {};"
+            " for (const [k, v] of Object.entries(crops))"
+            "   out[k] = m.oodCheck(new Uint8ClampedArray(v), size, logits, ood);"
+            " return out; }",
+            {"crops": {k: c.ravel().tolist() for k, c in crops.items()}, "logits": logits, "size": spec.size})
+        verdicts = set()
+        for name, crop in crops.items():
+            want = ood_check(crop, np.array(logits), predictor.metadata.get("ood"))
+            assert abs(got[name]["gate_score"] - want["gate_score"]) <= 1e-9, (name, got[name], want)
+            assert got[name]["skin_fraction"] == want["skin_fraction"] and got[name]["is_skin"] == want["is_skin"], name
+            verdicts.add(want["is_skin"])
+        assert verdicts == {True, False}
+        wood = tmp_path / "wood.png"
+        nonskin.picture("wood", 4243).save(wood)
+        assert server_result(model_dir, wood)["status"] == "not_skin"
+        res = analyse(page, wood)
+        assert res["inference"] == "browser" and res["status"] == "not_skin"
+        assert "does not look like a skin photo" in page.inner_text("#verdict")
+    finally:
+        ctx.close()
+
+
 def test_browser_follows_chinese_locale_and_server_mode(browser: object, live: LiveServer, tmp_path: Path) -> None:
     ctx, page, requests, _ = open_page(browser, live.url, locale="zh-CN")
     try:

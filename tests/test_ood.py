@@ -1,16 +1,32 @@
-"""The torch-free OOD check: skin-colour rule on drawn non-skin pictures vs synthetic skin, and
-the max-logit threshold fit."""
+"""The torch-free OOD check: skin-colour rule on drawn non-skin pictures vs synthetic skin, the
+not-skin gate (definitions, parameters, the browser port) and the max-logit threshold fit."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from helpers_export import non_skin_pictures, skin_image
-from hypoderm.ood import DEFAULT_SKIN_FRACTION_MIN, fit_ood_thresholds, ood_check, skin_fraction, skin_mask
+from hypoderm.ood import (
+    DEFAULT_GATE,
+    DEFAULT_SKIN_FRACTION_MIN,
+    FEATURE_NAMES,
+    GateParameterError,
+    fit_ood_thresholds,
+    gate_features,
+    gate_score,
+    ood_check,
+    skin_fraction,
+    skin_mask,
+    validate_gate,
+    with_gate,
+)
 from hypoderm.preprocess import PreprocessSpec, center_crop_array, resized_uint8
 
 
@@ -47,7 +63,7 @@ def test_drawn_non_skin_pictures_fail_the_rule(name: str) -> None:
 
 def test_max_logit_floor_rejects_even_skin_coloured_input() -> None:
     crop = _crop(skin_image(0, np.random.default_rng(0), 80))
-    th = {"skin_fraction_min": 0.05, "max_logit_min": 2.0}
+    th = {"skin_fraction_min": 0.05, "max_logit_min": 2.0, "gate": None}  # the floor alone
     assert ood_check(crop, np.array([3.0, 0.0]), th)["is_skin"] is True
     low = ood_check(crop, np.array([1.0, 0.5]), th)
     assert low["is_skin"] is False and low["max_logit"] == 1.0
@@ -80,3 +96,194 @@ def test_real_photos_pass_the_skin_rule(real_data_dir: Path) -> None:
     spec = PreprocessSpec()
     fracs = np.array([skin_fraction(center_crop_array(resized_uint8(load_rgb(f), spec), spec.size)) for f in files])
     assert (fracs >= DEFAULT_SKIN_FRACTION_MIN).mean() >= 0.99
+
+
+# ---- the not-skin gate ------------------------------------------------------------------------
+
+def _gate_crops() -> dict[str, np.ndarray]:
+    """Skin-like and non-skin crops of several sizes (including ones that are not whole blocks)."""
+    import nonskin
+
+    rng = np.random.default_rng(0)
+    spec = PreprocessSpec()
+    crops = {f"{fam}_{i}": center_crop_array(resized_uint8(nonskin.picture(fam, 900 + i), spec), spec.size)
+             for fam in nonskin.FAMILIES for i in range(2)}
+    crops["vitiligo_like"] = center_crop_array(resized_uint8(skin_image(1, rng, 224), spec), spec.size)
+    crops["noise_100x70"] = rng.integers(0, 256, (70, 100, 3)).astype(np.uint8)
+    crops["flat_grey"] = np.full((64, 64, 3), 128, np.uint8)
+    crops["flat_skin"] = np.broadcast_to(np.array([224, 172, 140], np.uint8), (48, 80, 3)).copy()
+    small = PreprocessSpec.for_size(64)  # a model with 64 px input: the gate resizes its crop to 224 first
+    crops["vitiligo_like_64"] = center_crop_array(resized_uint8(skin_image(1, rng, 80), small), small.size)
+    crops["wood_64"] = center_crop_array(resized_uint8(nonskin.picture("wood", 77), small), small.size)
+    return crops
+
+
+def test_gate_features_follow_the_documented_definitions() -> None:
+    flat = gate_features(np.full((64, 64, 3), (224, 172, 140), np.uint8))
+    assert flat["skin_fraction"] == 1.0 and flat["skin_blocks"] == 1.0
+    assert flat["grad_rms"] == 0.0 and flat["smooth_ratio"] == 1.0 and flat["orient_global"] == 0.0
+    assert flat["texture_cv"] == 0.0 and flat["luma_sd"] == 0.0
+    assert flat["skin_chroma_sd"] == pytest.approx(0.0, abs=1e-4)  # E[x^2] - E[x]^2 of x ~ 150: rounding only
+    assert flat["hue_coherence"] == pytest.approx(1.0, abs=1e-12)
+    y = 0.299 * 224 + 0.587 * 172 + 0.114 * 140
+    assert flat["skin_cr"] == pytest.approx(128 + 0.713 * (224 - y))
+    assert flat["skin_cb"] == pytest.approx(128 + 0.564 * (140 - y))
+    # vertical stripes: all gradient energy along x, perfectly coherent; period 2 -> step-2 differences vanish
+    stripes = np.zeros((64, 64, 3), np.uint8)
+    stripes[:, ::2] = 200
+    f = gate_features(stripes)
+    assert f["orient_global"] == pytest.approx(1.0) and f["orient_block"] == pytest.approx(1.0)
+    assert f["smooth_ratio"] == 0.0 and f["skin_fraction"] == 0.0
+    # a rainbow spreads chroma over all hues: low coherence, unlike a skin-toned gradient
+    import nonskin
+
+    hsv = np.stack(np.broadcast_arrays(np.arange(256, dtype=np.uint8)[None, :].repeat(64, 0), np.uint8(255),
+                                       np.uint8(255)), -1)
+    hues = np.asarray(Image.fromarray(hsv, "HSV").convert("RGB"))
+    assert gate_features(hues)["hue_coherence"] < 0.3
+    tone = gate_features(np.asarray(nonskin.gradients(np.random.default_rng(1), 64, 64, 1.0)
+                                    .clip(0, 255).astype(np.uint8)))  # any gradient family member
+    assert 0.0 <= tone["hue_coherence"] <= 1.0
+    # only whole 16 px blocks count, at least 2 x 2 of them
+    assert gate_features(np.zeros((47, 50, 3), np.uint8)) == gate_features(np.zeros((32, 48, 3), np.uint8))
+    with pytest.raises(ValueError, match="too small for the not-skin gate"):
+        gate_features(np.zeros((31, 64, 3), np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        gate_features(np.zeros((64, 64, 3), np.float32))
+
+
+def test_sums_are_sequential_like_a_javascript_loop() -> None:
+    from hypoderm.ood import _seqsum
+
+    values = np.random.default_rng(0).normal(0, 1e6, 5000) ** 3
+    loop = 0.0
+    for v in values:
+        loop += float(v)
+    assert float(_seqsum(values)) == loop  # bit for bit, where np.sum (pairwise) usually differs
+
+
+def test_gate_score_is_bias_plus_linear_plus_pairwise_terms() -> None:
+    n = len(FEATURE_NAMES)
+    gate = {**DEFAULT_GATE, "sqrt_features": ["grad_rms"], "mean": [1.0] * n, "scale": [2.0] * n,
+            "linear": [0.0] * n, "quadratic": [0.0] * (n * (n + 1) // 2), "bias": 0.5}
+    gate["linear"][FEATURE_NAMES.index("skin_fraction")] = 3.0
+    gate["quadratic"][0] = 4.0  # (skin_fraction, skin_fraction)
+    i = FEATURE_NAMES.index("grad_rms")
+    gate["quadratic"][sum(n - k for k in range(i))] = 1.0  # (grad_rms, grad_rms)
+    feats = dict.fromkeys(FEATURE_NAMES, 1.0) | {"skin_fraction": 0.2, "grad_rms": 25.0}
+    z_sf, z_g = (0.2 - 1.0) / 2.0, (5.0 - 1.0) / 2.0
+    assert gate_score(feats, validate_gate(gate)) == pytest.approx(0.5 + 3.0 * z_sf + 4.0 * z_sf ** 2 + z_g ** 2)
+
+
+def test_gate_rejects_skin_coloured_textures_the_colour_rule_accepts() -> None:
+    import nonskin
+
+    spec = PreprocessSpec()
+    for fam in ("wood", "sand", "walls", "plastics"):
+        crop = center_crop_array(resized_uint8(nonskin.picture(fam, 5), spec), spec.size)
+        old = ood_check(crop, np.array([5.0, -1.0]), {"gate": None})
+        new = ood_check(crop, np.array([5.0, -1.0]), None)
+        assert old["skin_fraction"] == new["skin_fraction"] and old["gate_score"] is None
+        if old["is_skin"]:  # the old rule let it through; the gate must not
+            assert new["is_skin"] is False and new["gate_score"] < DEFAULT_GATE["threshold"], fam
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"format": "x"}, "format"),
+    ({"size": 8}, "size must be an integer >= 32"),
+    ({"features": ["skin_fraction"]}, "features must list 17"),
+    ({"mean": [0.0] * 3}, "mean must be a list of 17 finite numbers"),
+    ({"quadratic": [float("nan")] * 153}, "quadratic must be a list of 153"),
+    ({"scale": [0.0] * 17}, "scale must be > 0"),
+    ({"threshold": "high"}, "threshold must be a finite number"),
+    ({"sqrt_features": ["colour"]}, "sqrt_features"),
+])
+def test_bad_gate_parameters_are_named(bad: dict, match: str) -> None:
+    with pytest.raises(GateParameterError, match=match):
+        validate_gate({**DEFAULT_GATE, **bad})
+    from hypoderm.inference import ModelLoadError, validate_metadata
+
+    md = {"format": "hypoderm-onnx/1", "class_names": ["a", "b"], "input": PreprocessSpec.for_size(64).to_dict(),
+          "temperature": 1.0, "abstain_threshold": 0.5, "ood": {"gate": {**DEFAULT_GATE, **bad}}}
+    with pytest.raises(ModelLoadError, match="bad ood block"):
+        validate_metadata(md)
+
+
+def test_models_exported_before_the_gate_get_the_default_gate() -> None:
+    old = {"skin_fraction_min": 0.05, "max_logit_min": -1e9}
+    assert with_gate(old)["gate"] is DEFAULT_GATE and with_gate(None)["gate"] is DEFAULT_GATE
+    assert with_gate({**old, "gate": None})["gate"] is None  # explicitly off stays off
+    crop = center_crop_array(resized_uint8(skin_image(1, np.random.default_rng(2), 224), PreprocessSpec()), 224)
+    out = ood_check(crop, np.array([1.0, 0.0]), old)
+    assert out["gate_score"] == gate_score(gate_features(crop), DEFAULT_GATE)
+    assert set(out) == {"skin_fraction", "gate_score", "max_logit", "is_skin"}
+
+
+def test_bundled_model_metadata_carries_the_fitted_gate() -> None:
+    import json
+
+    from hypoderm.inference import bundled_model, load_metadata
+
+    md = json.loads(bundled_model().with_suffix(".json").read_text())
+    assert md["ood"]["gate"] == DEFAULT_GATE
+    load_metadata(bundled_model())  # validates
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: cannot run the page's preprocess.js")
+def test_js_gate_matches_python_bit_for_bit(tmp_path: Path) -> None:
+    """static/js/preprocess.js computes the same features, score and verdict as hypoderm.ood."""
+    import json
+
+    from hypoderm.app.server import STATIC_DIR
+
+    crops = _gate_crops()
+    shutil.copy(STATIC_DIR / "js" / "preprocess.js", tmp_path / "preprocess.mjs")  # node needs .mjs for ESM
+    cases = []
+    for name, crop in crops.items():
+        crop.tofile(tmp_path / f"{name}.bin")
+        cases.append({"name": name, "w": crop.shape[1], "h": crop.shape[0]})
+    ood = {"skin_fraction_min": 0.05, "max_logit_min": -1e9, "gate": DEFAULT_GATE}
+    (tmp_path / "cases.json").write_text(json.dumps({"cases": cases, "ood": ood}))
+    (tmp_path / "run.mjs").write_text(
+        "import { gateFeatures, gateScore, oodCheck } from './preprocess.mjs'; import fs from 'fs';\n"
+        "const { cases, ood } = JSON.parse(fs.readFileSync('cases.json'));\n"
+        "const out = {};\n"
+        "for (const c of cases) {\n"
+        "  const crop = new Uint8ClampedArray(fs.readFileSync(c.name + '.bin'));\n"
+        "  const f = gateFeatures(crop, c.w, c.h);\n"
+        "  const check = c.w === c.h ? oodCheck(crop, c.w, [1.0, 0.0], ood) : null;\n"
+        "  out[c.name] = { f, score: gateScore(f, ood.gate), check };\n"
+        "}\n"
+        "console.log(JSON.stringify(out));\n")
+    res = subprocess.run(["node", "run.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+    verdicts = set()
+    for name, crop in crops.items():
+        want = gate_features(crop)
+        for k in FEATURE_NAMES:
+            assert abs(got[name]["f"][k] - want[k]) <= 1e-9, (name, k, got[name]["f"][k], want[k])
+        assert abs(got[name]["score"] - gate_score(want, DEFAULT_GATE)) <= 1e-9, name
+        if got[name]["check"] is not None:
+            py = ood_check(crop, np.array([1.0, 0.0]), ood)
+            assert got[name]["check"]["is_skin"] == py["is_skin"], name
+            assert abs(got[name]["check"]["gate_score"] - py["gate_score"]) <= 1e-9
+            verdicts.add(py["is_skin"])
+    assert verdicts == {True, False}  # both verdicts were exercised
+
+
+def test_export_writes_the_gate_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    """The exporter completes the `ood` block with the default gate (keeping fitted floors, and an
+    explicit `gate: null`) and refuses malformed gate parameters with a named field."""
+    import json
+
+    from test_app_api import build_model_dir
+
+    build_model_dir(tmp_path / "a", extra={"ood": {"max_logit_min": 0.25, "n": 62}})
+    ood = json.loads((tmp_path / "a" / "model.json").read_text())["ood"]
+    assert ood["gate"] == DEFAULT_GATE and ood["max_logit_min"] == 0.25 and ood["n"] == 62
+    assert ood["skin_fraction_min"] == DEFAULT_SKIN_FRACTION_MIN
+    build_model_dir(tmp_path / "b", extra={"ood": {"gate": None}})
+    assert json.loads((tmp_path / "b" / "model.json").read_text())["ood"]["gate"] is None
+    with pytest.raises(GateParameterError, match="ood.gate.bias"):
+        build_model_dir(tmp_path / "c", extra={"ood": {"gate": {**DEFAULT_GATE, "bias": float("inf")}}})

@@ -85,6 +85,8 @@ def test_abstain_threshold_gives_uncertain_verdict(onnx_path: Path, tmp_path: Pa
         model.parent.mkdir()
         shutil.copy(onnx_path, model)
         md = json.loads(onnx_path.with_suffix(".json").read_text())
+        # the gate off: a plain skin-toned square is a wall to it, and this test is about the abstain rule
+        md["ood"] = {**md["ood"], "gate": None}
         model.with_suffix(".json").write_text(json.dumps({**md, "abstain_threshold": threshold}))
         rc, doc = _run_json([str(img), "--model", str(model), "--top-k", "1"], capsys)
         r = doc["results"][0]
@@ -121,6 +123,7 @@ def test_cam_with_onnx_is_torch_free_and_matches_the_checkpoint(onnx_path: Path,
     from PIL import Image
 
     img = tmp_path / "skin.png"
+    # label 1: pale patches on skin (a plain skin-toned square is a wall to the not-skin gate)
     skin_image(1, np.random.default_rng(5), 90).crop((0, 0, 90, 70)).save(img)
     rc, doc = _run_json([str(img), "--model", str(onnx_path), "--cam", str(tmp_path / "c1")], capsys)
     _validate(doc)

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from hypoderm.cards import display_name, format_probability
-from hypoderm.ood import ood_check
+from hypoderm.ood import ood_check, validate_ood
 from hypoderm.preprocess import PreprocessSpec, center_crop_array, normalize_uint8, resized_uint8
 
 METADATA_FORMAT = "hypoderm-onnx/1"
@@ -99,6 +99,10 @@ def validate_metadata(md: dict[str, Any], source: str = "metadata") -> None:
         PreprocessSpec.from_dict(md["input"])
     except (KeyError, TypeError, ValueError) as e:
         raise ModelLoadError(f"{source}: bad input spec ({e})") from e
+    try:
+        validate_ood(md.get("ood"))
+    except ValueError as e:
+        raise ModelLoadError(f"{source}: bad ood block ({e})") from e
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -47,6 +47,7 @@ from hypoderm.app.upload import UploadError, image_from_multipart
 from hypoderm.data.io import SOURCE_SIZE_KEY
 from hypoderm.inference import bundled_model
 from hypoderm.preprocess import MAX_ASPECT_RATIO
+from hypoderm.ood import with_gate
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # In a source checkout, `npm ci` puts onnxruntime-web here; a pip-installed user points
@@ -375,7 +376,7 @@ def _model_info(state: ServerState) -> dict[str, Any]:
         "output": meta.get("output"),
         "temperature": meta.get("temperature", 1.0),
         "abstain_threshold": meta.get("abstain_threshold"),
-        "ood": meta.get("ood"),
+        "ood": with_gate(meta.get("ood")),  # completed, so the browser runs the same gate as predict
         "metrics": meta.get("metrics", {}),
         "training_data": meta.get("training_data"),
         # quality checks the model failed at export (`export --force`): the page shows a warning

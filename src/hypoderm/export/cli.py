@@ -167,8 +167,11 @@ def run(args: argparse.Namespace) -> int:
 
             metadata["ood"] = {**DEFAULT_OOD, "source": "default: no thresholds in checkpoint, no --calibration"}
             print("note: the checkpoint has no OOD thresholds and no --calibration was given; using the "
-                  f"permissive default {DEFAULT_OOD} (skin-colour rule only)", file=sys.stderr)
-    report["ood"] = metadata["ood"]
+                  f"permissive default {DEFAULT_OOD} (skin-colour rule and the default not-skin gate)", file=sys.stderr)
+    from hypoderm.ood import with_gate
+
+    metadata["ood"] = with_gate(metadata["ood"])
+    report["ood"] = {k: v for k, v in metadata["ood"].items() if k != "gate"}
 
     parity_images = calib[:16] or None
     try:

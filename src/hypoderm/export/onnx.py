@@ -30,7 +30,7 @@ from torch import nn
 from hypoderm.export.metadata import to_jsonable, write_metadata
 from hypoderm.export.samples import synthetic_skin_images
 from hypoderm.inference import OnnxPredictor, softmax
-from hypoderm.ood import DEFAULT_OOD
+from hypoderm.ood import validate_ood, with_gate
 from hypoderm.preprocess import PreprocessSpec, preprocess
 
 PARITY_TOL = 1e-4  # max abs difference of probabilities, fp32
@@ -111,8 +111,10 @@ def export_onnx(model: nn.Module, metadata: dict[str, Any], out_path: str | os.P
         raise ValueError(f"output path must end in .onnx, got {out_path}")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     metadata = to_jsonable(dict(metadata))
-    if not metadata.get("ood"):
-        metadata["ood"] = {**DEFAULT_OOD, "source": "default (no thresholds in checkpoint or calibration)"}
+    # the not-skin gate is a property of images, not of the network: every export carries it in full
+    default_source = {"source": "default (no thresholds in checkpoint or calibration)"}
+    metadata["ood"] = with_gate(metadata.get("ood") or default_source)
+    validate_ood(metadata["ood"])
     spec = PreprocessSpec.from_dict(metadata["input"])
     reference_spec = reference_spec or spec
     model = model.eval().cpu()

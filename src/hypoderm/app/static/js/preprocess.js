@@ -1,4 +1,4 @@
-// Browser preprocessing, OOD check and verdict: a bit-exact port of the Python inference path
+// Browser preprocessing, OOD check (skin rule + not-skin gate) and verdict: a bit-exact port of the Python inference path
 // (hypoderm.preprocess, hypoderm.ood, hypoderm.inference.result_from_logits), so that the same
 // pixels give the same tensor in the browser and on the server.
 //
@@ -185,7 +185,149 @@ export function softmax(logits, temperature) {
   return e.map((v) => v / sum);
 }
 
-const DEFAULT_OOD = { skin_fraction_min: 0.05, max_logit_min: -1e9 };
+// ---- The not-skin gate: hypoderm.ood.gate_features / gate_score, same arithmetic ------------------
+// Only + - * / and Math.sqrt (correctly rounded, like numpy), and every sum is taken one term after
+// another in the order of the Python module docstring (blocks row-major, pixels in a block
+// row-major), which hypoderm.ood reproduces with cumulative sums: the same pixels give the same bits.
+
+const BLOCK = 16;
+export const GATE_FEATURES = ["skin_fraction", "hue_coherence", "skin_cr", "skin_cb", "skin_chroma_sd",
+  "skin_luma_sd", "grad_rms", "smooth_ratio", "orient_global", "orient_block", "skin_blocks", "texture_cv",
+  "chroma_mean", "luma_sd", "block_luma_cv", "skin_y_cr_corr", "skin_y_cb_corr"];
+
+function sdOverMean(values) {
+  const n = values.length;
+  let s = 0, s2 = 0;
+  for (let i = 0; i < n; i++) s += values[i];
+  for (let i = 0; i < n; i++) s2 += values[i] * values[i];
+  const mean = s / n;
+  if (mean <= 0.0) return 0.0;
+  return Math.sqrt(Math.max(0.0, s2 / n - mean * mean)) / mean;
+}
+
+/** hypoderm.ood.gate_features on a packed RGB crop of width x height pixels. */
+export function gateFeatures(crop, width, height) {
+  const nby = Math.floor(height / BLOCK), nbx = Math.floor(width / BLOCK);
+  if (nby < 2 || nbx < 2) throw new Error(`image too small for the not-skin gate: ${width}x${height}`);
+  const H = nby * BLOCK, W = nbx * BLOCK, nb = nby * nbx;
+  const Y = new Float64Array(H * W), CR = new Float64Array(H * W), CB = new Float64Array(H * W);
+  for (let y = 0; y < H; y++) {
+    for (let x = 0; x < W; x++) {
+      const i = (y * width + x) * 3, r = crop[i], g = crop[i + 1], b = crop[i + 2];
+      const yy = 0.299 * r + 0.587 * g + 0.114 * b;
+      Y[y * W + x] = yy;
+      CR[y * W + x] = 128.0 + 0.713 * (r - yy);
+      CB[y * W + x] = 128.0 + 0.564 * (b - yy);
+    }
+  }
+  const K = 18;
+  const bs = Array.from({ length: K }, () => new Float64Array(nb));
+  const p = new Float64Array(K);
+  for (let by = 0; by < nby; by++) {
+    for (let bx = 0; bx < nbx; bx++) {
+      const blk = by * nbx + bx;
+      p.fill(0);
+      for (let yi = 0; yi < BLOCK; yi++) {
+        const y = by * BLOCK + yi;
+        for (let xi = 0; xi < BLOCK; xi++) {
+          const x = bx * BLOCK + xi, j = y * W + x;
+          const yv = Y[j], cr = CR[j], cb = CB[j];
+          const s = cr >= 133.0 && cr <= 173.0 && cb >= 77.0 && cb <= 127.0 ? 1.0 : 0.0;
+          const u = cb - 128.0, v = cr - 128.0;
+          const gx = x + 1 < W ? Y[j + 1] - yv : 0.0;
+          const gy = y + 1 < H ? Y[j + W] - yv : 0.0;
+          const hx = x + 2 < W ? Y[j + 2] - yv : 0.0;
+          const hy = y + 2 < H ? Y[j + 2 * W] - yv : 0.0;
+          p[0] += s; p[1] += u; p[2] += v; p[3] += Math.sqrt(u * u + v * v);
+          p[4] += s * cr; p[5] += s * cb; p[6] += s * cr * cr; p[7] += s * cb * cb;
+          p[8] += s * yv; p[9] += s * yv * yv; p[10] += yv; p[11] += yv * yv;
+          p[12] += s * yv * cr; p[13] += s * yv * cb;
+          p[14] += gx * gx; p[15] += gy * gy; p[16] += gx * gy; p[17] += hx * hx + hy * hy;
+        }
+      }
+      for (let k = 0; k < K; k++) bs[k][blk] = p[k];
+    }
+  }
+  const t = bs.map((a) => { let acc = 0; for (let i = 0; i < nb; i++) acc += a[i]; return acc; });
+  const [tS, tU, tV, tM, tCr, tCb, tCr2, tCb2, tYs, tY2s, tY, tY2, tYcr, tYcb, tGxx, tGyy, tGxy, tH] = t;
+  const n = H * W;
+  const f = { skin_fraction: tS / n };
+  f.hue_coherence = tM > 0.0 ? Math.sqrt(tU * tU + tV * tV) / tM : 0.0;
+  if (tS > 0.0) {
+    const mcr = tCr / tS, mcb = tCb / tS, my = tYs / tS;
+    const vcr = Math.max(0.0, tCr2 / tS - mcr * mcr);
+    const vcb = Math.max(0.0, tCb2 / tS - mcb * mcb);
+    const vy = Math.max(0.0, tY2s / tS - my * my);
+    f.skin_cr = mcr; f.skin_cb = mcb;
+    f.skin_chroma_sd = Math.sqrt(vcr + vcb);
+    f.skin_luma_sd = Math.sqrt(vy);
+    f.skin_y_cr_corr = vy * vcr > 0.0 ? (tYcr / tS - my * mcr) / Math.sqrt(vy * vcr) : 0.0;
+    f.skin_y_cb_corr = vy * vcb > 0.0 ? (tYcb / tS - my * mcb) / Math.sqrt(vy * vcb) : 0.0;
+  } else {
+    Object.assign(f, { skin_cr: 128.0, skin_cb: 128.0, skin_chroma_sd: 0.0, skin_luma_sd: 0.0,
+      skin_y_cr_corr: 0.0, skin_y_cb_corr: 0.0 });
+  }
+  const e = tGxx + tGyy;
+  f.grad_rms = Math.sqrt(e / n);
+  f.smooth_ratio = e > 0.0 ? Math.sqrt(tH / e) / 2.0 : 1.0;
+  f.orient_global = e > 0.0 ? Math.sqrt((tGxx - tGyy) * (tGxx - tGyy) + 4.0 * tGxy * tGxy) / e : 0.0;
+  let sumE = 0, sumCoh = 0, skinBlocks = 0;
+  const gb = new Float64Array(nb), lb = new Float64Array(nb);
+  for (let i = 0; i < nb; i++) {
+    const gxx = bs[14][i], gyy = bs[15][i], gxy = bs[16][i];
+    sumE += gxx + gyy;
+    sumCoh += Math.sqrt((gxx - gyy) * (gxx - gyy) + 4.0 * gxy * gxy);
+    if (bs[0][i] >= (BLOCK * BLOCK) / 2) skinBlocks += 1.0;
+    gb[i] = Math.sqrt((gxx + gyy) / (BLOCK * BLOCK));
+    lb[i] = bs[10][i] / (BLOCK * BLOCK);
+  }
+  f.orient_block = sumE > 0.0 ? sumCoh / sumE : 0.0;
+  f.skin_blocks = skinBlocks / nb;
+  f.texture_cv = sdOverMean(gb);
+  f.chroma_mean = tM / n;
+  const meanY = tY / n;
+  f.luma_sd = Math.sqrt(Math.max(0.0, tY2 / n - meanY * meanY));
+  f.block_luma_cv = sdOverMean(lb);
+  return f;
+}
+
+/** hypoderm.ood.gate_score: bias + linear terms + pairwise terms, summed in this order. */
+export function gateScore(features, gate) {
+  const roots = new Set(gate.sqrt_features || []);
+  const z = GATE_FEATURES.map((name, i) => {
+    const x = roots.has(name) ? Math.sqrt(Math.max(0.0, features[name])) : features[name];
+    return (x - Number(gate.mean[i])) / Number(gate.scale[i]);
+  });
+  let score = Number(gate.bias);
+  for (let i = 0; i < z.length; i++) score += Number(gate.linear[i]) * z[i];
+  let k = 0;
+  for (let i = 0; i < z.length; i++) {
+    for (let j = i; j < z.length; j++) { score += Number(gate.quadratic[k]) * (z[i] * z[j]); k++; }
+  }
+  return score;
+}
+
+const DEFAULT_OOD = { skin_fraction_min: 0.05, max_logit_min: -1e9, gate: null };
+
+/** hypoderm.ood.ood_check. `ood` is the server's completed block (/api/v1/model sends the default
+ * gate for models exported before it existed); `gate: null` switches the gate off. */
+export function oodCheck(crop, size, logits, ood) {
+  const th = { ...DEFAULT_OOD, ...(ood || {}) };
+  const maxLogit = Math.max(...Array.from(logits));
+  let frac, score = null, gateOk = true;
+  if (th.gate) {
+    // the gate's statistics are defined at gate.size pixels: another crop is resized like Pillow does
+    const gs = Number(th.gate.size);
+    const f = gateFeatures(size === gs ? crop : resizeBilinear(crop, size, size, gs, gs), gs, gs);
+    frac = f.skin_fraction;
+    score = gateScore(f, th.gate);
+    gateOk = score >= Number(th.gate.threshold);
+  } else {
+    frac = skinFraction(crop);
+  }
+  const isSkin = frac >= Number(th.skin_fraction_min) && gateOk && maxLogit >= Number(th.max_logit_min);
+  return { skin_fraction: frac, gate_score: score, max_logit: maxLogit, is_skin: isSkin };
+}
 
 /** hypoderm.inference.result_from_logits (messages are localised by the page, not here). */
 export function resultFromLogits(logits, crop, metadata, topK = 3) {
@@ -197,14 +339,11 @@ export function resultFromLogits(logits, crop, metadata, topK = 3) {
   const order = probs.map((p, i) => i).sort((a, b) => probs[b] - probs[a] || a - b);
   const k = Math.max(1, Math.min(topK, names.length));
   const top = order.slice(0, k).map((i) => ({ label: names[i], probability: probs[i] }));
-  const th = { ...DEFAULT_OOD, ...(metadata.ood || {}) };
-  const frac = skinFraction(crop);
-  const maxLogit = Math.max(...Array.from(logits));
-  const isSkin = frac >= Number(th.skin_fraction_min) && maxLogit >= Number(th.max_logit_min);
+  const ood = oodCheck(crop, metadata.input.size, logits, metadata.ood);
   let status = "ok";
-  if (!isSkin) status = "not_skin";
+  if (!ood.is_skin) status = "not_skin";
   else if (top[0].probability < Number(metadata.abstain_threshold)) status = "uncertain";
   const probabilities = {};
   names.forEach((n, i) => { probabilities[n] = probs[i]; });
-  return { status, top_k: top, probabilities, ood: { skin_fraction: frac, max_logit: maxLogit, is_skin: isSkin } };
+  return { status, top_k: top, probabilities, ood };
 }
