@@ -27,7 +27,10 @@ def test_bundled_metadata_is_valid_and_describes_the_model():
     validate_metadata(md, str(path))
     assert md["class_names"] == CLASSES
     assert md["model_name"] == "hypodermnet" and md["precision"] == "fp32"
-    assert md["input"]["size"] == 224 and md["input"]["resize_size"] == 256
+    # 128 px, the size the shortcut study measured (benchmarks/shortcut/README.md)
+    assert md["input"]["size"] == 128 and md["input"]["resize_size"] == 146
+    assert md["gradcam"]["cam_weights"] == "cam_weights"  # the heat map works torch-free
+    assert md["ood"]["gate"] is not None and md["ood"]["max_logit_min"] <= -1e8  # the image gate decides
     assert md["temperature"] > 0 and 0.5 <= md["abstain_threshold"] <= 1.0
     assert md["training_data"]["counts"] == {"normal_skin": 97, "vitiligo": 214}
     assert md["parity"]["max_abs_diff"] <= 1e-4

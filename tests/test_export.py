@@ -340,3 +340,18 @@ def test_export_refuses_a_broken_checkpoint_unless_forced(tmp_path: Path, capsys
     assert main(["predict", str(img), "--model", str(out), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert len(doc["model"]["problems"]) == 3 and doc["notes"][0].startswith("WARNING")
+
+
+def test_export_can_switch_the_max_logit_floor_off(ckpt_path: Path, tmp_path: Path) -> None:
+    from hypoderm.cli import main
+    from hypoderm.inference import load_metadata
+    from hypoderm.ood import ood_check
+
+    out = tmp_path / "nofloor.onnx"
+    assert main(["export", str(ckpt_path), "--out", str(out), "--no-max-logit-floor"]) == 0
+    md = load_metadata(out)
+    assert md["ood"]["max_logit_floor"].startswith("off") and md["ood"]["max_logit_min"] <= -1e8
+    assert md["ood"]["gate"] is not None  # the image gate stays on
+    skin = np.full((64, 64, 3), (200, 150, 120), np.uint8)
+    # a very low max logit no longer rejects anything by itself
+    assert ood_check(skin, np.array([-50.0, -60.0]), md["ood"])["max_logit"] == -50.0

@@ -13,6 +13,8 @@ from hypoderm.engine.metrics import softmax, expected_calibration_error
 from hypoderm.preprocess import PreprocessSpec
 from torchvision.transforms import v2
 torch.set_num_threads(1)
+import sys
+TARGET = float(sys.argv[1]) if len(sys.argv) > 1 else 0.95
 run = Path("benchmarks/shortcut/runs/hypodermnet-crop-tone-p40-128-e120")
 spec = PreprocessSpec.for_size(128); cache = DecodedCache(spec)
 index, _ = readable_index("../shared/data/hypopigmented", None, False, cache)
@@ -30,7 +32,7 @@ for f in range(5):
         return logits_of(model, ims), labels[idx], logits_of(model, vw), labels[idx][src]
     vc, vy, vv, vvy = sets(va); tc, ty, tv, tvy = sets(te)
     for name, (L, Y) in {"A": (vc, vy), "B": (np.concatenate([vc, vv]), np.concatenate([vy, vvy]))}.items():
-        t = fit_temperature(L, Y); thr = choose_abstain_threshold(softmax(L, t), Y, 0.95)["threshold"]
+        t = fit_temperature(L, Y); thr = choose_abstain_threshold(softmax(L, t), Y, TARGET)["threshold"]
         for key, (TL, TY) in {"c": (tc, ty), "v": (tv, tvy)}.items():
             p = softmax(TL, t); ans = p.max(1) >= thr
             agg[name][key].append(dict(t=t, thr=thr, ans=ans.mean(), acc=(p.argmax(1)[ans] == TY[ans]).mean() if ans.any() else np.nan,

@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: --calibration)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
+    parser.add_argument("--no-max-logit-floor", action="store_true",
+                        help="switch the max-logit OOD floor off and leave not-skin rejection to the skin-colour "
+                        "floor and the image gate (for a small two-class model whose max logit is no OOD signal)")
     parser.add_argument("--ood-quantile", type=float, default=0.01,
                         help="max-logit OOD floor = this quantile of calibration images' max logits")
     parser.add_argument("--max-images", type=int, default=256, help="use at most this many calibration images")
@@ -168,8 +171,11 @@ def run(args: argparse.Namespace) -> int:
             metadata["ood"] = {**DEFAULT_OOD, "source": "default: no thresholds in checkpoint, no --calibration"}
             print("note: the checkpoint has no OOD thresholds and no --calibration was given; using the "
                   f"permissive default {DEFAULT_OOD} (skin-colour rule and the default not-skin gate)", file=sys.stderr)
-    from hypoderm.ood import with_gate
+    from hypoderm.ood import PERMISSIVE_MAX_LOGIT_MIN, with_gate
 
+    if args.no_max_logit_floor:
+        metadata["ood"] = {**metadata["ood"], "max_logit_min": PERMISSIVE_MAX_LOGIT_MIN,
+                           "max_logit_floor": "off (--no-max-logit-floor)"}
     metadata["ood"] = with_gate(metadata["ood"])
     report["ood"] = {k: v for k, v in metadata["ood"].items() if k != "gate"}
 
