@@ -189,17 +189,27 @@ def test_browser_gate_matches_python_and_rejects_non_skin(browser: object, live:
     spec = PreprocessSpec.from_dict(predictor.metadata["input"])
     images = {f"skin_{i}": Image.open(skin_photo(tmp_path / f"s{i}.png", 224 + 32 * i, seed=i)) for i in range(3)}
     images |= {f"{fam}": nonskin.picture(fam, 4242) for fam in nonskin.FAMILIES}
-    crops = {name: prepare(img.convert("RGB"), spec)[0] for name, img in images.items()}
+    ood_block = predictor.metadata.get("ood")
+    crops = {name: prepare(img.convert("RGB"), spec, ood_block)[0] for name, img in images.items()}
+    crop_size = next(iter(crops.values())).shape[0]  # the gate's own crop size when it differs from the model's
     logits = [0.7, -0.2, 0.1]
     ctx, page, _, _ = open_page(browser, live.url)
     try:
+        # the page's prepare() makes the same OOD crop from the photo (the gate's own crop if sizes differ)
+        photo = np.asarray(images["skin_1"].convert("RGB"))
+        js_crop = page.evaluate(
+            "async ({rgb, w, h}) => { const m = await import('/static/js/preprocess.js');"
+            " const meta = await (await fetch('/api/v1/model')).json();"
+            " return Array.from(m.prepare(new Uint8ClampedArray(rgb), w, h, meta.input, meta.ood).crop); }",
+            {"rgb": photo.ravel().tolist(), "w": photo.shape[1], "h": photo.shape[0]})
+        assert np.array_equal(np.asarray(js_crop, np.uint8), crops["skin_1"].ravel())
         got = page.evaluate(
             "async ({crops, logits, size}) => { const m = await import('/static/js/preprocess.js');"
             " const ood = (await (await fetch('/api/v1/model')).json()).ood; const out = {};"
             " for (const [k, v] of Object.entries(crops))"
             "   out[k] = m.oodCheck(new Uint8ClampedArray(v), size, logits, ood);"
             " return out; }",
-            {"crops": {k: c.ravel().tolist() for k, c in crops.items()}, "logits": logits, "size": spec.size})
+            {"crops": {k: c.ravel().tolist() for k, c in crops.items()}, "logits": logits, "size": crop_size})
         verdicts = set()
         for name, crop in crops.items():
             want = ood_check(crop, np.array(logits), predictor.metadata.get("ood"))
@@ -212,7 +222,7 @@ def test_browser_gate_matches_python_and_rejects_non_skin(browser: object, live:
         assert server_result(model_dir, wood)["status"] == "not_skin"
         res = analyse(page, wood)
         assert res["inference"] == "browser" and res["status"] == "not_skin"
-        assert "does not look like a skin photo" in page.inner_text("#verdict")
+        assert "does not look like a photo of skin" in page.inner_text("#verdict")
     finally:
         ctx.close()
 
@@ -579,3 +589,37 @@ def test_a_model_marked_broken_says_so(browser: object, tmp_path: Path, lang: st
     finally:
         ctx.close()
         ok.stop()
+
+
+def test_bundled_model_in_the_browser_refuses_wood_and_matches_python(browser: object, tmp_path: Path) -> None:
+    """The shipped 128 px model: the gate scores its own 224 px crop in the browser as in Python, so
+    the page refuses a wood picture and answers a skin photo with Python's probabilities."""
+    import nonskin
+    from hypoderm.inference import OnnxPredictor, bundled_model
+
+    model_dir = bundled_model().parent
+    predictor = OnnxPredictor(bundled_model())
+    assert predictor.spec.size != predictor.metadata["ood"]["gate"]["size"]  # the case this test is about
+    srv = LiveServer(model_dir)
+    ctx, page, _, errors = open_page(browser, srv.url)
+    try:
+        wood = tmp_path / "wood.png"
+        img = nonskin.picture("wood", 4243)
+        side = min(img.size)
+        img.crop((0, 0, side, side)).save(wood)
+        assert predictor.predict_image(Image.open(wood).convert("RGB"))["status"] == "not_skin"
+        res = analyse(page, wood)
+        assert res["inference"] == "browser" and res["status"] == "not_skin"
+        from helpers_export import skin_image
+
+        skin = tmp_path / "skin.png"
+        skin_image(1, np.random.default_rng(2), 256).save(skin)  # textured skin with pale patches (the gate passes it)
+        want = predictor.predict_image(Image.open(skin).convert("RGB"))
+        got = analyse(page, skin)
+        assert got["status"] == want["status"] != "not_skin"
+        for label, p in want["probabilities"].items():
+            assert abs(got["probabilities"][label] - p) <= 1e-4, (label, got, want)
+        assert not errors, errors
+    finally:
+        ctx.close()
+        srv.stop()

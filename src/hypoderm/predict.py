@@ -34,6 +34,7 @@ from hypoderm.cards import display_name, format_probability, limits_text, load_c
 from hypoderm.inference import (DISCLAIMER, ModelLoadError, OnnxPredictor, bundled_model, load_image, prepare,
                                 result_from_logits)
 from hypoderm.model_quality import metadata_problems
+from hypoderm.preprocess import preprocess
 
 OUTPUT_FORMAT = "hypoderm-predict/1"
 
@@ -81,7 +82,7 @@ class TorchPredictor:
             self.cam_graph, self.has_gradcam = None, False
 
     def predict_image(self, img: Image.Image, top_k: int = 3) -> dict[str, Any]:
-        crop, x = prepare(img, self.spec)
+        crop, x = prepare(img, self.spec, self.metadata.get("ood"))
         with self._torch.inference_mode():
             logits = self.model(self._torch.from_numpy(x[None]))[0].double().numpy()
         return result_from_logits(logits, crop, self.metadata, top_k)
@@ -91,7 +92,7 @@ class TorchPredictor:
 
         if self.cam_graph is None:
             raise ModelLoadError("this model's structure has no Grad-CAM outputs")
-        _, x = prepare(img, self.spec)
+        x = preprocess(img, self.spec)
         with self._torch.inference_mode():
             _, features, weights = self.cam_graph(self._torch.from_numpy(x[None]))
         return overlay_on_photo(img, features[0].double().numpy(), weights[0].double().numpy(), class_index, self.spec)

@@ -152,14 +152,23 @@ export function normalize(crop, size, mean, std) {
   return out;
 }
 
-/** Everything before the model: returns the uint8 crop (for the OOD check) and the input tensor. */
-export function prepare(rgb, w, h, input) {
+/** Everything before the model (hypoderm.inference.prepare): returns the uint8 crop for the OOD check
+ * and the input tensor. The not-skin gate (`ood.gate`) scores its own centre crop of the photo at
+ * gate.size (shorter side resized to round(size / 0.875)) when that differs from the model's size. */
+export function prepare(rgb, w, h, input, ood = null) {
   if ((input.interpolation || "bilinear") !== "bilinear") {
     throw new Error(`unsupported interpolation ${input.interpolation}`);
   }
   const resized = resizeShorter(rgb, w, h, input.resize_size);
   const crop = centerCrop(resized.data, resized.width, resized.height, input.size);
-  return { crop, tensor: normalize(crop, input.size, input.mean, input.std) };
+  const gate = ood && ood.gate;
+  let oodCrop = crop;
+  if (gate && Number(gate.size) !== input.size) {
+    const gs = Number(gate.size);
+    const r = resizeShorter(rgb, w, h, roundHalfEven(gs / 0.875));
+    oodCrop = centerCrop(r.data, r.width, r.height, gs);
+  }
+  return { crop: oodCrop, tensor: normalize(crop, input.size, input.mean, input.std) };
 }
 
 /** hypoderm.ood.skin_fraction: Chai & Ngan (1999) YCrCb rule, double arithmetic like numpy float64. */
@@ -339,7 +348,8 @@ export function resultFromLogits(logits, crop, metadata, topK = 3) {
   const order = probs.map((p, i) => i).sort((a, b) => probs[b] - probs[a] || a - b);
   const k = Math.max(1, Math.min(topK, names.length));
   const top = order.slice(0, k).map((i) => ({ label: names[i], probability: probs[i] }));
-  const ood = oodCheck(crop, metadata.input.size, logits, metadata.ood);
+  // the crop from prepare(): the model's, or the gate's own (see prepare)
+  const ood = oodCheck(crop, Math.round(Math.sqrt(crop.length / 3)), logits, metadata.ood);
   let status = "ok";
   if (!ood.is_skin) status = "not_skin";
   else if (top[0].probability < Number(metadata.abstain_threshold)) status = "uncertain";
