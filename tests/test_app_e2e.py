@@ -256,7 +256,11 @@ def test_second_visit_works_offline(browser: object, model_dir: Path, tmp_path: 
         ctx.set_offline(True)
         page.reload()
         page.wait_for_selector("body[data-ready='browser']", timeout=60_000)
-        got = analyse(page, skin_photo(tmp_path / "off.png", 256, seed=3))
+        from helpers_export import skin_image
+
+        off = tmp_path / "off.png"
+        skin_image(1, np.random.default_rng(2), 256).save(off)  # textured skin the not-skin gate passes
+        got = analyse(page, off)
         assert got["inference"] == "browser"
         assert page.locator("#topk li" if got["status"] == "ok" else "#candidate-list li").count() == 3
         page.screenshot(path=str(tmp_path / "offline.png"))

@@ -145,7 +145,7 @@ def test_cam_with_an_old_onnx_says_why(onnx_path: Path, tmp_path: Path, capsys) 
     md.pop("gradcam")
     old.with_suffix(".json").write_text(json.dumps(md))
     img = tmp_path / "skin.png"
-    skin_image(0, np.random.default_rng(5), 80).save(img)
+    skin_image(1, np.random.default_rng(5), 90).save(img)  # passes the not-skin gate
     rc, doc = _run_json([str(img), "--model", str(old), "--cam", str(tmp_path / "c1")], capsys)
     _validate(doc)
     assert rc == 0 and doc["results"][0]["status"] in ("ok", "uncertain") and doc["results"][0]["cam"] is None

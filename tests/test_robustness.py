@@ -34,7 +34,7 @@ from PIL import Image
 from hypoderm.app import server
 from hypoderm.app.server import ApiError, create_app
 from hypoderm.data.io import ImageLoadError, load_rgb_bytes
-from hypoderm.inference import OnnxPredictor, bundled_model
+from hypoderm.inference import OnnxPredictor, bundled_model, decode_min_size_for
 from hypoderm.preprocess import MAX_ASPECT_RATIO, ImageShapeError, PreprocessSpec, decode_min_size, preprocess
 from test_app_api import build_model_dir, png_bytes, skin_png
 
@@ -467,9 +467,9 @@ def _parity(full: dict, draft: dict) -> float:
 def test_draft_decoding_matches_full_decoding(bundled: OnnxPredictor, size: tuple[int, int], seed: int) -> None:
     data = _phone_like_jpeg(*size, seed)
     full_img = load_rgb_bytes(data)
-    min_size = decode_min_size(bundled.spec)
+    min_size = decode_min_size_for(bundled.spec, bundled.metadata.get("ood"))  # what predict and serve use
     draft_img = load_rgb_bytes(data, min_size=min_size)
-    assert min(draft_img.size) >= min_size >= 2 * bundled.spec.resize_size
+    assert min(draft_img.size) >= min_size >= max(decode_min_size(bundled.spec), 2 * bundled.spec.resize_size)
     assert draft_img.width * draft_img.height <= 0.25 * full_img.width * full_img.height  # really reduced
     assert draft_img.info["hypoderm_source_size"] == full_img.size
     assert _parity(bundled.predict_image(full_img), bundled.predict_image(draft_img)) <= DRAFT_PARITY_MEAN
@@ -478,7 +478,7 @@ def test_draft_decoding_matches_full_decoding(bundled: OnnxPredictor, size: tupl
 def test_small_jpeg_decodes_bit_identically(bundled: OnnxPredictor) -> None:
     data = _phone_like_jpeg(1000, 750, 3)  # shorter side < 2 x 512: no DCT scale keeps it >= 512
     a = np.asarray(load_rgb_bytes(data))
-    b = np.asarray(load_rgb_bytes(data, min_size=decode_min_size(bundled.spec)))
+    b = np.asarray(load_rgb_bytes(data, min_size=decode_min_size_for(bundled.spec, bundled.metadata.get("ood"))))
     assert np.array_equal(a, b)
 
 
@@ -498,7 +498,8 @@ def test_draft_parity_on_real_photos(real_data_dir: Path, bundled: OnnxPredictor
         buf = io.BytesIO()
         img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS).save(buf, "JPEG", quality=90)
         full = bundled.predict_image(load_rgb_bytes(buf.getvalue()))
-        draft = bundled.predict_image(load_rgb_bytes(buf.getvalue(), min_size=decode_min_size(bundled.spec)))
+        min_size = decode_min_size_for(bundled.spec, bundled.metadata.get("ood"))
+        draft = bundled.predict_image(load_rgb_bytes(buf.getvalue(), min_size=min_size))
         diffs.append(_parity(full, draft))
     assert np.mean(diffs) <= DRAFT_PARITY_MEAN
 

@@ -126,6 +126,16 @@ def prepare(img: Image.Image, spec: PreprocessSpec, ood: dict[str, Any] | None =
     return ood_crop(img, spec, crop, ood), normalize_uint8(crop, spec)
 
 
+def decode_min_size_for(spec: PreprocessSpec, ood: dict[str, Any] | None) -> int:
+    """The shorter side a reduced-scale JPEG decode must keep for the model's crop and for the not-skin
+    gate's own crop (`prepare`), so that both see what a full decode would give them."""
+    from hypoderm.preprocess import decode_min_size
+
+    gate = with_gate(ood)["gate"]
+    gate_size = decode_min_size(PreprocessSpec.for_size(int(gate["size"]))) if gate is not None else 0
+    return max(decode_min_size(spec), gate_size)
+
+
 def ood_crop(img: Image.Image, spec: PreprocessSpec, crop: np.ndarray, ood: dict[str, Any] | None) -> np.ndarray:
     """The crop the OOD check scores: the model's `crop`, or the gate's own crop when its size differs."""
     gate = with_gate(ood)["gate"]

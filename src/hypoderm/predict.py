@@ -178,10 +178,10 @@ def _error(f: Path, e: BaseException) -> dict[str, Any]:
 
 def _min_size(predictor: Predictor) -> int | None:
     """The shorter side the model's preprocessing needs, so a JPEG can be decoded at reduced scale."""
-    from hypoderm.preprocess import decode_min_size
+    from hypoderm.inference import decode_min_size_for
 
     spec = getattr(predictor, "spec", None)
-    return decode_min_size(spec) if spec is not None else None
+    return decode_min_size_for(spec, predictor.metadata.get("ood")) if spec is not None else None
 
 
 def _load(f: Path, min_size: int | None) -> Image.Image:

@@ -321,13 +321,15 @@ def _decode(data: bytes, max_pixels: int, min_size: int | None = None) -> Any:
 def _predict(state: ServerState, data: bytes, top_k: int, gradcam: bool) -> dict[str, Any]:
     """Decode and predict one upload, at most `state.max_decodes` at a time (memory = that bound times
     the worst image). Expected failures are ApiErrors (4xx); anything else is a bug and becomes a 500."""
-    from hypoderm.preprocess import ImageShapeError, decode_min_size
+    from hypoderm.inference import decode_min_size_for
+    from hypoderm.preprocess import ImageShapeError
 
     spec = getattr(state.predictor, "spec", None)
     with state.decode_slots:
         big = False
         try:
-            img = _decode(data, state.max_pixels, decode_min_size(spec) if spec is not None else None)
+            min_size = decode_min_size_for(spec, state.metadata.get("ood")) if spec is not None else None
+            img = _decode(data, state.max_pixels, min_size)
             width, height = img.info.get(SOURCE_SIZE_KEY, img.size)
             big = width * height >= RELEASE_AFTER_PIXELS
             result = dict(state.predictor.predict_image(img, top_k=top_k))
