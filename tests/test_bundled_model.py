@@ -44,14 +44,16 @@ def test_bundled_model_predicts_a_skin_like_image(tmp_path):
     photo = tmp_path / "skin.png"
     img.save(photo)
     result = OnnxPredictor(bundled_model_path(), threads=1).predict_image(img, top_k=3)
-    assert result["status"] in ("ok", "uncertain")
+    # the not-skin gate may refuse this flat, noisy synthetic "skin" (benchmarks/nonskin/README.md);
+    # real photos are kept by it (tests/test_nonskin.py)
+    assert result["status"] in ("ok", "uncertain", "not_skin")
     assert [t["label"] for t in result["top_k"]] in (CLASSES, CLASSES[::-1])
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     out = subprocess.run([sys.executable, "-m", "hypoderm.cli", "predict", str(photo), "--json", "--threads", "1"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
-    assert doc["results"][0]["status"] in ("ok", "uncertain")
+    assert doc["results"][0]["status"] == result["status"]
 
 
 @pytest.mark.slow
@@ -76,4 +78,4 @@ def test_wheel_contains_the_model_is_small_and_loads_it(tmp_path):
     assert out.returncode == 0, out.stderr
     module_file, model_file, status = json.loads(out.stdout)
     assert module_file.startswith(str(tmp_path / "site")) and model_file.startswith(str(tmp_path / "site"))
-    assert status in ("ok", "uncertain")
+    assert status in ("ok", "uncertain", "not_skin")  # see test_bundled_model_predicts_a_skin_like_image
