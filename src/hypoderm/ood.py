@@ -36,10 +36,11 @@ Y, Cr, Cb as above; s = 1 if skin else 0; u = Cb - 128, v = Cr - 128, m = sqrt(u
 gx = Y(x+1, y) - Y(x, y), gy = Y(x, y+1) - Y(x, y), hx = Y(x+2, y) - Y(x, y),
 hy = Y(x, y+2) - Y(x, y), each 0 where the neighbour lies outside the H x W crop.
 
+Every expression is evaluated left to right as written (Y = (0.299 R + 0.587 G) + 0.114 B).
 Sums: for each block (blocks in row-major order, pixels inside a block in row-major order) the 18
-per-pixel terms of `_PLANES` (s, u, v, m, s*Cr, s*Cb, s*Cr*Cr, s*Cb*Cb, s*Y, s*Y*Y, Y, Y*Y,
-s*Y*Cr, s*Y*Cb, gx*gx, gy*gy, gx*gy, hx*hx + hy*hy) are added one pixel after another, each
-product evaluated left to right; image totals T are the block sums added block after block.
+per-pixel terms (s, u, v, m, s*Cr, s*Cb, s*Cr*Cr, s*Cb*Cb, s*Y, s*Y*Y, Y, Y*Y, s*Y*Cr, s*Y*Cb,
+gx*gx, gy*gy, gx*gy, hx*hx + hy*hy) are added one pixel after another, starting from 0; image
+totals T are the block sums added block after block.
 With n = H * W, ns = T[s], e = T[gx*gx] + T[gy*gy], and var(a) = max(0, E[a*a] - E[a]^2):
 
     skin_fraction   ns / n
@@ -58,10 +59,11 @@ With n = H * W, ns = T[s], e = T[gx*gx] + T[gy*gy], and var(a) = max(0, E[a*a] -
     block_luma_cv   sd / mean of the block mean luma over blocks       (0 if mean 0)
     skin_y_cr_corr, skin_y_cb_corr   correlation of Y with Cr, Cb over skin pixels (0 if a variance is 0)
 
-(`_b` = a block's sum; block statistics take means over blocks with sequential sums.) Features in
+(`_b` = a block's sum; over blocks, mean = (sequential sum) / blocks and sd = sqrt(max(0,
+mean(x*x) - mean^2)).) Features in
 `gate.sqrt_features` are then replaced by their square root. With s_i = (f_i - mean_i) / scale_i,
-the score is, summed in this order, bias + sum_i linear_i s_i + sum_{i <= j} quadratic_k s_i s_j
-(k runs over pairs (i, j), i <= j, row by row). The verdict compares the score with `threshold`.
+the score is, summed in this order, bias + sum_i linear_i * s_i + sum_{i <= j} quadratic_k * (s_i * s_j)
+(k runs over pairs (i, j), i <= j, row by row). The gate passes when score >= `threshold`.
 
 The thresholds and gate parameters live in the checkpoint / ONNX metadata under `ood`:
 `{"skin_fraction_min": float, "max_logit_min": float, "gate": {...}}`; a model exported before the
