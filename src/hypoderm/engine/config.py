@@ -8,6 +8,13 @@ from typing import Any, Literal
 
 Balance = Literal["loss", "sampler", "none"]
 
+
+class TrainError(RuntimeError):
+    """A user-facing training problem (bad data, leaky split, missing checkpoint, ...).
+
+    Lives here, next to the config every engine module imports, so that `cv` and `evaluate` can
+    raise and catch it without importing the training loop."""
+
 # Training recipes: which of the anti-shortcut augmentations (hypoderm.engine.augment) are on.
 # "standard" is the whole-photo recipe the first bundled model used; "crop-tone" is the default, chosen
 # by the measurements in benchmarks/shortcut/README.md.

@@ -102,7 +102,8 @@ def evaluate_checkpoint(checkpoint: str | Path | dict[str, Any], *, data: str | 
     """
     from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
     from hypoderm.data.splits import Split
-    from hypoderm.engine.train import predict_logits, readable_index, resolve_device
+    from hypoderm.engine.fold import matching_split, readable_index
+    from hypoderm.engine.runtime import predict_logits, resolve_device
 
     ckpt_path = None if isinstance(checkpoint, dict) else Path(checkpoint)
     ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
@@ -124,8 +125,7 @@ def evaluate_checkpoint(checkpoint: str | Path | dict[str, Any], *, data: str | 
         where = f"external data {source}"
         tag = "external"
     else:
-        sp = Split.load(split) if split is not None else _split_from_checkpoint(ckpt)
-        sp.check_matches(index)
+        sp = matching_split(Split.load(split) if split is not None else _split_from_checkpoint(ckpt), index, bad)
         if index.class_names != model_classes:
             raise EvaluateError(f"class name mismatch: split/data {index.class_names} vs model {model_classes}")
         mapping = {i: i for i in range(len(model_classes))}
@@ -274,7 +274,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from hypoderm.checkpoint import CheckpointError
     from hypoderm.data.dataset import DatasetError
-    from hypoderm.engine.train import TrainError
+    from hypoderm.engine.config import TrainError
 
     try:
         m = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, fold=args.fold, part=args.part,
