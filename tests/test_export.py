@@ -8,25 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers_export import CLASSES, skin_image, tiny_checkpoint
+from helpers_export import CLASSES, export_checkpoint, skin_image, tiny_checkpoint
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
 
 @pytest.fixture(scope="module")
-def ckpt_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
-
-
-@pytest.fixture(scope="module")
 def exported(ckpt_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
-    from hypoderm.export import export_onnx, metadata_from_checkpoint
-
-    ckpt = load_checkpoint(ckpt_path)
-    return export_onnx(model_from_checkpoint(ckpt), metadata_from_checkpoint(ckpt),
-                       tmp_path_factory.mktemp("onnx") / "model.onnx")
+    return export_checkpoint(ckpt_path, tmp_path_factory.mktemp("onnx") / "model.onnx")
 
 
 def _images(n: int, seed: int) -> list:

@@ -21,7 +21,8 @@ import numpy as np
 
 from hypoderm.engine.cache import DecodedCache
 from hypoderm.engine.data import CachedImageDataset, build_eval_loader, eval_transform
-from hypoderm.engine.metrics import classification_metrics, group_metrics, reliability_bins, softmax
+from hypoderm.engine.metrics import classification_metrics, group_metrics, reliability_bins
+from hypoderm.inference import softmax
 from hypoderm.preprocess import PreprocessSpec
 
 

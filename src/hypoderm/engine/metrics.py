@@ -10,13 +10,6 @@ from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score, precisi
                              roc_auc_score)
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64) / float(temperature)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> float:
     """ECE of the top-class confidence: sum over equal-width bins of |accuracy - confidence| * share."""
     probs, y_true = np.asarray(probs), np.asarray(y_true)

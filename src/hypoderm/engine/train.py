@@ -170,7 +170,8 @@ def calibrate_best(best_path: Path, model: nn.Module, val_loader: DataLoader, de
     """
     from hypoderm.checkpoint import load_checkpoint
     from hypoderm.engine.calibration import choose_abstain_threshold, fit_temperature, max_logit_stats
-    from hypoderm.engine.metrics import expected_calibration_error, softmax
+    from hypoderm.engine.metrics import expected_calibration_error
+    from hypoderm.inference import softmax
 
     ckpt = load_checkpoint(best_path)
     model.load_state_dict(ckpt["state_dict"])

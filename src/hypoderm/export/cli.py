@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+from hypoderm.data.dataset import IMAGE_EXTENSIONS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def list_images(folder: Path, class_names: list[str]) -> tuple[list[Path], list[int] | None]:
     """Image files under `folder` (sorted, recursive); labels when every file sits in a sub-folder
     named after a class."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
                    and not p.name.startswith("."))
     index = {c: i for i, c in enumerate(class_names)}
     parents = [p.relative_to(folder).parts[0] if len(p.relative_to(folder).parts) > 1 else None for p in files]
