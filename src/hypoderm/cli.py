@@ -21,7 +21,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench",): ("hypoderm.bench", "parameters, MACs/FLOPs, receptive field and latency, side by side"),
     ("data", "audit"): ("hypoderm.data.audit", "audit a dataset: counts, sizes, unreadable files, duplicates, leakage"),
     ("data", "split"): ("hypoderm.data.splits", "write a stratified, group-aware split file"),
-    ("data", "import", "scin"): ("hypoderm.data.scin", "build a training set from Google's SCIN dataset"),
+    ("data", "import", "scin"): ("hypoderm.data.scin.importer", "build a training set from Google's SCIN dataset"),
     ("train",): ("hypoderm.engine.train", "train a model on an image folder or CSV manifest"),
     ("evaluate",): ("hypoderm.engine.evaluate", "evaluate a checkpoint on a split or an external folder"),
     ("cv",): ("hypoderm.engine.cv", "k-fold cross-validation of one model"),
