@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support,
-                             roc_auc_score)
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
 
 from hypoderm.engine.calibration import choose_abstain_threshold, fit_temperature, max_logit_stats
 from hypoderm.engine.metrics import bootstrap_ci, classification_metrics, expected_calibration_error, group_metrics

@@ -33,7 +33,8 @@ from hypoderm.preprocess import PreprocessSpec
 
 # the settings that define the experiment; a resumed cv must not change them
 _PROTOCOL_KEYS = ("data", "model", "folds", "seed", "size", "epochs", "batch_size", "lr", "weight_decay",
-                  "warmup_epochs", "label_smoothing", "balance", "recipe", "counterfactual", "counterfactual_p", "ema", "ema_decay", "bn_momentum", "patience", "pretrained",
+                  "warmup_epochs", "label_smoothing", "balance", "recipe", "counterfactual", "counterfactual_p", "ema",
+                  "ema_decay", "bn_momentum", "patience", "pretrained",
                   "group_regex", "max_steps", "abstain_target", "calibrate_closeups")
 TABLE_KEYS = ("accuracy", "macro_f1", "weighted_f1", "roc_auc_ovr", "ece_before", "ece_after")
 
@@ -200,7 +201,8 @@ def run_cv(cfg: TrainConfig, out: str | Path, *, folds: list[int] | None = None,
         np.savez(out / "pooled_test_predictions.npz",
                  y_true=np.concatenate([p["y_true"] for p in pooled]),
                  probs=np.concatenate([p["probs"] for p in pooled]),
-                 fold=np.concatenate([np.full(len(p["y_true"]), f) for f, p in zip(sorted(all_done), pooled)]),
+                 fold=np.concatenate([np.full(len(p["y_true"]), f)
+                                      for f, p in zip(sorted(all_done), pooled, strict=True)]),
                  class_names=pooled[0]["class_names"])
     return summary
 

@@ -218,7 +218,8 @@ def render_report(m: dict[str, Any], out_dir: Path) -> str:
              f"Evaluated on {m['evaluated_on']}: {m['n']} images. Checkpoint: `{m['checkpoint']}`.", "",
              "| metric | value |", "|---|---|",
              f"| accuracy | {with_ci('accuracy')} |", f"| macro-F1 | {with_ci('macro_f1')} |",
-             f"| weighted-F1 | {_fmt(m['weighted_f1'])} |", f"| ROC-AUC (one-vs-rest, macro) | {_fmt(m['roc_auc_ovr'])} |",
+             f"| weighted-F1 | {_fmt(m['weighted_f1'])} |",
+             f"| ROC-AUC (one-vs-rest, macro) | {_fmt(m['roc_auc_ovr'])} |",
              f"| ECE, temperature 1 | {_fmt(m['ece_before'])} |",
              f"| ECE, temperature {m['temperature']:.3f} (fitted on validation) | {_fmt(m['ece_after'])} |",
              f"| answered at abstain threshold {m['abstain']['threshold']:.3f} | {m['abstain']['coverage']:.1%} "
@@ -230,7 +231,7 @@ def render_report(m: dict[str, Any], out_dir: Path) -> str:
                      f"{_fmt(p['roc_auc'])} | {p['support']} |")
     lines += ["", "## Confusion matrix (rows: true, columns: predicted)", "",
               "| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    for c, row in zip(names, m["confusion_matrix"]):
+    for c, row in zip(names, m["confusion_matrix"], strict=True):
         lines.append(f"| **{c}** | " + " | ".join(str(v) for v in row) + " |")
     if "by_skin_type" in m:
         lines += ["", "## By skin type", "", "| skin type | n | accuracy | macro-F1 |", "|---|---|---|---|"]

@@ -25,14 +25,28 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from hypoderm.checkpoint import FORMAT, save_atomic
-from hypoderm.models import canonical_name
 from hypoderm.engine.cache import DecodedCache
 from hypoderm.engine.config import RECIPES, TrainConfig, TrainError, add_train_arguments, config_from_args
-from hypoderm.engine.data import (CachedImageDataset, build_eval_loader, build_train_loader, class_weights,
-                                  eval_transform, train_transform)
+from hypoderm.engine.data import (
+    CachedImageDataset,
+    build_eval_loader,
+    build_train_loader,
+    class_weights,
+    eval_transform,
+    train_transform,
+)
 from hypoderm.engine.fold import FoldData, prepare_fold
-from hypoderm.engine.runtime import (configure_backends, finish_distributed, init_distributed, predict_logits,
-                                     resolve_device, rng_state, seed_everything, set_rng_state)
+from hypoderm.engine.runtime import (
+    configure_backends,
+    finish_distributed,
+    init_distributed,
+    predict_logits,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
+from hypoderm.models import canonical_name
 from hypoderm.preprocess import PreprocessSpec
 
 

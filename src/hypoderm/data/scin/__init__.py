@@ -19,16 +19,47 @@ One job per module: `labels` (condition table, label parsing), `selection` (whic
 command). This package re-exports their public names.
 """
 
-from hypoderm.data.scin.fetch import (DEFAULT_BASE_URL, MAX_IMAGE_BYTES, RETRYABLE_STATUS, TMP_DIR_NAME, USER_AGENT,
-                                      DownloadError, ImageOutcome, fetch_bytes, fetch_image, image_filename)
+from hypoderm.data.scin.fetch import (
+                                      DEFAULT_BASE_URL,
+                                      MAX_IMAGE_BYTES,
+                                      RETRYABLE_STATUS,
+                                      TMP_DIR_NAME,
+                                      USER_AGENT,
+                                      DownloadError,
+                                      ImageOutcome,
+                                      fetch_bytes,
+                                      fetch_image,
+                                      image_filename,
+)
 from hypoderm.data.scin.importer import MAX_WORKERS, import_scin
-from hypoderm.data.scin.labels import (CONDITION_MAP, DEFAULT_CONDITIONS, ScinImportError, class_slug,
-                                       consensus_fitzpatrick, parse_weighted_label, resolve_conditions,
-                                       split_condition_list)
-from hypoderm.data.scin.report import (LICENSE_URL, MANIFEST_COLUMNS, MANIFEST_NAME, SOURCE_NAME, ImportReport,
-                                       write_manifest, write_source_md)
-from hypoderm.data.scin.selection import (CASES_CSV, DEFAULT_MIN_CONFIDENCE, LABELS_CSV, MAX_IMAGES_PER_CASE, ScinCase,
-                                          Selection, select_cases)
+from hypoderm.data.scin.labels import (
+                                      CONDITION_MAP,
+                                      DEFAULT_CONDITIONS,
+                                      ScinImportError,
+                                      class_slug,
+                                      consensus_fitzpatrick,
+                                      parse_weighted_label,
+                                      resolve_conditions,
+                                      split_condition_list,
+)
+from hypoderm.data.scin.report import (
+                                      LICENSE_URL,
+                                      MANIFEST_COLUMNS,
+                                      MANIFEST_NAME,
+                                      SOURCE_NAME,
+                                      ImportReport,
+                                      write_manifest,
+                                      write_source_md,
+)
+from hypoderm.data.scin.selection import (
+                                      CASES_CSV,
+                                      DEFAULT_MIN_CONFIDENCE,
+                                      LABELS_CSV,
+                                      MAX_IMAGES_PER_CASE,
+                                      ScinCase,
+                                      Selection,
+                                      select_cases,
+)
 
 __all__ = [
     "CASES_CSV", "CONDITION_MAP", "DEFAULT_BASE_URL", "DEFAULT_CONDITIONS", "DEFAULT_MIN_CONFIDENCE", "LABELS_CSV",

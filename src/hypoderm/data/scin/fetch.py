@@ -12,14 +12,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path, PurePosixPath
-from typing import Callable
 
 from hypoderm import __version__
 from hypoderm.data.scin.selection import ScinCase
-
 
 DEFAULT_BASE_URL = "https://storage.googleapis.com/dx-scin-public-data"
 

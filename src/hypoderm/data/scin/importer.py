@@ -8,17 +8,30 @@ import argparse
 import sys
 import urllib.parse
 from collections import Counter
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Callable, Sequence
 
-from hypoderm.data.scin.fetch import (DEFAULT_BASE_URL, TMP_DIR_NAME, DownloadError, ImageOutcome, bucket_url,
-                                      fetch_bytes, fetch_image, sha256_hex)
+from hypoderm.data.scin.fetch import (
+    DEFAULT_BASE_URL,
+    TMP_DIR_NAME,
+    DownloadError,
+    ImageOutcome,
+    bucket_url,
+    fetch_bytes,
+    fetch_image,
+    sha256_hex,
+)
 from hypoderm.data.scin.labels import DEFAULT_CONDITIONS, ScinImportError, split_condition_list
-from hypoderm.data.scin.report import (MANIFEST_NAME, SOURCE_NAME, ImportReport, read_previous_sha256, write_manifest,
-                                       write_source_md)
+from hypoderm.data.scin.report import (
+    MANIFEST_NAME,
+    SOURCE_NAME,
+    ImportReport,
+    read_previous_sha256,
+    write_manifest,
+    write_source_md,
+)
 from hypoderm.data.scin.selection import CASES_CSV, DEFAULT_MIN_CONFIDENCE, LABELS_CSV, select_cases
-
 
 MAX_WORKERS = 16
 

@@ -8,8 +8,7 @@ import ast
 import re
 import statistics
 from collections import Counter, defaultdict
-from typing import Iterable, Sequence
-
+from collections.abc import Iterable, Sequence
 
 # SCIN condition name (as written in `weighted_skin_condition_label`) -> our class name.
 # Names are matched case-insensitively with whitespace collapsed, so "Tinea versicolor" and

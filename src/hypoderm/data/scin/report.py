@@ -9,14 +9,13 @@ import datetime as _dt
 import io
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from hypoderm import __version__
 from hypoderm.data.scin.fetch import REPO_URL, ImageOutcome
 from hypoderm.data.scin.selection import CASES_CSV, LABELS_CSV, Selection
-
 
 LICENSE_URL = "https://github.com/google-research-datasets/scin/blob/main/LICENSE"
 

@@ -8,12 +8,18 @@ import csv
 import difflib
 import io
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
-from hypoderm.data.scin.labels import (DEFAULT_CONDITIONS, ScinImportError, consensus_fitzpatrick, monk_tone,
-                                       normalise_name, parse_weighted_label, resolve_conditions)
-
+from hypoderm.data.scin.labels import (
+    DEFAULT_CONDITIONS,
+    ScinImportError,
+    consensus_fitzpatrick,
+    monk_tone,
+    normalise_name,
+    parse_weighted_label,
+    resolve_conditions,
+)
 
 CASES_CSV = "dataset/scin_cases.csv"
 
