@@ -67,7 +67,7 @@ def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, n_resamples: int = 1000
             "macro_f1": [float(np.percentile(f1, 2.5)), float(np.percentile(f1, 97.5))]}
 
 
-def classification_metrics(y_true: Sequence[int], probs: np.ndarray, class_names: Sequence[str], *,
+def classification_metrics(y_true: Sequence[int] | np.ndarray, probs: np.ndarray, class_names: Sequence[str], *,
                            probs_uncalibrated: np.ndarray | None = None, n_bootstrap: int = 1000,
                            seed: int = 0) -> dict[str, Any]:
     """All evaluation metrics of one prediction set.
@@ -109,7 +109,7 @@ def classification_metrics(y_true: Sequence[int], probs: np.ndarray, class_names
     return m
 
 
-def group_metrics(y_true: Sequence[int], probs: np.ndarray, groups: Sequence[str | None],
+def group_metrics(y_true: Sequence[int] | np.ndarray, probs: np.ndarray, groups: Sequence[str | None],
                   num_classes: int) -> dict[str, dict[str, float]]:
     """Accuracy and macro-F1 per group (e.g. Fitzpatrick skin type); None is reported as 'unknown'."""
     y = np.asarray(y_true)

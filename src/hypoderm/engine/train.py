@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.optim.swa_utils import AveragedModel  # cheap: torch.optim is already loaded by torch
 from torch.utils.data import DataLoader
 
 from hypoderm.checkpoint import FORMAT, save_atomic
@@ -67,7 +68,8 @@ def counterfactual_for(cfg: TrainConfig, class_names: list[str]) -> Any:
 # ------------------------------------------------------------------------------------- optimisation
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW; no weight decay on norms and biases (1-d tensors), as in timm and torchvision."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
@@ -87,7 +89,7 @@ def warmup_cosine(warmup_steps: int, total_steps: int):  # noqa: ANN201 - a Lamb
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, device: torch.device, *,
-                    scaler: torch.amp.GradScaler | None = None, ema: nn.Module | None = None,
+                    scaler: torch.amp.GradScaler | None = None, ema: AveragedModel | None = None,
                     max_steps: int | None = None, channels_last: bool = False, progress: bool = False,
                     desc: str = "train") -> dict[str, float]:
     model.train()
@@ -110,7 +112,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, 
         if not torch.isfinite(loss):
             raise TrainError(f"loss became {loss.item()} at step {steps}; lower --lr or disable --amp")
         optimizer.zero_grad(set_to_none=True)
-        if use_amp:
+        if use_amp and scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
@@ -119,7 +121,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, 
             optimizer.step()
         scheduler.step()
         if ema is not None:
-            ema.update_parameters(model.module if hasattr(model, "module") else model)
+            unwrapped = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+            ema.update_parameters(unwrapped)
         total_loss += loss.item() * len(y)
         correct += (logits.argmax(1) == y).sum().item()
         seen += len(y)
@@ -241,7 +244,7 @@ class _Loop:
 
     model: nn.Module
     train_model: nn.Module  # `model`, or its DDP wrapper
-    ema: Any  # torch.optim.swa_utils.AveragedModel | None
+    ema: AveragedModel | None
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
@@ -296,7 +299,7 @@ def _fold_data(cfg: TrainConfig, run_dir: Path, cache: DecodedCache, rt: _Runtim
                         check_leaks=check_leaks)
 
 
-def _build_model(cfg: TrainConfig, k: int, rt: _Runtime) -> tuple[nn.Module, Any, nn.Module]:
+def _build_model(cfg: TrainConfig, k: int, rt: _Runtime) -> tuple[nn.Module, AveragedModel | None, nn.Module]:
     """(model, EMA copy or None, the module to train: the model or its DDP wrapper)."""
     from hypoderm.models import create_model
 
@@ -310,7 +313,7 @@ def _build_model(cfg: TrainConfig, k: int, rt: _Runtime) -> tuple[nn.Module, Any
         model = model.to(memory_format=torch.channels_last)
     ema = None
     if cfg.ema:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+        from torch.optim.swa_utils import get_ema_multi_avg_fn
 
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     train_model: nn.Module = model
@@ -465,7 +468,8 @@ def train(cfg: TrainConfig, cache: DecodedCache | None = None, *, check_leaks: b
         # so a run resumed after epoch e replays epoch e+1 exactly as an uninterrupted run would.
         seed_everything(cfg.seed * 1_000_003 + epoch * 1_009 + rt.rank)
         loop.generator.manual_seed(cfg.seed * 1_000_003 + epoch)
-        loop.train_loader.sampler.set_epoch(epoch)
+        sampler: Any = loop.train_loader.sampler  # ours and DistributedSampler both have set_epoch
+        sampler.set_epoch(epoch)
         t0 = time.perf_counter()
         tr = train_one_epoch(loop.train_model, loop.train_loader, loop.criterion, loop.optimizer, loop.scheduler,
                              rt.device, scaler=loop.scaler, ema=loop.ema, max_steps=cfg.max_steps,

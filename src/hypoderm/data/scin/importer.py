@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any
 
 from hypoderm.data.scin.fetch import (
     DEFAULT_BASE_URL,
@@ -68,7 +69,7 @@ def import_scin(
     if retries < 0 or timeout <= 0:
         raise ScinImportError(f"--retries must be >= 0 and --timeout > 0, got {retries} and {timeout}")
     out = Path(out)
-    http = {"timeout": timeout, "retries": retries, "backoff": backoff}
+    http: dict[str, Any] = {"timeout": timeout, "retries": retries, "backoff": backoff}
     texts: dict[str, str] = {}
     csv_sha256: dict[str, str] = {}
     for name in (CASES_CSV, LABELS_CSV):
