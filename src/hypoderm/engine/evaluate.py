@@ -168,20 +168,26 @@ def evaluate_checkpoint(checkpoint: str | Path | dict[str, Any], *, data: str | 
     paths = np.array([index.relpath(index.samples[i]) for i in idx])
     np.savez(out_dir / f"{tag}_predictions.npz", y_true=y_true, probs=probs, logits=logits, paths=paths,
              class_names=np.array(model_classes))
+    _write_plots_and_report(m, out_dir, probs_raw, probs, y_true, ckpt_path, plots)
+    return m
+
+
+def _write_plots_and_report(m: dict[str, Any], out_dir: Path, probs_raw: np.ndarray, probs: np.ndarray,
+                            y_true: np.ndarray, ckpt_path: Path | None, plots: bool) -> None:
+    """The PNG plots (when `plots`), report.md, then metrics.json (atomically: `hypoderm cv` takes its
+    presence to mean "this fold is done")."""
     if plots:
         from hypoderm.engine import plots as P
 
-        P.plot_confusion_matrix(m["confusion_matrix"], model_classes, out_dir / "confusion_matrix.png")
+        P.plot_confusion_matrix(m["confusion_matrix"], m["class_names"], out_dir / "confusion_matrix.png")
         P.plot_reliability(reliability_bins(probs_raw, y_true), reliability_bins(probs, y_true),
                            m["ece_before"], m["ece_after"], out_dir / "reliability.png")
         if ckpt_path is not None:
             P.plot_training_curves(ckpt_path.parent / "metrics.jsonl", out_dir / "training_curves.png")
     (out_dir / "report.md").write_text(render_report(m, out_dir))
-    # metrics.json last and atomically: `hypoderm cv` takes its presence to mean "this fold is done"
     tmp = out_dir / "metrics.json.tmp"
     tmp.write_text(json.dumps(m, indent=1, default=float) + "\n")
     tmp.replace(out_dir / "metrics.json")
-    return m
 
 
 def _refuse_seen_photos(ckpt: dict[str, Any], paths: list[str], part: str, where: str) -> None:

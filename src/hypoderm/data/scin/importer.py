@@ -32,13 +32,57 @@ from hypoderm.data.scin.report import (
     write_manifest,
     write_source_md,
 )
-from hypoderm.data.scin.selection import CASES_CSV, DEFAULT_MIN_CONFIDENCE, LABELS_CSV, select_cases
+from hypoderm.data.scin.selection import CASES_CSV, DEFAULT_MIN_CONFIDENCE, LABELS_CSV, Selection, select_cases
 
 MAX_WORKERS = 16
 
 
 def _class_dirs(out: Path) -> set[str]:
     return {d.name for d in out.iterdir() if d.is_dir() and not d.name.startswith(".")}
+
+
+def _fetch_metadata(base_url: str, http: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """(text, sha256) of scin_cases.csv and scin_labels.csv by name; ScinImportError when unusable."""
+    texts: dict[str, str] = {}
+    csv_sha256: dict[str, str] = {}
+    for name in (CASES_CSV, LABELS_CSV):
+        url = bucket_url(base_url, name)
+        try:
+            data = fetch_bytes(url, max_bytes=1 << 30, **http)
+        except DownloadError as e:
+            raise ScinImportError(f"cannot fetch SCIN metadata: {e}") from None
+        try:
+            texts[name] = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise ScinImportError(f"{url} is not a UTF-8 CSV file") from None
+        csv_sha256[name] = sha256_hex(data)
+    return texts, csv_sha256
+
+
+def _fetch_images(selection: Selection, out: Path, base_url: str, known: dict[str, str], workers: int,
+                  http: dict[str, Any], progress: bool, log: Callable[[str], None]) -> list[ImageOutcome]:
+    """Every image of the selected cases, `workers` at a time; failures are outcomes, not exceptions."""
+    from tqdm import tqdm
+
+    jobs = [(case, i, path) for case in selection.cases for i, path in enumerate(case.image_paths, 1)]
+    outcomes: list[ImageOutcome] = []
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        futures = [pool.submit(fetch_image, case, i, path, out, base_url, known, **http)
+                   for case, i, path in jobs]
+        bar = tqdm(as_completed(futures), total=len(futures), desc="SCIN images", unit="img",
+                   disable=not progress, file=sys.stderr)
+        for future in bar:
+            outcome = future.result()
+            outcomes.append(outcome)
+            if outcome.status == "failed":
+                message = f"error: case {outcome.case.case_id} image {outcome.index}: {outcome.error}"
+                # tqdm.write keeps the message from tearing the progress bar.
+                bar.write(message, file=sys.stderr) if progress else log(message)
+    finally:
+        # On Ctrl-C or a disk error, drop the queued downloads instead of finishing them all.
+        pool.shutdown(wait=True, cancel_futures=True)
+    return outcomes
 
 
 def import_scin(
@@ -60,7 +104,6 @@ def import_scin(
     Individual images that fail (missing, corrupt, server errors after retries) are reported in the
     returned report and in SOURCE.md, and left out of the manifest.
     """
-    from tqdm import tqdm
 
     if not 1 <= workers <= MAX_WORKERS:
         raise ScinImportError(f"--workers must be 1..{MAX_WORKERS} (a public bucket: stay polite), got {workers}")
@@ -70,19 +113,7 @@ def import_scin(
         raise ScinImportError(f"--retries must be >= 0 and --timeout > 0, got {retries} and {timeout}")
     out = Path(out)
     http: dict[str, Any] = {"timeout": timeout, "retries": retries, "backoff": backoff}
-    texts: dict[str, str] = {}
-    csv_sha256: dict[str, str] = {}
-    for name in (CASES_CSV, LABELS_CSV):
-        url = bucket_url(base_url, name)
-        try:
-            data = fetch_bytes(url, max_bytes=1 << 30, **http)
-        except DownloadError as e:
-            raise ScinImportError(f"cannot fetch SCIN metadata: {e}") from None
-        try:
-            texts[name] = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise ScinImportError(f"{url} is not a UTF-8 CSV file") from None
-        csv_sha256[name] = sha256_hex(data)
+    texts, csv_sha256 = _fetch_metadata(base_url, http)
 
     selection = select_cases(texts[CASES_CSV], texts[LABELS_CSV], conditions, min_confidence, max_cases)
     for name, close in selection.missing_conditions:
@@ -95,24 +126,7 @@ def import_scin(
 
     out.mkdir(parents=True, exist_ok=True)
     known = read_previous_sha256(out / MANIFEST_NAME)
-    jobs = [(case, i, path) for case in selection.cases for i, path in enumerate(case.image_paths, 1)]
-    outcomes: list[ImageOutcome] = []
-    pool = ThreadPoolExecutor(max_workers=workers)
-    try:
-        futures = [pool.submit(fetch_image, case, i, path, out, base_url, known, **http)
-                   for case, i, path in jobs]
-        bar = tqdm(as_completed(futures), total=len(futures), desc="SCIN images", unit="img",
-                   disable=not progress, file=sys.stderr)
-        for future in bar:
-            outcome = future.result()
-            outcomes.append(outcome)
-            if outcome.status == "failed":
-                message = f"error: case {outcome.case.case_id} image {outcome.index}: {outcome.error}"
-                # tqdm.write keeps the message from tearing the progress bar.
-                bar.write(message, file=sys.stderr) if progress else log(message)
-    finally:
-        # On Ctrl-C or a disk error, drop the queued downloads instead of finishing them all.
-        pool.shutdown(wait=True, cancel_futures=True)
+    outcomes = _fetch_images(selection, out, base_url, known, workers, http, progress, log)
     tmp_dir = out / TMP_DIR_NAME
     if tmp_dir.is_dir() and not any(tmp_dir.iterdir()):
         tmp_dir.rmdir()
