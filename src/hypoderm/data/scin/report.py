@@ -126,6 +126,33 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+# The attribution, licence terms and modifications the SCIN Data Use License asks for (top of SOURCE.md).
+LICENCE_MD: tuple[str, ...] = (
+    "# Source of this folder: the SCIN dataset (Google Research)",
+    "",
+    "Images and labels in this folder come from the **Skin Condition Image Network (SCIN)** dataset,",
+    f"created by Google Research in collaboration with Stanford Medicine ({REPO_URL}),",
+    "released under the **SCIN Data Use License** "
+    f"({LICENSE_URL}). Copyright Google LLC. The dataset is provided",
+    "AS-IS and AS-AVAILABLE, without warranties of any kind (see Section 5 of the SCIN Data Use",
+    "License). This folder is licensed under and subject to the terms of the SCIN Data Use License.",
+    "",
+    "**Restriction (Section 3(b) of the licence): you may not make any attempt to re-identify or",
+    "re-link any of the individual data subjects.** Re-identification terminates all rights.",
+    "",
+    "Modifications (Section 3(a)(1)(b)): images were selected by dermatologist label, renamed to",
+    "`scin<case_id>_<n>.<ext>` and sorted into one folder per class; the image bytes are unchanged.",
+    "Labels were mapped from SCIN condition names to hypoderm class names (table below).",
+    "",
+    "Cite: Ward A, Li J, Wang J, et al. *Crowdsourcing Dermatology Images with Google Search Ads:",
+    "Creating a Real-World Skin Condition Dataset.* arXiv:2402.18545 (2024).",
+    "",
+    "Labels were assigned retrospectively by dermatologists from photos; they are not clinical",
+    "diagnoses. hypoderm is a decision aid, not a medical device.",
+    "",
+)
+
+
 def write_source_md(
     report: ImportReport,
     *,
@@ -142,28 +169,7 @@ def write_source_md(
     images = Counter(o.case.label for o in report.outcomes if o.status != "failed")
     cases = Counter(c.label for c in sel.cases)
     lines = [
-        "# Source of this folder: the SCIN dataset (Google Research)",
-        "",
-        "Images and labels in this folder come from the **Skin Condition Image Network (SCIN)** dataset,",
-        f"created by Google Research in collaboration with Stanford Medicine ({REPO_URL}),",
-        "released under the **SCIN Data Use License** "
-        f"({LICENSE_URL}). Copyright Google LLC. The dataset is provided",
-        "AS-IS and AS-AVAILABLE, without warranties of any kind (see Section 5 of the SCIN Data Use",
-        "License). This folder is licensed under and subject to the terms of the SCIN Data Use License.",
-        "",
-        "**Restriction (Section 3(b) of the licence): you may not make any attempt to re-identify or",
-        "re-link any of the individual data subjects.** Re-identification terminates all rights.",
-        "",
-        "Modifications (Section 3(a)(1)(b)): images were selected by dermatologist label, renamed to",
-        "`scin<case_id>_<n>.<ext>` and sorted into one folder per class; the image bytes are unchanged.",
-        "Labels were mapped from SCIN condition names to hypoderm class names (table below).",
-        "",
-        "Cite: Ward A, Li J, Wang J, et al. *Crowdsourcing Dermatology Images with Google Search Ads:",
-        "Creating a Real-World Skin Condition Dataset.* arXiv:2402.18545 (2024).",
-        "",
-        "Labels were assigned retrospectively by dermatologists from photos; they are not clinical",
-        "diagnoses. hypoderm is a decision aid, not a medical device.",
-        "",
+        *LICENCE_MD,
         "## How this folder was made",
         "",
         f"- Date (UTC): {now.strftime('%Y-%m-%d %H:%M:%S')}",

@@ -136,29 +136,41 @@ def select_cases(
         # Use the data's own spelling of the condition in the report, not the table's.
         display[normalise_name(best_name)] = best_name
         selection.matched_cases[label] += 1
-        by_class[label].append(ScinCase(
-            case_id=case_id,
-            label=label,
-            scin_condition=best_name,
-            weight=best_weight,
-            image_paths=images,
-            fitzpatrick_dermatologist=consensus_fitzpatrick(
-                label_row.get(f"dermatologist_fitzpatrick_skin_type_label_{i}") for i in (1, 2, 3)),
-            fitzpatrick_self_reported=consensus_fitzpatrick([row.get("fitzpatrick_skin_type")]),
-            monk_skin_tone_us=monk_tone(label_row.get("monk_skin_tone_label_us")),
-            monk_skin_tone_india=monk_tone(label_row.get("monk_skin_tone_label_india")),
-        ))
+        by_class[label].append(_case(case_id, label, best_name, best_weight, images, row, label_row))
 
     for key in mapping:
         if key not in seen_names:
             close = difflib.get_close_matches(key, sorted(seen_names), n=1, cutoff=0.75)
             selection.missing_conditions.append((display[key], display[close[0]] if close else None))
 
+    selection.cases = _round_robin(by_class, max_cases)
+    return selection
+
+
+def _case(case_id: str, label: str, scin_condition: str, weight: float, images: tuple[str, ...],
+          row: dict[str, str], label_row: dict[str, str]) -> ScinCase:
+    """A selected case with its skin metadata from both CSV rows."""
+    return ScinCase(
+        case_id=case_id,
+        label=label,
+        scin_condition=scin_condition,
+        weight=weight,
+        image_paths=images,
+        fitzpatrick_dermatologist=consensus_fitzpatrick(
+            label_row.get(f"dermatologist_fitzpatrick_skin_type_label_{i}") for i in (1, 2, 3)),
+        fitzpatrick_self_reported=consensus_fitzpatrick([row.get("fitzpatrick_skin_type")]),
+        monk_skin_tone_us=monk_tone(label_row.get("monk_skin_tone_label_us")),
+        monk_skin_tone_india=monk_tone(label_row.get("monk_skin_tone_label_india")),
+    )
+
+
+def _round_robin(by_class: dict[str, list[ScinCase]], max_cases: int | None) -> list[ScinCase]:
+    """Cases taken one per class in turn (each class in case-id order), at most `max_cases`, so a
+    small import still covers every class."""
     queues = {cls: sorted(items, key=lambda c: c.case_id) for cls, items in sorted(by_class.items())}
     chosen: list[ScinCase] = []
     while any(queues.values()) and (max_cases is None or len(chosen) < max_cases):
         for cls in list(queues):
             if queues[cls] and (max_cases is None or len(chosen) < max_cases):
                 chosen.append(queues[cls].pop(0))
-    selection.cases = chosen
-    return selection
+    return chosen
