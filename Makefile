@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hypoderm-installed
 
-.PHONY: setup web run bench bundled-model test test-fast clean
+.PHONY: setup web run bench bundled-model test test-fast lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ test: setup web
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not e2e"
+
+# ruff (E, F, W, I, B, UP, SIM at 120 columns) and mypy, both configured in pyproject.toml
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) node_modules build dist src/*.egg-info .pytest_cache

@@ -112,6 +112,22 @@ def csv_manifest(tmp_path: Path) -> Path:
     return make_csv_manifest(tmp_path / "csvdata")
 
 
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small exported CNN (64 px, 3 classes) per the hypoderm-onnx/1 contract (helpers_app)."""
+    from helpers_app import build_model_dir
+
+    return build_model_dir(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def ckpt_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny trained 2-class checkpoint (helpers_export.tiny_checkpoint)."""
+    from helpers_export import tiny_checkpoint
+
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
+
+
 @pytest.fixture
 def real_data_dir() -> Path:
     """The real photos (../shared/data/hypopigmented); skips the test when they are absent."""

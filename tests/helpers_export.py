@@ -102,3 +102,15 @@ def tiny_checkpoint(tmp_dir: Path, **kwargs: object) -> Path:
     if key not in _CACHE or not _CACHE[key].is_file():
         _CACHE[key] = train_tiny_checkpoint(Path(tmp_dir) / f"tiny_{len(_CACHE)}.pt", **kwargs)
     return _CACHE[key]
+
+
+def export_checkpoint(ckpt_path: Path, out: Path, ood: dict | None = None) -> Path:
+    """`out` (model.onnx + sidecar) exported from the checkpoint; `ood` replaces its OOD block."""
+    from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
+    from hypoderm.export import export_onnx, metadata_from_checkpoint
+
+    ckpt = load_checkpoint(ckpt_path)
+    md = metadata_from_checkpoint(ckpt)
+    if ood is not None:
+        md["ood"] = ood
+    return export_onnx(model_from_checkpoint(ckpt), md, out)

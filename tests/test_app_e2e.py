@@ -68,7 +68,7 @@ class LiveServer:
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small CNN (random weights, outputs that differ by input) at 224 px, 3 classes."""
-    from test_app_api import build_model_dir
+    from helpers_app import build_model_dir
 
     return build_model_dir(tmp_path_factory.mktemp("e2e_model"), size=224, temperature=0.5, abstain_threshold=0.5)
 
@@ -304,7 +304,7 @@ def constant_model_dir(out: Path, logits: list[float], abstain_threshold: float 
     answer the page must show is known exactly (e.g. vitiligo at 0.9996, or 55/45 below the threshold)."""
     import torch
 
-    from test_app_api import build_model_dir
+    from helpers_app import build_model_dir
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
@@ -526,7 +526,7 @@ def cam_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     from hypoderm.models import create_model
-    from test_app_api import build_model_dir
+    from helpers_app import build_model_dir
 
     torch.manual_seed(0)
     return build_model_dir(tmp_path_factory.mktemp("cam"), size=224, classes=TWO_CLASSES, temperature=1.0,

@@ -10,7 +10,7 @@ import pytest
 
 from hypoderm.engine.config import TrainConfig
 from hypoderm.engine.cv import run_cv, summarize
-from hypoderm.engine.train import TrainError
+from hypoderm.engine.config import TrainError
 
 
 def cfg(data: Path, **kw) -> TrainConfig:

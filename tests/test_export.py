@@ -8,25 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers_export import CLASSES, skin_image, tiny_checkpoint
+from helpers_export import CLASSES, export_checkpoint, skin_image, tiny_checkpoint
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
 
 @pytest.fixture(scope="module")
-def ckpt_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
-
-
-@pytest.fixture(scope="module")
 def exported(ckpt_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
-    from hypoderm.export import export_onnx, metadata_from_checkpoint
-
-    ckpt = load_checkpoint(ckpt_path)
-    return export_onnx(model_from_checkpoint(ckpt), metadata_from_checkpoint(ckpt),
-                       tmp_path_factory.mktemp("onnx") / "model.onnx")
+    return export_checkpoint(ckpt_path, tmp_path_factory.mktemp("onnx") / "model.onnx")
 
 
 def _images(n: int, seed: int) -> list:
@@ -174,6 +164,27 @@ def test_export_cli_errors_are_clear(tmp_path: Path, capsys) -> None:
     assert "not a readable PyTorch checkpoint" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "junk.pt"), "--out", str(tmp_path / "m.onnx"), "--int8"]) == 2
     assert "--int8 needs --calibration" in capsys.readouterr().err
+
+
+def test_export_bundle_is_the_command_as_a_function(ckpt_path: Path, tmp_path: Path) -> None:
+    """`export_bundle` returns the report the command writes, and its options are the command's flags."""
+    import argparse
+
+    from hypoderm.export import ExportError, ExportOptions, export_bundle
+    from hypoderm.export.bundle import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    out = tmp_path / "model.onnx"
+    flags = parser.parse_args([str(ckpt_path), "--out", str(out), "--no-simplify"])
+    assert ExportOptions(**vars(flags)) == ExportOptions(ckpt_path, out, no_simplify=True)  # same defaults
+    lines: list[str] = []
+    report = export_bundle(ExportOptions(ckpt_path, out, no_simplify=True), log=lines.append, warn=lines.append)
+    assert report == json.loads((tmp_path / "model.export-report.json").read_text())
+    assert report["fp32"]["parity"]["max_abs_diff"] <= 1e-4 and any(line.startswith("wrote ") for line in lines)
+    with pytest.raises(ExportError, match="--int8 needs --calibration") as e:
+        export_bundle(ExportOptions(ckpt_path, out, int8=True))
+    assert e.value.exit_code == 2
 
 
 def test_torchscript_export_loads_and_carries_metadata(ckpt_path: Path, tmp_path: Path) -> None:

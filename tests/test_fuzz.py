@@ -14,7 +14,6 @@ from fastapi.testclient import TestClient
 
 from helpers_fuzz import fuzz_cases
 from hypoderm.app.server import create_app
-from test_app_api import build_model_dir
 
 FAST_CASES = 200
 # pytest resets the warning filters per test, so Pillow's "Corrupt EXIF data" and TIFF tag warnings
@@ -22,11 +21,6 @@ FAST_CASES = 200
 # clean is tested in a subprocess (test_robustness.py::test_decoder_messages_never_reach_stderr).
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL")
 PREDICT_SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "predict.schema.json"
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_model_dir(tmp_path_factory.mktemp("model"))
 
 
 def _known_reasons() -> set[str]:

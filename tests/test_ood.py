@@ -277,7 +277,7 @@ def test_export_writes_the_gate_and_refuses_a_bad_one(tmp_path: Path) -> None:
     explicit `gate: null`) and refuses malformed gate parameters with a named field."""
     import json
 
-    from test_app_api import build_model_dir
+    from helpers_app import build_model_dir
 
     build_model_dir(tmp_path / "a", extra={"ood": {"max_logit_min": 0.25, "n": 62}})
     ood = json.loads((tmp_path / "a" / "model.json").read_text())["ood"]

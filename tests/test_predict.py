@@ -13,27 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers_export import non_skin_pictures, skin_image, tiny_checkpoint
+from helpers_export import export_checkpoint, non_skin_pictures, skin_image
 
 SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "predict.schema.json"
 
 
 @pytest.fixture(scope="module")
-def ckpt_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
-
-
-@pytest.fixture(scope="module")
 def onnx_path(ckpt_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
-    from hypoderm.export import export_onnx, metadata_from_checkpoint
-
-    ckpt = load_checkpoint(ckpt_path)
-    md = metadata_from_checkpoint(ckpt)
     # colour rule only: the not-skin gate is fitted for photos, and this tiny 32 px model's crude synthetic
     # "skin" squares sit on its boundary (the gate has its own tests: test_ood.py, test_nonskin.py)
-    md["ood"] = {"skin_fraction_min": 0.05, "max_logit_min": -1e9, "gate": None}
-    return export_onnx(model_from_checkpoint(ckpt), md, tmp_path_factory.mktemp("onnx") / "model.onnx")
+    return export_checkpoint(ckpt_path, tmp_path_factory.mktemp("onnx") / "model.onnx",
+                             ood={"skin_fraction_min": 0.05, "max_logit_min": -1e9, "gate": None})
 
 
 @pytest.fixture

@@ -36,14 +36,9 @@ from hypoderm.app.server import ApiError, create_app
 from hypoderm.data.io import ImageLoadError, load_rgb_bytes
 from hypoderm.inference import OnnxPredictor, bundled_model, decode_min_size_for
 from hypoderm.preprocess import MAX_ASPECT_RATIO, ImageShapeError, PreprocessSpec, decode_min_size, preprocess
-from test_app_api import build_model_dir, png_bytes, skin_png
+from helpers_app import png_bytes, skin_png
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_model_dir(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ def main() -> None:
 
     from hypoderm.engine.cache import DecodedCache
     from hypoderm.engine.data import CachedImageDataset, build_train_loader, train_transform
-    from hypoderm.engine.train import readable_index
+    from hypoderm.engine.fold import readable_index
     from hypoderm.models import create_model
     from hypoderm.preprocess import PreprocessSpec
 

@@ -23,7 +23,7 @@ from PIL import Image
 
 from hypoderm.explain import gradcam_map, overlay_on_photo
 from hypoderm.export import export_onnx
-from hypoderm.export.bench import ort_cpu_session
+from hypoderm.export.latency import ort_cpu_session
 from hypoderm.export.metadata import input_block
 from hypoderm.inference import OnnxPredictor
 from hypoderm.models import create_model

@@ -6,10 +6,11 @@ from pathlib import Path
 from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
 from hypoderm.data.splits import Split
 from hypoderm.engine.cache import DecodedCache
-from hypoderm.engine.train import readable_index
+from hypoderm.engine.fold import readable_index
 from hypoderm.engine.styleshift import build_views
 from hypoderm.engine.calibration import fit_temperature, choose_abstain_threshold
-from hypoderm.engine.metrics import softmax, expected_calibration_error
+from hypoderm.engine.metrics import expected_calibration_error
+from hypoderm.inference import softmax
 from hypoderm.preprocess import PreprocessSpec
 from torchvision.transforms import v2
 torch.set_num_threads(1)

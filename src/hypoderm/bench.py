@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from hypoderm.export.bench import ort_cpu_session
+from hypoderm.export.latency import ort_cpu_session
 from hypoderm.models import (DESIGN_VARIANTS, VARIANTS, canonical_name, count_parameters, create_model, is_table_model,
                              list_models, mnv3s_spec, output_stride, receptive_field)
 

@@ -17,16 +17,16 @@ import sys
 
 # command words -> (module, one-line help)
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
-    ("models",): ("hypoderm.models.cli", "list every model with its parameter count"),
+    ("models",): ("hypoderm.models.listing", "list every model with its parameter count"),
     ("bench",): ("hypoderm.bench", "parameters, MACs/FLOPs, receptive field and latency, side by side"),
     ("data", "audit"): ("hypoderm.data.audit", "audit a dataset: counts, sizes, unreadable files, duplicates, leakage"),
     ("data", "split"): ("hypoderm.data.splits", "write a stratified, group-aware split file"),
-    ("data", "import", "scin"): ("hypoderm.data.scin", "build a training set from Google's SCIN dataset"),
+    ("data", "import", "scin"): ("hypoderm.data.scin.importer", "build a training set from Google's SCIN dataset"),
     ("train",): ("hypoderm.engine.train", "train a model on an image folder or CSV manifest"),
     ("evaluate",): ("hypoderm.engine.evaluate", "evaluate a checkpoint on a split or an external folder"),
     ("cv",): ("hypoderm.engine.cv", "k-fold cross-validation of one model"),
     ("compare",): ("hypoderm.compare", "the comparison study: many models, same protocol, one table"),
-    ("export",): ("hypoderm.export.cli", "export a checkpoint to ONNX (fp32 / INT8) with metadata"),
+    ("export",): ("hypoderm.export.bundle", "export a checkpoint to ONNX (fp32 / INT8) with metadata"),
     ("predict",): ("hypoderm.predict", "diagnose photos: top-k, uncertainty, not-skin rejection, Grad-CAM"),
     ("serve",): ("hypoderm.app.server", "the mobile diagnosis web app and JSON API"),
 }

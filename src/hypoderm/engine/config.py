@@ -8,6 +8,13 @@ from typing import Any, Literal
 
 Balance = Literal["loss", "sampler", "none"]
 
+
+class TrainError(RuntimeError):
+    """A user-facing training problem (bad data, leaky split, missing checkpoint, ...).
+
+    Lives here, next to the config every engine module imports, so that `cv` and `evaluate` can
+    raise and catch it without importing the training loop."""
+
 # Training recipes: which of the anti-shortcut augmentations (hypoderm.engine.augment) are on.
 # "standard" is the whole-photo recipe the first bundled model used; "crop-tone" is the default, chosen
 # by the measurements in benchmarks/shortcut/README.md.
@@ -101,7 +108,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         d = {"recipe": "standard", **d}  # checkpoints from before recipes existed used the standard one
         unknown = sorted(set(d) - known)
@@ -109,7 +116,7 @@ class TrainConfig:
             raise ValueError(f"unknown training config keys: {', '.join(unknown)}")
         return cls(**d)
 
-    def with_(self, **changes: Any) -> "TrainConfig":
+    def with_(self, **changes: Any) -> TrainConfig:
         return replace(self, **changes)
 
 
@@ -133,8 +140,8 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False) ->
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     p.add_argument("--balance", choices=["loss", "sampler", "none"], default=d.balance,
                    help="class-weighted loss, balanced sampler, or neither (default %(default)s)")
-    p.add_argument("--recipe", choices=list(RECIPES),
-                   default=d.recipe, help="augmentation recipe: crop-tone = close-up crops on skin + skin-tone shift against the "
+    p.add_argument("--recipe", choices=list(RECIPES), default=d.recipe,
+                   help="augmentation recipe: crop-tone = close-up crops on skin + skin-tone shift against the "
                    "photo-style shortcut (train long: 120 epochs on ~200 photos); skin = crop-tone + JPEG/resolution "
                    "degradation; crop = close-ups only; standard = whole-photo crops (default %(default)s)")
     p.add_argument("--counterfactual", default=None, metavar="NORMAL:LESION",

@@ -27,13 +27,14 @@ from typing import Any
 import numpy as np
 
 from hypoderm.engine.cache import DecodedCache
-from hypoderm.engine.config import TrainConfig, add_train_arguments, config_from_args
+from hypoderm.engine.config import TrainConfig, TrainError, add_train_arguments, config_from_args
 from hypoderm.engine.metrics import scalar_metrics
 from hypoderm.preprocess import PreprocessSpec
 
 # the settings that define the experiment; a resumed cv must not change them
 _PROTOCOL_KEYS = ("data", "model", "folds", "seed", "size", "epochs", "batch_size", "lr", "weight_decay",
-                  "warmup_epochs", "label_smoothing", "balance", "recipe", "counterfactual", "counterfactual_p", "ema", "ema_decay", "bn_momentum", "patience", "pretrained",
+                  "warmup_epochs", "label_smoothing", "balance", "recipe", "counterfactual", "counterfactual_p", "ema",
+                  "ema_decay", "bn_momentum", "patience", "pretrained",
                   "group_regex", "max_steps", "abstain_target", "calibrate_closeups")
 TABLE_KEYS = ("accuracy", "macro_f1", "weighted_f1", "roc_auc_ovr", "ece_before", "ece_after")
 
@@ -130,9 +131,10 @@ def render_summary(s: dict[str, Any], cfg: TrainConfig, elapsed_s: float | None 
 def run_cv(cfg: TrainConfig, out: str | Path, *, folds: list[int] | None = None, n_bootstrap: int = 1000,
            device: str | None = None) -> dict[str, Any]:
     """Train and test every fold (skipping finished ones); returns the summary dict (also summary.json)."""
-    from hypoderm.data.splits import Split, make_split
+    from hypoderm.data.splits import Split
     from hypoderm.engine.evaluate import evaluate_checkpoint
-    from hypoderm.engine.train import TrainError, check_leakage, readable_index, train
+    from hypoderm.engine.fold import check_leakage, load_or_make_split, readable_index
+    from hypoderm.engine.train import train
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -150,14 +152,10 @@ def run_cv(cfg: TrainConfig, out: str | Path, *, folds: list[int] | None = None,
 
     spec = PreprocessSpec.for_size(cfg.size)
     cache = DecodedCache(spec, cfg.cache_dir)
-    index, _ = readable_index(cfg.data, cfg.group_regex, cfg.strict, cache, progress=cfg.progress)
-    split_path = Path(cfg.split) if cfg.split else out / "split.json"
-    if split_path.is_file():
-        split = Split.load(split_path)
-        split.check_matches(index)
-    else:
-        split = make_split(index, folds=cfg.folds, seed=cfg.seed, group_regex=cfg.group_regex)
-        split.save(split_path)
+    index, bad = readable_index(cfg.data, cfg.group_regex, cfg.strict, cache, progress=cfg.progress)
+    split_path = early_split
+    split = load_or_make_split(index, split_path, make_if_missing=True, folds=cfg.folds, seed=cfg.seed,
+                               group_regex=cfg.group_regex, unreadable=bad)
     check_leakage(index, split, cfg.allow_leakage)  # once here, not once per fold
     shortcut, shortcut_error = style_baseline(index, split)
     base_f1 = shortcut.fold_macro_f1() if shortcut is not None else {}
@@ -203,7 +201,8 @@ def run_cv(cfg: TrainConfig, out: str | Path, *, folds: list[int] | None = None,
         np.savez(out / "pooled_test_predictions.npz",
                  y_true=np.concatenate([p["y_true"] for p in pooled]),
                  probs=np.concatenate([p["probs"] for p in pooled]),
-                 fold=np.concatenate([np.full(len(p["y_true"]), f) for f, p in zip(sorted(all_done), pooled)]),
+                 fold=np.concatenate([np.full(len(p["y_true"]), f)
+                                      for f, p in zip(sorted(all_done), pooled, strict=True)]),
                  class_names=pooled[0]["class_names"])
     return summary
 
@@ -225,7 +224,6 @@ def run(args: argparse.Namespace) -> int:
     from hypoderm.checkpoint import CheckpointError
     from hypoderm.data.dataset import DatasetError
     from hypoderm.engine.evaluate import EvaluateError
-    from hypoderm.engine.train import TrainError
 
     try:
         cfg = config_from_args(args)

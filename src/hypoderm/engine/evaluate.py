@@ -21,7 +21,8 @@ import numpy as np
 
 from hypoderm.engine.cache import DecodedCache
 from hypoderm.engine.data import CachedImageDataset, build_eval_loader, eval_transform
-from hypoderm.engine.metrics import classification_metrics, group_metrics, reliability_bins, softmax
+from hypoderm.engine.metrics import classification_metrics, group_metrics, reliability_bins
+from hypoderm.inference import softmax
 from hypoderm.preprocess import PreprocessSpec
 
 
@@ -102,7 +103,8 @@ def evaluate_checkpoint(checkpoint: str | Path | dict[str, Any], *, data: str | 
     """
     from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
     from hypoderm.data.splits import Split
-    from hypoderm.engine.train import predict_logits, readable_index, resolve_device
+    from hypoderm.engine.fold import matching_split, readable_index
+    from hypoderm.engine.runtime import predict_logits, resolve_device
 
     ckpt_path = None if isinstance(checkpoint, dict) else Path(checkpoint)
     ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
@@ -124,8 +126,7 @@ def evaluate_checkpoint(checkpoint: str | Path | dict[str, Any], *, data: str | 
         where = f"external data {source}"
         tag = "external"
     else:
-        sp = Split.load(split) if split is not None else _split_from_checkpoint(ckpt)
-        sp.check_matches(index)
+        sp = matching_split(Split.load(split) if split is not None else _split_from_checkpoint(ckpt), index, bad)
         if index.class_names != model_classes:
             raise EvaluateError(f"class name mismatch: split/data {index.class_names} vs model {model_classes}")
         mapping = {i: i for i in range(len(model_classes))}
@@ -167,20 +168,26 @@ def evaluate_checkpoint(checkpoint: str | Path | dict[str, Any], *, data: str | 
     paths = np.array([index.relpath(index.samples[i]) for i in idx])
     np.savez(out_dir / f"{tag}_predictions.npz", y_true=y_true, probs=probs, logits=logits, paths=paths,
              class_names=np.array(model_classes))
+    _write_plots_and_report(m, out_dir, probs_raw, probs, y_true, ckpt_path, plots)
+    return m
+
+
+def _write_plots_and_report(m: dict[str, Any], out_dir: Path, probs_raw: np.ndarray, probs: np.ndarray,
+                            y_true: np.ndarray, ckpt_path: Path | None, plots: bool) -> None:
+    """The PNG plots (when `plots`), report.md, then metrics.json (atomically: `hypoderm cv` takes its
+    presence to mean "this fold is done")."""
     if plots:
         from hypoderm.engine import plots as P
 
-        P.plot_confusion_matrix(m["confusion_matrix"], model_classes, out_dir / "confusion_matrix.png")
+        P.plot_confusion_matrix(m["confusion_matrix"], m["class_names"], out_dir / "confusion_matrix.png")
         P.plot_reliability(reliability_bins(probs_raw, y_true), reliability_bins(probs, y_true),
                            m["ece_before"], m["ece_after"], out_dir / "reliability.png")
         if ckpt_path is not None:
             P.plot_training_curves(ckpt_path.parent / "metrics.jsonl", out_dir / "training_curves.png")
     (out_dir / "report.md").write_text(render_report(m, out_dir))
-    # metrics.json last and atomically: `hypoderm cv` takes its presence to mean "this fold is done"
     tmp = out_dir / "metrics.json.tmp"
     tmp.write_text(json.dumps(m, indent=1, default=float) + "\n")
     tmp.replace(out_dir / "metrics.json")
-    return m
 
 
 def _refuse_seen_photos(ckpt: dict[str, Any], paths: list[str], part: str, where: str) -> None:
@@ -217,7 +224,8 @@ def render_report(m: dict[str, Any], out_dir: Path) -> str:
              f"Evaluated on {m['evaluated_on']}: {m['n']} images. Checkpoint: `{m['checkpoint']}`.", "",
              "| metric | value |", "|---|---|",
              f"| accuracy | {with_ci('accuracy')} |", f"| macro-F1 | {with_ci('macro_f1')} |",
-             f"| weighted-F1 | {_fmt(m['weighted_f1'])} |", f"| ROC-AUC (one-vs-rest, macro) | {_fmt(m['roc_auc_ovr'])} |",
+             f"| weighted-F1 | {_fmt(m['weighted_f1'])} |",
+             f"| ROC-AUC (one-vs-rest, macro) | {_fmt(m['roc_auc_ovr'])} |",
              f"| ECE, temperature 1 | {_fmt(m['ece_before'])} |",
              f"| ECE, temperature {m['temperature']:.3f} (fitted on validation) | {_fmt(m['ece_after'])} |",
              f"| answered at abstain threshold {m['abstain']['threshold']:.3f} | {m['abstain']['coverage']:.1%} "
@@ -229,7 +237,7 @@ def render_report(m: dict[str, Any], out_dir: Path) -> str:
                      f"{_fmt(p['roc_auc'])} | {p['support']} |")
     lines += ["", "## Confusion matrix (rows: true, columns: predicted)", "",
               "| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    for c, row in zip(names, m["confusion_matrix"]):
+    for c, row in zip(names, m["confusion_matrix"], strict=True):
         lines.append(f"| **{c}** | " + " | ".join(str(v) for v in row) + " |")
     if "by_skin_type" in m:
         lines += ["", "## By skin type", "", "| skin type | n | accuracy | macro-F1 |", "|---|---|---|---|"]
@@ -274,7 +282,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from hypoderm.checkpoint import CheckpointError
     from hypoderm.data.dataset import DatasetError
-    from hypoderm.engine.train import TrainError
+    from hypoderm.engine.config import TrainError
 
     try:
         m = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, fold=args.fold, part=args.part,

@@ -6,15 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support,
-                             roc_auc_score)
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64) / float(temperature)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
 
 
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> float:
@@ -75,7 +67,7 @@ def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, n_resamples: int = 1000
             "macro_f1": [float(np.percentile(f1, 2.5)), float(np.percentile(f1, 97.5))]}
 
 
-def classification_metrics(y_true: Sequence[int], probs: np.ndarray, class_names: Sequence[str], *,
+def classification_metrics(y_true: Sequence[int] | np.ndarray, probs: np.ndarray, class_names: Sequence[str], *,
                            probs_uncalibrated: np.ndarray | None = None, n_bootstrap: int = 1000,
                            seed: int = 0) -> dict[str, Any]:
     """All evaluation metrics of one prediction set.
@@ -117,7 +109,7 @@ def classification_metrics(y_true: Sequence[int], probs: np.ndarray, class_names
     return m
 
 
-def group_metrics(y_true: Sequence[int], probs: np.ndarray, groups: Sequence[str | None],
+def group_metrics(y_true: Sequence[int] | np.ndarray, probs: np.ndarray, groups: Sequence[str | None],
                   num_classes: int) -> dict[str, dict[str, float]]:
     """Accuracy and macro-F1 per group (e.g. Fitzpatrick skin type); None is reported as 'unknown'."""
     y = np.asarray(y_true)

@@ -6,7 +6,8 @@ Formats and the runtimes they serve:
 - TorchScript: LibTorch (C++) and the legacy PyTorch Mobile runtime.
 
 Names are imported lazily so that the torch-free parts (`metadata_from_checkpoint`,
-`quantize_int8`, `agreement_report`, `bench_onnx`) do not import torch.
+`quantize_int8`, `agreement_report`, `bench_onnx`) do not import torch. `export_bundle` is
+`hypoderm export` as a function (`hypoderm.export.bundle`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ _LAZY = {
     "write_metadata": "hypoderm.export.metadata",
     "quantize_int8": "hypoderm.export.quantize",
     "agreement_report": "hypoderm.export.quantize",
-    "bench_onnx": "hypoderm.export.bench",
+    "bench_onnx": "hypoderm.export.latency",
+    "export_bundle": "hypoderm.export.bundle",
+    "ExportOptions": "hypoderm.export.bundle",
+    "ExportError": "hypoderm.export.bundle",
     "synthetic_skin_images": "hypoderm.export.samples",
 }
 

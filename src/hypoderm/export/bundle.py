@@ -3,6 +3,9 @@
 Writes `PATH` (e.g. model.onnx) + `PATH.json` sidecar, runs the ONNX Runtime vs PyTorch parity
 check (fails with exit code 1 if max |dp| > 1e-4), and with `--int8` also `<stem>.int8.onnx`
 with its fp32-agreement report. A JSON report of everything lands in `<stem>.export-report.json`.
+
+The work is `export_bundle(ExportOptions(...))`, callable from Python with the same result as the
+command (it returns the report); `run` only turns the parsed flags into `ExportOptions` and prints.
 """
 
 from __future__ import annotations
@@ -10,10 +13,47 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+from hypoderm.data.dataset import IMAGE_EXTENSIONS
+
+
+@dataclass
+class ExportOptions:
+    """What `hypoderm export` takes: one field per flag (the argparse destinations), same defaults."""
+
+    checkpoint: Path
+    out: Path
+    format: str = "onnx"
+    int8: bool = False
+    calibration: Path | None = None
+    eval_dir: Path | None = None
+    opset: int = 17
+    no_simplify: bool = False
+    no_max_logit_floor: bool = False
+    ood_quantile: float = 0.01
+    max_images: int = 256
+    force: bool = False
+
+
+class ExportError(RuntimeError):
+    """A user-facing export failure; `exit_code` is what `hypoderm export` returns (2: bad input,
+    1: a broken checkpoint refused or a failed parity check)."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _quiet(message: str) -> None:
+    """Progress lines are dropped by default: the returned report holds the same facts."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def list_images(folder: Path, class_names: list[str]) -> tuple[list[Path], list[int] | None]:
     """Image files under `folder` (sorted, recursive); labels when every file sits in a sub-folder
     named after a class."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
                    and not p.name.startswith("."))
     index = {c: i for i, c in enumerate(class_names)}
     parents = [p.relative_to(folder).parts[0] if len(p.relative_to(folder).parts) > 1 else None for p in files]
@@ -71,7 +111,8 @@ def calibration_files(source: Path, class_names: list[str]) -> tuple[list[Path],
     raise ValueError(f"{source} is neither a folder of images nor a .csv manifest (path,label[,...])")
 
 
-def _load_images(files: list[Path], labels: list[int] | None, limit: int) -> tuple[list[Any], list[int] | None]:
+def _load_images(files: list[Path], labels: list[int] | None, limit: int,
+                 warn: Callable[[str], None] = _to_stderr) -> tuple[list[Any], list[int] | None]:
     from hypoderm.inference import load_image
 
     images, kept = [], []
@@ -80,7 +121,7 @@ def _load_images(files: list[Path], labels: list[int] | None, limit: int) -> tup
             images.append(load_image(f))
             kept.append(i)
         except (ValueError, OSError) as e:
-            print(f"warning: skipping {f}: {e}", file=sys.stderr)
+            warn(f"warning: skipping {f}: {e}")
     return images, ([labels[i] for i in kept] if labels is not None else None)
 
 
@@ -97,22 +138,21 @@ def _fit_ood(model: Any, images: list[Any], spec: Any, quantile: float) -> dict[
     return fit_ood_thresholds(logits.max(axis=1), quantile=quantile)
 
 
-def run(args: argparse.Namespace) -> int:
+def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
+                  warn: Callable[[str], None] = _to_stderr) -> dict[str, Any]:
+    """Export one checkpoint as `hypoderm export` does (OOD fitting, parity, INT8, report file) and
+    return the report. Raises ExportError with the message the command prints; `log` gets the
+    command's progress lines, `warn` its warnings and notes."""
     if args.int8 and args.format != "onnx":
-        print("error: --int8 applies to --format onnx only", file=sys.stderr)
-        return 2
+        raise ExportError("--int8 applies to --format onnx only")
     if args.int8 and args.calibration is None:
-        print("error: --int8 needs --calibration DIR (real images to calibrate activation ranges)", file=sys.stderr)
-        return 2
+        raise ExportError("--int8 needs --calibration DIR (real images to calibrate activation ranges)")
     for source in (args.calibration, args.eval_dir):
         if source is not None and not (source.is_dir() or (source.is_file() and source.suffix.lower() == ".csv")):
             what = "does not exist" if not source.exists() else "is neither a folder nor a .csv manifest"
-            print(f"error: {source} {what} (give a folder of images or a CSV manifest path,label[,...])",
-                  file=sys.stderr)
-            return 2
+            raise ExportError(f"{source} {what} (give a folder of images or a CSV manifest path,label[,...])")
     if args.format == "onnx" and args.out.suffix != ".onnx":
-        print(f"error: --out must end in .onnx, got {args.out}", file=sys.stderr)
-        return 2
+        raise ExportError(f"--out must end in .onnx, got {args.out}")
 
     import torch
 
@@ -127,38 +167,32 @@ def run(args: argparse.Namespace) -> int:
         model = model_from_checkpoint(ckpt)
         metadata = metadata_from_checkpoint(ckpt)
     except (CheckpointError, KeyError, ValueError, RuntimeError) as e:
-        print(f"error: cannot use checkpoint {args.checkpoint}: {e}", file=sys.stderr)
-        return 2
+        raise ExportError(f"cannot use checkpoint {args.checkpoint}: {e}") from e
     spec = PreprocessSpec.from_dict(ckpt["preprocess"])
     class_names = list(ckpt["class_names"])
     from hypoderm.model_quality import checkpoint_problems
 
     problems = checkpoint_problems(ckpt)
     if problems and not args.force:
-        print(f"error: refusing to export {args.checkpoint}: it looks broken:", file=sys.stderr)
-        for p in problems:
-            print(f"  - {p['message']}", file=sys.stderr)
-        print("Train it longer or fix the data; pass --force to export it anyway (it will be marked as broken, "
-              "and predict and serve will say so).", file=sys.stderr)
-        return 1
+        raise ExportError("\n".join([f"refusing to export {args.checkpoint}: it looks broken:",
+                                     *(f"  - {p['message']}" for p in problems),
+                                     "Train it longer or fix the data; pass --force to export it anyway (it will be "
+                                     "marked as broken, and predict and serve will say so)."]), exit_code=1)
     metadata["quality"] = {"problems": problems, "forced": bool(problems)}
     for p in problems:
-        print(f"warning: exporting despite: {p['message']} (--force); the model is marked", file=sys.stderr)
+        warn(f"warning: exporting despite: {p['message']} (--force); the model is marked")
 
     calib, calib_labels = [], None
     if args.calibration is not None:
         try:
             files, labels = calibration_files(args.calibration, class_names)
         except ValueError as e:
-            print(f"error: --calibration: {e}", file=sys.stderr)
-            return 2
+            raise ExportError(f"--calibration: {e}") from e
         if not files:
-            print(f"error: no image files in {args.calibration}", file=sys.stderr)
-            return 2
-        calib, calib_labels = _load_images(files, labels, args.max_images)
+            raise ExportError(f"no image files in {args.calibration}")
+        calib, calib_labels = _load_images(files, labels, args.max_images, warn)
         if not calib:
-            print(f"error: none of the images in {args.calibration} could be read", file=sys.stderr)
-            return 2
+            raise ExportError(f"none of the images in {args.calibration} could be read")
 
     report: dict[str, Any] = {"checkpoint": str(args.checkpoint)}
     if not metadata.get("ood"):
@@ -169,8 +203,8 @@ def run(args: argparse.Namespace) -> int:
             from hypoderm.ood import DEFAULT_OOD
 
             metadata["ood"] = {**DEFAULT_OOD, "source": "default: no thresholds in checkpoint, no --calibration"}
-            print("note: the checkpoint has no OOD thresholds and no --calibration was given; using the "
-                  f"permissive default {DEFAULT_OOD} (skin-colour rule and the default not-skin gate)", file=sys.stderr)
+            warn("note: the checkpoint has no OOD thresholds and no --calibration was given; using the "
+                 f"permissive default {DEFAULT_OOD} (skin-colour rule and the default not-skin gate)")
     from hypoderm.ood import PERMISSIVE_MAX_LOGIT_MIN, with_gate
 
     if args.no_max_logit_floor:
@@ -183,16 +217,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.format == "torchscript":
             out = export_torchscript(model, metadata, args.out, parity_images=parity_images)
-            print(f"wrote {out} (TorchScript, for LibTorch / PyTorch Mobile)")
-            return 0
+            log(f"wrote {out} (TorchScript, for LibTorch / PyTorch Mobile)")
+            return {**report, "torchscript": {"path": str(out)}}
         out = export_onnx(model, metadata, args.out, opset=args.opset, simplify=not args.no_simplify,
                           reference_spec=spec, parity_images=parity_images)
     except ExportParityError as e:
-        print(f"error: parity check FAILED: {e}", file=sys.stderr)
-        return 1
+        raise ExportError(f"parity check FAILED: {e}", exit_code=1) from e
     side = json.loads(out.with_suffix(".json").read_text())
     report["fp32"] = {"path": str(out), "parity": side["parity"]}
-    print(f"wrote {out} + {out.with_suffix('.json').name} (opset {args.opset}, fp32); parity: max |dp| = "
+    log(f"wrote {out} + {out.with_suffix('.json').name} (opset {args.opset}, fp32); parity: max |dp| = "
           f"{side['parity']['max_abs_diff']:.2e} <= {side['parity']['tolerance']:g} on {side['parity']['images']} images")
 
     if args.int8:
@@ -206,9 +239,8 @@ def run(args: argparse.Namespace) -> int:
             try:
                 files, labels = calibration_files(args.eval_dir, class_names)
             except ValueError as e:
-                print(f"error: --eval: {e}", file=sys.stderr)
-                return 2
-            eval_images, eval_labels = _load_images(files, labels, 10 ** 9)
+                raise ExportError(f"--eval: {e}") from e
+            eval_images, eval_labels = _load_images(files, labels, 10 ** 9, warn)
         agree = agreement_report(out, int8_path, eval_images, eval_labels)
         agree["evaluated_on"] = str(args.eval_dir or args.calibration)
         from hypoderm.inference import load_metadata
@@ -219,8 +251,17 @@ def run(args: argparse.Namespace) -> int:
         if "fp32" in agree:
             line += (f"; accuracy fp32 {agree['fp32']['accuracy']:.3f} vs int8 {agree['int8']['accuracy']:.3f}, "
                      f"macro-F1 fp32 {agree['fp32']['macro_f1']:.3f} vs int8 {agree['int8']['macro_f1']:.3f}")
-        print(line)
+        log(line)
     report_path = out.with_name(out.stem + ".export-report.json")
     report_path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"report: {report_path}")
+    log(f"report: {report_path}")
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        export_bundle(ExportOptions(**vars(args)), log=print, warn=_to_stderr)
+    except ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
     return 0
