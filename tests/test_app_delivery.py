@@ -233,3 +233,9 @@ def test_slow_brotli_is_made_in_the_background_meanwhile_gzip(model_dir: Path, w
     assert store.variant(asset, "br") is not None
     headers, body = raw_get(c, url, "br, gzip")
     assert headers["content-encoding"] == "br" and brotli.decompress(body) == want
+
+
+def test_head_answers_like_get_without_a_body(client: TestClient) -> None:
+    for url in ["/static/js/app.js", urls(client)["model"], urls(client)["wasm"], "/manifest.webmanifest"]:
+        r = client.head(url, headers={"Accept-Encoding": "gzip"})
+        assert r.status_code == 200 and r.content == b"", url

@@ -546,14 +546,14 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
                 "</body></html>")
         return HTMLResponse(html, headers={"Content-Security-Policy": DOCS_CSP})
 
-    @app.get("/vendor/ort/{name}", include_in_schema=False)
+    @app.api_route("/vendor/ort/{name}", methods=["GET", "HEAD"], include_in_schema=False)
     def ort_file(request: Request, name: str) -> Response:
         # The fixed URL (revalidated); the page uses the content-hashed one below.
         if name not in delivery.ort:
             raise ApiError(404, "not_found", f"no such runtime file: {name}")
         return delivery.store.response(delivery.ort[name], request, REVALIDATE)
 
-    @app.get("/vendor/ort/{version}/{name}", include_in_schema=False)
+    @app.api_route("/vendor/ort/{version}/{name}", methods=["GET", "HEAD"], include_in_schema=False)
     def ort_file_hashed(request: Request, version: str, name: str) -> Response:
         if name not in delivery.ort or version != delivery.ort_hash:
             raise ApiError(404, "not_found", f"no such runtime file: {version}/{name} (this server has "
@@ -567,11 +567,11 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
             raise ApiError(404, "not_found", f"no such docs file: {name}")
         return FileResponse(swagger / name, headers={"Cache-Control": "no-cache"})
 
-    @app.get("/model/model.onnx", include_in_schema=False)
+    @app.api_route("/model/model.onnx", methods=["GET", "HEAD"], include_in_schema=False)
     def model_file(request: Request) -> Response:
         return delivery.store.response(delivery.model, request, REVALIDATE)
 
-    @app.get("/model/{version}/model.onnx", include_in_schema=False)
+    @app.api_route("/model/{version}/model.onnx", methods=["GET", "HEAD"], include_in_schema=False)
     def model_file_hashed(request: Request, version: str) -> Response:
         # Only the current model's hash: an old page asking for an old model gets a clear 404, never
         # other bytes under a URL that caches forever.
@@ -584,7 +584,7 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
         return Response(_service_worker(state), media_type="text/javascript",
                         headers={"Cache-Control": "no-cache", "Service-Worker-Allowed": "/"})
 
-    @app.get("/manifest.webmanifest", include_in_schema=False)
+    @app.api_route("/manifest.webmanifest", methods=["GET", "HEAD"], include_in_schema=False)
     def manifest(request: Request) -> Response:
         return delivery.store.response(delivery.static["manifest.webmanifest"], request, REVALIDATE)
 
@@ -592,7 +592,7 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
     def index(request: Request) -> Response:
         return delivery.store.response(delivery.static["index.html"], request, REVALIDATE)
 
-    @app.get("/static/{name:path}", include_in_schema=False)
+    @app.api_route("/static/{name:path}", methods=["GET", "HEAD"], include_in_schema=False)
     def static_file(request: Request, name: str) -> Response:
         # Only the files found at startup: a fixed list, so no path can leave the folder.
         if name not in delivery.static:
