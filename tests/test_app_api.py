@@ -65,8 +65,12 @@ def test_model_info(client: TestClient, model_dir: Path) -> None:
     assert body["temperature"] == 1.3 and body["abstain_threshold"] == 0.4
     assert body["input"]["size"] == 64 and body["input"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
     assert body["gradcam"] == {"available": False, "reason": "no_gradcam_outputs"}  # this model has no outputs
+    base = body["browser_inference"]["script"].removesuffix("ort.wasm.min.mjs")
+    assert re.fullmatch(r"/vendor/ort/[0-9a-f]{16}/", base)  # content-hashed (tests/test_app_delivery.py)
     assert body["browser_inference"] == {"available": True, "runtime": "onnxruntime-web 9.9.9",
-                                         "script": "/vendor/ort/ort.wasm.min.mjs", "reason": None}
+                                         "script": f"{base}ort.wasm.min.mjs",
+                                         "wasm_url": f"{base}ort-wasm-simd-threaded.wasm",
+                                         "wasm_bytes": len(b"// ort-wasm-simd-threaded.wasm"), "reason": None}
     assert body["limits"] == {"max_upload_bytes": MAX_BYTES, "max_pixels": MAX_PIXELS, "max_aspect_ratio": 20.0,
                               "upload_timeout_s": 60.0}
     assert client.get(body["model_url"]).content == (model_dir / "model.onnx").read_bytes()
@@ -220,8 +224,10 @@ def test_service_worker_precaches_shell_model_and_runtime(client: TestClient) ->
     r = client.get("/sw.js")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
     files = json.loads(re.search(r"const PRECACHE = (\[.*?\]);", r.text).group(1))
-    for needed in ["/", "/model/model.onnx", "/api/v1/model", "/static/js/app.js", "/static/data/cards.json",
-                   *(f"/vendor/ort/{f}" for f in ORT_FILES)]:
+    info = client.get("/api/v1/model").json()
+    base = info["browser_inference"]["script"].removesuffix("ort.wasm.min.mjs")
+    for needed in ["/", info["model_url"], "/api/v1/model", "/static/js/app.js", "/static/data/cards.json",
+                   *(f"{base}{f}" for f in ORT_FILES)]:
         assert needed in files
     for f in files:  # every precached file exists, or install would fail
         assert client.get(f).status_code == 200, f

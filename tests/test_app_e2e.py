@@ -249,8 +249,8 @@ def test_second_visit_works_offline(browser: object, model_dir: Path, tmp_path: 
     try:
         # wait until the service worker controls the page's origin and has precached everything
         page.evaluate("navigator.serviceWorker.ready")
-        page.wait_for_function("caches.keys().then(async ks => ks.length > 0 && "
-                               "(await (await caches.open(ks[0])).match('/model/model.onnx')) !== undefined)",
+        page.wait_for_function("fetch('/api/v1/model').then(r => r.json()).then(m => caches.keys().then(async ks => "
+                               "ks.length > 0 && (await (await caches.open(ks[0])).match(m.model_url)) !== undefined))",
                                timeout=60_000)
         srv.stop()  # the server is gone, and the network too
         ctx.set_offline(True)
@@ -267,6 +267,71 @@ def test_second_visit_works_offline(browser: object, model_dir: Path, tmp_path: 
     finally:
         ctx.close()
         srv.stop()
+
+
+class CountingApp:
+    """ASGI wrapper counting what leaves the server per path: requests, body bytes (as sent, so compressed),
+    Content-Encoding. It sees the service worker's own requests too, which the page's events do not."""
+
+    def __init__(self, app: object) -> None:
+        from collections import Counter
+
+        self.app, self.requests, self.bytes, self.encoding = app, Counter(), Counter(), {}
+
+    async def __call__(self, scope: dict, receive: object, send: object) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        self.requests[path] += 1
+
+        async def counted(msg: dict) -> None:
+            if msg["type"] == "http.response.start":
+                self.encoding[path] = dict(msg.get("headers", [])).get(b"content-encoding", b"").decode()
+            elif msg["type"] == "http.response.body":
+                self.bytes[path] += len(msg.get("body", b""))
+            await send(msg)
+
+        await self.app(scope, receive, counted)
+
+
+def test_first_visit_downloads_compressed_once_and_second_visit_only_the_page(browser: object, model_dir: Path) -> None:
+    """The runtime and model arrive compressed, once each (the service worker's precache takes them from the
+    HTTP cache, immutable URLs), with the progress bar gone once ready; a second visit sends at most 50 KB."""
+    import uvicorn
+
+    app = CountingApp(create_app(model_dir, web_assets=REPO_NODE_MODULES))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    ctx, page, _, errors = open_page(browser, f"http://127.0.0.1:{port}/")
+    try:
+        assert page.evaluate("document.body.dataset.ready") == "browser"
+        assert page.locator("#loading").is_hidden()
+        info = page.evaluate("fetch('/api/v1/model').then(r => r.json())")
+        wasm, model = info["browser_inference"]["wasm_url"], info["model_url"]
+        page.wait_for_function("m => caches.keys().then(async ks => ks.length > 0 && "
+                               "(await (await caches.open(ks[0])).match(m)) !== undefined)", arg=model, timeout=60_000)
+        page.wait_for_function("navigator.serviceWorker.ready.then(r => r.active && r.active.state === 'activated')",
+                               timeout=60_000)
+        assert app.requests[wasm] == 1 and app.requests[model] == 1, (app.requests[wasm], app.requests[model])
+        assert app.encoding[wasm] in ("gzip", "br")  # Chromium offers br only over HTTPS
+        assert app.bytes[wasm] < 0.4 * (REPO_NODE_MODULES / "onnxruntime-web/dist/ort-wasm-simd-threaded.wasm").stat().st_size
+        before = sum(app.bytes.values())
+        page.reload()
+        page.wait_for_selector("body[data-ready='browser']", timeout=60_000)
+        second = sum(app.bytes.values()) - before
+        assert app.requests[wasm] == 1 and app.requests[model] == 1
+        assert second <= 50_000, dict(app.bytes)
+        assert not [e for e in errors if "service worker" in e]
+    finally:
+        ctx.close()
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.mark.realdata

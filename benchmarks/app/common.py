@@ -11,8 +11,9 @@ from pathlib import Path
 import httpx
 
 
-def export_model(name: str, out_dir: Path, num_classes: int = 2) -> Path:
-    """`name` from the model zoo, random weights (latency does not depend on them), exported to out_dir/model.onnx."""
+def export_model(name: str, out_dir: Path, num_classes: int = 2, size: int = 224) -> Path:
+    """`name` from the model zoo, random weights (latency does not depend on them), exported to out_dir/model.onnx
+    at `size` px (resized to size/0.875 first, the usual centre-crop ratio)."""
     import torch
 
     from hypoderm.export import export_onnx
@@ -24,7 +25,7 @@ def export_model(name: str, out_dir: Path, num_classes: int = 2) -> Path:
     torch.manual_seed(0)
     classes = ["normal_skin", "vitiligo", "other"][:num_classes]
     metadata = {"format": "hypoderm-onnx/1", "model_name": name, "version": "bench", "precision": "fp32",
-                "class_names": classes, "input": input_block(PreprocessSpec()), "output": {"name": "logits"},
+                "class_names": classes, "input": input_block(PreprocessSpec(size=size, resize_size=round(size / 0.875))), "output": {"name": "logits"},
                 "temperature": 1.0, "abstain_threshold": 0.6, "metrics": {}, "disclaimer": "benchmark model"}
     out_dir.mkdir(parents=True, exist_ok=True)
     return export_onnx(create_model(name, num_classes=num_classes).eval(), metadata, out_dir / "model.onnx")

@@ -36,12 +36,12 @@ from typing import Any
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
-from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from hypoderm import __version__
+from hypoderm.app.assets import IMMUTABLE, REVALIDATE, Delivery
 from hypoderm.app.guard import release_memory
 from hypoderm.app.upload import UploadError, image_from_multipart
 from hypoderm.data.io import SOURCE_SIZE_KEY
@@ -201,6 +201,7 @@ class ServerState:
     started: float = field(default_factory=time.time)
     predictions: int = 0
     client_errors: int = 0
+    delivery: Delivery | None = None  # compressed, content-hashed delivery of the page, runtime and model
     decode_slots: threading.BoundedSemaphore = field(init=False)
 
     def __post_init__(self) -> None:
@@ -368,6 +369,9 @@ def _model_info(state: ServerState) -> dict[str, Any]:
     meta = state.metadata
     available, reason = state.gradcam_status()
     ort_version = _ort_web_version(state.web_assets)
+    delivery = _delivery(state)
+    base = delivery.ort_base
+    wasm = delivery.ort.get("ort-wasm-simd-threaded.wasm")
     return {
         "format": meta.get("format"),
         "model_name": meta.get("model_name"),
@@ -384,7 +388,7 @@ def _model_info(state: ServerState) -> dict[str, Any]:
         # quality checks the model failed at export (`export --force`): the page shows a warning
         "quality": meta.get("quality") or {"problems": []},
         "disclaimer": meta.get("disclaimer", "Decision aid, not a medical device."),
-        "model_url": "/model/model.onnx",
+        "model_url": delivery.model_url,
         "model_sha256": state.model_sha256,
         "model_bytes": state.model_path.stat().st_size,
         # the metadata's Grad-CAM block (output names, layer) lets the page draw the map itself
@@ -392,7 +396,10 @@ def _model_info(state: ServerState) -> dict[str, Any]:
         "browser_inference": {
             "available": state.web_assets is not None,
             "runtime": f"onnxruntime-web {ort_version}" if ort_version else None,
-            "script": "/vendor/ort/ort.wasm.min.mjs" if state.web_assets else None,
+            "script": f"{base}ort.wasm.min.mjs" if base else None,
+            # the page downloads the WASM itself (to show progress) and hands it to onnxruntime-web
+            "wasm_url": f"{base}ort-wasm-simd-threaded.wasm" if base else None,
+            "wasm_bytes": wasm.size if wasm else None,
             "reason": None if state.web_assets else
             "onnxruntime-web is not installed on this server (run scripts/install_web_assets.sh or set HYPODERM_WEB_ASSETS)",
         },
@@ -401,13 +408,19 @@ def _model_info(state: ServerState) -> dict[str, Any]:
     }
 
 
+def _delivery(state: ServerState) -> Delivery:
+    if state.delivery is None:  # a ServerState made by hand (tests) gets its delivery on first use
+        state.delivery = Delivery.build(state.model_path, STATIC_DIR, state.web_assets, ORT_FILES)
+    return state.delivery
+
+
 def _service_worker(state: ServerState) -> str:
     """sw.js with the cache name (app version + model hash) and the files to precache filled in."""
-    files = ["/", "/manifest.webmanifest", "/api/v1/model", "/model/model.onnx"]
-    files += sorted("/static/" + p.relative_to(STATIC_DIR).as_posix() for p in STATIC_DIR.rglob("*")
-                    if p.is_file() and p.name != "sw.js")
-    if state.web_assets is not None:
-        files += [f"/vendor/ort/{f}" for f in ORT_FILES]
+    delivery = _delivery(state)
+    files = ["/", "/manifest.webmanifest", "/api/v1/model", delivery.model_url]
+    files += sorted(f"/static/{name}" for name in delivery.static)
+    if delivery.ort_base is not None:
+        files += [f"{delivery.ort_base}{f}" for f in ORT_FILES]
     text = (STATIC_DIR / "sw.js").read_text(encoding="utf-8")
     shell = hashlib.sha256()
     for p in sorted(STATIC_DIR.rglob("*")):
@@ -422,8 +435,9 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
                threads: int | None = None, max_decodes: int = DEFAULT_MAX_DECODES,
                body_timeout: float = DEFAULT_BODY_TIMEOUT_S, limit_concurrency: int = DEFAULT_LIMIT_CONCURRENCY,
-               max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES) -> FastAPI:
-    """The app for one model. Raises ModelLoadError when the model cannot be used."""
+               max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES, cache_dir: Path | None = None) -> FastAPI:
+    """The app for one model. Raises ModelLoadError when the model cannot be used. `cache_dir` holds the
+    precompressed runtime and model (default: hypoderm.app.assets.default_cache_dir())."""
     if max_decodes < 1 or body_timeout <= 0 or limit_concurrency < 1 or max_buffered_bytes < max_upload_bytes:
         raise ValueError("max_decodes and limit_concurrency must be >= 1, body_timeout > 0, and "
                          "max_buffered_bytes >= max_upload_bytes")
@@ -440,6 +454,8 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
                         max_pixels=max_pixels, max_decodes=max_decodes, body_timeout=body_timeout,
                         limit_concurrency=limit_concurrency, max_buffered_bytes=max_buffered_bytes,
                         model_sha256=_sha256(model_path))
+    state.delivery = Delivery.build(model_path, STATIC_DIR, state.web_assets, ORT_FILES, cache_dir)
+    delivery = state.delivery
 
     app = FastAPI(title="hypoderm", version=__version__, docs_url=None, redoc_url=None,
                   description="Diagnosis aid for hypopigmented skin diseases. A decision aid, not a diagnosis.")
@@ -532,12 +548,19 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
                 "</body></html>")
         return HTMLResponse(html, headers={"Content-Security-Policy": DOCS_CSP})
 
-    @app.get("/vendor/ort/{name}", include_in_schema=False)
-    def ort_file(name: str) -> Response:
-        if state.web_assets is None or name not in ORT_FILES:
+    @app.api_route("/vendor/ort/{name}", methods=["GET", "HEAD"], include_in_schema=False)
+    def ort_file(request: Request, name: str) -> Response:
+        # The fixed URL (revalidated); the page uses the content-hashed one below.
+        if name not in delivery.ort:
             raise ApiError(404, "not_found", f"no such runtime file: {name}")
-        media = "application/wasm" if name.endswith(".wasm") else "text/javascript"
-        return FileResponse(state.web_assets / name, media_type=media, headers={"Cache-Control": "no-cache"})
+        return delivery.store.response(delivery.ort[name], request, REVALIDATE)
+
+    @app.api_route("/vendor/ort/{version}/{name}", methods=["GET", "HEAD"], include_in_schema=False)
+    def ort_file_hashed(request: Request, version: str, name: str) -> Response:
+        if name not in delivery.ort or version != delivery.ort_hash:
+            raise ApiError(404, "not_found", f"no such runtime file: {version}/{name} (this server has "
+                           f"{delivery.ort_base or 'no runtime'})")
+        return delivery.store.response(delivery.ort[name], request, IMMUTABLE)
 
     @app.get("/vendor/swagger/{name}", include_in_schema=False)
     def swagger_file(name: str) -> Response:
@@ -546,25 +569,37 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
             raise ApiError(404, "not_found", f"no such docs file: {name}")
         return FileResponse(swagger / name, headers={"Cache-Control": "no-cache"})
 
-    @app.get("/model/model.onnx", include_in_schema=False)
-    def model_file() -> Response:
-        return FileResponse(state.model_path, media_type="application/octet-stream",
-                            headers={"Cache-Control": "no-cache", "ETag": f'"{state.model_sha256}"'})
+    @app.api_route("/model/model.onnx", methods=["GET", "HEAD"], include_in_schema=False)
+    def model_file(request: Request) -> Response:
+        return delivery.store.response(delivery.model, request, REVALIDATE)
+
+    @app.api_route("/model/{version}/model.onnx", methods=["GET", "HEAD"], include_in_schema=False)
+    def model_file_hashed(request: Request, version: str) -> Response:
+        # Only the current model's hash: an old page asking for an old model gets a clear 404, never
+        # other bytes under a URL that caches forever.
+        if version != delivery.model.sha256[:16]:
+            raise ApiError(404, "not_found", f"no model {version} on this server (it serves {delivery.model_url})")
+        return delivery.store.response(delivery.model, request, IMMUTABLE)
 
     @app.get("/sw.js", include_in_schema=False)
     def service_worker() -> Response:
         return Response(_service_worker(state), media_type="text/javascript",
                         headers={"Cache-Control": "no-cache", "Service-Worker-Allowed": "/"})
 
-    @app.get("/manifest.webmanifest", include_in_schema=False)
-    def manifest() -> Response:
-        return FileResponse(STATIC_DIR / "manifest.webmanifest", media_type="application/manifest+json")
+    @app.api_route("/manifest.webmanifest", methods=["GET", "HEAD"], include_in_schema=False)
+    def manifest(request: Request) -> Response:
+        return delivery.store.response(delivery.static["manifest.webmanifest"], request, REVALIDATE)
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
-    def index() -> Response:
-        return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
+    def index(request: Request) -> Response:
+        return delivery.store.response(delivery.static["index.html"], request, REVALIDATE)
 
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    @app.api_route("/static/{name:path}", methods=["GET", "HEAD"], include_in_schema=False)
+    def static_file(request: Request, name: str) -> Response:
+        # Only the files found at startup: a fixed list, so no path can leave the folder.
+        if name not in delivery.static:
+            raise ApiError(404, "not_found", f"no such static file: {name}")
+        return delivery.store.response(delivery.static[name], request, REVALIDATE)
     return app
 
 
@@ -677,5 +712,7 @@ def run(args: argparse.Namespace) -> int:
         log.addHandler(handler)
         log.propagate = False
     args.max_connections = _fit_open_file_limit(args.max_connections)
+    if state.delivery is not None:  # brotli-11 of the runtime takes ~26 s once; the first phone should not wait
+        state.delivery.warm_in_background()
     uvicorn.run(app, host=args.host, port=args.port, **uvicorn_options(args))
     return 0

@@ -1,6 +1,8 @@
 // Service worker: precache the app shell, the model and the WASM runtime so that a second visit
-// works with the network off. The server fills in the cache name (app version + model hash) and
-// the file list, so a new model or app version replaces the old cache.
+// works with the network off and downloads nothing but the page. The server fills in the cache name
+// (app version + model hash) and the file list, so a new model or app version replaces the old cache.
+// The runtime and the model have content-hashed URLs served as immutable: the page registers this
+// worker after downloading them, so the precache takes them from the HTTP cache, not the network.
 const CACHE = "__HYPODERM_CACHE__";
 const PRECACHE = __HYPODERM_PRECACHE__;
 
@@ -33,5 +35,11 @@ self.addEventListener("fetch", (event) => {
     );
     return;
   }
-  event.respondWith(caches.match(req, { ignoreSearch: true }).then((hit) => hit || fetch(req)));
+  // Cache first. A content-hashed file (runtime, model) missing from the cache is kept once fetched:
+  // its URL names its bytes, so it can never go stale.
+  const hashed = /^\/(vendor\/ort|model)\/[0-9a-f]{16}\//.test(url.pathname);
+  event.respondWith(caches.match(req, { ignoreSearch: true }).then((hit) => hit || fetch(req).then((res) => {
+    if (hashed && res.ok) { const copy = res.clone(); caches.open(CACHE).then((c) => c.put(req, copy)); }
+    return res;
+  })));
 });

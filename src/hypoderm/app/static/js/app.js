@@ -68,6 +68,47 @@ async function loadCards() {
   state.cards = res.ok ? (await res.json()).cards : {};
 }
 
+// ---- runtime and model download -------------------------------------------------------------
+// First visit: the WASM runtime and the model (brotli/gzip on the wire, content-hashed URLs cached for a
+// year) are fetched here, with progress shown; later visits get them from the service worker's cache.
+
+/** The body of `url` as bytes; `onBytes(n)` is told each chunk's decoded length as it arrives. */
+async function fetchBytes(url, onBytes) {
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`${url} answered ${res.status}`);
+  if (!res.body || !res.body.getReader) {
+    const whole = new Uint8Array(await res.arrayBuffer());
+    onBytes(whole.length);
+    return whole;
+  }
+  const reader = res.body.getReader();
+  const chunks = [];
+  let n = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    n += value.length;
+    onBytes(value.length);
+  }
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const c of chunks) { out.set(c, at); at += c.length; }
+  return out;
+}
+
+/** Download progress in MB of the files themselves (the wire carries fewer bytes when compressed). */
+function renderLoading(done, total) {
+  const bar = $("load-progress");
+  const mb = (x) => (x / 1e6).toFixed(1);
+  bar.max = Math.max(total, 1);
+  bar.value = Math.min(done, bar.max);
+  $("load-status").textContent = total > 0
+    ? t("loading_progress", { done: mb(Math.min(done, total)), total: mb(total), pct: Math.floor(100 * Math.min(done, total) / total) })
+    : t("loading_starting");
+  show($("loading"));
+}
+
 async function startRuntime() {
   const b = state.meta.browser_inference;
   if (!b || !b.available) {
@@ -75,16 +116,28 @@ async function startRuntime() {
     return;
   }
   try {
-    const ort = await import(b.script);
+    const total = (b.wasm_bytes || 0) + (state.meta.model_bytes || 0);
+    let done = 0;
+    renderLoading(0, total);
+    const progress = (n) => { done += n; renderLoading(done, total); };
+    // The runtime's loader, its WASM and the model download side by side.
+    const [ort, wasm, bytes] = await Promise.all([
+      import(b.script),
+      b.wasm_url ? fetchBytes(b.wasm_url, progress) : null,
+      fetchBytes(state.meta.model_url, progress),
+    ]);
     ort.env.wasm.wasmPaths = b.script.slice(0, b.script.lastIndexOf("/") + 1);
+    if (wasm) ort.env.wasm.wasmBinary = wasm; // fetched above with progress: onnxruntime-web does not fetch it again
     // Threads need cross-origin isolation (SharedArrayBuffer), which the server's headers give.
     ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
-    const bytes = new Uint8Array(await (await fetch(state.meta.model_url)).arrayBuffer());
+    $("load-status").textContent = t("loading_starting");
     state.session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
     state.ort = ort;
   } catch (err) {
     console.error(err);
     useServerOnly(t("runtime_failed"));
+  } finally {
+    show($("loading"), false);
   }
 }
 
@@ -350,9 +403,6 @@ async function main() {
   $("history-clear").addEventListener("click", async () => {
     if (confirm(t("confirm_delete_all"))) { await history.clearCases(); await renderHistory(); }
   });
-  if ("serviceWorker" in navigator) {
-    navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch((err) => console.error("service worker:", err));
-  }
   try {
     await Promise.all([loadMetadata(), loadCards()]);
     applyLanguage(language());
@@ -360,6 +410,11 @@ async function main() {
   } catch (err) {
     console.error(err);
     setRuntimeNotice(t("start_failed"));
+  }
+  // Registered after the runtime and model have arrived: the worker's precache then takes them from the
+  // HTTP cache (immutable URLs) instead of downloading them a second time on the first visit.
+  if ("serviceWorker" in navigator) {
+    navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch((err) => console.error("service worker:", err));
   }
   document.body.dataset.ready = state.session ? "browser" : "server";
 }

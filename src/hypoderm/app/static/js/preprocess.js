@@ -54,7 +54,7 @@ function coefficients(inSize, outSize) {
     bounds[xx * 2] = xmin;
     bounds[xx * 2 + 1] = xmax;
   }
-  return { ksize, bounds, kk };
+  return { ksize, bounds, kk: Int32Array.from(kk) };
 }
 
 function clip8(v) {
@@ -63,33 +63,38 @@ function clip8(v) {
   return Math.floor(v / ONE);
 }
 
-function resampleHorizontal(src, w, h, outW) {
+// Both passes compute only a window of their output (x0..x0+nx, y0..y0+ny): each output pixel depends only
+// on its own coefficients, so a window is bit-identical to the same pixels of the full resize.
+function resampleHorizontal(src, w, h, outW, x0 = 0, nx = outW, y0 = 0, ny = h) {
   const { ksize, bounds, kk } = coefficients(w, outW);
-  const out = new Uint8ClampedArray(outW * h * 3);
-  for (let y = 0; y < h; y++) {
-    for (let xx = 0; xx < outW; xx++) {
-      const xmin = bounds[xx * 2], xmax = bounds[xx * 2 + 1], k = xx * ksize;
+  const out = new Uint8ClampedArray(nx * ny * 3);
+  for (let y = 0; y < ny; y++) {
+    const row = (y0 + y) * w;
+    for (let xx = 0; xx < nx; xx++) {
+      const xmin = bounds[(x0 + xx) * 2], xmax = bounds[(x0 + xx) * 2 + 1], k = (x0 + xx) * ksize;
       let r = HALF, g = HALF, b = HALF;
-      for (let x = 0; x < xmax; x++) {
-        const i = (y * w + xmin + x) * 3, c = kk[k + x];
+      for (let x = 0, i = (row + xmin) * 3; x < xmax; x++, i += 3) {
+        const c = kk[k + x];
         r += src[i] * c; g += src[i + 1] * c; b += src[i + 2] * c;
       }
-      const o = (y * outW + xx) * 3;
+      const o = (y * nx + xx) * 3;
       out[o] = clip8(r); out[o + 1] = clip8(g); out[o + 2] = clip8(b);
     }
   }
   return out;
 }
 
-function resampleVertical(src, w, h, outH) {
+// `src` holds input rows from `srcY0` on (a horizontal pass may have computed only those).
+function resampleVertical(src, w, h, outH, y0 = 0, ny = outH, srcY0 = 0) {
   const { ksize, bounds, kk } = coefficients(h, outH);
-  const out = new Uint8ClampedArray(w * outH * 3);
-  for (let yy = 0; yy < outH; yy++) {
-    const ymin = bounds[yy * 2], ymax = bounds[yy * 2 + 1], k = yy * ksize;
+  const out = new Uint8ClampedArray(w * ny * 3);
+  const stride = w * 3;
+  for (let yy = 0; yy < ny; yy++) {
+    const ymin = bounds[(y0 + yy) * 2] - srcY0, ymax = bounds[(y0 + yy) * 2 + 1], k = (y0 + yy) * ksize;
     for (let xx = 0; xx < w; xx++) {
       let r = HALF, g = HALF, b = HALF;
-      for (let y = 0; y < ymax; y++) {
-        const i = ((ymin + y) * w + xx) * 3, c = kk[k + y];
+      for (let y = 0, i = ymin * stride + xx * 3; y < ymax; y++, i += stride) {
+        const c = kk[k + y];
         r += src[i] * c; g += src[i + 1] * c; b += src[i + 2] * c;
       }
       const o = (yy * w + xx) * 3;
@@ -137,19 +142,45 @@ export function centerCrop(rgb, w, h, size) {
   return out;
 }
 
-/** hypoderm.preprocess.normalize_uint8: HWC uint8 -> CHW float32, float32 arithmetic like numpy. */
+/** hypoderm.preprocess.normalize_uint8: HWC uint8 -> CHW float32, float32 arithmetic like numpy.
+ * A pixel has 256 possible values per channel, so each is computed once into a table (same arithmetic). */
 export function normalize(crop, size, mean, std) {
   const f = Math.fround;
   const plane = size * size;
   const out = new Float32Array(3 * plane);
-  const m = mean.map(f), s = std.map(f);
-  for (let i = 0; i < plane; i++) {
-    for (let c = 0; c < 3; c++) {
-      const x = f(crop[i * 3 + c] / 255.0);
-      out[c * plane + i] = f(f(x - m[c]) / s[c]);
-    }
+  for (let c = 0; c < 3; c++) {
+    const m = f(mean[c]), s = f(std[c]);
+    const lut = new Float32Array(256);
+    for (let v = 0; v < 256; v++) lut[v] = f(f(f(v / 255.0) - m) / s);
+    const dst = out.subarray(c * plane, (c + 1) * plane);
+    for (let i = 0, j = c; i < plane; i++, j += 3) dst[i] = lut[crop[j]];
   }
   return out;
+}
+
+/** resizeShorter + centerCrop in one go, computing only the pixels the crop keeps (bit-identical). */
+export function resizeShorterCrop(rgb, w, h, resizeSize, size) {
+  let nw = w, nh = h;
+  if (Math.min(w, h) !== resizeSize) {
+    if (w <= h) { nw = resizeSize; nh = Math.max(1, roundHalfEven((h * resizeSize) / w)); }
+    else { nw = Math.max(1, roundHalfEven((w * resizeSize) / h)); nh = resizeSize; }
+  }
+  if (size > nw || size > nh) throw new Error(`crop ${size} is larger than the resized image ${nw}x${nh}`);
+  const top = roundHalfEven((nh - size) / 2.0), left = roundHalfEven((nw - size) / 2.0);
+  if (nw === w && nh === h) return centerCrop(rgb, w, h, size);
+  if (nh === h) return resampleHorizontal(rgb, w, h, nw, left, size, top, size);
+  // Input rows the vertical pass reads for the kept output rows.
+  const { bounds } = coefficients(h, nh);
+  let r0 = h, r1 = 0;
+  for (let yy = top; yy < top + size; yy++) {
+    r0 = Math.min(r0, bounds[yy * 2]);
+    r1 = Math.max(r1, bounds[yy * 2] + bounds[yy * 2 + 1]);
+  }
+  const rows = nw === w ? rgb.subarray(r0 * w * 3, r1 * w * 3)
+    : resampleHorizontal(rgb, w, h, nw, left, size, r0, r1 - r0);
+  const cols = nw === w ? w : size;
+  const out = resampleVertical(rows, cols, h, nh, top, size, r0);
+  return nw === w ? centerCrop(out, w, size, size) : out;
 }
 
 /** Everything before the model (hypoderm.inference.prepare): returns the uint8 crop for the OOD check
@@ -159,14 +190,12 @@ export function prepare(rgb, w, h, input, ood = null) {
   if ((input.interpolation || "bilinear") !== "bilinear") {
     throw new Error(`unsupported interpolation ${input.interpolation}`);
   }
-  const resized = resizeShorter(rgb, w, h, input.resize_size);
-  const crop = centerCrop(resized.data, resized.width, resized.height, input.size);
+  const crop = resizeShorterCrop(rgb, w, h, input.resize_size, input.size);
   const gate = ood && ood.gate;
   let oodCrop = crop;
   if (gate && Number(gate.size) !== input.size) {
     const gs = Number(gate.size);
-    const r = resizeShorter(rgb, w, h, roundHalfEven(gs / 0.875));
-    oodCrop = centerCrop(r.data, r.width, r.height, gs);
+    oodCrop = resizeShorterCrop(rgb, w, h, roundHalfEven(gs / 0.875), gs);
   }
   return { crop: oodCrop, tensor: normalize(crop, input.size, input.mean, input.std) };
 }
