@@ -30,6 +30,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval", type=Path, dest="eval_dir",
                         help="labelled folder or CSV manifest to report fp32 vs INT8 accuracy / macro-F1 "
                              "(default: --calibration)")
+    parser.add_argument("--int8-method", choices=("minmax", "entropy", "percentile"), default=None,
+                        help="INT8 calibration method (default: the measured choice, "
+                             "hypoderm.export.quantize.DEFAULT_SETTINGS)")
+    parser.add_argument("--int8-format", choices=("qdq", "qoperator"), default=None,
+                        help="INT8 graph format: QDQ (Quantize/DequantizeLinear pairs) or QOperator (QLinearConv ...)")
+    parser.add_argument("--int8-keep-fp32", default=None, metavar="GROUPS",
+                        help="comma-separated layer groups left in fp32: first_conv, depthwise, eca, head "
+                             "('' for none)")
+    parser.add_argument("--int8-per-tensor", action="store_true", help="one INT8 scale per weight tensor "
+                        "instead of one per output channel")
+    parser.add_argument("--eval-closeups", type=int, default=3, metavar="N",
+                        help="with --int8: also compare fp32 and INT8 on N seeded close-ups of each evaluation photo "
+                             "(like the square a user frames in the app; hypoderm.engine.styleshift.closeups)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
     parser.add_argument("--no-max-logit-floor", action="store_true",
@@ -71,7 +84,9 @@ def calibration_files(source: Path, class_names: list[str]) -> tuple[list[Path],
     raise ValueError(f"{source} is neither a folder of images nor a .csv manifest (path,label[,...])")
 
 
-def _load_images(files: list[Path], labels: list[int] | None, limit: int) -> tuple[list[Any], list[int] | None]:
+def _load_images(files: list[Path], labels: list[int] | None,
+                 limit: int) -> tuple[list[Any], list[int] | None, list[Path]]:
+    """(images, their labels, their files) of the first `limit` files; unreadable ones are skipped with a warning."""
     from hypoderm.inference import load_image
 
     images, kept = [], []
@@ -81,7 +96,7 @@ def _load_images(files: list[Path], labels: list[int] | None, limit: int) -> tup
             kept.append(i)
         except (ValueError, OSError) as e:
             print(f"warning: skipping {f}: {e}", file=sys.stderr)
-    return images, ([labels[i] for i in kept] if labels is not None else None)
+    return images, ([labels[i] for i in kept] if labels is not None else None), [files[i] for i in kept]
 
 
 def _fit_ood(model: Any, images: list[Any], spec: Any, quantile: float) -> dict[str, Any]:
@@ -97,6 +112,44 @@ def _fit_ood(model: Any, images: list[Any], spec: Any, quantile: float) -> dict[
     return fit_ood_thresholds(logits.max(axis=1), quantile=quantile)
 
 
+def _closeup_inputs(images: list[Any], keys: list[str], spec: Any, n: int) -> list[Any]:
+    """`n` close-up views per image as preprocessed CHW float32 arrays (what the INT8 report takes),
+    seeded by `keys` so that every export sees the same crops."""
+    import numpy as np
+    import torch
+
+    from hypoderm.engine.styleshift import closeups
+    from hypoderm.preprocess import normalize_uint8, resized_uint8
+
+    out = []
+    for im, key in zip(images, keys):
+        chw = torch.from_numpy(np.array(resized_uint8(im, spec))).permute(2, 0, 1)
+        out.append([normalize_uint8(np.ascontiguousarray(c.permute(1, 2, 0).numpy()), spec)
+                    for c in closeups(chw, spec.size, key, n=n)])
+    return out
+
+
+def _int8_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The INT8 options given on the command line over the measured defaults."""
+    from hypoderm.export.quantize import DEFAULT_SETTINGS, SENSITIVE_GROUPS
+
+    settings = dict(DEFAULT_SETTINGS)
+    if args.int8_method is not None:
+        settings["method"] = args.int8_method
+    if args.int8_format is not None:
+        settings["quant_format"] = args.int8_format
+    if args.int8_per_tensor:
+        settings["per_channel"] = False
+    if args.int8_keep_fp32 is not None:
+        groups = [g.strip() for g in args.int8_keep_fp32.split(",") if g.strip()]
+        unknown = [g for g in groups if g not in SENSITIVE_GROUPS]
+        if unknown:
+            raise ValueError(f"--int8-keep-fp32: unknown layer group(s) {', '.join(unknown)}; "
+                             f"choose from {', '.join(SENSITIVE_GROUPS)}")
+        settings["keep_fp32"] = tuple(groups)
+    return settings
+
+
 def run(args: argparse.Namespace) -> int:
     if args.int8 and args.format != "onnx":
         print("error: --int8 applies to --format onnx only", file=sys.stderr)
@@ -110,6 +163,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {source} {what} (give a folder of images or a CSV manifest path,label[,...])",
                   file=sys.stderr)
             return 2
+    try:
+        int8_settings = _int8_settings(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.eval_closeups < 0:
+        print(f"error: --eval-closeups must be >= 0, got {args.eval_closeups}", file=sys.stderr)
+        return 2
     if args.format == "onnx" and args.out.suffix != ".onnx":
         print(f"error: --out must end in .onnx, got {args.out}", file=sys.stderr)
         return 2
@@ -145,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
     for p in problems:
         print(f"warning: exporting despite: {p['message']} (--force); the model is marked", file=sys.stderr)
 
-    calib, calib_labels = [], None
+    calib, calib_labels, calib_files = [], None, []
     if args.calibration is not None:
         try:
             files, labels = calibration_files(args.calibration, class_names)
@@ -155,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
         if not files:
             print(f"error: no image files in {args.calibration}", file=sys.stderr)
             return 2
-        calib, calib_labels = _load_images(files, labels, args.max_images)
+        calib, calib_labels, calib_files = _load_images(files, labels, args.max_images)
         if not calib:
             print(f"error: none of the images in {args.calibration} could be read", file=sys.stderr)
             return 2
@@ -200,26 +261,52 @@ def run(args: argparse.Namespace) -> int:
         from hypoderm.export.quantize import agreement_report, quantize_int8
 
         int8_path = out.with_name(out.stem + ".int8.onnx")
-        quantize_int8(out, calib, int8_path, max_images=args.max_images)
-        eval_images, eval_labels = calib, calib_labels
+        quantize_int8(out, calib, int8_path, max_images=args.max_images, **int8_settings)
+        eval_source = args.eval_dir or args.calibration
         if args.eval_dir is not None:
             try:
-                files, labels = calibration_files(args.eval_dir, class_names)
+                eval_files, labels = calibration_files(args.eval_dir, class_names)
             except ValueError as e:
                 print(f"error: --eval: {e}", file=sys.stderr)
                 return 2
-            eval_images, eval_labels = _load_images(files, labels, 10 ** 9)
-        agree = agreement_report(out, int8_path, eval_images, eval_labels)
-        agree["evaluated_on"] = str(args.eval_dir or args.calibration)
+            eval_images, eval_labels, eval_files = _load_images(eval_files, labels, 10 ** 9)
+        else:
+            print("note: no --eval given: INT8 is compared with fp32 on its own calibration images; give held-out "
+                  "photos with --eval for an honest comparison", file=sys.stderr)
+            eval_files, eval_images, eval_labels = calib_files, calib, calib_labels
+        inputs, views, labels_all = list(eval_images), ["photo"] * len(eval_images), eval_labels
+        if args.eval_closeups:
+            root = Path(eval_source)
+            # seeded by the path inside the folder, as hypoderm.engine.styleshift does for a dataset
+            keys = [f.relative_to(root).as_posix() if root.is_dir() and f.is_relative_to(root) else f.name
+                    for f in eval_files]
+            ups = _closeup_inputs(eval_images, keys, spec, args.eval_closeups)
+            for i, group in enumerate(ups):
+                inputs += group
+                views += ["closeup"] * len(group)
+                if labels_all is not None:
+                    labels_all = [*labels_all, *[eval_labels[i]] * len(group)]
+        agree = agreement_report(out, int8_path, inputs, labels_all, views)
+        agree["evaluated_on"] = str(eval_source)
+        agree["held_out"] = args.eval_dir is not None
+        agree["eval_closeups_per_photo"] = args.eval_closeups
         from hypoderm.inference import load_metadata
 
-        write_metadata(int8_path, {**load_metadata(int8_path), "int8_vs_fp32": agree})
-        report["int8"] = {"path": str(int8_path), **agree}
-        line = f"wrote {int8_path} (INT8 QDQ); top-1 agreement with fp32: {agree['top1_agreement']:.1%} on {agree['images']} images"
-        if "fp32" in agree:
-            line += (f"; accuracy fp32 {agree['fp32']['accuracy']:.3f} vs int8 {agree['int8']['accuracy']:.3f}, "
-                     f"macro-F1 fp32 {agree['fp32']['macro_f1']:.3f} vs int8 {agree['int8']['macro_f1']:.3f}")
-        print(line)
+        int8_md = load_metadata(int8_path)
+        write_metadata(int8_path, {**int8_md, "int8_vs_fp32": agree})
+        report["int8"] = {"path": str(int8_path), "bytes": int8_path.stat().st_size, "fp32_bytes": out.stat().st_size,
+                          "settings": int8_md["quantization"], **agree}
+        q = int8_md["quantization"]
+        print(f"wrote {int8_path} (INT8 {q['format']}, {q['weights']}, calibration {q['calibration']} on "
+              f"{q['calibration_images']} images, fp32 layers: {', '.join(q['fp32_layer_groups']) or 'none'}; "
+              f"{int8_path.stat().st_size / 1e6:.2f} MB vs fp32 {out.stat().st_size / 1e6:.2f} MB)")
+        for name, r in [("all", agree), *agree.get("by_view", {}).items()]:
+            line = f"  {name}: top-1 agreement with fp32 {r['top1_agreement']:.1%} on {r['images']} images"
+            if "fp32" in r:
+                line += (f"; accuracy fp32 {r['fp32']['accuracy']:.3f} vs int8 {r['int8']['accuracy']:.3f}, "
+                         f"macro-F1 fp32 {r['fp32']['macro_f1']:.3f} vs int8 {r['int8']['macro_f1']:.3f} "
+                         f"({r['delta_points']['macro_f1']:+.1f} points)")
+            print(line)
     report_path = out.with_name(out.stem + ".export-report.json")
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"report: {report_path}")

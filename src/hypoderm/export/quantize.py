@@ -206,7 +206,7 @@ def agreement_report(fp32_onnx: str | os.PathLike, int8_onnx: str | os.PathLike,
                      images: Sequence[ImageLike], labels: Sequence[int] | None = None,
                      views: Sequence[str] | None = None) -> dict[str, Any]:
     """Top-1 agreement of the INT8 model with fp32 on `images` (files, PIL images or preprocessed CHW
-    arrays) and the largest probability change; with `labels` (class indices) also accuracy and
+    arrays) and the largest and mean probability change; with `labels` (class indices) also accuracy and
     macro-F1 of both and the INT8 - fp32 differences in points (x100). With `views` (one name per
     image, e.g. "photo" / "closeup") the same numbers per view land under `by_view`."""
     if len(images) == 0:
