@@ -28,15 +28,21 @@ async ([names, runs, rounds, threads, size]) => {
   const sessions = [];
   for (const n of names) {
     const bytes = new Uint8Array(await (await fetch('/models/' + n)).arrayBuffer());
-    sessions.push(await ort.InferenceSession.create(bytes, {executionProviders: ['wasm'], graphOptimizationLevel: 'all'}));
+    const opts = {executionProviders: ['wasm'], graphOptimizationLevel: 'all'};
+    sessions.push(await ort.InferenceSession.create(bytes, opts));
   }
-  const x = new ort.Tensor('float32', new Float32Array(3 * size * size).map(() => Math.random() * 2 - 1), [1, 3, size, size]);
+  const data = new Float32Array(3 * size * size).map(() => Math.random() * 2 - 1);
+  const x = new ort.Tensor('float32', data, [1, 3, size, size]);
   const out = sessions.map(() => []);
   for (const s of sessions) for (let i = 0; i < 10; i++) await s.run({input: x});
   for (let r = 0; r < rounds; r++) {
     for (let k = 0; k < sessions.length; k++) {
       const t = [];
-      for (let i = 0; i < runs; i++) { const t0 = performance.now(); await sessions[k].run({input: x}); t.push(performance.now() - t0); }
+      for (let i = 0; i < runs; i++) {
+        const t0 = performance.now();
+        await sessions[k].run({input: x});
+        t.push(performance.now() - t0);
+      }
       out[k].push(t);
     }
   }
@@ -87,7 +93,7 @@ def main() -> None:
             for threads in args.threads:
                 r = page.evaluate(JS, [names, args.runs, args.rounds, threads, args.size])
                 res = {}
-                for m, t in zip(args.models, r["times"]):
+                for m, t in zip(args.models, r["times"], strict=True):
                     flat = sorted(v for rnd in t for v in rnd)
                     res[str(m)] = {"median_ms": round(statistics.median(statistics.median(x) for x in t), 3),
                                    "p90_ms": round(flat[int(0.9 * (len(flat) - 1))], 3), "bytes": m.stat().st_size}

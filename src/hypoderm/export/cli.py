@@ -122,7 +122,7 @@ def _closeup_inputs(images: list[Any], keys: list[str], spec: Any, n: int) -> li
     from hypoderm.preprocess import normalize_uint8, resized_uint8
 
     out = []
-    for im, key in zip(images, keys):
+    for im, key in zip(images, keys, strict=True):
         chw = torch.from_numpy(np.array(resized_uint8(im, spec))).permute(2, 0, 1)
         out.append([normalize_uint8(np.ascontiguousarray(c.permute(1, 2, 0).numpy()), spec)
                     for c in closeups(chw, spec.size, key, n=n)])

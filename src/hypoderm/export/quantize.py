@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from hypoderm.inference import OnnxPredictor, load_image, load_metadata, prepare
+from hypoderm.inference import OnnxPredictor, load_image, load_metadata
 from hypoderm.preprocess import PreprocessSpec, preprocess
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
