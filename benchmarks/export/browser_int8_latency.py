@@ -96,7 +96,8 @@ def main() -> None:
                 for m, t in zip(args.models, r["times"], strict=True):
                     flat = sorted(v for rnd in t for v in rnd)
                     res[str(m)] = {"median_ms": round(statistics.median(statistics.median(x) for x in t), 3),
-                                   "p90_ms": round(flat[int(0.9 * (len(flat) - 1))], 3), "bytes": m.stat().st_size}
+                                   "p90_ms": round(flat[int(0.9 * (len(flat) - 1))], 3), "bytes": m.stat().st_size,
+                                   "round_medians_ms": [round(statistics.median(x), 2) for x in t]}
                 print(json.dumps({"threads": threads, "input": f"1x3x{args.size}x{args.size}", "runs": args.runs,
                                   "rounds": args.rounds, "cross_origin_isolated": r["isolated"],
                                   "browser": r["ua"].split(") ")[-1], "cpu": platform.processor() or platform.machine(),
