@@ -2,8 +2,10 @@
 
 Both models are loaded into one page (the same `ort.wasm.min.mjs` the app serves from
 node_modules/onnxruntime-web/dist, cross-origin isolated so WASM threads work), warmed up, then timed
-alternately: `rounds` rounds of `runs` `session.run` calls per model on a random 1x3xSxS input,
-so machine drift lands on both. Prints one JSON object (median of round medians, p90, bytes).
+call by call (model 1, model 2, ..., model 1, ...), `rounds` x `runs` `session.run` calls per model on a
+random 1x3xSxS input, so machine drift lands on all of them alike. Prints one JSON object per thread
+count: median of round medians, p90, bytes, and each model's median per-call ratio to the first model
+(calls i of both, paired).
 
     PYTHONPATH=src nice -n 10 python benchmarks/export/browser_int8_latency.py \\
         src/hypoderm/assets/model.onnx /tmp/int8models/qdq-minmax.onnx --threads 1 2
@@ -36,15 +38,15 @@ async ([names, runs, rounds, threads, size]) => {
   const out = sessions.map(() => []);
   for (const s of sessions) for (let i = 0; i < 10; i++) await s.run({input: x});
   for (let r = 0; r < rounds; r++) {
-    for (let k = 0; k < sessions.length; k++) {
-      const t = [];
-      for (let i = 0; i < runs; i++) {
+    const round = sessions.map(() => []);
+    for (let i = 0; i < runs; i++) {
+      for (let k = 0; k < sessions.length; k++) {  // call by call, so a busy moment hits every model alike
         const t0 = performance.now();
         await sessions[k].run({input: x});
-        t.push(performance.now() - t0);
+        round[k].push(performance.now() - t0);
       }
-      out[k].push(t);
     }
+    round.forEach((t, k) => out[k].push(t));
   }
   return {times: out, isolated: self.crossOriginIsolated, ua: navigator.userAgent};
 }
@@ -97,7 +99,10 @@ def main() -> None:
                     flat = sorted(v for rnd in t for v in rnd)
                     res[str(m)] = {"median_ms": round(statistics.median(statistics.median(x) for x in t), 3),
                                    "p90_ms": round(flat[int(0.9 * (len(flat) - 1))], 3), "bytes": m.stat().st_size,
-                                   "round_medians_ms": [round(statistics.median(x), 2) for x in t]}
+                                   "round_medians_ms": [round(statistics.median(x), 2) for x in t],
+                                   "paired_ratio_to_first": round(statistics.median(
+                                       a / b for ra, rb in zip(t, r["times"][0], strict=True)
+                                       for a, b in zip(ra, rb, strict=True)), 3)}
                 print(json.dumps({"threads": threads, "input": f"1x3x{args.size}x{args.size}", "runs": args.runs,
                                   "rounds": args.rounds, "cross_origin_isolated": r["isolated"],
                                   "browser": r["ua"].split(") ")[-1], "cpu": platform.processor() or platform.machine(),
