@@ -471,3 +471,26 @@ def test_export_cli_int8_options_and_closeup_report(ckpt_path: Path, tmp_path: P
     assert main(["export", str(ckpt_path), "--out", str(out), "--int8", "--calibration", str(tmp_path / "calib"),
                  "--int8-keep-fp32", "first_conv,stem"]) == 2
     assert "unknown layer group(s) stem" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_int8_keeps_gradcam_outputs_sharing_the_int8_head_weight(exported_eca: Path, tmp_path: Path) -> None:
+    from hypoderm.export.quantize import agreement_report, quantize_int8
+    from hypoderm.inference import OnnxPredictor
+
+    q = quantize_int8(exported_eca, _images(12, seed=3), tmp_path / "cam.onnx", keep_gradcam=True)
+    model = onnx.load(str(q))
+    assert [o.name for o in model.graph.output] == ["logits", "features", "cam_weights"]
+    matmul = next(n for n in model.graph.node if n.op_type == "MatMul")
+    gemm = next(n for n in model.graph.node if n.op_type == "Gemm")
+    assert matmul.input[1] == gemm.input[1] and _weight_is_quantized(model, gemm)  # one INT8 copy of the weight
+    fp32_dims = {tuple(t.dims) for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    head_dims = tuple(next(t.dims for t in onnx.load(str(exported_eca)).graph.initializer if t.name == "head.0.weight"))
+    assert head_dims not in fp32_dims
+    assert json.loads(q.with_suffix(".json").read_text())["gradcam"]["cam_weights"] == "cam_weights"
+    assert OnnxPredictor(q).has_gradcam
+    rep = agreement_report(exported_eca, q, _images(6, seed=4))
+    assert 0.5 < rep["gradcam_correlation"]["mean"] <= 1.0 + 1e-9
+    answers_only = quantize_int8(exported_eca, _images(12, seed=3), tmp_path / "plain.onnx")
+    assert [o.name for o in onnx.load(str(answers_only)).graph.output] == ["logits"]
+    assert "gradcam_correlation" not in agreement_report(exported_eca, answers_only, _images(6, seed=4))

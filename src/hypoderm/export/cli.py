@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "('' for none)")
     parser.add_argument("--int8-per-tensor", action="store_true", help="one INT8 scale per weight tensor "
                         "instead of one per output channel")
+    parser.add_argument("--int8-gradcam", action="store_true",
+                        help="keep the Grad-CAM outputs in the INT8 model (their branch stays fp32 and shares the "
+                             "INT8 head weight; the report then compares the maps)")
     parser.add_argument("--eval-closeups", type=int, default=3, metavar="N",
                         help="with --int8: also compare fp32 and INT8 on N seeded close-ups of each evaluation photo "
                              "(like the square a user frames in the app; hypoderm.engine.styleshift.closeups)")
@@ -261,7 +264,8 @@ def run(args: argparse.Namespace) -> int:
         from hypoderm.export.quantize import agreement_report, quantize_int8
 
         int8_path = out.with_name(out.stem + ".int8.onnx")
-        quantize_int8(out, calib, int8_path, max_images=args.max_images, **int8_settings)
+        quantize_int8(out, calib, int8_path, max_images=args.max_images, keep_gradcam=args.int8_gradcam,
+                      **int8_settings)
         eval_source = args.eval_dir or args.calibration
         if args.eval_dir is not None:
             try:
@@ -307,6 +311,9 @@ def run(args: argparse.Namespace) -> int:
                          f"macro-F1 fp32 {r['fp32']['macro_f1']:.3f} vs int8 {r['int8']['macro_f1']:.3f} "
                          f"({r['delta_points']['macro_f1']:+.1f} points)")
             print(line)
+        if "gradcam_correlation" in agree:
+            print(f"  Grad-CAM maps, INT8 vs fp32: correlation mean {agree['gradcam_correlation']['mean']:.3f}, "
+                  f"min {agree['gradcam_correlation']['min']:.3f}")
     report_path = out.with_name(out.stem + ".export-report.json")
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"report: {report_path}")

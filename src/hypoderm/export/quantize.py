@@ -14,7 +14,9 @@ macro-F1) is now a choice measured per model (benchmarks/export/README.md, `int8
   quantisation error in depthwise-separable networks.
 
 QDQ and QOperator models run on ONNX Runtime (desktop, Mobile, Web/WASM); the fp32 model stays the
-reference. The Grad-CAM outputs are dropped (the INT8 model answers only).
+reference. The Grad-CAM outputs (`features`, `cam_weights`) can be kept: their branch stays fp32 and
+reads the INT8 head weight (onnxruntime 1.32's quantiser shares one DequantizeLinear between the Gemm
+and the MatMul), so the file does not grow (1.36 vs 1.35 MB for the bundled model).
 """
 
 from __future__ import annotations
@@ -118,14 +120,31 @@ def sensitive_nodes(onnx_path: str | os.PathLike, groups: Iterable[str]) -> list
     return list(dict.fromkeys(names))
 
 
+def off_path_nodes(onnx_path: str | os.PathLike, output: str) -> list[str]:
+    """Names of the nodes that `output` does not depend on (e.g. the Grad-CAM branch next to the logits)."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    needed: set[str] = set()
+    stack = [output]
+    while stack:
+        node = producer.get(stack.pop())
+        if node is not None and node.name not in needed:
+            needed.add(node.name)
+            stack += list(node.input)
+    return [n.name for n in graph.node if n.name not in needed]
+
+
 def quantize_int8(fp32_onnx: str | os.PathLike, calibration_images: Sequence[ImageLike],
                   out_path: str | os.PathLike, per_channel: bool = True, max_images: int = 256, *,
                   method: str = DEFAULT_SETTINGS["method"], quant_format: str = DEFAULT_SETTINGS["quant_format"],
-                  keep_fp32: Iterable[str] = DEFAULT_SETTINGS["keep_fp32"]) -> Path:
+                  keep_fp32: Iterable[str] = DEFAULT_SETTINGS["keep_fp32"], keep_gradcam: bool = False) -> Path:
     """Statically quantise `fp32_onnx` to INT8 calibrated on `calibration_images` (files, PIL images
     or preprocessed CHW arrays) with calibration `method`, `quant_format` and the layer groups
     `keep_fp32` left in fp32; writes `out_path` plus its sidecar JSON (metadata copied, precision
-    'int8', the settings under `quantization`). Returns `out_path`."""
+    'int8', the settings under `quantization`). With `keep_gradcam` the Grad-CAM outputs of the fp32
+    model are kept (their small branch in fp32); without, the INT8 model answers only. Returns `out_path`."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -151,6 +170,7 @@ def quantize_int8(fp32_onnx: str | os.PathLike, calibration_images: Sequence[Ima
         pass
 
     input_name = md.get("input", {}).get("name", "input")
+    logits_name = (md.get("output") or {}).get("name", "logits")
     reader = _Reader(images, spec, input_name)
     calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                  "percentile": CalibrationMethod.Percentile}[method]
@@ -159,16 +179,18 @@ def quantize_int8(fp32_onnx: str | os.PathLike, calibration_images: Sequence[Ima
     with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
         pre = Path(tmp) / "pre.onnx"
         source = fp32_onnx
-        if md.get("gradcam"):
-            # The Grad-CAM outputs reuse the head's weights in MatMuls that static quantisation
-            # cannot share; the INT8 model answers only (its metadata drops `gradcam`).
+        if md.get("gradcam") and not keep_gradcam:
             import onnx.utils
 
             source = Path(tmp) / "logits.onnx"
-            onnx.utils.extract_model(str(fp32_onnx), str(source), [input_name],
-                                     [(md.get("output") or {}).get("name", "logits")])
+            onnx.utils.extract_model(str(fp32_onnx), str(source), [input_name], [logits_name])
         quant_pre_process(str(source), str(pre), skip_symbolic_shape=False)
         excluded = sensitive_nodes(pre, keep_fp32)
+        if md.get("gradcam") and keep_gradcam:
+            # The Grad-CAM branch (cam_weights = the head's weights times a one-hot-like mask) stays fp32;
+            # its MatMul reads the INT8 head weight through the same DequantizeLinear as the Gemm,
+            # so the weight is stored once and `features` is the INT8 model's own feature map.
+            excluded += [n for n in off_path_nodes(pre, logits_name) if n not in excluded]
         cache = None
         if method == "entropy":
             # quantize_static's entropy calibration uses 128 histogram bins and 128 quantised bins, which
@@ -189,7 +211,8 @@ def quantize_int8(fp32_onnx: str | os.PathLike, calibration_images: Sequence[Ima
                         per_channel=per_channel, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
                         calibrate_method=calibrate, nodes_to_exclude=excluded,
                         extra_options=extra)
-    md = {k: v for k, v in md.items() if k != "gradcam"}
+    if not keep_gradcam:
+        md = {k: v for k, v in md.items() if k != "gradcam"}
     write_metadata(out_path, {**md, "precision": "int8",
                               "quantization": {"tool": "onnxruntime.quantization.quantize_static",
                                                "format": "QDQ" if quant_format == "qdq" else "QOperator",
@@ -197,6 +220,7 @@ def quantize_int8(fp32_onnx: str | os.PathLike, calibration_images: Sequence[Ima
                                                "activations": "uint8", "calibration": method,
                                                "calibration_images": len(images),
                                                "fp32_layer_groups": keep_fp32, "fp32_nodes": len(excluded),
+                                               "gradcam": bool(md.get("gradcam")),
                                                "fp32_model": fp32_onnx.name}})
     return out_path
 
@@ -219,13 +243,33 @@ def _scores(p32: np.ndarray, p8: np.ndarray, y: np.ndarray | None, n_classes: in
     return out
 
 
+def _gradcam_correlation(fp32: OnnxPredictor, int8: OnnxPredictor, x: np.ndarray,
+                         classes: np.ndarray) -> dict[str, float]:
+    """Pearson correlation of the two models' Grad-CAM maps (fp32's top class, feature resolution):
+    mean and minimum over the inputs. An INT8 model whose maps drift would mislead the user."""
+    from hypoderm.explain import gradcam_map
+
+    corr = []
+    for i in range(0, len(x), 32):
+        f32, w32 = fp32.session.run(list(fp32.cam_names), {fp32.input_name: x[i: i + 32]})
+        f8, w8 = int8.session.run(list(int8.cam_names), {int8.input_name: x[i: i + 32]})
+        for j in range(len(f32)):
+            h, w = f32.shape[2:]
+            a = gradcam_map(f32[j], w32[j], int(classes[i + j]), h, w).ravel()
+            b = gradcam_map(f8[j], w8[j], int(classes[i + j]), h, w).ravel()
+            corr.append(1.0 if a.std() == 0 and b.std() == 0 else
+                        0.0 if a.std() == 0 or b.std() == 0 else float(np.corrcoef(a, b)[0, 1]))
+    return {"mean": float(np.mean(corr)), "min": float(np.min(corr))}
+
+
 def agreement_report(fp32_onnx: str | os.PathLike, int8_onnx: str | os.PathLike,
                      images: Sequence[ImageLike], labels: Sequence[int] | None = None,
                      views: Sequence[str] | None = None) -> dict[str, Any]:
     """Top-1 agreement of the INT8 model with fp32 on `images` (files, PIL images or preprocessed CHW
     arrays) and the largest and mean probability change; with `labels` (class indices) also accuracy and
     macro-F1 of both and the INT8 - fp32 differences in points (x100). With `views` (one name per
-    image, e.g. "photo" / "closeup") the same numbers per view land under `by_view`."""
+    image, e.g. "photo" / "closeup") the same numbers per view land under `by_view`. When both models
+    have Grad-CAM outputs, `gradcam_correlation` compares their maps."""
     if len(images) == 0:
         raise ValueError("the agreement report needs at least one image")
     fp32, int8 = OnnxPredictor(fp32_onnx), OnnxPredictor(int8_onnx)
@@ -239,6 +283,8 @@ def agreement_report(fp32_onnx: str | os.PathLike, int8_onnx: str | os.PathLike,
             raise ValueError(f"{len(y)} labels for {len(x)} images")
     n = len(fp32.class_names)
     report = _scores(p32, p8, y, n)
+    if fp32.has_gradcam and int8.has_gradcam:
+        report["gradcam_correlation"] = _gradcam_correlation(fp32, int8, x, p32.argmax(1))
     if views is not None:
         v = np.asarray(views)
         if v.shape != (len(x),):
