@@ -471,6 +471,11 @@ def test_export_cli_int8_options_and_closeup_report(ckpt_path: Path, tmp_path: P
     assert main(["export", str(ckpt_path), "--out", str(out), "--int8", "--calibration", str(tmp_path / "calib"),
                  "--int8-keep-fp32", "first_conv,stem"]) == 2
     assert "unknown layer group(s) stem" in capsys.readouterr().err
+    rc = main(["export", str(ckpt_path), "--out", str(out), "--int8", "--calibration", str(tmp_path / "calib"),
+               "--eval", str(tmp_path / "calib"), "--eval-closeups", "0"])
+    assert rc == 0 and "12 of the --eval images are also --calibration images" in capsys.readouterr().err
+    report = json.loads((out.parent / "model.export-report.json").read_text())["int8"]
+    assert report["held_out"] is False and set(report["by_view"]) == {"photo"} and report["images"] == 12
 
 
 @pytest.mark.slow

@@ -2,7 +2,9 @@
 
 Writes `PATH` (e.g. model.onnx) + `PATH.json` sidecar, runs the ONNX Runtime vs PyTorch parity
 check (fails with exit code 1 if max |dp| > 1e-4), and with `--int8` also `<stem>.int8.onnx`
-with its fp32-agreement report. A JSON report of everything lands in `<stem>.export-report.json`.
+with its fp32-agreement report: top-1 agreement, accuracy and macro-F1 of both models on the `--eval`
+photos and on seeded close-ups of them (`--eval-closeups`), per view; the INT8 settings default to
+the measured choice (benchmarks/export/README.md) and can be changed with the `--int8-*` options. A JSON report of everything lands in `<stem>.export-report.json`.
 """
 
 from __future__ import annotations
@@ -274,7 +276,12 @@ def run(args: argparse.Namespace) -> int:
                 print(f"error: --eval: {e}", file=sys.stderr)
                 return 2
             eval_images, eval_labels, eval_files = _load_images(eval_files, labels, 10 ** 9)
+            shared = {f.resolve() for f in eval_files} & {f.resolve() for f in calib_files}
+            if shared:
+                print(f"warning: {len(shared)} of the --eval images are also --calibration images; the INT8 "
+                      "comparison is fairest on photos the calibration did not see", file=sys.stderr)
         else:
+            shared = set(calib_files)
             print("note: no --eval given: INT8 is compared with fp32 on its own calibration images; give held-out "
                   "photos with --eval for an honest comparison", file=sys.stderr)
             eval_files, eval_images, eval_labels = calib_files, calib, calib_labels
@@ -292,7 +299,7 @@ def run(args: argparse.Namespace) -> int:
                     labels_all = [*labels_all, *[eval_labels[i]] * len(group)]
         agree = agreement_report(out, int8_path, inputs, labels_all, views)
         agree["evaluated_on"] = str(eval_source)
-        agree["held_out"] = args.eval_dir is not None
+        agree["held_out"] = args.eval_dir is not None and not shared
         agree["eval_closeups_per_photo"] = args.eval_closeups
         from hypoderm.inference import load_metadata
 
