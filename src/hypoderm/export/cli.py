@@ -4,7 +4,8 @@ Writes `PATH` (e.g. model.onnx) + `PATH.json` sidecar, runs the ONNX Runtime vs 
 check (fails with exit code 1 if max |dp| > 1e-4), and with `--int8` also `<stem>.int8.onnx`
 with its fp32-agreement report: top-1 agreement, accuracy and macro-F1 of both models on the `--eval`
 photos and on seeded close-ups of them (`--eval-closeups`), per view; the INT8 settings default to
-the measured choice (benchmarks/export/README.md) and can be changed with the `--int8-*` options. A JSON report of everything lands in `<stem>.export-report.json`.
+the measured choice (benchmarks/export/README.md) and can be changed with the `--int8-*` options.
+A JSON report of everything lands in `<stem>.export-report.json`.
 """
 
 from __future__ import annotations
