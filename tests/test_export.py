@@ -366,3 +366,147 @@ def test_export_can_switch_the_max_logit_floor_off(ckpt_path: Path, tmp_path: Pa
     skin = np.full((64, 64, 3), (200, 150, 120), np.uint8)
     # a very low max logit no longer rejects anything by itself
     assert ood_check(skin, np.array([-50.0, -60.0]), md["ood"])["max_logit"] == -50.0
+
+
+@pytest.fixture(scope="module")
+def exported_eca(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny hypodermnet (first conv, depthwise convs, ECA gates, Gemm head), exported with Grad-CAM outputs."""
+    from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
+    from hypoderm.export import export_onnx, metadata_from_checkpoint
+
+    ckpt = load_checkpoint(tiny_checkpoint(tmp_path_factory.mktemp("ckpt_eca"), model_name="hypodermnet"))
+    return export_onnx(model_from_checkpoint(ckpt), metadata_from_checkpoint(ckpt),
+                       tmp_path_factory.mktemp("onnx_eca") / "model.onnx")
+
+
+def _weight_is_quantized(model: object, node: object) -> bool:
+    """True when the node's weight input comes from a DequantizeLinear (QDQ) rather than an fp32 initializer."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    src = producers.get(node.input[1])
+    return src is not None and src.op_type == "DequantizeLinear"
+
+
+@pytest.mark.slow
+def test_sensitive_nodes_finds_each_layer_group(exported_eca: Path) -> None:
+    from hypoderm.export.quantize import sensitive_nodes
+
+    graph = onnx.load(str(exported_eca)).graph
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    init = {t.name: list(t.dims) for t in graph.initializer}
+    assert sensitive_nodes(exported_eca, ["first_conv"]) == [convs[0].name]
+    dw = sensitive_nodes(exported_eca, ["depthwise"])
+    assert dw and all(init[n.input[1]][1] == 1 and n.name != convs[0].name for n in convs if n.name in dw)
+    eca = sensitive_nodes(exported_eca, ["eca"])
+    ops = {n.name: n.op_type for n in graph.node}
+    eca_convs = [n for n in eca if ops[n] == "Conv"]
+    assert eca_convs and all(len(init[n.input[1]]) == 3 for n in convs if n.name in eca_convs)
+    assert {ops[n] for n in eca} == {"Conv", "Sigmoid", "Mul"} and len(eca) == 3 * len(eca_convs)
+    assert {ops[n] for n in sensitive_nodes(exported_eca, ["head"])} <= {"Gemm", "MatMul"}
+    with pytest.raises(ValueError, match="unknown layer group"):
+        sensitive_nodes(exported_eca, ["stem"])
+
+
+@pytest.mark.slow
+def test_int8_settings_are_applied(exported_eca: Path, tmp_path: Path) -> None:
+    from hypoderm.export.quantize import quantize_int8, sensitive_nodes
+
+    calib = _images(8, seed=3)
+    kept = quantize_int8(exported_eca, calib, tmp_path / "kept.onnx", method="percentile",
+                         keep_fp32=("first_conv", "depthwise"))
+    md = json.loads(kept.with_suffix(".json").read_text())["quantization"]
+    assert md["calibration"] == "percentile" and md["fp32_layer_groups"] == ["first_conv", "depthwise"]
+    model = onnx.load(str(kept))
+    names_fp32 = set(sensitive_nodes(exported_eca, ["first_conv", "depthwise"]))
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert all(not _weight_is_quantized(model, n) for n in convs if n.name in names_fp32)
+    assert any(_weight_is_quantized(model, n) for n in convs if n.name not in names_fp32)  # the 1x1 convs are INT8
+    qop = quantize_int8(exported_eca, calib, tmp_path / "qop.onnx", quant_format="qoperator", per_channel=False)
+    ops = {n.op_type for n in onnx.load(str(qop)).graph.node}
+    assert "QLinearConv" in ops and "Conv" not in ops
+    assert json.loads(qop.with_suffix(".json").read_text())["quantization"]["format"] == "QOperator"
+    scales = [t for t in onnx.load(str(qop)).graph.initializer if t.name.endswith("_scale")]
+    assert scales and all(len(t.dims) == 0 or t.dims == [1] for t in scales)  # per-tensor: one scale per tensor
+    with pytest.raises(ValueError, match="unknown calibration method"):
+        quantize_int8(exported_eca, calib, tmp_path / "x.onnx", method="kl")
+    with pytest.raises(ValueError, match="unknown quantisation format"):
+        quantize_int8(exported_eca, calib, tmp_path / "x.onnx", quant_format="qlinear")
+
+
+@pytest.mark.slow
+def test_int8_agrees_with_fp32_on_tiny_model_and_report_has_fields(exported_eca: Path, tmp_path: Path) -> None:
+    from hypoderm.export.quantize import agreement_report, model_inputs, quantize_int8
+    from hypoderm.inference import OnnxPredictor
+
+    q = quantize_int8(exported_eca, _images(16, seed=3), tmp_path / "q.onnx")
+    spec = OnnxPredictor(exported_eca).spec
+    photos = _images(20, seed=4)
+    arrays = list(model_inputs(_images(10, seed=5), spec))  # preprocessed inputs (e.g. close-ups) are taken as is
+    labels = [i % 2 for i in range(20)] + [i % 2 for i in range(10)]
+    rep = agreement_report(exported_eca, q, photos + arrays, labels, ["photo"] * 20 + ["closeup"] * 10)
+    assert rep["images"] == 30 and rep["top1_agreement"] >= 0.9
+    assert 0 <= rep["mean_abs_prob_diff"] <= rep["max_abs_prob_diff"] < 0.5
+    assert set(rep["by_view"]) == {"photo", "closeup"}
+    assert rep["by_view"]["photo"]["images"] == 20 and rep["by_view"]["closeup"]["images"] == 10
+    for r in (rep, *rep["by_view"].values()):
+        assert set(r["fp32"]) == set(r["int8"]) == {"accuracy", "macro_f1"}
+        assert r["delta_points"]["macro_f1"] == pytest.approx(100 * (r["int8"]["macro_f1"] - r["fp32"]["macro_f1"]))
+    with pytest.raises(ValueError, match="preprocessed array must be float32"):
+        agreement_report(exported_eca, q, [np.zeros((3, 8, 8), np.float32)])
+    with pytest.raises(ValueError, match="view names for"):
+        agreement_report(exported_eca, q, photos, None, ["photo"])
+
+
+@pytest.mark.slow
+def test_export_cli_int8_options_and_closeup_report(ckpt_path: Path, tmp_path: Path, capsys) -> None:
+    from hypoderm.cli import main
+
+    rng = np.random.default_rng(6)
+    for folder in ("calib", "held"):
+        for k, name in enumerate(CLASSES):
+            (tmp_path / folder / name).mkdir(parents=True)
+            for i in range(6):
+                skin_image(k, rng, 48).save(tmp_path / folder / name / f"{i}.png")
+    out = tmp_path / "out" / "model.onnx"
+    rc = main(["export", str(ckpt_path), "--out", str(out), "--int8", "--calibration", str(tmp_path / "calib"),
+               "--eval", str(tmp_path / "held"), "--int8-method", "entropy", "--int8-format", "qoperator",
+               "--int8-keep-fp32", "first_conv", "--eval-closeups", "2"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    report = json.loads((out.parent / "model.export-report.json").read_text())["int8"]
+    assert report["settings"]["calibration"] == "entropy" and report["settings"]["format"] == "QOperator"
+    assert report["settings"]["fp32_layer_groups"] == ["first_conv"]
+    assert report["held_out"] is True and report["images"] == 12 + 24
+    assert report["by_view"]["photo"]["images"] == 12 and report["by_view"]["closeup"]["images"] == 24
+    assert {"top1_agreement", "fp32", "int8", "delta_points", "bytes", "fp32_bytes"} <= set(report)
+    assert "closeup: top-1 agreement" in captured.out and "macro-F1 fp32" in captured.out
+    assert main(["export", str(ckpt_path), "--out", str(out), "--int8", "--calibration", str(tmp_path / "calib"),
+                 "--int8-keep-fp32", "first_conv,stem"]) == 2
+    assert "unknown layer group(s) stem" in capsys.readouterr().err
+    rc = main(["export", str(ckpt_path), "--out", str(out), "--int8", "--calibration", str(tmp_path / "calib"),
+               "--eval", str(tmp_path / "calib"), "--eval-closeups", "0"])
+    assert rc == 0 and "12 of the --eval images are also --calibration images" in capsys.readouterr().err
+    report = json.loads((out.parent / "model.export-report.json").read_text())["int8"]
+    assert report["held_out"] is False and set(report["by_view"]) == {"photo"} and report["images"] == 12
+
+
+@pytest.mark.slow
+def test_int8_keeps_gradcam_outputs_sharing_the_int8_head_weight(exported_eca: Path, tmp_path: Path) -> None:
+    from hypoderm.export.quantize import agreement_report, quantize_int8
+    from hypoderm.inference import OnnxPredictor
+
+    q = quantize_int8(exported_eca, _images(12, seed=3), tmp_path / "cam.onnx", keep_gradcam=True)
+    model = onnx.load(str(q))
+    assert [o.name for o in model.graph.output] == ["logits", "features", "cam_weights"]
+    matmul = next(n for n in model.graph.node if n.op_type == "MatMul")
+    gemm = next(n for n in model.graph.node if n.op_type == "Gemm")
+    assert matmul.input[1] == gemm.input[1] and _weight_is_quantized(model, gemm)  # one INT8 copy of the weight
+    fp32_dims = {tuple(t.dims) for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    head_dims = tuple(next(t.dims for t in onnx.load(str(exported_eca)).graph.initializer if t.name == "head.0.weight"))
+    assert head_dims not in fp32_dims
+    assert json.loads(q.with_suffix(".json").read_text())["gradcam"]["cam_weights"] == "cam_weights"
+    assert OnnxPredictor(q).has_gradcam
+    rep = agreement_report(exported_eca, q, _images(6, seed=4))
+    assert 0.5 < rep["gradcam_correlation"]["mean"] <= 1.0 + 1e-9
+    answers_only = quantize_int8(exported_eca, _images(12, seed=3), tmp_path / "plain.onnx")
+    assert [o.name for o in onnx.load(str(answers_only)).graph.output] == ["logits"]
+    assert "gradcam_correlation" not in agreement_report(exported_eca, answers_only, _images(6, seed=4))

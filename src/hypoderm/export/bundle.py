@@ -2,7 +2,10 @@
 
 Writes `PATH` (e.g. model.onnx) + `PATH.json` sidecar, runs the ONNX Runtime vs PyTorch parity
 check (fails with exit code 1 if max |dp| > 1e-4), and with `--int8` also `<stem>.int8.onnx`
-with its fp32-agreement report. A JSON report of everything lands in `<stem>.export-report.json`.
+with its fp32-agreement report: top-1 agreement, accuracy and macro-F1 of both models on the `--eval`
+photos and on seeded close-ups of them (`--eval-closeups`), per view; the INT8 settings default to
+the measured choice (benchmarks/export/README.md) and can be changed with the `--int8-*` options.
+A JSON report of everything lands in `<stem>.export-report.json`.
 
 The work is `export_bundle(ExportOptions(...))`, callable from Python with the same result as the
 command (it returns the report); `run` only turns the parsed flags into `ExportOptions` and prints.
@@ -37,6 +40,12 @@ class ExportOptions:
     ood_quantile: float = 0.01
     max_images: int = 256
     force: bool = False
+    int8_method: str | None = None
+    int8_format: str | None = None
+    int8_keep_fp32: str | None = None
+    int8_per_tensor: bool = False
+    int8_gradcam: bool = False
+    eval_closeups: int = 3
 
 
 class ExportError(RuntimeError):
@@ -58,7 +67,8 @@ def _quiet(message: str) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="a hypoderm .pt checkpoint (best.pt)")
-    parser.add_argument("--out", type=Path, required=True, help="output path: model.onnx (or model.ts.pt for torchscript)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output path: model.onnx (or model.ts.pt for torchscript)")
     parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",
                         help="onnx: ONNX Runtime / Mobile (Android, iOS) / Web (browsers); "
                              "torchscript: LibTorch / PyTorch Mobile")
@@ -70,6 +80,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval", type=Path, dest="eval_dir",
                         help="labelled folder or CSV manifest to report fp32 vs INT8 accuracy / macro-F1 "
                              "(default: --calibration)")
+    parser.add_argument("--int8-method", choices=("minmax", "entropy", "percentile"), default=None,
+                        help="INT8 calibration method (default: the measured choice, "
+                             "hypoderm.export.quantize.DEFAULT_SETTINGS)")
+    parser.add_argument("--int8-format", choices=("qdq", "qoperator"), default=None,
+                        help="INT8 graph format: QDQ (Quantize/DequantizeLinear pairs) or QOperator (QLinearConv ...)")
+    parser.add_argument("--int8-keep-fp32", default=None, metavar="GROUPS",
+                        help="comma-separated layer groups left in fp32: first_conv, depthwise, eca, head "
+                             "('' for none)")
+    parser.add_argument("--int8-per-tensor", action="store_true", help="one INT8 scale per weight tensor "
+                        "instead of one per output channel")
+    parser.add_argument("--int8-gradcam", action="store_true",
+                        help="keep the Grad-CAM outputs in the INT8 model (their branch stays fp32 and shares the "
+                             "INT8 head weight; the report then compares the maps)")
+    parser.add_argument("--eval-closeups", type=int, default=3, metavar="N",
+                        help="with --int8: also compare fp32 and INT8 on N seeded close-ups of each evaluation photo "
+                             "(like the square a user frames in the app; hypoderm.engine.styleshift.closeups)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
     parser.add_argument("--no-max-logit-floor", action="store_true",
@@ -112,7 +138,8 @@ def calibration_files(source: Path, class_names: list[str]) -> tuple[list[Path],
 
 
 def _load_images(files: list[Path], labels: list[int] | None, limit: int,
-                 warn: Callable[[str], None] = _to_stderr) -> tuple[list[Any], list[int] | None]:
+                 warn: Callable[[str], None] = _to_stderr) -> tuple[list[Any], list[int] | None, list[Path]]:
+    """(images, their labels, their files) of the first `limit` files; unreadable ones are skipped with a warning."""
     from hypoderm.inference import load_image
 
     images, kept = [], []
@@ -122,7 +149,7 @@ def _load_images(files: list[Path], labels: list[int] | None, limit: int,
             kept.append(i)
         except (ValueError, OSError) as e:
             warn(f"warning: skipping {f}: {e}")
-    return images, ([labels[i] for i in kept] if labels is not None else None)
+    return images, ([labels[i] for i in kept] if labels is not None else None), [files[i] for i in kept]
 
 
 def _fit_ood(model: Any, images: list[Any], spec: Any, quantile: float) -> dict[str, Any]:
@@ -138,6 +165,44 @@ def _fit_ood(model: Any, images: list[Any], spec: Any, quantile: float) -> dict[
     return fit_ood_thresholds(logits.max(axis=1), quantile=quantile)
 
 
+def _closeup_inputs(images: list[Any], keys: list[str], spec: Any, n: int) -> list[Any]:
+    """`n` close-up views per image as preprocessed CHW float32 arrays (what the INT8 report takes),
+    seeded by `keys` so that every export sees the same crops."""
+    import numpy as np
+    import torch
+
+    from hypoderm.engine.styleshift import closeups
+    from hypoderm.preprocess import normalize_uint8, resized_uint8
+
+    out = []
+    for im, key in zip(images, keys, strict=True):
+        chw = torch.from_numpy(np.array(resized_uint8(im, spec))).permute(2, 0, 1)
+        out.append([normalize_uint8(np.ascontiguousarray(c.permute(1, 2, 0).numpy()), spec)
+                    for c in closeups(chw, spec.size, key, n=n)])
+    return out
+
+
+def _int8_settings(args: ExportOptions) -> dict[str, Any]:
+    """The INT8 options given on the command line over the measured defaults."""
+    from hypoderm.export.quantize import DEFAULT_SETTINGS, SENSITIVE_GROUPS
+
+    settings = dict(DEFAULT_SETTINGS)
+    if args.int8_method is not None:
+        settings["method"] = args.int8_method
+    if args.int8_format is not None:
+        settings["quant_format"] = args.int8_format
+    if args.int8_per_tensor:
+        settings["per_channel"] = False
+    if args.int8_keep_fp32 is not None:
+        groups = [g.strip() for g in args.int8_keep_fp32.split(",") if g.strip()]
+        unknown = [g for g in groups if g not in SENSITIVE_GROUPS]
+        if unknown:
+            raise ValueError(f"--int8-keep-fp32: unknown layer group(s) {', '.join(unknown)}; "
+                             f"choose from {', '.join(SENSITIVE_GROUPS)}")
+        settings["keep_fp32"] = tuple(groups)
+    return settings
+
+
 def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
                   warn: Callable[[str], None] = _to_stderr) -> dict[str, Any]:
     """Export one checkpoint as `hypoderm export` does (OOD fitting, parity, INT8, report file) and
@@ -151,6 +216,12 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
         if source is not None and not (source.is_dir() or (source.is_file() and source.suffix.lower() == ".csv")):
             what = "does not exist" if not source.exists() else "is neither a folder nor a .csv manifest"
             raise ExportError(f"{source} {what} (give a folder of images or a CSV manifest path,label[,...])")
+    try:
+        int8_settings = _int8_settings(args)
+    except ValueError as e:
+        raise ExportError(str(e)) from e
+    if args.eval_closeups < 0:
+        raise ExportError(f"--eval-closeups must be >= 0, got {args.eval_closeups}")
     if args.format == "onnx" and args.out.suffix != ".onnx":
         raise ExportError(f"--out must end in .onnx, got {args.out}")
 
@@ -182,7 +253,7 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
     for p in problems:
         warn(f"warning: exporting despite: {p['message']} (--force); the model is marked")
 
-    calib, calib_labels = [], None
+    calib, calib_labels, calib_files = [], None, []
     if args.calibration is not None:
         try:
             files, labels = calibration_files(args.calibration, class_names)
@@ -190,7 +261,7 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
             raise ExportError(f"--calibration: {e}") from e
         if not files:
             raise ExportError(f"no image files in {args.calibration}")
-        calib, calib_labels = _load_images(files, labels, args.max_images, warn)
+        calib, calib_labels, calib_files = _load_images(files, labels, args.max_images, warn)
         if not calib:
             raise ExportError(f"none of the images in {args.calibration} could be read")
 
@@ -225,33 +296,69 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
         raise ExportError(f"parity check FAILED: {e}", exit_code=1) from e
     side = json.loads(out.with_suffix(".json").read_text())
     report["fp32"] = {"path": str(out), "parity": side["parity"]}
+    parity = side["parity"]
     log(f"wrote {out} + {out.with_suffix('.json').name} (opset {args.opset}, fp32); parity: max |dp| = "
-          f"{side['parity']['max_abs_diff']:.2e} <= {side['parity']['tolerance']:g} on {side['parity']['images']} images")
+        f"{parity['max_abs_diff']:.2e} <= {parity['tolerance']:g} on {parity['images']} images")
 
     if args.int8:
         from hypoderm.export.metadata import write_metadata
         from hypoderm.export.quantize import agreement_report, quantize_int8
 
         int8_path = out.with_name(out.stem + ".int8.onnx")
-        quantize_int8(out, calib, int8_path, max_images=args.max_images)
-        eval_images, eval_labels = calib, calib_labels
+        quantize_int8(out, calib, int8_path, max_images=args.max_images, keep_gradcam=args.int8_gradcam,
+                      **int8_settings)
+        eval_source = args.eval_dir or args.calibration
         if args.eval_dir is not None:
             try:
-                files, labels = calibration_files(args.eval_dir, class_names)
+                eval_files, labels = calibration_files(args.eval_dir, class_names)
             except ValueError as e:
                 raise ExportError(f"--eval: {e}") from e
-            eval_images, eval_labels = _load_images(files, labels, 10 ** 9, warn)
-        agree = agreement_report(out, int8_path, eval_images, eval_labels)
-        agree["evaluated_on"] = str(args.eval_dir or args.calibration)
+            eval_images, eval_labels, eval_files = _load_images(eval_files, labels, 10 ** 9, warn)
+            shared = {f.resolve() for f in eval_files} & {f.resolve() for f in calib_files}
+            if shared:
+                warn(f"warning: {len(shared)} of the --eval images are also --calibration images; the INT8 "
+                      "comparison is fairest on photos the calibration did not see")
+        else:
+            shared = set(calib_files)
+            warn("note: no --eval given: INT8 is compared with fp32 on its own calibration images; give held-out "
+                  "photos with --eval for an honest comparison")
+            eval_files, eval_images, eval_labels = calib_files, calib, calib_labels
+        inputs, views, labels_all = list(eval_images), ["photo"] * len(eval_images), eval_labels
+        if args.eval_closeups:
+            root = Path(eval_source)
+            # seeded by the path inside the folder, as hypoderm.engine.styleshift does for a dataset
+            keys = [f.relative_to(root).as_posix() if root.is_dir() and f.is_relative_to(root) else f.name
+                    for f in eval_files]
+            ups = _closeup_inputs(eval_images, keys, spec, args.eval_closeups)
+            for i, group in enumerate(ups):
+                inputs += group
+                views += ["closeup"] * len(group)
+                if labels_all is not None:
+                    labels_all = [*labels_all, *[eval_labels[i]] * len(group)]
+        agree = agreement_report(out, int8_path, inputs, labels_all, views)
+        agree["evaluated_on"] = str(eval_source)
+        agree["held_out"] = args.eval_dir is not None and not shared
+        agree["eval_closeups_per_photo"] = args.eval_closeups
         from hypoderm.inference import load_metadata
 
-        write_metadata(int8_path, {**load_metadata(int8_path), "int8_vs_fp32": agree})
-        report["int8"] = {"path": str(int8_path), **agree}
-        line = f"wrote {int8_path} (INT8 QDQ); top-1 agreement with fp32: {agree['top1_agreement']:.1%} on {agree['images']} images"
-        if "fp32" in agree:
-            line += (f"; accuracy fp32 {agree['fp32']['accuracy']:.3f} vs int8 {agree['int8']['accuracy']:.3f}, "
-                     f"macro-F1 fp32 {agree['fp32']['macro_f1']:.3f} vs int8 {agree['int8']['macro_f1']:.3f}")
-        log(line)
+        int8_md = load_metadata(int8_path)
+        write_metadata(int8_path, {**int8_md, "int8_vs_fp32": agree})
+        report["int8"] = {"path": str(int8_path), "bytes": int8_path.stat().st_size, "fp32_bytes": out.stat().st_size,
+                          "settings": int8_md["quantization"], **agree}
+        q = int8_md["quantization"]
+        log(f"wrote {int8_path} (INT8 {q['format']}, {q['weights']}, calibration {q['calibration']} on "
+              f"{q['calibration_images']} images, fp32 layers: {', '.join(q['fp32_layer_groups']) or 'none'}; "
+              f"{int8_path.stat().st_size / 1e6:.2f} MB vs fp32 {out.stat().st_size / 1e6:.2f} MB)")
+        for name, r in [("all", agree), *agree.get("by_view", {}).items()]:
+            line = f"  {name}: top-1 agreement with fp32 {r['top1_agreement']:.1%} on {r['images']} images"
+            if "fp32" in r:
+                line += (f"; accuracy fp32 {r['fp32']['accuracy']:.3f} vs int8 {r['int8']['accuracy']:.3f}, "
+                         f"macro-F1 fp32 {r['fp32']['macro_f1']:.3f} vs int8 {r['int8']['macro_f1']:.3f} "
+                         f"({r['delta_points']['macro_f1']:+.1f} points)")
+            log(line)
+        if "gradcam_correlation" in agree:
+            log(f"  Grad-CAM maps, INT8 vs fp32: correlation mean {agree['gradcam_correlation']['mean']:.3f}, "
+                  f"min {agree['gradcam_correlation']['min']:.3f}")
     report_path = out.with_name(out.stem + ".export-report.json")
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     log(f"report: {report_path}")

@@ -1,23 +1,47 @@
 """INT8 static quantisation with ONNX Runtime's tools, and its agreement with fp32 (torch-free).
 
-Recipe (ONNX Runtime's recommended one for CNNs on CPU): `quant_pre_process` (shape inference +
-graph optimisation), then `quantize_static` in QDQ format, per-channel INT8 weights, UINT8
-activations, MinMax calibration over real images preprocessed exactly as at inference.
-QDQ models run on ONNX Runtime (desktop, Mobile, Web/WASM); the fp32 model stays the reference.
+Recipe: `quant_pre_process` (shape inference + graph optimisation), then `quantize_static` with
+per-channel INT8 weights, UINT8 activations and calibration over real images preprocessed exactly as
+at inference. What the first attempt got wrong (MinMax ranges, every layer in INT8: -6.6 points of
+macro-F1) is now a choice measured per model (benchmarks/export/README.md, `int8_sweep.py`):
+
+- the calibration method (`minmax`, `entropy`, `percentile`): MinMax lets one outlier activation
+  stretch a tensor's range and leaves too few levels for the rest;
+- the format (`qdq`: Quantize/DequantizeLinear pairs that the runtime fuses; `qoperator`: QLinearConv
+  and friends written out);
+- layer groups kept in fp32 (`SENSITIVE_GROUPS`: the first convolution, the depthwise convolutions,
+  ECA's 1-D convolutions and gates, the classifier head), since a few layers usually carry most of the
+  quantisation error in depthwise-separable networks.
+
+QDQ and QOperator models run on ONNX Runtime (desktop, Mobile, Web/WASM); the fp32 model stays the
+reference. The Grad-CAM outputs (`features`, `cam_weights`) can be kept: their branch stays fp32 and
+reads the INT8 head weight (onnxruntime 1.32's quantiser shares one DequantizeLinear between the Gemm
+and the MatMul), so the file does not grow (1.36 vs 1.35 MB for the bundled model).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from hypoderm.inference import OnnxPredictor, load_image, load_metadata, prepare
+from hypoderm.inference import OnnxPredictor, load_image, load_metadata
 from hypoderm.preprocess import PreprocessSpec, preprocess
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+FORMATS = ("qdq", "qoperator")
+SENSITIVE_GROUPS = ("first_conv", "depthwise", "eca", "head")
+ENTROPY_HISTOGRAM_BINS = 2048  # TensorRT's entropy calibration uses 2048 bins too
+# Chosen by measurement on the bundled model (benchmarks/export/README.md): see `DEFAULT_SETTINGS`.
+DEFAULT_SETTINGS: dict[str, Any] = {"method": "minmax", "quant_format": "qdq", "per_channel": True,
+                                    "keep_fp32": ()}
+
+ImageLike = str | os.PathLike | Image.Image | np.ndarray
 
 
 def _as_images(items: Iterable[str | os.PathLike | Image.Image]) -> Iterable[Image.Image]:
@@ -25,12 +49,27 @@ def _as_images(items: Iterable[str | os.PathLike | Image.Image]) -> Iterable[Ima
         yield item if isinstance(item, Image.Image) else load_image(item)
 
 
-class ImageCalibrationReader:
-    """ONNX Runtime CalibrationDataReader over image files, one preprocessed image per call."""
+def model_inputs(items: Sequence[ImageLike], spec: PreprocessSpec) -> np.ndarray:
+    """(N, 3, size, size) float32 model inputs: image files and PIL images are preprocessed as at
+    inference; arrays are taken as already-preprocessed CHW inputs (e.g. close-up views), checked."""
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, np.ndarray):
+            if item.shape != (3, spec.size, spec.size) or item.dtype != np.float32:
+                raise ValueError(f"input {i}: a preprocessed array must be float32 (3, {spec.size}, {spec.size}), "
+                                 f"got {item.dtype} {item.shape}")
+            out.append(item)
+        else:
+            im = item if isinstance(item, Image.Image) else load_image(item)
+            out.append(preprocess(im, spec))
+    return np.stack(out) if out else np.zeros((0, 3, spec.size, spec.size), np.float32)
 
-    def __init__(self, images: Sequence[str | os.PathLike | Image.Image], spec: PreprocessSpec,
-                 input_name: str = "input") -> None:
-        self._arrays = [preprocess(im, spec)[None] for im in _as_images(images)]
+
+class ImageCalibrationReader:
+    """ONNX Runtime CalibrationDataReader over images or preprocessed arrays, one input per call."""
+
+    def __init__(self, images: Sequence[ImageLike], spec: PreprocessSpec, input_name: str = "input") -> None:
+        self._arrays = [x[None] for x in model_inputs(images, spec)]
         self._input_name = input_name
         self._it = iter(self._arrays)
 
@@ -42,10 +81,70 @@ class ImageCalibrationReader:
         self._it = iter(self._arrays)
 
 
-def quantize_int8(fp32_onnx: str | os.PathLike, calibration_images: Sequence[str | os.PathLike | Image.Image],
-                  out_path: str | os.PathLike, per_channel: bool = True, max_images: int = 256) -> Path:
-    """Statically quantise `fp32_onnx` to INT8 (QDQ) calibrated on `calibration_images`; writes
-    `out_path` plus its sidecar JSON (metadata copied, precision 'int8'). Returns `out_path`."""
+def sensitive_nodes(onnx_path: str | os.PathLike, groups: Iterable[str]) -> list[str]:
+    """Names of the nodes of `onnx_path` in the given `SENSITIVE_GROUPS`, found from the graph's
+    structure (not from layer names, so any exported model works):
+    first_conv: the first Conv; depthwise: Conv with group == input channels > 1; eca: 1-D Conv
+    (rank-3 weight) plus the Sigmoid and Mul of its gate; head: Gemm and MatMul nodes."""
+    import onnx
+
+    groups = list(groups)
+    unknown = sorted(set(groups) - set(SENSITIVE_GROUPS))
+    if unknown:
+        raise ValueError(f"unknown layer group(s) {unknown}; choose from {', '.join(SENSITIVE_GROUPS)}")
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    init = {t.name: list(t.dims) for t in graph.initializer}
+    consumers: dict[str, list[Any]] = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    names: list[str] = []
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    if "first_conv" in groups and convs:
+        names.append(convs[0].name)
+    for n in convs:
+        w = init.get(n.input[1]) if len(n.input) > 1 else None
+        group = next((a.i for a in n.attribute if a.name == "group"), 1)
+        if "depthwise" in groups and w is not None and len(w) == 4 and group > 1 and w[1] == 1:
+            names.append(n.name)
+        if "eca" in groups and w is not None and len(w) == 3:
+            names.append(n.name)
+            # the gate: Conv -> (Reshape) -> Sigmoid -> Mul
+            frontier = list(n.output)
+            for _ in range(3):
+                nxt = [c for o in frontier for c in consumers.get(o, [])]
+                names += [c.name for c in nxt if c.op_type in ("Sigmoid", "Mul")]
+                frontier = [o for c in nxt if c.op_type in ("Reshape", "Sigmoid") for o in c.output]
+    if "head" in groups:
+        names += [n.name for n in graph.node if n.op_type in ("Gemm", "MatMul")]
+    return list(dict.fromkeys(names))
+
+
+def off_path_nodes(onnx_path: str | os.PathLike, output: str) -> list[str]:
+    """Names of the nodes that `output` does not depend on (e.g. the Grad-CAM branch next to the logits)."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    needed: set[str] = set()
+    stack = [output]
+    while stack:
+        node = producer.get(stack.pop())
+        if node is not None and node.name not in needed:
+            needed.add(node.name)
+            stack += list(node.input)
+    return [n.name for n in graph.node if n.name not in needed]
+
+
+def quantize_int8(fp32_onnx: str | os.PathLike, calibration_images: Sequence[ImageLike],
+                  out_path: str | os.PathLike, per_channel: bool = True, max_images: int = 256, *,
+                  method: str = DEFAULT_SETTINGS["method"], quant_format: str = DEFAULT_SETTINGS["quant_format"],
+                  keep_fp32: Iterable[str] = DEFAULT_SETTINGS["keep_fp32"], keep_gradcam: bool = False) -> Path:
+    """Statically quantise `fp32_onnx` to INT8 calibrated on `calibration_images` (files, PIL images
+    or preprocessed CHW arrays) with calibration `method`, `quant_format` and the layer groups
+    `keep_fp32` left in fp32; writes `out_path` plus its sidecar JSON (metadata copied, precision
+    'int8', the settings under `quantization`). With `keep_gradcam` the Grad-CAM outputs of the fp32
+    model are kept (their small branch in fp32); without, the INT8 model answers only. Returns `out_path`."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -53,7 +152,15 @@ def quantize_int8(fp32_onnx: str | os.PathLike, calibration_images: Sequence[str
     from hypoderm.export.metadata import write_metadata
 
     fp32_onnx, out_path = Path(fp32_onnx), Path(out_path)
-    if not calibration_images:
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"unknown calibration method {method!r}; choose from {', '.join(CALIBRATION_METHODS)}")
+    if quant_format not in FORMATS:
+        raise ValueError(f"unknown quantisation format {quant_format!r}; choose from {', '.join(FORMATS)}")
+    keep_fp32 = list(keep_fp32)
+    unknown = sorted(set(keep_fp32) - set(SENSITIVE_GROUPS))
+    if unknown:
+        raise ValueError(f"unknown layer group(s) {unknown} to keep in fp32; choose from {', '.join(SENSITIVE_GROUPS)}")
+    if len(calibration_images) == 0:
         raise ValueError("INT8 calibration needs at least one image")
     md = load_metadata(fp32_onnx)
     spec = PreprocessSpec.from_dict(md["input"])
@@ -62,29 +169,58 @@ def quantize_int8(fp32_onnx: str | os.PathLike, calibration_images: Sequence[str
     class _Reader(ImageCalibrationReader, CalibrationDataReader):
         pass
 
-    reader = _Reader(images, spec, md.get("input", {}).get("name", "input"))
+    input_name = md.get("input", {}).get("name", "input")
+    logits_name = (md.get("output") or {}).get("name", "logits")
+    reader = _Reader(images, spec, input_name)
+    calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                 "percentile": CalibrationMethod.Percentile}[method]
+    extra: dict[str, Any] = {"CalibTensorRangeSymmetric": False}
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
         pre = Path(tmp) / "pre.onnx"
         source = fp32_onnx
-        if md.get("gradcam"):
-            # The Grad-CAM outputs reuse the head's weights in MatMuls that static quantisation
-            # cannot share; the INT8 model answers only (its metadata drops `gradcam`).
+        if md.get("gradcam") and not keep_gradcam:
             import onnx.utils
 
             source = Path(tmp) / "logits.onnx"
-            onnx.utils.extract_model(str(fp32_onnx), str(source), [md.get("input", {}).get("name", "input")],
-                                     [(md.get("output") or {}).get("name", "logits")])
+            onnx.utils.extract_model(str(fp32_onnx), str(source), [input_name], [logits_name])
         quant_pre_process(str(source), str(pre), skip_symbolic_shape=False)
-        quantize_static(str(pre), str(out_path), reader, quant_format=QuantFormat.QDQ,
+        excluded = sensitive_nodes(pre, keep_fp32)
+        if md.get("gradcam") and keep_gradcam:
+            # The Grad-CAM branch (cam_weights = the head's weights times a one-hot-like mask) stays fp32;
+            # its MatMul reads the INT8 head weight through the same DequantizeLinear as the Gemm,
+            # so the weight is stored once and `features` is the INT8 model's own feature map.
+            excluded += [n for n in off_path_nodes(pre, logits_name) if n not in excluded]
+        cache = None
+        if method == "entropy":
+            # quantize_static's entropy calibration uses 128 histogram bins and 128 quantised bins, which
+            # leaves the KL search one candidate, the full range: MinMax under another name (measured:
+            # identical scales). Calibrate with a finer histogram here and hand the ranges over as a cache.
+            from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+            calibrator = create_calibrator(pre, None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                           calibrate_method=calibrate,
+                                           extra_options={"num_bins": ENTROPY_HISTOGRAM_BINS,
+                                                          "num_quantized_bins": 128, "symmetric": False})
+            calibrator.collect_data(reader)
+            cache = Path(tmp) / "ranges.json"
+            save_tensors_data(calibrator.compute_data(), cache)
+            reader.rewind()
+        quantize_static(str(pre), str(out_path), reader, calibration_cache_path=cache,
+                        quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
                         per_channel=per_channel, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
-    md = {k: v for k, v in md.items() if k != "gradcam"}
+                        calibrate_method=calibrate, nodes_to_exclude=excluded,
+                        extra_options=extra)
+    if not keep_gradcam:
+        md = {k: v for k, v in md.items() if k != "gradcam"}
     write_metadata(out_path, {**md, "precision": "int8",
-                              "quantization": {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
+                              "quantization": {"tool": "onnxruntime.quantization.quantize_static",
+                                               "format": "QDQ" if quant_format == "qdq" else "QOperator",
                                                "weights": "int8 per-channel" if per_channel else "int8 per-tensor",
-                                               "activations": "uint8", "calibration": "MinMax",
+                                               "activations": "uint8", "calibration": method,
                                                "calibration_images": len(images),
+                                               "fp32_layer_groups": keep_fp32, "fp32_nodes": len(excluded),
+                                               "gradcam": bool(md.get("gradcam")),
                                                "fp32_model": fp32_onnx.name}})
     return out_path
 
@@ -95,24 +231,64 @@ def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     return float(f1_score(y_true, y_pred, labels=list(range(n_classes)), average="macro", zero_division=0))
 
 
+def _scores(p32: np.ndarray, p8: np.ndarray, y: np.ndarray | None, n_classes: int) -> dict[str, Any]:
+    a32, a8 = p32.argmax(1), p8.argmax(1)
+    out: dict[str, Any] = {"images": int(len(a32)), "top1_agreement": float((a32 == a8).mean()),
+                           "max_abs_prob_diff": float(np.abs(p32 - p8).max()),
+                           "mean_abs_prob_diff": float(np.abs(p32 - p8).mean())}
+    if y is not None:
+        out["fp32"] = {"accuracy": float((a32 == y).mean()), "macro_f1": _macro_f1(y, a32, n_classes)}
+        out["int8"] = {"accuracy": float((a8 == y).mean()), "macro_f1": _macro_f1(y, a8, n_classes)}
+        out["delta_points"] = {k: 100 * (out["int8"][k] - out["fp32"][k]) for k in ("accuracy", "macro_f1")}
+    return out
+
+
+def _gradcam_correlation(fp32: OnnxPredictor, int8: OnnxPredictor, x: np.ndarray,
+                         classes: np.ndarray) -> dict[str, float]:
+    """Pearson correlation of the two models' Grad-CAM maps (fp32's top class, feature resolution):
+    mean and minimum over the inputs. An INT8 model whose maps drift would mislead the user."""
+    from hypoderm.explain import gradcam_map
+
+    corr = []
+    for i in range(0, len(x), 32):
+        f32, w32 = fp32.session.run(list(fp32.cam_names), {fp32.input_name: x[i: i + 32]})
+        f8, w8 = int8.session.run(list(int8.cam_names), {int8.input_name: x[i: i + 32]})
+        for j in range(len(f32)):
+            h, w = f32.shape[2:]
+            a = gradcam_map(f32[j], w32[j], int(classes[i + j]), h, w).ravel()
+            b = gradcam_map(f8[j], w8[j], int(classes[i + j]), h, w).ravel()
+            corr.append(1.0 if a.std() == 0 and b.std() == 0 else
+                        0.0 if a.std() == 0 or b.std() == 0 else float(np.corrcoef(a, b)[0, 1]))
+    return {"mean": float(np.mean(corr)), "min": float(np.min(corr))}
+
+
 def agreement_report(fp32_onnx: str | os.PathLike, int8_onnx: str | os.PathLike,
-                     images: Sequence[str | os.PathLike | Image.Image],
-                     labels: Sequence[int] | None = None) -> dict[str, Any]:
-    """Top-1 agreement of the INT8 model with fp32 on `images`; with `labels` (class indices)
-    also accuracy and macro-F1 of both, and the INT8 - fp32 differences (in points, x100)."""
+                     images: Sequence[ImageLike], labels: Sequence[int] | None = None,
+                     views: Sequence[str] | None = None) -> dict[str, Any]:
+    """Top-1 agreement of the INT8 model with fp32 on `images` (files, PIL images or preprocessed CHW
+    arrays) and the largest and mean probability change; with `labels` (class indices) also accuracy and
+    macro-F1 of both and the INT8 - fp32 differences in points (x100). With `views` (one name per
+    image, e.g. "photo" / "closeup") the same numbers per view land under `by_view`. When both models
+    have Grad-CAM outputs, `gradcam_correlation` compares their maps."""
+    if len(images) == 0:
+        raise ValueError("the agreement report needs at least one image")
     fp32, int8 = OnnxPredictor(fp32_onnx), OnnxPredictor(int8_onnx)
-    x = np.stack([prepare(im, fp32.spec)[1] for im in _as_images(images)])
+    x = model_inputs(images, fp32.spec)
     p32 = np.concatenate([fp32.predict_array(x[i: i + 32]) for i in range(0, len(x), 32)])
     p8 = np.concatenate([int8.predict_array(x[i: i + 32]) for i in range(0, len(x), 32)])
-    a32, a8 = p32.argmax(1), p8.argmax(1)
-    report: dict[str, Any] = {"images": int(len(x)), "top1_agreement": float((a32 == a8).mean()),
-                              "max_abs_prob_diff": float(np.abs(p32 - p8).max())}
+    y = None
     if labels is not None:
         y = np.asarray(labels, dtype=int)
-        if y.shape != a32.shape:
-            raise ValueError(f"{len(y)} labels for {len(a32)} images")
-        n = len(fp32.class_names)
-        report["fp32"] = {"accuracy": float((a32 == y).mean()), "macro_f1": _macro_f1(y, a32, n)}
-        report["int8"] = {"accuracy": float((a8 == y).mean()), "macro_f1": _macro_f1(y, a8, n)}
-        report["delta_points"] = {k: 100 * (report["int8"][k] - report["fp32"][k]) for k in ("accuracy", "macro_f1")}
+        if y.shape != (len(x),):
+            raise ValueError(f"{len(y)} labels for {len(x)} images")
+    n = len(fp32.class_names)
+    report = _scores(p32, p8, y, n)
+    if fp32.has_gradcam and int8.has_gradcam:
+        report["gradcam_correlation"] = _gradcam_correlation(fp32, int8, x, p32.argmax(1))
+    if views is not None:
+        v = np.asarray(views)
+        if v.shape != (len(x),):
+            raise ValueError(f"{len(v)} view names for {len(x)} images")
+        report["by_view"] = {name: _scores(p32[v == name], p8[v == name], None if y is None else y[v == name], n)
+                             for name in dict.fromkeys(views)}
     return report
