@@ -116,7 +116,7 @@ def list_images(folder: Path, class_names: list[str]) -> tuple[list[Path], list[
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
                    and not p.name.startswith("."))
     index = {c: i for i, c in enumerate(class_names)}
-    parents = [p.relative_to(folder).parts[0] if len(p.relative_to(folder).parts) > 1 else None for p in files]
+    parents = [p.relative_to(folder).parts[0] if len(p.relative_to(folder).parts) > 1 else "" for p in files]
     labels = [index[c] for c in parents] if files and all(c in index for c in parents) else None
     return files, labels
 
@@ -253,7 +253,9 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
     for p in problems:
         warn(f"warning: exporting despite: {p['message']} (--force); the model is marked")
 
-    calib, calib_labels, calib_files = [], None, []
+    calib: list[Any] = []
+    calib_labels: list[int] | None = None
+    calib_files: list[Path] = []
     if args.calibration is not None:
         try:
             files, labels = calibration_files(args.calibration, class_names)
@@ -321,10 +323,10 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
         else:
             shared = set(calib_files)
             warn("note: no --eval given: INT8 is compared with fp32 on its own calibration images; give held-out "
-                  "photos with --eval for an honest comparison")
+                 "photos with --eval for an honest comparison")
             eval_files, eval_images, eval_labels = calib_files, calib, calib_labels
         inputs, views, labels_all = list(eval_images), ["photo"] * len(eval_images), eval_labels
-        if args.eval_closeups:
+        if args.eval_closeups and eval_source is not None:
             root = Path(eval_source)
             # seeded by the path inside the folder, as hypoderm.engine.styleshift does for a dataset
             keys = [f.relative_to(root).as_posix() if root.is_dir() and f.is_relative_to(root) else f.name
@@ -333,7 +335,7 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
             for i, group in enumerate(ups):
                 inputs += group
                 views += ["closeup"] * len(group)
-                if labels_all is not None:
+                if labels_all is not None and eval_labels is not None:
                     labels_all = [*labels_all, *[eval_labels[i]] * len(group)]
         agree = agreement_report(out, int8_path, inputs, labels_all, views)
         agree["evaluated_on"] = str(eval_source)

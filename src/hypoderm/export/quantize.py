@@ -145,8 +145,13 @@ def quantize_int8(fp32_onnx: str | os.PathLike, calibration_images: Sequence[Ima
     `keep_fp32` left in fp32; writes `out_path` plus its sidecar JSON (metadata copied, precision
     'int8', the settings under `quantization`). With `keep_gradcam` the Grad-CAM outputs of the fp32
     model are kept (their small branch in fp32); without, the INT8 model answers only. Returns `out_path`."""
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from hypoderm.export.metadata import write_metadata
@@ -249,6 +254,8 @@ def _gradcam_correlation(fp32: OnnxPredictor, int8: OnnxPredictor, x: np.ndarray
     mean and minimum over the inputs. An INT8 model whose maps drift would mislead the user."""
     from hypoderm.explain import gradcam_map
 
+    if fp32.cam_names is None or int8.cam_names is None:
+        raise ValueError("both models need their Grad-CAM outputs to compare the maps")
     corr = []
     for i in range(0, len(x), 32):
         f32, w32 = fp32.session.run(list(fp32.cam_names), {fp32.input_name: x[i: i + 32]})
