@@ -7,7 +7,6 @@ Skipped with a message when /usr/bin/chromium or node_modules/onnxruntime-web is
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import socket
@@ -590,8 +589,8 @@ def cam_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """mnv3s (random weights) exported with the Grad-CAM outputs; threshold 0: every skin photo is an answer."""
     import torch
 
-    from hypoderm.models import create_model
     from helpers_app import build_model_dir
+    from hypoderm.models import create_model
 
     torch.manual_seed(0)
     return build_model_dir(tmp_path_factory.mktemp("cam"), size=224, classes=TWO_CLASSES, temperature=1.0,

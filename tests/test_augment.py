@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from hypoderm.engine.augment import (Counterfactual, Degrade, SkinGuidedCrop, ToneShift, is_lesion_free, lab_to_rgb,
-                                     paint_depigmented_patch, rgb_to_lab, skin_or_pale_mask)
+from hypoderm.engine.augment import (
+    Counterfactual,
+    Degrade,
+    SkinGuidedCrop,
+    ToneShift,
+    is_lesion_free,
+    lab_to_rgb,
+    paint_depigmented_patch,
+    rgb_to_lab,
+    skin_or_pale_mask,
+)
 from hypoderm.engine.config import RECIPES, TrainConfig
 from hypoderm.engine.data import train_transform
 from hypoderm.engine.styleshift import VIEWS, build_views, masked_background, view_metrics

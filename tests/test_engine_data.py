@@ -11,8 +11,14 @@ import torch
 from conftest import make_bad_files
 from hypoderm.data.io import load_rgb
 from hypoderm.engine.cache import DecodedCache
-from hypoderm.engine.data import (CachedImageDataset, balanced_sampler, build_train_loader, class_weights,
-                                  eval_transform, train_transform)
+from hypoderm.engine.data import (
+    CachedImageDataset,
+    balanced_sampler,
+    build_train_loader,
+    class_weights,
+    eval_transform,
+    train_transform,
+)
 from hypoderm.engine.fold import readable_index
 from hypoderm.preprocess import PreprocessSpec, preprocess
 

@@ -8,8 +8,17 @@ import torchvision
 from torch import nn
 
 from hypoderm.models import (
-    ECA, MNV3_SMALL, VARIANTS, count_parameters, create_model, eca_kernel_size, imagenet_weights_path,
-    list_models, mnv3s_spec, output_stride, receptive_field,
+    ECA,
+    MNV3_SMALL,
+    VARIANTS,
+    count_parameters,
+    create_model,
+    eca_kernel_size,
+    imagenet_weights_path,
+    list_models,
+    mnv3s_spec,
+    output_stride,
+    receptive_field,
 )
 
 torch.set_num_threads(1)

@@ -20,8 +20,16 @@ import numpy as np
 import sklearn
 
 from hypoderm.data.dataset import load_index
-from hypoderm.data.shortcut import (BORDER_FEATURES, FEATURE_NAMES, FILE_FEATURES, GEOMETRY_FEATURES, MODEL_TITLES,
-                                    SKIN_FEATURES, macro_f1, shortcut_baseline)
+from hypoderm.data.shortcut import (
+    BORDER_FEATURES,
+    FEATURE_NAMES,
+    FILE_FEATURES,
+    GEOMETRY_FEATURES,
+    MODEL_TITLES,
+    SKIN_FEATURES,
+    macro_f1,
+    shortcut_baseline,
+)
 from hypoderm.data.splits import Split
 
 

@@ -25,9 +25,9 @@ from hypoderm.data.splits import Split
 from hypoderm.engine.cache import DecodedCache
 from hypoderm.engine.config import TrainConfig
 from hypoderm.engine.cv import run_cv
-from hypoderm.inference import softmax
-from hypoderm.engine.styleshift import VIEWS, evaluate_views, view_metrics
 from hypoderm.engine.fold import readable_index
+from hypoderm.engine.styleshift import VIEWS, evaluate_views, view_metrics
+from hypoderm.inference import softmax
 from hypoderm.preprocess import PreprocessSpec
 
 HERE = Path(__file__).resolve().parent

@@ -18,17 +18,28 @@ import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from hypoderm.export.latency import ort_cpu_session
-from hypoderm.models import (DESIGN_VARIANTS, VARIANTS, canonical_name, count_parameters, create_model, is_table_model,
-                             list_models, mnv3s_spec, output_stride, receptive_field)
+from hypoderm.models import (
+    DESIGN_VARIANTS,
+    VARIANTS,
+    canonical_name,
+    count_parameters,
+    create_model,
+    is_table_model,
+    list_models,
+    mnv3s_spec,
+    output_stride,
+    receptive_field,
+)
 
 PRESETS = {
     "paper": ["hypodermnet", "mnv3s", "resnet50", "mobilenet_v2", "shufflenet_v2_x1_0", "efficientnet_b0", "densenet121"],

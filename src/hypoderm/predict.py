@@ -31,8 +31,15 @@ from PIL import Image
 
 from hypoderm import __version__
 from hypoderm.cards import display_name, format_probability, limits_text, load_cards, unknown_conditions
-from hypoderm.inference import (DISCLAIMER, ModelLoadError, OnnxPredictor, bundled_model, load_image, prepare,
-                                result_from_logits)
+from hypoderm.inference import (
+    DISCLAIMER,
+    ModelLoadError,
+    OnnxPredictor,
+    bundled_model,
+    load_image,
+    prepare,
+    result_from_logits,
+)
 from hypoderm.model_quality import metadata_problems
 from hypoderm.preprocess import preprocess
 

@@ -41,7 +41,7 @@ class PreprocessSpec:
             raise ValueError(f"only bilinear interpolation is supported, got {self.interpolation!r}")
 
     @classmethod
-    def for_size(cls, size: int) -> "PreprocessSpec":
+    def for_size(cls, size: int) -> PreprocessSpec:
         return cls(size=size, resize_size=int(round(size / CROP_RATIO)))
 
     def to_dict(self) -> dict[str, Any]:
@@ -51,7 +51,7 @@ class PreprocessSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PreprocessSpec":
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessSpec:
         return cls(size=int(d["size"]), resize_size=int(d["resize_size"]),
                    mean=tuple(float(x) for x in d["mean"]), std=tuple(float(x) for x in d["std"]),
                    interpolation=d.get("interpolation", "bilinear"))

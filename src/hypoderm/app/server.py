@@ -46,8 +46,8 @@ from hypoderm.app.guard import release_memory
 from hypoderm.app.upload import UploadError, image_from_multipart
 from hypoderm.data.io import SOURCE_SIZE_KEY
 from hypoderm.inference import bundled_model
-from hypoderm.preprocess import MAX_ASPECT_RATIO
 from hypoderm.ood import with_gate
+from hypoderm.preprocess import MAX_ASPECT_RATIO
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # In a source checkout, `npm ci` puts onnxruntime-web here; a pip-installed user points

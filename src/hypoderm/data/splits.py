@@ -63,7 +63,7 @@ class Split:
         os.replace(tmp, out)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "Split":
+    def load(cls, path: str | os.PathLike[str]) -> Split:
         p = Path(path)
         try:
             d = json.loads(p.read_text(encoding="utf-8"))
