@@ -66,7 +66,7 @@ def test_resume_after_kill_equals_uninterrupted_run(image_folder: Path, tmp_path
         assert a[key].keys() == b[key].keys()
         for k in a[key]:
             assert torch.equal(a[key][k], b[key][k]), f"{key}.{k} differs after resume"
-    for s1, s2 in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+    for s1, s2 in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True):
         assert torch.equal(s1["exp_avg"], s2["exp_avg"])
     assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"]
     assert a["early_stop"] == b["early_stop"]

@@ -11,6 +11,7 @@ fold's best checkpoint is scored on the style-shift views of its own test fold
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -34,6 +35,11 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_SPLIT = HERE.parent / "comparison" / "h200_224" / "split.json"
 
 
+def _predict(model: torch.nn.Module, t: float, x: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return softmax(model(x).numpy(), t)
+
+
 def score_recipe(run: Path, data: str, split_path: Path, cache: DecodedCache) -> dict:
     """Style-shift metrics of every fold's best.pt on its test fold, pooled over folds."""
     index, _ = readable_index(data, None, False, cache)
@@ -49,12 +55,7 @@ def score_recipe(run: Path, data: str, split_path: Path, cache: DecodedCache) ->
         images = [cache.get(index.samples[i].path) for i in test_idx]
         labels = [int(index.labels()[i]) for i in test_idx]
         keys = [index.relpath(index.samples[i]) for i in test_idx]
-
-        def predict(x: torch.Tensor) -> np.ndarray:
-            with torch.no_grad():
-                return softmax(model(x).numpy(), t)
-
-        res = evaluate_views(predict, images, labels, keys, cache.spec, thr)
+        res = evaluate_views(functools.partial(_predict, model, t), images, labels, keys, cache.spec, thr)
         per_fold[f] = {v: {k: m for k, m in r.items() if k not in ("probs", "source")} for v, r in res.items()}
         for v, r in res.items():
             pooled[v]["probs"].append(r["probs"])

@@ -54,7 +54,7 @@ def parse_models(text: str) -> list[str]:
     for token in (t.strip() for t in text.split(",")):
         if not token:
             continue
-        names += PRESETS[token] if token in PRESETS else [token]
+        names += PRESETS.get(token, [token])
     for n in names:
         canonical_name(n)  # raises with the list of valid names
     return list(dict.fromkeys(names))
@@ -197,9 +197,9 @@ def format_table(result: dict[str, Any]) -> str:
     header = [c[1] for c in COLUMNS]
     body = [[cell(k, f, r.get(k)) for k, _, f in COLUMNS] for r in result["rows"]]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
-    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |",
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(b, widths)) + " |" for b in body]
+    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)) + " |" for b in body]
     e = result["env"]
     lines.append(f"\ninput {result['size']}x{result['size']}, batch 1, {result['num_classes']} classes; "
                  f"{result['runs']} timed runs after {result['warmup']} warm-up, round-robin; threads={e['threads']}; "

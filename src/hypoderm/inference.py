@@ -174,7 +174,7 @@ def result_from_logits(logits: np.ndarray, crop: np.ndarray, metadata: dict[str,
         status, answer = "ok", top[0]["label"]
         message = f"{display_name(answer)} ({format_probability(top[0]['probability'])}). {DISCLAIMER}"
     return {"status": status, "answer": answer, "top_k": top,
-            "probabilities": {n: float(p) for n, p in zip(names, probs)},
+            "probabilities": {n: float(p) for n, p in zip(names, probs, strict=True)},
             "ood": ood, "message": message}
 
 

@@ -189,13 +189,13 @@ def make_split(index: DatasetIndex, folds: int = 5, seed: int = 0, group_regex: 
         near = near_duplicate_groups(index, near_threshold)
         partial = index.group_source is not None
         source = f"{index.group_source}+near-duplicates" if partial else "near-duplicates"
-        groups = [str(s.group) if s.group is not None else "near:" + g for s, g in zip(index.samples, near)]
+        groups = [str(s.group) if s.group is not None else "near:" + g for s, g in zip(index.samples, near, strict=True)]
 
     y = index.labels()
     n_groups = len(set(groups))
     if n_groups < folds:
         raise DatasetError(f"only {n_groups} groups for {folds} folds; use fewer folds")
-    per_class = {c: len({g for g, s in zip(groups, index.samples) if s.label == c}) for c in index.class_names}
+    per_class = {c: len({g for g, s in zip(groups, index.samples, strict=True) if s.label == c}) for c in index.class_names}
     thin = {c: n for c, n in per_class.items() if n < folds}
     if thin:
         warnings.warn(f"class(es) with fewer groups than folds, some folds will lack them: {thin}", stacklevel=2)
@@ -210,7 +210,7 @@ def make_split(index: DatasetIndex, folds: int = 5, seed: int = 0, group_regex: 
         for f, (_, test_idx) in enumerate(cv.split(np.zeros(len(y)), y, g_arr)):
             fold_of[test_idx] = f
     samples = [SplitSample(path=index.relpath(s), label=s.label, group=g, fold=int(f))
-               for s, g, f in zip(index.samples, groups, fold_of)]
+               for s, g, f in zip(index.samples, groups, fold_of, strict=True)]
     return Split(folds=folds, seed=seed, group_source=source, class_names=list(index.class_names), samples=samples)
 
 
