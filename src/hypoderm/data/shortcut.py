@@ -268,7 +268,7 @@ class FittedBaseline:
     model: Any
 
 
-def fit_baseline(features: Sequence[Mapping[str, float]], labels: Sequence[int], *, kind: str = "logreg",
+def fit_baseline(features: Sequence[Mapping[str, float]], labels: Sequence[int] | np.ndarray, *, kind: str = "logreg",
                  names: Sequence[str] | None = None, num_classes: int | None = None, seed: int = 0) -> FittedBaseline:
     """Fit one baseline (`kind` in MODEL_KINDS) on feature dicts (from `photo_features`) and label ids.
 
@@ -631,7 +631,8 @@ def shortcut_baseline(index: DatasetIndex, split: Split, *, seed: int = 0, n_rep
             pooled_macro_f1=macro_f1(y[done], pred, num_classes), pooled_auc=roc_auc(y[done], probs[done]),
             pooled_accuracy=float(np.mean(pred == y[done])),
             permutation_importance={n: float(v) for n, v in zip(x_names, perm_mean, strict=True)},
-            coef_importance={n: float(v) for n, v in zip(x_names, np.mean(coefs, axis=0), strict=True)} if coefs else {})
+            coef_importance=({n: float(v) for n, v in zip(x_names, np.mean(coefs, axis=0), strict=True)}
+                             if coefs else {}))
         oof[kind] = probs
     univariate = {n: separability(x[:, j], y, num_classes) for j, n in enumerate(x_names)}
     return ShortcutReport(class_names=list(split.class_names), folds=split.folds, paths=paths, labels=y,
