@@ -68,7 +68,8 @@ def score_recipe(run: Path, data: str, split_path: Path, cache: DecodedCache) ->
         m = view_metrics(probs, y, threshold=0.0)
         answered = probs.max(1) >= np.concatenate(p["thr"])
         m["answered"] = float(answered.mean())
-        m["answered_accuracy"] = float((probs.argmax(1)[answered] == y[answered]).mean()) if answered.any() else float("nan")
+        m["answered_accuracy"] = (float((probs.argmax(1)[answered] == y[answered]).mean()) if answered.any()
+                                  else float("nan"))
         out["pooled"][v] = m
     return out
 
@@ -130,7 +131,8 @@ def main() -> int:
     ap.add_argument("--counterfactual", default=None, help="NORMAL:LESION, e.g. normal_skin:vitiligo")
     ap.add_argument("--counterfactual-p", type=float, default=0.3)
     ap.add_argument("--baseline", action="store_true", help="also score the trivial photo-feature baseline")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a loaded 2-core machine)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (1 is fastest on a loaded 2-core machine)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     spec = PreprocessSpec.for_size(args.size)
@@ -162,9 +164,11 @@ def main() -> int:
         print(f"{run.name}: cv macro-F1 {shift['cv']['macro_f1']:.3f}; " + "; ".join(
             f"{v} AUC {m['roc_auc']:.3f} F1 {m['macro_f1']:.3f} answered {m['answered']:.2f}"
             for v, m in shift["pooled"].items()), flush=True)
-    print("\n| recipe | CV macro-F1 | CV AUC | " + " | ".join(f"{v} AUC | {v} macro-F1 | {v} answered" for v in VIEWS) + " |")
+    view_columns = " | ".join(f"{v} AUC | {v} macro-F1 | {v} answered" for v in VIEWS)
+    print(f"\n| recipe | CV macro-F1 | CV AUC | {view_columns} |")
     for recipe, s in rows:
-        print(f"| {recipe} | {s['cv']['macro_f1']:.3f} ± {s['cv_std']['macro_f1']:.3f} | {s['cv']['roc_auc_ovr']:.3f} | "
+        print(f"| {recipe} | {s['cv']['macro_f1']:.3f} ± {s['cv_std']['macro_f1']:.3f} "
+              f"| {s['cv']['roc_auc_ovr']:.3f} | "
               + " | ".join(f"{s['pooled'][v]['roc_auc']:.3f} | {s['pooled'][v]['macro_f1']:.3f} | "
                            f"{s['pooled'][v]['answered']:.2f}" for v in VIEWS) + " |")
     return 0

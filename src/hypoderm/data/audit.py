@@ -118,7 +118,8 @@ class AuditReport:
             md.append(f"Split file: `{self.split_path}`  ")
         md += ["", "## Images per class", "", "| class | images |", "|---|---:|"]
         md += [f"| {name} | {n} |" for name, n in self.class_counts.items()]
-        md += [f"| **total** | **{sum(self.class_counts.values())}** |", "", "## Image size (px, after EXIF rotation)", "",
+        md += [f"| **total** | **{sum(self.class_counts.values())}** |", "",
+               "## Image size (px, after EXIF rotation)", "",
                "| | min | median | max |", "|---|---:|---:|---:|"]
         for key, (lo, med, hi) in self.sizes.items():
             md.append(f"| {key.replace('_', ' ')} | {lo:.0f} | {med:.0f} | {hi:.0f} |")

@@ -177,5 +177,6 @@ def export_torchscript(model: nn.Module, metadata: dict[str, Any], out_path: str
     if diff > tol:
         out_path.unlink(missing_ok=True)
         raise ExportParityError(f"TorchScript and eager PyTorch disagree: max diff {diff:.3g} > {tol:g}")
-    out_path.with_suffix(".json").write_text(json.dumps({**metadata, "parity": {"max_abs_diff": diff}}, indent=2) + "\n")
+    sidecar = {**metadata, "parity": {"max_abs_diff": diff}}
+    out_path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
     return out_path

@@ -29,8 +29,8 @@ from hypoderm.models.registry import (
 )
 
 __all__ = [
-    "ALIASES", "BASELINES", "DESIGN_VARIANTS", "BlockConfig", "ECA", "LoadReport", "MNV3_SMALL", "MobileNetV3", "MobileNetV3Spec",
-    "VARIANTS", "canonical_name", "count_parameters", "create_model", "dilate", "eca_kernel_size",
-    "imagenet_weights_path", "is_table_model", "list_models", "load_matching", "mnv3s_spec", "output_stride", "receptive_field",
-    "with_activation", "with_attention",
+    "ALIASES", "BASELINES", "DESIGN_VARIANTS", "BlockConfig", "ECA", "LoadReport", "MNV3_SMALL", "MobileNetV3",
+    "MobileNetV3Spec", "VARIANTS", "canonical_name", "count_parameters", "create_model", "dilate", "eca_kernel_size",
+    "imagenet_weights_path", "is_table_model", "list_models", "load_matching", "mnv3s_spec", "output_stride",
+    "receptive_field", "with_activation", "with_attention",
 ]
