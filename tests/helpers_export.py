@@ -75,7 +75,7 @@ def train_tiny_checkpoint(path: Path, size: int = 32, steps: int = 15, model_nam
             m.momentum = None
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
-    for step in range(steps):
+    for _ in range(steps):
         idx = torch.from_numpy(rng.choice(len(x), 16, replace=False))
         loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
         opt.zero_grad()

@@ -265,17 +265,20 @@ def test_cards_cover_every_class_in_both_languages() -> None:
 
 # ---- model loading and the command ----------------------------------------------------------
 
-def test_without_web_assets_the_page_uses_the_server(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_web_assets_the_page_uses_the_server(model_dir: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(server.WEB_ASSETS_ENV, raising=False)
     monkeypatch.setattr(server, "REPO_NODE_MODULES", tmp_path / "absent")
     c = TestClient(create_app(model_dir))
     info = c.get("/api/v1/model").json()["browser_inference"]
     assert info["available"] is False and "install_web_assets" in info["reason"]
-    assert not any("/vendor/ort/" in f for f in json.loads(re.search(r"PRECACHE = (\[.*?\]);", c.get("/sw.js").text).group(1)))
+    precache = json.loads(re.search(r"PRECACHE = (\[.*?\]);", c.get("/sw.js").text).group(1))
+    assert not any("/vendor/ort/" in f for f in precache)
     assert c.get("/vendor/ort/ort.wasm.min.mjs").status_code == 404
 
 
-def test_model_errors_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_model_errors_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ModelLoadError, match="model not found"):
         create_app(tmp_path / "nothing")
     (tmp_path / "model.onnx").write_bytes(b"not onnx")

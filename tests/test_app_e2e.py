@@ -7,7 +7,6 @@ Skipped with a message when /usr/bin/chromium or node_modules/onnxruntime-web is
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import socket
@@ -121,8 +120,8 @@ def analyse(page: object, photo: Path) -> dict:
     page.click("#analyse")
     page.wait_for_selector("#result:not([hidden])", timeout=60_000)
     return page.evaluate("(() => { const d = document.getElementById('result').dataset;"
-                         " return {status: d.status, inference: d.inference, probabilities: JSON.parse(d.probabilities),"
-                         " skin: Number(d.skinFraction)}; })()")
+                         " return {status: d.status, inference: d.inference,"
+                         " probabilities: JSON.parse(d.probabilities), skin: Number(d.skinFraction)}; })()")
 
 
 def server_result(model_dir: Path, photo: Path) -> dict:
@@ -320,7 +319,8 @@ def test_first_visit_downloads_compressed_once_and_second_visit_only_the_page(br
                                timeout=60_000)
         assert app.requests[wasm] == 1 and app.requests[model] == 1, (app.requests[wasm], app.requests[model])
         assert app.encoding[wasm] in ("gzip", "br")  # Chromium offers br only over HTTPS
-        assert app.bytes[wasm] < 0.4 * (REPO_NODE_MODULES / "onnxruntime-web/dist/ort-wasm-simd-threaded.wasm").stat().st_size
+        wasm_file = REPO_NODE_MODULES / "onnxruntime-web/dist/ort-wasm-simd-threaded.wasm"
+        assert app.bytes[wasm] < 0.4 * wasm_file.stat().st_size
         before = sum(app.bytes.values())
         page.reload()
         page.wait_for_selector("body[data-ready='browser']", timeout=60_000)
@@ -590,8 +590,8 @@ def cam_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """mnv3s (random weights) exported with the Grad-CAM outputs; threshold 0: every skin photo is an answer."""
     import torch
 
-    from hypoderm.models import create_model
     from helpers_app import build_model_dir
+    from hypoderm.models import create_model
 
     torch.manual_seed(0)
     return build_model_dir(tmp_path_factory.mktemp("cam"), size=224, classes=TWO_CLASSES, temperature=1.0,

@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from hypoderm.engine.augment import (Counterfactual, Degrade, SkinGuidedCrop, ToneShift, is_lesion_free, lab_to_rgb,
-                                     paint_depigmented_patch, rgb_to_lab, skin_or_pale_mask)
+from hypoderm.engine.augment import (
+    Counterfactual,
+    Degrade,
+    SkinGuidedCrop,
+    ToneShift,
+    is_lesion_free,
+    lab_to_rgb,
+    paint_depigmented_patch,
+    rgb_to_lab,
+    skin_or_pale_mask,
+)
 from hypoderm.engine.config import RECIPES, TrainConfig
 from hypoderm.engine.data import train_transform
 from hypoderm.engine.styleshift import VIEWS, build_views, masked_background, view_metrics
@@ -110,12 +119,12 @@ def test_style_shift_views_are_deterministic_and_remove_the_background() -> None
     b = build_views(imgs, ["p/one.jpg", "p/two.jpg"], spec)
     assert set(a) == set(VIEWS)
     for v in VIEWS:
-        assert all(torch.equal(x, y) for x, y in zip(a[v][0], b[v][0]))
+        assert all(torch.equal(x, y) for x, y in zip(a[v][0], b[v][0], strict=True))
         assert all(x.shape == (3, 32, 32) and x.dtype == torch.uint8 for x in a[v][0])
     assert list(a["closeup"][1]) == [0, 0, 0, 1, 1, 1]
     # another key gives other crops
     c = build_views(imgs, ["p/other.jpg", "p/two.jpg"], spec, views=["closeup"])
-    assert not all(torch.equal(x, y) for x, y in zip(a["closeup"][0][:3], c["closeup"][0][:3]))
+    assert not all(torch.equal(x, y) for x, y in zip(a["closeup"][0][:3], c["closeup"][0][:3], strict=True))
     masked = masked_background(_scene(), 120)
     blue = (masked[0] == BLUE[0]) & (masked[1] == BLUE[1]) & (masked[2] == BLUE[2])
     assert not blue.any()  # the blue background is grey now

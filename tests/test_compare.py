@@ -7,10 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from conftest import make_image_folder
 from hypoderm import cli
 from hypoderm.compare import paired
-
-from conftest import make_image_folder
 
 
 @pytest.mark.slow

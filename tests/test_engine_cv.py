@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hypoderm.engine.config import TrainConfig
+from hypoderm.engine.config import TrainConfig, TrainError
 from hypoderm.engine.cv import run_cv, summarize
-from hypoderm.engine.config import TrainError
 
 
 def cfg(data: Path, **kw) -> TrainConfig:

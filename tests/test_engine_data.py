@@ -11,8 +11,14 @@ import torch
 from conftest import make_bad_files
 from hypoderm.data.io import load_rgb
 from hypoderm.engine.cache import DecodedCache
-from hypoderm.engine.data import (CachedImageDataset, balanced_sampler, build_train_loader, class_weights,
-                                  eval_transform, train_transform)
+from hypoderm.engine.data import (
+    CachedImageDataset,
+    balanced_sampler,
+    build_train_loader,
+    class_weights,
+    eval_transform,
+    train_transform,
+)
 from hypoderm.engine.fold import readable_index
 from hypoderm.preprocess import PreprocessSpec, preprocess
 
@@ -53,12 +59,12 @@ def test_disk_cache_is_reused_and_survives_a_damaged_entry(image_folder: Path, t
     second = DecodedCache(spec, tmp_path / "cache")
     b = second.load_all(paths)
     assert second.decoded == 0  # all from disk
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     entry = next((tmp_path / "cache").glob("*.npy"))
     entry.write_bytes(b"garbage")
     third = DecodedCache(spec, tmp_path / "cache")
     c = third.load_all(paths)
-    assert third.decoded == 1 and all(torch.equal(x, y) for x, y in zip(a, c))
+    assert third.decoded == 1 and all(torch.equal(x, y) for x, y in zip(a, c, strict=True))
     # another resize is another cache entry, not a wrong hit
     other = DecodedCache(PreprocessSpec.for_size(40), tmp_path / "cache")
     assert other.get(paths[0]).shape[1:] != a[0].shape[1:] and other.decoded == 1

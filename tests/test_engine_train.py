@@ -28,8 +28,8 @@ def tiny(data: Path, out: Path, **kw) -> TrainConfig:
 def test_one_epoch_writes_checkpoints_and_metrics(image_folder: Path, tmp_path: Path) -> None:
     run = train(tiny(image_folder, tmp_path / "run"))
     best, last = load_checkpoint(run / "best.pt"), load_checkpoint(run / "last.pt")
-    assert CHECKPOINT_KEYS <= set(best) and not RESUME_KEYS & set(best)
-    assert CHECKPOINT_KEYS | RESUME_KEYS <= set(last)
+    assert set(best) >= CHECKPOINT_KEYS and not RESUME_KEYS & set(best)
+    assert set(last) >= CHECKPOINT_KEYS | RESUME_KEYS
     assert best["class_names"] == ["a", "b", "c"] and best["num_classes"] == 3
     assert best["preprocess"]["size"] == 32 and best["config"]["model"] == "hypodermnet"
     assert best["split"]["format"] == "hypoderm-split/1" and (run / "split.json").is_file()
@@ -66,7 +66,7 @@ def test_resume_after_kill_equals_uninterrupted_run(image_folder: Path, tmp_path
         assert a[key].keys() == b[key].keys()
         for k in a[key]:
             assert torch.equal(a[key][k], b[key][k]), f"{key}.{k} differs after resume"
-    for s1, s2 in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+    for s1, s2 in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True):
         assert torch.equal(s1["exp_avg"], s2["exp_avg"])
     assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"]
     assert a["early_stop"] == b["early_stop"]

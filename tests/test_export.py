@@ -328,9 +328,8 @@ def test_export_calibration_accepts_a_csv_manifest(ckpt_path: Path, tmp_path: Pa
 
 def test_export_refuses_a_broken_checkpoint_unless_forced(tmp_path: Path, capsys) -> None:
     """Item 8: a collapsed model is refused; with --force it is exported and marked, and predict says so."""
-    from hypoderm.cli import main
-
     from helpers_export import train_tiny_checkpoint
+    from hypoderm.cli import main
 
     metrics = {"val/macro_f1": 0.235, "val/predicted_counts": [0, 62], "val/temperature": 20.0}
     broken = train_tiny_checkpoint(tmp_path / "broken.pt", steps=2, metrics=metrics, temperature=20.0,

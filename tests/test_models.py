@@ -8,8 +8,17 @@ import torchvision
 from torch import nn
 
 from hypoderm.models import (
-    ECA, MNV3_SMALL, VARIANTS, count_parameters, create_model, eca_kernel_size, imagenet_weights_path,
-    list_models, mnv3s_spec, output_stride, receptive_field,
+    ECA,
+    MNV3_SMALL,
+    VARIANTS,
+    count_parameters,
+    create_model,
+    eca_kernel_size,
+    imagenet_weights_path,
+    list_models,
+    mnv3s_spec,
+    output_stride,
+    receptive_field,
 )
 
 torch.set_num_threads(1)
@@ -88,7 +97,7 @@ def test_eca_kernels_in_the_improved_model_follow_the_formula():
     ecas = [m for m in model.modules() if isinstance(m, ECA)]
     se_positions = [b for b in MNV3_SMALL.blocks if b.attention == "se"]
     assert len(ecas) == len(se_positions) == 9
-    for eca, block in zip(ecas, se_positions):
+    for eca, block in zip(ecas, se_positions, strict=True):
         assert eca.channels == block.expanded_channels
         assert eca.conv.kernel_size == (eca_kernel_size(block.expanded_channels),)
     assert not any(isinstance(m, torchvision.ops.SqueezeExcitation) for m in model.modules())

@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import nonskin
 import numpy as np
 import pytest
 from PIL import Image
 
-from hypoderm.ood import ood_check
+import nonskin
 from hypoderm.inference import bundled_model, load_metadata, prepare
+from hypoderm.ood import ood_check
 from hypoderm.preprocess import PreprocessSpec
 
 METADATA = load_metadata(bundled_model())

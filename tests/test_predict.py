@@ -90,7 +90,8 @@ def test_abstain_threshold_gives_uncertain_verdict(onnx_path: Path, tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_checkpoint_model_matches_onnx_and_writes_gradcam(ckpt_path: Path, onnx_path: Path, tmp_path: Path, capsys) -> None:
+def test_checkpoint_model_matches_onnx_and_writes_gradcam(ckpt_path: Path, onnx_path: Path, tmp_path: Path,
+                                                          capsys) -> None:
     from PIL import Image
 
     img = tmp_path / "skin.png"

@@ -31,12 +31,12 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from helpers_app import png_bytes, skin_png
 from hypoderm.app import server
 from hypoderm.app.server import ApiError, create_app
 from hypoderm.data.io import ImageLoadError, load_rgb_bytes
 from hypoderm.inference import OnnxPredictor, bundled_model, decode_min_size_for
 from hypoderm.preprocess import MAX_ASPECT_RATIO, ImageShapeError, PreprocessSpec, decode_min_size, preprocess
-from helpers_app import png_bytes, skin_png
 
 ROOT = Path(__file__).resolve().parents[1]
 

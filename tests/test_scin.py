@@ -347,7 +347,7 @@ def test_split_from_the_output_never_puts_one_case_in_two_splits(bucket, tmp_pat
     assert "monk_skin_tone_us" in index.samples[0].extra
     split = make_split(index, folds=3, seed=0)
     folds_of_case: dict[str, set[int]] = defaultdict(set)
-    for sample, split_sample in zip(index.samples, split.samples):
+    for sample, split_sample in zip(index.samples, split.samples, strict=True):
         folds_of_case[sample.extra["scin_case_id"]].add(split_sample.fold)
     # 4 + 4 selected cases (see test_select_cases...) plus the 0.5/0.5 Lichen sclerosus/Vitiligo
     # case, which is plain vitiligo once Lichen sclerosus is not a chosen condition.

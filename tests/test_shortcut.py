@@ -14,9 +14,20 @@ from PIL import Image
 from hypoderm.cli import main as cli_main
 from hypoderm.data.audit import audit
 from hypoderm.data.dataset import load_index
-from hypoderm.data.shortcut import (FEATURE_NAMES, FILE_FEATURES, PIXEL_FEATURES, ShortcutError, file_features,
-                                    fit_baseline, ita_band, ita_degrees, lab_l_b, photo_features, score_baseline,
-                                    shortcut_baseline)
+from hypoderm.data.shortcut import (
+    FEATURE_NAMES,
+    FILE_FEATURES,
+    PIXEL_FEATURES,
+    ShortcutError,
+    file_features,
+    fit_baseline,
+    ita_band,
+    ita_degrees,
+    lab_l_b,
+    photo_features,
+    score_baseline,
+    shortcut_baseline,
+)
 from hypoderm.data.splits import make_split
 
 # skin tones (sRGB) from very light to dark, all inside the YCrCb skin rule

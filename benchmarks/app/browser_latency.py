@@ -54,7 +54,8 @@ async ([names, runs, threads]) => {
   const sessions = [];
   for (const n of names) {
     const bytes = new Uint8Array(await (await fetch('/bench/' + n + '.onnx')).arrayBuffer());
-    sessions.push(await ort.InferenceSession.create(bytes, {executionProviders: ['wasm'], graphOptimizationLevel: 'all'}));
+    sessions.push(await ort.InferenceSession.create(
+        bytes, {executionProviders: ['wasm'], graphOptimizationLevel: 'all'}));
   }
   const x = new ort.Tensor('float32', new Float32Array(3 * s * s).map(() => Math.random()), [1, 3, s, s]);
   const rgb = new Uint8ClampedArray(512 * 512 * 3).map(() => 100 + Math.random() * 100);
@@ -171,7 +172,8 @@ def latency(args: argparse.Namespace, browser: Any, tmp: Path) -> None:
             if "hypodermnet" in args.models and "mnv3s" in args.models:
                 a, b = args.models.index("hypodermnet"), args.models.index("mnv3s")
                 row["ratio_hypodermnet_over_mnv3s"] = {
-                    "session_run_of_medians": round(statistics.median(r["model"][a]) / statistics.median(r["model"][b]), 3),
+                    "session_run_of_medians": round(
+                        statistics.median(r["model"][a]) / statistics.median(r["model"][b]), 3),
                     "session_run_median_of_per_round": round(statistics.median(
                         x / y for x, y in zip(r["model"][a], r["model"][b], strict=True)), 3),
                     "pipeline_of_medians": round(statistics.median(r["full"][a]) / statistics.median(r["full"][b]), 3)}
@@ -237,7 +239,8 @@ def first_load(args: argparse.Namespace, browser: Any, tmp: Path) -> None:
             app.bytes.clear()
             print(json.dumps({
                 "part": "first-load", "encoding": "br/gzip by Accept-Encoding" if compressed else "identity (forced)",
-                "network": f"{args.mbit:g} Mbit/s down+up, {args.latency_ms:g} ms latency (CDP emulateNetworkConditions)",
+                "network": (f"{args.mbit:g} Mbit/s down+up, {args.latency_ms:g} ms latency "
+                            "(CDP emulateNetworkConditions)"),
                 "bytes_to_first_diagnosis": first_bytes, "time_to_ready_s": round(ready_s, 2),
                 "time_to_first_diagnosis_s": round(first_s, 2), "diagnosis_ran_in": mode,
                 "largest_responses": by_path,

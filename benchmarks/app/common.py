@@ -25,7 +25,9 @@ def export_model(name: str, out_dir: Path, num_classes: int = 2, size: int = 224
     torch.manual_seed(0)
     classes = ["normal_skin", "vitiligo", "other"][:num_classes]
     metadata = {"format": "hypoderm-onnx/1", "model_name": name, "version": "bench", "precision": "fp32",
-                "class_names": classes, "input": input_block(PreprocessSpec(size=size, resize_size=round(size / 0.875))), "output": {"name": "logits"},
+                "class_names": classes,
+                "input": input_block(PreprocessSpec(size=size, resize_size=round(size / 0.875))),
+                "output": {"name": "logits"},
                 "temperature": 1.0, "abstain_threshold": 0.6, "metrics": {}, "disclaimer": "benchmark model"}
     out_dir.mkdir(parents=True, exist_ok=True)
     return export_onnx(create_model(name, num_classes=num_classes).eval(), metadata, out_dir / "model.onnx")

@@ -20,8 +20,16 @@ import numpy as np
 import sklearn
 
 from hypoderm.data.dataset import load_index
-from hypoderm.data.shortcut import (BORDER_FEATURES, FEATURE_NAMES, FILE_FEATURES, GEOMETRY_FEATURES, MODEL_TITLES,
-                                    SKIN_FEATURES, macro_f1, shortcut_baseline)
+from hypoderm.data.shortcut import (
+    BORDER_FEATURES,
+    FEATURE_NAMES,
+    FILE_FEATURES,
+    GEOMETRY_FEATURES,
+    MODEL_TITLES,
+    SKIN_FEATURES,
+    macro_f1,
+    shortcut_baseline,
+)
 from hypoderm.data.splits import Split
 
 
@@ -59,7 +67,7 @@ def main(data: str, study: str) -> None:
               f"| {pooled:.3f} | {pooled - best.pooled_macro_f1:+.3f} |")
 
     # Which feature families carry it? The same baseline on subsets (features reused, not re-extracted).
-    cached = dict(zip(base.paths, base.features))
+    cached = dict(zip(base.paths, base.features, strict=True))
     subsets = {"no skin features (geometry, border, sharpness, colourfulness, file)":
                [n for n in FEATURE_NAMES if n not in SKIN_FEATURES],
                "skin features only (skin share, skin RGB mean/std, ITA)": list(SKIN_FEATURES),

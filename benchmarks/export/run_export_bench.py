@@ -1,6 +1,7 @@
 """fp32 vs INT8 ONNX Runtime: latency (same run) and accuracy / macro-F1 on the real photos.
 
-    .venv/bin/python benchmarks/export/run_export_bench.py [--epochs 8] [--size 128] [--out benchmarks/export/results.json]
+    .venv/bin/python benchmarks/export/run_export_bench.py
+        [--epochs 8] [--size 128] [--out benchmarks/export/results.json]
 
 1. Real data (../shared/data/hypopigmented): fold 0 of hypoderm.data.splits.make_split(folds=5, seed=0)
    (stratified, group-aware by near-duplicate clusters): train / val / test.
@@ -42,7 +43,8 @@ REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "hypopigmented"
 MODELS = ("hypodermnet", "mnv3s")
 
 
-def train(name: str, arrays: list[np.ndarray], y: np.ndarray, spec: PreprocessSpec, epochs: int, seed: int = 0) -> torch.nn.Module:
+def train(name: str, arrays: list[np.ndarray], y: np.ndarray, spec: PreprocessSpec, epochs: int,
+          seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = create_model(name, num_classes=2)
@@ -99,7 +101,8 @@ def main() -> int:
     fracs = np.array([skin_fraction(center_crop_array(resized_uint8(im, spec224), 224)) for im in images])
     results["ood_skin_rule"] = {"threshold": DEFAULT_SKIN_FRACTION_MIN, "images": len(fracs),
                                 "pass": int((fracs >= DEFAULT_SKIN_FRACTION_MIN).sum()),
-                                "per_class_min": {c: float(fracs[labels == k].min()) for k, c in enumerate(index.class_names)},
+                                "per_class_min": {c: float(fracs[labels == k].min())
+                                                  for k, c in enumerate(index.class_names)},
                                 "median": float(np.median(fracs))}
     print("ood:", results["ood_skin_rule"], flush=True)
 
@@ -110,7 +113,8 @@ def main() -> int:
         t0 = time.time()
         model = train(name, [arrays[i] for i in tr], labels[tr], spec, args.epochs)
         with torch.inference_mode():
-            val_x = torch.from_numpy(np.stack([normalize_uint8(center_crop_array(arrays[i], spec.size), spec) for i in va]))
+            val_x = torch.from_numpy(np.stack([normalize_uint8(center_crop_array(arrays[i], spec.size), spec)
+                                               for i in va]))
             val_logits = model(val_x).numpy()
         ood = fit_ood_thresholds(val_logits.max(1), quantile=0.01)
         ckpt = {"format": FORMAT, "model_name": name, "num_classes": 2, "model_kwargs": {},
@@ -125,7 +129,8 @@ def main() -> int:
         int8 = quantize_int8(fp32, [images[i] for i in tr[:128]], tmp / name / "model.int8.onnx")
         rep = agreement_report(fp32, int8, [images[i] for i in te], labels[te].tolist())
         parity = json.loads(fp32.with_suffix(".json").read_text())["parity"]
-        results["trained"][name] = {"size": args.size, "epochs": args.epochs, "train_seconds": round(time.time() - t0, 1),
+        results["trained"][name] = {"size": args.size, "epochs": args.epochs,
+                                    "train_seconds": round(time.time() - t0, 1),
                                     "parity_max_abs_diff": parity["max_abs_diff"], "ood": ood, "test": rep}
         print(name, json.dumps(results["trained"][name]), flush=True)
 

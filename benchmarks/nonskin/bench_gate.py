@@ -22,7 +22,6 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import nonskin  # noqa: E402
-
 from hypoderm.ood import DEFAULT_GATE, gate_features, gate_score  # noqa: E402
 from hypoderm.preprocess import PreprocessSpec, center_crop_array, resized_uint8  # noqa: E402
 

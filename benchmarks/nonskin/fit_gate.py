@@ -30,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import nonskin  # noqa: E402  (tests/nonskin.py: the synthetic generator)
-
 from hypoderm.data.io import load_rgb  # noqa: E402
 from hypoderm.ood import FEATURE_NAMES, GATE_FORMAT, gate_features, gate_score, validate_gate  # noqa: E402
 from hypoderm.preprocess import PreprocessSpec, center_crop_array, resized_uint8  # noqa: E402

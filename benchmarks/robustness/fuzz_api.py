@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks" / "app"))
 from common import free_port  # noqa: E402
-from helpers_fuzz import fuzz_cases  # noqa: E402
 
+from helpers_fuzz import fuzz_cases  # noqa: E402
 from hypoderm.inference import bundled_model  # noqa: E402
 
 

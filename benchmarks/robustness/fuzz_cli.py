@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks" / "app"))
 from common import run_measured  # noqa: E402
-from helpers_fuzz import fuzz_cases  # noqa: E402
 
+from helpers_fuzz import fuzz_cases  # noqa: E402
 from hypoderm.inference import bundled_model  # noqa: E402
 
 EXTENSIONS = ("jpg", "png", "gif", "tif", "webp", "bmp", "jpeg", "heic", "txt")

@@ -68,7 +68,8 @@ def main(target: float) -> None:
                 agg[name][key].append({
                     "t": t, "thr": thr, "answered": float(answered.mean()),
                     "accuracy": float(right[answered].mean()) if answered.any() else float("nan"),
-                    "ece": expected_calibration_error(p, test_y), "answered_wrongly": float((~right & answered).mean())})
+                    "ece": expected_calibration_error(p, test_y),
+                    "answered_wrongly": float((~right & answered).mean())})
     for name, by_view in agg.items():
         for key, rows in by_view.items():
             print(name, key, {k: round(float(np.nanmean([r[k] for r in rows])), 3) for k in rows[0]})

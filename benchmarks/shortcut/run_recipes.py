@@ -11,6 +11,7 @@ fold's best checkpoint is scored on the style-shift views of its own test fold
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -25,13 +26,18 @@ from hypoderm.data.splits import Split
 from hypoderm.engine.cache import DecodedCache
 from hypoderm.engine.config import TrainConfig
 from hypoderm.engine.cv import run_cv
-from hypoderm.inference import softmax
-from hypoderm.engine.styleshift import VIEWS, evaluate_views, view_metrics
 from hypoderm.engine.fold import readable_index
+from hypoderm.engine.styleshift import VIEWS, evaluate_views, view_metrics
+from hypoderm.inference import softmax
 from hypoderm.preprocess import PreprocessSpec
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_SPLIT = HERE.parent / "comparison" / "h200_224" / "split.json"
+
+
+def _predict(model: torch.nn.Module, t: float, x: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return softmax(model(x).numpy(), t)
 
 
 def score_recipe(run: Path, data: str, split_path: Path, cache: DecodedCache) -> dict:
@@ -49,12 +55,7 @@ def score_recipe(run: Path, data: str, split_path: Path, cache: DecodedCache) ->
         images = [cache.get(index.samples[i].path) for i in test_idx]
         labels = [int(index.labels()[i]) for i in test_idx]
         keys = [index.relpath(index.samples[i]) for i in test_idx]
-
-        def predict(x: torch.Tensor) -> np.ndarray:
-            with torch.no_grad():
-                return softmax(model(x).numpy(), t)
-
-        res = evaluate_views(predict, images, labels, keys, cache.spec, thr)
+        res = evaluate_views(functools.partial(_predict, model, t), images, labels, keys, cache.spec, thr)
         per_fold[f] = {v: {k: m for k, m in r.items() if k not in ("probs", "source")} for v, r in res.items()}
         for v, r in res.items():
             pooled[v]["probs"].append(r["probs"])
@@ -67,7 +68,8 @@ def score_recipe(run: Path, data: str, split_path: Path, cache: DecodedCache) ->
         m = view_metrics(probs, y, threshold=0.0)
         answered = probs.max(1) >= np.concatenate(p["thr"])
         m["answered"] = float(answered.mean())
-        m["answered_accuracy"] = float((probs.argmax(1)[answered] == y[answered]).mean()) if answered.any() else float("nan")
+        m["answered_accuracy"] = (float((probs.argmax(1)[answered] == y[answered]).mean()) if answered.any()
+                                  else float("nan"))
         out["pooled"][v] = m
     return out
 
@@ -129,7 +131,8 @@ def main() -> int:
     ap.add_argument("--counterfactual", default=None, help="NORMAL:LESION, e.g. normal_skin:vitiligo")
     ap.add_argument("--counterfactual-p", type=float, default=0.3)
     ap.add_argument("--baseline", action="store_true", help="also score the trivial photo-feature baseline")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a loaded 2-core machine)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (1 is fastest on a loaded 2-core machine)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     spec = PreprocessSpec.for_size(args.size)
@@ -161,9 +164,11 @@ def main() -> int:
         print(f"{run.name}: cv macro-F1 {shift['cv']['macro_f1']:.3f}; " + "; ".join(
             f"{v} AUC {m['roc_auc']:.3f} F1 {m['macro_f1']:.3f} answered {m['answered']:.2f}"
             for v, m in shift["pooled"].items()), flush=True)
-    print("\n| recipe | CV macro-F1 | CV AUC | " + " | ".join(f"{v} AUC | {v} macro-F1 | {v} answered" for v in VIEWS) + " |")
+    view_columns = " | ".join(f"{v} AUC | {v} macro-F1 | {v} answered" for v in VIEWS)
+    print(f"\n| recipe | CV macro-F1 | CV AUC | {view_columns} |")
     for recipe, s in rows:
-        print(f"| {recipe} | {s['cv']['macro_f1']:.3f} ± {s['cv_std']['macro_f1']:.3f} | {s['cv']['roc_auc_ovr']:.3f} | "
+        print(f"| {recipe} | {s['cv']['macro_f1']:.3f} ± {s['cv_std']['macro_f1']:.3f} "
+              f"| {s['cv']['roc_auc_ovr']:.3f} | "
               + " | ".join(f"{s['pooled'][v]['roc_auc']:.3f} | {s['pooled'][v]['macro_f1']:.3f} | "
                            f"{s['pooled'][v]['answered']:.2f}" for v in VIEWS) + " |")
     return 0

@@ -10,28 +10,42 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
+import functools
 import json
 import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from hypoderm.export.latency import ort_cpu_session
-from hypoderm.models import (DESIGN_VARIANTS, VARIANTS, canonical_name, count_parameters, create_model, is_table_model,
-                             list_models, mnv3s_spec, output_stride, receptive_field)
+from hypoderm.models import (
+    DESIGN_VARIANTS,
+    VARIANTS,
+    MobileNetV3,
+    canonical_name,
+    count_parameters,
+    create_model,
+    is_table_model,
+    list_models,
+    mnv3s_spec,
+    output_stride,
+    receptive_field,
+)
 
 PRESETS = {
-    "paper": ["hypodermnet", "mnv3s", "resnet50", "mobilenet_v2", "shufflenet_v2_x1_0", "efficientnet_b0", "densenet121"],
+    "paper": ["hypodermnet", "mnv3s", "resnet50", "mobilenet_v2", "shufflenet_v2_x1_0", "efficientnet_b0",
+              "densenet121"],
     "ablation": list(VARIANTS),
     "design": ["hypodermnet", *DESIGN_VARIANTS],
     "all": list_models(include_aliases=False),
@@ -43,7 +57,7 @@ def parse_models(text: str) -> list[str]:
     for token in (t.strip() for t in text.split(",")):
         if not token:
             continue
-        names += PRESETS[token] if token in PRESETS else [token]
+        names += PRESETS.get(token, [token])
     for n in names:
         canonical_name(n)  # raises with the list of valid names
     return list(dict.fromkeys(names))
@@ -75,13 +89,13 @@ def time_round_robin(runners: dict[str, Callable[[], Any]], warmup: int, runs: i
 
 
 def export_onnx_bytes(model: torch.nn.Module, size: int) -> bytes:
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(model, (torch.zeros(1, 3, size, size),), buf, dynamo=False, opset_version=17,
+        path = Path(tmp) / "model.onnx"  # torch.onnx.export documents a path, not a file object
+        torch.onnx.export(model, (torch.zeros(1, 3, size, size),), path, dynamo=False, opset_version=17,
                           input_names=["input"], output_names=["logits"],
                           dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-    return buf.getvalue()
+        return path.read_bytes()
 
 
 def bench(models: list[str], size: int = 224, num_classes: int = 2, threads: int = 1, warmup: int = 10,
@@ -101,10 +115,10 @@ def bench(models: list[str], size: int = 224, num_classes: int = 2, threads: int
         spec = mnv3s_spec(name) if is_table_model(name) else None
         flops = count_flops(model, size)
         feat = None
-        if spec is not None:
+        if spec is not None and isinstance(model, MobileNetV3):  # a table model is a MobileNetV3
             with torch.no_grad():
                 feat = model.forward_features(x)
-        row = {
+        row: dict[str, Any] = {
             "model": name, "params": count_parameters(model), "macs": flops // 2, "flops": flops,
             "receptive_field": receptive_field(spec) if spec else None,
             "output_stride": output_stride(spec) if spec else None,
@@ -114,9 +128,9 @@ def bench(models: list[str], size: int = 224, num_classes: int = 2, threads: int
             blob = export_onnx_bytes(model, size)
             row["onnx_bytes"] = len(blob)
             sess = ort_cpu_session(blob, threads)
-            ort_runners[name] = lambda s=sess: s.run(None, {"input": x_np})
+            ort_runners[name] = functools.partial(sess.run, None, {"input": x_np})
         rows.append(row)
-        torch_runners[name] = lambda m=model: _no_grad_call(m, x)
+        torch_runners[name] = functools.partial(_no_grad_call, model, x)
     for path in onnx_files or []:
         sess = ort_cpu_session(str(path), threads)
         inp = sess.get_inputs()[0]
@@ -125,7 +139,7 @@ def bench(models: list[str], size: int = 224, num_classes: int = 2, threads: int
         key = f"{path.name}"
         rows.append({"model": key, "params": None, "macs": None, "flops": None, "receptive_field": None,
                      "output_stride": None, "feature_map": None, "onnx_bytes": path.stat().st_size})
-        ort_runners[key] = lambda s=sess, a=arr, n=inp.name: s.run(None, {n: a})
+        ort_runners[key] = functools.partial(sess.run, None, {inp.name: arr})
     t_torch = time_round_robin(torch_runners, warmup, runs)
     t_ort = time_round_robin(ort_runners, warmup, runs) if ort_runners else {}
     for row in rows:
@@ -135,7 +149,8 @@ def bench(models: list[str], size: int = 224, num_classes: int = 2, threads: int
             row[f"{label}_ms_median"] = round(statistics.median(vals), 3) if vals else None
             row[f"{label}_ms_p90"] = round(percentile(vals, 90), 3) if vals else None
     return {"env": environment(threads), "size": size, "num_classes": num_classes, "batch": 1,
-            "warmup": warmup, "runs": runs, "flop_counter": "torch.utils.flop_counter.FlopCounterMode (FLOPs = 2 x MACs; conv + matmul only)",
+            "warmup": warmup, "runs": runs,
+            "flop_counter": "torch.utils.flop_counter.FlopCounterMode (FLOPs = 2 x MACs; conv + matmul only)",
             "rows": rows}
 
 
@@ -186,13 +201,14 @@ def format_table(result: dict[str, Any]) -> str:
     header = [c[1] for c in COLUMNS]
     body = [[cell(k, f, r.get(k)) for k, _, f in COLUMNS] for r in result["rows"]]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
-    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |",
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(b, widths)) + " |" for b in body]
+    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)) + " |" for b in body]
     e = result["env"]
     lines.append(f"\ninput {result['size']}x{result['size']}, batch 1, {result['num_classes']} classes; "
                  f"{result['runs']} timed runs after {result['warmup']} warm-up, round-robin; threads={e['threads']}; "
-                 f"{e['processor']} ({e['cpu_count']} logical CPUs); torch {e['torch']}, onnxruntime {e.get('onnxruntime', '-')}; "
+                 f"{e['processor']} ({e['cpu_count']} logical CPUs); "
+                 f"torch {e['torch']}, onnxruntime {e.get('onnxruntime', '-')}; "
                  f"FLOPs: {result['flop_counter']}; RF = theoretical receptive field of the last feature map "
                  f"(table models only); {e['date']}")
     return "\n".join(lines)

@@ -71,11 +71,11 @@ def limits_text(class_names: list[str], label: str | None = None) -> str:
     if not lim["unknown"]:
         return text
     names = ", ".join(u["name"] for u in lim["unknown"])
-    card = load_cards().get(label or "")
-    if card and card.get("kind") == "condition":
+    card = load_cards().get(label) if label else None
+    if label and card and card.get("kind") == "condition":
         text += (f" It cannot tell {display_name(label)} from look-alikes it was never shown ({names}); "
                  "a doctor tells them apart:")
-    elif card and card.get("kind") == "normal":
+    elif label and card and card.get("kind") == "normal":
         text += (f" '{display_name(label)}' does not rule out conditions it was never shown ({names}); "
                  "a doctor tells them apart:")
     else:

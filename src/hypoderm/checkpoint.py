@@ -2,8 +2,9 @@
 
 Keys (format "hypoderm-checkpoint/1"):
   model_name (as the user named it), architecture (the registry's canonical name, so an alias that
-  later points elsewhere cannot change a saved model), num_classes, model_kwargs, state_dict, class_names, preprocess (PreprocessSpec dict),
-  temperature (float, 1.0 until calibrated), abstain_threshold (float), ood (dict or None),
+  later points elsewhere cannot change a saved model), num_classes, model_kwargs, state_dict, class_names,
+  preprocess (PreprocessSpec dict), temperature (float, 1.0 until calibrated), abstain_threshold (float),
+  ood (dict or None),
   config (the training config dict), split (dict or None), epoch, metrics (dict), data_summary (dict)
 and, in `last.pt` only, the resume state: state_dict_train (the raw weights when `state_dict` holds the
 EMA), optimizer, scheduler, scaler, ema, rng, early_stop.
@@ -11,6 +12,7 @@ EMA), optimizer, scheduler, scaler, ema, rng, early_stop.
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import re
@@ -51,8 +53,8 @@ def _safe_globals() -> list[Any]:
     tensors, which `weights_only=True` accepts as they are."""
     import numpy as np
 
-    reconstruct = getattr(getattr(np, "_core", None), "multiarray", None) or np.core.multiarray
-    return [reconstruct._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+    multiarray = importlib.import_module("numpy._core.multiarray" if hasattr(np, "_core") else "numpy.core.multiarray")
+    return [multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -136,9 +136,11 @@ def render_table(rows: list[dict[str, Any]]) -> str:
         margin = (f"| {_num(r.get('style_margin_mean'), '+.3f')} / {_num(r.get('style_margin_pooled'), '+.3f')} "
                   if has_base else "")
         lines.append(
-            f"| {r['model']} | {r['accuracy']} | {r['macro_f1']} | {r['pooled_macro_f1']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] "
+            f"| {r['model']} | {r['accuracy']} | {r['macro_f1']} "
+            f"| {r['pooled_macro_f1']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] "
             f"{margin}"
-            f"| {r['params']:,} | {r['macs'] / 1e6:.1f} | {_num(r['ort_ms_median'], '.2f')} ({_num(r['ort_ms_p90'], '.2f')}) "
+            f"| {r['params']:,} | {r['macs'] / 1e6:.1f} "
+            f"| {_num(r['ort_ms_median'], '.2f')} ({_num(r['ort_ms_p90'], '.2f')}) "
             f"| {_num(r['torch_ms_median'], '.2f')} ({_num(r['torch_ms_p90'], '.2f')}) "
             f"| {_num(r['onnx_bytes'] and r['onnx_bytes'] / 1e6, '.2f')} |")
     return "\n".join(lines)
@@ -280,7 +282,8 @@ def write_reports(cfg: Any, models: list[str], out: Path, summaries: dict[str, A
                 f"Efficiency: batch 1, {latency_size}x{latency_size}, {len(class_names)} classes, threads={threads}, "
                 f"{runs} timed runs after 5 warm-up, round-robin in one process; {env['processor']} "
                 f"({env['cpu_count']} logical CPUs); torch {env['torch']}, onnxruntime {env.get('onnxruntime', '-')}; "
-                f"MACs/FLOPs: {eff['flop_counter']}. Study wall time this invocation: {elapsed_s / 60:.1f} min; {env['date']}.")
+                f"MACs/FLOPs: {eff['flop_counter']}. "
+                f"Study wall time this invocation: {elapsed_s / 60:.1f} min; {env['date']}.")
     (out / "main.md").write_text("# Comparison study\n\n" + render_table(rows) + "\n\n" + baseline_note
                                  + protocol + "\n\n" + POOLED_VS_MEAN + "\n")
     ablation = [r for r in rows if is_table_model(r["model"])]

@@ -87,7 +87,8 @@ def load_metadata(onnx_path: str | os.PathLike) -> dict[str, Any]:
 def validate_metadata(md: dict[str, Any], source: str = "metadata") -> None:
     """Raise ModelLoadError naming the first missing or wrong field."""
     if not isinstance(md, dict) or md.get("format") != METADATA_FORMAT:
-        raise ModelLoadError(f"{source}: expected format {METADATA_FORMAT!r}, got {md.get('format') if isinstance(md, dict) else type(md).__name__!r}")
+        got = md.get("format") if isinstance(md, dict) else type(md).__name__
+        raise ModelLoadError(f"{source}: expected format {METADATA_FORMAT!r}, got {got!r}")
     for key in ("class_names", "input", "temperature", "abstain_threshold"):
         if key not in md:
             raise ModelLoadError(f"{source}: missing field {key!r}")
@@ -145,7 +146,8 @@ def ood_crop(img: Image.Image, spec: PreprocessSpec, crop: np.ndarray, ood: dict
     return center_crop_array(resized_uint8(img, gate_spec), gate_spec.size)
 
 
-def result_from_logits(logits: np.ndarray, crop: np.ndarray, metadata: dict[str, Any], top_k: int = 3) -> dict[str, Any]:
+def result_from_logits(logits: np.ndarray, crop: np.ndarray, metadata: dict[str, Any],
+                       top_k: int = 3) -> dict[str, Any]:
     """One image's logits (C,) + its uint8 crop -> the per-image result dict (verdict rules of
     docs/ARCHITECTURE.md: not_skin, else uncertain below the abstain threshold, else ok).
 
@@ -174,7 +176,7 @@ def result_from_logits(logits: np.ndarray, crop: np.ndarray, metadata: dict[str,
         status, answer = "ok", top[0]["label"]
         message = f"{display_name(answer)} ({format_probability(top[0]['probability'])}). {DISCLAIMER}"
     return {"status": status, "answer": answer, "top_k": top,
-            "probabilities": {n: float(p) for n, p in zip(names, probs)},
+            "probabilities": {n: float(p) for n, p in zip(names, probs, strict=True)},
             "ood": ood, "message": message}
 
 

@@ -31,8 +31,15 @@ from PIL import Image
 
 from hypoderm import __version__
 from hypoderm.cards import display_name, format_probability, limits_text, load_cards, unknown_conditions
-from hypoderm.inference import (DISCLAIMER, ModelLoadError, OnnxPredictor, bundled_model, load_image, prepare,
-                                result_from_logits)
+from hypoderm.inference import (
+    DISCLAIMER,
+    ModelLoadError,
+    OnnxPredictor,
+    bundled_model,
+    load_image,
+    prepare,
+    result_from_logits,
+)
 from hypoderm.model_quality import metadata_problems
 from hypoderm.preprocess import preprocess
 
@@ -48,7 +55,9 @@ EXIT_CODES = """exit codes:
 
 class Predictor(Protocol):
     metadata: dict[str, Any]
-    has_gradcam: bool
+
+    @property
+    def has_gradcam(self) -> bool: ...
 
     def predict_image(self, img: Image.Image, top_k: int = 3) -> dict[str, Any]: ...
 
@@ -104,7 +113,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files or folders")
     parser.add_argument("--model", type=Path, help="a .pt checkpoint or an exported .onnx (default: the bundled model)")
     parser.add_argument("--top-k", type=int, default=3, help="how many classes to list (default 3)")
-    parser.add_argument("--cam", type=Path, metavar="DIR", help="write Grad-CAM overlay PNGs here (needs the checkpoint)")
+    parser.add_argument("--cam", type=Path, metavar="DIR",
+                        help="write Grad-CAM overlay PNGs here (needs the checkpoint)")
     parser.add_argument("--json", action="store_true", help="print one JSON document (docs/PREDICT_SCHEMA.md)")
     parser.add_argument("--threads", type=int, default=1,
                         help="ONNX Runtime intra-op threads (default 1: the next photo is decoded in a second "

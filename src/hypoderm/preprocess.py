@@ -19,7 +19,14 @@ from PIL import Image
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CROP_RATIO = 0.875  # torchvision's classic 224 / 256
-RESIZE_RULE = "resize shorter side to resize_size (bilinear, antialiased), centre-crop size x size, /255, (x - mean) / std, NCHW float32"
+RESIZE_RULE = ("resize shorter side to resize_size (bilinear, antialiased), centre-crop size x size, /255, "
+               "(x - mean) / std, NCHW float32")
+
+
+def _rgb_triple(values: Any) -> tuple[float, float, float]:
+    """One number per channel (R, G, B); ValueError unless there are exactly three."""
+    r, g, b = (float(x) for x in values)
+    return r, g, b
 
 
 @dataclass(frozen=True)
@@ -41,7 +48,7 @@ class PreprocessSpec:
             raise ValueError(f"only bilinear interpolation is supported, got {self.interpolation!r}")
 
     @classmethod
-    def for_size(cls, size: int) -> "PreprocessSpec":
+    def for_size(cls, size: int) -> PreprocessSpec:
         return cls(size=size, resize_size=int(round(size / CROP_RATIO)))
 
     def to_dict(self) -> dict[str, Any]:
@@ -51,9 +58,9 @@ class PreprocessSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PreprocessSpec":
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessSpec:
         return cls(size=int(d["size"]), resize_size=int(d["resize_size"]),
-                   mean=tuple(float(x) for x in d["mean"]), std=tuple(float(x) for x in d["std"]),
+                   mean=_rgb_triple(d["mean"]), std=_rgb_triple(d["std"]),
                    interpolation=d.get("interpolation", "bilinear"))
 
 
@@ -103,7 +110,7 @@ def resize_shorter(img: Image.Image, resize_size: int) -> Image.Image:
         new_w, new_h = resize_size, max(1, int(round(h * resize_size / w)))
     else:
         new_w, new_h = max(1, int(round(w * resize_size / h))), resize_size
-    return img.resize((new_w, new_h), Image.BILINEAR, reducing_gap=None)
+    return img.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=None)
 
 
 def center_crop_array(arr: np.ndarray, size: int) -> np.ndarray:
@@ -115,8 +122,8 @@ def center_crop_array(arr: np.ndarray, size: int) -> np.ndarray:
 
 def normalize_uint8(arr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """HWC uint8 RGB -> CHW float32 normalised."""
-    x = arr.astype(np.float32) / 255.0
-    x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
+    x = (arr.astype(np.float32) / 255.0 - mean) / std
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 

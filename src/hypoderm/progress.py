@@ -8,7 +8,7 @@ stale "decoding: 0%" line.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from typing import Any, TextIO
 
 
@@ -18,7 +18,7 @@ class PlainProgress:
     def __init__(self, iterable: Iterable[Any] | None = None, total: int | None = None, desc: str = "",
                  unit: str = "it", file: TextIO | None = None, step: float = 0.1) -> None:
         self.iterable = iterable
-        self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
+        self.total = total if total is not None else (len(iterable) if isinstance(iterable, Sized) else None)
         self.desc, self.unit, self.file, self.step = desc, unit, file or sys.stderr, step
         self.n, self._next, self._postfix, self._closed = 0, step, "", False
 

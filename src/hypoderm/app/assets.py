@@ -38,8 +38,9 @@ ENCODINGS = ("br", "gzip")
 _SUFFIX = {"br": "br", "gzip": "gz"}
 COMPRESSIBLE = {".js", ".mjs", ".css", ".json", ".svg", ".html", ".webmanifest", ".wasm", ".onnx", ".txt", ".md"}
 MEDIA_TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".json": "application/json",
-               ".svg": "image/svg+xml", ".html": "text/html; charset=utf-8", ".webmanifest": "application/manifest+json",
-               ".wasm": "application/wasm", ".onnx": "application/octet-stream", ".png": "image/png"}
+               ".svg": "image/svg+xml", ".html": "text/html; charset=utf-8",
+               ".webmanifest": "application/manifest+json", ".wasm": "application/wasm",
+               ".onnx": "application/octet-stream", ".png": "image/png"}
 # A compressed variant must save at least this fraction of the bytes to be worth a decode on the phone.
 MIN_SAVING = 0.02
 # Brotli-11 runs at ~0.5 MB/s: a larger file is brotli-compressed in a background thread while the

@@ -46,8 +46,8 @@ from hypoderm.app.guard import release_memory
 from hypoderm.app.upload import UploadError, image_from_multipart
 from hypoderm.data.io import SOURCE_SIZE_KEY
 from hypoderm.inference import bundled_model
-from hypoderm.preprocess import MAX_ASPECT_RATIO
 from hypoderm.ood import with_gate
+from hypoderm.preprocess import MAX_ASPECT_RATIO
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # In a source checkout, `npm ci` puts onnxruntime-web here; a pip-installed user points
@@ -145,7 +145,8 @@ def resolve_model_path(model: str | os.PathLike[str] | None) -> Path:
     if path.is_dir():
         path = path / "model.onnx"
     if not path.is_file():
-        raise ModelLoadError(f"model not found: {path} (expected a model.onnx made by `hypoderm export`, or its folder)")
+        raise ModelLoadError(f"model not found: {path} "
+                             "(expected a model.onnx made by `hypoderm export`, or its folder)")
     if path.suffix.lower() != ".onnx":
         raise ModelLoadError(f"{path} is not an .onnx file; export the checkpoint first with `hypoderm export`")
     return path
@@ -401,7 +402,8 @@ def _model_info(state: ServerState) -> dict[str, Any]:
             "wasm_url": f"{base}ort-wasm-simd-threaded.wasm" if base else None,
             "wasm_bytes": wasm.size if wasm else None,
             "reason": None if state.web_assets else
-            "onnxruntime-web is not installed on this server (run scripts/install_web_assets.sh or set HYPODERM_WEB_ASSETS)",
+            ("onnxruntime-web is not installed on this server "
+             "(run scripts/install_web_assets.sh or set HYPODERM_WEB_ASSETS)"),
         },
         "limits": {"max_upload_bytes": state.max_upload_bytes, "max_pixels": state.max_pixels,
                    "max_aspect_ratio": MAX_ASPECT_RATIO, "upload_timeout_s": state.body_timeout},
@@ -507,7 +509,8 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
     def model_info() -> dict[str, Any]:
         return _model_info(state)
 
-    @app.post("/api/v1/predict", tags=["api"], summary="Diagnose one photo (multipart field 'image', or a raw image body)",
+    @app.post("/api/v1/predict", tags=["api"],
+              summary="Diagnose one photo (multipart field 'image', or a raw image body)",
               responses={400: {"description": "empty or malformed upload"}, 408: {"description": "upload too slow"},
                          413: {"description": "too many bytes or pixels"},
                          415: {"description": "not an image / wrong Content-Type"},
@@ -606,11 +609,12 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
                         help="model.onnx (or its folder) made by `hypoderm export`; default: the bundled model")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--web-assets", default=None,
-                        help=f"folder holding onnxruntime-web/dist for in-browser inference (default: ${WEB_ASSETS_ENV} "
-                             "or the repository's node_modules)")
+                        help="folder holding onnxruntime-web/dist for in-browser inference "
+                             f"(default: ${WEB_ASSETS_ENV} or the repository's node_modules)")
     parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_BYTES / 2**20,
                         help="largest accepted upload in MiB (default 10)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
@@ -620,7 +624,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "predictions run in parallel up to --max-decodes)")
     limits = parser.add_argument_group("limits against slow, stalled or too many clients")
     limits.add_argument("--max-decodes", type=int, default=DEFAULT_MAX_DECODES,
-                        help=f"photos decoded at once; memory is this times the worst image (default {DEFAULT_MAX_DECODES})")
+                        help="photos decoded at once; memory is this times the worst image "
+                             f"(default {DEFAULT_MAX_DECODES})")
     limits.add_argument("--header-timeout", type=float, default=DEFAULT_HEADER_TIMEOUT_S,
                         help=f"seconds to receive a request's headers (default {DEFAULT_HEADER_TIMEOUT_S:g})")
     limits.add_argument("--body-timeout", type=float, default=DEFAULT_BODY_TIMEOUT_S,

@@ -118,7 +118,8 @@ class AuditReport:
             md.append(f"Split file: `{self.split_path}`  ")
         md += ["", "## Images per class", "", "| class | images |", "|---|---:|"]
         md += [f"| {name} | {n} |" for name, n in self.class_counts.items()]
-        md += [f"| **total** | **{sum(self.class_counts.values())}** |", "", "## Image size (px, after EXIF rotation)", "",
+        md += [f"| **total** | **{sum(self.class_counts.values())}** |", "",
+               "## Image size (px, after EXIF rotation)", "",
                "| | min | median | max |", "|---|---:|---:|---:|"]
         for key, (lo, med, hi) in self.sizes.items():
             md.append(f"| {key.replace('_', ' ')} | {lo:.0f} | {med:.0f} | {hi:.0f} |")
@@ -235,7 +236,7 @@ def audit(index: DatasetIndex, split: Split | None = None, near_threshold: int =
     fps = [fingerprint(s.path) for s in index.samples]
     fold_of = _split_folds(index, split)
     findings: list[Finding] = []
-    for s, fp, fold in zip(index.samples, fps, fold_of):
+    for s, fp, fold in zip(index.samples, fps, fold_of, strict=True):
         if not fp.ok:
             findings.append(Finding("unreadable", index.relpath(s), s.label, fold_a=fold, detail=str(fp.error)))
     pairs = _duplicate_pairs(fps, near_threshold)
@@ -253,7 +254,7 @@ def audit(index: DatasetIndex, split: Split | None = None, near_threshold: int =
         except DatasetError as e:
             split_mismatch = str(e)
 
-    ok: list[tuple[Sample, Fingerprint]] = [(s, fp) for s, fp in zip(index.samples, fps) if fp.ok]
+    ok: list[tuple[Sample, Fingerprint]] = [(s, fp) for s, fp in zip(index.samples, fps, strict=True) if fp.ok]
     sizes: dict[str, tuple[float, float, float]] = {}
     by_class: dict[str, tuple[float, float, float]] = {}
     if ok:

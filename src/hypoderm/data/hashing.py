@@ -98,7 +98,7 @@ def near_pairs(fingerprints: list[Fingerprint], threshold: int = 4) -> list[tupl
         a = base[start:start + chunk, None, None]  # (c, 1, 1)
         dist = np.bitwise_count(a ^ variants[None, :, :]).min(axis=2)  # (c, n)
         rows, cols = np.nonzero(dist <= threshold)
-        for r, c in zip(rows.tolist(), cols.tolist()):
+        for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
             i, j = start + r, c
             if i == j:
                 continue

@@ -6,6 +6,7 @@ Torch-free on purpose (the inference path imports it). Anything that cannot be l
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import io
 import logging
@@ -187,7 +188,7 @@ def _png_raw_size(width: int, height: int, bit_depth: int, colour_type: int, int
     return total
 
 
-def _png_data_short(data: bytes) -> bool:
+def _png_data_short(data: bytes | memoryview) -> bool:
     """True when a PNG's IDAT stream inflates to fewer bytes than its header's size needs.
 
     Pillow decodes such a file without error and leaves the missing rows black; a photo with its
@@ -202,7 +203,7 @@ def _png_data_short(data: bytes) -> bool:
         while pos + 8 <= len(data) and got < need:
             length, kind = struct.unpack(">I4s", data[pos: pos + 8])
             if kind == b"IDAT":
-                chunk = data[pos + 8: pos + 8 + length]
+                chunk: bytes | memoryview = data[pos + 8: pos + 8 + length]
                 while chunk and got < need:
                     got += len(inflater.decompress(chunk, 1 << 20))
                     chunk = inflater.unconsumed_tail
@@ -253,11 +254,10 @@ def _decode(fp: io.BytesIO, head: bytes, total: int, max_pixels: int, min_size: 
         raise ImageLoadError("truncated image (the PNG's pixel data ends before its last row)", "truncated")
 
     decoded_size = img.size
-    try:
-        img = ImageOps.exif_transpose(img) or img
-    except Exception:  # noqa: BLE001 - a malformed EXIF block must not cost us an otherwise good photo
-        pass
-    rgb = _to_rgb(img)
+    oriented: Image.Image = img
+    with contextlib.suppress(Exception):  # a malformed EXIF block must not cost us an otherwise good photo
+        oriented = ImageOps.exif_transpose(img) or img
+    rgb = _to_rgb(oriented)
     turned = rgb.size != decoded_size  # EXIF orientation swapped width and height
     source = (height, width) if turned else (width, height)
     rgb.info[SOURCE_SIZE_KEY] = source

@@ -268,7 +268,7 @@ class FittedBaseline:
     model: Any
 
 
-def fit_baseline(features: Sequence[Mapping[str, float]], labels: Sequence[int], *, kind: str = "logreg",
+def fit_baseline(features: Sequence[Mapping[str, float]], labels: Sequence[int] | np.ndarray, *, kind: str = "logreg",
                  names: Sequence[str] | None = None, num_classes: int | None = None, seed: int = 0) -> FittedBaseline:
     """Fit one baseline (`kind` in MODEL_KINDS) on feature dicts (from `photo_features`) and label ids.
 
@@ -387,7 +387,7 @@ class ShortcutReport:
         """{ITA band: {class: images}}, every band and class listed (bands with no image too)."""
         names = [name for name, _, _ in ITA_BANDS] + [NO_SKIN_BAND]
         table = {name: {c: 0 for c in self.class_names} for name in names}
-        for feats, y in zip(self.features, self.labels.tolist()):
+        for feats, y in zip(self.features, self.labels.tolist(), strict=True):
             band = ita_band(feats.get("ita", float("nan")))
             table[band][self.class_names[y]] += 1
         return table
@@ -584,7 +584,7 @@ def shortcut_baseline(index: DatasetIndex, split: Split, *, seed: int = 0, n_rep
     present = np.bincount(y, minlength=num_classes) if len(y) else np.zeros(num_classes, dtype=int)
     if (present > 0).sum() < 2 or len(y) < 2 * split.folds:
         raise ShortcutError(f"too few readable images for a baseline ({len(y)} images; per class "
-                            f"{dict(zip(split.class_names, present.tolist()))})")
+                            f"{dict(zip(split.class_names, present.tolist(), strict=True))})")
     unknown = [n for n in names or () if n not in FEATURE_NAMES]
     if unknown:
         raise ValueError(f"unknown feature names {unknown}; valid: {', '.join(FEATURE_NAMES)}")
@@ -630,8 +630,9 @@ def shortcut_baseline(index: DatasetIndex, split: Split, *, seed: int = 0, n_rep
             kind=kind, fold_macro_f1=fold_f1, fold_auc=fold_auc,
             pooled_macro_f1=macro_f1(y[done], pred, num_classes), pooled_auc=roc_auc(y[done], probs[done]),
             pooled_accuracy=float(np.mean(pred == y[done])),
-            permutation_importance={n: float(v) for n, v in zip(x_names, perm_mean)},
-            coef_importance={n: float(v) for n, v in zip(x_names, np.mean(coefs, axis=0))} if coefs else {})
+            permutation_importance={n: float(v) for n, v in zip(x_names, perm_mean, strict=True)},
+            coef_importance=({n: float(v) for n, v in zip(x_names, np.mean(coefs, axis=0), strict=True)}
+                             if coefs else {}))
         oof[kind] = probs
     univariate = {n: separability(x[:, j], y, num_classes) for j, n in enumerate(x_names)}
     return ShortcutReport(class_names=list(split.class_names), folds=split.folds, paths=paths, labels=y,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -99,6 +99,14 @@ class CachedImageDataset(Dataset):
         return self._apply(key)
 
 
+class SizedSampler(Protocol):
+    """A sampler that knows its epoch length (RandomSampler, DistributedSampler, ...)."""
+
+    def __iter__(self) -> Iterator[int]: ...
+
+    def __len__(self) -> int: ...
+
+
 class SeededSampler(Sampler):
     """Wraps a sampler to yield (index, seed) pairs, seed = f(seed, epoch, position).
 
@@ -107,7 +115,7 @@ class SeededSampler(Sampler):
     epochs and a resumed run replays the next epoch exactly.
     """
 
-    def __init__(self, sampler: Sampler, seed: int) -> None:
+    def __init__(self, sampler: SizedSampler, seed: int) -> None:
         self.sampler, self.seed, self.epoch = sampler, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -140,7 +148,7 @@ def class_weights(labels: Sequence[int], num_classes: int) -> torch.Tensor:
 def balanced_sampler(labels: Sequence[int], num_classes: int, generator: torch.Generator) -> WeightedRandomSampler:
     """Draws each class equally often in expectation (same epoch length as the data)."""
     w = class_weights(labels, num_classes)[torch.as_tensor(list(labels))]
-    return WeightedRandomSampler(w.double(), num_samples=len(labels), replacement=True, generator=generator)
+    return WeightedRandomSampler(w.tolist(), num_samples=len(labels), replacement=True, generator=generator)
 
 
 def build_train_loader(dataset: CachedImageDataset, *, batch_size: int, workers: int, balance: str,

@@ -14,18 +14,18 @@ import numpy as np  # noqa: E402
 
 
 def plot_confusion_matrix(cm: Sequence[Sequence[int]], class_names: Sequence[str], path: Path) -> Path:
-    cm = np.asarray(cm)
+    counts = np.asarray(cm)
     k = len(class_names)
     fig, ax = plt.subplots(figsize=(2.2 + 0.8 * k, 1.8 + 0.8 * k))
-    ax.imshow(cm, cmap="Blues")
+    ax.imshow(counts, cmap="Blues")
     ax.set_xticks(range(k), class_names, rotation=45, ha="right")
     ax.set_yticks(range(k), class_names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+            ax.text(j, i, str(counts[i, j]), ha="center", va="center",
+                    color="white" if counts[i, j] > counts.max() / 2 else "black")
     ax.set_title("confusion matrix")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -36,7 +36,8 @@ def plot_confusion_matrix(cm: Sequence[Sequence[int]], class_names: Sequence[str
 def plot_reliability(bins_before: dict, bins_after: dict, ece_before: float, ece_after: float, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect")
-    for bins, label in ((bins_before, f"T = 1 (ECE {ece_before:.3f})"), (bins_after, f"calibrated (ECE {ece_after:.3f})")):
+    curves = ((bins_before, f"T = 1 (ECE {ece_before:.3f})"), (bins_after, f"calibrated (ECE {ece_after:.3f})"))
+    for bins, label in curves:
         conf, acc = np.asarray(bins["confidence"]), np.asarray(bins["accuracy"])
         m = np.isfinite(conf)
         ax.plot(conf[m], acc[m], "o-", label=label)

@@ -84,6 +84,15 @@ def masked_background(img: torch.Tensor, size: int, grey: int = 128) -> torch.Te
     return torch.from_numpy(np.ascontiguousarray(center_crop_array(out, size))).permute(2, 0, 1)
 
 
+def _view_images(view: str, img: torch.Tensor, key: str, crops: list[torch.Tensor], size: int) -> list[torch.Tensor]:
+    """The images of one style-shift view for one photo (`crops`: its close-ups, when a close-up view is asked)."""
+    if view == "closeup":
+        return crops
+    if view == "closeup_tone":
+        return tone_randomised(crops, key)
+    return [masked_background(img, size)]
+
+
 def build_views(images: Sequence[torch.Tensor], keys: Sequence[str], spec: PreprocessSpec,
                 views: Sequence[str] = VIEWS) -> dict[str, tuple[list[torch.Tensor], np.ndarray]]:
     """{view: (CHW uint8 images at spec.size, index of the source photo for each)} for cached images."""
@@ -91,12 +100,10 @@ def build_views(images: Sequence[torch.Tensor], keys: Sequence[str], spec: Prepr
     if unknown:
         raise ValueError(f"unknown style-shift view(s) {unknown}; choose from {', '.join(VIEWS)}")
     out: dict[str, tuple[list[torch.Tensor], list[int]]] = {v: ([], []) for v in views}
-    for i, (img, key) in enumerate(zip(images, keys)):
+    for i, (img, key) in enumerate(zip(images, keys, strict=True)):
         crops = closeups(img, spec.size, key) if {"closeup", "closeup_tone"} & set(views) else []
-        parts = {"closeup": lambda: crops, "closeup_tone": lambda: tone_randomised(crops, key),
-                 "masked": lambda: [masked_background(img, spec.size)]}
         for v in views:
-            made = parts[v]()
+            made = _view_images(v, img, key, crops, spec.size)
             out[v][0].extend(made)
             out[v][1].extend([i] * len(made))
     return {v: (ims, np.asarray(src, dtype=np.int64)) for v, (ims, src) in out.items()}

@@ -47,18 +47,23 @@ def _derivative(layer: nn.Module, z: torch.Tensor) -> torch.Tensor | None:
     return None  # Identity, Dropout (eval), Flatten of an (N, C) vector
 
 
+# a torchvision ResNet up to its last stage, the layer Grad-CAM explains
+RESNET_TRUNK = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+
+
 def split_model(model: nn.Module) -> tuple[nn.Module, list[nn.Module], str]:
     """(feature extractor, head layers, name of the target layer) or UnsupportedModelError."""
-    features, head, layer = None, None, ""
-    has = {n: isinstance(getattr(model, n, None), nn.Module) for n in ("features", "classifier")}
-    if has["features"] and has["classifier"]:
-        features, layer = model.features, "features"
-        classifier = model.classifier
+    features: nn.Module | None = None
+    head: list[nn.Module] | None = None
+    layer = ""
+    trunk, classifier, fc = (getattr(model, n, None) for n in ("features", "classifier", "fc"))
+    if isinstance(trunk, nn.Module) and isinstance(classifier, nn.Module):
+        features, layer = trunk, "features"
         head = list(classifier) if isinstance(classifier, nn.Sequential) else [classifier]
-    elif all(isinstance(getattr(model, n, None), nn.Module) for n in ("conv1", "bn1", "layer4", "fc")):
-        features = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2,
-                                 model.layer3, model.layer4)
-        head, layer = [model.fc], "layer4"
+    elif isinstance(fc, nn.Module) and all(isinstance(getattr(model, n, None), nn.Module)
+                                           for n in ("conv1", "bn1", "layer4")):
+        features = nn.Sequential(*(getattr(model, n) for n in RESNET_TRUNK))
+        head, layer = [fc], "layer4"
     if features is None or head is None:
         raise UnsupportedModelError(f"{type(model).__name__}: no features/classifier (or layer4/fc) to explain")
     for m in head:

@@ -47,6 +47,7 @@ def metadata_from_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any]:
     fits them from calibration images or sets the documented permissive default)."""
     spec = PreprocessSpec.from_dict(ckpt["preprocess"])
     summary = dict(ckpt.get("data_summary") or {})
+    threshold = ckpt.get("abstain_threshold")
     counts = summary.get("counts") or {}
     text = summary.get("summary") or (
         ", ".join(f"{k}: {v}" for k, v in counts.items()) if counts else "not recorded in the checkpoint")
@@ -60,8 +61,7 @@ def metadata_from_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any]:
         "input": input_block(spec),
         "output": {"name": "logits"},
         "temperature": float(ckpt.get("temperature") or 1.0),
-        "abstain_threshold": float(ckpt.get("abstain_threshold") if ckpt.get("abstain_threshold") is not None
-                                   else DEFAULT_ABSTAIN_THRESHOLD),
+        "abstain_threshold": float(threshold if threshold is not None else DEFAULT_ABSTAIN_THRESHOLD),
         "ood": ckpt.get("ood"),
         "training_data": {"summary": text, "counts": counts,
                           **{k: v for k, v in summary.items() if k not in ("summary", "counts")}},

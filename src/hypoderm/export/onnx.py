@@ -19,8 +19,9 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,8 +77,13 @@ def check_parity(model: nn.Module, onnx_path: str | os.PathLike, images: Sequenc
 def _export_graph(model: nn.Module, size: int, path: Path, opset: int) -> dict[str, Any] | None:
     """Export `model`; with the Grad-CAM outputs (features, cam_weights) when its structure allows
     (hypoderm.export.gradcam). Returns the metadata's `gradcam` block, or None without them."""
-    from hypoderm.export.gradcam import (CAM_WEIGHTS_OUTPUT, FEATURES_OUTPUT, LOGITS_OUTPUT, UnsupportedModelError,
-                                         gradcam_graph)
+    from hypoderm.export.gradcam import (
+        CAM_WEIGHTS_OUTPUT,
+        FEATURES_OUTPUT,
+        LOGITS_OUTPUT,
+        UnsupportedModelError,
+        gradcam_graph,
+    )
 
     dummy = torch.zeros(1, 3, size, size)
     try:
@@ -171,5 +177,6 @@ def export_torchscript(model: nn.Module, metadata: dict[str, Any], out_path: str
     if diff > tol:
         out_path.unlink(missing_ok=True)
         raise ExportParityError(f"TorchScript and eager PyTorch disagree: max diff {diff:.3g} > {tol:g}")
-    out_path.with_suffix(".json").write_text(json.dumps({**metadata, "parity": {"max_abs_diff": diff}}, indent=2) + "\n")
+    sidecar = {**metadata, "parity": {"max_abs_diff": diff}}
+    out_path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
     return out_path

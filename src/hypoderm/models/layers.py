@@ -7,8 +7,8 @@ model keeps torchvision's exact parameter names and numerics.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import torch
 from torch import nn

@@ -86,7 +86,8 @@ STAGE_14_STRIDE1 = (4, 5, 6, 7)
 # --- the paper's three changes, as pure functions over the table --------------------------
 
 
-def with_attention(spec: MobileNetV3Spec, attention: Attention, placement: EcaPlacement = "depthwise") -> MobileNetV3Spec:
+def with_attention(spec: MobileNetV3Spec, attention: Attention,
+                   placement: EcaPlacement = "depthwise") -> MobileNetV3Spec:
     """Put `attention` wherever the reference has SE (ECA: the paper's change 1)."""
     if attention not in ("se", "eca", None):
         raise ValueError(f"unknown attention {attention!r}; valid: 'se', 'eca', None")

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torchvision.models as tvm
 from torch import nn
 
 from hypoderm.models.mobilenetv3 import (
-    MNV3_SMALL, STAGE_14_STRIDE1, MobileNetV3, dilate, with_activation, with_attention,
+    MNV3_SMALL,
+    STAGE_14_STRIDE1,
+    MobileNetV3,
+    dilate,
+    with_activation,
+    with_attention,
 )
 
 log = logging.getLogger("hypoderm.models")
@@ -152,7 +158,7 @@ def imagenet_weights_path(name: str) -> Path:
 def _read_state_dict(pretrained: str | os.PathLike, name: str) -> dict[str, torch.Tensor]:
     path = imagenet_weights_path(name) if str(pretrained) == "imagenet" else Path(pretrained)
     if not path.is_file():
-        hint = (f" Put torchvision's file there (no download is attempted)." if str(pretrained) == "imagenet" else "")
+        hint = (" Put torchvision's file there (no download is attempted)." if str(pretrained) == "imagenet" else "")
         raise FileNotFoundError(f"pretrained weights not found: {path}.{hint}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
