@@ -41,7 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from hypoderm import __version__
-from hypoderm.app.assets import IMMUTABLE, REVALIDATE, Delivery
+from hypoderm.app.assets import IMMUTABLE, REVALIDATE, Delivery, sha256_file
 from hypoderm.app.guard import release_memory
 from hypoderm.app.upload import UploadError, image_from_multipart
 from hypoderm.data.io import SOURCE_SIZE_KEY
@@ -172,14 +172,6 @@ def _ort_web_version(dist: Path | None) -> str | None:
         return json.loads((dist.parent / "package.json").read_text())["version"]
     except (OSError, ValueError, KeyError):
         return None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
@@ -455,7 +447,7 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
                         web_assets=find_web_assets(web_assets), max_upload_bytes=max_upload_bytes,
                         max_pixels=max_pixels, max_decodes=max_decodes, body_timeout=body_timeout,
                         limit_concurrency=limit_concurrency, max_buffered_bytes=max_buffered_bytes,
-                        model_sha256=_sha256(model_path))
+                        model_sha256=sha256_file(model_path))
     state.delivery = Delivery.build(model_path, STATIC_DIR, state.web_assets, ORT_FILES, cache_dir)
     delivery = state.delivery
 
