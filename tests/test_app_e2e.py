@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -38,15 +39,18 @@ pytestmark = [
 class LiveServer:
     """uvicorn on 127.0.0.1, a free port, in a thread; stop() shuts it down."""
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, model_dir: Path, wrap: Any = None) -> None:
+        """`wrap`: an ASGI middleware class put around the app (e.g. one that counts bytes)."""
         import uvicorn
 
         self.app = create_app(model_dir, web_assets=REPO_NODE_MODULES)
+        served = wrap(self.app) if wrap is not None else self.app
+        self.served = served
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}/"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(uvicorn.Config(served, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.time() + 20
@@ -296,18 +300,9 @@ class CountingApp:
 def test_first_visit_downloads_compressed_once_and_second_visit_only_the_page(browser: object, model_dir: Path) -> None:
     """The runtime and model arrive compressed, once each (the service worker's precache takes them from the
     HTTP cache, immutable URLs), with the progress bar gone once ready; a second visit sends at most 50 KB."""
-    import uvicorn
-
-    app = CountingApp(create_app(model_dir, web_assets=REPO_NODE_MODULES))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    ctx, page, _, errors = open_page(browser, f"http://127.0.0.1:{port}/")
+    srv = LiveServer(model_dir, wrap=CountingApp)
+    app = srv.served
+    ctx, page, _, errors = open_page(browser, srv.url)
     try:
         assert page.evaluate("document.body.dataset.ready") == "browser"
         assert page.locator("#loading").is_hidden()
@@ -330,8 +325,7 @@ def test_first_visit_downloads_compressed_once_and_second_visit_only_the_page(br
         assert not [e for e in errors if "service worker" in e]
     finally:
         ctx.close()
-        server.should_exit = True
-        thread.join(timeout=10)
+        srv.stop()
 
 
 @pytest.mark.realdata
