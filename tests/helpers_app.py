@@ -56,3 +56,34 @@ def png_bytes(img: Image.Image, fmt: str = "PNG") -> bytes:
     buf = io.BytesIO()
     img.save(buf, format=fmt)
     return buf.getvalue()
+
+
+def skin_photo(path: Path, size: int = 224, seed: int = 0) -> Path:
+    """A skin-toned synthetic photo with one pale patch, written to `path` (PNG)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    arr = np.empty((size, size, 3), np.float32)
+    arr[:] = (190, 135, 105)
+    arr += rng.normal(0, 5, arr.shape) + (xx / size * 20)[..., None]
+    patch = (yy - size * 0.45) ** 2 + (xx - size * 0.55) ** 2 < (size * 0.2) ** 2
+    arr[patch] = arr[patch] * 0.3 + 240 * 0.7
+    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(path)
+    return path
+
+
+def phone_like_jpeg(width: int = 4032, height: int = 3024, seed: int = 0, noise: float = 6.0) -> bytes:
+    """A stand-in for a phone photo at camera resolution: skin tones, smooth texture, sensor-like noise
+    (std `noise`) and pale patches, JPEG quality 90 (a 12 MP one is 2-4 MB, like a real photo)."""
+    rng = np.random.default_rng(seed)
+    small = rng.uniform(-30, 30, (12, 16, 3)).astype(np.float32)
+    texture = np.stack([np.asarray(Image.fromarray(small[..., c], "F").resize((width, height), Image.BICUBIC))
+                        for c in range(3)], axis=-1)
+    arr = np.array([205, 150, 120], np.float32) + texture + rng.normal(0, noise, (height, width, 3)).astype(np.float32)
+    yy, xx = np.ogrid[:height, :width]
+    for _ in range(3):
+        cy, cx, r = rng.uniform(0.2, 0.8) * height, rng.uniform(0.2, 0.8) * width, rng.uniform(0.05, 0.15) * height
+        patch = (yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2
+        arr[patch] = arr[patch] * 0.4 + 150
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()

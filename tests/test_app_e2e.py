@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers_app import skin_photo
 from hypoderm.app.server import REPO_NODE_MODULES, create_app, find_web_assets
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -91,18 +92,6 @@ def browser() -> Iterator[object]:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield b
         b.close()
-
-
-def skin_photo(path: Path, size: int = 224, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size]
-    arr = np.empty((size, size, 3), np.float32)
-    arr[:] = (190, 135, 105)
-    arr += rng.normal(0, 5, arr.shape) + (xx / size * 20)[..., None]
-    patch = (yy - size * 0.45) ** 2 + (xx - size * 0.55) ** 2 < (size * 0.2) ** 2
-    arr[patch] = arr[patch] * 0.3 + 240 * 0.7
-    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(path)
-    return path
 
 
 def open_page(browser: object, url: str, locale: str = "en-US") -> tuple[object, object, list[str], list[str]]:

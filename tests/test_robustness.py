@@ -31,7 +31,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from helpers_app import png_bytes, skin_png
+from helpers_app import phone_like_jpeg, png_bytes, skin_png
 from hypoderm.app import server
 from hypoderm.app.server import ApiError, create_app
 from hypoderm.data.io import ImageLoadError, load_rgb_bytes
@@ -424,23 +424,6 @@ DRAFT_PARITY_MEAN = 0.01
 NEAR_TIE = 0.1  # top-1 minus top-2 probability under which a label change is tolerated
 
 
-def _phone_like_jpeg(width: int, height: int, seed: int) -> bytes:
-    """Skin-toned, textured, with pale patches: a stand-in for a phone photo at camera resolution."""
-    rng = np.random.default_rng(seed)
-    small = rng.uniform(-30, 30, (12, 16, 3)).astype(np.float32)
-    texture = np.stack([np.asarray(Image.fromarray(small[..., c], "F").resize((width, height), Image.BICUBIC))
-                        for c in range(3)], axis=-1)
-    arr = np.array([205, 150, 120], np.float32) + texture + rng.normal(0, 6, (height, width, 3)).astype(np.float32)
-    yy, xx = np.ogrid[:height, :width]
-    for _ in range(3):
-        cy, cx, r = rng.uniform(0.2, 0.8) * height, rng.uniform(0.2, 0.8) * width, rng.uniform(0.05, 0.15) * height
-        patch = (yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2
-        arr[patch] = arr[patch] * 0.4 + 150
-    buf = io.BytesIO()
-    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
-    return buf.getvalue()
-
-
 @pytest.fixture(scope="module")
 def bundled() -> OnnxPredictor:
     if not bundled_model().is_file():
@@ -460,7 +443,7 @@ def _parity(full: dict, draft: dict) -> float:
 
 @pytest.mark.parametrize("size,seed", [((4032, 3024), 0), ((3024, 4032), 1), ((2000, 1500), 2)])
 def test_draft_decoding_matches_full_decoding(bundled: OnnxPredictor, size: tuple[int, int], seed: int) -> None:
-    data = _phone_like_jpeg(*size, seed)
+    data = phone_like_jpeg(*size, seed)
     full_img = load_rgb_bytes(data)
     min_size = decode_min_size_for(bundled.spec, bundled.metadata.get("ood"))  # what predict and serve use
     draft_img = load_rgb_bytes(data, min_size=min_size)
@@ -471,7 +454,7 @@ def test_draft_decoding_matches_full_decoding(bundled: OnnxPredictor, size: tupl
 
 
 def test_small_jpeg_decodes_bit_identically(bundled: OnnxPredictor) -> None:
-    data = _phone_like_jpeg(1000, 750, 3)  # shorter side < 2 x 512: no DCT scale keeps it >= 512
+    data = phone_like_jpeg(1000, 750, 3)  # shorter side < 2 x 512: no DCT scale keeps it >= 512
     a = np.asarray(load_rgb_bytes(data))
     b = np.asarray(load_rgb_bytes(data, min_size=decode_min_size_for(bundled.spec, bundled.metadata.get("ood"))))
     assert np.array_equal(a, b)
@@ -479,7 +462,7 @@ def test_small_jpeg_decodes_bit_identically(bundled: OnnxPredictor) -> None:
 
 def test_server_reports_the_photo_size_not_the_reduced_decode(model_dir: Path) -> None:
     app = create_app(model_dir, max_upload_bytes=8 << 20)
-    r = _post(TestClient(app), _phone_like_jpeg(2000, 1500, 4), "p.jpg", "image/jpeg")
+    r = _post(TestClient(app), phone_like_jpeg(2000, 1500, 4), "p.jpg", "image/jpeg")
     assert r.status_code == 200 and r.json()["image"] == {"width": 2000, "height": 1500}
 
 

@@ -34,10 +34,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 from common import export_model  # noqa: E402
+
+from helpers_app import skin_photo  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
@@ -134,21 +135,6 @@ def pct(values: list[float], q: float) -> float:
     return v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
 
 
-def skin_photo(path: Path, size: int = 512) -> Path:
-    """A skin-toned synthetic photo with a pale patch (no real photo leaves the data folder)."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:size, 0:size]
-    arr = np.empty((size, size, 3), np.float32)
-    arr[:] = (190, 135, 105)
-    arr += rng.normal(0, 5, arr.shape) + (xx / size * 20)[..., None]
-    patch = (yy - size * 0.45) ** 2 + (xx - size * 0.55) ** 2 < (size * 0.2) ** 2
-    arr[patch] = arr[patch] * 0.3 + 240 * 0.7
-    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(path)
-    return path
-
-
 def latency(args: argparse.Namespace, browser: Any, tmp: Path) -> None:
     from hypoderm.app.server import create_app
 
@@ -195,7 +181,7 @@ def first_load(args: argparse.Namespace, browser: Any, tmp: Path) -> None:
     warm_s = time.perf_counter() - t0
     app = BenchApp(inner)
     server, th, port = serve(app)
-    photo = skin_photo(tmp / "photo.png")
+    photo = skin_photo(tmp / "photo.png", 512)
     rate = args.mbit * 1e6 / 8  # bytes per second
     try:
         for compressed in (True, False):

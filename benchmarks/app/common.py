@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -39,21 +40,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: Path, port: int, threads: int | None = None) -> subprocess.Popen:
-    """`hypoderm serve` in a subprocess; returns once /api/v1/health answers."""
+def start_server(model: Path, port: int, threads: int | None = None, extra: Sequence[str] = (),
+                 log: Path | None = None, wait_s: float = 60) -> subprocess.Popen:
+    """`hypoderm serve` in a subprocess (`extra`: more serve options; `log`: a file for its output);
+    returns once /api/v1/health answers, raises RuntimeError (with the log's tail) if it does not in `wait_s`."""
     cmd = [sys.executable, "-m", "hypoderm.cli", "serve", "--model", str(model), "--port", str(port)]
     if threads:
         cmd += ["--threads", str(threads)]
-    proc = subprocess.Popen(cmd)
-    deadline = time.time() + 60
+    cmd += list(extra)
+    proc = (subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT) if log is not None
+            else subprocess.Popen(cmd))
+    deadline = time.time() + wait_s
     while time.time() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=2).status_code == 200:
                 return proc
         except httpx.HTTPError:
             time.sleep(0.2)
     proc.terminate()
-    raise RuntimeError("server did not start")
+    raise RuntimeError("server did not start" + (f"; log: {log.read_text()[-2000:]}" if log is not None else ""))
 
 
 def run_measured(cmd: list[str], timeout: float | None = None) -> tuple[int, str, str, float, float]:

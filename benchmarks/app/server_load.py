@@ -25,7 +25,10 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 from common import export_model, free_port, start_server  # noqa: E402
+
+from helpers_app import phone_like_jpeg  # noqa: E402
 
 
 def photo_bytes() -> bytes:
@@ -37,21 +40,9 @@ def photo_bytes() -> bytes:
 
 
 def phone_photo_bytes(width: int = 4032, height: int = 3024, seed: int = 0) -> bytes:
-    """A 12.2 MP JPEG like a phone writes (quality 90, 4:2:0): skin tones, smooth texture, sensor-like
-    noise and pale patches; about 3-4 MB, like a real 12 MP photo."""
-    rng = np.random.default_rng(seed)
-    small = rng.uniform(-30, 30, (12, 16, 3)).astype(np.float32)
-    texture = np.stack([np.asarray(Image.fromarray(small[..., c], "F").resize((width, height), Image.BICUBIC))
-                        for c in range(3)], axis=-1)
-    arr = np.array([205, 150, 120], np.float32) + texture + rng.normal(0, 5, (height, width, 3)).astype(np.float32)
-    yy, xx = np.ogrid[:height, :width]
-    for _ in range(3):
-        cy, cx, r = rng.uniform(0.2, 0.8) * height, rng.uniform(0.2, 0.8) * width, rng.uniform(0.05, 0.15) * height
-        patch = (yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2
-        arr[patch] = arr[patch] * 0.4 + 150
-    buf = io.BytesIO()
-    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
-    return buf.getvalue()
+    """A 12.2 MP JPEG like a phone writes (quality 90, 4:2:0); the tests' generator with the noise level
+    (std 5) the recorded runs used."""
+    return phone_like_jpeg(width, height, seed, noise=5.0)
 
 
 def proc_cpu_s(pid: int) -> float:

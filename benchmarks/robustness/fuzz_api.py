@@ -26,7 +26,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks" / "app"))
-from common import free_port  # noqa: E402
+from common import free_port, start_server  # noqa: E402
 
 from helpers_fuzz import fuzz_cases  # noqa: E402
 from hypoderm.inference import bundled_model  # noqa: E402
@@ -41,20 +41,6 @@ def proc_status_kb(pid: int, key: str) -> int:
     except OSError:
         pass
     return 0
-
-
-def start(model: Path, port: int, log: Path, extra: list[str]) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "hypoderm.cli", "serve", "--model", str(model), "--port", str(port), *extra]
-    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    proc.terminate()
-    raise RuntimeError(f"server did not start; log: {log.read_text()[-2000:]}")
 
 
 async def run(url: str, cases: int, seed: int, clients: int, timeout: float, proc: subprocess.Popen) -> dict:
@@ -127,7 +113,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "server.log"
         port = free_port()
-        proc = start(model, port, log, args.serve_args)
+        proc = start_server(model, port, extra=args.serve_args, log=log, wait_s=90)
         try:
             res = asyncio.run(run(f"http://127.0.0.1:{port}/api/v1/predict", args.cases, args.seed, args.clients,
                                   args.timeout, proc))

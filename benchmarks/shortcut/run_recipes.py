@@ -43,6 +43,7 @@ def _predict(model: torch.nn.Module, t: float, x: torch.Tensor) -> np.ndarray:
 def score_recipe(run: Path, data: str, split_path: Path, cache: DecodedCache) -> dict:
     """Style-shift metrics of every fold's best.pt on its test fold, pooled over folds."""
     index, _ = readable_index(data, None, False, cache)
+    all_labels = index.labels()
     split = Split.load(split_path)
     pooled: dict[str, dict[str, list]] = {v: {"probs": [], "y": [], "thr": []} for v in VIEWS}
     per_fold = {}
@@ -53,7 +54,7 @@ def score_recipe(run: Path, data: str, split_path: Path, cache: DecodedCache) ->
         thr = float(ckpt["abstain_threshold"])
         _, _, test_idx = split.partition(f)
         images = [cache.get(index.samples[i].path) for i in test_idx]
-        labels = [int(index.labels()[i]) for i in test_idx]
+        labels = [int(all_labels[i]) for i in test_idx]
         keys = [index.relpath(index.samples[i]) for i in test_idx]
         res = evaluate_views(functools.partial(_predict, model, t), images, labels, keys, cache.spec, thr)
         per_fold[f] = {v: {k: m for k, m in r.items() if k not in ("probs", "source")} for v, r in res.items()}
