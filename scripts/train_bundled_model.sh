@@ -22,7 +22,7 @@ if [ ! -f "$RUN/.trained" ]; then
   touch "$RUN/.trained"
 fi
 # the max-logit floor rejected 17 of the 311 real photos with this two-class model; the image gate
-# (hypoderm.ood) is the not-skin check instead (MODEL_CARD.md)
+# (hypoderm.inference.ood) is the not-skin check instead (MODEL_CARD.md)
 $HYPODERM export "$RUN/best.pt" --format onnx --calibration "$DATA" --no-max-logit-floor --out "$RUN/model.onnx"
 mkdir -p src/hypoderm/assets
 cp "$RUN/model.onnx" "$RUN/model.json" src/hypoderm/assets/

@@ -19,8 +19,8 @@ def build_model_dir(out: Path, size: int = 64, classes: list[str] | None = None,
     import torch
 
     from hypoderm.export import export_onnx
-    from hypoderm.export.metadata import input_block
-    from hypoderm.preprocess import PreprocessSpec
+    from hypoderm.inference.metadata import input_block
+    from hypoderm.inference.preprocess import PreprocessSpec
 
     torch.set_num_threads(1)
     torch.manual_seed(seed)

@@ -60,8 +60,8 @@ def train_tiny_checkpoint(path: Path, size: int = 32, steps: int = 15, model_nam
     import torch
 
     from hypoderm.checkpoint import FORMAT, save_atomic
+    from hypoderm.inference.preprocess import PreprocessSpec, preprocess
     from hypoderm.models import create_model
-    from hypoderm.preprocess import PreprocessSpec, preprocess
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -107,7 +107,8 @@ def tiny_checkpoint(tmp_dir: Path, **kwargs: object) -> Path:
 def export_checkpoint(ckpt_path: Path, out: Path, ood: dict | None = None) -> Path:
     """`out` (model.onnx + sidecar) exported from the checkpoint; `ood` replaces its OOD block."""
     from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
-    from hypoderm.export import export_onnx, metadata_from_checkpoint
+    from hypoderm.export import export_onnx
+    from hypoderm.inference.metadata import metadata_from_checkpoint
 
     ckpt = load_checkpoint(ckpt_path)
     md = metadata_from_checkpoint(ckpt)

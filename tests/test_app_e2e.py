@@ -174,8 +174,8 @@ def test_browser_gate_matches_python_and_rejects_non_skin(browser: object, live:
     verdicts on skin and non-skin crops, and a wood picture is refused in the UI."""
     import nonskin
     from hypoderm.inference import OnnxPredictor, prepare
-    from hypoderm.ood import ood_check
-    from hypoderm.preprocess import PreprocessSpec
+    from hypoderm.inference.ood import ood_check
+    from hypoderm.inference.preprocess import PreprocessSpec
 
     predictor = OnnxPredictor(model_dir / "model.onnx")
     spec = PreprocessSpec.from_dict(predictor.metadata["input"])
@@ -584,9 +584,9 @@ def cam_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_heatmap_is_drawn_on_the_phone(browser: object, cam_model_dir: Path, tmp_path: Path, lang: str) -> None:
     """Item 4: the heat map is computed in the browser from the ONNX outputs (no request to the
-    server), equals hypoderm.explain's numpy map, and is drawn at the framed photo's resolution."""
-    from hypoderm.explain import gradcam_map
+    server), equals hypoderm.inference.explain's numpy map, and is drawn at the framed photo's resolution."""
     from hypoderm.inference import OnnxPredictor
+    from hypoderm.inference.explain import gradcam_map
 
     srv = LiveServer(cam_model_dir)
     ctx, page, requests, _ = open_page(browser, srv.url, locale={"en": "en-GB", "zh": "zh-CN"}[lang])

@@ -20,7 +20,7 @@ from hypoderm.engine.augment import (
 from hypoderm.engine.config import RECIPES, TrainConfig
 from hypoderm.engine.data import train_transform
 from hypoderm.engine.styleshift import VIEWS, build_views, masked_background, view_metrics
-from hypoderm.preprocess import PreprocessSpec
+from hypoderm.inference.preprocess import PreprocessSpec
 
 SKIN = (200, 150, 120)  # passes the YCrCb skin rule
 BLUE = (40, 80, 200)  # fails it

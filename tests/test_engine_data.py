@@ -20,7 +20,7 @@ from hypoderm.engine.data import (
     train_transform,
 )
 from hypoderm.engine.fold import readable_index
-from hypoderm.preprocess import PreprocessSpec, preprocess
+from hypoderm.inference.preprocess import PreprocessSpec, preprocess
 
 
 def _paths(folder: Path) -> list[Path]:

@@ -11,7 +11,7 @@ import hypoderm.engine
 from hypoderm.data.dataset import DatasetError
 from hypoderm.engine.cache import DecodedCache
 from hypoderm.engine.fold import load_or_make_split, readable_index
-from hypoderm.preprocess import PreprocessSpec
+from hypoderm.inference.preprocess import PreprocessSpec
 
 
 def test_split_is_made_once_then_reused(image_folder: Path, tmp_path: Path) -> None:

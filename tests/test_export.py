@@ -42,7 +42,7 @@ def test_export_writes_model_sidecar_and_embedded_metadata(exported: Path) -> No
 def test_onnx_matches_torch_on_new_images(exported: Path, ckpt_path: Path) -> None:
     from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
     from hypoderm.export import check_parity
-    from hypoderm.preprocess import PreprocessSpec
+    from hypoderm.inference.preprocess import PreprocessSpec
 
     ckpt = load_checkpoint(ckpt_path)
     report = check_parity(model_from_checkpoint(ckpt), exported, _images(5, seed=7),
@@ -52,8 +52,9 @@ def test_onnx_matches_torch_on_new_images(exported: Path, ckpt_path: Path) -> No
 
 def test_mismatched_preprocessing_is_caught(ckpt_path: Path, tmp_path: Path) -> None:
     from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
-    from hypoderm.export import ExportParityError, export_onnx, metadata_from_checkpoint
-    from hypoderm.preprocess import PreprocessSpec
+    from hypoderm.export import ExportParityError, export_onnx
+    from hypoderm.inference.metadata import metadata_from_checkpoint
+    from hypoderm.inference.preprocess import PreprocessSpec
 
     ckpt = load_checkpoint(ckpt_path)
     md = metadata_from_checkpoint(ckpt)
@@ -72,7 +73,7 @@ def test_tampered_graph_is_caught(exported: Path, ckpt_path: Path, tmp_path: Pat
 
     from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
     from hypoderm.export import ExportParityError, check_parity
-    from hypoderm.preprocess import PreprocessSpec
+    from hypoderm.inference.preprocess import PreprocessSpec
 
     model = onnx.load(str(exported))
     gemm = [n for n in model.graph.node if n.op_type == "Gemm"][-1]  # the classifier
@@ -92,7 +93,7 @@ def test_tampered_graph_is_caught(exported: Path, ckpt_path: Path, tmp_path: Pat
 def test_int8_quantization_reports_agreement(exported: Path, tmp_path: Path) -> None:
     from hypoderm.export import agreement_report, quantize_int8
     from hypoderm.inference import OnnxPredictor
-    from hypoderm.preprocess import preprocess
+    from hypoderm.inference.preprocess import preprocess
 
     calib = _images(12, seed=3)
     q = quantize_int8(exported, calib, tmp_path / "model.int8.onnx")
@@ -120,7 +121,7 @@ def test_bench_onnx_returns_latency(exported: Path) -> None:
 
 def test_metadata_from_checkpoint_rejects_inconsistent_classes(ckpt_path: Path) -> None:
     from hypoderm.checkpoint import load_checkpoint
-    from hypoderm.export import metadata_from_checkpoint
+    from hypoderm.inference.metadata import metadata_from_checkpoint
 
     ckpt = load_checkpoint(ckpt_path)
     ckpt["num_classes"] = 3
@@ -203,7 +204,8 @@ def test_torchscript_export_loads_and_carries_metadata(ckpt_path: Path, tmp_path
 
 def _export(model_name: str, tmp: Path, size: int = 96) -> tuple[object, Path]:
     from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
-    from hypoderm.export import export_onnx, metadata_from_checkpoint
+    from hypoderm.export import export_onnx
+    from hypoderm.inference.metadata import metadata_from_checkpoint
 
     ckpt = load_checkpoint(tiny_checkpoint(tmp, size=size, model_name=model_name, steps=5))
     model = model_from_checkpoint(ckpt).eval()
@@ -218,8 +220,8 @@ def test_onnx_gradcam_equals_pytorch_grad_cam(model_name: str, tmp_path: Path) -
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from hypoderm.explain import gradcam_map
     from hypoderm.inference import OnnxPredictor, prepare
+    from hypoderm.inference.explain import gradcam_map
 
     model, path = _export(model_name, tmp_path)
     predictor = OnnxPredictor(path, threads=1)
@@ -260,9 +262,9 @@ def test_models_without_the_structure_export_without_gradcam(tmp_path: Path) -> 
     """A model that is not features -> pool -> Linear head still exports (no Grad-CAM outputs, a
     warning), and the predictor reports the heat map as unavailable instead of failing."""
     from hypoderm.export import export_onnx
-    from hypoderm.export.metadata import input_block
     from hypoderm.inference import OnnxPredictor
-    from hypoderm.preprocess import PreprocessSpec
+    from hypoderm.inference.metadata import input_block
+    from hypoderm.inference.preprocess import PreprocessSpec
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
                                 torch.nn.Flatten(), torch.nn.Linear(4, 2))
@@ -281,8 +283,8 @@ def test_models_without_the_structure_export_without_gradcam(tmp_path: Path) -> 
 
 def test_overlay_is_at_the_photo_resolution(tmp_path: Path) -> None:
     """The overlay keeps the photo's size; the heat covers the centre square the model saw."""
-    from hypoderm.explain import crop_box, overlay_on_photo
     from hypoderm.inference import OnnxPredictor
+    from hypoderm.inference.explain import crop_box, overlay_on_photo
 
     _, path = _export("mnv3s", tmp_path)
     predictor = OnnxPredictor(path, threads=1)
@@ -355,7 +357,7 @@ def test_export_refuses_a_broken_checkpoint_unless_forced(tmp_path: Path, capsys
 def test_export_can_switch_the_max_logit_floor_off(ckpt_path: Path, tmp_path: Path) -> None:
     from hypoderm.cli import main
     from hypoderm.inference import load_metadata
-    from hypoderm.ood import ood_check
+    from hypoderm.inference.ood import ood_check
 
     out = tmp_path / "nofloor.onnx"
     assert main(["export", str(ckpt_path), "--out", str(out), "--no-max-logit-floor"]) == 0
@@ -371,7 +373,8 @@ def test_export_can_switch_the_max_logit_floor_off(ckpt_path: Path, tmp_path: Pa
 def exported_eca(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny hypodermnet (first conv, depthwise convs, ECA gates, Gemm head), exported with Grad-CAM outputs."""
     from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
-    from hypoderm.export import export_onnx, metadata_from_checkpoint
+    from hypoderm.export import export_onnx
+    from hypoderm.inference.metadata import metadata_from_checkpoint
 
     ckpt = load_checkpoint(tiny_checkpoint(tmp_path_factory.mktemp("ckpt_eca"), model_name="hypodermnet"))
     return export_onnx(model_from_checkpoint(ckpt), metadata_from_checkpoint(ckpt),

@@ -12,8 +12,8 @@ from PIL import Image
 
 import nonskin
 from hypoderm.inference import bundled_model, load_metadata, prepare
-from hypoderm.ood import ood_check
-from hypoderm.preprocess import PreprocessSpec
+from hypoderm.inference.ood import ood_check
+from hypoderm.inference.preprocess import PreprocessSpec
 
 METADATA = load_metadata(bundled_model())
 SPEC = PreprocessSpec.from_dict(METADATA["input"])  # the bundled model's input (128 px)
@@ -68,7 +68,7 @@ def test_gate_keeps_at_least_98_percent_of_real_photos_and_their_closeups(real_d
     fitted with; kept as "framed on skin" when >= 50% of pixels are skin by Kovac's rule, which is
     not the gate's rule). Also: vitiligo photos, and the darkest and lightest tenth of skin tones."""
     from hypoderm.data.io import load_rgb
-    from hypoderm.ood import skin_mask
+    from hypoderm.inference.ood import skin_mask
 
     files = sorted(p for p in real_data_dir.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     assert len(files) >= 300

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from helpers_export import non_skin_pictures, skin_image
-from hypoderm.ood import (
+from hypoderm.inference.ood import (
     DEFAULT_GATE,
     DEFAULT_SKIN_FRACTION_MIN,
     FEATURE_NAMES,
@@ -27,7 +27,7 @@ from hypoderm.ood import (
     validate_gate,
     with_gate,
 )
-from hypoderm.preprocess import PreprocessSpec, center_crop_array, resized_uint8
+from hypoderm.inference.preprocess import PreprocessSpec, center_crop_array, resized_uint8
 
 
 def _crop(img) -> np.ndarray:
@@ -83,7 +83,7 @@ def test_fit_ood_thresholds_takes_the_quantile() -> None:
 def test_ood_module_is_torch_free() -> None:
     import subprocess
 
-    code = "import sys, hypoderm.ood, hypoderm.inference; sys.exit('torch' in sys.modules)"
+    code = "import sys, hypoderm.inference.ood, hypoderm.inference; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -153,7 +153,7 @@ def test_gate_features_follow_the_documented_definitions() -> None:
 
 
 def test_sums_are_sequential_like_a_javascript_loop() -> None:
-    from hypoderm.ood import _seqsum
+    from hypoderm.inference.ood import _seqsum
 
     values = np.random.default_rng(0).normal(0, 1e6, 5000) ** 3
     loop = 0.0
@@ -231,7 +231,7 @@ def test_bundled_model_metadata_carries_the_fitted_gate() -> None:
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: cannot run the page's preprocess.js")
 def test_js_gate_matches_python_bit_for_bit(tmp_path: Path) -> None:
-    """static/js/preprocess.js computes the same features, score and verdict as hypoderm.ood."""
+    """static/js/preprocess.js computes the same features, score and verdict as hypoderm.inference.ood."""
     import json
 
     from hypoderm.app.server import STATIC_DIR

@@ -36,7 +36,7 @@ from hypoderm.app import server
 from hypoderm.app.server import ApiError, create_app
 from hypoderm.data.io import ImageLoadError, load_rgb_bytes
 from hypoderm.inference import OnnxPredictor, bundled_model, decode_min_size_for
-from hypoderm.preprocess import MAX_ASPECT_RATIO, ImageShapeError, PreprocessSpec, decode_min_size, preprocess
+from hypoderm.inference.preprocess import MAX_ASPECT_RATIO, ImageShapeError, PreprocessSpec, decode_min_size, preprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 

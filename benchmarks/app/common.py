@@ -18,9 +18,9 @@ def export_model(name: str, out_dir: Path, num_classes: int = 2, size: int = 224
     import torch
 
     from hypoderm.export import export_onnx
-    from hypoderm.export.metadata import input_block
+    from hypoderm.inference.metadata import input_block
+    from hypoderm.inference.preprocess import PreprocessSpec
     from hypoderm.models import create_model
-    from hypoderm.preprocess import PreprocessSpec
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -37,8 +37,8 @@ def main() -> None:
     from hypoderm.engine.cache import DecodedCache
     from hypoderm.engine.data import CachedImageDataset, build_train_loader, train_transform
     from hypoderm.engine.fold import readable_index
+    from hypoderm.inference.preprocess import PreprocessSpec
     from hypoderm.models import create_model
-    from hypoderm.preprocess import PreprocessSpec
 
     spec = PreprocessSpec.for_size(args.size)
     cache = DecodedCache(spec)

@@ -31,7 +31,7 @@ import numpy as np
 
 from hypoderm.export.quantize import agreement_report, quantize_int8
 from hypoderm.inference import load_metadata
-from hypoderm.preprocess import PreprocessSpec, center_crop_array, normalize_uint8
+from hypoderm.inference.preprocess import PreprocessSpec, center_crop_array, normalize_uint8
 
 # (name, method, format, per_channel, layer groups kept in fp32, calibration set)
 SETTINGS: list[tuple[str, str, str, bool, tuple[str, ...], str]] = [

@@ -32,12 +32,12 @@ from hypoderm.checkpoint import FORMAT, save_atomic
 from hypoderm.data.dataset import load_index
 from hypoderm.data.io import load_rgb
 from hypoderm.data.splits import make_split
-from hypoderm.export import agreement_report, bench_onnx, export_onnx, metadata_from_checkpoint, quantize_int8
-from hypoderm.export.metadata import input_block
+from hypoderm.export import agreement_report, bench_onnx, export_onnx, quantize_int8
 from hypoderm.inference import METADATA_FORMAT
+from hypoderm.inference.metadata import input_block, metadata_from_checkpoint
+from hypoderm.inference.ood import DEFAULT_SKIN_FRACTION_MIN, fit_ood_thresholds, skin_fraction
+from hypoderm.inference.preprocess import PreprocessSpec, center_crop_array, normalize_uint8, resized_uint8
 from hypoderm.models import create_model
-from hypoderm.ood import DEFAULT_SKIN_FRACTION_MIN, fit_ood_thresholds, skin_fraction
-from hypoderm.preprocess import PreprocessSpec, center_crop_array, normalize_uint8, resized_uint8
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "hypopigmented"
 MODELS = ("hypodermnet", "mnv3s")

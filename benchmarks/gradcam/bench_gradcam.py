@@ -1,5 +1,5 @@
 """What the Grad-CAM outputs cost: ONNX Runtime latency of an exported hypodermnet with and without
-them, and the numpy heat map / photo-resolution overlay (hypoderm.explain).
+them, and the numpy heat map / photo-resolution overlay (hypoderm.inference.explain).
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/gradcam/bench_gradcam.py [--size 224] [--runs 50]
 
@@ -21,13 +21,13 @@ import onnxruntime as ort
 import torch
 from PIL import Image
 
-from hypoderm.explain import gradcam_map, overlay_on_photo
 from hypoderm.export import export_onnx
 from hypoderm.export.latency import ort_cpu_session
-from hypoderm.export.metadata import input_block
 from hypoderm.inference import OnnxPredictor
+from hypoderm.inference.explain import gradcam_map, overlay_on_photo
+from hypoderm.inference.metadata import input_block
+from hypoderm.inference.preprocess import PreprocessSpec
 from hypoderm.models import create_model
-from hypoderm.preprocess import PreprocessSpec
 
 
 def timed(fn, runs: int, warmup: int = 5) -> tuple[float, float]:

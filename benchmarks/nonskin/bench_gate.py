@@ -1,4 +1,4 @@
-"""Time the not-skin gate on a 224 x 224 crop: numpy (hypoderm.ood) and, when node is installed,
+"""Time the not-skin gate on a 224 x 224 crop: numpy (hypoderm.inference.ood) and, when node is installed,
 the browser's JavaScript (static/js/preprocess.js) under Node. Prints medians over --runs.
 
     PYTHONPATH=src OMP_NUM_THREADS=1 .venv/bin/python benchmarks/nonskin/bench_gate.py
@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import nonskin  # noqa: E402
-from hypoderm.ood import DEFAULT_GATE, gate_features, gate_score  # noqa: E402
-from hypoderm.preprocess import PreprocessSpec, center_crop_array, resized_uint8  # noqa: E402
+from hypoderm.inference.ood import DEFAULT_GATE, gate_features, gate_score  # noqa: E402
+from hypoderm.inference.preprocess import PreprocessSpec, center_crop_array, resized_uint8  # noqa: E402
 
 
 def main() -> int:

@@ -1,4 +1,4 @@
-"""Fit the not-skin gate of hypoderm.ood and measure it (procedure and recorded output: README.md).
+"""Fit the not-skin gate of hypoderm.inference.ood and measure it (procedure and recorded output: README.md).
 
 Positives (skin photos): every real photo of --data as the model sees it (resize 256, centre crop
 224) and close-ups of it (side 20-60% of the shorter side, random positions; `--closeups` per photo,
@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import nonskin  # noqa: E402  (tests/nonskin.py: the synthetic generator)
 from hypoderm.data.io import load_rgb  # noqa: E402
-from hypoderm.ood import FEATURE_NAMES, GATE_FORMAT, gate_features, gate_score, validate_gate  # noqa: E402
-from hypoderm.preprocess import PreprocessSpec, center_crop_array, resized_uint8  # noqa: E402
+from hypoderm.inference.ood import FEATURE_NAMES, GATE_FORMAT, gate_features, gate_score, validate_gate  # noqa: E402
+from hypoderm.inference.preprocess import PreprocessSpec, center_crop_array, resized_uint8  # noqa: E402
 
 FIT_SEED, EVAL_SEED, NEG_SEED = 2024, 7, 100_000
 NOISE = (0.5, 3.0)  # std range of the noisy copies: the FIT range of tests/nonskin.py's sensor noise

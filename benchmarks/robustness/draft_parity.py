@@ -21,7 +21,7 @@ from PIL import Image
 
 from hypoderm.data.io import load_rgb_bytes
 from hypoderm.inference import OnnxPredictor, bundled_model
-from hypoderm.preprocess import decode_min_size
+from hypoderm.inference.preprocess import decode_min_size
 
 
 def phone_jpeg(path: Path, long_side: int, quality: int = 90) -> bytes:
@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--min-size", type=int, default=None,
-                    help="draft target (default: hypoderm.preprocess.decode_min_size, 2 x resize_size)")
+                    help="draft target (default: hypoderm.inference.preprocess.decode_min_size, 2 x resize_size)")
     ap.add_argument("--baseline", action="store_true",
                     help="instead of draft, compare with a re-encode of the photo at JPEG quality 85 (the model's "
                          "sensitivity to an invisible change, for scale)")

@@ -24,7 +24,7 @@ from hypoderm.engine.fold import readable_index
 from hypoderm.engine.metrics import expected_calibration_error
 from hypoderm.engine.styleshift import build_views
 from hypoderm.inference import softmax
-from hypoderm.preprocess import PreprocessSpec
+from hypoderm.inference.preprocess import PreprocessSpec
 
 RUN = Path("benchmarks/shortcut/runs/hypodermnet-crop-tone-p40-128-e120")
 SPLIT = Path("benchmarks/comparison/h200_224/split.json")

@@ -29,7 +29,7 @@ from hypoderm.engine.cv import run_cv
 from hypoderm.engine.fold import readable_index
 from hypoderm.engine.styleshift import VIEWS, evaluate_views, view_metrics
 from hypoderm.inference import softmax
-from hypoderm.preprocess import PreprocessSpec
+from hypoderm.inference.preprocess import PreprocessSpec
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_SPLIT = HERE.parent / "comparison" / "h200_224" / "split.json"

@@ -2,13 +2,13 @@
 
 Each photo gets top-k classes with calibrated probabilities and a verdict: `ok`, `uncertain`
 (see a dermatologist: top probability below the model's threshold; no class is the answer) or `not_skin` (the OOD
-check of hypoderm.ood). A file that cannot be read, or whose processing fails in any way, gets
+check of hypoderm.inference.ood). A file that cannot be read, or whose processing fails in any way, gets
 `status: "error"` with the reason, and the other files are still processed. Folders are expanded
 (recursively, sorted).
 
 With an `.onnx` model (or the bundled one) only ONNX Runtime, numpy and Pillow are imported, never
 torch. With a `.pt` checkpoint PyTorch runs the model. `--cam DIR` writes Grad-CAM overlays at the photo's
-resolution from the exported model's own outputs (hypoderm.explain; no PyTorch needed).
+resolution from the exported model's own outputs (hypoderm.inference.explain; no PyTorch needed).
 Exit codes (EXIT_CODES): 0 every file predicted, 1 some files failed (each has its error),
 2 usage or model error, 3 hypoderm itself crashed (a bug: please report it). JSON output:
 docs/PREDICT_SCHEMA.md.
@@ -40,8 +40,8 @@ from hypoderm.inference import (
     prepare,
     result_from_logits,
 )
+from hypoderm.inference.preprocess import preprocess
 from hypoderm.model_quality import metadata_problems
-from hypoderm.preprocess import preprocess
 
 OUTPUT_FORMAT = "hypoderm-predict/1"
 
@@ -75,9 +75,9 @@ class TorchPredictor:
 
         from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
         from hypoderm.export.gradcam import GradCamGraph, UnsupportedModelError
-        from hypoderm.export.metadata import metadata_from_checkpoint
-        from hypoderm.ood import DEFAULT_OOD
-        from hypoderm.preprocess import PreprocessSpec
+        from hypoderm.inference.metadata import metadata_from_checkpoint
+        from hypoderm.inference.ood import DEFAULT_OOD
+        from hypoderm.inference.preprocess import PreprocessSpec
 
         self._torch = torch
         ckpt = load_checkpoint(checkpoint)
@@ -97,7 +97,7 @@ class TorchPredictor:
         return result_from_logits(logits, crop, self.metadata, top_k)
 
     def gradcam_overlay(self, img: Image.Image, class_index: int) -> Image.Image:
-        from hypoderm.explain import overlay_on_photo
+        from hypoderm.inference.explain import overlay_on_photo
 
         if self.cam_graph is None:
             raise ModelLoadError("this model's structure has no Grad-CAM outputs")

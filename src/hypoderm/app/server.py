@@ -2,7 +2,7 @@
 
 The page runs the model in the browser (onnxruntime-web, WASM); the server also predicts, as a
 fallback or by choice. Grad-CAM comes from the exported model's own outputs (features and
-cam_weights, hypoderm.explain), in numpy here and in JavaScript in the page; the server never
+cam_weights, hypoderm.inference.explain), in numpy here and in JavaScript in the page; the server never
 imports torch.
 
 Hardening: uploads are capped in bytes (before they are parsed), in pixels and aspect ratio
@@ -46,8 +46,8 @@ from hypoderm.app.guard import release_memory
 from hypoderm.app.upload import UploadError, image_from_multipart
 from hypoderm.data.io import SOURCE_SIZE_KEY
 from hypoderm.inference import bundled_model
-from hypoderm.ood import with_gate
-from hypoderm.preprocess import MAX_ASPECT_RATIO
+from hypoderm.inference.ood import with_gate
+from hypoderm.inference.preprocess import MAX_ASPECT_RATIO
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # In a source checkout, `npm ci` puts onnxruntime-web here; a pip-installed user points
@@ -316,7 +316,7 @@ def _predict(state: ServerState, data: bytes, top_k: int, gradcam: bool) -> dict
     """Decode and predict one upload, at most `state.max_decodes` at a time (memory = that bound times
     the worst image). Expected failures are ApiErrors (4xx); anything else is a bug and becomes a 500."""
     from hypoderm.inference import decode_min_size_for
-    from hypoderm.preprocess import ImageShapeError
+    from hypoderm.inference.preprocess import ImageShapeError
 
     spec = getattr(state.predictor, "spec", None)
     with state.decode_slots:
@@ -326,9 +326,7 @@ def _predict(state: ServerState, data: bytes, top_k: int, gradcam: bool) -> dict
             img = _decode(data, state.max_pixels, min_size)
             width, height = img.info.get(SOURCE_SIZE_KEY, img.size)
             big = width * height >= RELEASE_AFTER_PIXELS
-            result = dict(state.predictor.predict_image(img, top_k=top_k))
-            if gradcam:
-                result["gradcam"] = _gradcam(state, img, result)
+            result = _predict_image(state, img, top_k, gradcam)
         except ImageShapeError as e:
             raise ApiError(422, "bad_aspect_ratio", str(e)) from None
         except MemoryError:
@@ -342,20 +340,26 @@ def _predict(state: ServerState, data: bytes, top_k: int, gradcam: bool) -> dict
     return result
 
 
-def _gradcam(state: ServerState, img: Any, result: dict[str, Any]) -> dict[str, Any]:
-    """The heat map of the top class over the photo at its resolution (hypoderm.explain: the same
-    definition as `predict --cam` and the browser), as a PNG data URL."""
+def _predict_image(state: ServerState, img: Any, top_k: int, gradcam: bool) -> dict[str, Any]:
+    """The result dict, with the heat map of the top class over the photo at its resolution when asked
+    (hypoderm.inference.explain: the same definition as `predict --cam` and the browser) as a PNG data URL;
+    one preprocessing and one model run either way."""
     available, reason = state.gradcam_status()
-    if not available:
-        return {"available": False, "reason": reason}
-    if not result["top_k"]:  # a rejected photo (not_skin) has no class to explain
-        return {"available": False, "reason": "not_skin"}
-    label = result["top_k"][0]["label"]
-    overlay = state.predictor.gradcam_overlay(img, list(state.metadata["class_names"]).index(label))
+    if not gradcam or not available:
+        result = dict(state.predictor.predict_image(img, top_k=top_k))
+        if gradcam:
+            result["gradcam"] = {"available": False, "reason": reason}
+        return result
+    result, overlay = state.predictor.predict_with_overlay(img, top_k=top_k)
+    result = dict(result)
+    if overlay is None:  # a rejected photo (not_skin) has no class to explain
+        result["gradcam"] = {"available": False, "reason": "not_skin"}
+        return result
     buf = io.BytesIO()
     overlay.save(buf, format="PNG")
-    return {"available": True, "label": label,
-            "image": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")}
+    result["gradcam"] = {"available": True, "label": result["top_k"][0]["label"],
+                         "image": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")}
+    return result
 
 
 def _model_info(state: ServerState) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from hypoderm.preprocess import MAX_ASPECT_RATIO
+from hypoderm.inference.preprocess import MAX_ASPECT_RATIO
 
 # 64 megapixels: far above any phone photo (a 200 MP sensor is the exception), far below what
 # would exhaust memory once decoded (64e6 * 3 bytes = 192 MB of RGB).
@@ -267,7 +267,7 @@ def _decode(fp: io.BytesIO, head: bytes, total: int, max_pixels: int, min_size: 
 def load_rgb_bytes(data: bytes, max_pixels: int = MAX_PIXELS, min_size: int | None = None) -> Image.Image:
     """Decode an encoded image held in memory (e.g. an upload) to upright 8-bit RGB.
 
-    `min_size`: the shorter side the caller needs (`hypoderm.preprocess.decode_min_size(spec)`). A JPEG
+    `min_size`: the shorter side the caller needs (`hypoderm.inference.preprocess.decode_min_size(spec)`). A JPEG
     is then decoded at the smallest DCT scale (1/1, 1/2, 1/4, 1/8) whose shorter side is still >=
     min_size; other formats, and every caller that passes None (training, the decoded cache), get
     full resolution."""

@@ -10,7 +10,7 @@ Torch-free (numpy, Pillow, scikit-learn). Feature extraction costs a few millise
 
 Features (`FEATURE_NAMES`, one float each; NaN where undefined):
 - geometry: `width`, `height`, `aspect` (width / height) of the upright image;
-- skin (Chai & Ngan YCrCb rule, `hypoderm.ood.skin_mask`): `skin_fraction`, mean and std of the
+- skin (Chai & Ngan YCrCb rule, `hypoderm.inference.ood.skin_mask`): `skin_fraction`, mean and std of the
   skin pixels' R, G, B, and `ita`, the individual typology angle of the skin,
   ITA = atan((L* - 50) / b*) in degrees, from the mean CIELAB L* and b* of the skin pixels
   (sRGB, D65); higher is lighter skin;
@@ -45,7 +45,7 @@ from PIL import Image
 from hypoderm.data.dataset import DatasetIndex
 from hypoderm.data.io import ImageLoadError, load_rgb_bytes
 from hypoderm.data.splits import Split
-from hypoderm.ood import skin_mask
+from hypoderm.inference.ood import skin_mask
 
 GEOMETRY_FEATURES: tuple[str, ...] = ("width", "height", "aspect")
 SKIN_FEATURES: tuple[str, ...] = ("skin_fraction", "skin_r_mean", "skin_g_mean", "skin_b_mean",

@@ -9,7 +9,7 @@ patch relative to the skin around it:
 - `SkinGuidedCrop`: a square close-up (a share of the shorter side drawn from `scale`) centred on a
   skin-coloured pixel,
   like the square a user frames in the app. It removes background, framing and photo size; the skin
-  rule is `hypoderm.ood`'s YCrCb rule.
+  rule is `hypoderm.inference.ood`'s YCrCb rule.
 - `ToneShift`: moves the crop's skin tone in CIELAB to a random target (same target distribution for
   every class), so skin tone (ITA) stops predicting the class. A global shift keeps the lightness
   difference between a patch and the surrounding skin, which is the diagnostic contrast.
@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
-from hypoderm.ood import CB_RANGE, CR_RANGE
+from hypoderm.inference.ood import CB_RANGE, CR_RANGE
 
 
 def skin_or_pale_mask(img: torch.Tensor, grow: int = 7) -> torch.Tensor:
-    """HW bool: skin-coloured pixels (YCrCb rule of `hypoderm.ood`) and pale pixels within `grow` px of them.
+    """HW bool: skin-coloured pixels (YCrCb rule of `hypoderm.inference.ood`) and pale pixels within `grow` px of them.
 
     `img` is CHW uint8 RGB. A depigmented patch is near-neutral and fails the skin rule; growing the
     mask keeps such a patch (and its border, where the diagnosis is) among the crop centres.

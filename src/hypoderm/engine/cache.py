@@ -1,8 +1,8 @@
 """Decoded, resized image cache, so CPU training is not bound by JPEG decoding.
 
-Each photo is decoded once into `hypoderm.preprocess.resized_uint8(img, spec)` (RGB, shorter side =
+Each photo is decoded once into `hypoderm.inference.preprocess.resized_uint8(img, spec)` (RGB, shorter side =
 `spec.resize_size`, HWC uint8) and kept as a CHW uint8 tensor. Training crops and augments that
-tensor; evaluation centre-crops it, which is exactly `hypoderm.preprocess.preprocess`.
+tensor; evaluation centre-crops it, which is exactly `hypoderm.inference.preprocess.preprocess`.
 
 With `cache_dir` the arrays are also stored on disk as `.npy`, keyed by the file's path, size,
 modification time and `resize_size`, so later runs (other folds, other models) skip decoding.
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hypoderm.preprocess import PreprocessSpec, resized_uint8
+from hypoderm.inference.preprocess import PreprocessSpec, resized_uint8
 
 
 def _key(path: Path, resize_size: int) -> str:

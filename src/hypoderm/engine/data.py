@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 from torchvision.transforms import v2
 
 from hypoderm.engine.config import RECIPES
-from hypoderm.preprocess import PreprocessSpec
+from hypoderm.inference.preprocess import PreprocessSpec
 
 
 class TrainTransform:
@@ -64,7 +64,7 @@ def train_transform(spec: PreprocessSpec, recipe: str = "standard", counterfactu
 
 
 def eval_transform(spec: PreprocessSpec) -> v2.Transform:
-    """Centre crop + normalise: on a cached tensor this equals `hypoderm.preprocess.preprocess`."""
+    """Centre crop + normalise: on a cached tensor this equals `hypoderm.inference.preprocess.preprocess`."""
     return v2.Compose([
         v2.CenterCrop(spec.size),
         v2.ToDtype(torch.float32, scale=True),

@@ -23,7 +23,7 @@ from hypoderm.engine.cache import DecodedCache
 from hypoderm.engine.data import CachedImageDataset, build_eval_loader, eval_transform
 from hypoderm.engine.metrics import classification_metrics, group_metrics, reliability_bins
 from hypoderm.inference import softmax
-from hypoderm.preprocess import PreprocessSpec
+from hypoderm.inference.preprocess import PreprocessSpec
 
 
 class EvaluateError(RuntimeError):

@@ -28,7 +28,7 @@ import torch
 from torchvision.transforms import v2
 
 from hypoderm.engine.augment import ToneShift, skin_or_pale_mask, square_crop
-from hypoderm.preprocess import PreprocessSpec, center_crop_array
+from hypoderm.inference.preprocess import PreprocessSpec, center_crop_array
 
 VIEWS = ("closeup", "closeup_tone", "masked")
 CROPS_PER_PHOTO = 3

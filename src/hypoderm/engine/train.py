@@ -47,8 +47,8 @@ from hypoderm.engine.runtime import (
     seed_everything,
     set_rng_state,
 )
+from hypoderm.inference.preprocess import PreprocessSpec
 from hypoderm.models import canonical_name
-from hypoderm.preprocess import PreprocessSpec
 
 
 # ------------------------------------------------------------------------------------------------ data

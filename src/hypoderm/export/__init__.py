@@ -1,13 +1,13 @@
-"""Export for phones and browsers: ONNX (fp32, INT8) and TorchScript, with metadata.
+"""Export for phones and browsers: ONNX (fp32, INT8) and TorchScript, with metadata
+(the metadata itself lives in `hypoderm.inference.metadata`).
 
 Formats and the runtimes they serve:
 - ONNX fp32 / INT8 (QDQ): ONNX Runtime (desktop/server), ONNX Runtime Mobile (Android, iOS),
   ONNX Runtime Web (browsers, WASM; the hypoderm web app).
 - TorchScript: LibTorch (C++) and the legacy PyTorch Mobile runtime.
 
-Names are imported lazily so that the torch-free parts (`metadata_from_checkpoint`,
-`quantize_int8`, `agreement_report`, `bench_onnx`) do not import torch. `export_bundle` is
-`hypoderm export` as a function (`hypoderm.export.bundle`).
+Names are imported lazily so that the torch-free parts (`quantize_int8`, `agreement_report`,
+`bench_onnx`) do not import torch. `export_bundle` is `hypoderm export` as a function (`hypoderm.export.bundle`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ _LAZY = {
     "check_parity": "hypoderm.export.onnx",
     "ExportParityError": "hypoderm.export.onnx",
     "PARITY_TOL": "hypoderm.export.onnx",
-    "metadata_from_checkpoint": "hypoderm.export.metadata",
-    "write_metadata": "hypoderm.export.metadata",
     "quantize_int8": "hypoderm.export.quantize",
     "agreement_report": "hypoderm.export.quantize",
     "bench_onnx": "hypoderm.export.latency",

@@ -156,8 +156,8 @@ def _fit_ood(model: Any, images: list[Any], spec: Any, quantile: float) -> dict[
     import numpy as np
     import torch
 
-    from hypoderm.ood import fit_ood_thresholds
-    from hypoderm.preprocess import preprocess
+    from hypoderm.inference.ood import fit_ood_thresholds
+    from hypoderm.inference.preprocess import preprocess
 
     with torch.inference_mode():
         logits = torch.cat([model(torch.from_numpy(np.stack([preprocess(im, spec) for im in images[i: i + 32]])))
@@ -172,7 +172,7 @@ def _closeup_inputs(images: list[Any], keys: list[str], spec: Any, n: int) -> li
     import torch
 
     from hypoderm.engine.styleshift import closeups
-    from hypoderm.preprocess import normalize_uint8, resized_uint8
+    from hypoderm.inference.preprocess import normalize_uint8, resized_uint8
 
     out = []
     for im, key in zip(images, keys, strict=True):
@@ -228,9 +228,9 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
     import torch
 
     from hypoderm.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-    from hypoderm.export.metadata import metadata_from_checkpoint
     from hypoderm.export.onnx import ExportParityError, export_onnx, export_torchscript
-    from hypoderm.preprocess import PreprocessSpec
+    from hypoderm.inference.metadata import metadata_from_checkpoint
+    from hypoderm.inference.preprocess import PreprocessSpec
 
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
     try:
@@ -273,12 +273,12 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
             metadata["ood"] = {**_fit_ood(model, calib, spec, args.ood_quantile),
                                "source": f"fitted at export on {len(calib)} images of {args.calibration}"}
         else:
-            from hypoderm.ood import DEFAULT_OOD
+            from hypoderm.inference.ood import DEFAULT_OOD
 
             metadata["ood"] = {**DEFAULT_OOD, "source": "default: no thresholds in checkpoint, no --calibration"}
             warn("note: the checkpoint has no OOD thresholds and no --calibration was given; using the "
                  f"permissive default {DEFAULT_OOD} (skin-colour rule and the default not-skin gate)")
-    from hypoderm.ood import PERMISSIVE_MAX_LOGIT_MIN, with_gate
+    from hypoderm.inference.ood import PERMISSIVE_MAX_LOGIT_MIN, with_gate
 
     if args.no_max_logit_floor:
         metadata["ood"] = {**metadata["ood"], "max_logit_min": PERMISSIVE_MAX_LOGIT_MIN,
@@ -303,8 +303,8 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
         f"{parity['max_abs_diff']:.2e} <= {parity['tolerance']:g} on {parity['images']} images")
 
     if args.int8:
-        from hypoderm.export.metadata import write_metadata
         from hypoderm.export.quantize import agreement_report, quantize_int8
+        from hypoderm.inference.metadata import write_metadata
 
         int8_path = out.with_name(out.stem + ".int8.onnx")
         quantize_int8(out, calib, int8_path, max_images=args.max_images, keep_gradcam=args.int8_gradcam,

@@ -7,7 +7,7 @@ d y_k / d A_cij = J_kc / (h w), where J = d head / d g is the head's Jacobian at
 g = mean_ij A. The Jacobian of Linear/activation layers has a closed form (W_L D_{L-1} W_{L-1} ...
 with D the activation's derivative at its input), written here with plain tensor ops, so the ONNX
 graph returns three outputs: `logits`, `features` (= A) and `cam_weights` (= alpha, (N, K, C)).
-`hypoderm.explain` turns them into the heat map in numpy (and app/static/js/gradcam.js in the browser).
+`hypoderm.inference.explain` turns them into the heat map in numpy (and app/static/js/gradcam.js in the browser).
 
 The target layer is the output of the model's last feature stage (`model.features` for the
 MobileNet family, `layer4` for ResNets): the same layer for `predict`, `serve` and the browser.

@@ -28,11 +28,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from hypoderm.export.metadata import to_jsonable, write_metadata
 from hypoderm.export.samples import synthetic_skin_images
 from hypoderm.inference import OnnxPredictor, softmax
-from hypoderm.ood import validate_ood, with_gate
-from hypoderm.preprocess import PreprocessSpec, preprocess
+from hypoderm.inference.metadata import to_jsonable, write_metadata
+from hypoderm.inference.ood import validate_ood, with_gate
+from hypoderm.inference.preprocess import PreprocessSpec, preprocess
 
 PARITY_TOL = 1e-4  # max abs difference of probabilities, fp32
 

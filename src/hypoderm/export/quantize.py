@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from hypoderm.inference import OnnxPredictor, load_image, load_metadata
-from hypoderm.preprocess import PreprocessSpec, preprocess
+from hypoderm.inference.preprocess import PreprocessSpec, preprocess
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 FORMATS = ("qdq", "qoperator")
@@ -154,7 +154,7 @@ def quantize_int8(fp32_onnx: str | os.PathLike, calibration_images: Sequence[Ima
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from hypoderm.export.metadata import write_metadata
+    from hypoderm.inference.metadata import write_metadata
 
     fp32_onnx, out_path = Path(fp32_onnx), Path(out_path)
     if method not in CALIBRATION_METHODS:
@@ -252,7 +252,7 @@ def _gradcam_correlation(fp32: OnnxPredictor, int8: OnnxPredictor, x: np.ndarray
                          classes: np.ndarray) -> dict[str, float]:
     """Pearson correlation of the two models' Grad-CAM maps (fp32's top class, feature resolution):
     mean and minimum over the inputs. An INT8 model whose maps drift would mislead the user."""
-    from hypoderm.explain import gradcam_map
+    from hypoderm.inference.explain import gradcam_map
 
     if fp32.cam_names is None or int8.cam_names is None:
         raise ValueError("both models need their Grad-CAM outputs to compare the maps")

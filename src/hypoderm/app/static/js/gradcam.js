@@ -1,5 +1,5 @@
 // Grad-CAM in the browser from the exported model's own outputs: a line-by-line port of
-// hypoderm.explain (the one definition, equal to pytorch-grad-cam's GradCAM at the last feature
+// hypoderm.inference.explain (the one definition, equal to pytorch-grad-cam's GradCAM at the last feature
 // stage). `features` (C, h, w) and `cam_weights` (K, C) come out of the ONNX model next to the logits.
 
 function scale01(a) {
@@ -23,7 +23,7 @@ function axis(nIn, nOut) {
   return { lo, hi, w };
 }
 
-/** Bilinear resize, half-pixel centres, clamped edges (hypoderm.explain.resize_bilinear). */
+/** Bilinear resize, half-pixel centres, clamped edges (hypoderm.inference.explain.resize_bilinear). */
 export function resizeBilinear(a, inH, inW, outH, outW) {
   const ys = axis(inH, outH), xs = axis(inW, outW);
   const out = new Float64Array(outH * outW);
@@ -39,7 +39,7 @@ export function resizeBilinear(a, inH, inW, outH, outW) {
   return out;
 }
 
-/** Grad-CAM of class k in [0, 1] at (outH, outW) (hypoderm.explain.gradcam_map). */
+/** Grad-CAM of class k in [0, 1] at (outH, outW) (hypoderm.inference.explain.gradcam_map). */
 export function gradcamMap(features, weights, dims, k, outH, outW) {
   const [C, h, w] = dims;
   const plane = h * w;
@@ -56,7 +56,7 @@ export function gradcamMap(features, weights, dims, k, outH, outW) {
   return scale01(resized);
 }
 
-/** The 'jet' colour map (hypoderm.explain.jet): value in [0, 1] -> [r, g, b] 0..255. */
+/** The 'jet' colour map (hypoderm.inference.explain.jet): value in [0, 1] -> [r, g, b] 0..255. */
 export function jet(x) {
   x = Math.min(Math.max(x, 0), 1);
   const f = (c) => Math.round(255 * Math.min(Math.max(1.5 - Math.abs(4 * x - c), 0), 1));
@@ -70,7 +70,7 @@ function roundHalfEven(x) {
   return f % 2 === 0 ? f : f + 1;
 }
 
-/** The square the model saw, in photo pixels (hypoderm.explain.crop_box). */
+/** The square the model saw, in photo pixels (hypoderm.inference.explain.crop_box). */
 export function cropBox(width, height, input) {
   let rw, rh;
   if (Math.min(width, height) === input.resize_size) { rw = width; rh = height; }
@@ -83,7 +83,7 @@ export function cropBox(width, height, input) {
 
 /**
  * The photo (a canvas) at its own resolution with the heat map of class k blended over the square
- * the model saw, the rest dimmed (hypoderm.explain.overlay_on_photo). Returns a PNG data URL.
+ * the model saw, the rest dimmed (hypoderm.inference.explain.overlay_on_photo). Returns a PNG data URL.
  */
 export function overlayDataUrl(canvas, features, weights, dims, k, input, alpha = 0.5) {
   const { width, height } = canvas;

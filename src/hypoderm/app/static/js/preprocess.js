@@ -1,5 +1,5 @@
 // Browser preprocessing, OOD check (skin rule + not-skin gate) and verdict: a bit-exact port of the Python inference path
-// (hypoderm.preprocess, hypoderm.ood, hypoderm.inference.result_from_logits), so that the same
+// (hypoderm.inference.preprocess, hypoderm.inference.ood, hypoderm.inference.result_from_logits), so that the same
 // pixels give the same tensor in the browser and on the server.
 //
 // Resize = Pillow's bilinear resampling (ImagingResample: separable triangle filter widened by the
@@ -122,7 +122,7 @@ export function resizeBilinear(rgb, w, h, outW, outH) {
   return data;
 }
 
-/** hypoderm.preprocess.resize_shorter: shorter side -> resizeSize, the other by Python round(). */
+/** hypoderm.inference.preprocess.resize_shorter: shorter side -> resizeSize, the other by Python round(). */
 export function resizeShorter(rgb, w, h, resizeSize) {
   if (Math.min(w, h) === resizeSize) return { data: rgb, width: w, height: h };
   let nw, nh;
@@ -131,7 +131,7 @@ export function resizeShorter(rgb, w, h, resizeSize) {
   return { data: resizeBilinear(rgb, w, h, nw, nh), width: nw, height: nh };
 }
 
-/** hypoderm.preprocess.center_crop_array on packed RGB. */
+/** hypoderm.inference.preprocess.center_crop_array on packed RGB. */
 export function centerCrop(rgb, w, h, size) {
   const top = roundHalfEven((h - size) / 2.0), left = roundHalfEven((w - size) / 2.0);
   const out = new Uint8ClampedArray(size * size * 3);
@@ -142,7 +142,7 @@ export function centerCrop(rgb, w, h, size) {
   return out;
 }
 
-/** hypoderm.preprocess.normalize_uint8: HWC uint8 -> CHW float32, float32 arithmetic like numpy.
+/** hypoderm.inference.preprocess.normalize_uint8: HWC uint8 -> CHW float32, float32 arithmetic like numpy.
  * A pixel has 256 possible values per channel, so each is computed once into a table (same arithmetic). */
 export function normalize(crop, size, mean, std) {
   const f = Math.fround;
@@ -200,7 +200,7 @@ export function prepare(rgb, w, h, input, ood = null) {
   return { crop: oodCrop, tensor: normalize(crop, input.size, input.mean, input.std) };
 }
 
-/** hypoderm.ood.skin_fraction: Chai & Ngan (1999) YCrCb rule, double arithmetic like numpy float64. */
+/** hypoderm.inference.ood.skin_fraction: Chai & Ngan (1999) YCrCb rule, double arithmetic like numpy float64. */
 export function skinFraction(crop) {
   const n = crop.length / 3;
   let skin = 0;
@@ -223,10 +223,10 @@ export function softmax(logits, temperature) {
   return e.map((v) => v / sum);
 }
 
-// ---- The not-skin gate: hypoderm.ood.gate_features / gate_score, same arithmetic ------------------
+// ---- The not-skin gate: hypoderm.inference.ood.gate_features / gate_score, same arithmetic ------------------
 // Only + - * / and Math.sqrt (correctly rounded, like numpy), and every sum is taken one term after
 // another in the order of the Python module docstring (blocks row-major, pixels in a block
-// row-major), which hypoderm.ood reproduces with cumulative sums: the same pixels give the same bits.
+// row-major), which hypoderm.inference.ood reproduces with cumulative sums: the same pixels give the same bits.
 
 const BLOCK = 16;
 export const GATE_FEATURES = ["skin_fraction", "hue_coherence", "skin_cr", "skin_cb", "skin_chroma_sd",
@@ -243,7 +243,7 @@ function sdOverMean(values) {
   return Math.sqrt(Math.max(0.0, s2 / n - mean * mean)) / mean;
 }
 
-/** hypoderm.ood.gate_features on a packed RGB crop of width x height pixels. */
+/** hypoderm.inference.ood.gate_features on a packed RGB crop of width x height pixels. */
 export function gateFeatures(crop, width, height) {
   const nby = Math.floor(height / BLOCK), nbx = Math.floor(width / BLOCK);
   if (nby < 2 || nbx < 2) throw new Error(`image too small for the not-skin gate: ${width}x${height}`);
@@ -329,7 +329,7 @@ export function gateFeatures(crop, width, height) {
   return f;
 }
 
-/** hypoderm.ood.gate_score: bias + linear terms + pairwise terms, summed in this order. */
+/** hypoderm.inference.ood.gate_score: bias + linear terms + pairwise terms, summed in this order. */
 export function gateScore(features, gate) {
   const roots = new Set(gate.sqrt_features || []);
   const z = GATE_FEATURES.map((name, i) => {
@@ -347,7 +347,7 @@ export function gateScore(features, gate) {
 
 const DEFAULT_OOD = { skin_fraction_min: 0.05, max_logit_min: -1e9, gate: null };
 
-/** hypoderm.ood.ood_check. `ood` is the server's completed block (/api/v1/model sends the default
+/** hypoderm.inference.ood.ood_check. `ood` is the server's completed block (/api/v1/model sends the default
  * gate for models exported before it existed); `gate: null` switches the gate off. */
 export function oodCheck(crop, size, logits, ood) {
   const th = { ...DEFAULT_OOD, ...(ood || {}) };

@@ -1,6 +1,6 @@
 """Is this a skin photo? A torch-free out-of-distribution check, computed on the image itself.
 
-Everything is computed on the model's input crop: the uint8 RGB image after `hypoderm.preprocess`'s
+Everything is computed on the model's input crop: the uint8 RGB image after `hypoderm.inference.preprocess`'s
 resize and centre crop, before normalisation. A picture is accepted (`is_skin`) when all three hold:
 
 1. **Skin-pixel fraction** >= `skin_fraction_min`, by a fixed colour rule (Chai & Ngan, 1999,

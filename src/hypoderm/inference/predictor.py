@@ -1,4 +1,4 @@
-"""Torch-free inference on an exported model: ONNX Runtime + numpy + Pillow only.
+"""The predictor: an exported model on ONNX Runtime + numpy + Pillow, torch-free.
 
 Used by `hypoderm predict` (given an ONNX file) and `hypoderm serve`. The per-image result is the
 `predict --json` schema (docs/PREDICT_SCHEMA.md):
@@ -13,7 +13,6 @@ Used by `hypoderm predict` (given an ONNX file) and `hypoderm serve`. The per-im
 
 from __future__ import annotations
 
-import json
 import os
 from importlib import resources
 from pathlib import Path
@@ -23,87 +22,27 @@ import numpy as np
 from PIL import Image
 
 from hypoderm.cards import display_name, format_probability
-from hypoderm.ood import ood_check, validate_ood, with_gate
-from hypoderm.preprocess import PreprocessSpec, center_crop_array, normalize_uint8, preprocess, resized_uint8
+from hypoderm.inference.metadata import DISCLAIMER, ModelLoadError, load_metadata
+from hypoderm.inference.ood import ood_check, with_gate
+from hypoderm.inference.preprocess import PreprocessSpec, center_crop_array, normalize_uint8, preprocess, resized_uint8
 
-METADATA_FORMAT = "hypoderm-onnx/1"
-METADATA_KEY = "hypoderm"  # key in the ONNX model's metadata_props
-DISCLAIMER = "Decision aid, not a medical device."
 REFER_MESSAGE = "Uncertain: the model cannot decide; please see a dermatologist"
 RETAKE_MESSAGE = "To retake the photo: closer, in daylight, with the lesion centred."
-
-
-class ModelLoadError(ValueError):
-    """The model file or its metadata cannot be used; `str(e)` says why."""
 
 
 def load_image(path: str | os.PathLike, min_size: int | None = None) -> Image.Image:
     """Decode an image file to RGB with the project's robust loader (hypoderm.data.io).
 
-    `min_size` (`hypoderm.preprocess.decode_min_size(spec)`) lets a large JPEG decode at reduced DCT
+    `min_size` (`hypoderm.inference.preprocess.decode_min_size(spec)`) lets a large JPEG decode at reduced DCT
     scale, straight to about the size the model needs (see hypoderm.data.io.load_rgb_bytes)."""
     from hypoderm.data.io import load_rgb
 
     return load_rgb(path, min_size=min_size)
 
 
-def sidecar_path(onnx_path: str | os.PathLike) -> Path:
-    """`model.onnx` -> `model.json` (same folder, same stem)."""
-    return Path(onnx_path).with_suffix(".json")
-
-
 def bundled_model() -> Path:
     """The model shipped in the package (src/hypoderm/assets/model.onnx); `predict` and `serve` default to it."""
     return Path(str(resources.files("hypoderm") / "assets" / "model.onnx"))
-
-
-def load_metadata(onnx_path: str | os.PathLike) -> dict[str, Any]:
-    """The hypoderm metadata of an exported model: the sidecar JSON if present, else the copy
-    embedded in the ONNX `metadata_props` (the sidecar wins so that a re-calibrated temperature
-    or threshold can be edited without re-exporting)."""
-    onnx_path = Path(onnx_path)
-    side = sidecar_path(onnx_path)
-    if side.is_file():
-        try:
-            md = json.loads(side.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise ModelLoadError(f"metadata file {side} is not valid JSON ({e})") from e
-    else:
-        import onnx  # torch-free; only needed when there is no sidecar
-
-        try:
-            model = onnx.load(str(onnx_path), load_external_data=False)
-        except Exception as e:  # noqa: BLE001 - protobuf errors vary; the meaning is the same
-            raise ModelLoadError(f"{onnx_path} is not a readable ONNX model ({type(e).__name__})") from e
-        props = {p.key: p.value for p in model.metadata_props}
-        if METADATA_KEY not in props:
-            raise ModelLoadError(f"{onnx_path} has no hypoderm metadata (no {side.name} beside it and no "
-                                 f"metadata_props[{METADATA_KEY!r}]); export it with `hypoderm export`")
-        md = json.loads(props[METADATA_KEY])
-    validate_metadata(md, source=str(side if side.is_file() else onnx_path))
-    return md
-
-
-def validate_metadata(md: dict[str, Any], source: str = "metadata") -> None:
-    """Raise ModelLoadError naming the first missing or wrong field."""
-    if not isinstance(md, dict) or md.get("format") != METADATA_FORMAT:
-        got = md.get("format") if isinstance(md, dict) else type(md).__name__
-        raise ModelLoadError(f"{source}: expected format {METADATA_FORMAT!r}, got {got!r}")
-    for key in ("class_names", "input", "temperature", "abstain_threshold"):
-        if key not in md:
-            raise ModelLoadError(f"{source}: missing field {key!r}")
-    if not md["class_names"] or not all(isinstance(c, str) for c in md["class_names"]):
-        raise ModelLoadError(f"{source}: class_names must be a non-empty list of strings")
-    if float(md["temperature"]) <= 0:
-        raise ModelLoadError(f"{source}: temperature must be > 0, got {md['temperature']}")
-    try:
-        PreprocessSpec.from_dict(md["input"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise ModelLoadError(f"{source}: bad input spec ({e})") from e
-    try:
-        validate_ood(md.get("ood"))
-    except ValueError as e:
-        raise ModelLoadError(f"{source}: bad ood block ({e})") from e
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -117,8 +56,8 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 def prepare(img: Image.Image, spec: PreprocessSpec, ood: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """PIL image -> (uint8 HWC crop used by the OOD check, CHW float32 model input).
 
-    The same steps as `hypoderm.preprocess.preprocess`, split so the crop is computed once. The
-    not-skin gate (`ood["gate"]`, default `hypoderm.ood.DEFAULT_GATE`) is defined on its own centre
+    The same steps as `hypoderm.inference.preprocess.preprocess`, split so the crop is computed once. The
+    not-skin gate (`ood["gate"]`, default `hypoderm.inference.ood.DEFAULT_GATE`) is defined on its own centre
     crop of the photo at `gate.size` (resize the shorter side to round(size / 0.875), as a model of that
     size would see it): for a model of another input size that crop is made from the photo, not by
     resizing the model's crop, so the gate sees what it was fitted on (a 128 px crop blown up to 224
@@ -130,7 +69,7 @@ def prepare(img: Image.Image, spec: PreprocessSpec, ood: dict[str, Any] | None =
 def decode_min_size_for(spec: PreprocessSpec, ood: dict[str, Any] | None) -> int:
     """The shorter side a reduced-scale JPEG decode must keep for the model's crop and for the not-skin
     gate's own crop (`prepare`), so that both see what a full decode would give them."""
-    from hypoderm.preprocess import decode_min_size
+    from hypoderm.inference.preprocess import decode_min_size
 
     gate = with_gate(ood)["gate"]
     gate_size = decode_min_size(PreprocessSpec.for_size(int(gate["size"]))) if gate is not None else 0
@@ -230,8 +169,8 @@ class OnnxPredictor:
         return features[0], weights[0]
 
     def gradcam_overlay(self, img: Image.Image, class_index: int) -> Image.Image:
-        """The photo, at its resolution, with the Grad-CAM map of `class_index` (hypoderm.explain)."""
-        from hypoderm.explain import overlay_on_photo
+        """The photo, at its resolution, with the Grad-CAM map of `class_index` (hypoderm.inference.explain)."""
+        from hypoderm.inference.explain import overlay_on_photo
 
         features, weights = self.gradcam_outputs(img)
         return overlay_on_photo(img, features, weights, class_index, self.spec)
@@ -245,3 +184,20 @@ class OnnxPredictor:
         crop, x = prepare(img, self.spec, self.metadata.get("ood"))
         logits = self.predict_logits(x[None])[0]
         return result_from_logits(logits, crop, self.metadata, top_k)
+
+    def predict_with_overlay(self, img: Image.Image, top_k: int = 3) -> tuple[dict[str, Any], Image.Image | None]:
+        """(result dict, Grad-CAM overlay of the top class or None) from one preprocessing and one
+        session run; the overlay is None when the photo is rejected (not_skin: no class to explain).
+        ModelLoadError when the model has no Grad-CAM outputs."""
+        if self.cam_names is None:
+            raise ModelLoadError(f"{self.path.name} has no Grad-CAM outputs (exported before they existed); "
+                                 "re-export it with `hypoderm export`")
+        from hypoderm.inference.explain import overlay_on_photo
+
+        crop, x = prepare(img, self.spec, self.metadata.get("ood"))
+        logits, features, weights = self.session.run([self.logits_name, *self.cam_names], {self.input_name: x[None]})
+        result = result_from_logits(logits[0], crop, self.metadata, top_k)
+        if not result["top_k"]:
+            return result, None
+        index = self.class_names.index(result["top_k"][0]["label"])
+        return result, overlay_on_photo(img, features[0], weights[0], index, self.spec)

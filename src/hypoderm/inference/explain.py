@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from hypoderm.preprocess import PreprocessSpec
+from hypoderm.inference.preprocess import PreprocessSpec
 
 
 def _scale01(x: np.ndarray) -> np.ndarray:
@@ -64,7 +64,7 @@ def jet(x: np.ndarray) -> np.ndarray:
 
 def crop_box(width: int, height: int, spec: PreprocessSpec) -> tuple[float, float, float, float]:
     """(left, top, box width, box height) in photo pixels of the square the model saw: the centre
-    crop of `spec.size` after resizing the shorter side to `spec.resize_size` (hypoderm.preprocess)."""
+    crop of `spec.size` after resizing the shorter side to `spec.resize_size` (hypoderm.inference.preprocess)."""
     short = min(width, height)
     if width <= height:
         rw, rh = spec.resize_size, max(1, round(height * spec.resize_size / width))

@@ -1,0 +1,40 @@
+"""Torch-free inference: everything `predict`, `serve` and the exported model's users need at run time.
+
+- `preprocess`: THE preprocessing definition (PreprocessSpec; the browser's preprocess.js matches it
+  bit for bit);
+- `ood`: the not-skin check (skin-pixel floor, the fitted gate, the max-logit floor);
+- `metadata`: the `hypoderm-onnx/1` metadata contract (read, build, validate, write; sidecar JSON);
+- `predictor`: OnnxPredictor (ONNX Runtime), `prepare`, `result_from_logits` (the verdict rules);
+- `explain`: Grad-CAM maps from the model's `features` / `cam_weights` outputs.
+
+Nothing here imports torch, `hypoderm.engine`, `hypoderm.models` or `hypoderm.checkpoint`
+(tests/test_import_rules.py). The names below are the package's public interface.
+"""
+
+from hypoderm.inference.metadata import (
+    DISCLAIMER,
+    METADATA_FORMAT,
+    METADATA_KEY,
+    ModelLoadError,
+    load_metadata,
+    sidecar_path,
+    validate_metadata,
+)
+from hypoderm.inference.predictor import (
+    REFER_MESSAGE,
+    RETAKE_MESSAGE,
+    OnnxPredictor,
+    bundled_model,
+    decode_min_size_for,
+    load_image,
+    ood_crop,
+    prepare,
+    result_from_logits,
+    softmax,
+)
+
+__all__ = [
+    "DISCLAIMER", "METADATA_FORMAT", "METADATA_KEY", "REFER_MESSAGE", "RETAKE_MESSAGE", "ModelLoadError",
+    "OnnxPredictor", "bundled_model", "decode_min_size_for", "load_image", "load_metadata", "ood_crop", "prepare",
+    "result_from_logits", "sidecar_path", "softmax", "validate_metadata",
+]

@@ -1,0 +1,160 @@
+"""The `hypoderm-onnx/1` model metadata, its one home (torch-free): read, build, validate, write.
+
+An exported model carries its metadata twice: embedded in the ONNX file's `metadata_props['hypoderm']`
+and as a sidecar JSON beside it (`model.onnx` -> `model.json`; the sidecar wins when both exist, so a
+re-calibrated temperature or threshold can be edited without re-exporting). The fields are the contract
+of docs/ARCHITECTURE.md; `hypoderm export` builds them from a checkpoint (`metadata_from_checkpoint`),
+`predict` and `serve` read them (`load_metadata`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hypoderm import __version__
+from hypoderm.inference.ood import validate_ood
+from hypoderm.inference.preprocess import PreprocessSpec
+
+METADATA_FORMAT = "hypoderm-onnx/1"
+METADATA_KEY = "hypoderm"  # key in the ONNX model's metadata_props
+DISCLAIMER = "Decision aid, not a medical device."
+DEFAULT_ABSTAIN_THRESHOLD = 0.6
+
+
+class ModelLoadError(ValueError):
+    """The model file or its metadata cannot be used; `str(e)` says why."""
+
+
+def sidecar_path(onnx_path: str | os.PathLike) -> Path:
+    """`model.onnx` -> `model.json` (same folder, same stem)."""
+    return Path(onnx_path).with_suffix(".json")
+
+
+def load_metadata(onnx_path: str | os.PathLike) -> dict[str, Any]:
+    """The hypoderm metadata of an exported model: the sidecar JSON if present, else the copy
+    embedded in the ONNX `metadata_props` (the sidecar wins so that a re-calibrated temperature
+    or threshold can be edited without re-exporting)."""
+    onnx_path = Path(onnx_path)
+    side = sidecar_path(onnx_path)
+    if side.is_file():
+        try:
+            md = json.loads(side.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"metadata file {side} is not valid JSON ({e})") from e
+    else:
+        import onnx  # torch-free; only needed when there is no sidecar
+
+        try:
+            model = onnx.load(str(onnx_path), load_external_data=False)
+        except Exception as e:  # noqa: BLE001 - protobuf errors vary; the meaning is the same
+            raise ModelLoadError(f"{onnx_path} is not a readable ONNX model ({type(e).__name__})") from e
+        props = {p.key: p.value for p in model.metadata_props}
+        if METADATA_KEY not in props:
+            raise ModelLoadError(f"{onnx_path} has no hypoderm metadata (no {side.name} beside it and no "
+                                 f"metadata_props[{METADATA_KEY!r}]); export it with `hypoderm export`")
+        md = json.loads(props[METADATA_KEY])
+    validate_metadata(md, source=str(side if side.is_file() else onnx_path))
+    return md
+
+
+def validate_metadata(md: dict[str, Any], source: str = "metadata") -> None:
+    """Raise ModelLoadError naming the first missing or wrong field."""
+    if not isinstance(md, dict) or md.get("format") != METADATA_FORMAT:
+        got = md.get("format") if isinstance(md, dict) else type(md).__name__
+        raise ModelLoadError(f"{source}: expected format {METADATA_FORMAT!r}, got {got!r}")
+    for key in ("class_names", "input", "temperature", "abstain_threshold"):
+        if key not in md:
+            raise ModelLoadError(f"{source}: missing field {key!r}")
+    if not md["class_names"] or not all(isinstance(c, str) for c in md["class_names"]):
+        raise ModelLoadError(f"{source}: class_names must be a non-empty list of strings")
+    if float(md["temperature"]) <= 0:
+        raise ModelLoadError(f"{source}: temperature must be > 0, got {md['temperature']}")
+    try:
+        PreprocessSpec.from_dict(md["input"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelLoadError(f"{source}: bad input spec ({e})") from e
+    try:
+        validate_ood(md.get("ood"))
+    except ValueError as e:
+        raise ModelLoadError(f"{source}: bad ood block ({e})") from e
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Numpy scalars/arrays, tuples and Paths -> plain JSON types (checkpoint metrics often hold them)."""
+    def default(o: Any) -> Any:
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, Path):
+            return str(o)
+        if hasattr(o, "item"):  # a 0-d torch tensor, without importing torch
+            return o.item()
+        return str(o)
+
+    return json.loads(json.dumps(obj, default=default))
+
+
+def input_block(spec: PreprocessSpec) -> dict[str, Any]:
+    """The `input` block: tensor layout plus the one preprocessing definition (PreprocessSpec)."""
+    return {"name": "input", "layout": "NCHW", "dtype": "float32", **spec.to_dict()}
+
+
+def metadata_from_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """A `hypoderm-onnx/1` metadata dict from a checkpoint dict (see hypoderm.checkpoint).
+
+    `ood` is copied as is (None when the checkpoint has no fitted thresholds: the exporter then
+    fits them from calibration images or sets the documented permissive default)."""
+    spec = PreprocessSpec.from_dict(ckpt["preprocess"])
+    summary = dict(ckpt.get("data_summary") or {})
+    threshold = ckpt.get("abstain_threshold")
+    counts = summary.get("counts") or {}
+    text = summary.get("summary") or (
+        ", ".join(f"{k}: {v}" for k, v in counts.items()) if counts else "not recorded in the checkpoint")
+    md = {
+        "format": METADATA_FORMAT,
+        "model_name": ckpt["model_name"],
+        "architecture": ckpt.get("architecture", ckpt["model_name"]),
+        "version": __version__,
+        "precision": "fp32",
+        "class_names": list(ckpt["class_names"]),
+        "input": input_block(spec),
+        "output": {"name": "logits"},
+        "temperature": float(ckpt.get("temperature") or 1.0),
+        "abstain_threshold": float(threshold if threshold is not None else DEFAULT_ABSTAIN_THRESHOLD),
+        "ood": ckpt.get("ood"),
+        "training_data": {"summary": text, "counts": counts,
+                          **{k: v for k, v in summary.items() if k not in ("summary", "counts")}},
+        "metrics": ckpt.get("metrics") or {},
+        "epoch": ckpt.get("epoch"),
+        "disclaimer": DISCLAIMER,
+    }
+    if int(ckpt.get("num_classes", len(md["class_names"]))) != len(md["class_names"]):
+        raise ValueError(f"checkpoint has num_classes={ckpt['num_classes']} but {len(md['class_names'])} class names")
+    return to_jsonable(md)
+
+
+def write_metadata(onnx_path: str | os.PathLike, metadata: dict[str, Any]) -> Path:
+    """Embed `metadata` in the ONNX file's metadata_props['hypoderm'] and write the sidecar JSON.
+    Returns the sidecar path."""
+    import onnx
+
+    onnx_path = Path(onnx_path)
+    metadata = to_jsonable(metadata)
+    validate_metadata(metadata, source=str(onnx_path))
+    model = onnx.load(str(onnx_path))
+    kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    model.metadata_props.add(key=METADATA_KEY, value=json.dumps(metadata, separators=(",", ":")))
+    model.producer_name = "hypoderm"
+    model.producer_version = __version__
+    onnx.save(model, str(onnx_path))
+    side = sidecar_path(onnx_path)
+    side.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+    return side

@@ -1,0 +1,95 @@
+"""The layering rules of docs/ARCHITECTURE.md, checked on the source (every import statement, including
+the lazy ones inside functions) and, for the torch-free side, on what a fresh interpreter loads.
+
+    models            never imports data, engine (a model is a model, whatever the data)
+    data              never imports engine (datasets, splits and audits work without a training loop)
+    inference, app    never import engine, models, checkpoint, export, torch or torchvision (the phone /
+                      server path runs on ONNX Runtime + numpy + Pillow)
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+TORCH_SIDE = ("hypoderm.engine", "hypoderm.models", "hypoderm.checkpoint", "hypoderm.export", "torch", "torchvision")
+RULES: dict[str, tuple[str, ...]] = {
+    "hypoderm.models": ("hypoderm.data", "hypoderm.engine"),
+    "hypoderm.data": ("hypoderm.engine",),
+    "hypoderm.inference": TORCH_SIDE,
+    "hypoderm.app": TORCH_SIDE,
+}
+
+
+def module_name(path: Path, src: Path) -> str:
+    parts = list(path.relative_to(src).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imported_modules(path: Path, src: Path = SRC) -> list[tuple[int, str]]:
+    """(line, module) of every import in the file, relative ones resolved against its package."""
+    name = module_name(path, src)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.append((node.lineno, base))
+            # `from hypoderm import engine` imports hypoderm.engine
+            found += [(node.lineno, f"{base}.{alias.name}") for alias in node.names]
+    return found
+
+
+def violations(layer: str, forbidden: tuple[str, ...], src: Path = SRC) -> list[str]:
+    out = []
+    folder = src / Path(*layer.split("."))
+    files = sorted(folder.rglob("*.py")) if folder.is_dir() else [folder.with_suffix(".py")]
+    for path in files:
+        for line, mod in imported_modules(path, src):
+            if any(mod == f or mod.startswith(f + ".") for f in forbidden):
+                out.append(f"{path.relative_to(src)}:{line} imports {mod}")
+    return out
+
+
+@pytest.mark.parametrize("layer", sorted(RULES))
+def test_layer_imports_follow_the_rules(layer: str) -> None:
+    assert violations(layer, RULES[layer]) == []
+
+
+def test_the_checker_sees_lazy_relative_and_from_imports(tmp_path: Path) -> None:
+    """A rule test that cannot fail is worth nothing: plant each kind of forbidden import and see it caught."""
+    pkg = tmp_path / "hypoderm" / "app"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "lazy.py").write_text("def f():\n    import torch\n    return torch\n")
+    (pkg / "rel.py").write_text("from ..engine import train\n")
+    (pkg / "named.py").write_text("from hypoderm import checkpoint\n")
+    (pkg / "fine.py").write_text("from hypoderm.inference import prepare\nimport numpy\n")
+    found = violations("hypoderm.app", TORCH_SIDE, src=tmp_path)
+    assert {f.split(":")[0] for f in found} == {"hypoderm/app/lazy.py", "hypoderm/app/rel.py", "hypoderm/app/named.py"}
+    assert any("lazy.py:2 imports torch" in f for f in found)
+    assert any("rel.py:1 imports hypoderm.engine" in f for f in found)
+    assert any("named.py:1 imports hypoderm.checkpoint" in f for f in found)
+
+
+def test_the_inference_path_loads_no_torch() -> None:
+    """What a fresh interpreter loads for `predict` with an ONNX model and for `serve`: no torch at all."""
+    code = ("import sys, hypoderm.inference, hypoderm.inference.explain, hypoderm.app.server, hypoderm.predict; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision') "
+            "or m.startswith(('hypoderm.engine', 'hypoderm.models', 'hypoderm.checkpoint'))); print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"})
+    assert out.stdout.strip() == "[]"
