@@ -453,12 +453,19 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
                         limit_concurrency=limit_concurrency, max_buffered_bytes=max_buffered_bytes,
                         model_sha256=sha256_file(model_path))
     state.delivery = Delivery.build(model_path, STATIC_DIR, state.web_assets, ORT_FILES, cache_dir)
-    delivery = state.delivery
 
     app = FastAPI(title="hypoderm", version=__version__, docs_url=None, redoc_url=None,
                   description="Diagnosis aid for hypopigmented skin diseases. A decision aid, not a diagnosis.")
     app.state.hypoderm = state
 
+    _add_error_handling(app, state)
+    _add_api(app, state)
+    _add_pages(app, state, state.delivery)
+    return app
+
+
+def _add_error_handling(app: FastAPI, state: ServerState) -> None:
+    """Security headers on every response; every error, expected or not, as JSON `{"error": {...}}`."""
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
         response = await call_next(request)
@@ -494,6 +501,9 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
         parts = [f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}" for err in e.errors()]
         return _json_error(422, "invalid_parameter", "; ".join(parts) or "invalid request")
 
+
+def _add_api(app: FastAPI, state: ServerState) -> None:
+    """/api/v1: health, model info, predict (bounded: in-flight predictions, buffered bytes, decodes)."""
     @app.get("/api/v1/health", tags=["api"], summary="Liveness and model status")
     def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__, "model_loaded": True,
@@ -533,6 +543,9 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
         state.predictions += 1
         return result
 
+
+def _add_pages(app: FastAPI, state: ServerState, delivery: Delivery) -> None:
+    """The web app, its runtime and model (content-hashed immutable URLs + revalidated fixed ones), the API docs."""
     @app.get("/openapi-docs", include_in_schema=False)
     @app.get("/docs", include_in_schema=False)
     def docs() -> Response:
@@ -599,7 +612,6 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
         if name not in delivery.static:
             raise ApiError(404, "not_found", f"no such static file: {name}")
         return delivery.store.response(delivery.static[name], request, REVALIDATE)
-    return app
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

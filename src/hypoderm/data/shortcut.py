@@ -547,6 +547,95 @@ def _permutation_importance(fitted: FittedBaseline, x: np.ndarray, y: np.ndarray
     return drops
 
 
+@dataclass
+class _Rows:
+    """The images of a split the baseline can use: one feature row, label, fold and split position each."""
+
+    paths: list[str] = field(default_factory=list)
+    rows: list[dict[str, float]] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    folds: list[int] = field(default_factory=list)
+    split_pos: list[int] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _collect_rows(index: DatasetIndex, split: Split, features: Mapping[str, Mapping[str, float]] | None) -> _Rows:
+    by_path = {index.relpath(s): s for s in index.samples}
+    class_ids = {c: i for i, c in enumerate(split.class_names)}
+    out = _Rows()
+    for pos, ss in enumerate(split.samples):
+        sample = by_path.get(ss.path)
+        if sample is None or sample.label != ss.label:
+            continue
+        try:
+            feats = dict(features[ss.path]) if features and ss.path in features else file_features(sample.path)
+        except ImageLoadError as e:
+            out.skipped.append((ss.path, str(e)))
+            continue
+        out.paths.append(ss.path)
+        out.rows.append(feats)
+        out.labels.append(class_ids[ss.label])
+        out.folds.append(ss.fold)
+        out.split_pos.append(pos)
+    return out
+
+
+def _feature_names(rows: list[dict[str, float]], names: Sequence[str] | None) -> list[str]:
+    """The requested features (default all) that are known (finite) for at least one image."""
+    unknown = [n for n in names or () if n not in FEATURE_NAMES]
+    if unknown:
+        raise ValueError(f"unknown feature names {unknown}; valid: {', '.join(FEATURE_NAMES)}")
+    known = [n for j, n in enumerate(FEATURE_NAMES) if np.isfinite(feature_matrix(rows)[:, j]).any()]
+    x_names = [n for n in known if names is None or n in names]
+    if not x_names:
+        raise ShortcutError("none of the requested features is known for any image")
+    return x_names
+
+
+def _score_model(kind: str, split: Split, data: _Rows, x_names: list[str], *, seed: int,
+                 rng: np.random.Generator, n_repeats: int) -> tuple[ModelScore, np.ndarray]:
+    """One classifier kind over the folds: its score and its out-of-fold probabilities."""
+    num_classes = len(split.class_names)
+    y = np.array(data.labels, dtype=np.int64)
+    x = feature_matrix(data.rows, x_names)
+    pos_of = {p: i for i, p in enumerate(data.split_pos)}
+    probs = np.full((len(y), num_classes), np.nan)
+    fold_f1: dict[int, float] = {}
+    fold_auc: dict[int, float] = {}
+    perm: list[np.ndarray] = []
+    coefs: list[np.ndarray] = []
+    for f in range(split.folds):
+        train, val, test = split.partition(f)
+        tr = np.array([pos_of[p] for p in train + val if p in pos_of], dtype=np.int64)
+        te = np.array([pos_of[p] for p in test if p in pos_of], dtype=np.int64)
+        if len(te) == 0 or len(np.unique(y[tr])) < 2:
+            continue  # a fold without test images or with one training class: nothing to measure
+        fitted = fit_baseline([data.rows[i] for i in tr], y[tr], kind=kind, names=x_names,
+                              num_classes=num_classes, seed=seed)
+        p = _proba(fitted.model, x[te], num_classes)
+        probs[te] = p
+        fold_f1[f] = macro_f1(y[te], p.argmax(axis=1), num_classes)
+        fold_auc[f] = roc_auc(y[te], p)
+        perm.append(_permutation_importance(fitted, x[te], y[te], rng, n_repeats))
+        if kind == "logreg":
+            coefs.append(np.abs(fitted.model[-1].coef_).mean(axis=0))
+    if not fold_f1:
+        raise ShortcutError("no fold could be scored (each needs test images and 2 classes to train on)")
+    done = np.isfinite(probs).all(axis=1)
+    pred = probs[done].argmax(axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (AUC undefined on every fold)
+        perm_mean = np.nanmean(np.array(perm), axis=0)
+    score = ModelScore(
+        kind=kind, fold_macro_f1=fold_f1, fold_auc=fold_auc,
+        pooled_macro_f1=macro_f1(y[done], pred, num_classes), pooled_auc=roc_auc(y[done], probs[done]),
+        pooled_accuracy=float(np.mean(pred == y[done])),
+        permutation_importance={n: float(v) for n, v in zip(x_names, perm_mean, strict=True)},
+        coef_importance=({n: float(v) for n, v in zip(x_names, np.mean(coefs, axis=0), strict=True)}
+                         if coefs else {}))
+    return score, probs
+
+
 def shortcut_baseline(index: DatasetIndex, split: Split, *, seed: int = 0, n_repeats: int = 5,
                       features: Mapping[str, Mapping[str, float]] | None = None,
                       names: Sequence[str] | None = None) -> ShortcutReport:
@@ -557,85 +646,22 @@ def shortcut_baseline(index: DatasetIndex, split: Split, *, seed: int = 0, n_rep
     `features` ({relative path: photo_features}) skips the decoding for images already measured;
     `names` restricts the classifiers to those features (default: every one known for some image).
     Raises `ShortcutError` when fewer than 2 classes or too few images remain."""
-    by_path = {index.relpath(s): s for s in index.samples}
-    class_ids = {c: i for i, c in enumerate(split.class_names)}
     num_classes = len(split.class_names)
-    paths: list[str] = []
-    rows: list[dict[str, float]] = []
-    labels: list[int] = []
-    folds: list[int] = []
-    split_pos: list[int] = []
-    skipped: list[tuple[str, str]] = []
-    for pos, ss in enumerate(split.samples):
-        sample = by_path.get(ss.path)
-        if sample is None or sample.label != ss.label:
-            continue
-        try:
-            feats = dict(features[ss.path]) if features and ss.path in features else file_features(sample.path)
-        except ImageLoadError as e:
-            skipped.append((ss.path, str(e)))
-            continue
-        paths.append(ss.path)
-        rows.append(feats)
-        labels.append(class_ids[ss.label])
-        folds.append(ss.fold)
-        split_pos.append(pos)
-    y = np.array(labels, dtype=np.int64)
+    data = _collect_rows(index, split, features)
+    y = np.array(data.labels, dtype=np.int64)
     present = np.bincount(y, minlength=num_classes) if len(y) else np.zeros(num_classes, dtype=int)
     if (present > 0).sum() < 2 or len(y) < 2 * split.folds:
         raise ShortcutError(f"too few readable images for a baseline ({len(y)} images; per class "
                             f"{dict(zip(split.class_names, present.tolist(), strict=True))})")
-    unknown = [n for n in names or () if n not in FEATURE_NAMES]
-    if unknown:
-        raise ValueError(f"unknown feature names {unknown}; valid: {', '.join(FEATURE_NAMES)}")
-    known = [n for j, n in enumerate(FEATURE_NAMES) if np.isfinite(feature_matrix(rows)[:, j]).any()]
-    x_names = [n for n in known if names is None or n in names]
-    if not x_names:
-        raise ShortcutError("none of the requested features is known for any image")
-    x = feature_matrix(rows, x_names)
-    pos_of = {p: i for i, p in enumerate(split_pos)}
-    fold_arr = np.array(folds, dtype=np.int64)
+    x_names = _feature_names(data.rows, names)
     rng = np.random.default_rng(seed)
     scores: dict[str, ModelScore] = {}
     oof: dict[str, np.ndarray] = {}
-    for kind in MODEL_KINDS:
-        probs = np.full((len(y), num_classes), np.nan)
-        fold_f1: dict[int, float] = {}
-        fold_auc: dict[int, float] = {}
-        perm: list[np.ndarray] = []
-        coefs: list[np.ndarray] = []
-        for f in range(split.folds):
-            train, val, test = split.partition(f)
-            tr = np.array([pos_of[p] for p in train + val if p in pos_of], dtype=np.int64)
-            te = np.array([pos_of[p] for p in test if p in pos_of], dtype=np.int64)
-            if len(te) == 0 or len(np.unique(y[tr])) < 2:
-                continue  # a fold without test images or with one training class: nothing to measure
-            fitted = fit_baseline([rows[i] for i in tr], y[tr], kind=kind, names=x_names,
-                                  num_classes=num_classes, seed=seed)
-            p = _proba(fitted.model, x[te], num_classes)
-            probs[te] = p
-            fold_f1[f] = macro_f1(y[te], p.argmax(axis=1), num_classes)
-            fold_auc[f] = roc_auc(y[te], p)
-            perm.append(_permutation_importance(fitted, x[te], y[te], rng, n_repeats))
-            if kind == "logreg":
-                coefs.append(np.abs(fitted.model[-1].coef_).mean(axis=0))
-        if not fold_f1:
-            raise ShortcutError("no fold could be scored (each needs test images and 2 classes to train on)")
-        done = np.isfinite(probs).all(axis=1)
-        pred = probs[done].argmax(axis=1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (AUC undefined on every fold)
-            perm_mean = np.nanmean(np.array(perm), axis=0)
-        scores[kind] = ModelScore(
-            kind=kind, fold_macro_f1=fold_f1, fold_auc=fold_auc,
-            pooled_macro_f1=macro_f1(y[done], pred, num_classes), pooled_auc=roc_auc(y[done], probs[done]),
-            pooled_accuracy=float(np.mean(pred == y[done])),
-            permutation_importance={n: float(v) for n, v in zip(x_names, perm_mean, strict=True)},
-            coef_importance=({n: float(v) for n, v in zip(x_names, np.mean(coefs, axis=0), strict=True)}
-                             if coefs else {}))
-        oof[kind] = probs
+    for kind in MODEL_KINDS:  # one rng across the kinds, in this order, as before
+        scores[kind], oof[kind] = _score_model(kind, split, data, x_names, seed=seed, rng=rng, n_repeats=n_repeats)
+    x = feature_matrix(data.rows, x_names)
     univariate = {n: separability(x[:, j], y, num_classes) for j, n in enumerate(x_names)}
-    return ShortcutReport(class_names=list(split.class_names), folds=split.folds, paths=paths, labels=y,
-                          fold_of=fold_arr, features=rows, models=scores, univariate=univariate, oof_probs=oof,
-                          skipped=skipped)
+    return ShortcutReport(class_names=list(split.class_names), folds=split.folds, paths=data.paths, labels=y,
+                          fold_of=np.array(data.folds, dtype=np.int64), features=data.rows, models=scores,
+                          univariate=univariate, oof_probs=oof, skipped=data.skipped)
 
