@@ -604,6 +604,12 @@ def test_weight_only_int8_is_dequantised_when_the_session_is_created(exported_ec
     assert OnnxPredictor(q).session.get_session_options().get_session_config_entry("session.disable_quant_qdq") == "1"
     with pytest.raises(Exception, match="does not have configuration"):
         OnnxPredictor(exported_eca).session.get_session_options().get_session_config_entry("session.disable_quant_qdq")
+    from hypoderm.export.latency import ort_cpu_session  # the timing sessions (hypoderm bench) do the same
+
+    assert ort_cpu_session(q).get_session_options().get_session_config_entry("session.disable_quant_qdq") == "1"
+    with pytest.raises(Exception, match="does not have configuration"):
+        ort_cpu_session(q, session_config={}).get_session_options().get_session_config_entry(
+            "session.disable_quant_qdq")
 
 
 def test_weight_only_int8_refuses_a_model_without_weights(tmp_path: Path) -> None:

@@ -375,5 +375,8 @@ def quantize_weights_int8(fp32_onnx: str | os.PathLike, out_path: str | os.PathL
                                                "weights": "int8 per-channel symmetric", "activations": "fp32",
                                                "weight_tensors": len(dq_nodes), "weight_values": weights,
                                                "session_config": DEQUANTIZE_AT_LOAD,
-                                               "fp32_model": fp32_onnx.name}})
+                                               "fp32_model": fp32_onnx.name,
+                                               # the fp32 source's check against PyTorch; this model's own
+                                               # comparison with fp32 is `int8_vs_fp32` (hypoderm export)
+                                               "fp32_parity": md.get("parity")}})
     return out_path
