@@ -587,18 +587,20 @@ def test_weight_only_int8_is_dequantised_when_the_session_is_created(exported_ec
 
     q = quantize_weights_int8(exported_eca, tmp_path / "model.int8w.onnx")
 
-    def optimised_ops(config: dict[str, str]) -> list[str]:
+    def optimised_ops(path: Path, config: dict[str, str]) -> list[str]:
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # portable graph to save
-        opts.optimized_model_filepath = str(tmp_path / f"opt{len(config)}.onnx")
+        opts.optimized_model_filepath = str(tmp_path / f"opt-{path.stem}-{len(config)}.onnx")
         for k, v in config.items():
             opts.add_session_config_entry(k, v)
-        ort.InferenceSession(str(q), opts, providers=["CPUExecutionProvider"])
+        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         return [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
 
-    assert "DequantizeLinear" in optimised_ops({})  # by default ORT keeps them (and runs them every call)
-    folded = optimised_ops(DEQUANTIZE_AT_LOAD)
-    assert "DequantizeLinear" not in folded and {"Conv", "Gemm"} <= set(folded)
+    assert "DequantizeLinear" in optimised_ops(q, {})  # by default ORT keeps them (and runs them every call)
+    folded = optimised_ops(q, DEQUANTIZE_AT_LOAD)
+    # folded: the session runs the nodes the fp32 model gets (independent ones may be listed in another order),
+    # hence fp32's speed
+    assert "DequantizeLinear" not in folded and sorted(folded) == sorted(optimised_ops(exported_eca, {}))
     # OnnxPredictor sets the entry from the metadata's precision, and only there: static QDQ INT8 models
     # need ORT's QDQ fusions, which the entry switches off
     assert OnnxPredictor(q).session.get_session_options().get_session_config_entry("session.disable_quant_qdq") == "1"

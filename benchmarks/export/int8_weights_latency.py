@@ -43,7 +43,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--creates", type=int, default=10)
     args = ap.parse_args()
-    models = [(m, Path(m.removesuffix(":plain")), m.endswith(":plain")) for m in args.models]
+    # keyed "i:PATH", so the same file twice (an A/A control, the noise floor) is two entries
+    models = [(f"{i}:{m}", Path(m.removesuffix(":plain")), m.endswith(":plain")) for i, m in enumerate(args.models)]
     blobs = {name: path.read_bytes() for name, path, _ in models}
     size = int(load_metadata(models[0][1])["input"]["size"])
     x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
