@@ -660,3 +660,8 @@ def test_export_cli_int8_weights_writes_the_model_and_its_report(ckpt_path: Path
     md = json.loads((out.parent / "model.int8w.json").read_text())
     assert md["precision"] == "int8-weights" and md["int8_vs_fp32"]["images"] == 16
     assert md["ood"] == json.loads(out.with_suffix(".json").read_text())["ood"]  # same gate and thresholds as fp32
+    bare = tmp_path / "bare" / "model.onnx"  # no images at all: the model is written, the comparison skipped
+    assert main(["export", str(ckpt_path), "--out", str(bare), "--int8-weights"]) == 0
+    assert "is not compared with fp32" in capsys.readouterr().err
+    assert (bare.parent / "model.int8w.onnx").is_file()
+    assert "int8_weights" not in json.loads((bare.parent / "model.export-report.json").read_text())

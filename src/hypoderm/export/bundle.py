@@ -100,8 +100,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "dequantised once when the session is created (fp32 compute, fp32 speed, ~1/3.5 of the "
                              "file); compared with fp32 like --int8 when --eval or --calibration gives images")
     parser.add_argument("--eval-closeups", type=int, default=3, metavar="N",
-                        help="with --int8: also compare fp32 and INT8 on N seeded close-ups of each evaluation photo "
-                             "(like the square a user frames in the app; hypoderm.engine.styleshift.closeups)")
+                        help="with --int8 / --int8-weights: also compare fp32 and INT8 on N seeded close-ups of each "
+                             "evaluation photo (like the square a user frames in the app; "
+                             "hypoderm.engine.styleshift.closeups)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
     parser.add_argument("--no-max-logit-floor", action="store_true",
