@@ -675,3 +675,51 @@ def test_bundled_model_in_the_browser_refuses_wood_and_matches_python(browser: o
     finally:
         ctx.close()
         srv.stop()
+
+
+def _session_options_seen_by_ort(browser: object, url: str, tmp_path: Path) -> tuple[dict, dict]:
+    """(the options the page passed to onnxruntime-web's InferenceSession.create, a browser diagnosis):
+    the runtime module is served through a wrapper that records them and hands them on unchanged."""
+    ctx = browser.new_context(service_workers="block", **PHONE)
+
+    def wrap(route: Any) -> None:
+        if "real=1" in route.request.url:
+            route.continue_()
+            return
+        real = json.dumps(route.request.url + ("&" if "?" in route.request.url else "?") + "real=1")
+        route.fulfill(status=200, content_type="text/javascript", body=(
+            f"import * as real from {real};\nexport * from {real};\n"
+            "export const InferenceSession = {create: (model, options) => {\n"
+            "  self.__ortSessionOptions = JSON.parse(JSON.stringify(options));  // a copy: ORT adds its own entries\n"
+            "  return real.InferenceSession.create(model, options); }};\n"))
+
+    ctx.route("**/ort.wasm.min.mjs*", wrap)
+    page = ctx.new_page()
+    try:
+        page.goto(url)
+        page.wait_for_selector("body[data-ready='browser']", timeout=60_000)
+        options = page.evaluate("self.__ortSessionOptions")
+        skin = tmp_path / "skin.png"
+        skin_photo(skin)
+        return options, analyse(page, skin)
+    finally:
+        ctx.close()
+
+
+def test_int8_weights_model_is_dequantised_at_load_in_the_browser(browser: object, live: LiveServer,
+                                                                  tmp_path: Path) -> None:
+    """The bundled model stores INT8 weights: the page asks onnxruntime-web to fold them to fp32 when the
+    session is created (else every call dequantises them again: 1.17x slower, benchmarks/export/README.md);
+    an fp32 model gets no such option (it would switch off a static INT8 model's QDQ fusions)."""
+    from hypoderm.inference import bundled_model, load_metadata
+
+    assert load_metadata(bundled_model())["precision"] == "int8-weights"
+    srv = LiveServer(bundled_model().parent)
+    try:
+        options, result = _session_options_seen_by_ort(browser, srv.url, tmp_path)
+    finally:
+        srv.stop()
+    assert options["extra"] == {"session": {"disable_quant_qdq": "1"}}
+    assert options["executionProviders"] == ["wasm"] and result["inference"] == "browser"
+    options, result = _session_options_seen_by_ort(browser, live.url, tmp_path)  # the fp32 test model
+    assert "extra" not in options and result["inference"] == "browser"

@@ -512,3 +512,159 @@ def test_int8_keeps_gradcam_outputs_sharing_the_int8_head_weight(exported_eca: P
     answers_only = quantize_int8(exported_eca, _images(12, seed=3), tmp_path / "plain.onnx")
     assert [o.name for o in onnx.load(str(answers_only)).graph.output] == ["logits"]
     assert "gradcam_correlation" not in agreement_report(exported_eca, answers_only, _images(6, seed=4))
+
+
+def _rounded_weights_fp32(fp32: Path, int8w: Path, out: Path) -> Path:
+    """`fp32` with each weight replaced by the INT8 model's dequantised copy (numpy): the model the
+    INT8-weights session must compute once its DequantizeLinear nodes are folded."""
+    from onnx import numpy_helper
+
+    q = onnx.load(str(int8w))
+    inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    deq = {}
+    for n in q.graph.node:
+        if n.op_type == "DequantizeLinear":
+            w, s = inits[n.input[0]], inits[n.input[1]]
+            shape = [1] * w.ndim
+            shape[next(a.i for a in n.attribute if a.name == "axis")] = -1
+            deq[n.output[0]] = w.astype(np.float32) * s.reshape(shape)
+    model = onnx.load(str(fp32))
+    for i, t in enumerate(model.graph.initializer):
+        if t.name in deq:
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(deq[t.name], t.name))
+    onnx.save(model, str(out))
+    out.with_suffix(".json").write_text(fp32.with_suffix(".json").read_text())
+    return out
+
+
+def test_weight_only_int8_stores_int8_weights_and_computes_in_fp32(exported_eca: Path, tmp_path: Path) -> None:
+    from onnx import numpy_helper
+
+    from hypoderm.export.quantize import model_inputs, quantize_weights_int8
+    from hypoderm.inference import OnnxPredictor
+
+    q = quantize_weights_int8(exported_eca, tmp_path / "model.int8w.onnx")
+    model, fp32 = onnx.load(str(q)), onnx.load(str(exported_eca))
+    ops = [n.op_type for n in model.graph.node]
+    assert "QuantizeLinear" not in ops and ops.count("DequantizeLinear") > 0  # activations are never quantised
+    inits = {t.name: t for t in model.graph.initializer}
+    weighted = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    assert weighted and all(_weight_is_quantized(model, n) for n in weighted)
+    for n in (n for n in model.graph.node if n.op_type == "DequantizeLinear"):
+        assert inits[n.input[0]].data_type == onnx.TensorProto.INT8
+        assert not numpy_helper.to_array(inits[n.input[2]]).any()  # symmetric: zero point 0
+    # the head weight read by the Gemm and by the Grad-CAM MatMul is stored once
+    assert [n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"].count("head.0.weight") == 1
+    assert "head.0.weight" not in inits
+    assert [o.name for o in model.graph.output] == [o.name for o in fp32.graph.output]
+    fp32_weights = {t.name: numpy_helper.to_array(t) for t in fp32.graph.initializer}
+    for n in (n for n in model.graph.node if n.op_type == "DequantizeLinear"):
+        w = fp32_weights[n.output[0]]
+        axis = next(a.i for a in n.attribute if a.name == "axis")
+        shape = [1] * w.ndim
+        shape[axis] = -1
+        scale = numpy_helper.to_array(inits[n.input[1]]).reshape(shape)
+        err = np.abs(numpy_helper.to_array(inits[n.input[0]]) * scale - w)
+        assert (err <= scale / 2 + 1e-7).all()  # round to nearest: at most half a step per weight, per channel
+    md = json.loads(q.with_suffix(".json").read_text())
+    assert md["precision"] == "int8-weights" and md["quantization"]["activations"] == "fp32"
+    assert md["quantization"]["session_config"] == {"session.disable_quant_qdq": "1"}
+    assert md["class_names"] == list(CLASSES) and md["gradcam"]["cam_weights"] == "cam_weights"
+    # Once loaded it computes exactly the fp32 graph with the rounded weights (same kernels, float order):
+    rounded = _rounded_weights_fp32(exported_eca, q, tmp_path / "rounded.onnx")
+    w8, r32, f32 = OnnxPredictor(q), OnnxPredictor(rounded), OnnxPredictor(exported_eca)
+    x = model_inputs(_images(12, seed=8), f32.spec)
+    np.testing.assert_allclose(w8.predict_logits(x), r32.predict_logits(x), rtol=0, atol=1e-5)
+    # The rounding itself (<= half a step, 1/254 of a channel's largest weight) keeps the answers. No tighter
+    # bound holds for this 15-step network, whose barely trained layers amplify any weight change (logits move
+    # up to ~1); the trained bundled model keeps all 248 held-out answers (benchmarks/export/README.md).
+    assert (w8.predict_logits(x).argmax(1) == f32.predict_logits(x).argmax(1)).mean() >= 11 / 12
+    assert w8.has_gradcam
+
+
+def test_weight_only_int8_is_dequantised_when_the_session_is_created(exported_eca: Path, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from hypoderm.export.quantize import DEQUANTIZE_AT_LOAD, quantize_weights_int8
+    from hypoderm.inference import OnnxPredictor
+
+    q = quantize_weights_int8(exported_eca, tmp_path / "model.int8w.onnx")
+
+    def optimised_ops(path: Path, config: dict[str, str]) -> list[str]:
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # portable graph to save
+        opts.optimized_model_filepath = str(tmp_path / f"opt-{path.stem}-{len(config)}.onnx")
+        for k, v in config.items():
+            opts.add_session_config_entry(k, v)
+        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
+
+    assert "DequantizeLinear" in optimised_ops(q, {})  # by default ORT keeps them (and runs them every call)
+    folded = optimised_ops(q, DEQUANTIZE_AT_LOAD)
+    # folded: the session runs the nodes the fp32 model gets (independent ones may be listed in another order),
+    # hence fp32's speed
+    assert "DequantizeLinear" not in folded and sorted(folded) == sorted(optimised_ops(exported_eca, {}))
+    # OnnxPredictor sets the entry from the metadata's precision, and only there: static QDQ INT8 models
+    # need ORT's QDQ fusions, which the entry switches off
+    assert OnnxPredictor(q).session.get_session_options().get_session_config_entry("session.disable_quant_qdq") == "1"
+    with pytest.raises(Exception, match="does not have configuration"):
+        OnnxPredictor(exported_eca).session.get_session_options().get_session_config_entry("session.disable_quant_qdq")
+    from hypoderm.export.latency import ort_cpu_session  # the timing sessions (hypoderm bench) do the same
+
+    assert ort_cpu_session(q).get_session_options().get_session_config_entry("session.disable_quant_qdq") == "1"
+    with pytest.raises(Exception, match="does not have configuration"):
+        ort_cpu_session(q, session_config={}).get_session_options().get_session_config_entry(
+            "session.disable_quant_qdq")
+
+
+def test_weight_only_int8_refuses_a_model_without_weights(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    from hypoderm.export.quantize import quantize_weights_int8
+    from hypoderm.inference.metadata import input_block, write_metadata
+    from hypoderm.inference.preprocess import PreprocessSpec
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 16, 16])
+    for opset in (17, 11):
+        path = tmp_path / f"plain{opset}.onnx"
+        onnx.save(helper.make_model(helper.make_graph([helper.make_node("Relu", ["input"], ["logits"])], "g", [x], [y]),
+                                    opset_imports=[helper.make_opsetid("", opset)]), str(path))
+        write_metadata(path, {"format": "hypoderm-onnx/1", "model_name": "plain", "version": "0", "precision": "fp32",
+                              "class_names": list(CLASSES), "input": input_block(PreprocessSpec.for_size(16)),
+                              "temperature": 1.0, "abstain_threshold": 0.5})
+    with pytest.raises(ValueError, match="no fp32 Conv / Gemm / MatMul weight"):
+        quantize_weights_int8(tmp_path / "plain17.onnx", tmp_path / "out.onnx")
+    with pytest.raises(ValueError, match="needs opset >= 13, the model has 11"):
+        quantize_weights_int8(tmp_path / "plain11.onnx", tmp_path / "out.onnx")
+
+
+@pytest.mark.slow
+def test_export_cli_int8_weights_writes_the_model_and_its_report(ckpt_path: Path, tmp_path: Path, capsys) -> None:
+    from hypoderm.cli import main
+
+    rng = np.random.default_rng(9)
+    for folder in ("calib", "held"):
+        for k, name in enumerate(CLASSES):
+            (tmp_path / folder / name).mkdir(parents=True)
+            for i in range(4):
+                skin_image(k, rng, 48).save(tmp_path / folder / name / f"{i}.png")
+    out = tmp_path / "out" / "model.onnx"
+    rc = main(["export", str(ckpt_path), "--out", str(out), "--int8-weights", "--calibration", str(tmp_path / "calib"),
+               "--eval", str(tmp_path / "held"), "--eval-closeups", "1"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "INT8 weights only" in captured.out and "closeup: top-1 agreement" in captured.out
+    assert not (out.parent / "model.int8.onnx").exists()  # only the weight-only model was asked for
+    report = json.loads((out.parent / "model.export-report.json").read_text())["int8_weights"]
+    assert report["path"] == str(out.parent / "model.int8w.onnx") and report["bytes"] < report["fp32_bytes"] / 2
+    assert report["held_out"] is True and report["images"] == 8 + 8 and report["top1_agreement"] >= 0.9
+    assert report["settings"]["weights"] == "int8 per-channel symmetric"
+    md = json.loads((out.parent / "model.int8w.json").read_text())
+    assert md["precision"] == "int8-weights" and md["int8_vs_fp32"]["images"] == 16
+    assert md["ood"] == json.loads(out.with_suffix(".json").read_text())["ood"]  # same gate and thresholds as fp32
+    bare = tmp_path / "bare" / "model.onnx"  # no images at all: the model is written, the comparison skipped
+    assert main(["export", str(ckpt_path), "--out", str(bare), "--int8-weights"]) == 0
+    assert "is not compared with fp32" in capsys.readouterr().err
+    assert (bare.parent / "model.int8w.onnx").is_file()
+    assert "int8_weights" not in json.loads((bare.parent / "model.export-report.json").read_text())

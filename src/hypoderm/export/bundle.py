@@ -1,10 +1,11 @@
-"""`hypoderm export CHECKPOINT --out PATH [--format onnx|torchscript] [--int8 --calibration DIR]`.
+"""`hypoderm export CHECKPOINT --out PATH [--format onnx|torchscript] [--int8 --calibration DIR] [--int8-weights]`.
 
 Writes `PATH` (e.g. model.onnx) + `PATH.json` sidecar, runs the ONNX Runtime vs PyTorch parity
 check (fails with exit code 1 if max |dp| > 1e-4), and with `--int8` also `<stem>.int8.onnx`
 with its fp32-agreement report: top-1 agreement, accuracy and macro-F1 of both models on the `--eval`
 photos and on seeded close-ups of them (`--eval-closeups`), per view; the INT8 settings default to
 the measured choice (benchmarks/export/README.md) and can be changed with the `--int8-*` options.
+`--int8-weights` writes `<stem>.int8w.onnx` (INT8-stored weights, fp32 compute once loaded) with the same report.
 A JSON report of everything lands in `<stem>.export-report.json`.
 
 The work is `export_bundle(ExportOptions(...))`, callable from Python with the same result as the
@@ -45,6 +46,7 @@ class ExportOptions:
     int8_keep_fp32: str | None = None
     int8_per_tensor: bool = False
     int8_gradcam: bool = False
+    int8_weights: bool = False
     eval_closeups: int = 3
 
 
@@ -93,9 +95,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--int8-gradcam", action="store_true",
                         help="keep the Grad-CAM outputs in the INT8 model (their branch stays fp32 and shares the "
                              "INT8 head weight; the report then compares the maps)")
+    parser.add_argument("--int8-weights", action="store_true",
+                        help="also write <stem>.int8w.onnx: Conv/Gemm/MatMul weights stored as INT8 per channel, "
+                             "dequantised once when the session is created (fp32 compute, fp32 speed, ~1/3.5 of the "
+                             "file); compared with fp32 like --int8 when --eval or --calibration gives images")
     parser.add_argument("--eval-closeups", type=int, default=3, metavar="N",
-                        help="with --int8: also compare fp32 and INT8 on N seeded close-ups of each evaluation photo "
-                             "(like the square a user frames in the app; hypoderm.engine.styleshift.closeups)")
+                        help="with --int8 / --int8-weights: also compare fp32 and INT8 on N seeded close-ups of each "
+                             "evaluation photo (like the square a user frames in the app; "
+                             "hypoderm.engine.styleshift.closeups)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
     parser.add_argument("--no-max-logit-floor", action="store_true",
@@ -302,14 +309,26 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
     log(f"wrote {out} + {out.with_suffix('.json').name} (opset {args.opset}, fp32); parity: max |dp| = "
         f"{parity['max_abs_diff']:.2e} <= {parity['tolerance']:g} on {parity['images']} images")
 
+    variants: list[tuple[str, Path]] = []
     if args.int8:
-        from hypoderm.export.quantize import agreement_report, quantize_int8
-        from hypoderm.inference.metadata import write_metadata
+        from hypoderm.export.quantize import quantize_int8
 
         int8_path = out.with_name(out.stem + ".int8.onnx")
         quantize_int8(out, calib, int8_path, max_images=args.max_images, keep_gradcam=args.int8_gradcam,
                       **int8_settings)
-        eval_source = args.eval_dir or args.calibration
+        variants.append(("int8", int8_path))
+    if args.int8_weights:
+        from hypoderm.export.quantize import quantize_weights_int8
+
+        variants.append(("int8_weights", quantize_weights_int8(out, out.with_name(out.stem + ".int8w.onnx"))))
+    eval_source = args.eval_dir or args.calibration
+    if variants and eval_source is None:
+        warn("note: no --eval or --calibration images: the INT8-weights model is not compared with fp32")
+    elif variants:
+        from hypoderm.export.quantize import agreement_report
+        from hypoderm.inference import load_metadata
+        from hypoderm.inference.metadata import write_metadata
+
         if args.eval_dir is not None:
             try:
                 eval_files, labels = calibration_files(args.eval_dir, class_names)
@@ -317,12 +336,12 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
                 raise ExportError(f"--eval: {e}") from e
             eval_images, eval_labels, eval_files = _load_images(eval_files, labels, 10 ** 9, warn)
             shared = {f.resolve() for f in eval_files} & {f.resolve() for f in calib_files}
-            if shared:
+            if shared and args.int8:
                 warn(f"warning: {len(shared)} of the --eval images are also --calibration images; the INT8 "
                       "comparison is fairest on photos the calibration did not see")
         else:
-            shared = set(calib_files)
-            warn("note: no --eval given: INT8 is compared with fp32 on its own calibration images; give held-out "
+            shared = set(calib_files) if args.int8 else set()  # weight-only INT8 is not calibrated on images
+            warn("note: no --eval given: INT8 is compared with fp32 on the --calibration images; give held-out "
                  "photos with --eval for an honest comparison")
             eval_files, eval_images, eval_labels = calib_files, calib, calib_labels
         inputs, views, labels_all = list(eval_images), ["photo"] * len(eval_images), eval_labels
@@ -337,30 +356,33 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
                 views += ["closeup"] * len(group)
                 if labels_all is not None and eval_labels is not None:
                     labels_all = [*labels_all, *[eval_labels[i]] * len(group)]
-        agree = agreement_report(out, int8_path, inputs, labels_all, views)
-        agree["evaluated_on"] = str(eval_source)
-        agree["held_out"] = args.eval_dir is not None and not shared
-        agree["eval_closeups_per_photo"] = args.eval_closeups
-        from hypoderm.inference import load_metadata
-
-        int8_md = load_metadata(int8_path)
-        write_metadata(int8_path, {**int8_md, "int8_vs_fp32": agree})
-        report["int8"] = {"path": str(int8_path), "bytes": int8_path.stat().st_size, "fp32_bytes": out.stat().st_size,
-                          "settings": int8_md["quantization"], **agree}
-        q = int8_md["quantization"]
-        log(f"wrote {int8_path} (INT8 {q['format']}, {q['weights']}, calibration {q['calibration']} on "
-              f"{q['calibration_images']} images, fp32 layers: {', '.join(q['fp32_layer_groups']) or 'none'}; "
-              f"{int8_path.stat().st_size / 1e6:.2f} MB vs fp32 {out.stat().st_size / 1e6:.2f} MB)")
-        for name, r in [("all", agree), *agree.get("by_view", {}).items()]:
-            line = f"  {name}: top-1 agreement with fp32 {r['top1_agreement']:.1%} on {r['images']} images"
-            if "fp32" in r:
-                line += (f"; accuracy fp32 {r['fp32']['accuracy']:.3f} vs int8 {r['int8']['accuracy']:.3f}, "
-                         f"macro-F1 fp32 {r['fp32']['macro_f1']:.3f} vs int8 {r['int8']['macro_f1']:.3f} "
-                         f"({r['delta_points']['macro_f1']:+.1f} points)")
-            log(line)
-        if "gradcam_correlation" in agree:
-            log(f"  Grad-CAM maps, INT8 vs fp32: correlation mean {agree['gradcam_correlation']['mean']:.3f}, "
-                  f"min {agree['gradcam_correlation']['min']:.3f}")
+        for key, int8_path in variants:
+            agree = agreement_report(out, int8_path, inputs, labels_all, views)
+            agree["evaluated_on"] = str(eval_source)
+            agree["held_out"] = args.eval_dir is not None and not shared
+            agree["eval_closeups_per_photo"] = args.eval_closeups
+            int8_md = load_metadata(int8_path)
+            write_metadata(int8_path, {**int8_md, "int8_vs_fp32": agree})
+            report[key] = {"path": str(int8_path), "bytes": int8_path.stat().st_size,
+                           "fp32_bytes": out.stat().st_size, "settings": int8_md["quantization"], **agree}
+            q = int8_md["quantization"]
+            if key == "int8":
+                log(f"wrote {int8_path} (INT8 {q['format']}, {q['weights']}, calibration {q['calibration']} on "
+                    f"{q['calibration_images']} images, fp32 layers: {', '.join(q['fp32_layer_groups']) or 'none'}; "
+                    f"{int8_path.stat().st_size / 1e6:.2f} MB vs fp32 {out.stat().st_size / 1e6:.2f} MB)")
+            else:
+                log(f"wrote {int8_path} (INT8 weights only, {q['weights']}, fp32 activations, dequantised at load; "
+                    f"{int8_path.stat().st_size / 1e6:.2f} MB vs fp32 {out.stat().st_size / 1e6:.2f} MB)")
+            for name, r in [("all", agree), *agree.get("by_view", {}).items()]:
+                line = f"  {name}: top-1 agreement with fp32 {r['top1_agreement']:.1%} on {r['images']} images"
+                if "fp32" in r:
+                    line += (f"; accuracy fp32 {r['fp32']['accuracy']:.3f} vs int8 {r['int8']['accuracy']:.3f}, "
+                             f"macro-F1 fp32 {r['fp32']['macro_f1']:.3f} vs int8 {r['int8']['macro_f1']:.3f} "
+                             f"({r['delta_points']['macro_f1']:+.1f} points)")
+                log(line)
+            if "gradcam_correlation" in agree:
+                log(f"  Grad-CAM maps, INT8 vs fp32: correlation mean {agree['gradcam_correlation']['mean']:.3f}, "
+                    f"min {agree['gradcam_correlation']['min']:.3f}")
     report_path = out.with_name(out.stem + ".export-report.json")
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     log(f"report: {report_path}")

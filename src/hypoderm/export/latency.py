@@ -10,12 +10,27 @@ from typing import Any
 import numpy as np
 
 
-def ort_cpu_session(model: bytes | str | os.PathLike, threads: int | None = 1) -> Any:
+def ort_cpu_session(model: bytes | str | os.PathLike, threads: int | None = 1,
+                    session_config: dict[str, str] | None = None) -> Any:
     """An ONNX Runtime CPU session set up for timing: all graph optimisations, `threads` intra-op
     threads (None or 0: ONNX Runtime's default), and no busy-waiting between runs: with several
     sessions timed round-robin, one session's spinning pool threads would steal the cores of the next
-    (measured here: 2-thread latencies rose up to 5x in creation order)."""
+    (measured here: 2-thread latencies rose up to 5x in creation order). `session_config`: extra
+    session config entries; None = what the model's metadata asks for (an INT8-weights model's
+    weights are dequantised at load, as OnnxPredictor does), {} = none."""
     import onnxruntime as ort
+
+    if session_config is None:
+        session_config = {}
+        if not isinstance(model, bytes):
+            from hypoderm.export.quantize import DEQUANTIZE_AT_LOAD, WEIGHT_ONLY_PRECISION
+            from hypoderm.inference import ModelLoadError, load_metadata
+
+            try:
+                if load_metadata(model).get("precision") == WEIGHT_ONLY_PRECISION:
+                    session_config = DEQUANTIZE_AT_LOAD
+            except ModelLoadError:
+                pass  # a plain ONNX file without hypoderm metadata: nothing to apply
 
     so = ort.SessionOptions()
     if threads:
@@ -23,6 +38,8 @@ def ort_cpu_session(model: bytes | str | os.PathLike, threads: int | None = 1) -
     so.inter_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    for key, value in session_config.items():
+        so.add_session_config_entry(key, value)
     source = model if isinstance(model, bytes) else str(Path(model))
     return ort.InferenceSession(source, so, providers=["CPUExecutionProvider"])
 

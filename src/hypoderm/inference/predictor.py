@@ -135,6 +135,10 @@ class OnnxPredictor:
         if threads:
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
+        if self.metadata.get("precision") == "int8-weights":
+            # weights stored as INT8 (hypoderm.export.quantize.quantize_weights_int8): constant folding
+            # dequantises them once here, so the session runs the fp32 graph (and is as fast)
+            opts.add_session_config_entry("session.disable_quant_qdq", "1")
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - ORT raises its own exception types

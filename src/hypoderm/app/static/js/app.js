@@ -131,7 +131,10 @@ async function startRuntime() {
     // Threads need cross-origin isolation (SharedArrayBuffer), which the server's headers give.
     ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
     $("load-status").textContent = t("loading_starting");
-    state.session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+    const options = { executionProviders: ["wasm"], graphOptimizationLevel: "all" };
+    // INT8-stored weights are dequantised once here (constant folding), so the session runs fp32 kernels
+    if (state.meta.precision === "int8-weights") options.extra = { session: { disable_quant_qdq: "1" } };
+    state.session = await ort.InferenceSession.create(bytes, options);
     state.ort = ort;
   } catch (err) {
     console.error(err);
