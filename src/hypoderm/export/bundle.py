@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -210,11 +210,8 @@ def _int8_settings(args: ExportOptions) -> dict[str, Any]:
     return settings
 
 
-def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
-                  warn: Callable[[str], None] = _to_stderr) -> dict[str, Any]:
-    """Export one checkpoint as `hypoderm export` does (OOD fitting, parity, INT8, report file) and
-    return the report. Raises ExportError with the message the command prints; `log` gets the
-    command's progress lines, `warn` its warnings and notes."""
+def _check_options(args: ExportOptions) -> dict[str, Any]:
+    """Refuse contradictory or impossible options before anything is loaded; return the INT8 settings."""
     if args.int8 and args.format != "onnx":
         raise ExportError("--int8 applies to --format onnx only")
     if args.int8 and args.calibration is None:
@@ -231,13 +228,16 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
         raise ExportError(f"--eval-closeups must be >= 0, got {args.eval_closeups}")
     if args.format == "onnx" and args.out.suffix != ".onnx":
         raise ExportError(f"--out must end in .onnx, got {args.out}")
+    return int8_settings
 
+
+def _load_model(args: ExportOptions, warn: Callable[[str], None]) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    """(checkpoint, model, metadata) of a checkpoint that is usable and not broken (or --force: marked)."""
     import torch
 
     from hypoderm.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-    from hypoderm.export.onnx import ExportParityError, export_onnx, export_torchscript
     from hypoderm.inference.metadata import metadata_from_checkpoint
-    from hypoderm.inference.preprocess import PreprocessSpec
+    from hypoderm.model_quality import checkpoint_problems
 
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
     try:
@@ -246,10 +246,6 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
         metadata = metadata_from_checkpoint(ckpt)
     except (CheckpointError, KeyError, ValueError, RuntimeError) as e:
         raise ExportError(f"cannot use checkpoint {args.checkpoint}: {e}") from e
-    spec = PreprocessSpec.from_dict(ckpt["preprocess"])
-    class_names = list(ckpt["class_names"])
-    from hypoderm.model_quality import checkpoint_problems
-
     problems = checkpoint_problems(ckpt)
     if problems and not args.force:
         raise ExportError("\n".join([f"refusing to export {args.checkpoint}: it looks broken:",
@@ -259,41 +255,146 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
     metadata["quality"] = {"problems": problems, "forced": bool(problems)}
     for p in problems:
         warn(f"warning: exporting despite: {p['message']} (--force); the model is marked")
+    return ckpt, model, metadata
 
-    calib: list[Any] = []
-    calib_labels: list[int] | None = None
-    calib_files: list[Path] = []
-    if args.calibration is not None:
-        try:
-            files, labels = calibration_files(args.calibration, class_names)
-        except ValueError as e:
-            raise ExportError(f"--calibration: {e}") from e
-        if not files:
-            raise ExportError(f"no image files in {args.calibration}")
-        calib, calib_labels, calib_files = _load_images(files, labels, args.max_images, warn)
-        if not calib:
-            raise ExportError(f"none of the images in {args.calibration} could be read")
 
-    report: dict[str, Any] = {"checkpoint": str(args.checkpoint)}
+@dataclass
+class _Images:
+    """Decoded images with their labels (None without class folders / a label column) and files."""
+
+    images: list[Any] = field(default_factory=list)
+    labels: list[int] | None = None
+    files: list[Path] = field(default_factory=list)
+
+
+def _read_images(source: Path, option: str, class_names: list[str], limit: int,
+                 warn: Callable[[str], None]) -> _Images:
+    try:
+        files, labels = calibration_files(source, class_names)
+    except ValueError as e:
+        raise ExportError(f"{option}: {e}") from e
+    if not files and option == "--calibration":
+        raise ExportError(f"no image files in {source}")
+    images, kept_labels, kept_files = _load_images(files, labels, limit, warn)
+    if not images and option == "--calibration":
+        raise ExportError(f"none of the images in {source} could be read")
+    return _Images(images, kept_labels, kept_files)
+
+
+def _set_ood(metadata: dict[str, Any], model: Any, calib: list[Any], spec: Any, args: ExportOptions,
+             warn: Callable[[str], None]) -> None:
+    """The not-skin thresholds: the checkpoint's, else fitted on the calibration images, else the permissive
+    default; the max-logit floor off with --no-max-logit-floor; the image gate completed."""
+    from hypoderm.inference.ood import DEFAULT_OOD, PERMISSIVE_MAX_LOGIT_MIN, with_gate
+
     if not metadata.get("ood"):
         if calib:
             metadata["ood"] = {**_fit_ood(model, calib, spec, args.ood_quantile),
                                "source": f"fitted at export on {len(calib)} images of {args.calibration}"}
         else:
-            from hypoderm.inference.ood import DEFAULT_OOD
-
             metadata["ood"] = {**DEFAULT_OOD, "source": "default: no thresholds in checkpoint, no --calibration"}
             warn("note: the checkpoint has no OOD thresholds and no --calibration was given; using the "
                  f"permissive default {DEFAULT_OOD} (skin-colour rule and the default not-skin gate)")
-    from hypoderm.inference.ood import PERMISSIVE_MAX_LOGIT_MIN, with_gate
-
     if args.no_max_logit_floor:
         metadata["ood"] = {**metadata["ood"], "max_logit_min": PERMISSIVE_MAX_LOGIT_MIN,
                            "max_logit_floor": "off (--no-max-logit-floor)"}
     metadata["ood"] = with_gate(metadata["ood"])
-    report["ood"] = {k: v for k, v in metadata["ood"].items() if k != "gate"}
 
-    parity_images = calib[:16] or None
+
+@dataclass
+class _EvalSet:
+    """What the INT8 models are compared with fp32 on: model inputs (photos, then close-ups), their view
+    names and labels, where they came from, and which of them the calibration also saw."""
+
+    inputs: list[Any]
+    views: list[str]
+    labels: list[int] | None
+    source: Path
+    shared: set[Path]
+
+
+def _eval_set(args: ExportOptions, calib: _Images, class_names: list[str], spec: Any,
+              warn: Callable[[str], None]) -> _EvalSet:
+    source = args.eval_dir or args.calibration
+    assert source is not None  # the caller checks
+    if args.eval_dir is not None:
+        held = _read_images(args.eval_dir, "--eval", class_names, 10 ** 9, warn)
+        shared = {f.resolve() for f in held.files} & {f.resolve() for f in calib.files}
+        if shared and args.int8:
+            warn(f"warning: {len(shared)} of the --eval images are also --calibration images; the INT8 "
+                 "comparison is fairest on photos the calibration did not see")
+    else:
+        shared = set(calib.files) if args.int8 else set()  # weight-only INT8 is not calibrated on images
+        warn("note: no --eval given: INT8 is compared with fp32 on the --calibration images; give held-out "
+             "photos with --eval for an honest comparison")
+        held = calib
+    inputs, views, labels = list(held.images), ["photo"] * len(held.images), held.labels
+    if args.eval_closeups:
+        root = Path(source)
+        # seeded by the path inside the folder, as hypoderm.engine.styleshift does for a dataset
+        keys = [f.relative_to(root).as_posix() if root.is_dir() and f.is_relative_to(root) else f.name
+                for f in held.files]
+        for i, group in enumerate(_closeup_inputs(held.images, keys, spec, args.eval_closeups)):
+            inputs += group
+            views += ["closeup"] * len(group)
+            if labels is not None and held.labels is not None:
+                labels = [*labels, *[held.labels[i]] * len(group)]
+    return _EvalSet(inputs, views, labels, source, shared)
+
+
+def _compare_variant(key: str, path: Path, fp32: Path, ev: _EvalSet, args: ExportOptions,
+                     log: Callable[[str], None]) -> dict[str, Any]:
+    """Agreement and accuracy of one INT8 model against fp32, written into its metadata and logged."""
+    from hypoderm.export.quantize import agreement_report
+    from hypoderm.inference.metadata import load_metadata, write_metadata
+
+    agree = agreement_report(fp32, path, ev.inputs, ev.labels, ev.views)
+    agree["evaluated_on"] = str(ev.source)
+    agree["held_out"] = args.eval_dir is not None and not ev.shared
+    agree["eval_closeups_per_photo"] = args.eval_closeups
+    md = load_metadata(path)
+    write_metadata(path, {**md, "int8_vs_fp32": agree})
+    q = md["quantization"]
+    sizes = f"{path.stat().st_size / 1e6:.2f} MB vs fp32 {fp32.stat().st_size / 1e6:.2f} MB"
+    if key == "int8":
+        log(f"wrote {path} (INT8 {q['format']}, {q['weights']}, calibration {q['calibration']} on "
+            f"{q['calibration_images']} images, fp32 layers: {', '.join(q['fp32_layer_groups']) or 'none'}; {sizes})")
+    else:
+        log(f"wrote {path} (INT8 weights only, {q['weights']}, fp32 activations, dequantised at load; {sizes})")
+    for name, r in [("all", agree), *agree.get("by_view", {}).items()]:
+        line = f"  {name}: top-1 agreement with fp32 {r['top1_agreement']:.1%} on {r['images']} images"
+        if "fp32" in r:
+            line += (f"; accuracy fp32 {r['fp32']['accuracy']:.3f} vs int8 {r['int8']['accuracy']:.3f}, "
+                     f"macro-F1 fp32 {r['fp32']['macro_f1']:.3f} vs int8 {r['int8']['macro_f1']:.3f} "
+                     f"({r['delta_points']['macro_f1']:+.1f} points)")
+        log(line)
+    if "gradcam_correlation" in agree:
+        log(f"  Grad-CAM maps, INT8 vs fp32: correlation mean {agree['gradcam_correlation']['mean']:.3f}, "
+            f"min {agree['gradcam_correlation']['min']:.3f}")
+    return {"path": str(path), "bytes": path.stat().st_size, "fp32_bytes": fp32.stat().st_size,
+            "settings": q, **agree}
+
+
+def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
+                  warn: Callable[[str], None] = _to_stderr) -> dict[str, Any]:
+    """Export one checkpoint as `hypoderm export` does (OOD fitting, parity, INT8, report file) and
+    return the report. Raises ExportError with the message the command prints; `log` gets the
+    command's progress lines, `warn` its warnings and notes."""
+    int8_settings = _check_options(args)
+    ckpt, model, metadata = _load_model(args, warn)
+
+    from hypoderm.export.onnx import ExportParityError, export_onnx, export_torchscript
+    from hypoderm.inference.preprocess import PreprocessSpec
+
+    spec = PreprocessSpec.from_dict(ckpt["preprocess"])
+    class_names = list(ckpt["class_names"])
+    calib = (_read_images(args.calibration, "--calibration", class_names, args.max_images, warn)
+             if args.calibration is not None else _Images())
+    _set_ood(metadata, model, calib.images, spec, args, warn)
+    report: dict[str, Any] = {"checkpoint": str(args.checkpoint),
+                              "ood": {k: v for k, v in metadata["ood"].items() if k != "gate"}}
+
+    parity_images = calib.images[:16] or None
     try:
         if args.format == "torchscript":
             out = export_torchscript(model, metadata, args.out, parity_images=parity_images)
@@ -303,9 +404,8 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
                           reference_spec=spec, parity_images=parity_images)
     except ExportParityError as e:
         raise ExportError(f"parity check FAILED: {e}", exit_code=1) from e
-    side = json.loads(out.with_suffix(".json").read_text())
-    report["fp32"] = {"path": str(out), "parity": side["parity"]}
-    parity = side["parity"]
+    parity = json.loads(out.with_suffix(".json").read_text())["parity"]
+    report["fp32"] = {"path": str(out), "parity": parity}
     log(f"wrote {out} + {out.with_suffix('.json').name} (opset {args.opset}, fp32); parity: max |dp| = "
         f"{parity['max_abs_diff']:.2e} <= {parity['tolerance']:g} on {parity['images']} images")
 
@@ -314,75 +414,19 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
         from hypoderm.export.quantize import quantize_int8
 
         int8_path = out.with_name(out.stem + ".int8.onnx")
-        quantize_int8(out, calib, int8_path, max_images=args.max_images, keep_gradcam=args.int8_gradcam,
+        quantize_int8(out, calib.images, int8_path, max_images=args.max_images, keep_gradcam=args.int8_gradcam,
                       **int8_settings)
         variants.append(("int8", int8_path))
     if args.int8_weights:
         from hypoderm.export.quantize import quantize_weights_int8
 
         variants.append(("int8_weights", quantize_weights_int8(out, out.with_name(out.stem + ".int8w.onnx"))))
-    eval_source = args.eval_dir or args.calibration
-    if variants and eval_source is None:
+    if variants and (args.eval_dir or args.calibration) is None:
         warn("note: no --eval or --calibration images: the INT8-weights model is not compared with fp32")
     elif variants:
-        from hypoderm.export.quantize import agreement_report
-        from hypoderm.inference import load_metadata
-        from hypoderm.inference.metadata import write_metadata
-
-        if args.eval_dir is not None:
-            try:
-                eval_files, labels = calibration_files(args.eval_dir, class_names)
-            except ValueError as e:
-                raise ExportError(f"--eval: {e}") from e
-            eval_images, eval_labels, eval_files = _load_images(eval_files, labels, 10 ** 9, warn)
-            shared = {f.resolve() for f in eval_files} & {f.resolve() for f in calib_files}
-            if shared and args.int8:
-                warn(f"warning: {len(shared)} of the --eval images are also --calibration images; the INT8 "
-                      "comparison is fairest on photos the calibration did not see")
-        else:
-            shared = set(calib_files) if args.int8 else set()  # weight-only INT8 is not calibrated on images
-            warn("note: no --eval given: INT8 is compared with fp32 on the --calibration images; give held-out "
-                 "photos with --eval for an honest comparison")
-            eval_files, eval_images, eval_labels = calib_files, calib, calib_labels
-        inputs, views, labels_all = list(eval_images), ["photo"] * len(eval_images), eval_labels
-        if args.eval_closeups and eval_source is not None:
-            root = Path(eval_source)
-            # seeded by the path inside the folder, as hypoderm.engine.styleshift does for a dataset
-            keys = [f.relative_to(root).as_posix() if root.is_dir() and f.is_relative_to(root) else f.name
-                    for f in eval_files]
-            ups = _closeup_inputs(eval_images, keys, spec, args.eval_closeups)
-            for i, group in enumerate(ups):
-                inputs += group
-                views += ["closeup"] * len(group)
-                if labels_all is not None and eval_labels is not None:
-                    labels_all = [*labels_all, *[eval_labels[i]] * len(group)]
-        for key, int8_path in variants:
-            agree = agreement_report(out, int8_path, inputs, labels_all, views)
-            agree["evaluated_on"] = str(eval_source)
-            agree["held_out"] = args.eval_dir is not None and not shared
-            agree["eval_closeups_per_photo"] = args.eval_closeups
-            int8_md = load_metadata(int8_path)
-            write_metadata(int8_path, {**int8_md, "int8_vs_fp32": agree})
-            report[key] = {"path": str(int8_path), "bytes": int8_path.stat().st_size,
-                           "fp32_bytes": out.stat().st_size, "settings": int8_md["quantization"], **agree}
-            q = int8_md["quantization"]
-            if key == "int8":
-                log(f"wrote {int8_path} (INT8 {q['format']}, {q['weights']}, calibration {q['calibration']} on "
-                    f"{q['calibration_images']} images, fp32 layers: {', '.join(q['fp32_layer_groups']) or 'none'}; "
-                    f"{int8_path.stat().st_size / 1e6:.2f} MB vs fp32 {out.stat().st_size / 1e6:.2f} MB)")
-            else:
-                log(f"wrote {int8_path} (INT8 weights only, {q['weights']}, fp32 activations, dequantised at load; "
-                    f"{int8_path.stat().st_size / 1e6:.2f} MB vs fp32 {out.stat().st_size / 1e6:.2f} MB)")
-            for name, r in [("all", agree), *agree.get("by_view", {}).items()]:
-                line = f"  {name}: top-1 agreement with fp32 {r['top1_agreement']:.1%} on {r['images']} images"
-                if "fp32" in r:
-                    line += (f"; accuracy fp32 {r['fp32']['accuracy']:.3f} vs int8 {r['int8']['accuracy']:.3f}, "
-                             f"macro-F1 fp32 {r['fp32']['macro_f1']:.3f} vs int8 {r['int8']['macro_f1']:.3f} "
-                             f"({r['delta_points']['macro_f1']:+.1f} points)")
-                log(line)
-            if "gradcam_correlation" in agree:
-                log(f"  Grad-CAM maps, INT8 vs fp32: correlation mean {agree['gradcam_correlation']['mean']:.3f}, "
-                    f"min {agree['gradcam_correlation']['min']:.3f}")
+        ev = _eval_set(args, calib, class_names, spec, warn)
+        for key, path in variants:
+            report[key] = _compare_variant(key, path, out, ev, args, log)
     report_path = out.with_name(out.stem + ".export-report.json")
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     log(f"report: {report_path}")

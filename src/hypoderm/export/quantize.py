@@ -157,16 +157,7 @@ def quantize_int8(fp32_onnx: str | os.PathLike, calibration_images: Sequence[Ima
     from hypoderm.inference.metadata import write_metadata
 
     fp32_onnx, out_path = Path(fp32_onnx), Path(out_path)
-    if method not in CALIBRATION_METHODS:
-        raise ValueError(f"unknown calibration method {method!r}; choose from {', '.join(CALIBRATION_METHODS)}")
-    if quant_format not in FORMATS:
-        raise ValueError(f"unknown quantisation format {quant_format!r}; choose from {', '.join(FORMATS)}")
-    keep_fp32 = list(keep_fp32)
-    unknown = sorted(set(keep_fp32) - set(SENSITIVE_GROUPS))
-    if unknown:
-        raise ValueError(f"unknown layer group(s) {unknown} to keep in fp32; choose from {', '.join(SENSITIVE_GROUPS)}")
-    if len(calibration_images) == 0:
-        raise ValueError("INT8 calibration needs at least one image")
+    keep_fp32 = _check_settings(method, quant_format, keep_fp32, len(calibration_images))
     md = load_metadata(fp32_onnx)
     spec = PreprocessSpec.from_dict(md["input"])
     images = list(calibration_images)[:max_images]
@@ -196,21 +187,7 @@ def quantize_int8(fp32_onnx: str | os.PathLike, calibration_images: Sequence[Ima
             # its MatMul reads the INT8 head weight through the same DequantizeLinear as the Gemm,
             # so the weight is stored once and `features` is the INT8 model's own feature map.
             excluded += [n for n in off_path_nodes(pre, logits_name) if n not in excluded]
-        cache = None
-        if method == "entropy":
-            # quantize_static's entropy calibration uses 128 histogram bins and 128 quantised bins, which
-            # leaves the KL search one candidate, the full range: MinMax under another name (measured:
-            # identical scales). Calibrate with a finer histogram here and hand the ranges over as a cache.
-            from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
-
-            calibrator = create_calibrator(pre, None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-                                           calibrate_method=calibrate,
-                                           extra_options={"num_bins": ENTROPY_HISTOGRAM_BINS,
-                                                          "num_quantized_bins": 128, "symmetric": False})
-            calibrator.collect_data(reader)
-            cache = Path(tmp) / "ranges.json"
-            save_tensors_data(calibrator.compute_data(), cache)
-            reader.rewind()
+        cache = _entropy_ranges(pre, reader, calibrate, Path(tmp)) if method == "entropy" else None
         quantize_static(str(pre), str(out_path), reader, calibration_cache_path=cache,
                         quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
                         per_channel=per_channel, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
@@ -218,16 +195,47 @@ def quantize_int8(fp32_onnx: str | os.PathLike, calibration_images: Sequence[Ima
                         extra_options=extra)
     if not keep_gradcam:
         md = {k: v for k, v in md.items() if k != "gradcam"}
-    write_metadata(out_path, {**md, "precision": "int8",
-                              "quantization": {"tool": "onnxruntime.quantization.quantize_static",
-                                               "format": "QDQ" if quant_format == "qdq" else "QOperator",
-                                               "weights": "int8 per-channel" if per_channel else "int8 per-tensor",
-                                               "activations": "uint8", "calibration": method,
-                                               "calibration_images": len(images),
-                                               "fp32_layer_groups": keep_fp32, "fp32_nodes": len(excluded),
-                                               "gradcam": bool(md.get("gradcam")),
-                                               "fp32_model": fp32_onnx.name}})
+    quantization = {"tool": "onnxruntime.quantization.quantize_static",
+                    "format": "QDQ" if quant_format == "qdq" else "QOperator",
+                    "weights": "int8 per-channel" if per_channel else "int8 per-tensor",
+                    "activations": "uint8", "calibration": method, "calibration_images": len(images),
+                    "fp32_layer_groups": keep_fp32, "fp32_nodes": len(excluded), "gradcam": bool(md.get("gradcam")),
+                    "fp32_model": fp32_onnx.name}
+    write_metadata(out_path, {**md, "precision": "int8", "quantization": quantization})
     return out_path
+
+
+def _check_settings(method: str, quant_format: str, keep_fp32: Iterable[str], n_images: int) -> list[str]:
+    """ValueError naming the first unknown setting; the layer groups to keep in fp32 as a list."""
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"unknown calibration method {method!r}; choose from {', '.join(CALIBRATION_METHODS)}")
+    if quant_format not in FORMATS:
+        raise ValueError(f"unknown quantisation format {quant_format!r}; choose from {', '.join(FORMATS)}")
+    groups = list(keep_fp32)
+    unknown = sorted(set(groups) - set(SENSITIVE_GROUPS))
+    if unknown:
+        raise ValueError(f"unknown layer group(s) {unknown} to keep in fp32; choose from {', '.join(SENSITIVE_GROUPS)}")
+    if n_images == 0:
+        raise ValueError("INT8 calibration needs at least one image")
+    return groups
+
+
+def _entropy_ranges(pre: Path, reader: Any, calibrate: Any, tmp: Path) -> Path:
+    """Entropy calibration with a finer histogram, as a ranges cache for quantize_static.
+
+    quantize_static's entropy calibration uses 128 histogram bins and 128 quantised bins, which leaves the
+    KL search one candidate, the full range: MinMax under another name (measured: identical scales)."""
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    calibrator = create_calibrator(pre, None, augmented_model_path=str(tmp / "augmented.onnx"),
+                                   calibrate_method=calibrate,
+                                   extra_options={"num_bins": ENTROPY_HISTOGRAM_BINS,
+                                                  "num_quantized_bins": 128, "symmetric": False})
+    calibrator.collect_data(reader)
+    cache = tmp / "ranges.json"
+    save_tensors_data(calibrator.compute_data(), cache)
+    reader.rewind()
+    return cache
 
 
 def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
