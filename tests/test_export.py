@@ -458,16 +458,21 @@ def test_int8_agrees_with_fp32_on_tiny_model_and_report_has_fields(exported_eca:
         agreement_report(exported_eca, q, photos, None, ["photo"])
 
 
+def calib_and_held_folders(root: Path, seed: int, per_class: int) -> None:
+    """root/calib and root/held: `per_class` synthetic 48 px skin images per class in class folders."""
+    rng = np.random.default_rng(seed)
+    for folder in ("calib", "held"):
+        for k, name in enumerate(CLASSES):
+            (root / folder / name).mkdir(parents=True)
+            for i in range(per_class):
+                skin_image(k, rng, 48).save(root / folder / name / f"{i}.png")
+
+
 @pytest.mark.slow
 def test_export_cli_int8_options_and_closeup_report(ckpt_path: Path, tmp_path: Path, capsys) -> None:
     from hypoderm.cli import main
 
-    rng = np.random.default_rng(6)
-    for folder in ("calib", "held"):
-        for k, name in enumerate(CLASSES):
-            (tmp_path / folder / name).mkdir(parents=True)
-            for i in range(6):
-                skin_image(k, rng, 48).save(tmp_path / folder / name / f"{i}.png")
+    calib_and_held_folders(tmp_path, seed=6, per_class=6)
     out = tmp_path / "out" / "model.onnx"
     rc = main(["export", str(ckpt_path), "--out", str(out), "--int8", "--calibration", str(tmp_path / "calib"),
                "--eval", str(tmp_path / "held"), "--int8-method", "entropy", "--int8-format", "qoperator",
@@ -643,12 +648,7 @@ def test_weight_only_int8_refuses_a_model_without_weights(tmp_path: Path) -> Non
 def test_export_cli_int8_weights_writes_the_model_and_its_report(ckpt_path: Path, tmp_path: Path, capsys) -> None:
     from hypoderm.cli import main
 
-    rng = np.random.default_rng(9)
-    for folder in ("calib", "held"):
-        for k, name in enumerate(CLASSES):
-            (tmp_path / folder / name).mkdir(parents=True)
-            for i in range(4):
-                skin_image(k, rng, 48).save(tmp_path / folder / name / f"{i}.png")
+    calib_and_held_folders(tmp_path, seed=9, per_class=4)
     out = tmp_path / "out" / "model.onnx"
     rc = main(["export", str(ckpt_path), "--out", str(out), "--int8-weights", "--calibration", str(tmp_path / "calib"),
                "--eval", str(tmp_path / "held"), "--eval-closeups", "1"])
