@@ -6,7 +6,8 @@ latency: all models in ONE page, timed round-robin (run i of every model before 
   order rotated each round), like `hypoderm bench` does natively, so machine drift lands on all
   models alike. Reports per-model medians and the hypodermnet/mnv3s ratio from this one run (ratio of
   medians, and the median of per-round ratios). `session.run` = the model alone on a random input;
-  `pipeline` = the page's preprocess.js on a 512x512 crop + session.run + softmax/OOD.
+  `pipeline` = what app.js does with one framed 512x512 crop: RGBA -> RGB, preprocess.js prepare (the model's
+  crop and the not-skin gate's own crop), session.run, resultFromLogits (softmax, skin rule, gate).
 
 first-load: the real app (`create_app`, the bundled model unless --model) with a fresh browser
   profile: bytes the server sent until the first diagnosis is on screen (response bodies as sent,
@@ -59,7 +60,7 @@ async ([names, runs, threads]) => {
         bytes, {executionProviders: ['wasm'], graphOptimizationLevel: 'all'}));
   }
   const x = new ort.Tensor('float32', new Float32Array(3 * s * s).map(() => Math.random()), [1, 3, s, s]);
-  const rgb = new Uint8ClampedArray(512 * 512 * 3).map(() => 100 + Math.random() * 100);
+  const rgba = new Uint8ClampedArray(512 * 512 * 4).map(() => 100 + Math.random() * 100);  // as getImageData gives
   for (const sess of sessions) for (let i = 0; i < 10; i++) await sess.run({input: x});
   const model = names.map(() => []), full = names.map(() => []);
   for (let i = 0; i < runs; i++) {
@@ -69,7 +70,7 @@ async ([names, runs, threads]) => {
       await sessions[k].run({input: x});
       model[k].push(performance.now() - t0);
       t0 = performance.now();
-      const {crop, tensor} = pp.prepare(rgb, 512, 512, meta.input);
+      const {crop, tensor} = pp.prepare(pp.rgbaToRgb(rgba), 512, 512, meta.input, meta.ood);  // as app.js does
       const out = await sessions[k].run({input: new ort.Tensor('float32', tensor, [1, 3, s, s])});
       pp.resultFromLogits(Array.from(out.logits.data), crop, meta, 3);
       full[k].push(performance.now() - t0);
