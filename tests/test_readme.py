@@ -34,9 +34,8 @@ def test_the_command_table_says_how_to_get_hypoderm_on_the_path() -> None:
 
 def test_calibrated_only_where_calibration_was_measured() -> None:
     """Probabilities are temperature-scaled; "calibrated" is said only of calibration *images*."""
-    for m in re.finditer(r"calibrated", README, flags=re.I):
-        context = README[max(0, m.start() - 80): m.end() + 80]
-        pytest.fail(f"README says 'calibrated' (say 'temperature-scaled' unless measured): …{context}…")
+    contexts = [README[max(0, m.start() - 80): m.end() + 80] for m in re.finditer(r"calibrated", README, flags=re.I)]
+    assert not contexts, f"README says 'calibrated' (say 'temperature-scaled' unless measured): {contexts}"
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")

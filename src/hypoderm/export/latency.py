@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -23,14 +24,11 @@ def ort_cpu_session(model: bytes | str | os.PathLike, threads: int | None = 1,
     if session_config is None:
         session_config = {}
         if not isinstance(model, bytes):
-            from hypoderm.export.quantize import DEQUANTIZE_AT_LOAD, WEIGHT_ONLY_PRECISION
-            from hypoderm.inference import ModelLoadError, load_metadata
+            from hypoderm.inference.metadata import ModelLoadError, load_metadata
+            from hypoderm.inference.metadata import session_config as needed_config
 
-            try:
-                if load_metadata(model).get("precision") == WEIGHT_ONLY_PRECISION:
-                    session_config = DEQUANTIZE_AT_LOAD
-            except ModelLoadError:
-                pass  # a plain ONNX file without hypoderm metadata: nothing to apply
+            with contextlib.suppress(ModelLoadError):  # a plain ONNX file without hypoderm metadata: none
+                session_config = needed_config(load_metadata(model))
 
     so = ort.SessionOptions()
     if threads:

@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from hypoderm.inference import OnnxPredictor, load_image, load_metadata
+from hypoderm.inference.metadata import DEQUANTIZE_AT_LOAD, WEIGHT_ONLY_PRECISION
 from hypoderm.inference.preprocess import PreprocessSpec, preprocess
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -316,8 +317,7 @@ def agreement_report(fp32_onnx: str | os.PathLike, int8_onnx: str | os.PathLike,
 # ONNX Runtime's constant folding computes DequantizeLinear of a constant at session creation when
 # `session.disable_quant_qdq` is "1" (without it, it keeps DequantizeLinear for its QDQ fusions and
 # runs it on every call); the graph it then runs is the fp32 graph with rounded weights.
-WEIGHT_ONLY_PRECISION = "int8-weights"
-DEQUANTIZE_AT_LOAD = {"session.disable_quant_qdq": "1"}  # the session config entry that folds them
+# (WEIGHT_ONLY_PRECISION and DEQUANTIZE_AT_LOAD: hypoderm.inference.metadata, the contract's home)
 
 
 def _weight_axis(node: Any, rank: int) -> int:

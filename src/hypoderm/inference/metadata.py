@@ -24,6 +24,11 @@ METADATA_FORMAT = "hypoderm-onnx/1"
 METADATA_KEY = "hypoderm"  # key in the ONNX model's metadata_props
 DISCLAIMER = "Decision aid, not a medical device."
 DEFAULT_ABSTAIN_THRESHOLD = 0.6
+# Weight-only INT8 (hypoderm.export.quantize.quantize_weights_int8): the weights are stored as INT8 behind
+# DequantizeLinear; with this session config entry ONNX Runtime's constant folding dequantises them once at
+# session creation, so the session runs the fp32 graph (and is as fast). The page sets the same entry.
+WEIGHT_ONLY_PRECISION = "int8-weights"
+DEQUANTIZE_AT_LOAD = {"session.disable_quant_qdq": "1"}
 
 
 class ModelLoadError(ValueError):
@@ -33,6 +38,11 @@ class ModelLoadError(ValueError):
 def sidecar_path(onnx_path: str | os.PathLike) -> Path:
     """`model.onnx` -> `model.json` (same folder, same stem)."""
     return Path(onnx_path).with_suffix(".json")
+
+
+def session_config(md: dict[str, Any]) -> dict[str, str]:
+    """The ONNX Runtime session config entries a model with this metadata needs (none for fp32)."""
+    return dict(DEQUANTIZE_AT_LOAD) if md.get("precision") == WEIGHT_ONLY_PRECISION else {}
 
 
 def load_metadata(onnx_path: str | os.PathLike) -> dict[str, Any]:

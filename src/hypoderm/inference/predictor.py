@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from hypoderm.cards import display_name, format_probability
-from hypoderm.inference.metadata import DISCLAIMER, ModelLoadError, load_metadata
+from hypoderm.inference.metadata import DISCLAIMER, ModelLoadError, load_metadata, session_config
 from hypoderm.inference.ood import ood_check, with_gate
 from hypoderm.inference.preprocess import PreprocessSpec, center_crop_array, normalize_uint8, preprocess, resized_uint8
 
@@ -135,10 +135,8 @@ class OnnxPredictor:
         if threads:
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
-        if self.metadata.get("precision") == "int8-weights":
-            # weights stored as INT8 (hypoderm.export.quantize.quantize_weights_int8): constant folding
-            # dequantises them once here, so the session runs the fp32 graph (and is as fast)
-            opts.add_session_config_entry("session.disable_quant_qdq", "1")
+        for key, value in session_config(self.metadata).items():  # INT8-stored weights: dequantised here
+            opts.add_session_config_entry(key, value)
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
@@ -163,13 +161,18 @@ class OnnxPredictor:
         feed = {self.input_name: np.ascontiguousarray(x, dtype=np.float32)}
         return self.session.run([self.logits_name], feed)[0]
 
-    def gradcam_outputs(self, img: Image.Image) -> tuple[np.ndarray, np.ndarray]:
-        """(features (C, h, w), cam_weights (K, C)) of one photo; ModelLoadError without the outputs."""
+    def _cam_outputs(self) -> tuple[str, str]:
+        """The Grad-CAM output names; ModelLoadError when the model has none."""
         if self.cam_names is None:
             raise ModelLoadError(f"{self.path.name} has no Grad-CAM outputs (exported before they existed); "
                                  "re-export it with `hypoderm export`")
+        return self.cam_names
+
+    def gradcam_outputs(self, img: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+        """(features (C, h, w), cam_weights (K, C)) of one photo; ModelLoadError without the outputs."""
+        cam_names = self._cam_outputs()
         x = preprocess(img, self.spec)
-        features, weights = self.session.run(list(self.cam_names), {self.input_name: x[None]})
+        features, weights = self.session.run(list(cam_names), {self.input_name: x[None]})
         return features[0], weights[0]
 
     def gradcam_overlay(self, img: Image.Image, class_index: int) -> Image.Image:
@@ -193,13 +196,11 @@ class OnnxPredictor:
         """(result dict, Grad-CAM overlay of the top class or None) from one preprocessing and one
         session run; the overlay is None when the photo is rejected (not_skin: no class to explain).
         ModelLoadError when the model has no Grad-CAM outputs."""
-        if self.cam_names is None:
-            raise ModelLoadError(f"{self.path.name} has no Grad-CAM outputs (exported before they existed); "
-                                 "re-export it with `hypoderm export`")
+        cam_names = self._cam_outputs()
         from hypoderm.inference.explain import overlay_on_photo
 
         crop, x = prepare(img, self.spec, self.metadata.get("ood"))
-        logits, features, weights = self.session.run([self.logits_name, *self.cam_names], {self.input_name: x[None]})
+        logits, features, weights = self.session.run([self.logits_name, *cam_names], {self.input_name: x[None]})
         result = result_from_logits(logits[0], crop, self.metadata, top_k)
         if not result["top_k"]:
             return result, None
