@@ -592,12 +592,11 @@ def _feature_names(rows: list[dict[str, float]], names: Sequence[str] | None) ->
     return x_names
 
 
-def _score_model(kind: str, split: Split, data: _Rows, x_names: list[str], *, seed: int,
-                 rng: np.random.Generator, n_repeats: int) -> tuple[ModelScore, np.ndarray]:
-    """One classifier kind over the folds: its score and its out-of-fold probabilities."""
+def _score_model(kind: str, split: Split, data: _Rows, x: np.ndarray, y: np.ndarray, x_names: list[str], *,
+                 seed: int, rng: np.random.Generator, n_repeats: int) -> tuple[ModelScore, np.ndarray]:
+    """One classifier kind over the folds (`x`, `y`: the feature matrix and labels of `data`): its score
+    and its out-of-fold probabilities."""
     num_classes = len(split.class_names)
-    y = np.array(data.labels, dtype=np.int64)
-    x = feature_matrix(data.rows, x_names)
     pos_of = {p: i for i, p in enumerate(data.split_pos)}
     probs = np.full((len(y), num_classes), np.nan)
     fold_f1: dict[int, float] = {}
@@ -654,12 +653,13 @@ def shortcut_baseline(index: DatasetIndex, split: Split, *, seed: int = 0, n_rep
         raise ShortcutError(f"too few readable images for a baseline ({len(y)} images; per class "
                             f"{dict(zip(split.class_names, present.tolist(), strict=True))})")
     x_names = _feature_names(data.rows, names)
+    x = feature_matrix(data.rows, x_names)
     rng = np.random.default_rng(seed)
     scores: dict[str, ModelScore] = {}
     oof: dict[str, np.ndarray] = {}
     for kind in MODEL_KINDS:  # one rng across the kinds, in this order, as before
-        scores[kind], oof[kind] = _score_model(kind, split, data, x_names, seed=seed, rng=rng, n_repeats=n_repeats)
-    x = feature_matrix(data.rows, x_names)
+        scores[kind], oof[kind] = _score_model(kind, split, data, x, y, x_names, seed=seed, rng=rng,
+                                               n_repeats=n_repeats)
     univariate = {n: separability(x[:, j], y, num_classes) for j, n in enumerate(x_names)}
     return ShortcutReport(class_names=list(split.class_names), folds=split.folds, paths=data.paths, labels=y,
                           fold_of=np.array(data.folds, dtype=np.int64), features=data.rows, models=scores,
