@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hypopigmented"
+MULTISOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "multisource" / "index.csv"
 
 
 def class_colour(k: int, n: int) -> tuple[int, int, int]:
@@ -134,6 +135,15 @@ def real_data_dir() -> Path:
     if not REAL_DATA.is_dir():
         pytest.skip(f"real data not found at {REAL_DATA}")
     return REAL_DATA
+
+
+@pytest.fixture
+def multisource_csv() -> Path:
+    """The multisource manifest (../shared/data/multisource/index.csv, with an `origin` column); skips the
+    test when it is absent."""
+    if not MULTISOURCE.is_file():
+        pytest.skip(f"real data not found at {MULTISOURCE}")
+    return MULTISOURCE
 
 
 @pytest.fixture(autouse=True)

@@ -41,8 +41,9 @@ def build_model_dir(out: Path, size: int = 64, classes: list[str] | None = None,
     return out
 
 
-def skin_png(size: tuple[int, int] = (80, 60), seed: int = 0) -> bytes:
-    """A skin-toned photo-like picture with a pale patch, as PNG bytes."""
+def skin_png(size: tuple[int, int] = (160, 120), seed: int = 0) -> bytes:
+    """A skin-toned photo-like picture with a pale patch, as PNG bytes (large enough to be judged:
+    hypoderm.inference.MIN_SOURCE_SIDE)."""
     rng = np.random.default_rng(seed)
     w, h = size
     arr = np.empty((h, w, 3), np.float32)

@@ -90,7 +90,7 @@ def test_predict_multipart_matches_predictor(client: TestClient, model_dir: Path
         assert body["probabilities"][label] == pytest.approx(p, abs=1e-6)
     assert sum(body["probabilities"].values()) == pytest.approx(1.0)
     assert body["status"] == expected["status"] and body["ood"]["is_skin"] is True
-    assert body["inference"] == "server" and body["image"] == {"width": 80, "height": 60}
+    assert body["inference"] == "server" and body["image"] == {"width": 160, "height": 120}
     assert "gradcam" not in body
 
 
@@ -339,7 +339,7 @@ def test_gradcam_from_the_onnx_outputs(tmp_path: Path) -> None:
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: cannot run the page's preprocess.js")
 @pytest.mark.parametrize("size", [(224, 224), (300, 200), (97, 131), (613, 1000), (257, 256)])
 def test_js_preprocessing_matches_python(tmp_path: Path, size: tuple[int, int]) -> None:
-    from hypoderm.inference.ood import skin_fraction
+    from hypoderm.inference.ood import SKIN_RULE, skin_fraction
     from hypoderm.inference.preprocess import PreprocessSpec, center_crop_array, normalize_uint8, resized_uint8
 
     w, h = size
@@ -355,7 +355,7 @@ def test_js_preprocessing_matches_python(tmp_path: Path, size: tuple[int, int]) 
         "const rgb = new Uint8ClampedArray(fs.readFileSync('in.bin'));\n"
         f"const r = prepare(rgb, {w}, {h}, {json.dumps(spec.to_dict())});\n"
         "fs.writeFileSync('crop.bin', Buffer.from(r.crop)); fs.writeFileSync('x.bin', Buffer.from(r.tensor.buffer));\n"
-        "console.log(skinFraction(r.crop));\n")
+        f"console.log(skinFraction(r.crop, {json.dumps(SKIN_RULE)}));\n")
     out = subprocess.run(["node", "run.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     np.testing.assert_array_equal(np.fromfile(tmp_path / "crop.bin", np.uint8).reshape(crop.shape), crop)

@@ -172,7 +172,7 @@ def test_browser_gate_matches_python_and_rejects_non_skin(browser: object, live:
                                                            tmp_path: Path) -> None:
     """The page's not-skin gate (static/js/preprocess.js) gives Python's scores (within 1e-9) and
     verdicts on skin and non-skin crops, and a wood picture is refused in the UI."""
-    import nonskin
+    from hypoderm.data import nonskin
     from hypoderm.inference import OnnxPredictor, prepare
     from hypoderm.inference.ood import ood_check
     from hypoderm.inference.preprocess import PreprocessSpec
@@ -181,18 +181,17 @@ def test_browser_gate_matches_python_and_rejects_non_skin(browser: object, live:
     spec = PreprocessSpec.from_dict(predictor.metadata["input"])
     images = {f"skin_{i}": Image.open(skin_photo(tmp_path / f"s{i}.png", 224 + 32 * i, seed=i)) for i in range(3)}
     images |= {f"{fam}": nonskin.picture(fam, 4242) for fam in nonskin.FAMILIES}
-    ood_block = predictor.metadata.get("ood")
-    crops = {name: prepare(img.convert("RGB"), spec, ood_block)[0] for name, img in images.items()}
-    crop_size = next(iter(crops.values())).shape[0]  # the gate's own crop size when it differs from the model's
+    crops = {name: prepare(img.convert("RGB"), spec)[0] for name, img in images.items()}
+    crop_size = next(iter(crops.values())).shape[0]  # the model's crop, which the gate scores too
     logits = [0.7, -0.2, 0.1]
     ctx, page, _, _ = open_page(browser, live.url)
     try:
-        # the page's prepare() makes the same OOD crop from the photo (the gate's own crop if sizes differ)
+        # the page's prepare() makes the same crop from the photo (one resize for the model and the gate)
         photo = np.asarray(images["skin_1"].convert("RGB"))
         js_crop = page.evaluate(
             "async ({rgb, w, h}) => { const m = await import('/static/js/preprocess.js');"
             " const meta = await (await fetch('/api/v1/model')).json();"
-            " return Array.from(m.prepare(new Uint8ClampedArray(rgb), w, h, meta.input, meta.ood).crop); }",
+            " return Array.from(m.prepare(new Uint8ClampedArray(rgb), w, h, meta.input).crop); }",
             {"rgb": photo.ravel().tolist(), "w": photo.shape[1], "h": photo.shape[0]})
         assert np.array_equal(np.asarray(js_crop, np.uint8), crops["skin_1"].ravel())
         got = page.evaluate(
@@ -646,7 +645,7 @@ def test_a_model_marked_broken_says_so(browser: object, tmp_path: Path, lang: st
 def test_bundled_model_in_the_browser_refuses_wood_and_matches_python(browser: object, tmp_path: Path) -> None:
     """The shipped 128 px model: the gate scores its own 224 px crop in the browser as in Python, so
     the page refuses a wood picture and answers a skin photo with Python's probabilities."""
-    import nonskin
+    from hypoderm.data import nonskin
     from hypoderm.inference import OnnxPredictor, bundled_model
 
     model_dir = bundled_model().parent

@@ -158,6 +158,7 @@ def test_synthetic_macule_is_pale_and_on_the_skin() -> None:
 
 
 def test_counterfactual_changes_labels_both_ways() -> None:
+    """Lesion-free crops of any other class become normal; normal crops (relabelled ones too) may get a macule."""
     arr = np.zeros((64, 64, 3), np.uint8)
     arr[:] = SKIN
     plain = torch.from_numpy(arr).permute(2, 0, 1).contiguous()
@@ -165,10 +166,14 @@ def test_counterfactual_changes_labels_both_ways() -> None:
     torch.manual_seed(0)
     painted, label = cf(plain, 0)
     assert label == 1 and not torch.equal(painted, plain)
-    assert cf(plain, 1) == (plain, 0)  # a lesion photo's close-up without a lesion is normal skin
+    never_paint = Counterfactual(normal=0, lesion=1, p=0.0)
+    assert never_paint(plain, 1) == (plain, 0)  # a lesion photo's close-up without a lesion is normal skin
+    assert never_paint(plain, 2) == (plain, 0)  # of any lesion class (a third class: other lesions)
+    relabelled_then_painted, label = cf(plain, 2)  # healthy skin of a lesion source can get a macule too
+    assert label == 1 and not torch.equal(relabelled_then_painted, plain)
     spotted = paint_depigmented_patch(plain, torch.Generator().manual_seed(1))
-    assert cf(spotted, 1)[1] == 1  # one with a macule keeps its label
-    assert Counterfactual(0, 1, p=0.0)(plain, 0)[1] == 0
+    assert never_paint(spotted, 1)[1] == 1  # one with a macule keeps its label
+    assert never_paint(plain, 0)[1] == 0
     with pytest.raises(ValueError, match="differ"):
         Counterfactual(1, 1)
     with pytest.raises(ValueError, match="NORMAL:LESION"):

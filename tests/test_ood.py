@@ -18,6 +18,7 @@ from hypoderm.inference.ood import (
     DEFAULT_SKIN_FRACTION_MIN,
     FEATURE_NAMES,
     GateParameterError,
+    at_gate_size,
     fit_ood_thresholds,
     gate_features,
     gate_score,
@@ -61,12 +62,16 @@ def test_drawn_non_skin_pictures_fail_the_rule(name: str) -> None:
     assert ood_check(_crop(img), np.array([5.0, -1.0]), None)["is_skin"] is False
 
 
-def test_max_logit_floor_rejects_even_skin_coloured_input() -> None:
+def test_max_logit_floor_withholds_the_answer_but_never_refuses() -> None:
+    """A weak max logit is the network's own doubt: the photo is analysed but gets no answer (status
+    uncertain), it is never called "not skin" (refusing a real photo is the worst outcome)."""
     crop = _crop(skin_image(0, np.random.default_rng(0), 80))
     th = {"skin_fraction_min": 0.05, "max_logit_min": 2.0, "gate": None}  # the floor alone
-    assert ood_check(crop, np.array([3.0, 0.0]), th)["is_skin"] is True
+    high = ood_check(crop, np.array([3.0, 0.0]), th)
+    assert high["is_skin"] is True and high["answerable"] is True and high["reason"] is None
     low = ood_check(crop, np.array([1.0, 0.5]), th)
-    assert low["is_skin"] is False and low["max_logit"] == 1.0
+    assert low["is_skin"] is True and low["answerable"] is False and low["reason"] == "unusual_logits"
+    assert low["max_logit"] == 1.0
 
 
 def test_fit_ood_thresholds_takes_the_quantile() -> None:
@@ -102,17 +107,18 @@ def test_real_photos_pass_the_skin_rule(real_data_dir: Path) -> None:
 
 def _gate_crops() -> dict[str, np.ndarray]:
     """Skin-like and non-skin crops of several sizes (including ones that are not whole blocks)."""
-    import nonskin
+    from hypoderm.data import nonskin
 
     rng = np.random.default_rng(0)
-    spec = PreprocessSpec()
+    spec = PreprocessSpec.for_size(DEFAULT_GATE["size"])
     crops = {f"{fam}_{i}": center_crop_array(resized_uint8(nonskin.picture(fam, 900 + i), spec), spec.size)
              for fam in nonskin.FAMILIES for i in range(2)}
     crops["vitiligo_like"] = center_crop_array(resized_uint8(skin_image(1, rng, 224), spec), spec.size)
+    crops["dark"] = (center_crop_array(resized_uint8(skin_image(0, rng, 224), spec), spec.size) // 12).astype(np.uint8)
     crops["noise_100x70"] = rng.integers(0, 256, (70, 100, 3)).astype(np.uint8)
     crops["flat_grey"] = np.full((64, 64, 3), 128, np.uint8)
     crops["flat_skin"] = np.broadcast_to(np.array([224, 172, 140], np.uint8), (48, 80, 3)).copy()
-    small = PreprocessSpec.for_size(64)  # a model with 64 px input: the gate resizes its crop to 224 first
+    small = PreprocessSpec.for_size(64)  # a model with 64 px input: the gate resizes its crop to 128 first
     crops["vitiligo_like_64"] = center_crop_array(resized_uint8(skin_image(1, rng, 80), small), small.size)
     crops["wood_64"] = center_crop_array(resized_uint8(nonskin.picture("wood", 77), small), small.size)
     return crops
@@ -123,6 +129,7 @@ def test_gate_features_follow_the_documented_definitions() -> None:
     assert flat["skin_fraction"] == 1.0 and flat["skin_blocks"] == 1.0
     assert flat["grad_rms"] == 0.0 and flat["smooth_ratio"] == 1.0 and flat["orient_global"] == 0.0
     assert flat["texture_cv"] == 0.0 and flat["luma_sd"] == 0.0
+    assert flat["luma_mean"] == pytest.approx(0.299 * 224 + 0.587 * 172 + 0.114 * 140)
     assert flat["skin_chroma_sd"] == pytest.approx(0.0, abs=1e-4)  # E[x^2] - E[x]^2 of x ~ 150: rounding only
     assert flat["hue_coherence"] == pytest.approx(1.0, abs=1e-12)
     y = 0.299 * 224 + 0.587 * 172 + 0.114 * 140
@@ -135,7 +142,7 @@ def test_gate_features_follow_the_documented_definitions() -> None:
     assert f["orient_global"] == pytest.approx(1.0) and f["orient_block"] == pytest.approx(1.0)
     assert f["smooth_ratio"] == 0.0 and f["skin_fraction"] == 0.0
     # a rainbow spreads chroma over all hues: low coherence, unlike a skin-toned gradient
-    import nonskin
+    from hypoderm.data import nonskin
 
     hsv = np.stack(np.broadcast_arrays(np.arange(256, dtype=np.uint8)[None, :].repeat(64, 0), np.uint8(255),
                                        np.uint8(255)), -1)
@@ -144,10 +151,16 @@ def test_gate_features_follow_the_documented_definitions() -> None:
     tone = gate_features(np.asarray(nonskin.gradients(np.random.default_rng(1), 64, 64, 1.0)
                                     .clip(0, 255).astype(np.uint8)))  # any gradient family member
     assert 0.0 <= tone["hue_coherence"] <= 1.0
-    # only whole 16 px blocks count, at least 2 x 2 of them
+    # only whole blocks count (16 px in the shipped gate), at least 2 x 2 of them
+    assert DEFAULT_GATE["block"] == 16
     assert gate_features(np.zeros((47, 50, 3), np.uint8)) == gate_features(np.zeros((32, 48, 3), np.uint8))
     with pytest.raises(ValueError, match="too small for the not-skin gate"):
         gate_features(np.zeros((31, 64, 3), np.uint8))
+    # the block size and the skin rule come from the gate block
+    eights = {"block": 8, "skin_rule": DEFAULT_GATE["skin_rule"]}
+    assert gate_features(np.zeros((16, 16, 3), np.uint8), eights)["skin_blocks"] == 0.0
+    nothing_is_skin = {"block": 16, "skin_rule": {"cr": [0.0, 1.0], "cb": [0.0, 1.0]}}
+    assert gate_features(np.full((64, 64, 3), (224, 172, 140), np.uint8), nothing_is_skin)["skin_fraction"] == 0.0
     with pytest.raises(ValueError, match="uint8"):
         gate_features(np.zeros((64, 64, 3), np.float32))
 
@@ -164,8 +177,8 @@ def test_sums_are_sequential_like_a_javascript_loop() -> None:
 
 def test_gate_score_is_bias_plus_linear_plus_pairwise_terms() -> None:
     n = len(FEATURE_NAMES)
-    gate = {**DEFAULT_GATE, "sqrt_features": ["grad_rms"], "mean": [1.0] * n, "scale": [2.0] * n,
-            "linear": [0.0] * n, "quadratic": [0.0] * (n * (n + 1) // 2), "bias": 0.5}
+    gate = {**DEFAULT_GATE, "features": list(FEATURE_NAMES), "sqrt_features": ["grad_rms"], "mean": [1.0] * n,
+            "scale": [2.0] * n, "linear": [0.0] * n, "quadratic": [0.0] * (n * (n + 1) // 2), "bias": 0.5}
     gate["linear"][FEATURE_NAMES.index("skin_fraction")] = 3.0
     gate["quadratic"][0] = 4.0  # (skin_fraction, skin_fraction)
     i = FEATURE_NAMES.index("grad_rms")
@@ -173,29 +186,66 @@ def test_gate_score_is_bias_plus_linear_plus_pairwise_terms() -> None:
     feats = dict.fromkeys(FEATURE_NAMES, 1.0) | {"skin_fraction": 0.2, "grad_rms": 25.0}
     z_sf, z_g = (0.2 - 1.0) / 2.0, (5.0 - 1.0) / 2.0
     assert gate_score(feats, validate_gate(gate)) == pytest.approx(0.5 + 3.0 * z_sf + 4.0 * z_sf ** 2 + z_g ** 2)
+    # a gate may use fewer statistics, in any order
+    two = {**gate, "features": ["grad_rms", "skin_fraction"], "mean": [1.0, 1.0], "scale": [2.0, 2.0],
+           "linear": [0.0, 3.0], "quadratic": [1.0, 0.0, 4.0]}
+    assert gate_score(feats, validate_gate(two)) == pytest.approx(0.5 + 3.0 * z_sf + 4.0 * z_sf ** 2 + z_g ** 2)
 
 
-def test_gate_rejects_skin_coloured_textures_the_colour_rule_accepts() -> None:
-    import nonskin
+def test_checks_refuse_withhold_or_answer_in_their_order() -> None:
+    """too dark, then too little skin, then not skin-like (refused); then unsure skin and a weak max logit
+    (answer withheld); otherwise answerable. Each reason is produced by the check it names."""
+    flat = np.full((128, 128, 3), (224, 172, 140), np.uint8)
+    base = {"skin_fraction_min": 0.05, "max_logit_min": -1e9}
+    lenient = {**DEFAULT_GATE, "threshold": -1e9, "answer_threshold": -1e9}
 
-    spec = PreprocessSpec()
-    for fam in ("wood", "sand", "walls", "plastics"):
-        crop = center_crop_array(resized_uint8(nonskin.picture(fam, 5), spec), spec.size)
-        old = ood_check(crop, np.array([5.0, -1.0]), {"gate": None})
-        new = ood_check(crop, np.array([5.0, -1.0]), None)
-        assert old["skin_fraction"] == new["skin_fraction"] and old["gate_score"] is None
-        if old["is_skin"]:  # the old rule let it through; the gate must not
-            assert new["is_skin"] is False and new["gate_score"] < DEFAULT_GATE["threshold"], fam
+    def reason(crop: np.ndarray, gate: dict, logits: tuple = (3.0, 0.0), **ood) -> str | None:
+        out = ood_check(crop, np.array(logits), {**base, **ood, "gate": gate})
+        assert out["is_skin"] == (out["reason"] not in ("too_dark", "little_skin", "not_skin_like"))
+        assert out["answerable"] == (out["reason"] is None)
+        return out["reason"]
+
+    assert reason(flat, lenient) is None
+    assert reason(flat // 10, lenient) == "too_dark"  # mean luma about 17 < luma_min
+    assert reason(np.full((128, 128, 3), 128, np.uint8), lenient) == "little_skin"  # grey: no skin pixel
+    score = gate_score(gate_features(flat), DEFAULT_GATE)
+    assert reason(flat, {**lenient, "threshold": score + 1, "answer_threshold": score + 1}) == "not_skin_like"
+    assert reason(flat, {**lenient, "answer_threshold": score + 1}) == "unsure_skin"
+    assert reason(flat, lenient, logits=(0.5, 0.0), max_logit_min=1.0) == "unusual_logits"
+
+
+def test_gate_refuses_or_withholds_skin_coloured_textures_the_colour_rule_accepts() -> None:
+    from hypoderm.data import nonskin
+
+    spec = PreprocessSpec.for_size(DEFAULT_GATE["size"])
+    passed_colour, answered = 0, 0
+    for fam in ("wood", "sand", "walls", "plastics", "fabrics", "paper"):
+        for seed in range(4):
+            crop = center_crop_array(resized_uint8(nonskin.picture(fam, seed), spec), spec.size)
+            old = ood_check(crop, np.array([5.0, -1.0]), {"gate": None})
+            new = ood_check(crop, np.array([5.0, -1.0]), None)
+            assert old["skin_fraction"] == pytest.approx(new["skin_fraction"]) and old["gate_score"] is None
+            passed_colour += old["is_skin"]
+            answered += old["is_skin"] and new["answerable"]
+    assert passed_colour >= 12  # the colour rule alone lets most of them through
+    assert 3 * answered <= passed_colour, (answered, passed_colour)  # at least two thirds stopped before the model
 
 
 @pytest.mark.parametrize("bad, match", [
     ({"format": "x"}, "format"),
-    ({"size": 8}, "size must be an integer >= 32"),
-    ({"features": ["skin_fraction"]}, "features must list 17"),
+    ({"size": 8}, "size must be an integer in 32..4096"),
+    ({"block": 1}, "block must be an integer in 2..64"),
+    ({"skin_rule": {"cr": [173, 133], "cb": [77, 127]}}, "skin_rule"),
+    ({"skin_rule": {"cr": [133, 173]}}, "skin_rule"),
+    ({"features": ["colour"]}, "features must list distinct statistics"),
+    ({"features": ["skin_fraction", "skin_fraction"]}, "features must list distinct statistics"),
     ({"mean": [0.0] * 3}, "mean must be a list of 17 finite numbers"),
     ({"quadratic": [float("nan")] * 153}, "quadratic must be a list of 153"),
     ({"scale": [0.0] * 17}, "scale must be > 0"),
     ({"threshold": "high"}, "threshold must be a finite number"),
+    ({"answer_threshold": None}, "answer_threshold must be a finite number"),
+    ({"answer_threshold": -1e9}, "answer_threshold must be >= ood.gate.threshold"),
+    ({"luma_min": float("nan")}, "luma_min must be a finite number"),
     ({"sqrt_features": ["colour"]}, "sqrt_features"),
 ])
 def test_bad_gate_parameters_are_named(bad: dict, match: str) -> None:
@@ -214,9 +264,21 @@ def test_models_exported_before_the_gate_get_the_default_gate() -> None:
     assert with_gate(old)["gate"] is DEFAULT_GATE and with_gate(None)["gate"] is DEFAULT_GATE
     assert with_gate({**old, "gate": None})["gate"] is None  # explicitly off stays off
     crop = center_crop_array(resized_uint8(skin_image(1, np.random.default_rng(2), 224), PreprocessSpec()), 224)
-    out = ood_check(crop, np.array([1.0, 0.0]), old)
-    assert out["gate_score"] == gate_score(gate_features(crop), DEFAULT_GATE)
-    assert set(out) == {"skin_fraction", "gate_score", "max_logit", "is_skin"}
+    out = ood_check(crop, np.array([1.0, 0.0]), old)  # a 224 px crop: the gate resizes it to its 128 px first
+    assert out["gate_score"] == gate_score(gate_features(at_gate_size(crop, DEFAULT_GATE["size"])), DEFAULT_GATE)
+    assert set(out) == {"skin_fraction", "gate_score", "max_logit", "luma_mean", "is_skin", "answerable", "reason"}
+
+
+def test_a_first_format_gate_still_loads_and_scores() -> None:
+    """Models exported with a hypoderm-gate/1 block (224 px, fixed block and skin rule, one threshold)."""
+    n = len(FEATURE_NAMES)
+    v1 = {"format": "hypoderm-gate/1", "size": 224, "features": list(FEATURE_NAMES), "sqrt_features": [],
+          "mean": [0.0] * n, "scale": [1.0] * n, "linear": [0.0] * n, "quadratic": [0.0] * (n * (n + 1) // 2),
+          "bias": 1.0, "threshold": 0.5}
+    validate_gate(v1)
+    crop = center_crop_array(resized_uint8(skin_image(0, np.random.default_rng(3), 300), PreprocessSpec()), 224)
+    out = ood_check(crop, np.array([1.0, 0.0]), {"gate": v1})
+    assert out["gate_score"] == 1.0 and out["reason"] is None  # bias 1.0 >= threshold 0.5, no answer threshold
 
 
 def test_bundled_model_metadata_carries_the_fitted_gate() -> None:
@@ -231,7 +293,9 @@ def test_bundled_model_metadata_carries_the_fitted_gate() -> None:
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: cannot run the page's preprocess.js")
 def test_js_gate_matches_python_bit_for_bit(tmp_path: Path) -> None:
-    """static/js/preprocess.js computes the same features, score and verdict as hypoderm.inference.ood."""
+    """static/js/preprocess.js computes the same statistics, score, verdict and reason as hypoderm.inference.ood,
+    with every constant taken from the gate block (the shipped one, and one with another block size and
+    skin rule, so a constant copied into the JS would show)."""
     import json
 
     from hypoderm.app.server import STATIC_DIR
@@ -242,34 +306,45 @@ def test_js_gate_matches_python_bit_for_bit(tmp_path: Path) -> None:
     for name, crop in crops.items():
         crop.tofile(tmp_path / f"{name}.bin")
         cases.append({"name": name, "w": crop.shape[1], "h": crop.shape[0]})
-    ood = {"skin_fraction_min": 0.05, "max_logit_min": -1e9, "gate": DEFAULT_GATE}
-    (tmp_path / "cases.json").write_text(json.dumps({"cases": cases, "ood": ood}))
+    other = {**DEFAULT_GATE, "block": 8, "skin_rule": {"cr": [130.0, 170.0], "cb": [80.0, 125.0]}, "luma_min": 30.0}
+    oods = {"shipped": {"skin_fraction_min": DEFAULT_SKIN_FRACTION_MIN, "max_logit_min": -1e9, "gate": DEFAULT_GATE},
+            "other": {"skin_fraction_min": 0.2, "max_logit_min": 2.0, "gate": other},
+            "off": {"skin_fraction_min": 0.05, "max_logit_min": -1e9, "gate": None}}
+    (tmp_path / "cases.json").write_text(json.dumps({"cases": cases, "oods": oods}))
     (tmp_path / "run.mjs").write_text(
         "import { gateFeatures, gateScore, oodCheck } from './preprocess.mjs'; import fs from 'fs';\n"
-        "const { cases, ood } = JSON.parse(fs.readFileSync('cases.json'));\n"
+        "const { cases, oods } = JSON.parse(fs.readFileSync('cases.json'));\n"
         "const out = {};\n"
         "for (const c of cases) {\n"
         "  const crop = new Uint8ClampedArray(fs.readFileSync(c.name + '.bin'));\n"
-        "  const f = gateFeatures(crop, c.w, c.h);\n"
-        "  const check = c.w === c.h ? oodCheck(crop, c.w, [1.0, 0.0], ood) : null;\n"
-        "  out[c.name] = { f, score: gateScore(f, ood.gate), check };\n"
+        "  out[c.name] = {};\n"
+        "  for (const [k, ood] of Object.entries(oods)) {\n"
+        "    const f = ood.gate ? gateFeatures(crop, c.w, c.h, ood.gate) : null;\n"
+        "    const check = c.w === c.h ? oodCheck(crop, c.w, [1.0, 0.0], ood) : null;\n"
+        "    out[c.name][k] = { f, score: f ? gateScore(f, ood.gate) : null, check };\n"
+        "  }\n"
         "}\n"
         "console.log(JSON.stringify(out));\n")
     res = subprocess.run(["node", "run.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     got = json.loads(res.stdout)
-    verdicts = set()
+    reasons = set()
     for name, crop in crops.items():
-        want = gate_features(crop)
-        for k in FEATURE_NAMES:
-            assert abs(got[name]["f"][k] - want[k]) <= 1e-9, (name, k, got[name]["f"][k], want[k])
-        assert abs(got[name]["score"] - gate_score(want, DEFAULT_GATE)) <= 1e-9, name
-        if got[name]["check"] is not None:
-            py = ood_check(crop, np.array([1.0, 0.0]), ood)
-            assert got[name]["check"]["is_skin"] == py["is_skin"], name
-            assert abs(got[name]["check"]["gate_score"] - py["gate_score"]) <= 1e-9
-            verdicts.add(py["is_skin"])
-    assert verdicts == {True, False}  # both verdicts were exercised
+        for key, ood in oods.items():
+            js = got[name][key]
+            if ood["gate"] is not None:
+                want = gate_features(crop, ood["gate"])
+                for k in (*FEATURE_NAMES, "luma_mean"):
+                    assert abs(js["f"][k] - want[k]) <= 1e-9, (name, key, k, js["f"][k], want[k])
+                assert abs(js["score"] - gate_score(want, ood["gate"])) <= 1e-9, (name, key)
+            if js["check"] is not None:
+                py = ood_check(crop, np.array([1.0, 0.0]), ood)
+                assert {k: js["check"][k] for k in ("is_skin", "answerable", "reason")} == \
+                    {k: py[k] for k in ("is_skin", "answerable", "reason")}, (name, key)
+                if py["gate_score"] is not None:
+                    assert abs(js["check"]["gate_score"] - py["gate_score"]) <= 1e-9
+                reasons.add(py["reason"])
+    assert {None, "too_dark", "not_skin_like", "little_skin", "unusual_logits"} <= reasons  # the checks were exercised
 
 
 def test_export_writes_the_gate_and_refuses_a_bad_one(tmp_path: Path) -> None:

@@ -445,7 +445,7 @@ def _parity(full: dict, draft: dict) -> float:
 def test_draft_decoding_matches_full_decoding(bundled: OnnxPredictor, size: tuple[int, int], seed: int) -> None:
     data = phone_like_jpeg(*size, seed)
     full_img = load_rgb_bytes(data)
-    min_size = decode_min_size_for(bundled.spec, bundled.metadata.get("ood"))  # what predict and serve use
+    min_size = decode_min_size_for(bundled.spec)  # what predict and serve use
     draft_img = load_rgb_bytes(data, min_size=min_size)
     assert min(draft_img.size) >= min_size >= max(decode_min_size(bundled.spec), 2 * bundled.spec.resize_size)
     assert draft_img.width * draft_img.height <= 0.25 * full_img.width * full_img.height  # really reduced
@@ -454,10 +454,11 @@ def test_draft_decoding_matches_full_decoding(bundled: OnnxPredictor, size: tupl
 
 
 def test_small_jpeg_decodes_bit_identically(bundled: OnnxPredictor) -> None:
-    data = phone_like_jpeg(1000, 750, 3)  # shorter side < 2 x 512: no DCT scale keeps it >= 512
+    min_size = decode_min_size_for(bundled.spec)  # 292 for the bundled 128 px model
+    data = phone_like_jpeg(560, 420, 3)  # shorter side < 2 x 292: no DCT scale keeps it >= 292
     a = np.asarray(load_rgb_bytes(data))
-    b = np.asarray(load_rgb_bytes(data, min_size=decode_min_size_for(bundled.spec, bundled.metadata.get("ood"))))
-    assert np.array_equal(a, b)
+    b = np.asarray(load_rgb_bytes(data, min_size=min_size))
+    assert 2 * min_size > 420 and np.array_equal(a, b)
 
 
 def test_server_reports_the_photo_size_not_the_reduced_decode(model_dir: Path) -> None:
@@ -476,7 +477,7 @@ def test_draft_parity_on_real_photos(real_data_dir: Path, bundled: OnnxPredictor
         buf = io.BytesIO()
         img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS).save(buf, "JPEG", quality=90)
         full = bundled.predict_image(load_rgb_bytes(buf.getvalue()))
-        min_size = decode_min_size_for(bundled.spec, bundled.metadata.get("ood"))
+        min_size = decode_min_size_for(bundled.spec)
         draft = bundled.predict_image(load_rgb_bytes(buf.getvalue(), min_size=min_size))
         diffs.append(_parity(full, draft))
     assert np.mean(diffs) <= DRAFT_PARITY_MEAN

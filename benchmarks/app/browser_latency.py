@@ -70,7 +70,7 @@ async ([names, runs, threads]) => {
       await sessions[k].run({input: x});
       model[k].push(performance.now() - t0);
       t0 = performance.now();
-      const {crop, tensor} = pp.prepare(pp.rgbaToRgb(rgba), 512, 512, meta.input, meta.ood);  // as app.js does
+      const {crop, tensor} = pp.prepare(pp.rgbaToRgb(rgba), 512, 512, meta.input);  // as app.js does
       const out = await sessions[k].run({input: new ort.Tensor('float32', tensor, [1, 3, s, s])});
       pp.resultFromLogits(Array.from(out.logits.data), crop, meta, 3);
       full[k].push(performance.now() - t0);

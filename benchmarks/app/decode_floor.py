@@ -59,7 +59,7 @@ def main() -> None:
     for scale in (1, 2, 4, 8):
         out[f"decode_1/{scale}_ms"] = round(cpu_ms(draft_decode(data, scale)), 1)
     predictor = OnnxPredictor(bundled_model(), threads=1)
-    min_size = decode_min_size_for(predictor.spec, predictor.metadata.get("ood"))
+    min_size = decode_min_size_for(predictor.spec)
     img = load_rgb_bytes(data, min_size=min_size)
     body = (b'--b0undary\r\nContent-Disposition: form-data; name="image"; filename="p.jpg"\r\n'
             b"Content-Type: image/jpeg\r\n\r\n" + data + b"\r\n--b0undary--\r\n")

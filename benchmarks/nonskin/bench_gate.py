@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import nonskin  # noqa: E402
+
 from hypoderm.inference.ood import DEFAULT_GATE, gate_features, gate_score  # noqa: E402
 from hypoderm.inference.preprocess import PreprocessSpec, center_crop_array, resized_uint8  # noqa: E402
 

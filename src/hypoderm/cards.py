@@ -14,8 +14,6 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-LANGUAGES = ("en", "zh")
-
 
 @lru_cache(maxsize=1)
 def load_cards() -> dict[str, dict[str, Any]]:
@@ -50,6 +48,16 @@ def format_probability(p: float) -> str:
     return f"{round(100 * p)}%"
 
 
+def answer_text(label: str, p: float, lang: str = "en") -> str:
+    """How an answer of class `label` with probability `p` is said: the card's own wording when it has one
+    (a class that is not a condition, e.g. other_lesion, is never named as a diagnosis), else
+    "Vitiligo (93%)."."""
+    card = _card(label, lang)
+    if card and card.get("answer"):
+        return card["answer"].format(p=format_probability(p))
+    return f"{display_name(label, lang)} ({format_probability(p)})."
+
+
 def unknown_conditions(class_names: list[str]) -> list[str]:
     """Card ids of the hypopigmented conditions the model was not trained on (card order)."""
     known = set(class_names)
@@ -75,6 +83,9 @@ def limits_text(class_names: list[str], label: str | None = None) -> str:
     if label and card and card.get("kind") == "condition":
         text += (f" It cannot tell {display_name(label)} from look-alikes it was never shown ({names}); "
                  "a doctor tells them apart:")
+    elif label and card and card.get("kind") == "other":
+        text += (f" '{display_name(label)}' is not a diagnosis of any lesion, and the hypopigmented conditions it was "
+                 f"never shown ({names}) may still be present; a doctor tells them apart:")
     elif label and card and card.get("kind") == "normal":
         text += (f" '{display_name(label)}' does not rule out conditions it was never shown ({names}); "
                  "a doctor tells them apart:")

@@ -39,6 +39,7 @@ from hypoderm.inference import (
     load_image,
     prepare,
     result_from_logits,
+    source_side,
 )
 from hypoderm.inference.preprocess import preprocess
 from hypoderm.model_quality import metadata_problems
@@ -91,10 +92,10 @@ class TorchPredictor:
             self.cam_graph, self.has_gradcam = None, False
 
     def predict_image(self, img: Image.Image, top_k: int = 3) -> dict[str, Any]:
-        crop, x = prepare(img, self.spec, self.metadata.get("ood"))
+        crop, x = prepare(img, self.spec)
         with self._torch.inference_mode():
             logits = self.model(self._torch.from_numpy(x[None]))[0].double().numpy()
-        return result_from_logits(logits, crop, self.metadata, top_k)
+        return result_from_logits(logits, crop, self.metadata, top_k, source_side=source_side(img))
 
     def gradcam_overlay(self, img: Image.Image, class_index: int) -> Image.Image:
         from hypoderm.inference.explain import overlay_on_photo
@@ -191,7 +192,7 @@ def _min_size(predictor: Predictor) -> int | None:
     from hypoderm.inference import decode_min_size_for
 
     spec = getattr(predictor, "spec", None)
-    return decode_min_size_for(spec, predictor.metadata.get("ood")) if spec is not None else None
+    return decode_min_size_for(spec) if spec is not None else None
 
 
 def _load(f: Path, min_size: int | None) -> Image.Image:

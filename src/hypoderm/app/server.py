@@ -47,6 +47,7 @@ from hypoderm.app.upload import UploadError, image_from_multipart
 from hypoderm.data.io import SOURCE_SIZE_KEY
 from hypoderm.inference import bundled_model
 from hypoderm.inference.ood import with_gate
+from hypoderm.inference.predictor import MIN_SOURCE_SIDE
 from hypoderm.inference.preprocess import MAX_ASPECT_RATIO
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -322,7 +323,7 @@ def _predict(state: ServerState, data: bytes, top_k: int, gradcam: bool) -> dict
     with state.decode_slots:
         big = False
         try:
-            min_size = decode_min_size_for(spec, state.metadata.get("ood")) if spec is not None else None
+            min_size = decode_min_size_for(spec) if spec is not None else None
             img = _decode(data, state.max_pixels, min_size)
             width, height = img.info.get(SOURCE_SIZE_KEY, img.size)
             big = width * height >= RELEASE_AFTER_PIXELS
@@ -380,6 +381,7 @@ def _model_info(state: ServerState) -> dict[str, Any]:
         "temperature": meta.get("temperature", 1.0),
         "abstain_threshold": meta.get("abstain_threshold"),
         "ood": with_gate(meta.get("ood")),  # completed, so the browser runs the same gate as predict
+        "min_source_side": MIN_SOURCE_SIDE,  # a framed square with fewer pixels across is too small to judge
         "metrics": meta.get("metrics", {}),
         "training_data": meta.get("training_data"),
         # quality checks the model failed at export (`export --force`): the page shows a warning

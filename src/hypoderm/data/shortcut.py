@@ -665,3 +665,47 @@ def shortcut_baseline(index: DatasetIndex, split: Split, *, seed: int = 0, n_rep
                           fold_of=np.array(data.folds, dtype=np.int64), features=data.rows, models=scores,
                           univariate=univariate, oof_probs=oof, skipped=data.skipped)
 
+
+
+# --- held-out values (e.g. origins) ------------------------------------------------------------
+
+def column_predictability(index: DatasetIndex, column: str, report: ShortcutReport, *, folds: int = 5,
+                          seed: int = 0) -> dict[str, Any]:
+    """How well the trivial photo features predict a manifest column (e.g. `origin`) instead of the label:
+    the same classifiers, group-aware stratified `folds`-fold CV with the column's values as classes.
+    High numbers mean the sources differ in photo style, so a model can learn the source (and, where a
+    class has a single source, the class from the source alone). Features come from `report`."""
+    from dataclasses import replace as dc_replace
+
+    from hypoderm.data.splits import column_value, make_split
+
+    features = dict(zip(report.paths, report.features, strict=True))
+    samples = [dc_replace(s, label=column_value(s, column)) for s in index.samples if index.relpath(s) in features]
+    values = sorted({s.label for s in samples})
+    if len(values) < 2:
+        raise ShortcutError(f"the column {column!r} has fewer than 2 values")
+    pseudo = DatasetIndex(root=index.root, samples=samples, class_names=values, group_source=index.group_source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "fewer groups than folds" for a small source
+        split = make_split(pseudo, folds=folds, seed=seed)
+    rep = shortcut_baseline(pseudo, split, seed=seed, features=features)
+    best = rep.models[rep.best]
+    done = np.isfinite(rep.oof_probs[rep.best]).all(axis=1)
+    pred = rep.oof_probs[rep.best][done].argmax(axis=1)
+    per_value = {v: float(np.mean(pred[rep.labels[done] == i] == i)) for i, v in enumerate(values)
+                 if (rep.labels[done] == i).any()}
+    return {"column": column, "values": values, "model": rep.best, "model_title": MODEL_TITLES[rep.best],
+            "macro_f1_mean": best.macro_f1_mean, "macro_f1_std": best.macro_f1_std,
+            "roc_auc_pooled": best.pooled_auc, "recall_per_value": per_value, "chance_macro_f1": 1.0 / len(values),
+            "folds": folds, "top_features": dict(rep.top_features(5))}
+
+
+def predictability_line(p: Mapping[str, Any]) -> str:
+    """One sentence for a report."""
+    recalls = ", ".join(f"{v} {r:.0%}" for v, r in p["recall_per_value"].items())
+    return (f"Photo style predicts the {p['column']}: a {p['model_title']} on the trivial features tells the "
+            f"{len(p['values'])} values apart at macro-F1 {_fmt(p['macro_f1_mean'])} ± {_fmt(p['macro_f1_std'])} "
+            f"(chance about {p['chance_macro_f1']:.2f}; ROC-AUC {_fmt(p['roc_auc_pooled'])}; {p['folds']}-fold "
+            f"group-aware CV; recall per value: {recalls}). "
+            + ("Source cues exist that a model can learn." if p["macro_f1_mean"] > 0.5 + p["chance_macro_f1"] / 2
+               else "Few source cues at this level."))

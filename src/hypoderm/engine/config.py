@@ -44,6 +44,12 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     balance: Balance = "loss"
+    # a manifest column (e.g. "origin"): draw every class equally often and, inside a class, each value of
+    # the column in proportion to the square root of its photo count, so that no one source stands for a
+    # class (engine.data.cell_balanced_sampler); implies balance "sampler"
+    balance_by: str | None = None
+    # a manifest column (e.g. "origin"): the split holds out one value per fold (data.splits.make_holdout_split)
+    hold_out_by: str | None = None
     # augmentation recipe (RECIPES above); "crop-tone" = skin-guided close-up crops and a CIELAB skin-tone
     # shift against the photo-style shortcut (benchmarks/shortcut/); it needs long training (120 epochs there)
     recipe: str = "crop-tone"
@@ -51,6 +57,9 @@ class TrainConfig:
     # lesion-free close-ups of LESION photos NORMAL (hypoderm.engine.augment.Counterfactual); None: off
     counterfactual: str | None = None
     counterfactual_p: float = 0.3
+    # outlier exposure (hypoderm.engine.outliers): weight of the uniform-target loss on non-skin pictures mixed
+    # into every batch (a quarter of its size); 0 = off
+    outlier_exposure: float = 0.0
     ema: bool = False
     # BatchNorm momentum while training; None keeps the model's. torchvision's MobileNetV3 uses 0.01,
     # tuned for ImageNet-length runs: over a few hundred steps its running statistics barely leave
@@ -82,14 +91,23 @@ class TrainConfig:
             raise ValueError(f"recipe must be one of {', '.join(RECIPES)}; got {self.recipe!r}")
         if self.counterfactual is not None and len(self.counterfactual.split(":")) != 2:
             raise ValueError(f"counterfactual must be NORMAL:LESION (two class names), got {self.counterfactual!r}")
+        if not 0.0 <= self.outlier_exposure <= 10.0:
+            raise ValueError(f"outlier_exposure must be in [0, 10], got {self.outlier_exposure}")
         if not 0.0 <= self.counterfactual_p <= 1.0:
             raise ValueError(f"counterfactual_p must be in [0, 1], got {self.counterfactual_p}")
         if self.balance not in ("loss", "sampler", "none"):
             raise ValueError(f"balance must be one of loss, sampler, none; got {self.balance!r}")
+        if self.balance_by is not None:
+            self.balance = "sampler"
         if self.folds < 3:
             raise ValueError(f"folds must be >= 3 (test fold + validation fold + training folds), got {self.folds}")
-        if not 0 <= self.fold < self.folds:
+        if self.hold_out_by is None and not 0 <= self.fold < self.folds:
             raise ValueError(f"fold must be in 0..{self.folds - 1}, got {self.fold}")
+        if self.fold < 0:
+            raise ValueError(f"fold must be >= 0, got {self.fold}")
+        if self.hold_out_by is not None and self.final:
+            raise ValueError("--final trains the model to ship on every photo but the validation fold; it does not "
+                             "combine with --hold-out-by (an evaluation protocol)")
         for name in ("epochs", "batch_size", "size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -127,10 +145,15 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False) ->
     p.add_argument("--data", required=True, help="ImageFolder directory or CSV manifest")
     p.add_argument("--model", default=d.model, help="registry model name (see `hypoderm models`)")
     p.add_argument("--split", default=None, help="split file from `hypoderm data split` (default: make one)")
-    p.add_argument("--folds", type=int, default=d.folds, help="folds when making a split (default %(default)s)")
+    p.add_argument("--folds", type=int, default=d.folds,
+                   help="folds when making a split (default %(default)s); with --hold-out-by, validation is 1/folds")
+    p.add_argument("--hold-out-by", default=None, metavar="COLUMN",
+                   help="held-out evaluation: one fold per value of this manifest column (e.g. origin), trained on "
+                        "the other values and tested on it")
     p.add_argument("--seed", type=int, default=d.seed)
     if not cv:
-        p.add_argument("--fold", type=int, default=d.fold, help="test fold; validation is fold+1 mod k")
+        p.add_argument("--fold", type=int, default=d.fold,
+                       help="test fold; validation is fold+1 mod k (held-out splits: the value's index)")
     p.add_argument("--size", type=int, default=d.size, help="input size in px (default %(default)s)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -140,6 +163,10 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False) ->
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     p.add_argument("--balance", choices=["loss", "sampler", "none"], default=d.balance,
                    help="class-weighted loss, balanced sampler, or neither (default %(default)s)")
+    p.add_argument("--balance-by", default=None, metavar="COLUMN",
+                   help="class- and source-balanced sampling: every class equally often and, within a class, each "
+                        "value of this manifest column (e.g. origin) by the square root of its count (implies "
+                        "--balance sampler)")
     p.add_argument("--recipe", choices=list(RECIPES), default=d.recipe,
                    help="augmentation recipe: crop-tone = close-up crops on skin + skin-tone shift against the "
                    "photo-style shortcut (train long: 120 epochs on ~200 photos); skin = crop-tone + JPEG/resolution "
@@ -149,6 +176,9 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False) ->
                    "synthetic depigmented macules on normal crops and relabel lesion-free lesion crops")
     p.add_argument("--counterfactual-p", type=float, default=d.counterfactual_p,
                    help="share of normal crops that get a synthetic macule (default %(default)s)")
+    p.add_argument("--outlier-exposure", type=float, default=d.outlier_exposure, metavar="WEIGHT",
+                   help="mix pictures that are not skin (synthetic textures, sample photos of installed packages) into "
+                        "every batch with a uniform target, weighted by WEIGHT (e.g. 0.5; default 0 = off)")
     p.add_argument("--ema", action="store_true", help="keep an exponential moving average of the weights")
     p.add_argument("--ema-decay", type=float, default=d.ema_decay)
     p.add_argument("--bn-momentum", type=float, default=d.bn_momentum,

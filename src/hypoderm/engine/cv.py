@@ -34,8 +34,8 @@ from hypoderm.inference.preprocess import PreprocessSpec
 # the settings that define the experiment; a resumed cv must not change them
 _PROTOCOL_KEYS = ("data", "model", "folds", "seed", "size", "epochs", "batch_size", "lr", "weight_decay",
                   "warmup_epochs", "label_smoothing", "balance", "recipe", "counterfactual", "counterfactual_p", "ema",
-                  "ema_decay", "bn_momentum", "patience", "pretrained",
-                  "group_regex", "max_steps", "abstain_target", "calibrate_closeups")
+                  "ema_decay", "bn_momentum", "patience", "pretrained", "group_regex", "max_steps", "abstain_target",
+                  "calibrate_closeups", "balance_by", "hold_out_by", "outlier_exposure")
 TABLE_KEYS = ("accuracy", "macro_f1", "weighted_f1", "roc_auc_ovr", "ece_before", "ece_after")
 
 
@@ -155,10 +155,15 @@ def run_cv(cfg: TrainConfig, out: str | Path, *, folds: list[int] | None = None,
     index, bad = readable_index(cfg.data, cfg.group_regex, cfg.strict, cache, progress=cfg.progress)
     split_path = early_split
     split = load_or_make_split(index, split_path, make_if_missing=True, folds=cfg.folds, seed=cfg.seed,
-                               group_regex=cfg.group_regex, unreadable=bad)
+                               group_regex=cfg.group_regex, unreadable=bad, hold_out_by=cfg.hold_out_by)
     check_leakage(index, split, cfg.allow_leakage)  # once here, not once per fold
     shortcut, shortcut_error = style_baseline(index, split)
     base_f1 = shortcut.fold_macro_f1() if shortcut is not None else {}
+    if split.holdout is not None:
+        single = _single_source(split)
+        print(f"held out by {split.holdout}: {split.folds} folds ({', '.join(split.values or [])})"
+              + (f"; classes with a single {split.holdout}, which no fold can test: "
+                 + ", ".join(f"{c} (only {v})" for c, v in single.items()) if single else ""), flush=True)
     todo = list(range(split.folds)) if folds is None else folds
     t0 = time.perf_counter()
     results: dict[int, dict[str, Any]] = {}
@@ -167,11 +172,9 @@ def run_cv(cfg: TrainConfig, out: str | Path, *, folds: list[int] | None = None,
         done = fold_dir / "metrics.json"
         if done.is_file():
             results[f] = json.loads(done.read_text())
-            print(f"fold {f}: already done (accuracy {results[f]['accuracy']:.3f}, "
-                  f"macro-F1 {results[f]['macro_f1']:.3f}{margin_note(results[f]['macro_f1'], base_f1.get(f))})",
-                  flush=True)
+            print(f"fold {f}: already done ({_fold_line(results[f], split, f, base_f1.get(f))})", flush=True)
             continue
-        print(f"fold {f}/{split.folds}: training", flush=True)
+        print(f"fold {f}/{split.folds} ({split.fold_name(f)}): training", flush=True)
         fold_cfg = cfg.with_(fold=f, folds=split.folds, split=str(split_path), out=str(fold_dir),
                              resume=(fold_dir / "last.pt").is_file())
         if device is not None:
@@ -181,13 +184,14 @@ def run_cv(cfg: TrainConfig, out: str | Path, *, folds: list[int] | None = None,
             return {}  # debug kill point: leave the fold for --resume
         results[f] = evaluate_checkpoint(fold_dir / "best.pt", split=split_path, fold=f, part="test", out=fold_dir,
                                          device=fold_cfg.device, n_bootstrap=n_bootstrap, cache=cache)
-        print(f"fold {f}: test accuracy {results[f]['accuracy']:.3f}, macro-F1 {results[f]['macro_f1']:.3f}"
-              f"{margin_note(results[f]['macro_f1'], base_f1.get(f))}", flush=True)
+        print(f"fold {f}: {_fold_line(results[f], split, f, base_f1.get(f))}", flush=True)
 
     all_done = {f: json.loads((out / f"fold{f}" / "metrics.json").read_text())
                 for f in range(split.folds) if (out / f"fold{f}" / "metrics.json").is_file()}
     summary = summarize(all_done)
     summary["config"] = cfg.to_dict()
+    if split.holdout is not None:
+        summary["holdout"] = holdout_summary(out, split, all_done, index, shortcut)
     if shortcut is not None:
         summary["shortcut"] = shortcut.to_dict({f: m["macro_f1"] for f, m in all_done.items()})
         summary["shortcut"]["warning"] = shortcut.warn(summary["mean"].get("macro_f1"))
@@ -195,7 +199,8 @@ def run_cv(cfg: TrainConfig, out: str | Path, *, folds: list[int] | None = None,
         summary["shortcut"] = {"error": shortcut_error}
     summary["k"] = split.folds
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    (out / "summary.md").write_text(render_summary(summary, cfg, time.perf_counter() - t0))
+    render = render_holdout_summary if split.holdout is not None else render_summary
+    (out / "summary.md").write_text(render(summary, cfg, time.perf_counter() - t0))
     pooled = [np.load(out / f"fold{f}" / "test_predictions.npz") for f in sorted(all_done)]
     if pooled:
         np.savez(out / "pooled_test_predictions.npz",
@@ -205,6 +210,102 @@ def run_cv(cfg: TrainConfig, out: str | Path, *, folds: list[int] | None = None,
                                       for f, p in zip(sorted(all_done), pooled, strict=True)]),
                  class_names=pooled[0]["class_names"])
     return summary
+
+
+def _fold_line(m: dict[str, Any], split: Any, fold: int, base_f1: float | None) -> str:
+    """'test accuracy 0.912, macro-F1 0.874, margin ...', or for a held-out value the recall of each class."""
+    if split.holdout is None:
+        return (f"test accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}"
+                f"{margin_note(m['macro_f1'], base_f1)}")
+    trained = _trained_classes(split, fold)
+    parts = [f"{c} recall {v['recall']:.3f} (n={v['support']})" if c in trained
+             else f"{c} untestable (n={v['support']})" for c, v in m["per_class"].items() if v["support"]]
+    return f"{split.fold_name(fold)}: " + ", ".join(parts)
+
+
+def _single_source(split: Any) -> dict[str, str]:
+    from hypoderm.engine.holdout import single_source_classes
+
+    values: dict[str, list[str]] = {c: [] for c in split.class_names}
+    for s in split.samples:
+        values[s.label].append(split.values[s.fold])
+    return single_source_classes(values)
+
+
+def _trained_classes(split: Any, fold: int) -> list[str]:
+    train, val, _ = split.partition(fold)
+    return sorted({split.samples[i].label for i in train + val})
+
+
+def holdout_summary(out: Path, split: Any, done: dict[int, dict[str, Any]], index: Any,
+                    shortcut: Any) -> dict[str, Any]:
+    """Per held-out value: the model's and the photo-style baseline's measurable numbers
+    (hypoderm.engine.holdout), the classes no fold can test, and how well photo style predicts the column."""
+    from hypoderm.data.shortcut import ShortcutError, column_predictability
+    from hypoderm.engine.holdout import balanced_recall, holdout_report
+
+    names = list(split.class_names)
+    model: dict[str, Any] = {}
+    for f, m in sorted(done.items()):
+        z = np.load(out / f"fold{f}" / "test_predictions.npz")
+        model[split.values[f]] = holdout_report(z["y_true"], z["probs"], names, _trained_classes(split, f),
+                                                threshold=float(m["abstain"]["threshold"]))
+    result: dict[str, Any] = {"column": split.holdout, "values": list(split.values), "model": model,
+                              "single_source": _single_source(split), "balanced_recall": balanced_recall(model)}
+    if shortcut is not None:
+        per_kind = {}
+        for kind, probs in shortcut.oof_probs.items():
+            reports = {}
+            for f in range(split.folds):
+                rows = (shortcut.fold_of == f) & np.isfinite(probs).all(axis=1)
+                if rows.any():
+                    reports[split.values[f]] = holdout_report(shortcut.labels[rows], probs[rows], names,
+                                                              _trained_classes(split, f))
+            per_kind[kind] = reports
+        best = max(per_kind, key=lambda k: np.nan_to_num(balanced_recall(per_kind[k]), nan=-1.0))
+        result["baseline"] = {"model": best, "reports": per_kind[best],
+                              "balanced_recall": balanced_recall(per_kind[best])}
+        try:
+            result["predictability"] = column_predictability(index, split.holdout, shortcut)
+        except ShortcutError as e:
+            result["predictability"] = {"error": str(e)}
+    return result
+
+
+def render_holdout_summary(s: dict[str, Any], cfg: TrainConfig, elapsed_s: float | None = None) -> str:
+    from hypoderm.data.shortcut import MODEL_TITLES, predictability_line
+    from hypoderm.engine.holdout import render_holdout_table
+
+    h = s["holdout"]
+    col = h["column"]
+    base = h.get("baseline")
+    lines = [f"# Held-out-{col} evaluation: {cfg.model}", "",
+             f"Data `{cfg.data}`, size {cfg.size}, {cfg.epochs} epochs max (patience {cfg.patience}), batch "
+             f"{cfg.batch_size}, lr {cfg.lr}, recipe {cfg.recipe}, balance {cfg.balance}"
+             + (f" by {cfg.balance_by}" if cfg.balance_by else "")
+             + (f", counterfactual {cfg.counterfactual}" if cfg.counterfactual else "") + f", seed {cfg.seed}.", "",
+             f"Each fold trains on every {col} but one (validation: about 1/{cfg.folds} of each other {col}) and is "
+             f"tested on the {col} it never saw. recall = share of the class's photos called that class; "
+             "answered = share above the abstain threshold (status ok); untestable = a class whose only "
+             f"{col} is the held-out one, so the fold's model never saw it (shown: what it called them).", ""]
+    if h["single_source"]:
+        lines += [f"**Classes with a single {col}, which this protocol cannot test:** "
+                  + ", ".join(f"`{c}` (only `{v}`)" for c, v in h["single_source"].items())
+                  + f". Their numbers come from ordinary cross-validation only, where every test photo shares its "
+                  f"{col} with training photos.", ""]
+    lines += render_holdout_table(h["model"], base["reports"] if base else None)
+    lines += ["", f"Balanced held-out recall (mean recall over the testable ({col}, class) rows): model "
+              f"{h['balanced_recall']:.3f}"
+              + (f", photo-style baseline ({MODEL_TITLES[base['model']]} on trivial photo features, same folds) "
+                 f"{base['balanced_recall']:.3f}" if base else "") + "."]
+    pred = h.get("predictability") or {}
+    if "error" in pred:
+        lines += ["", f"Predictability of the {col} not computed: {pred['error']}"]
+    elif pred:
+        lines += ["", predictability_line(pred)]
+    if elapsed_s is not None:
+        lines += ["", f"Wall time of this invocation: {elapsed_s / 60:.1f} min."]
+    return "\n".join(lines) + "\n"
 
 
 def _finished(fold_dir: Path) -> bool:

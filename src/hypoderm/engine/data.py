@@ -151,18 +151,47 @@ def balanced_sampler(labels: Sequence[int], num_classes: int, generator: torch.G
     return WeightedRandomSampler(w.tolist(), num_samples=len(labels), replacement=True, generator=generator)
 
 
+def cell_weights(labels: Sequence[int], cells: Sequence[str], num_classes: int) -> np.ndarray:
+    """Per-photo sampling weights (summing to 1) that draw every present class equally often and,
+    inside a class, each cell (a source such as an origin) in proportion to the square root of its
+    photo count: 566 abdomen photos and 13 hand photos of healthy skin are drawn 21:4, not 566:13
+    (one source would stand for the class) nor 1:1 (13 photos repeated until they are memorised)."""
+    y = np.asarray(labels, dtype=np.int64)
+    if len(y) != len(cells):
+        raise ValueError(f"{len(y)} labels but {len(cells)} cell values")
+    w = np.zeros(len(y))
+    present = [c for c in range(num_classes) if (y == c).any()]
+    for c in present:
+        in_class = np.nonzero(y == c)[0]
+        _, inverse, counts = np.unique(np.array([cells[int(i)] for i in in_class]), return_inverse=True,
+                                       return_counts=True)
+        share = np.sqrt(counts) / np.sqrt(counts).sum()  # each cell's share of the class's draws
+        w[in_class] = share[inverse] / counts[inverse] / len(present)
+    return w
+
+
+def cell_balanced_sampler(labels: Sequence[int], cells: Sequence[str], num_classes: int,
+                          generator: torch.Generator) -> WeightedRandomSampler:
+    """`cell_weights` as a sampler (same epoch length as the data)."""
+    w = cell_weights(labels, cells, num_classes)
+    return WeightedRandomSampler(w.tolist(), num_samples=len(w), replacement=True, generator=generator)
+
+
 def build_train_loader(dataset: CachedImageDataset, *, batch_size: int, workers: int, balance: str,
                        num_classes: int, generator: torch.Generator, distributed: bool = False,
-                       seed: int = 0, pin_memory: bool = False) -> DataLoader:
+                       seed: int = 0, pin_memory: bool = False, cells: Sequence[str] | None = None) -> DataLoader:
     """Shuffled (or class-balanced) training loader.
 
     Call `loader.sampler.set_epoch(e)` and reseed `generator` at each epoch: the order then comes
     from `generator` and each sample's augmentation from (seed, epoch, position), for exact resume.
+    `cells` (one source value per photo) makes the balanced sampler balance sources inside classes too.
     """
     sampler: Sampler
     if distributed:
         # each rank sees a disjoint shard; balancing is then done by the loss (see train.py)
         sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=False)
+    elif balance == "sampler" and cells is not None:
+        sampler = cell_balanced_sampler(dataset.labels, cells, num_classes, generator)
     elif balance == "sampler":
         sampler = balanced_sampler(dataset.labels, num_classes, generator)
     else:

@@ -45,14 +45,13 @@ def checkpoint_roles(ckpt: dict[str, Any]) -> dict[str, str] | None:
     """What each photo of the checkpoint's own split did for it, by relative path: "train" (trained
     it), "val" (selected it: early stopping, temperature, thresholds) or "test" (held out). A
     `--final` checkpoint trained on its test fold too. None when the checkpoint stores no split."""
-    split = ckpt.get("split")
-    if not split:
+    if not ckpt.get("split"):
         return None
+    split = _split_from_checkpoint(ckpt)
     cfg = ckpt.get("config") or {}
-    k, fold, final = int(split["folds"]), int(cfg.get("fold", 0)), bool(cfg.get("final"))
-    val_fold = (fold + 1) % k
-    return {s["path"]: "val" if s["fold"] == val_fold else "test" if s["fold"] == fold and not final else "train"
-            for s in split["samples"]}
+    fold, final = int(cfg.get("fold", 0)), bool(cfg.get("final"))
+    roles = {s.path: split.role(fold, s) for s in split.samples}
+    return {p: "train" if r == "test" and final else r for p, r in roles.items()}
 
 
 def _sha256(path: Path) -> str:
@@ -133,7 +132,8 @@ def evaluate_checkpoint(checkpoint: str | Path | dict[str, Any], *, data: str | 
         fold = int(cfg.get("fold", 0)) if fold is None else fold
         train_idx, val_idx, test_idx = sp.partition(fold)
         idx = test_idx if part == "test" else val_idx
-        where = f"{part} fold {fold if part == 'test' else (fold + 1) % sp.folds} of {sp.folds} ({source})"
+        where = (f"{part} photos of {sp.fold_name(fold)} ({source})" if sp.holdout is not None
+                 else f"{part} fold {fold if part == 'test' else (fold + 1) % sp.folds} of {sp.folds} ({source})")
         tag = part
         _refuse_seen_photos(ckpt, [index.relpath(index.samples[i]) for i in idx], part, where)
     if not idx:

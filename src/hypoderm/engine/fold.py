@@ -38,6 +38,18 @@ class FoldData:
     def subset(self, idx: list[int]) -> tuple[list[torch.Tensor], list[int]]:
         return [self.images[i] for i in idx], [int(self.labels[i]) for i in idx]
 
+    def untrained_classes(self) -> list[str]:
+        """Classes with no training photo in this fold: in a held-out split, those whose only source is
+        the held-out value (the fold cannot learn them, nor test them)."""
+        present = set(self.labels[self.train_idx].tolist())
+        return [c for i, c in enumerate(self.class_names) if i not in present]
+
+    def column_values(self, idx: list[int], column: str) -> list[str]:
+        """Each photo's value in a manifest column (data.splits.column_value)."""
+        from hypoderm.data.splits import column_value
+
+        return [column_value(self.index.samples[i], column) for i in idx]
+
 
 def readable_index(source: str, group_regex: str | None, strict: bool, cache: DecodedCache,
                    progress: bool = False) -> tuple[Any, list[tuple[str, str]]]:
@@ -70,15 +82,24 @@ def matching_split(split: Any, index: Any, unreadable: Sequence[tuple[str, str]]
 
 def load_or_make_split(index: Any, path: Path, *, make_if_missing: bool, folds: int, seed: int,
                        group_regex: str | None, unreadable: Sequence[tuple[str, str]] = (),
-                       save: bool = True) -> Any:
+                       save: bool = True, hold_out_by: str | None = None) -> Any:
     """The split at `path`, checked against `index`; when it is missing and `make_if_missing`, a new
-    one drawn from `index` (and saved there when `save`). An existing split is reused, never re-drawn,
-    so a resumed run or a later fold sees the same folds."""
-    from hypoderm.data.splits import Split, make_split
+    one drawn from `index` (held out by the column `hold_out_by` when given; saved there when `save`).
+    An existing split is reused, never re-drawn, so a resumed run or a later fold sees the same folds;
+    one of the other kind is refused."""
+    from hypoderm.data.splits import Split, make_holdout_split, make_split
 
     if path.is_file() or not make_if_missing:
-        return matching_split(Split.load(path), index, unreadable)
-    split = make_split(index, folds=folds, seed=seed, group_regex=group_regex)
+        split = matching_split(Split.load(path), index, unreadable)
+        if split.holdout != hold_out_by:
+            have = f"held out by {split.holdout!r}" if split.holdout else "a stratified k-fold split"
+            want = f"held out by {hold_out_by!r}" if hold_out_by else "a stratified k-fold split"
+            raise TrainError(f"{path} is {have}, but this run asks for {want}")
+        return split
+    if hold_out_by is not None:
+        split = make_holdout_split(index, hold_out_by, val_folds=folds, seed=seed, group_regex=group_regex)
+    else:
+        split = make_split(index, folds=folds, seed=seed, group_regex=group_regex)
     if save:
         split.save(path)
     return split
@@ -108,7 +129,8 @@ def prepare_fold(cfg: TrainConfig, run_dir: Path | None, cache: DecodedCache, *,
     else:
         raise TrainError("a run directory is needed to store the new split")
     split = load_or_make_split(index, split_path, make_if_missing=not cfg.split, folds=cfg.folds, seed=cfg.seed,
-                               group_regex=cfg.group_regex, unreadable=bad, save=write_split)
+                               group_regex=cfg.group_regex, unreadable=bad, save=write_split,
+                               hold_out_by=cfg.hold_out_by)
     if not 0 <= cfg.fold < split.folds:
         raise TrainError(f"fold {cfg.fold} does not exist; the split has folds 0..{split.folds - 1}")
     if check_leaks:

@@ -91,8 +91,14 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, 
                     scheduler: torch.optim.lr_scheduler.LRScheduler, device: torch.device, *,
                     scaler: torch.amp.GradScaler | None = None, ema: AveragedModel | None = None,
                     max_steps: int | None = None, channels_last: bool = False, progress: bool = False,
-                    desc: str = "train") -> dict[str, float]:
+                    desc: str = "train", outliers: DataLoader | None = None,
+                    outlier_weight: float = 0.0) -> dict[str, float]:
+    """One pass over `loader`. With `outliers` (pictures that are not skin), each batch also runs one
+    batch of them and adds `outlier_weight` x their cross-entropy to the uniform distribution."""
+    from hypoderm.engine.outliers import uniform_target_loss
+
     model.train()
+    outlier_batches = iter(outliers) if outliers is not None else None
     use_amp = scaler is not None and scaler.is_enabled()
     total_loss, correct, seen, steps = 0.0, 0, 0, 0
     n_batches = len(loader) if max_steps is None else min(len(loader), max_steps)
@@ -104,11 +110,21 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, 
         if max_steps is not None and steps >= max_steps:
             break
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        n = len(y)
+        if outlier_batches is not None:
+            x_out = next(outlier_batches, None)
+            if x_out is None:  # the bank is shorter than the epoch: start it again
+                outlier_batches = iter(outliers)  # type: ignore[arg-type]
+                x_out = next(outlier_batches)
+            x = torch.cat([x, x_out[0].to(device, non_blocking=True)])
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-            logits = model(x)
+            all_logits = model(x)
+            logits = all_logits[:n]
             loss = criterion(logits, y)
+            if len(all_logits) > n:
+                loss = loss + outlier_weight * uniform_target_loss(all_logits[n:])
         if not torch.isfinite(loss):
             raise TrainError(f"loss became {loss.item()} at step {steps}; lower --lr or disable --amp")
         optimizer.zero_grad(set_to_none=True)
@@ -254,6 +270,8 @@ class _Loop:
     val_loader: DataLoader
     generator: torch.Generator
     early: dict[str, Any]
+    outlier_loader: DataLoader | None = None
+    outlier_generator: torch.Generator | None = None
 
     @property
     def eval_model(self) -> nn.Module:
@@ -330,15 +348,28 @@ def _build_loop(cfg: TrainConfig, data: FoldData, spec: PreprocessSpec, rt: _Run
     train_ds = CachedImageDataset(xs, ys, train_transform(spec, cfg.recipe, counterfactual_for(cfg, data.class_names)))
     balance = cfg.balance
     if balance == "sampler" and rt.world > 1:
-        rt.log("note: --balance sampler is not combined with DDP sharding; using a class-weighted loss instead")
+        rt.log("note: --balance sampler is not combined with DDP sharding; using a class-weighted loss instead"
+               + (f" (and no balancing by {cfg.balance_by})" if cfg.balance_by else ""))
         balance = "loss"
+    cells = data.column_values(data.train_idx, cfg.balance_by) if cfg.balance_by else None
     generator = torch.Generator()
     train_loader = build_train_loader(train_ds, batch_size=cfg.batch_size, workers=cfg.workers, balance=balance,
                                       num_classes=k, generator=generator, distributed=rt.world > 1, seed=cfg.seed,
-                                      pin_memory=rt.on_cuda)
+                                      pin_memory=rt.on_cuda, cells=cells)
     vx, vy = data.subset(data.val_idx)
     val_loader = build_eval_loader(CachedImageDataset(vx, vy, eval_transform(spec)), batch_size=cfg.batch_size,
                                    workers=cfg.workers, pin_memory=rt.on_cuda)
+    outlier_loader, outlier_generator = None, None
+    if cfg.outlier_exposure > 0:
+        from hypoderm.engine.outliers import load_bank
+
+        bank = load_bank(spec, cfg.cache_dir)
+        outlier_ds = CachedImageDataset(bank, [0] * len(bank), train_transform(spec, "standard"))
+        outlier_generator = torch.Generator()
+        outlier_loader = build_train_loader(outlier_ds, batch_size=max(1, cfg.batch_size // 4), workers=cfg.workers,
+                                            balance="none", num_classes=k, generator=outlier_generator,
+                                            seed=cfg.seed + 1, pin_memory=rt.on_cuda)
+        rt.log(f"outlier exposure: {len(bank)} pictures that are not skin, weight {cfg.outlier_exposure}")
     weight = class_weights(ys, k).to(rt.device) if balance == "loss" else None
     optimizer = make_optimizer(model, cfg)
     steps_per_epoch = len(train_loader) if cfg.max_steps is None else min(len(train_loader), cfg.max_steps)
@@ -349,7 +380,8 @@ def _build_loop(cfg: TrainConfig, data: FoldData, spec: PreprocessSpec, rt: _Run
                  criterion=nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing),
                  val_criterion=nn.CrossEntropyLoss(),  # plain NLL on validation, comparable across recipes
                  train_loader=train_loader, val_loader=val_loader, generator=generator,
-                 early={"best": -1.0, "best_epoch": 0, "bad_epochs": 0})
+                 early={"best": -1.0, "best_epoch": 0, "bad_epochs": 0}, outlier_loader=outlier_loader,
+                 outlier_generator=outlier_generator)
 
 
 def _restore(ckpt: dict[str, Any] | None, loop: _Loop, run_dir: Path, rt: _Runtime) -> int:
@@ -454,9 +486,13 @@ def train(cfg: TrainConfig, cache: DecodedCache | None = None, *, check_leaks: b
     if cache.spec != spec:
         raise TrainError(f"the image cache was built for {cache.spec}, not {spec}")
     data = _fold_data(cfg, run_dir, cache, rt, check_leaks)
-    rt.log(f"{cfg.model}: {len(data.class_names)} classes {data.class_names}; fold {cfg.fold}/{data.split.folds}: "
-           f"{len(data.train_idx)} train, {len(data.val_idx)} val, {len(data.test_idx)} test; "
-           f"{len(data.unreadable)} unreadable skipped; device {rt.device}" + (f" x{rt.world}" if rt.world > 1 else ""))
+    rt.log(f"{cfg.model}: {len(data.class_names)} classes {data.class_names}; {data.split.fold_name(cfg.fold)} "
+           f"({cfg.fold}/{data.split.folds}): {len(data.train_idx)} train, {len(data.val_idx)} val, "
+           f"{len(data.test_idx)} test; {len(data.unreadable)} unreadable skipped; device {rt.device}"
+           + (f" x{rt.world}" if rt.world > 1 else ""))
+    if data.untrained_classes():
+        rt.log(f"note: no training photo of {', '.join(data.untrained_classes())} in this fold (its only source is "
+               "held out); the model cannot learn that class here, and the fold cannot test it")
     loop = _build_loop(cfg, data, spec, rt)
     start_epoch = _restore(resume_ckpt, loop, run_dir, rt)
 
@@ -470,11 +506,16 @@ def train(cfg: TrainConfig, cache: DecodedCache | None = None, *, check_leaks: b
         loop.generator.manual_seed(cfg.seed * 1_000_003 + epoch)
         sampler: Any = loop.train_loader.sampler  # ours and DistributedSampler both have set_epoch
         sampler.set_epoch(epoch)
+        if loop.outlier_loader is not None and loop.outlier_generator is not None:
+            loop.outlier_generator.manual_seed(cfg.seed * 1_000_003 + epoch + 500_009)
+            outlier_sampler: Any = loop.outlier_loader.sampler
+            outlier_sampler.set_epoch(epoch)
         t0 = time.perf_counter()
         tr = train_one_epoch(loop.train_model, loop.train_loader, loop.criterion, loop.optimizer, loop.scheduler,
                              rt.device, scaler=loop.scaler, ema=loop.ema, max_steps=cfg.max_steps,
                              channels_last=rt.on_cuda, progress=cfg.progress and rt.is_main,
-                             desc=f"epoch {epoch}/{cfg.epochs}")
+                             desc=f"epoch {epoch}/{cfg.epochs}", outliers=loop.outlier_loader,
+                             outlier_weight=cfg.outlier_exposure)
         stop = _end_epoch(cfg, epoch, tr, t0, loop, data, spec, run_dir, rt)
         if cfg.stop_after_epoch is not None and epoch >= cfg.stop_after_epoch:
             rt.log(f"stopping after epoch {epoch} as asked (--stop-after-epoch); continue with --resume")

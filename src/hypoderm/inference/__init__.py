@@ -21,20 +21,21 @@ from hypoderm.inference.metadata import (
     validate_metadata,
 )
 from hypoderm.inference.predictor import (
+    MIN_SOURCE_SIDE,
     REFER_MESSAGE,
     RETAKE_MESSAGE,
     OnnxPredictor,
     bundled_model,
     decode_min_size_for,
     load_image,
-    ood_crop,
     prepare,
     result_from_logits,
     softmax,
+    source_side,
 )
 
 __all__ = [
-    "DISCLAIMER", "METADATA_FORMAT", "METADATA_KEY", "REFER_MESSAGE", "RETAKE_MESSAGE", "ModelLoadError",
-    "OnnxPredictor", "bundled_model", "decode_min_size_for", "load_image", "load_metadata", "ood_crop", "prepare",
-    "result_from_logits", "sidecar_path", "softmax", "validate_metadata",
+    "DISCLAIMER", "METADATA_FORMAT", "METADATA_KEY", "MIN_SOURCE_SIDE", "REFER_MESSAGE", "RETAKE_MESSAGE",
+    "ModelLoadError", "OnnxPredictor", "bundled_model", "decode_min_size_for", "load_image", "load_metadata", "prepare",
+    "result_from_logits", "sidecar_path", "softmax", "source_side", "validate_metadata",
 ]

@@ -1,46 +1,44 @@
-"""Is this a skin photo? A torch-free out-of-distribution check, computed on the image itself.
+"""Is this a skin photo, and can it be judged? A torch-free check computed on the model's own input crop.
 
-Everything is computed on the model's input crop: the uint8 RGB image after `hypoderm.inference.preprocess`'s
-resize and centre crop, before normalisation. A picture is accepted (`is_skin`) when all three hold:
+Everything is computed on the uint8 RGB crop the model sees (`hypoderm.inference.preprocess`'s resize and
+centre crop, before normalisation); a crop of another size than `gate.size` is first resized to it
+(Pillow's bilinear resampling, `reducing_gap=None`, which the browser reproduces bit for bit). Refusing a
+real skin photo is a silent failure that a user cannot fix by retaking it, while a picture that is not
+skin costs little when the answer is withheld, so there are two outcomes short of an answer:
 
-1. **Skin-pixel fraction** >= `skin_fraction_min`, by a fixed colour rule (Chai & Ngan, 1999,
-   "Face segmentation using skin-color map in videophone applications"). For each pixel with 8-bit
-   R, G, B (float64 arithmetic; JPEG / BT.601 full-range YCbCr):
+**Refused** (status `not_skin`, no class; `reason` says which check failed, and the message what to do):
 
-       Y  = 0.299 R + 0.587 G + 0.114 B
-       Cr = 128 + 0.713 (R - Y)
-       Cb = 128 + 0.564 (B - Y)
-       skin  <=>  133 <= Cr <= 173  and  77 <= Cb <= 127
+- `too_dark`: the crop's mean luma is below `gate.luma_min` (nearly black: nothing can be judged);
+- `little_skin`: fewer than `skin_fraction_min` of the pixels are skin-coloured by the fixed YCrCb rule
+  of Chai & Ngan (1999), `gate.skin_rule` (defaults below). Depigmented patches are near-neutral and fail
+  the rule, so this floor is low;
+- `not_skin_like`: the gate's score is below `gate.threshold`: the colour, layout and texture statistics
+  look like a flat texture, an object or a drawing (wood, sand, walls, fabric, paper, food, plastics,
+  ...), not like a photo of skin.
 
-   It rejects grass, sky, text on white and grey scenes. Depigmented (vitiligo) patches are
-   near-neutral and fail the rule, so this floor is low: a vitiligo photo still shows some skin.
-2. **Gate score** >= `gate.threshold`: a small logistic classifier (linear + pairwise terms) over
-   the colour, shape and texture statistics below, computed on the crop at `gate.size` pixels (a
-   crop of another size is first resized to gate.size x gate.size with Pillow's bilinear
-   resampling, `reducing_gap=None`, which the browser reproduces bit for bit, so a model with another
-   input size still gets the statistics the gate was fitted on). It is fitted on real skin photos
-   against synthetic skin-coloured non-skin pictures (wood, sand, walls, plastics, fabrics, ...; see
-   `benchmarks/nonskin/`). The colour rule cannot tell skin from wood or a beige wall; texture
-   and layout can: wood and fabric have coherent oriented gradients, sand has pixel-scale noise,
-   walls and plastics have almost no texture, a rainbow has spread hues, and every texture is
-   uniform across the frame, whereas a skin photo has shading, edges and uneven detail.
-3. **Max-logit** >= `max_logit_min` (Hendrycks et al., 2022): the largest raw logit; its floor is
-   fitted on validation images (`fit_ood_thresholds`). Weak evidence for a small CNN, kept as is.
+**Withheld** (status `uncertain`, candidates shown as equals, see a dermatologist): the crop passed,
+but either the gate's score is below `gate.answer_threshold` (`unsure_skin`: it may not be skin, or it
+is an unusual photo of skin) or the model's largest raw logit is below `max_logit_min`
+(`unusual_logits`, Hendrycks et al., 2022: the network's own evidence is weak).
 
-## The gate's features, exactly (so the browser, `static/js/preprocess.js`, reproduces them)
+Both gate thresholds were chosen on photos of sources the gate never saw (held out by origin;
+`benchmarks/nonskin/`): `threshold` keeps every held-out source's skin photos, `answer_threshold`
+trades answered skin photos against non-skin pictures that reach the model.
+
+## The gate's statistics, exactly (so the browser, `static/js/preprocess.js`, reproduces them)
 
 Only + - * / and sqrt on float64, all correctly rounded in IEEE 754, and sums taken sequentially
 in a fixed order, so JavaScript gets the same bits as numpy here. The crop is cut to whole blocks
-of 16 x 16 pixels (`H = 16 * floor(h / 16)`, same for W; at least 2 x 2 blocks). Per pixel (x, y):
-Y, Cr, Cb as above; s = 1 if skin else 0; u = Cb - 128, v = Cr - 128, m = sqrt(u*u + v*v);
-gx = Y(x+1, y) - Y(x, y), gy = Y(x, y+1) - Y(x, y), hx = Y(x+2, y) - Y(x, y),
-hy = Y(x, y+2) - Y(x, y), each 0 where the neighbour lies outside the H x W crop.
+of B x B pixels, B = `gate.block` (`H = B * floor(h / B)`, same for W; at least 2 x 2 blocks). Per
+pixel (x, y): Y = (0.299 R + 0.587 G) + 0.114 B, Cr = 128 + 0.713 (R - Y), Cb = 128 + 0.564 (B - Y);
+s = 1 if cr_lo <= Cr <= cr_hi and cb_lo <= Cb <= cb_hi (`gate.skin_rule`) else 0; u = Cb - 128,
+v = Cr - 128, m = sqrt(u*u + v*v); gx = Y(x+1, y) - Y(x, y), gy = Y(x, y+1) - Y(x, y),
+hx = Y(x+2, y) - Y(x, y), hy = Y(x, y+2) - Y(x, y), each 0 where the neighbour lies outside the H x W crop.
 
-Every expression is evaluated left to right as written (Y = (0.299 R + 0.587 G) + 0.114 B).
-Sums: for each block (blocks in row-major order, pixels inside a block in row-major order) the 18
-per-pixel terms (s, u, v, m, s*Cr, s*Cb, s*Cr*Cr, s*Cb*Cb, s*Y, s*Y*Y, Y, Y*Y, s*Y*Cr, s*Y*Cb,
-gx*gx, gy*gy, gx*gy, hx*hx + hy*hy) are added one pixel after another, starting from 0; image
-totals T are the block sums added block after block.
+Every expression is evaluated left to right as written. Sums: for each block (blocks in row-major
+order, pixels inside a block in row-major order) the 18 per-pixel terms (s, u, v, m, s*Cr, s*Cb,
+s*Cr*Cr, s*Cb*Cb, s*Y, s*Y*Y, Y, Y*Y, s*Y*Cr, s*Y*Cb, gx*gx, gy*gy, gx*gy, hx*hx + hy*hy) are added
+one pixel after another, starting from 0; image totals T are the block sums added block after block.
 With n = H * W, ns = T[s], e = T[gx*gx] + T[gy*gy], and var(a) = max(0, E[a*a] - E[a]^2):
 
     skin_fraction   ns / n
@@ -52,22 +50,24 @@ With n = H * W, ns = T[s], e = T[gx*gx] + T[gy*gy], and var(a) = max(0, E[a*a] -
     smooth_ratio    sqrt(T[hx*hx + hy*hy] / e) / 2                     (1 if e = 0)
     orient_global   sqrt((T[gxx] - T[gyy])^2 + 4 T[gxy]^2) / e         (0 if e = 0)
     orient_block    sum_b sqrt((gxx_b - gyy_b)^2 + 4 gxy_b^2) / sum_b (gxx_b + gyy_b)   (0 if 0)
-    skin_blocks     share of blocks with at least 128 skin pixels
-    texture_cv      sd / mean of g_b = sqrt((gxx_b + gyy_b) / 256) over blocks   (0 if mean 0)
+    skin_blocks     share of blocks with at least B*B/2 skin pixels
+    texture_cv      sd / mean of g_b = sqrt((gxx_b + gyy_b) / (B*B)) over blocks   (0 if mean 0)
     chroma_mean     T[m] / n
     luma_sd         sqrt(var(Y))
     block_luma_cv   sd / mean of the block mean luma over blocks       (0 if mean 0)
     skin_y_cr_corr, skin_y_cb_corr   correlation of Y with Cr, Cb over skin pixels (0 if a variance is 0)
+    luma_mean       T[Y] / n                                           (the too-dark check; not a score input)
 
 (`_b` = a block's sum; over blocks, mean = (sequential sum) / blocks and sd = sqrt(max(0,
-mean(x*x) - mean^2)).) Features in
-`gate.sqrt_features` are then replaced by their square root. With s_i = (f_i - mean_i) / scale_i,
-the score is, summed in this order, bias + sum_i linear_i * s_i + sum_{i <= j} quadratic_k * (s_i * s_j)
-(k runs over pairs (i, j), i <= j, row by row). The gate passes when score >= `threshold`.
+mean(x*x) - mean^2)).) The score uses the statistics named in `gate.features`; those in
+`gate.sqrt_features` are first replaced by their square root. With s_i = (f_i - mean_i) / scale_i, the
+score is, summed in this order, bias + sum_i linear_i * s_i + sum_{i <= j} quadratic_k * (s_i * s_j)
+(k runs over pairs (i, j), i <= j, row by row).
 
 The thresholds and gate parameters live in the checkpoint / ONNX metadata under `ood`:
 `{"skin_fraction_min": float, "max_logit_min": float, "gate": {...}}`; a model exported before the
-gate existed gets `DEFAULT_GATE` (the gate is a property of images, not of the network).
+gate existed gets `DEFAULT_GATE` (the gate is a property of images, not of the network). Gates of the
+first format (`hypoderm-gate/1`: fixed block and skin rule, no answer threshold, no dark check) still load.
 """
 
 from __future__ import annotations
@@ -80,47 +80,113 @@ from typing import Any
 
 import numpy as np
 
-CR_RANGE = (133.0, 173.0)
-CB_RANGE = (77.0, 127.0)
-BLOCK = 16
-GATE_FORMAT = "hypoderm-gate/1"
+GATE_FORMAT = "hypoderm-gate/2"
+GATE_FORMATS = ("hypoderm-gate/1", GATE_FORMAT)
+# the first format's fixed constants (a v1 gate carries neither block nor skin rule)
+V1_BLOCK = 16
+V1_SKIN_RULE: dict[str, list[float]] = {"cr": [133.0, 173.0], "cb": [77.0, 127.0]}
 
-# Validated on the 311 real photos (benchmarks/export/README.md, ood_validation.py): 310 of them
-# score above it (the one below is a near-greyscale photo).
-DEFAULT_SKIN_FRACTION_MIN = 0.05
-# JSON has no -inf; a max-logit floor this low never rejects anything.
+# JSON has no -inf; a max-logit floor this low never withholds anything.
 PERMISSIVE_MAX_LOGIT_MIN = -1e9
 
 FEATURE_NAMES: tuple[str, ...] = (
     "skin_fraction", "hue_coherence", "skin_cr", "skin_cb", "skin_chroma_sd", "skin_luma_sd", "grad_rms",
     "smooth_ratio", "orient_global", "orient_block", "skin_blocks", "texture_cv", "chroma_mean", "luma_sd",
     "block_luma_cv", "skin_y_cr_corr", "skin_y_cb_corr")
+STAT_NAMES: tuple[str, ...] = (*FEATURE_NAMES, "luma_mean")  # what gate_features returns
 
-
-
-def _load_default_gate() -> dict[str, Any]:
-    """The gate fitted by benchmarks/nonskin/fit_gate.py (its README has the data, rates and command)."""
-    text = (resources.files("hypoderm") / "assets" / "nonskin_gate.json").read_text(encoding="utf-8")
-    return json.loads(text)
-
-
-DEFAULT_OOD: dict[str, Any] = {"skin_fraction_min": DEFAULT_SKIN_FRACTION_MIN,
-                               "max_logit_min": PERMISSIVE_MAX_LOGIT_MIN}
+# Why a crop was refused (status not_skin) or its answer withheld (status uncertain): `ood_check`'s `reason`.
+REFUSAL_REASONS = ("too_dark", "little_skin", "not_skin_like")
+WITHHOLD_REASONS = ("unsure_skin", "unusual_logits")
 
 
 class GateParameterError(ValueError):
     """The `ood.gate` block of a model's metadata is malformed; `str(e)` names the field."""
 
 
-def skin_mask(rgb: np.ndarray) -> np.ndarray:
-    """HWC uint8 RGB -> HW bool, True where the Chai & Ngan YCrCb rule says skin."""
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def validate_gate(gate: Any) -> dict[str, Any]:
+    """Check an `ood.gate` block; returns it, or raises GateParameterError naming the bad field."""
+    if not isinstance(gate, dict):
+        raise GateParameterError(f"ood.gate must be an object, got {type(gate).__name__}")
+    if gate.get("format") not in GATE_FORMATS:
+        raise GateParameterError(f"ood.gate.format must be one of {', '.join(GATE_FORMATS)}, "
+                                 f"got {gate.get('format')!r}")
+    v1 = gate["format"] == GATE_FORMATS[0]
+    block = gate.get("block", V1_BLOCK if v1 else None)
+    if not isinstance(block, int) or isinstance(block, bool) or not 2 <= block <= 64:
+        raise GateParameterError(f"ood.gate.block must be an integer in 2..64 (block side in pixels), got {block!r}")
+    size = gate.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or not 2 * block <= size <= 4096:
+        raise GateParameterError(f"ood.gate.size must be an integer in {2 * block}..4096 (the crop side it was "
+                                 f"fitted on), got {size!r}")
+    rule = gate.get("skin_rule", V1_SKIN_RULE if v1 else None)
+    if not isinstance(rule, dict) or any(
+            not isinstance(rule.get(k), list) or len(rule[k]) != 2 or not all(_number(x) for x in rule[k])
+            or not 0 <= rule[k][0] <= rule[k][1] <= 255 for k in ("cr", "cb")):
+        raise GateParameterError("ood.gate.skin_rule must be {\"cr\": [lo, hi], \"cb\": [lo, hi]} with "
+                                 "0 <= lo <= hi <= 255")
+    features = gate.get("features")
+    if (not isinstance(features, list) or not features or len(set(features)) != len(features)
+            or any(f not in FEATURE_NAMES for f in features)):
+        raise GateParameterError(f"ood.gate.features must list distinct statistics of: {', '.join(FEATURE_NAMES)}")
+    nf = len(features)
+    sizes = {"mean": nf, "scale": nf, "linear": nf, "quadratic": nf * (nf + 1) // 2}
+    for key, n in sizes.items():
+        vals = gate.get(key)
+        if not isinstance(vals, list) or len(vals) != n or not all(_number(x) for x in vals):
+            raise GateParameterError(f"ood.gate.{key} must be a list of {n} finite numbers")
+    if any(x <= 0 for x in gate["scale"]):
+        raise GateParameterError("ood.gate.scale must be > 0 everywhere")
+    for key in ("bias", "threshold", *(() if v1 else ("answer_threshold", "luma_min"))):
+        if not _number(gate.get(key)):
+            raise GateParameterError(f"ood.gate.{key} must be a finite number, got {gate.get(key)!r}")
+    if not v1 and gate["answer_threshold"] < gate["threshold"]:
+        raise GateParameterError("ood.gate.answer_threshold must be >= ood.gate.threshold (answers need more than "
+                                 "not being refused)")
+    sqrt_features = gate.get("sqrt_features", [])
+    if not isinstance(sqrt_features, list) or any(name not in features for name in sqrt_features):
+        raise GateParameterError("ood.gate.sqrt_features must be a list of names from ood.gate.features")
+    return gate
+
+
+def _load_default_gate() -> dict[str, Any]:
+    """The gate fitted by benchmarks/nonskin/fit_gate.py (its README has the data, rates and command)."""
+    text = (resources.files("hypoderm") / "assets" / "nonskin_gate.json").read_text(encoding="utf-8")
+    return validate_gate(json.loads(text))
+
+
+DEFAULT_GATE: dict[str, Any] = _load_default_gate()
+# The skin-colour rule: the one definition (Chai & Ngan's YCrCb box, as the shipped gate states it);
+# training's skin-guided crops (engine/augment.py) and the photo-style audit use the same.
+SKIN_RULE: dict[str, list[float]] = DEFAULT_GATE.get("skin_rule", V1_SKIN_RULE)
+CR_RANGE: tuple[float, float] = (float(SKIN_RULE["cr"][0]), float(SKIN_RULE["cr"][1]))
+CB_RANGE: tuple[float, float] = (float(SKIN_RULE["cb"][0]), float(SKIN_RULE["cb"][1]))
+# Refuse below this share of skin-coloured pixels (benchmarks/nonskin: real photos of every source keep it).
+DEFAULT_SKIN_FRACTION_MIN = float(DEFAULT_GATE.get("skin_fraction_min", 0.05))
+DEFAULT_OOD: dict[str, Any] = {"skin_fraction_min": DEFAULT_SKIN_FRACTION_MIN,
+                               "max_logit_min": PERMISSIVE_MAX_LOGIT_MIN}
+
+
+def _gate_rule(gate: dict[str, Any] | None) -> tuple[int, dict[str, list[float]]]:
+    """(block side, skin rule) of a gate, the first format's constants for a v1 gate."""
+    gate = gate or DEFAULT_GATE
+    return int(gate.get("block", V1_BLOCK)), gate.get("skin_rule", V1_SKIN_RULE)
+
+
+def skin_mask(rgb: np.ndarray, rule: dict[str, list[float]] | None = None) -> np.ndarray:
+    """HWC uint8 RGB -> HW bool, True where the YCrCb skin rule (`rule`, default the shipped gate's) says skin."""
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 RGB array, got shape {rgb.shape}")
+    rule = rule or SKIN_RULE
     r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
     y = 0.299 * r + 0.587 * g + 0.114 * b
     cr = 128.0 + 0.713 * (r - y)
     cb = 128.0 + 0.564 * (b - y)
-    return (cr >= CR_RANGE[0]) & (cr <= CR_RANGE[1]) & (cb >= CB_RANGE[0]) & (cb <= CB_RANGE[1])
+    return (cr >= rule["cr"][0]) & (cr <= rule["cr"][1]) & (cb >= rule["cb"][0]) & (cb <= rule["cb"][1])
 
 
 def skin_fraction(rgb: np.ndarray) -> float:
@@ -133,14 +199,14 @@ def _seqsum(a: np.ndarray) -> np.ndarray:
     return np.cumsum(a, axis=-1)[..., -1]
 
 
-def _block_sums(planes: np.ndarray, nby: int, nbx: int) -> np.ndarray:
+def _block_sums(planes: np.ndarray, nby: int, nbx: int, block: int) -> np.ndarray:
     """(k, H, W) -> (k, blocks): each block's pixels added one after another in row-major order,
-    blocks row-major. 256 vectorised adds over all blocks at once: the order of a JavaScript loop,
-    several times faster than a transposed copy and a cumulative sum."""
-    v = planes.reshape(planes.shape[0], nby, BLOCK, nbx, BLOCK)
+    blocks row-major. block*block vectorised adds over all blocks at once: the order of a JavaScript
+    loop, several times faster than a transposed copy and a cumulative sum."""
+    v = planes.reshape(planes.shape[0], nby, block, nbx, block)
     acc = v[:, :, 0, :, 0].copy()
-    for yi in range(BLOCK):
-        for xi in range(BLOCK):
+    for yi in range(block):
+        for xi in range(block):
             if yi or xi:
                 acc += v[:, :, yi, :, xi]
     return acc.reshape(planes.shape[0], nby * nbx)
@@ -154,15 +220,17 @@ def _sd_over_mean(values: np.ndarray) -> float:
     return math.sqrt(max(0.0, float(_seqsum(values * values)) / n - mean * mean)) / mean
 
 
-def gate_features(rgb: np.ndarray) -> dict[str, float]:
-    """The gate's statistics of an HWC uint8 RGB crop (definitions in the module docstring)."""
+def gate_features(rgb: np.ndarray, gate: dict[str, Any] | None = None) -> dict[str, float]:
+    """The gate's statistics (STAT_NAMES) of an HWC uint8 RGB crop, with `gate`'s block size and skin rule
+    (default the shipped gate's); definitions in the module docstring."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 RGB array, got shape {rgb.shape} dtype {rgb.dtype}")
-    nby, nbx = rgb.shape[0] // BLOCK, rgb.shape[1] // BLOCK
+    block, rule = _gate_rule(gate)
+    nby, nbx = rgb.shape[0] // block, rgb.shape[1] // block
     if nby < 2 or nbx < 2:
         raise ValueError(f"image too small for the not-skin gate: {rgb.shape[1]}x{rgb.shape[0]} "
-                         f"< {2 * BLOCK}x{2 * BLOCK}")
-    h, w = nby * BLOCK, nbx * BLOCK
+                         f"< {2 * block}x{2 * block}")
+    h, w = nby * block, nbx * block
     a = rgb[:h, :w].astype(np.float64)
     r, g, b = a[..., 0], a[..., 1], a[..., 2]
     # the 18 per-pixel terms, written in place (same operations, in the same order, as the docstring's
@@ -172,7 +240,7 @@ def gate_features(rgb: np.ndarray) -> dict[str, float]:
     np.add(np.add(0.299 * r, 0.587 * g), 0.114 * b, out=y)
     cr = 128.0 + 0.713 * (r - y)
     cb = 128.0 + 0.564 * (b - y)
-    s_[...] = (cr >= CR_RANGE[0]) & (cr <= CR_RANGE[1]) & (cb >= CB_RANGE[0]) & (cb <= CB_RANGE[1])
+    s_[...] = (cr >= rule["cr"][0]) & (cr <= rule["cr"][1]) & (cb >= rule["cb"][0]) & (cb <= rule["cb"][1])
     np.subtract(cb, 128.0, out=u)
     np.subtract(cr, 128.0, out=v)
     np.sqrt(np.add(u * u, v * v), out=m)
@@ -194,12 +262,12 @@ def gate_features(rgb: np.ndarray) -> dict[str, float]:
     np.multiply(gy, gy, out=gyy)
     np.multiply(gx, gy, out=gxy)
     np.add(hx * hx, hy * hy, out=hh)
-    planes = p
-    bs = _block_sums(planes, nby, nbx)  # (planes, blocks)
+    bs = _block_sums(p, nby, nbx, block)  # (planes, blocks)
     t = [float(x) for x in _seqsum(bs)]
     (t_s, t_u, t_v, t_m, t_cr, t_cb, t_cr2, t_cb2, t_y_s, t_y2_s, t_y, t_y2, t_ycr, t_ycb,
      t_gxx, t_gyy, t_gxy, t_h) = t
     n = float(h * w)
+    area = float(block * block)
     f: dict[str, float] = {"skin_fraction": t_s / n}
     f["hue_coherence"] = math.sqrt(t_u * t_u + t_v * t_v) / t_m if t_m > 0.0 else 0.0
     if t_s > 0.0:
@@ -224,55 +292,21 @@ def gate_features(rgb: np.ndarray) -> dict[str, float]:
     sum_e = float(_seqsum(b_e))
     coh = np.sqrt((b_gxx - b_gyy) * (b_gxx - b_gyy) + 4.0 * b_gxy * b_gxy)
     f["orient_block"] = float(_seqsum(coh)) / sum_e if sum_e > 0.0 else 0.0
-    f["skin_blocks"] = float(_seqsum((bs[0] >= BLOCK * BLOCK / 2).astype(np.float64))) / float(nby * nbx)
-    f["texture_cv"] = _sd_over_mean(np.sqrt(b_e / float(BLOCK * BLOCK)))
+    f["skin_blocks"] = float(_seqsum((bs[0] >= area / 2).astype(np.float64))) / float(nby * nbx)
+    f["texture_cv"] = _sd_over_mean(np.sqrt(b_e / area))
     f["chroma_mean"] = t_m / n
     mean_y = t_y / n
     f["luma_sd"] = math.sqrt(max(0.0, t_y2 / n - mean_y * mean_y))
-    f["block_luma_cv"] = _sd_over_mean(bs[10] / float(BLOCK * BLOCK))
-    return {name: float(f[name]) for name in FEATURE_NAMES}
-
-
-def validate_gate(gate: Any) -> dict[str, Any]:
-    """Check an `ood.gate` block; returns it, or raises GateParameterError naming the bad field."""
-    if not isinstance(gate, dict):
-        raise GateParameterError(f"ood.gate must be an object, got {type(gate).__name__}")
-    if gate.get("format") != GATE_FORMAT:
-        raise GateParameterError(f"ood.gate.format must be {GATE_FORMAT!r}, got {gate.get('format')!r}")
-    size = gate.get("size")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 2 * BLOCK:
-        raise GateParameterError(f"ood.gate.size must be an integer >= {2 * BLOCK} (the crop side it was fitted on), "
-                                 f"got {size!r}")
-    if list(gate.get("features", [])) != list(FEATURE_NAMES):
-        raise GateParameterError(f"ood.gate.features must list {len(FEATURE_NAMES)} features in this order: "
-                                 f"{', '.join(FEATURE_NAMES)}")
-    nf = len(FEATURE_NAMES)
-    sizes = {"mean": nf, "scale": nf, "linear": nf, "quadratic": nf * (nf + 1) // 2}
-    for key, size in sizes.items():
-        vals = gate.get(key)
-        if not isinstance(vals, list) or len(vals) != size or not all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in vals):
-            raise GateParameterError(f"ood.gate.{key} must be a list of {size} finite numbers")
-    if any(x <= 0 for x in gate["scale"]):
-        raise GateParameterError("ood.gate.scale must be > 0 everywhere")
-    for key in ("bias", "threshold"):
-        x = gate.get(key)
-        if not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x):
-            raise GateParameterError(f"ood.gate.{key} must be a finite number, got {x!r}")
-    sqrt_features = gate.get("sqrt_features", [])
-    if not isinstance(sqrt_features, list) or any(name not in FEATURE_NAMES for name in sqrt_features):
-        raise GateParameterError(f"ood.gate.sqrt_features must be a list of feature names ({', '.join(FEATURE_NAMES)})")
-    return gate
-
-
-DEFAULT_GATE: dict[str, Any] = validate_gate(_load_default_gate())
+    f["block_luma_cv"] = _sd_over_mean(bs[10] / area)
+    f["luma_mean"] = mean_y
+    return {name: float(f[name]) for name in STAT_NAMES}
 
 
 def gate_score(features: dict[str, float], gate: dict[str, Any]) -> float:
     """The gate's logistic score (log-odds of "skin photo") for `features` under parameters `gate`."""
     roots = set(gate.get("sqrt_features", []))
     z = []
-    for i, name in enumerate(FEATURE_NAMES):
+    for i, name in enumerate(gate["features"]):
         x = features[name]
         x = math.sqrt(max(0.0, x)) if name in roots else x
         z.append((x - float(gate["mean"][i])) / float(gate["scale"][i]))
@@ -310,28 +344,41 @@ def validate_ood(ood: Any) -> None:
         raise ValueError(f"ood must be an object, got {type(ood).__name__}")
     for key in ("skin_fraction_min", "max_logit_min"):
         x = ood.get(key)
-        if key in ood and (not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x)):
+        if key in ood and not _number(x):
             raise ValueError(f"ood.{key} must be a finite number, got {x!r}")
+    if "skin_fraction_min" in ood and not 0.0 <= ood["skin_fraction_min"] <= 1.0:
+        raise ValueError(f"ood.skin_fraction_min must be in [0, 1], got {ood['skin_fraction_min']!r}")
     if "gate" in ood and ood["gate"] is not None:
         validate_gate(ood["gate"])
 
 
 def ood_check(rgb_crop: np.ndarray, logits: np.ndarray, thresholds: dict[str, Any] | None) -> dict[str, Any]:
-    """The `ood` block of a prediction: skin fraction, gate score, max logit and the verdict `is_skin`.
+    """The `ood` block of a prediction: the statistics, the verdict `is_skin` (False: refuse), `answerable`
+    (False: withhold the answer) and `reason` (REFUSAL_REASONS / WITHHOLD_REASONS code, or None).
 
     `thresholds["gate"] = None` switches the gate off (the colour floor and max-logit floor remain)."""
     th = with_gate(thresholds)
     max_logit = float(np.max(logits))
     gate = th["gate"]
     if gate is not None:
-        feats = gate_features(at_gate_size(rgb_crop, int(gate["size"])))
-        frac = feats["skin_fraction"]
-        score = gate_score(feats, gate)
-        gate_ok = score >= float(gate["threshold"])
+        feats = gate_features(at_gate_size(rgb_crop, int(gate["size"])), gate)
+        frac, luma = feats["skin_fraction"], feats["luma_mean"]
+        score: float | None = gate_score(feats, gate)
     else:
-        frac, score, gate_ok = skin_fraction(rgb_crop), None, True
-    is_skin = frac >= float(th["skin_fraction_min"]) and gate_ok and max_logit >= float(th["max_logit_min"])
-    return {"skin_fraction": frac, "gate_score": score, "max_logit": max_logit, "is_skin": bool(is_skin)}
+        frac, luma, score = skin_fraction(rgb_crop), None, None
+    reason = None
+    if gate is not None and luma is not None and luma < float(gate.get("luma_min", -1.0)):
+        reason = "too_dark"
+    elif frac < float(th["skin_fraction_min"]):
+        reason = "little_skin"
+    elif gate is not None and score is not None and score < float(gate["threshold"]):
+        reason = "not_skin_like"
+    elif gate is not None and score is not None and score < float(gate.get("answer_threshold", gate["threshold"])):
+        reason = "unsure_skin"
+    elif max_logit < float(th["max_logit_min"]):
+        reason = "unusual_logits"
+    return {"skin_fraction": frac, "gate_score": score, "max_logit": max_logit, "luma_mean": luma,
+            "is_skin": reason not in REFUSAL_REASONS, "answerable": reason is None, "reason": reason}
 
 
 def fit_ood_thresholds(max_logits: Sequence[float] | np.ndarray, quantile: float = 0.01,
@@ -339,8 +386,9 @@ def fit_ood_thresholds(max_logits: Sequence[float] | np.ndarray, quantile: float
     """Thresholds from in-distribution validation images, with the default gate.
 
     `max_logits`: the max logit of each validation image (real skin photos). The max-logit floor
-    is their `quantile` quantile, so about that share of real photos would be rejected by it.
-    Fewer than 20 values give too noisy a quantile: the floor is then left permissive.
+    is their `quantile` quantile, so about that share of real photos would have their answer withheld
+    by it (it never refuses a photo). Fewer than 20 values give too noisy a quantile: the floor is then
+    left permissive.
     """
     if not 0.0 <= quantile < 0.5:
         raise ValueError(f"quantile must be in [0, 0.5), got {quantile}")

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from hypoderm.cards import display_name, format_probability
+from hypoderm.cards import answer_text, display_name
 from hypoderm.inference.metadata import DISCLAIMER, ModelLoadError, load_metadata, session_config
-from hypoderm.inference.ood import ood_check, with_gate
+from hypoderm.inference.ood import ood_check
 from hypoderm.inference.preprocess import PreprocessSpec, center_crop_array, normalize_uint8, preprocess, resized_uint8
 
 REFER_MESSAGE = "Uncertain: the model cannot decide; please see a dermatologist"
@@ -53,46 +53,59 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def prepare(img: Image.Image, spec: PreprocessSpec, ood: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """PIL image -> (uint8 HWC crop used by the OOD check, CHW float32 model input).
+# The smallest real resolution (shorter side, in pixels of the photo or of the framed square) that is judged:
+# below it the model would see a blown-up blur, and an answer would be a guess (status not_skin, too_small).
+MIN_SOURCE_SIDE = 64
 
-    The same steps as `hypoderm.inference.preprocess.preprocess`, split so the crop is computed once. The
-    not-skin gate (`ood["gate"]`, default `hypoderm.inference.ood.DEFAULT_GATE`) is defined on its own centre
-    crop of the photo at `gate.size` (resize the shorter side to round(size / 0.875), as a model of that
-    size would see it): for a model of another input size that crop is made from the photo, not by
-    resizing the model's crop, so the gate sees what it was fitted on (a 128 px crop blown up to 224
-    let 9% of the held-out non-skin pictures through)."""
+# What the answer says when a photo is refused (status not_skin) or its answer withheld (uncertain), by reason.
+REFUSED_MESSAGES = {
+    "too_small": "Not analysed: the photo is too small to judge ({side} pixels across; at least {min_side} are "
+                 "needed). Take a closer photo of the skin area, or frame a larger square.",
+    "too_dark": "Not analysed: the photo is too dark to judge. Take it again in daylight or with more light.",
+    "little_skin": "Not analysed: too little skin is visible. Frame the skin area so that it fills most of the "
+                   "picture.",
+    "not_skin_like": "Not analysed: this looks like a texture, an object or a drawing rather than a photo of skin. "
+                     "Take a close, well-lit photo of the skin area.",
+}
+WITHHELD_MESSAGES = {
+    "unsure_skin": "Uncertain: this may not be a photo of skin, or it is an unusual one, so no answer is given; "
+                   "if it shows a skin problem, please see a dermatologist.",
+    "unusual_logits": "Uncertain: the model recognises nothing it knows in this photo; if it shows a skin problem, "
+                      "please see a dermatologist.",
+}
+
+
+def source_side(img: Image.Image) -> int:
+    """The shorter side of the photo as stored (a reduced-scale JPEG decode records it: hypoderm.data.io)."""
+    from hypoderm.data.io import SOURCE_SIZE_KEY
+
+    return int(min(img.info.get(SOURCE_SIZE_KEY, img.size)))
+
+
+def prepare(img: Image.Image, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
+    """PIL image -> (uint8 HWC crop, CHW float32 model input): one resize and one centre crop, whose uint8
+    form is also what the not-skin check scores (`hypoderm.inference.ood`)."""
     crop = center_crop_array(resized_uint8(img, spec), spec.size)
-    return ood_crop(img, spec, crop, ood), normalize_uint8(crop, spec)
+    return crop, normalize_uint8(crop, spec)
 
 
-def decode_min_size_for(spec: PreprocessSpec, ood: dict[str, Any] | None) -> int:
-    """The shorter side a reduced-scale JPEG decode must keep for the model's crop and for the not-skin
-    gate's own crop (`prepare`), so that both see what a full decode would give them."""
+def decode_min_size_for(spec: PreprocessSpec) -> int:
+    """The shorter side a reduced-scale JPEG decode must keep so that `prepare` sees what a full decode gives."""
     from hypoderm.inference.preprocess import decode_min_size
 
-    gate = with_gate(ood)["gate"]
-    gate_size = decode_min_size(PreprocessSpec.for_size(int(gate["size"]))) if gate is not None else 0
-    return max(decode_min_size(spec), gate_size)
+    return decode_min_size(spec)
 
 
-def ood_crop(img: Image.Image, spec: PreprocessSpec, crop: np.ndarray, ood: dict[str, Any] | None) -> np.ndarray:
-    """The crop the OOD check scores: the model's `crop`, or the gate's own crop when its size differs."""
-    gate = with_gate(ood)["gate"]
-    if gate is None or int(gate["size"]) == spec.size:
-        return crop
-    gate_spec = PreprocessSpec.for_size(int(gate["size"]))
-    return center_crop_array(resized_uint8(img, gate_spec), gate_spec.size)
-
-
-def result_from_logits(logits: np.ndarray, crop: np.ndarray, metadata: dict[str, Any],
-                       top_k: int = 3) -> dict[str, Any]:
+def result_from_logits(logits: np.ndarray, crop: np.ndarray, metadata: dict[str, Any], top_k: int = 3,
+                       source_side: int | None = None) -> dict[str, Any]:
     """One image's logits (C,) + its uint8 crop -> the per-image result dict (verdict rules of
-    docs/ARCHITECTURE.md: not_skin, else uncertain below the abstain threshold, else ok).
+    docs/ARCHITECTURE.md): not_skin (refused: too small, too dark, too little skin, not skin-like), else
+    uncertain (answer withheld by the not-skin check, or top probability below the abstain threshold),
+    else ok. `source_side`: the shorter side of the photo (or framed square) in its own pixels.
 
-    Only an `ok` verdict names a class as the answer (`answer`); a rejected photo (`not_skin`) has an
-    empty `top_k`, and an uncertain one lists its candidates as equals in the message. The raw
-    probabilities stay in `probabilities` for research use; the message rounds honestly."""
+    Only an `ok` verdict names a class as the answer (`answer`); a refused photo has an empty `top_k`, and
+    an uncertain one lists its candidates as equals in the message. `reason` names why there is no
+    answer. The raw probabilities stay in `probabilities` for research use; the message rounds honestly."""
     names = list(metadata["class_names"])
     logits = np.asarray(logits, dtype=np.float64).ravel()
     if logits.size != len(names):
@@ -101,20 +114,26 @@ def result_from_logits(logits: np.ndarray, crop: np.ndarray, metadata: dict[str,
     order = np.argsort(-probs, kind="stable")[: max(1, min(int(top_k), len(names)))]
     top = [{"label": names[i], "probability": float(probs[i])} for i in order]
     ood = ood_check(crop, logits, metadata.get("ood"))
+    reason = ood["reason"]
+    if source_side is not None and source_side < MIN_SOURCE_SIDE:
+        reason = "too_small"
+        ood = {**ood, "is_skin": False, "answerable": False, "reason": reason}
     threshold = float(metadata["abstain_threshold"])
     answer = None
-    if not ood["is_skin"]:
+    candidates = ", ".join(sorted(display_name(t["label"]) for t in top))
+    if reason in REFUSED_MESSAGES:
         status, top = "not_skin", []
-        message = ("Not analysed: this does not look like a photo of skin "
-                   f"(skin-coloured pixels {ood['skin_fraction']:.0%}). Take a close, well-lit photo of the skin area.")
-    elif top[0]["probability"] < threshold:
+        message = REFUSED_MESSAGES[reason].format(side=source_side, min_side=MIN_SOURCE_SIDE)
+    elif reason in WITHHELD_MESSAGES:
         status = "uncertain"
-        candidates = ", ".join(sorted(display_name(t["label"]) for t in top))
+        message = f"{WITHHELD_MESSAGES[reason]} {RETAKE_MESSAGE} Candidates, equally possible: {candidates}."
+    elif top[0]["probability"] < threshold:
+        status, reason = "uncertain", "low_confidence"
         message = f"{REFER_MESSAGE}. {RETAKE_MESSAGE} Candidates, equally possible: {candidates}."
     else:
         status, answer = "ok", top[0]["label"]
-        message = f"{display_name(answer)} ({format_probability(top[0]['probability'])}). {DISCLAIMER}"
-    return {"status": status, "answer": answer, "top_k": top,
+        message = f"{answer_text(answer, top[0]['probability'])} {DISCLAIMER}"
+    return {"status": status, "answer": answer, "reason": reason, "top_k": top,
             "probabilities": {n: float(p) for n, p in zip(names, probs, strict=True)},
             "ood": ood, "message": message}
 
@@ -188,9 +207,9 @@ class OnnxPredictor:
 
     def predict_image(self, img: Image.Image, top_k: int = 3) -> dict[str, Any]:
         """PIL image -> the per-image result dict."""
-        crop, x = prepare(img, self.spec, self.metadata.get("ood"))
+        crop, x = prepare(img, self.spec)
         logits = self.predict_logits(x[None])[0]
-        return result_from_logits(logits, crop, self.metadata, top_k)
+        return result_from_logits(logits, crop, self.metadata, top_k, source_side=source_side(img))
 
     def predict_with_overlay(self, img: Image.Image, top_k: int = 3) -> tuple[dict[str, Any], Image.Image | None]:
         """(result dict, Grad-CAM overlay of the top class or None) from one preprocessing and one
@@ -199,9 +218,9 @@ class OnnxPredictor:
         cam_names = self._cam_outputs()
         from hypoderm.inference.explain import overlay_on_photo
 
-        crop, x = prepare(img, self.spec, self.metadata.get("ood"))
+        crop, x = prepare(img, self.spec)
         logits, features, weights = self.session.run([self.logits_name, *cam_names], {self.input_name: x[None]})
-        result = result_from_logits(logits[0], crop, self.metadata, top_k)
+        result = result_from_logits(logits[0], crop, self.metadata, top_k, source_side=source_side(img))
         if not result["top_k"]:
             return result, None
         index = self.class_names.index(result["top_k"][0]["label"])

@@ -176,7 +176,7 @@ async function predictInBrowser(canvas) {
   const { width, height } = canvas;
   const rgba = canvas.getContext("2d", { willReadFrequently: true }).getImageData(0, 0, width, height).data;
   const input = state.meta.input;
-  const { crop, tensor } = prepare(rgbaToRgb(rgba), width, height, input, state.meta.ood);
+  const { crop, tensor } = prepare(rgbaToRgb(rgba), width, height, input);
   const feeds = { [input.name || "input"]: new state.ort.Tensor("float32", tensor, [1, 3, input.size, input.size]) };
   const out = await state.session.run(feeds);
   const outName = (state.meta.output && state.meta.output.name) || state.session.outputNames[0];

@@ -183,33 +183,36 @@ export function resizeShorterCrop(rgb, w, h, resizeSize, size) {
   return nw === w ? centerCrop(out, w, size, size) : out;
 }
 
-/** Everything before the model (hypoderm.inference.prepare): returns the uint8 crop for the OOD check
- * and the input tensor. The not-skin gate (`ood.gate`) scores its own centre crop of the photo at
- * gate.size (shorter side resized to round(size / 0.875)) when that differs from the model's size. */
-export function prepare(rgb, w, h, input, ood = null) {
+/** Everything before the model (hypoderm.inference.prepare): one resize and one centre crop; returns the uint8
+ * crop (which the not-skin check scores too) and the input tensor. */
+export function prepare(rgb, w, h, input) {
   if ((input.interpolation || "bilinear") !== "bilinear") {
     throw new Error(`unsupported interpolation ${input.interpolation}`);
   }
   const crop = resizeShorterCrop(rgb, w, h, input.resize_size, input.size);
-  const gate = ood && ood.gate;
-  let oodCrop = crop;
-  if (gate && Number(gate.size) !== input.size) {
-    const gs = Number(gate.size);
-    oodCrop = resizeShorterCrop(rgb, w, h, roundHalfEven(gs / 0.875), gs);
-  }
-  return { crop: oodCrop, tensor: normalize(crop, input.size, input.mean, input.std) };
+  return { crop, tensor: normalize(crop, input.size, input.mean, input.std) };
 }
 
-/** hypoderm.inference.ood.skin_fraction: Chai & Ngan (1999) YCrCb rule, double arithmetic like numpy float64. */
-export function skinFraction(crop) {
+// The first gate format's constants (a hypoderm-gate/1 block carries neither block size nor skin rule).
+const V1_BLOCK = 16;
+const V1_SKIN_RULE = { cr: [133.0, 173.0], cb: [77.0, 127.0] };
+
+/** (block side, skin rule) of a gate block (hypoderm.inference.ood._gate_rule). */
+function gateRule(gate) {
+  return { block: Number(gate.block ?? V1_BLOCK), rule: gate.skin_rule || V1_SKIN_RULE };
+}
+
+/** hypoderm.inference.ood.skin_fraction: the YCrCb rule `rule`, double arithmetic like numpy float64. */
+export function skinFraction(crop, rule) {
   const n = crop.length / 3;
+  const [crLo, crHi] = rule.cr, [cbLo, cbHi] = rule.cb;
   let skin = 0;
   for (let i = 0; i < n; i++) {
     const r = crop[i * 3], g = crop[i * 3 + 1], b = crop[i * 3 + 2];
     const y = 0.299 * r + 0.587 * g + 0.114 * b;
     const cr = 128.0 + 0.713 * (r - y);
     const cb = 128.0 + 0.564 * (b - y);
-    if (cr >= 133.0 && cr <= 173.0 && cb >= 77.0 && cb <= 127.0) skin++;
+    if (cr >= crLo && cr <= crHi && cb >= cbLo && cb <= cbHi) skin++;
   }
   return skin / n;
 }
@@ -223,15 +226,11 @@ export function softmax(logits, temperature) {
   return e.map((v) => v / sum);
 }
 
-// ---- The not-skin gate: hypoderm.inference.ood.gate_features / gate_score, same arithmetic ------------------
+// ---- The not-skin gate: hypoderm.inference.ood.gate_features / gate_score / ood_check, same arithmetic --------
 // Only + - * / and Math.sqrt (correctly rounded, like numpy), and every sum is taken one term after
 // another in the order of the Python module docstring (blocks row-major, pixels in a block
 // row-major), which hypoderm.inference.ood reproduces with cumulative sums: the same pixels give the same bits.
-
-const BLOCK = 16;
-export const GATE_FEATURES = ["skin_fraction", "hue_coherence", "skin_cr", "skin_cb", "skin_chroma_sd",
-  "skin_luma_sd", "grad_rms", "smooth_ratio", "orient_global", "orient_block", "skin_blocks", "texture_cv",
-  "chroma_mean", "luma_sd", "block_luma_cv", "skin_y_cr_corr", "skin_y_cb_corr"];
+// Every constant (crop size, block size, skin-colour rule, thresholds) comes from the gate block.
 
 function sdOverMean(values) {
   const n = values.length;
@@ -243,11 +242,14 @@ function sdOverMean(values) {
   return Math.sqrt(Math.max(0.0, s2 / n - mean * mean)) / mean;
 }
 
-/** hypoderm.inference.ood.gate_features on a packed RGB crop of width x height pixels. */
-export function gateFeatures(crop, width, height) {
-  const nby = Math.floor(height / BLOCK), nbx = Math.floor(width / BLOCK);
+/** hypoderm.inference.ood.gate_features on a packed RGB crop of width x height pixels, with `gate`'s block size
+ * and skin rule. */
+export function gateFeatures(crop, width, height, gate) {
+  const { block: B, rule } = gateRule(gate);
+  const [crLo, crHi] = rule.cr, [cbLo, cbHi] = rule.cb;
+  const nby = Math.floor(height / B), nbx = Math.floor(width / B);
   if (nby < 2 || nbx < 2) throw new Error(`image too small for the not-skin gate: ${width}x${height}`);
-  const H = nby * BLOCK, W = nbx * BLOCK, nb = nby * nbx;
+  const H = nby * B, W = nbx * B, nb = nby * nbx, area = B * B;
   const Y = new Float64Array(H * W), CR = new Float64Array(H * W), CB = new Float64Array(H * W);
   for (let y = 0; y < H; y++) {
     for (let x = 0; x < W; x++) {
@@ -265,12 +267,12 @@ export function gateFeatures(crop, width, height) {
     for (let bx = 0; bx < nbx; bx++) {
       const blk = by * nbx + bx;
       p.fill(0);
-      for (let yi = 0; yi < BLOCK; yi++) {
-        const y = by * BLOCK + yi;
-        for (let xi = 0; xi < BLOCK; xi++) {
-          const x = bx * BLOCK + xi, j = y * W + x;
+      for (let yi = 0; yi < B; yi++) {
+        const y = by * B + yi;
+        for (let xi = 0; xi < B; xi++) {
+          const x = bx * B + xi, j = y * W + x;
           const yv = Y[j], cr = CR[j], cb = CB[j];
-          const s = cr >= 133.0 && cr <= 173.0 && cb >= 77.0 && cb <= 127.0 ? 1.0 : 0.0;
+          const s = cr >= crLo && cr <= crHi && cb >= cbLo && cb <= cbHi ? 1.0 : 0.0;
           const u = cb - 128.0, v = cr - 128.0;
           const gx = x + 1 < W ? Y[j + 1] - yv : 0.0;
           const gy = y + 1 < H ? Y[j + W] - yv : 0.0;
@@ -315,9 +317,9 @@ export function gateFeatures(crop, width, height) {
     const gxx = bs[14][i], gyy = bs[15][i], gxy = bs[16][i];
     sumE += gxx + gyy;
     sumCoh += Math.sqrt((gxx - gyy) * (gxx - gyy) + 4.0 * gxy * gxy);
-    if (bs[0][i] >= (BLOCK * BLOCK) / 2) skinBlocks += 1.0;
-    gb[i] = Math.sqrt((gxx + gyy) / (BLOCK * BLOCK));
-    lb[i] = bs[10][i] / (BLOCK * BLOCK);
+    if (bs[0][i] >= area / 2) skinBlocks += 1.0;
+    gb[i] = Math.sqrt((gxx + gyy) / area);
+    lb[i] = bs[10][i] / area;
   }
   f.orient_block = sumE > 0.0 ? sumCoh / sumE : 0.0;
   f.skin_blocks = skinBlocks / nb;
@@ -326,13 +328,14 @@ export function gateFeatures(crop, width, height) {
   const meanY = tY / n;
   f.luma_sd = Math.sqrt(Math.max(0.0, tY2 / n - meanY * meanY));
   f.block_luma_cv = sdOverMean(lb);
+  f.luma_mean = meanY;
   return f;
 }
 
-/** hypoderm.inference.ood.gate_score: bias + linear terms + pairwise terms, summed in this order. */
+/** hypoderm.inference.ood.gate_score: bias + linear terms + pairwise terms over gate.features, in this order. */
 export function gateScore(features, gate) {
   const roots = new Set(gate.sqrt_features || []);
-  const z = GATE_FEATURES.map((name, i) => {
+  const z = gate.features.map((name, i) => {
     const x = roots.has(name) ? Math.sqrt(Math.max(0.0, features[name])) : features[name];
     return (x - Number(gate.mean[i])) / Number(gate.scale[i]);
   });
@@ -345,30 +348,39 @@ export function gateScore(features, gate) {
   return score;
 }
 
-const DEFAULT_OOD = { skin_fraction_min: 0.05, max_logit_min: -1e9, gate: null };
+export const REFUSAL_REASONS = ["too_small", "too_dark", "little_skin", "not_skin_like"];
+export const WITHHOLD_REASONS = ["unsure_skin", "unusual_logits"];
 
 /** hypoderm.inference.ood.ood_check. `ood` is the server's completed block (/api/v1/model sends the default
  * gate for models exported before it existed); `gate: null` switches the gate off. */
 export function oodCheck(crop, size, logits, ood) {
-  const th = { ...DEFAULT_OOD, ...(ood || {}) };
+  const th = ood || {};
+  const gate = th.gate || null;
   const maxLogit = Math.max(...Array.from(logits));
-  let frac, score = null, gateOk = true;
-  if (th.gate) {
+  let frac, luma = null, score = null;
+  if (gate) {
     // the gate's statistics are defined at gate.size pixels: another crop is resized like Pillow does
-    const gs = Number(th.gate.size);
-    const f = gateFeatures(size === gs ? crop : resizeBilinear(crop, size, size, gs, gs), gs, gs);
+    const gs = Number(gate.size);
+    const f = gateFeatures(size === gs ? crop : resizeBilinear(crop, size, size, gs, gs), gs, gs, gate);
     frac = f.skin_fraction;
-    score = gateScore(f, th.gate);
-    gateOk = score >= Number(th.gate.threshold);
+    luma = f.luma_mean;
+    score = gateScore(f, gate);
   } else {
-    frac = skinFraction(crop);
+    frac = skinFraction(crop, V1_SKIN_RULE);
   }
-  const isSkin = frac >= Number(th.skin_fraction_min) && gateOk && maxLogit >= Number(th.max_logit_min);
-  return { skin_fraction: frac, gate_score: score, max_logit: maxLogit, is_skin: isSkin };
+  let reason = null;
+  if (gate && luma < Number(gate.luma_min ?? -1)) reason = "too_dark";
+  else if (frac < Number(th.skin_fraction_min)) reason = "little_skin";
+  else if (gate && score < Number(gate.threshold)) reason = "not_skin_like";
+  else if (gate && score < Number(gate.answer_threshold ?? gate.threshold)) reason = "unsure_skin";
+  else if (maxLogit < Number(th.max_logit_min)) reason = "unusual_logits";
+  return { skin_fraction: frac, gate_score: score, max_logit: maxLogit, luma_mean: luma,
+    is_skin: !REFUSAL_REASONS.includes(reason), answerable: reason === null, reason };
 }
 
-/** hypoderm.inference.result_from_logits (messages are localised by the page, not here). */
-export function resultFromLogits(logits, crop, metadata, topK = 3) {
+/** hypoderm.inference.result_from_logits (messages are localised by the page, not here). `sourceSide`: the
+ * shorter side of the framed square in the photo's own pixels; below metadata.min_source_side it is too small. */
+export function resultFromLogits(logits, crop, metadata, topK = 3, sourceSide = null) {
   const names = metadata.class_names;
   if (logits.length !== names.length) {
     throw new Error(`model gives ${logits.length} outputs but metadata names ${names.length} classes`);
@@ -376,13 +388,17 @@ export function resultFromLogits(logits, crop, metadata, topK = 3) {
   const probs = softmax(logits, Number(metadata.temperature));
   const order = probs.map((p, i) => i).sort((a, b) => probs[b] - probs[a] || a - b);
   const k = Math.max(1, Math.min(topK, names.length));
-  const top = order.slice(0, k).map((i) => ({ label: names[i], probability: probs[i] }));
-  // the crop from prepare(): the model's, or the gate's own (see prepare)
-  const ood = oodCheck(crop, Math.round(Math.sqrt(crop.length / 3)), logits, metadata.ood);
-  let status = "ok";
-  if (!ood.is_skin) status = "not_skin";
-  else if (top[0].probability < Number(metadata.abstain_threshold)) status = "uncertain";
+  let top = order.slice(0, k).map((i) => ({ label: names[i], probability: probs[i] }));
+  let ood = oodCheck(crop, Math.round(Math.sqrt(crop.length / 3)), logits, metadata.ood);
+  if (sourceSide !== null && sourceSide < Number(metadata.min_source_side)) {
+    ood = { ...ood, is_skin: false, answerable: false, reason: "too_small" };
+  }
+  let status = "ok", reason = ood.reason, answer = null;
+  if (REFUSAL_REASONS.includes(reason)) { status = "not_skin"; top = []; }
+  else if (reason !== null) status = "uncertain";
+  else if (top[0].probability < Number(metadata.abstain_threshold)) { status = "uncertain"; reason = "low_confidence"; }
+  else answer = top[0].label;
   const probabilities = {};
   names.forEach((n, i) => { probabilities[n] = probs[i]; });
-  return { status, top_k: top, probabilities, ood };
+  return { status, answer, reason, top_k: top, probabilities, ood };
 }

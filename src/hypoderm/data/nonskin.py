@@ -7,10 +7,16 @@ rule alone cannot reject them. Each picture gets a camera-like finish (uneven li
 noise, slight blur, JPEG) so that it is not trivially clean.
 
 `FIT` and `TEST` are two different parameter ranges: `benchmarks/nonskin/fit_gate.py` fits the gate
-on `FIT` pictures made from one set of seeds, the tests measure it on `TEST` pictures from other
-seeds, so the test measures generalisation to new pictures and somewhat wider ranges, not
-memorisation. (Both come from the same families, so the test says nothing about kinds of pictures
-that are not drawn here.)
+on `FIT` pictures made from one set of seeds (and training's outlier exposure shows the model `FIT`
+pictures too: hypoderm.engine.outliers), the tests measure it on `TEST` pictures from other seeds, so
+the test measures generalisation to new pictures and somewhat wider ranges, not memorisation. (Both
+come from the same families, so the test says nothing about kinds of pictures that are not drawn
+here: `sample_photos` adds real ones.)
+
+`sample_photos()`: real photographs that are not of skin and ship inside well-known Python packages
+(scikit-image's `skimage/data`, scikit-learn's sample images, Matplotlib's sample data), for the
+packages that are installed; their licences are in each package's data README (public domain, CC0
+or CC-BY). Photos showing a person are left out.
 """
 
 from __future__ import annotations
@@ -190,7 +196,10 @@ def food(rng: np.random.Generator, h: int, w: int, k: float) -> np.ndarray:
             draw.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=colour())
 
     def jitter(c: tuple[int, int, int], s: float = 12) -> Callable[[], tuple[int, int, int]]:
-        return lambda: tuple(int(v) for v in np.clip(np.array(c) + rng.normal(0, s, 3), 0, 255))
+        def draw() -> tuple[int, int, int]:
+            r, g, b = (int(v) for v in np.clip(np.array(c) + rng.normal(0, s, 3), 0, 255))
+            return r, g, b
+        return draw
 
     if kind == "bread":
         draw.rectangle([0, 0, w, h], fill=jitter((200, 150, 90), 20)())
@@ -315,4 +324,47 @@ def closeups(img: Image.Image, rng: np.random.Generator, n: int) -> list[Image.I
         s = max(16, int(min(w, h) * rng.uniform(0.2, 0.6)))
         x, y = int(rng.integers(0, w - s + 1)), int(rng.integers(0, h - s + 1))
         out.append(img.crop((x, y, x + s, y + s)))
+    return out
+
+
+# ---- real photos that are not skin, shipped inside Python packages -----------------------------
+
+# (package, path inside it, file) of every photo used. Left out on purpose: skimage's astronaut and
+# matplotlib's grace_hopper (people: they show skin), and pure drawings/charts are kept because a user
+# may photograph a screen or a page.
+SAMPLE_PHOTOS: tuple[tuple[str, str, str], ...] = (
+    *(("skimage", "data", f) for f in (
+        "brick.png", "camera.png", "cell.png", "chelsea.png", "chessboard_RGB.png", "clock_motion.png",
+        "coffee.png", "coins.png", "color.png", "grass.png", "gravel.png", "horse.png", "hubble_deep_field.jpg",
+        "ihc.png", "logo.png", "microaneurysms.png", "moon.png", "motorcycle_left.png", "page.png", "retina.jpg",
+        "rocket.jpg", "text.png", "phantom.png")),
+    ("sklearn", "datasets/images", "china.jpg"),
+    ("sklearn", "datasets/images", "flower.jpg"),
+    ("matplotlib", "mpl-data/sample_data", "Minduka_Present_Blue_Pack.png"),
+    ("matplotlib", "mpl-data/sample_data", "logo2.png"),
+)
+
+
+def sample_photos() -> list[tuple[str, Image.Image]]:
+    """(name, RGB image) of every SAMPLE_PHOTOS file whose package is installed (none are downloaded;
+    transparency is composited on white)."""
+    import importlib.util
+    from pathlib import Path
+
+    out = []
+    for package, folder, name in SAMPLE_PHOTOS:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        path = Path(list(spec.submodule_search_locations)[0]) / folder / name
+        if not path.is_file():
+            continue
+        with Image.open(path) as im:
+            im.load()
+            img = im.convert("RGBA") if im.mode in ("P", "LA", "PA", "RGBA") else im.convert("RGB")
+        if img.mode == "RGBA":
+            white = Image.new("RGB", img.size, (255, 255, 255))
+            white.paste(img, mask=img.split()[3])
+            img = white
+        out.append((f"{package}:{name}", img))
     return out

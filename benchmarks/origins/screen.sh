@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Screening of a candidate recipe on two folds only: the abdomen-web origin held out (566 healthy photos from
+# a source the model never saw) and fold 0 of the ordinary 5-fold CV, as two single-threaded processes.
+# Recipes that pass go on to the full protocol (run_recipe.sh). Usage:
+#   bash benchmarks/origins/screen.sh NAME [hypoderm train flags...]
+set -euo pipefail
+name=$1; shift
+data=${DATA:-../shared/data/multisource/index.csv}
+out=benchmarks/origins/screen/$name
+common=(--data "$data" --model hypodermnet --size 128 --epochs "${EPOCHS:-30}" --patience "${PATIENCE:-15}"
+        --cache-dir "${CACHE:-/tmp/hypoderm-cache128}" --no-progress --bootstrap 200 "$@")
+mkdir -p "$out"
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+.venv/bin/hypoderm cv "${common[@]}" --hold-out-by origin --only-folds 1 --out "$out/holdout" > "$out/holdout.log" 2>&1 &
+p1=$!
+.venv/bin/hypoderm cv "${common[@]}" --only-folds 0 --out "$out/cv" > "$out/cv.log" 2>&1 &
+p2=$!
+wait $p1; wait $p2
+echo "done: $out"
