@@ -43,3 +43,12 @@ def test_calibrated_only_where_calibration_was_measured() -> None:
 def test_data_and_runs_are_git_ignored(path: str) -> None:
     r = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", path], capture_output=True)
     assert r.returncode == 0, f"{path} is not git-ignored"
+
+
+def test_the_docs_stand_alone_without_the_shared_folder() -> None:
+    """A clone has no ../shared: the project's docs link to files inside the repository only (issue 21, item 14)."""
+    for doc in [ROOT / "README.md", ROOT / "MODEL_CARD.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = doc.read_text(encoding="utf-8")
+        assert "../shared/docs" not in text, f"{doc.name} sends the reader to ../shared/docs"
+        for target in re.findall(r"\]\(([^)#]+\.md)\)", text):
+            assert (doc.parent / target).is_file(), f"{doc.name} links to {target}, which the repository lacks"

@@ -1,5 +1,5 @@
-"""Time the not-skin gate on a 224 x 224 crop: numpy (hypoderm.inference.ood) and, when node is installed,
-the browser's JavaScript (static/js/preprocess.js) under Node. Prints medians over --runs.
+"""Time the not-skin gate on the bundled model's 128 x 128 crop: numpy (hypoderm.inference.ood) and, when node is
+installed, the browser's JavaScript (static/js/preprocess.js) under Node. Prints medians over --runs.
 
     PYTHONPATH=src OMP_NUM_THREADS=1 .venv/bin/python benchmarks/nonskin/bench_gate.py
 """
@@ -11,32 +11,29 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from hypoderm.data import nonskin
+from hypoderm.inference.ood import DEFAULT_GATE, gate_features, gate_score
+from hypoderm.inference.preprocess import PreprocessSpec, center_crop_array, resized_uint8
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-
-import nonskin  # noqa: E402
-
-from hypoderm.inference.ood import DEFAULT_GATE, gate_features, gate_score  # noqa: E402
-from hypoderm.inference.preprocess import PreprocessSpec, center_crop_array, resized_uint8  # noqa: E402
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=200)
     args = ap.parse_args()
-    spec = PreprocessSpec()
+    spec = PreprocessSpec.for_size(DEFAULT_GATE["size"])
     crop = center_crop_array(resized_uint8(nonskin.picture("wood", 1), spec), spec.size)
     times = []
     for _ in range(args.runs):
         t = time.perf_counter()
-        gate_score(gate_features(crop), DEFAULT_GATE)
+        gate_score(gate_features(crop, DEFAULT_GATE), DEFAULT_GATE)
         times.append(time.perf_counter() - t)
     print(f"machine: {platform.machine()}, {os.cpu_count()} logical CPUs, python {platform.python_version()}, "
           f"numpy {np.__version__}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, crop {spec.size}x{spec.size}")
@@ -55,7 +52,7 @@ def main() -> int:
             "const crop = new Uint8ClampedArray(fs.readFileSync('crop.bin'));\n"
             "const gate = JSON.parse(fs.readFileSync('gate.json'));\n"
             f"const t = []; for (let i = 0; i < {args.runs}; i++) {{ const s = performance.now();\n"
-            f" gateScore(gateFeatures(crop, {spec.size}, {spec.size}), gate); t.push(performance.now() - s); }}\n"
+            f" gateScore(gateFeatures(crop, {spec.size}, {spec.size}, gate), gate); t.push(performance.now() - s); }}\n"
             "t.sort((a, b) => a - b); console.log(t[Math.floor(t.length / 2)].toFixed(2));\n")
         out = subprocess.run([node, "run.mjs"], cwd=tmp, capture_output=True, text=True, check=True)
         version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()

@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# One candidate recipe on the multisource set: held-out-origin folds and ordinary 5-fold CV, side by side,
-# as two single-threaded processes (two at one thread each train faster than one at two threads on a
-# 2-core machine: benchmarks/origins/README.md). Usage:
+# One candidate recipe on the multisource set, the full protocol: every origin held out in turn
+# (`hypoderm cv --hold-out-by origin`) and ordinary 5-fold CV on a split stratified by (class, origin), side by
+# side as two single-threaded processes (on a 2-core machine two processes at one thread each train more images
+# per second than one at two threads: benchmarks/origins/README.md). Usage:
 #   bash benchmarks/origins/run_recipe.sh NAME [hypoderm train flags...]
 # e.g. bash benchmarks/origins/run_recipe.sh crop-tone --recipe crop-tone
 set -euo pipefail
 name=$1; shift
 data=${DATA:-../shared/data/multisource/index.csv}
 out=benchmarks/origins/runs/$name
+hypoderm=${HYPODERM:-.venv/bin/hypoderm}
 common=(--data "$data" --model hypodermnet --size 128 --epochs "${EPOCHS:-40}" --patience "${PATIENCE:-15}"
-        --cache-dir "${CACHE:-/tmp/hypoderm-cache128}" --no-progress "$@")
+        --cache-dir "${CACHE:-/tmp/hypoderm-cache128}" --no-progress --bootstrap 200 "$@")
 mkdir -p "$out"
+[ -f "$out/cv-split.json" ] || $hypoderm data split "$data" --stratify-by origin --folds 5 --seed 0 --out "$out/cv-split.json"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-.venv/bin/hypoderm cv "${common[@]}" --hold-out-by origin --out "$out/holdout" > "$out/holdout.log" 2>&1 &
+$hypoderm cv "${common[@]}" --hold-out-by origin --out "$out/holdout" > "$out/holdout.log" 2>&1 &
 p1=$!
-.venv/bin/hypoderm cv "${common[@]}" --out "$out/cv" > "$out/cv.log" 2>&1 &
+$hypoderm cv "${common[@]}" --split "$out/cv-split.json" --out "$out/cv" > "$out/cv.log" 2>&1 &
 p2=$!
 wait $p1; wait $p2
 echo "done: $out/holdout/summary.md $out/cv/summary.md"

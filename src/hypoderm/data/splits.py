@@ -266,13 +266,18 @@ def _stratified_group_folds(y: np.ndarray, groups: list[str], folds: int, seed: 
 
 
 def make_split(index: DatasetIndex, folds: int = 5, seed: int = 0, group_regex: str | None = None,
-               near_threshold: int = NEAR_DUPLICATE_THRESHOLD) -> Split:
+               near_threshold: int = NEAR_DUPLICATE_THRESHOLD, stratify_by: str | None = None) -> Split:
     """Stratified group k-fold (scikit-learn's StratifiedGroupKFold, shuffled with `seed`).
     `near_threshold` (phash Hamming distance) only matters when groups come from near-duplicates;
-    a higher one over-groups (cheap) rather than lets a cropped copy cross folds (leak)."""
+    a higher one over-groups (cheap) rather than lets a cropped copy cross folds (leak). `stratify_by`
+    (a manifest column, e.g. origin) stratifies by (class, value) instead of class, so that every fold,
+    the validation fold included, holds every source of every class in proportion."""
     _check_split_args(index, folds, near_threshold)
     source, groups = split_groups(index, group_regex, near_threshold)
     y = index.labels()
+    if stratify_by is not None:
+        cells = [f"{s.label}\x00{column_value(s, stratify_by)}" for s in index.samples]
+        y = np.unique(cells, return_inverse=True)[1]
     n_groups = len(set(groups))
     if n_groups < folds:
         raise DatasetError(f"only {n_groups} groups for {folds} folds; use fewer folds")
@@ -326,6 +331,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--near-threshold", type=int, default=NEAR_DUPLICATE_THRESHOLD,
                         help="max phash Hamming distance for near-duplicate groups, when there are no "
                              "CSV/regex groups (default 4)")
+    parser.add_argument("--stratify-by", default=None, metavar="COLUMN",
+                        help="stratify by (class, value of this manifest column) instead of class alone, e.g. origin")
     parser.add_argument("--hold-out-by", default=None, metavar="COLUMN",
                         help="one fold per value of this manifest column (e.g. origin): each fold tests on one value "
                              "and trains on the others; --folds then sets the validation share (1/folds)")
@@ -344,7 +351,7 @@ def run(args: argparse.Namespace) -> int:
                                        group_regex=args.group_regex, near_threshold=args.near_threshold)
         else:
             split = make_split(good, folds=args.folds, seed=args.seed, group_regex=args.group_regex,
-                               near_threshold=args.near_threshold)
+                               near_threshold=args.near_threshold, stratify_by=args.stratify_by)
         split.save(args.out)
     except (DatasetError, ValueError) as e:
         print(f"hypoderm data split: error: {e}", file=sys.stderr)

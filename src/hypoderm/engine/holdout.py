@@ -109,7 +109,7 @@ def render_holdout_table(reports: Mapping[str, Mapping[str, Any]], baseline: Map
                 cells += ["untestable", "its only source: " + _called(row, "called", "")]
             if has_ok:
                 cells += [_pct(row.get("answered")),
-                          ", ".join(f"{k} {_pct(v)}" for k, v in row["called_ok"].items() if v > 0) or "-"]
+                          ", ".join(f"{k} {_pct(v)}" for k, v in row.get("called_ok", {}).items() if v > 0) or "-"]
             cells.append("-" if rep["roc_auc"] is None else f"{rep['roc_auc']:.3f}")
             if baseline:
                 b = (baseline.get(value) or {}).get("per_class", {}).get(true)
