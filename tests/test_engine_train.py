@@ -15,7 +15,8 @@ from hypoderm.engine.config import TrainConfig
 from hypoderm.engine.train import TrainError, train
 
 CHECKPOINT_KEYS = {"format", "model_name", "num_classes", "model_kwargs", "state_dict", "class_names", "preprocess",
-                   "temperature", "abstain_threshold", "ood", "config", "split", "epoch", "metrics", "data_summary"}
+                   "config", "split", "epoch", "metrics", "data_summary"}
+CALIBRATION_KEYS = {"temperature", "abstain_threshold", "ood", "complete"}  # best.pt only, written once
 RESUME_KEYS = {"optimizer", "scheduler", "scaler", "ema", "rng", "early_stop"}
 
 
@@ -28,8 +29,8 @@ def tiny(data: Path, out: Path, **kw) -> TrainConfig:
 def test_one_epoch_writes_checkpoints_and_metrics(image_folder: Path, tmp_path: Path) -> None:
     run = train(tiny(image_folder, tmp_path / "run"))
     best, last = load_checkpoint(run / "best.pt"), load_checkpoint(run / "last.pt")
-    assert set(best) >= CHECKPOINT_KEYS and not RESUME_KEYS & set(best)
-    assert set(last) >= CHECKPOINT_KEYS | RESUME_KEYS
+    assert set(best) >= CHECKPOINT_KEYS | CALIBRATION_KEYS and not RESUME_KEYS & set(best) and best["complete"]
+    assert set(last) >= CHECKPOINT_KEYS | RESUME_KEYS and not CALIBRATION_KEYS & set(last)
     assert best["class_names"] == ["a", "b", "c"] and best["num_classes"] == 3
     assert best["preprocess"]["size"] == 32 and best["config"]["model"] == "hypodermnet"
     assert best["split"]["format"] == "hypoderm-split/1" and (run / "split.json").is_file()
@@ -56,7 +57,9 @@ def test_resume_after_kill_equals_uninterrupted_run(image_folder: Path, tmp_path
     kw = dict(epochs=3, deterministic=True, seed=3)
     full = train(tiny(image_folder, tmp_path / "full", **kw))
     killed = train(tiny(image_folder, tmp_path / "killed", stop_after_epoch=1, **kw))
-    assert load_checkpoint(killed / "last.pt")["epoch"] == 1 and not load_checkpoint(killed / "best.pt")["ood"]
+    # a killed run has no best.pt: it is written once, calibrated and marked complete, when training ends
+    assert load_checkpoint(killed / "last.pt")["epoch"] == 1 and not (killed / "best.pt").exists()
+    assert load_checkpoint(killed / "last.pt")["best"]["epoch"] == 1
     (tmp_path / "killed" / "last.pt.x1y2.tmp").write_bytes(b"half a checkpoint")  # as a kill mid-write leaves
     resumed = train(tiny(image_folder, tmp_path / "killed", resume=True, **kw))
     assert not list(resumed.glob("*.tmp"))

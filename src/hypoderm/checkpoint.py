@@ -3,11 +3,13 @@
 Keys (format "hypoderm-checkpoint/1"):
   model_name (as the user named it), architecture (the registry's canonical name, so an alias that
   later points elsewhere cannot change a saved model), num_classes, model_kwargs, state_dict, class_names,
-  preprocess (PreprocessSpec dict), temperature (float, 1.0 until calibrated), abstain_threshold (float),
-  ood (dict or None),
-  config (the training config dict), split (dict or None), epoch, metrics (dict), data_summary (dict)
+  preprocess (PreprocessSpec dict), config (the training config dict), split (dict or None), epoch,
+  metrics (dict), data_summary (dict);
+in `best.pt`, which training writes once, when it ends: temperature (float), abstain_threshold (float),
+ood (dict: max-logit statistics) and complete (True);
 and, in `last.pt` only, the resume state: state_dict_train (the raw weights when `state_dict` holds the
-EMA), optimizer, scheduler, scaler, ema, rng, early_stop.
+EMA), optimizer, scheduler, scaler, ema, rng, early_stop, best (the best epoch's checkpoint dict so far,
+not yet calibrated).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Fold f trains on the other folds except f+1 (validation: early stopping, tempera
 threshold) and is tested on fold f. Layout of OUT:
 
     split.json  cv_config.json  summary.json  summary.md  pooled_test_predictions.npz
-    fold0/ best.pt last.pt metrics.jsonl metrics.json report.md test_predictions.npz *.png
+    fold0/ best.pt (written once, calibrated, when the fold's training ends) last.pt metrics.jsonl metrics.json
+           report.md test_predictions.npz *.png
     fold1/ ...
 
 Re-running the same command skips finished folds (fold*/metrics.json) and resumes a fold whose
@@ -312,7 +313,7 @@ def _finished(fold_dir: Path) -> bool:
     from hypoderm.checkpoint import load_checkpoint
 
     best = fold_dir / "best.pt"
-    return best.is_file() and load_checkpoint(best).get("ood") is not None  # calibrate_best ran
+    return best.is_file() and bool(load_checkpoint(best).get("complete"))  # written once, when training ended
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -173,7 +173,6 @@ def checkpoint_dict(cfg: TrainConfig, state_dict: dict[str, torch.Tensor], data:
         "num_classes": len(data.class_names), "model_kwargs": {},
         "state_dict": {k: v.detach().cpu().clone() for k, v in state_dict.items()},
         "class_names": list(data.class_names), "preprocess": spec.to_dict(),
-        "temperature": 1.0, "abstain_threshold": 0.0, "ood": None,
         "config": cfg.to_dict(), "split": data.split.to_dict(), "epoch": epoch, "metrics": metrics,
         "data_summary": {"source": str(cfg.data), "fold": cfg.fold, "counts": data.index.counts(),
                          "train_counts": counts, "n_train": len(data.train_idx), "n_val": len(data.val_idx),
@@ -191,9 +190,10 @@ def closeup_loader(data: FoldData, idx: list[int], spec: PreprocessSpec, batch_s
     return build_eval_loader(CachedImageDataset(ims, labels, eval_transform(spec)), batch_size=batch_size, workers=0)
 
 
-def calibrate_best(best_path: Path, model: nn.Module, val_loader: DataLoader, device: torch.device,
+def calibrate_best(best: dict[str, Any], model: nn.Module, val_loader: DataLoader, device: torch.device,
                    cfg: TrainConfig, closeups: DataLoader | None = None) -> dict[str, Any]:
-    """Fit temperature, abstain threshold and max-logit stats on validation; store them in best.pt.
+    """The finished checkpoint: the best epoch's weights (`best`, a `checkpoint_dict`) with temperature,
+    abstain threshold and max-logit stats fitted on validation, marked `complete`.
 
     With `closeups` (the validation photos' close-up views; used when the recipe trains on close-ups,
     as the app shows a user-framed square) temperature and abstain threshold are fitted on the centre
@@ -201,12 +201,11 @@ def calibrate_best(best_path: Path, model: nn.Module, val_loader: DataLoader, de
     alone answered 35% of test-fold close-ups at 76% accuracy, against its 95% target
     (benchmarks/shortcut/README.md). The max-logit floor stays on the centre crops.
     """
-    from hypoderm.checkpoint import load_checkpoint
     from hypoderm.engine.calibration import choose_abstain_threshold, fit_temperature, max_logit_stats
     from hypoderm.engine.metrics import expected_calibration_error
     from hypoderm.inference import softmax
 
-    ckpt = load_checkpoint(best_path)
+    ckpt = dict(best)
     model.load_state_dict(ckpt["state_dict"])
     centre_logits, y = predict_logits(model, val_loader, device)
     logits = centre_logits
@@ -217,13 +216,13 @@ def calibrate_best(best_path: Path, model: nn.Module, val_loader: DataLoader, de
     probs = softmax(logits, t)
     abstain = choose_abstain_threshold(probs, y, cfg.abstain_target)
     abstain["fitted_on"] = "centre crops + close-ups" if closeups is not None else "centre crops"
-    ckpt.update(temperature=t, abstain_threshold=abstain["threshold"], ood=max_logit_stats(centre_logits))
+    ckpt.update(temperature=t, abstain_threshold=abstain["threshold"], ood=max_logit_stats(centre_logits),
+                complete=True)
     ckpt["metrics"] = {**ckpt["metrics"], "val/ece_before": expected_calibration_error(softmax(logits), y),
                        "val/ece_after": expected_calibration_error(probs, y), "val/temperature": t,
                        "val/abstain": abstain,
                        # how often each class was predicted: a collapsed model predicts only one
                        "val/predicted_counts": np.bincount(logits.argmax(1), minlength=logits.shape[1]).tolist()}
-    save_atomic(ckpt, best_path)
     return ckpt
 
 
@@ -272,6 +271,8 @@ class _Loop:
     early: dict[str, Any]
     outlier_loader: DataLoader | None = None
     outlier_generator: torch.Generator | None = None
+    # the best epoch so far as a checkpoint dict: kept here and in last.pt, written as best.pt once, calibrated
+    best: dict[str, Any] | None = None
 
     @property
     def eval_model(self) -> nn.Module:
@@ -398,6 +399,7 @@ def _restore(ckpt: dict[str, Any] | None, loop: _Loop, run_dir: Path, rt: _Runti
     if loop.ema is not None and ckpt.get("ema") is not None:
         loop.ema.load_state_dict(ckpt["ema"])
     loop.early = dict(ckpt["early_stop"])
+    loop.best = ckpt.get("best")
     set_rng_state(ckpt["rng"])
     start_epoch = int(ckpt["epoch"]) + 1
     if rt.is_main and log_path.is_file():  # drop log lines of epochs that will be redone
@@ -422,15 +424,15 @@ def _end_epoch(cfg: TrainConfig, epoch: int, tr: dict[str, float], t0: float, lo
         improved = va["macro_f1"] > early["best"] + 1e-9
         if improved:
             early.update(best=va["macro_f1"], best_epoch=epoch, bad_epochs=0)
-            save_atomic(checkpoint_dict(cfg, loop.eval_model.state_dict(), data, spec, epoch,
-                                        {f"val/{k}": v for k, v in va.items()}), run_dir / "best.pt")
+            loop.best = checkpoint_dict(cfg, loop.eval_model.state_dict(), data, spec, epoch,
+                                        {f"val/{k}": v for k, v in va.items()})
         else:
             early["bad_epochs"] += 1
         last = checkpoint_dict(cfg, loop.eval_model.state_dict(), data, spec, epoch, row)
         last.update(state_dict_train=loop.model.state_dict(), optimizer=loop.optimizer.state_dict(),
                     scheduler=loop.scheduler.state_dict(), scaler=loop.scaler.state_dict(),
                     ema=loop.ema.state_dict() if loop.ema is not None else None, rng=rng_state(),
-                    early_stop=dict(early))
+                    early_stop=dict(early), best=loop.best)
         # The row goes to disk before last.pt: a kill between the two then loses nothing (a resume
         # drops rows of epochs after last.pt's and redoes them), where the other order lost the row.
         with (run_dir / "metrics.jsonl").open("a") as f:
@@ -460,10 +462,13 @@ def _calibrate_and_check(cfg: TrainConfig, loop: _Loop, data: FoldData, spec: Pr
     from hypoderm.models import create_model
 
     best_path = run_dir / "best.pt"
+    if loop.best is None:
+        raise TrainError("no epoch was validated, so there is no best checkpoint to calibrate")
     closeups = (closeup_loader(data, data.val_idx, spec, cfg.batch_size)
                 if cfg.calibrate_closeups and "crop" in RECIPES[cfg.recipe] else None)
     fresh = create_model(cfg.model, num_classes=len(data.class_names)).to(rt.device)
-    calibrated = calibrate_best(best_path, fresh, loop.val_loader, rt.device, cfg, closeups)
+    calibrated = calibrate_best(loop.best, fresh, loop.val_loader, rt.device, cfg, closeups)
+    save_atomic(calibrated, best_path)  # the one write of best.pt: complete and calibrated
     m = calibrated["metrics"]
     rt.log(f"best epoch {calibrated['epoch']}: val/macro_f1 {m['val/macro_f1']:.3f}; temperature "
            f"{calibrated['temperature']:.3f}; abstain threshold {calibrated['abstain_threshold']:.3f} "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -342,25 +343,56 @@ def _eval_set(args: ExportOptions, calib: _Images, class_names: list[str], spec:
     return _EvalSet(inputs, views, labels, source, shared)
 
 
-def _compare_variant(key: str, path: Path, fp32: Path, ev: _EvalSet, args: ExportOptions,
-                     log: Callable[[str], None]) -> dict[str, Any]:
-    """Agreement and accuracy of one INT8 model against fp32, written into its metadata and logged."""
-    from hypoderm.export.quantize import agreement_report
+def _quantized_variants(out: Path, calib: _Images, class_names: list[str], spec: Any, args: ExportOptions,
+                        int8_settings: dict[str, Any], log: Callable[[str], None],
+                        warn: Callable[[str], None]) -> dict[str, Any]:
+    """The INT8 models asked for, each quantised in a staging folder, compared with fp32 there, and written
+    beside `out` once with the comparison in its metadata. Returns their report entries."""
+    from hypoderm.export.quantize import quantize_int8, quantize_weights_int8
     from hypoderm.inference.metadata import load_metadata, write_metadata
+
+    ev = _eval_set(args, calib, class_names, spec, warn) if (args.eval_dir or args.calibration) else None
+    if ev is None:
+        warn("note: no --eval or --calibration images: the INT8-weights model is not compared with fp32")
+    entries: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        staged = {}
+        if args.int8:
+            staged["int8"] = quantize_int8(out, calib.images, Path(tmp) / "int8.onnx", max_images=args.max_images,
+                                           keep_gradcam=args.int8_gradcam, **int8_settings)
+        if args.int8_weights:
+            staged["int8_weights"] = quantize_weights_int8(out, Path(tmp) / "int8w.onnx")
+        for key, path in staged.items():
+            final = out.with_name(out.stem + (".int8.onnx" if key == "int8" else ".int8w.onnx"))
+            md = load_metadata(path)
+            agree = _compare_variant(key, path, out, ev, args) if ev is not None else None
+            write_metadata(final, {**md, **({"int8_vs_fp32": agree} if agree else {})}, source=path)
+            entries[key] = _log_variant(key, final, out, md["quantization"], agree, log)
+    return entries
+
+
+def _compare_variant(key: str, path: Path, fp32: Path, ev: _EvalSet, args: ExportOptions) -> dict[str, Any]:
+    """Agreement and accuracy of one INT8 model against fp32 on the evaluation set."""
+    from hypoderm.export.quantize import agreement_report
 
     agree = agreement_report(fp32, path, ev.inputs, ev.labels, ev.views)
     agree["evaluated_on"] = str(ev.source)
     agree["held_out"] = args.eval_dir is not None and not ev.shared
     agree["eval_closeups_per_photo"] = args.eval_closeups
-    md = load_metadata(path)
-    write_metadata(path, {**md, "int8_vs_fp32": agree})
-    q = md["quantization"]
+    return agree
+
+
+def _log_variant(key: str, path: Path, fp32: Path, q: dict[str, Any], agree: dict[str, Any] | None,
+                 log: Callable[[str], None]) -> dict[str, Any]:
+    """Log one written INT8 model and its comparison with fp32; returns its report entry."""
     sizes = f"{path.stat().st_size / 1e6:.2f} MB vs fp32 {fp32.stat().st_size / 1e6:.2f} MB"
     if key == "int8":
         log(f"wrote {path} (INT8 {q['format']}, {q['weights']}, calibration {q['calibration']} on "
             f"{q['calibration_images']} images, fp32 layers: {', '.join(q['fp32_layer_groups']) or 'none'}; {sizes})")
     else:
         log(f"wrote {path} (INT8 weights only, {q['weights']}, fp32 activations, dequantised at load; {sizes})")
+    if agree is None:
+        return {"path": str(path), "bytes": path.stat().st_size, "fp32_bytes": fp32.stat().st_size, "settings": q}
     for name, r in [("all", agree), *agree.get("by_view", {}).items()]:
         line = f"  {name}: top-1 agreement with fp32 {r['top1_agreement']:.1%} on {r['images']} images"
         if "fp32" in r:
@@ -383,7 +415,7 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
     int8_settings = _check_options(args)
     ckpt, model, metadata = _load_model(args, warn)
 
-    from hypoderm.export.onnx import ExportParityError, export_onnx, export_torchscript
+    from hypoderm.export.onnx import ExportParityError, export_onnx_checked, export_torchscript
     from hypoderm.inference.preprocess import PreprocessSpec
 
     spec = PreprocessSpec.from_dict(ckpt["preprocess"])
@@ -400,33 +432,17 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
             out = export_torchscript(model, metadata, args.out, parity_images=parity_images)
             log(f"wrote {out} (TorchScript, for LibTorch / PyTorch Mobile)")
             return {**report, "torchscript": {"path": str(out)}}
-        out = export_onnx(model, metadata, args.out, opset=args.opset, simplify=not args.no_simplify,
-                          reference_spec=spec, parity_images=parity_images)
+        out, written = export_onnx_checked(model, metadata, args.out, opset=args.opset, simplify=not args.no_simplify,
+                                           reference_spec=spec, parity_images=parity_images)
     except ExportParityError as e:
         raise ExportError(f"parity check FAILED: {e}", exit_code=1) from e
-    parity = json.loads(out.with_suffix(".json").read_text())["parity"]
+    parity = written["parity"]
     report["fp32"] = {"path": str(out), "parity": parity}
     log(f"wrote {out} + {out.with_suffix('.json').name} (opset {args.opset}, fp32); parity: max |dp| = "
         f"{parity['max_abs_diff']:.2e} <= {parity['tolerance']:g} on {parity['images']} images")
 
-    variants: list[tuple[str, Path]] = []
-    if args.int8:
-        from hypoderm.export.quantize import quantize_int8
-
-        int8_path = out.with_name(out.stem + ".int8.onnx")
-        quantize_int8(out, calib.images, int8_path, max_images=args.max_images, keep_gradcam=args.int8_gradcam,
-                      **int8_settings)
-        variants.append(("int8", int8_path))
-    if args.int8_weights:
-        from hypoderm.export.quantize import quantize_weights_int8
-
-        variants.append(("int8_weights", quantize_weights_int8(out, out.with_name(out.stem + ".int8w.onnx"))))
-    if variants and (args.eval_dir or args.calibration) is None:
-        warn("note: no --eval or --calibration images: the INT8-weights model is not compared with fp32")
-    elif variants:
-        ev = _eval_set(args, calib, class_names, spec, warn)
-        for key, path in variants:
-            report[key] = _compare_variant(key, path, out, ev, args, log)
+    if args.int8 or args.int8_weights:
+        report.update(_quantized_variants(out, calib, class_names, spec, args, int8_settings, log, warn))
     report_path = out.with_name(out.stem + ".export-report.json")
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     log(f"report: {report_path}")

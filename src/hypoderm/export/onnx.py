@@ -105,8 +105,19 @@ def _export_graph(model: nn.Module, size: int, path: Path, opset: int) -> dict[s
 def export_onnx(model: nn.Module, metadata: dict[str, Any], out_path: str | os.PathLike, opset: int = 17,
                 simplify: bool = True, *, reference_spec: PreprocessSpec | None = None,
                 parity_images: Sequence[Image.Image] | None = None, tol: float = PARITY_TOL) -> Path:
-    """Export `model` to `out_path` (.onnx) with `metadata` embedded and as a sidecar JSON, then
-    run the parity check (raises ExportParityError and removes the files when it fails).
+    """Export `model` to `out_path` (.onnx) with `metadata` embedded and as a sidecar JSON, parity-checked
+    (see `export_onnx_checked`, which also returns the written metadata)."""
+    return export_onnx_checked(model, metadata, out_path, opset, simplify, reference_spec=reference_spec,
+                               parity_images=parity_images, tol=tol)[0]
+
+
+def export_onnx_checked(model: nn.Module, metadata: dict[str, Any], out_path: str | os.PathLike, opset: int = 17,
+                        simplify: bool = True, *, reference_spec: PreprocessSpec | None = None,
+                        parity_images: Sequence[Image.Image] | None = None,
+                        tol: float = PARITY_TOL) -> tuple[Path, dict[str, Any]]:
+    """Export `model` to a staging folder, run the parity check there (ExportParityError when it fails:
+    nothing is written), then write `out_path` (.onnx) and its sidecar once, with the parity result in the
+    metadata. Returns (out_path, the metadata written).
 
     `reference_spec`: the preprocessing the model was trained with (default: the metadata's).
     `parity_images`: real-looking PIL images (default: 6 synthetic skin photos)."""
@@ -126,7 +137,7 @@ def export_onnx(model: nn.Module, metadata: dict[str, Any], out_path: str | os.P
     model = model.eval().cpu()
 
     with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
-        raw = Path(tmp) / "raw.onnx"
+        raw, staged = Path(tmp) / "raw.onnx", Path(tmp) / "staged.onnx"
         cam = _export_graph(model, spec.size, raw, opset)
         metadata["output"] = {**(metadata.get("output") or {}), "name": "logits"}
         if cam:
@@ -141,18 +152,13 @@ def export_onnx(model: nn.Module, metadata: dict[str, Any], out_path: str | os.P
 
             graph = onnxslim.slim(graph)
         onnx.checker.check_model(graph)
-        onnx.save(graph, str(out_path))
-    write_metadata(out_path, metadata)
-    images = list(parity_images) if parity_images else synthetic_skin_images(6)
-    try:
-        report = check_parity(model, out_path, images, reference_spec, tol)
-    except ExportParityError:
-        out_path.unlink(missing_ok=True)
-        out_path.with_suffix(".json").unlink(missing_ok=True)
-        raise
-    metadata["parity"] = {**report, "runtime": "onnxruntime", "against": "pytorch"}
-    write_metadata(out_path, metadata)
-    return out_path
+        onnx.save(graph, str(staged))
+        write_metadata(staged, metadata)
+        images = list(parity_images) if parity_images else synthetic_skin_images(6)
+        report = check_parity(model, staged, images, reference_spec, tol)
+        metadata["parity"] = {**report, "runtime": "onnxruntime", "against": "pytorch"}
+        write_metadata(out_path, metadata, source=staged)
+    return out_path, metadata
 
 
 def export_torchscript(model: nn.Module, metadata: dict[str, Any], out_path: str | os.PathLike,

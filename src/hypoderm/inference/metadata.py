@@ -149,15 +149,17 @@ def metadata_from_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any]:
     return to_jsonable(md)
 
 
-def write_metadata(onnx_path: str | os.PathLike, metadata: dict[str, Any]) -> Path:
-    """Embed `metadata` in the ONNX file's metadata_props['hypoderm'] and write the sidecar JSON.
-    Returns the sidecar path."""
+def write_metadata(onnx_path: str | os.PathLike, metadata: dict[str, Any],
+                   source: str | os.PathLike | None = None) -> Path:
+    """Embed `metadata` in the ONNX graph's metadata_props['hypoderm'] and write it to `onnx_path` with the
+    sidecar JSON; the graph comes from `source` (default: `onnx_path` itself), so that a model staged
+    elsewhere (checked, compared) is written to its final place once. Returns the sidecar path."""
     import onnx
 
     onnx_path = Path(onnx_path)
     metadata = to_jsonable(metadata)
     validate_metadata(metadata, source=str(onnx_path))
-    model = onnx.load(str(onnx_path))
+    model = onnx.load(str(source if source is not None else onnx_path))
     kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
