@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import os
 import subprocess
 import sys
@@ -21,13 +23,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
 
-from helpers_app import phone_like_jpeg
+from helpers_app import build_model_dir, phone_like_jpeg
+from hypoderm.app.server import create_app
 from hypoderm.data import io as dio
 from hypoderm.data.io import SOURCE_SIZE_KEY, ImageLoadError, load_rgb_bytes
+from hypoderm.inference.explain import OVERLAY_MAX_SIDE
 
 ROOT = Path(__file__).resolve().parents[1]
+NO_GATE = {"ood": {"skin_fraction_min": 0.05, "max_logit_min": -1e9, "gate": None}}  # colour rule only
 
 
 def _encode(img: Image.Image, fmt: str, **kw: object) -> bytes:
@@ -40,6 +46,68 @@ def _big_skin(width: int, height: int, seed: int = 0) -> Image.Image:
     """A large skin-toned picture that compresses well: a small textured one blown up (nearest)."""
     small = Image.open(io.BytesIO(phone_like_jpeg(max(8, width // 8), max(8, height // 8), seed))).convert("RGB")
     return small.resize((width, height), Image.Resampling.NEAREST)
+
+
+@pytest.fixture(scope="module")
+def cam_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small model exported with the Grad-CAM outputs; the not-skin check is the colour rule only."""
+    import torch
+
+    from hypoderm.models import create_model
+
+    torch.manual_seed(0)
+    return build_model_dir(tmp_path_factory.mktemp("cam_model"), size=64, classes=["normal_skin", "vitiligo"],
+                           model=create_model("mnv3s", num_classes=2), model_name="mnv3s", extra=NO_GATE)
+
+
+# ---- 1. Grad-CAM at a bounded size -----------------------------------------------------------------------
+
+def test_overlay_of_a_large_photo_is_at_most_the_display_size(cam_model_dir: Path) -> None:
+    from hypoderm.inference import OnnxPredictor
+    from hypoderm.inference.explain import crop_box, overlay_on_photo
+
+    predictor = OnnxPredictor(cam_model_dir / "model.onnx", threads=1)
+    img = _big_skin(3000, 2000)
+    features, weights = predictor.gradcam_outputs(img)
+    out = overlay_on_photo(img, features, weights, 1, predictor.spec)
+    assert out.size == (OVERLAY_MAX_SIDE, round(2000 * OVERLAY_MAX_SIDE / 3000))
+    # the heat covers the square the model saw, scaled with the photo; the rest is the photo dimmed
+    left, top, w, h = (v * OVERLAY_MAX_SIDE / 3000 for v in crop_box(3000, 2000, predictor.spec))
+    small = np.asarray(img.resize(out.size, Image.Resampling.BILINEAR, reducing_gap=2.0), float)
+    drawn = np.asarray(out, float)
+    edge = int(left) - 1
+    assert np.allclose(drawn[:, :edge], np.round(small[:, :edge] * 0.45), atol=1)
+    rows, cols = slice(int(top) + 2, int(top + h) - 2), slice(int(left) + 2, int(left + w) - 2)
+    assert not np.allclose(drawn[rows, cols], np.round(small[rows, cols] * 0.45), atol=1)
+    assert overlay_on_photo(img.crop((0, 0, 300, 200)), features, weights, 1, predictor.spec).size == (300, 200)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF"])
+def test_server_gradcam_of_a_large_photo_is_small(cam_model_dir: Path, fmt: str) -> None:
+    """The issue: a 40 MP PNG with gradcam=true took the server to 3 GB, its heat map at 40 MP."""
+    client = TestClient(create_app(cam_model_dir, max_upload_bytes=8 << 20))
+    data = _encode(_big_skin(2400, 1800), fmt, **({"compression": "tiff_deflate"} if fmt == "TIFF" else {}))
+    r = client.post("/api/v1/predict", params={"gradcam": "true"}, files={"image": ("p", data, "image/png")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["image"] == {"width": 2400, "height": 1800}  # the photo's own size is still reported
+    assert body["gradcam"]["available"] is True, body
+    png = Image.open(io.BytesIO(base64.b64decode(body["gradcam"]["image"].split(",", 1)[1])))
+    assert max(png.size) <= OVERLAY_MAX_SIDE and png.width * 3 == png.height * 4
+
+
+def test_predict_cam_of_a_large_photo_is_small(cam_model_dir: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from hypoderm.cli import main
+
+    photo = tmp_path / "big.png"
+    _big_skin(1800, 2400).save(photo)
+    rc = main(["predict", str(photo), "--model", str(cam_model_dir / "model.onnx"), "--cam", str(tmp_path / "cams"),
+               "--json"])
+    result = json.loads(capsys.readouterr().out)["results"][0]
+    assert rc == 0 and result["cam"], result
+    with Image.open(result["cam"]) as cam:
+        assert max(cam.size) <= OVERLAY_MAX_SIDE and cam.width * 4 == cam.height * 3
 
 
 # ---- 2. bounded working size, bounded conversions --------------------------------------------------------

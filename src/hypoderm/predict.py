@@ -7,8 +7,8 @@ check of hypoderm.inference.ood). A file that cannot be read, or whose processin
 (recursively, sorted).
 
 With an `.onnx` model (or the bundled one) only ONNX Runtime, numpy and Pillow are imported, never
-torch. With a `.pt` checkpoint PyTorch runs the model. `--cam DIR` writes Grad-CAM overlays at the photo's
-resolution from the exported model's own outputs (hypoderm.inference.explain; no PyTorch needed).
+torch. With a `.pt` checkpoint PyTorch runs the model. `--cam DIR` writes Grad-CAM overlays (the photo
+scaled to at most 512 px) from the exported model's own outputs (hypoderm.inference.explain; no PyTorch needed).
 Exit codes (EXIT_CODES): 0 every file predicted, 1 some files failed (each has its error),
 2 usage or model error, 3 hypoderm itself crashed (a bug: please report it). JSON output:
 docs/PREDICT_SCHEMA.md.
@@ -234,7 +234,7 @@ def predict_files(predictor: Predictor, files: list[Path], top_k: int = 3, cam_d
             del pending
         if cam_dir is not None and res["status"] != "not_skin" and getattr(predictor, "has_gradcam", False):
             try:
-                # the map of the top class, over the photo at its own resolution
+                # the map of the top class, over the photo (at most explain.OVERLAY_MAX_SIDE px)
                 index = list(predictor.metadata["class_names"]).index(res["top_k"][0]["label"])
                 out = _unique_png(cam_dir, f.stem, used)
                 out.parent.mkdir(parents=True, exist_ok=True)

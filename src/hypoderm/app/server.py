@@ -8,7 +8,9 @@ imports torch.
 Hardening: uploads are capped in bytes (before they are parsed), in pixels and aspect ratio
 (before they are decoded), and in time (header and body read deadlines); at most `max_decodes`
 photos are decoded at once, so decode memory is bounded by that times the worst image, not by the
-number of clients; JPEGs decode at reduced DCT scale straight to the size the model needs. The
+number of clients; every photo decodes straight to a working size of about what the model needs (JPEG DCT
+scaling, then a box reduction fused with the colour conversion: hypoderm.data.io), and the Grad-CAM picture
+is at most 512 px. The
 format is sniffed from the bytes, never from the file name or the declared type; every error is a
 JSON 4xx with a specific message (and a 500, should one ever happen, is JSON with the security
 headers too); the Content-Security-Policy allows our own origin only, so the page makes no
@@ -57,8 +59,9 @@ WEB_ASSETS_ENV = "HYPODERM_WEB_ASSETS"
 
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # a 12 MP phone JPEG is 3-6 MB
 DEFAULT_MAX_PIXELS = 40_000_000  # above any phone camera in common use; bounds decode memory
-# Photos decoded at once. Decode memory is this times the worst accepted image (a 40 MP PNG with
-# alpha: ~0.5 GB while it is converted), whatever the number of clients; 2 matches this machine's cores.
+# Photos decoded at once. Decode memory is this times the worst accepted image (a 40 MP PNG, TIFF or WebP
+# at the limit: ~0.17 GB while it is decoded and reduced), whatever the number of clients; 2 matches this
+# machine's cores.
 DEFAULT_MAX_DECODES = 2
 # ONNX Runtime threads per prediction. The server runs up to max_decodes predictions at once, one
 # thread each; more intra-op threads only spin-wait for each other (measured on 12 MP JPEGs, 2 cores:
@@ -341,7 +344,7 @@ def _predict(state: ServerState, data: bytes, top_k: int, gradcam: bool) -> dict
 
 
 def _predict_image(state: ServerState, img: Any, top_k: int, gradcam: bool) -> dict[str, Any]:
-    """The result dict, with the heat map of the top class over the photo at its resolution when asked
+    """The result dict, with the heat map of the top class over the photo (at most 512 px) when asked
     (hypoderm.inference.explain: the same definition as `predict --cam` and the browser) as a PNG data URL;
     one preprocessing and one model run either way."""
     available, reason = state.gradcam_status()

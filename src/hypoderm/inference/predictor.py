@@ -176,7 +176,7 @@ class OnnxPredictor:
         return features[0], weights[0]
 
     def gradcam_overlay(self, img: Image.Image, class_index: int) -> Image.Image:
-        """The photo, at its resolution, with the Grad-CAM map of `class_index` (hypoderm.inference.explain)."""
+        """The photo (scaled to at most explain.OVERLAY_MAX_SIDE px) with the Grad-CAM map of `class_index`."""
         from hypoderm.inference.explain import overlay_on_photo
 
         features, weights = self.gradcam_outputs(img)
