@@ -3,7 +3,8 @@ Grad-CAM on, in `hypoderm serve` (default limits) and `hypoderm predict --cam`.
 
 The images are a textured skin-like picture (tests/helpers_app.phone_like_jpeg, accepted by the not-skin
 check, so the heat map is drawn) blown up 8x with nearest-neighbour to 7296 x 5472 (39.9 MP): highly
-compressible, so each file is far under the 10 MiB upload limit, like the issue's 313 KB PNG. Per case:
+compressible, so each file is far under the 10 MiB upload limit, like the issue's 313 KB PNG (and one WebP
+at 3648 x 2736, 10 MP: serve's WebP limit since issue 23 is a quarter of --max-pixels). Per case:
 the server's peak RSS while answering it alone (VmHWM, reset through /proc/PID/clear_refs before each
 case) and its latency; then three RGBA PNGs at once with a small photo sent meanwhile (its latency),
 and four float TIFFs at once; then `predict --cam` on each file (peak RSS of the process, wall time).
@@ -20,7 +21,6 @@ import io
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import threading
@@ -63,6 +63,8 @@ def make_cases(folder: Path) -> dict[str, Path]:
             folder / "png_rgba.png", "PNG"),
         "png_grey16.png": lambda: _huge(Image.fromarray(grey16)).save(folder / "png_grey16.png", "PNG"),
         "webp_lossy.webp": lambda: _huge(base).save(folder / "webp_lossy.webp", "WEBP", quality=80),
+        "webp_10mp_rgba.webp": lambda: _huge(Image.merge("RGBA", (*base.split(), Image.fromarray(alpha)))).resize(
+            (3648, 2736), Image.Resampling.NEAREST).save(folder / "webp_10mp_rgba.webp", "WEBP", lossless=True),
         "webp_lossless_rgba.webp": lambda: _huge(Image.merge("RGBA", (*base.split(), Image.fromarray(alpha)))).save(
             folder / "webp_lossless_rgba.webp", "WEBP", lossless=True, quality=100, method=4),
         "tiff_float.tif": lambda: _huge(Image.fromarray(np.asarray(base.convert("L"), np.float32) / 255.0, "F")).save(
