@@ -244,3 +244,106 @@ def test_webp_pixel_limit_accounts_for_its_decode_copies() -> None:
         load_rgb_bytes(data, max_pixels=3_999_999)
     assert e.value.reason == "too_large" and "WEBP" in str(e.value) and "JPEG or PNG" in str(e.value)
     assert load_rgb_bytes(_encode(Image.new("RGB", (1000, 1000)), "PNG"), max_pixels=1_000_000).size == (1000, 1000)
+
+
+# ---- 4./5. model sidecars: every field checked, against the graph too; output always JSON ---------------
+
+def _strict_json(text: str) -> object:
+    """json.loads that refuses NaN and Infinity, as every other JSON parser does."""
+    def refuse(token: str) -> None:
+        raise ValueError(f"{token} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _edited_model(model_dir: Path, tmp_path: Path, edit: dict[str, object]) -> Path:
+    """A copy of the test model whose sidecar has `edit` applied ("input.std": value sets a nested field);
+    written with Python's json, which writes NaN / Infinity tokens as a hand edit might."""
+    out = tmp_path / "edited"
+    out.mkdir(exist_ok=True)
+    (out / "model.onnx").write_bytes((model_dir / "model.onnx").read_bytes())
+    md = json.loads((model_dir / "model.json").read_text())
+    for key, value in edit.items():
+        *parents, leaf = key.split(".")
+        node = md
+        for parent in parents:
+            node = node[parent]
+        node[leaf] = value
+    (out / "model.json").write_text(json.dumps(md))
+    return out
+
+
+BAD_SIDECARS = {  # edit -> the field the refusal must name (the test model: 64 px, 3 classes, no Grad-CAM)
+    "threshold NaN": ({"abstain_threshold": float("nan")}, "abstain_threshold"),
+    "threshold -1": ({"abstain_threshold": -1}, "abstain_threshold"),
+    "threshold 1.5": ({"abstain_threshold": 1.5}, "abstain_threshold"),
+    "threshold text": ({"abstain_threshold": "0.6"}, "abstain_threshold"),
+    "temperature text": ({"temperature": "abc"}, "temperature"),
+    "temperature null": ({"temperature": None}, "temperature"),
+    "temperature NaN": ({"temperature": float("nan")}, "temperature"),
+    "temperature denormal": ({"temperature": 1e-320}, "temperature"),
+    "temperature inf": ({"temperature": float("inf")}, "temperature"),
+    "temperature true": ({"temperature": True}, "temperature"),
+    "std 0": ({"input.std": [0.229, 0, 0.225]}, "input.std"),
+    "std NaN": ({"input.std": [0.229, float("nan"), 0.225]}, "input.std"),
+    "mean text": ({"input.mean": ["a", 0.4, 0.4]}, "input.mean"),
+    "size text": ({"input.size": "64"}, "input.size"),
+    "size mismatch": ({"input.size": 96, "input.resize_size": 110}, "input.size"),
+    "resize huge": ({"input.resize_size": 100000}, "input.resize_size"),
+    "duplicate classes": ({"class_names": ["normal_skin", "vitiligo", "vitiligo"]}, "class_names"),
+    "one class": ({"class_names": ["vitiligo"]}, "at least two classes"),
+    "no classes": ({"class_names": []}, "class_names"),
+    "empty class name": ({"class_names": ["normal_skin", "", "vitiligo"]}, "class_names"),
+    "too many classes": ({"class_names": ["a", "b", "c", "d"]}, "class_names lists 4 classes"),
+    "too few classes": ({"class_names": ["a", "b"]}, "class_names lists 2 classes"),
+    "unknown output": ({"output.name": "probabilities"}, "output.name"),
+    "input name": ({"input.name": "pixels"}, "input.name"),
+    "precision typo": ({"precision": "int8_weights"}, "precision"),
+    "ood NaN": ({"ood.skin_fraction_min": float("nan")}, "ood.skin_fraction_min"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SIDECARS))
+def test_bad_sidecar_is_refused_naming_the_field(model_dir: Path, tmp_path: Path, case: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from hypoderm.cli import main
+    from hypoderm.inference import ModelLoadError, OnnxPredictor
+
+    edit, field = BAD_SIDECARS[case]
+    bad = _edited_model(model_dir, tmp_path, edit)
+    with pytest.raises(ModelLoadError, match=field.replace(".", r"\.")):
+        OnnxPredictor(bad / "model.onnx")
+    photo = tmp_path / "p.png"
+    _big_skin(80, 60).save(photo)
+    assert main(["predict", str(photo), "--model", str(bad / "model.onnx"), "--json"]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and field in out.err and "Traceback" not in out.err
+    assert main(["serve", "--model", str(bad), "--port", "1"]) == 2  # refused before it listens
+    err = capsys.readouterr().err
+    assert field in err and "Traceback" not in err
+
+
+def test_nan_in_a_descriptive_field_loads_and_prints_valid_json(model_dir: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A NaN metric (e.g. an AUROC with one class absent) harms no answer: it loads, and is shown as null
+    (a guard for the strict checks above, which must not refuse it)."""
+    from hypoderm.cli import main
+
+    edited = _edited_model(model_dir, tmp_path, {"metrics": {"val/auroc": float("nan"), "test/macro_f1": 0.5}})
+    photo = tmp_path / "p.png"
+    _big_skin(80, 60).save(photo)
+    assert main(["predict", str(photo), "--model", str(edited / "model.onnx"), "--json"]) == 0
+    doc = _strict_json(capsys.readouterr().out)
+    assert isinstance(doc, dict) and doc["results"][0]["status"] in ("ok", "uncertain", "not_skin")
+    r = TestClient(create_app(edited)).get("/api/v1/model")
+    assert r.status_code == 200 and _strict_json(r.text)["metrics"] == {"val/auroc": None,  # type: ignore[index]
+                                                                          "test/macro_f1": 0.5}
+
+
+def test_export_writes_no_nan_and_refuses_a_one_class_model(tmp_path: Path) -> None:
+    from hypoderm.inference import ModelLoadError
+    from hypoderm.inference.metadata import to_jsonable
+
+    assert to_jsonable({"auroc": np.float64("nan"), "f1": [1.0, float("inf")]}) == {"auroc": None, "f1": [1.0, None]}
+    with pytest.raises(ModelLoadError, match="at least two classes"):
+        build_model_dir(tmp_path, classes=["vitiligo"])

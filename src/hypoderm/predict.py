@@ -75,7 +75,7 @@ class TorchPredictor:
 
         from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
         from hypoderm.export.gradcam import GradCamGraph, UnsupportedModelError
-        from hypoderm.inference.metadata import metadata_from_checkpoint
+        from hypoderm.inference.metadata import metadata_from_checkpoint, validate_metadata
         from hypoderm.inference.ood import DEFAULT_OOD
         from hypoderm.inference.preprocess import PreprocessSpec
 
@@ -84,6 +84,7 @@ class TorchPredictor:
         self.model = model_from_checkpoint(ckpt)
         self.metadata = metadata_from_checkpoint(ckpt)
         self.metadata["ood"] = self.metadata.get("ood") or dict(DEFAULT_OOD)
+        validate_metadata(self.metadata, source=str(checkpoint))  # e.g. a one-class model is refused here too
         self.spec = PreprocessSpec.from_dict(ckpt["preprocess"])
         try:
             self.cam_graph: Any = GradCamGraph(self.model).eval()
@@ -308,7 +309,7 @@ def _run(args: argparse.Namespace) -> int:
                          "abstain_threshold": float(md["abstain_threshold"]), "temperature": float(md["temperature"]),
                          "problems": problems},
                "results": results, "notes": [n for n in (broken, note) if n], "disclaimer": DISCLAIMER}
-        print(json.dumps(doc, indent=2))
+        print(json.dumps(doc, indent=2, allow_nan=False))  # NaN is not JSON: fail loudly rather than print it
     else:
         if broken:
             print(broken)
