@@ -347,3 +347,22 @@ def test_export_writes_no_nan_and_refuses_a_one_class_model(tmp_path: Path) -> N
     assert to_jsonable({"auroc": np.float64("nan"), "f1": [1.0, float("inf")]}) == {"auroc": None, "f1": [1.0, None]}
     with pytest.raises(ModelLoadError, match="at least two classes"):
         build_model_dir(tmp_path, classes=["vitiligo"])
+
+
+# ---- 9. the HEIC message tells the truth about AVIF ------------------------------------------------------------
+
+def test_heic_is_refused_and_avif_is_decoded() -> None:
+    from PIL import features
+
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
+    with pytest.raises(ImageLoadError) as e:
+        load_rgb_bytes(heic)
+    assert e.value.reason == "not_image" and "HEIC photo, not supported" in str(e.value)
+    assert "AVIF" not in str(e.value).split(";")[0]  # the old message said "HEIC/AVIF ..., not supported"
+    if not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF decoder")
+    avif = _encode(_big_skin(64, 48), "AVIF")
+    assert load_rgb_bytes(avif).size == (64, 48)
+    with pytest.raises(ImageLoadError) as e:
+        load_rgb_bytes(avif[:80] + bytes(200))  # a damaged AVIF is corrupt, not "not supported"
+    assert e.value.reason == "corrupt" and "AVIF" in str(e.value)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import ExifTags, Image, ImageFile, Jpeg2KImagePlugin, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, Jpeg2KImagePlugin, UnidentifiedImageError, features
 
 from hypoderm.inference.preprocess import MAX_ASPECT_RATIO
 
@@ -64,9 +64,12 @@ def _sniff(head: bytes) -> str:
     if low.startswith(b"<?xml"):
         return "XML document"
     if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif"):
-            return "HEIC/AVIF photo, not supported; convert it to JPEG"
+        brands = _ftyp_brands(head)
+        if brands & _AVIF_BRANDS:  # only when Pillow lacks AVIF: a damaged AVIF is "corrupt" (_looks_like_image)
+            return "AVIF image, but this installation's Pillow cannot decode AVIF; convert it to JPEG"
+        if brands & _HEIC_BRANDS:
+            return ("HEIC photo, not supported; convert it to JPEG, PNG, WebP or AVIF (an iPhone saves JPEG with "
+                    "Settings > Camera > Formats > Most Compatible)")
         return "MP4/MOV video"
     if head.startswith(b"PK\x03\x04"):
         return "ZIP archive or Office document"
@@ -81,8 +84,22 @@ def _sniff(head: bytes) -> str:
         return "unrecognised binary data"
 
 
+_HEIC_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}  # mif1: any HEIF
+_AVIF_BRANDS = {b"avif", b"avis"}  # checked first: an AVIF lists mif1 too
+_AVIF_DECODER = features.check("avif")  # Pillow >= 11.2 decodes AVIF when built with libavif
+
+
+def _ftyp_brands(head: bytes) -> set[bytes]:
+    """The major and compatible brands of an ISO-BMFF `ftyp` box (HEIC, AVIF, MP4, MOV ...)."""
+    size = int.from_bytes(head[:4], "big")
+    end = min(len(head), size if 16 <= size <= 4096 else 16)
+    return {head[8:12]} | {head[i: i + 4] for i in range(16, end - 3, 4)}
+
+
 def _looks_like_image(head: bytes) -> str | None:
     """Image format named by the magic bytes, if any (a damaged header is then 'corrupt')."""
+    if head[4:8] == b"ftyp" and _AVIF_DECODER and _ftyp_brands(head) & _AVIF_BRANDS:
+        return "AVIF"
     signatures = {
         b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"GIF8": "GIF", b"BM": "BMP",
         b"II*\x00": "TIFF", b"MM\x00*": "TIFF",
