@@ -349,6 +349,103 @@ def test_export_writes_no_nan_and_refuses_a_one_class_model(tmp_path: Path) -> N
         build_model_dir(tmp_path, classes=["vitiligo"])
 
 
+# ---- 6. files are checked before they are read ---------------------------------------------------------------
+
+_READ_UNDER_LIMIT = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # 1 GiB of address space: a 3 GiB read cannot fit
+from hypoderm.data.io import ImageLoadError, load_rgb
+for path in sys.argv[1:]:
+    try:
+        load_rgb(path)
+        print(path, "loaded")
+    except ImageLoadError as e:
+        print(path, e.reason, e)
+"""
+
+
+def test_huge_files_and_devices_are_refused_without_reading(tmp_path: Path) -> None:
+    """The issue: a 3 GiB video in the photo folder cost predict 3.24 GB before being called "not an image", and
+    `predict /dev/zero` read until memory ran out. Under a 1 GiB address-space limit, neither is read."""
+    video, blob = tmp_path / "clip.jpg", tmp_path / "blob.png"
+    for path, head in ((video, b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41"), (blob, b"\x01" * 64)):
+        with open(path, "wb") as f:
+            f.write(head)
+            f.truncate(3 << 30)  # sparse: no disk space used
+    env = {**os.environ, "PYTHONPATH": str(Path(dio.__file__).resolve().parents[2])}
+    out = subprocess.run([sys.executable, "-c", _READ_UNDER_LIMIT, str(video), str(blob), "/dev/zero"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith(f"{video} not_image not an image file (MP4/MOV video)")
+    assert lines[1].startswith(f"{blob} too_large file too large: {3 << 30} bytes > limit")
+    assert lines[2].startswith("/dev/zero not_a_file") and "character device" in lines[2]
+
+
+def test_file_limit_is_checked_before_reading(tmp_path: Path) -> None:
+    photo = tmp_path / "p.png"
+    photo.write_bytes(_encode(_big_skin(64, 48), "PNG"))
+    assert dio.load_rgb(photo).size == (64, 48)
+    with pytest.raises(ImageLoadError) as e:
+        dio.load_rgb(photo, max_bytes=photo.stat().st_size - 1)
+    assert e.value.reason == "too_large" and "file too large" in str(e.value)
+
+
+# ---- 7. odd folder entries are reported, never opened ------------------------------------------------------
+
+@pytest.fixture
+def odd_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    _big_skin(80, 60).save(folder / "good.png")
+    _big_skin(80, 60, seed=1).save(folder / "sub" / "nested.png")
+    (folder / "broken.jpg").symlink_to(tmp_path / "gone.jpg")
+    (folder / "loop.jpg").symlink_to(folder / "loop.jpg")
+    (folder / "ping.jpg").symlink_to(folder / "pong.jpg")
+    (folder / "pong.jpg").symlink_to(folder / "ping.jpg")
+    (folder / "linked_folder").symlink_to(folder / "sub")
+    (folder / "link_to_good.png").symlink_to(folder / "good.png")
+    os.mkfifo(folder / "pipe.jpg")
+    (folder / ".hidden.jpg").write_bytes(b"hidden files are skipped on purpose")
+    return folder
+
+
+EXPECTED_ODD = {"broken.jpg": "broken symbolic link", "loop.jpg": "symbolic link loop",
+                "ping.jpg": "symbolic link loop", "pong.jpg": "symbolic link loop",
+                "linked_folder": "symbolic link to a folder", "pipe.jpg": "named pipe (FIFO)"}
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs and symbolic links (POSIX)")
+def test_odd_folder_entries_are_reported_with_their_reason(model_dir: Path, odd_folder: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from hypoderm.cli import main
+
+    model = str(model_dir / "model.onnx")
+    assert main(["predict", str(odd_folder), "--model", model, "--json"]) == 1  # not "every file was predicted"
+    results = {Path(r["file"]).name: r for r in _strict_json(capsys.readouterr().out)["results"]}  # type: ignore
+    assert set(results) == {"good.png", "nested.png", "link_to_good.png", *EXPECTED_ODD}
+    for name, words in EXPECTED_ODD.items():
+        assert results[name]["status"] == "error" and results[name]["reason"] == "not_a_file", results[name]
+        assert words in results[name]["error"], results[name]
+    assert all(results[n]["status"] != "error" for n in ("good.png", "nested.png", "link_to_good.png"))
+    assert main(["predict", str(odd_folder), "--model", model]) == 1
+    out = capsys.readouterr().out
+    assert "6 of 9 files not predicted: 6 not_a_file." in out and "pipe.jpg: ERROR: not a regular file" in out
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs (POSIX)")
+def test_a_fifo_named_on_the_command_line_does_not_hang(model_dir: Path, tmp_path: Path) -> None:
+    """The issue: `predict pipe` hung forever in open(). A subprocess, so that a hang fails the test."""
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)
+    env = {**os.environ, "PYTHONPATH": str(Path(dio.__file__).resolve().parents[2])}
+    out = subprocess.run([sys.executable, "-m", "hypoderm.cli", "predict", str(fifo), "--model",
+                          str(model_dir / "model.onnx"), "--json"], capture_output=True, text=True, env=env, timeout=90)
+    assert out.returncode == 1, out.stderr[-2000:]
+    result = _strict_json(out.stdout)["results"][0]  # type: ignore[index]
+    assert result["reason"] == "not_a_file" and "named pipe" in result["error"]
+
+
 # ---- 9. the HEIC message tells the truth about AVIF ------------------------------------------------------------
 
 def test_heic_is_refused_and_avif_is_decoded() -> None:

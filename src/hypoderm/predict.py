@@ -21,7 +21,7 @@ import json
 import os
 import sys
 import traceback
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -123,11 +123,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def expand_inputs(paths: list[Path]) -> list[Path]:
-    """Files as given; folders replaced by the files inside them (recursive, sorted, no hidden)."""
+    """Files as given; folders replaced by the entries inside them (recursive, sorted, no hidden ones): every
+    entry but a sub-folder (which is searched), so that a broken or looping symbolic link, a link to a folder
+    (not followed) or a FIFO gets its own error with the reason (hypoderm.data.io.read_image_file never
+    opens it) instead of being skipped without a word."""
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and not any(
+            out.extend(sorted(f for f in p.rglob("*") if not (f.is_dir() and not f.is_symlink()) and not any(
                 part.startswith(".") for part in f.relative_to(p).parts)))
         else:
             out.append(p)
@@ -196,7 +199,7 @@ def _min_size(predictor: Predictor) -> int | None:
 
 
 def _load(f: Path, min_size: int | None) -> Image.Image:
-    if not f.exists():
+    if not os.path.lexists(f):  # a broken symbolic link exists, and gets its own reason from load_image
         raise FileNotFoundError(str(f))
     return load_image(f, min_size=min_size)
 
@@ -284,6 +287,15 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CRASH
 
 
+def _error_summary(results: list[dict[str, Any]]) -> str | None:
+    """'2 of 7 files not predicted: 1 not_a_file, 1 not_image.' (None when every file was predicted)."""
+    reasons = Counter(r["reason"] for r in results if r["status"] == "error")
+    if not reasons:
+        return None
+    counts = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
+    return f"{sum(reasons.values())} of {len(results)} files not predicted: {counts}."
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         print(f"error: --top-k must be >= 1, got {args.top_k}", file=sys.stderr)
@@ -317,5 +329,8 @@ def _run(args: argparse.Namespace) -> int:
             print(_text_line(r, list(md["class_names"])))
         if any(r["status"] in ("ok", "uncertain") for r in results):
             print(limits_text(list(md["class_names"])))
+        summary = _error_summary(results)
+        if summary:
+            print(summary)
         print(DISCLAIMER)
     return EXIT_SOME_FAILED if any(r["status"] == "error" for r in results) else EXIT_OK

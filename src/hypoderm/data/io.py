@@ -12,9 +12,11 @@ Torch-free on purpose (the inference path imports it). Anything that cannot be l
 from __future__ import annotations
 
 import ctypes
+import errno
 import io
 import logging
 import os
+import stat
 import struct
 import warnings
 import zlib
@@ -29,6 +31,9 @@ from hypoderm.inference.preprocess import MAX_ASPECT_RATIO
 # 64 megapixels: far above any phone photo (a 200 MP sensor is the exception), far below what
 # would exhaust memory once decoded (64e6 * 3 bytes = 192 MB of RGB).
 MAX_PIXELS: int = 64_000_000
+# Largest file `load_rgb` reads: above an uncompressed 64 MP RGB TIFF (192 MB), far above any phone photo
+# (2-10 MB). A bigger file is refused without being read (a 3 GiB video once cost predict 3.2 GB).
+MAX_FILE_BYTES: int = 256 * 1024 * 1024
 
 # Longest side / shortest side (preprocess.MAX_ASPECT_RATIO, 1:20): checked here from the header,
 # before any pixel is decoded, so a 117-byte 1 x 8000 PNG is refused instead of becoming a 5 GB resize.
@@ -44,7 +49,8 @@ _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 
 class ImageLoadError(ValueError):
     """A file that is not a usable image. `str(e)` is the human reason, `.reason` a short code:
-    "empty", "not_image", "truncated", "corrupt", "too_large", "bad_aspect_ratio" or "unreadable"."""
+    "empty", "not_image", "truncated", "corrupt", "too_large", "bad_aspect_ratio", "unreadable" or
+    "not_a_file" (a broken or looping symbolic link, a link to a folder, a FIFO, a device, a socket)."""
 
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
@@ -73,6 +79,10 @@ def _sniff(head: bytes) -> str:
         return "MP4/MOV video"
     if head.startswith(b"PK\x03\x04"):
         return "ZIP archive or Office document"
+    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
+        return "AVI video"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "Matroska/WebM video"
     if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"7z\xbc\xaf")):
         return "compressed archive"
     if head.startswith(b"{") or head.startswith(b"["):
@@ -94,6 +104,12 @@ def _ftyp_brands(head: bytes) -> set[bytes]:
     size = int.from_bytes(head[:4], "big")
     end = min(len(head), size if 16 <= size <= 4096 else 16)
     return {head[8:12]} | {head[i: i + 4] for i in range(16, end - 3, 4)}
+
+
+# What _sniff names that no image can be: a file over the byte limit that starts like one of these is refused
+# as "not an image" (the more useful message); any other large file as "too large".
+_CONTAINERS = {"PDF document", "MP4/MOV video", "AVI video", "Matroska/WebM video", "ZIP archive or Office document",
+               "compressed archive"}
 
 
 def _looks_like_image(head: bytes) -> str | None:
@@ -404,17 +420,74 @@ def load_rgb_bytes(data: bytes, max_pixels: int = MAX_PIXELS, min_size: int | No
     return _decode(io.BytesIO(data), bytes(data[:1024]), len(data), max_pixels, min_size)
 
 
-def load_rgb(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS, min_size: int | None = None) -> Image.Image:
-    """Load an image file: fully decoded, EXIF orientation applied, 8-bit RGB (`min_size`: see load_rgb_bytes)."""
+def load_rgb(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS, min_size: int | None = None,
+             max_bytes: int = MAX_FILE_BYTES) -> Image.Image:
+    """Load an image file: fully decoded, EXIF orientation applied, 8-bit RGB (`min_size`: see load_rgb_bytes).
+    The file is checked before it is read (read_image_file): only a regular file of at most `max_bytes`."""
+    return load_rgb_bytes(read_image_file(path, max_bytes), max_pixels=max_pixels, min_size=min_size)
+
+
+def read_image_file(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a file, checked before they are read: a missing path, a broken or looping symbolic link,
+    a folder, a named pipe (FIFO), a device or a socket is refused without being opened (reading a FIFO blocks
+    forever, /dev/zero never ends); a file over `max_bytes` is refused without being read (a video in the
+    photo folder: "not an image file (MP4/MOV video)" when its first bytes say so, else "file too large")."""
     p = Path(path)
+    _check_regular(p, _stat(p))
     try:
-        if p.is_dir():
-            raise ImageLoadError("is a directory, not an image file", "unreadable")
-        data = p.read_bytes()
-    except FileNotFoundError as e:
-        raise ImageLoadError("file not found", "unreadable") from e
-    except PermissionError as e:
-        raise ImageLoadError("permission denied", "unreadable") from e
+        # O_NONBLOCK: should the path have become a FIFO since the check, opening it must not block
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as e:
-        raise ImageLoadError(f"cannot read file ({e.strerror or e})", "unreadable") from e
-    return load_rgb_bytes(data, max_pixels=max_pixels, min_size=min_size)
+        raise _os_error(e) from e
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        _check_regular(p, info)  # the file opened is the one checked
+        try:
+            head = f.read(1024)
+            if info.st_size > max_bytes:
+                kind = None if _looks_like_image(head) else _sniff(head)
+                if kind in _CONTAINERS:
+                    raise ImageLoadError(f"not an image file ({kind})", "not_image")
+                raise ImageLoadError(f"file too large: {info.st_size} bytes > limit {max_bytes} bytes", "too_large")
+            data = head + f.read(max_bytes + 1 - len(head))  # never past the limit, even if the file grows
+        except OSError as e:
+            raise _os_error(e) from e
+    if len(data) > max_bytes:
+        raise ImageLoadError(f"file too large: more than the limit of {max_bytes} bytes", "too_large")
+    return data
+
+
+def _stat(p: Path) -> os.stat_result:
+    """os.stat of `p` (following links), with each way it can fail said in words."""
+    try:
+        return p.stat()
+    except FileNotFoundError as e:
+        if p.is_symlink():
+            raise ImageLoadError(f"broken symbolic link (its target {os.readlink(p)!r} does not exist)",
+                                 "not_a_file") from e
+        raise ImageLoadError("file not found", "unreadable") from e
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ImageLoadError("symbolic link loop (the link points, maybe through others, back at itself)",
+                                 "not_a_file") from e
+        raise _os_error(e) from e
+
+
+def _check_regular(p: Path, info: os.stat_result) -> None:
+    mode = info.st_mode
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        if p.is_symlink():
+            raise ImageLoadError("symbolic link to a folder (not followed when a folder is searched)", "not_a_file")
+        raise ImageLoadError("is a directory, not an image file", "unreadable")
+    kinds = [(stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISCHR, "character device"),
+             (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")]
+    kind = next((name for test, name in kinds if test(mode)), "special file")
+    raise ImageLoadError(f"not a regular file but a {kind}; not opened", "not_a_file")
+
+
+def _os_error(e: OSError) -> ImageLoadError:
+    if isinstance(e, PermissionError):
+        return ImageLoadError("permission denied", "unreadable")
+    return ImageLoadError(f"cannot read file ({e.strerror or e})", "unreadable")
