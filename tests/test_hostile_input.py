@@ -246,6 +246,131 @@ def test_webp_pixel_limit_accounts_for_its_decode_copies() -> None:
     assert load_rgb_bytes(_encode(Image.new("RGB", (1000, 1000)), "PNG"), max_pixels=1_000_000).size == (1000, 1000)
 
 
+# ---- 3. stalled uploads: counted apart from predictions, bounded per client and in total ----------------------
+
+@pytest.fixture
+def small_server(model_dir: Path):
+    """The app on a real uvicorn (serve's options) in a thread: 2 predictions, 6 uploads, 3 per client."""
+    import argparse
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from hypoderm.app import server
+
+    parser = argparse.ArgumentParser()
+    server.add_arguments(parser)
+    args = parser.parse_args([])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(model_dir, limit_concurrency=2, max_uploads=6, max_uploads_per_client=3, body_timeout=60)
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **server.uvicorn_options(args)))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    while not srv.started and thread.is_alive():
+        time.sleep(0.05)
+    yield port
+    srv.should_exit = True
+    thread.join(30)
+
+
+def _stall(port: int, source: str) -> object:
+    """A client at `source` (a loopback address) that sends 1 KB of a declared 5 MB upload and stops."""
+    import socket
+
+    sock = socket.socket()
+    sock.settimeout(30)
+    sock.bind((source, 0))
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(b"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                 b"Content-Length: 5000000\r\n\r\n" + b"\x89PNG\r\n\x1a\n" + bytes(1016))
+    return sock
+
+
+def _health(port: int) -> dict:
+    import httpx
+
+    return httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=30).json()
+
+
+def _until_uploads(port: int, n: int) -> dict:
+    """Health once the server has seen `n` uploads arriving (synchronisation, not a timing)."""
+    import time
+
+    for _ in range(600):
+        body = _health(port)
+        if body["load"]["uploads"]["in_progress"] == n:
+            return body
+        time.sleep(0.05)
+    raise AssertionError(f"the server never saw {n} uploads: {body}")
+
+
+def _answer(sock: object) -> bytes:
+    """The server's whole answer on `sock` (headers and the Content-Length body)."""
+    import socket
+
+    assert isinstance(sock, socket.socket)
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < int(
+                next((ln.split(b":")[1] for ln in data.lower().split(b"\r\n") if ln.startswith(b"content-length:")),
+                     b"0")):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return data
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="binds clients to several loopback addresses (Linux)")
+def test_stalled_uploads_do_not_lock_out_real_predictions(small_server: int) -> None:
+    """The issue: 128 connections each sending 1 KB of a 5 MB body made every real prediction a 503 for a minute
+    while /health said ok. Here the prediction limit is 2; five stalled uploads from two other addresses hold no
+    prediction slot, a real photo is answered, and /health shows the uploads."""
+    import httpx
+
+    port = small_server
+    stalled = [_stall(port, "127.0.0.2") for _ in range(3)] + [_stall(port, "127.0.0.3") for _ in range(2)]
+    try:
+        body = _until_uploads(port, 5)
+        assert body["status"] == "ok" and body["load"]["predictions"] == {"in_progress": 0, "limit": 2}
+        assert body["load"]["clients_at_upload_limit"] == 1
+        r = httpx.post(f"http://127.0.0.1:{port}/api/v1/predict", files={"image": ("p.png", _encode(
+            _big_skin(80, 60), "PNG"), "image/png")}, timeout=60)
+        assert r.status_code == 200, r.text
+    finally:
+        for sock in stalled:
+            sock.close()  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="binds clients to several loopback addresses (Linux)")
+def test_uploads_are_bounded_per_client_and_in_total(small_server: int) -> None:
+    port = small_server
+    held = [_stall(port, "127.0.0.2") for _ in range(3)]
+    try:
+        _until_uploads(port, 3)
+        extra = _stall(port, "127.0.0.2")  # a 4th from the same address: refused at once
+        held.append(extra)
+        answer = _answer(extra)
+        assert answer.startswith(b"HTTP/1.1 429") and b'"too_many_uploads"' in answer, answer[:300]
+        held += [_stall(port, "127.0.0.3") for _ in range(3)]  # another address has its own 3
+        body = _until_uploads(port, 6)
+        assert body["status"] == "busy" and body["load"]["saturated"] == ["uploads"]  # /health tells
+        late = _stall(port, "127.0.0.4")  # all 6 upload slots taken: 503 for anyone new
+        held.append(late)
+        answer = _answer(late)
+        assert answer.startswith(b"HTTP/1.1 503") and b'"server_busy"' in answer, answer[:300]
+    finally:
+        for sock in held:
+            sock.close()  # type: ignore[attr-defined]
+    assert _until_uploads(port, 0)["status"] == "ok"  # closed uploads free their slots
+
+
 # ---- 4./5. model sidecars: every field checked, against the graph too; output always JSON ---------------
 
 def _strict_json(text: str) -> object:
