@@ -425,6 +425,8 @@ BAD_SIDECARS = {  # edit -> the field the refusal must name (the test model: 64 
     "input name": ({"input.name": "pixels"}, "input.name"),
     "precision typo": ({"precision": "int8_weights"}, "precision"),
     "ood NaN": ({"ood.skin_fraction_min": float("nan")}, "ood.skin_fraction_min"),
+    "quality text": ({"quality": "broken"}, "quality"),  # a string here made predict crash (exit 3)
+    "model name number": ({"model_name": 5}, "model_name"),
 }
 
 

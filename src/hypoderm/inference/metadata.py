@@ -153,7 +153,8 @@ def _check_input(block: Any) -> None:
 
 
 def _check_names(md: dict[str, Any]) -> None:
-    """The tensor names and the precision, where given, are strings the run time can use."""
+    """The tensor names, the precision and the fields printed to people, where given, have the types the run time
+    uses (a string `quality` once crashed `predict`)."""
     for block, keys in (("input", ("name",)), ("output", ("name",)), ("gradcam", ("features", "cam_weights"))):
         value = md.get(block)
         if value is None and block != "input":
@@ -165,6 +166,16 @@ def _check_names(md: dict[str, Any]) -> None:
                 raise ValueError(f"{block}.{key} must be a tensor name (a non-empty string), got {value[key]!r}")
     if "precision" in md and md["precision"] not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {md['precision']!r}")
+    for key in ("model_name", "version", "architecture", "disclaimer"):  # printed as text; null is allowed
+        if md.get(key) is not None and not isinstance(md[key], str):
+            raise ValueError(f"{key} must be a string, got {md[key]!r}")
+    for key in ("metrics", "training_data", "quality"):
+        if md.get(key) is not None and not isinstance(md[key], dict):
+            raise ValueError(f"{key} must be an object, got {md[key]!r}")
+    problems = (md.get("quality") or {}).get("problems") or []
+    if not isinstance(problems, list) or not all(isinstance(p, dict) and isinstance(p.get("message"), str)
+                                                 and isinstance(p.get("code"), str) for p in problems):
+        raise ValueError(f"quality.problems must be a list of {{'code', 'message'}} objects, got {problems!r}")
 
 
 def _finite_or_none(obj: Any) -> Any:
