@@ -349,8 +349,8 @@ def make_special(path: Path, special: str) -> None:
 
 # ------------------------------------------------------------------------------------ model sidecars
 _HOSTILE_VALUES: list[object] = [float("nan"), float("inf"), float("-inf"), -1, 0, 1e-320, 1e308, 2**63, "abc", "",
-                                 None, True, False, [], {}, [1, 2], "0.5", 0.5, 2.0, 64, 1e6, ["a"], ["x", "x"],
-                                 "x" * 10_000, {"name": 5}, [float("nan")] * 3, [0, 0, 0], [0.5, 0.5, 0.5]]
+                                 None, True, False, [], {}, [1, 2], "0.5", 0.5, 2.0, 64, 100_000, 1e6, ["a"],
+                                 ["x", "x"], "x" * 10_000, {"name": 5}, [float("nan")] * 3, [0, 0, 0], [0.5, 0.5, 0.5]]
 _SIDECAR_FIELDS = ["temperature", "abstain_threshold", "class_names", "input", "input.size", "input.resize_size",
                    "input.mean", "input.std", "input.name", "input.interpolation", "input.layout", "output",
                    "output.name", "precision", "ood", "ood.skin_fraction_min", "ood.max_logit_min", "ood.gate",

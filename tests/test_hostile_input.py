@@ -31,6 +31,7 @@ from hypoderm.app.server import create_app
 from hypoderm.data import io as dio
 from hypoderm.data.io import SOURCE_SIZE_KEY, ImageLoadError, load_rgb_bytes
 from hypoderm.inference.explain import OVERLAY_MAX_SIDE
+from hypoderm.inference.ood import DEFAULT_GATE
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_GATE = {"ood": {"skin_fraction_min": 0.05, "max_logit_min": -1e9, "gate": None}}  # colour rule only
@@ -425,6 +426,8 @@ BAD_SIDECARS = {  # edit -> the field the refusal must name (the test model: 64 
     "input name": ({"input.name": "pixels"}, "input.name"),
     "precision typo": ({"precision": "int8_weights"}, "precision"),
     "ood NaN": ({"ood.skin_fraction_min": float("nan")}, "ood.skin_fraction_min"),
+    # found by the sidecar fuzz: validate_ood takes any int >= 32, and 2**63 became an internal error per photo
+    "gate size 2**63": ({"ood.gate": {**DEFAULT_GATE, "size": 2**63}}, "ood.gate.size"),
     "quality text": ({"quality": "broken"}, "quality"),  # a string here made predict crash (exit 3)
     "model name number": ({"model_name": 5}, "model_name"),
 }

@@ -85,6 +85,8 @@ def sidecar_phase(model: Path, n: int, seed: int, tmp: Path) -> dict:
                 outcomes[f"answered (exit {rc})"] += 1
                 if not isinstance(doc, dict) or len(doc["results"]) != 1:
                     problem = "no result"
+                elif doc["results"][0].get("reason") == "internal_error":
+                    problem = f"internal_error: {doc['results'][0]['error']}"
             except (ValueError, KeyError, TypeError) as e:
                 problem = f"stdout is not strict JSON ({e}): {stdout[:200]!r}"
         if problem:
