@@ -176,7 +176,8 @@ def test_float_range_is_decided_over_the_whole_image(monkeypatch: pytest.MonkeyP
 def test_reduced_decode_predicts_like_the_full_decode(fmt: str) -> None:
     """Reducing a lossless photo to the working size keeps the bundled model's answer, within the tolerance
     measured for JPEG DCT scaling (tests/test_robustness.py: the same box pre-filter before the resize)."""
-    from hypoderm.inference import OnnxPredictor, bundled_model, decode_min_size_for
+    from hypoderm.inference import OnnxPredictor, bundled_model
+    from hypoderm.inference.preprocess import decode_min_size
     from test_robustness import DRAFT_PARITY_MAX, NEAR_TIE
 
     if not bundled_model().is_file():
@@ -184,7 +185,7 @@ def test_reduced_decode_predicts_like_the_full_decode(fmt: str) -> None:
     predictor = OnnxPredictor(bundled_model(), threads=1)
     photo = Image.open(io.BytesIO(phone_like_jpeg(2400, 1800, seed=5))).convert("RGB")
     data = _encode(photo, fmt, **({"compression": "tiff_deflate"} if fmt == "TIFF" else {}))
-    min_size = decode_min_size_for(predictor.spec, predictor.metadata.get("ood"))
+    min_size = decode_min_size(predictor.spec)  # 2 x resize_size: the model's own need (the gate's may add to it)
     reduced = load_rgb_bytes(data, min_size=min_size)
     assert min_size <= min(reduced.size) < 2 * min_size
     full, small = predictor.predict_image(load_rgb_bytes(data)), predictor.predict_image(reduced)
