@@ -3,19 +3,26 @@
 `fuzz_cases(n, seed)` yields `n` FuzzCase objects, the same ones for the same seed: valid and
 exotic images in every supported format, and the ways they go wrong (truncated, bit-flipped,
 huge declared dimensions, absurd aspect ratios, decompression bombs, zero bytes, random bytes,
-documents, polyglots), plus malformed multipart bodies for the API. Used by the fast fuzz tests
-(tests/test_fuzz.py, ~200 cases) and the full runs (benchmarks/robustness/, >= 10,000 cases).
+documents, polyglots), real large lossless images (PNG, TIFF, WebP up to 41 MP: issue 23), float
+and 16-bit images (NaN, infinities, negative and huge values), plus malformed multipart bodies for
+the API and, for the CLI (`specials=True`), folder entries that are not files (FIFOs, broken and
+looping symbolic links, links to folders and devices, a sparse 3 GiB "video"). `sidecar_cases(n,
+seed)` yields malformed model sidecars (model.json). Used by the fast fuzz tests (tests/test_fuzz.py,
+~200 cases) and the full runs (benchmarks/robustness/, >= 10,000 cases).
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import json
+import os
 import random
 import struct
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -32,6 +39,7 @@ class FuzzCase:
     data: bytes
     body: bytes | None = None
     content_type: str | None = None
+    special: str | None = None  # CLI only: make this folder entry with `make_special` instead of writing `data`
 
     @property
     def api_only(self) -> bool:
@@ -254,6 +262,143 @@ def _multiframe(rng: random.Random) -> bytes:
     return _encode(frames[0], fmt, save_all=True, append_images=frames[1:])
 
 
+def _large_lossless(rng: random.Random) -> bytes:
+    """A real, decodable large image in a lossless format (issue 23: a 313 KB PNG of 40 MP took the server to
+    3 GB with Grad-CAM): a textured picture blown up (nearest), so it compresses well."""
+    fmt = rng.choice(["PNG", "PNG", "TIFF", "WEBP"])
+    mode = rng.choice(["RGB", "RGBA", "P", "L"] if fmt != "WEBP" else ["RGB", "RGBA"])
+    sizes = [(1600, 1200), (4000, 3000), (7296, 5472), (6400, 6400)]
+    if fmt == "WEBP":  # Pillow decodes WebP through 4 full-size copies: its limit is a quarter of the others'
+        sizes = [(1600, 1200), (3648, 2736), (4000, 3000)]
+    return _large_of(fmt, mode, rng.choice(sizes), rng.randrange(4))
+
+
+@functools.lru_cache(maxsize=48)
+def _large_of(fmt: str, mode: str, size: tuple[int, int], seed: int) -> bytes:
+    rng = random.Random(seed)
+    w, h = size
+    small = _photo(rng, w // 8, h // 8)
+    if mode == "RGBA":
+        alpha = Image.fromarray(np.tile(np.linspace(40, 255, w // 8, dtype=np.uint8), (h // 8, 1)))
+        small = Image.merge("RGBA", (*small.split(), alpha))
+    elif mode != "RGB":
+        small = small.convert(mode)
+    img = small.resize(size, Image.Resampling.NEAREST)
+    kw: dict[str, object] = {"WEBP": {"quality": 80}, "TIFF": {"compression": "tiff_deflate"}}.get(fmt, {})
+    return _encode(img, fmt, **kw)
+
+
+def _deep(rng: random.Random) -> bytes:
+    """Float and 16-bit images (TIFF F, TIFF / PNG I;16, TIFF I): ranges [0, 1], [0, 255], negative, huge,
+    NaN and infinities; small random ones and large compressible ones."""
+    if rng.random() < 0.15:
+        return _deep_large(rng.choice(["F", "I;16", "I"]), rng.choice([(3000, 2000), (7000, 5000)]), rng.randrange(3))
+    w, h = rng.randint(8, 200), rng.randint(8, 200)
+    nrng = np.random.default_rng(rng.randrange(2**32))
+    mode = rng.choice(["F", "F", "I;16", "I"])
+    if mode == "F":
+        scale = rng.choice([1.0, 255.0, 1e6, -1.0, 1e38])
+        arr = (nrng.random((h, w)) * scale).astype(np.float32)
+        for value in rng.sample([np.nan, np.inf, -np.inf, -5.0, 3e38], rng.randint(0, 3)):
+            arr[nrng.random((h, w)) < 0.1] = value
+        return _encode(Image.fromarray(arr, "F"), "TIFF")
+    if mode == "I;16":
+        arr = nrng.integers(0, 65536, (h, w), dtype=np.uint16)
+        return _encode(Image.fromarray(arr), rng.choice(["PNG", "TIFF"]))
+    arr = nrng.integers(-(2**31), 2**31 - 1, (h, w), dtype=np.int64).astype(np.int32)
+    return _encode(Image.fromarray(arr, "I"), "TIFF")
+
+
+@functools.lru_cache(maxsize=8)
+def _deep_large(mode: str, size: tuple[int, int], seed: int) -> bytes:
+    nrng = np.random.default_rng(seed)
+    w, h = size
+    small = nrng.random((h // 50, w // 50)).astype(np.float32)
+    if mode == "F":
+        small[0, 0] = np.nan
+        img = Image.fromarray(small, "F")
+    elif mode == "I;16":
+        img = Image.fromarray((small * 65535).astype(np.uint16))
+    else:
+        img = Image.fromarray((small * 70000).astype(np.int32), "I")
+    return _encode(img.resize(size, Image.Resampling.NEAREST), "TIFF", compression="tiff_deflate")
+
+
+# ------------------------------------------------------------------------------------ folder entries (CLI)
+SPECIALS = ("fifo", "broken_link", "loop_link", "folder_link", "device_link", "sparse_video", "sparse_blob")
+
+
+def make_special(path: Path, special: str) -> None:
+    """Make `path` a folder entry that is not a plain image file (FuzzCase.special)."""
+    if special == "fifo":
+        os.mkfifo(path)
+    elif special == "broken_link":
+        path.symlink_to(path.with_name(path.name + ".gone"))
+    elif special == "loop_link":
+        path.symlink_to(path)
+    elif special == "folder_link":
+        path.symlink_to(path.parent)
+    elif special == "device_link":
+        path.symlink_to("/dev/zero")
+    else:  # a sparse 3 GiB file: a video, or bytes that look like nothing (no disk space used)
+        with open(path, "wb") as f:
+            f.write(b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41" if special == "sparse_video"
+                    else b"\x01" * 64)
+            f.truncate(3 << 30)
+
+
+# ------------------------------------------------------------------------------------ model sidecars
+_HOSTILE_VALUES: list[object] = [float("nan"), float("inf"), float("-inf"), -1, 0, 1e-320, 1e308, 2**63, "abc", "",
+                                 None, True, False, [], {}, [1, 2], "0.5", 0.5, 2.0, 64, 100_000, 1e6, ["a"],
+                                 ["x", "x"], "x" * 10_000, {"name": 5}, [float("nan")] * 3, [0, 0, 0], [0.5, 0.5, 0.5]]
+_SIDECAR_FIELDS = ["temperature", "abstain_threshold", "class_names", "input", "input.size", "input.resize_size",
+                   "input.mean", "input.std", "input.name", "input.interpolation", "input.layout", "output",
+                   "output.name", "precision", "ood", "ood.skin_fraction_min", "ood.max_logit_min", "ood.gate",
+                   "ood.gate.threshold", "ood.gate.size", "gradcam", "gradcam.features", "format", "metrics",
+                   "training_data", "model_name", "quality"]
+
+
+def sidecar_cases(base: dict, n: int, seed: int = 0) -> Iterator[tuple[str, bytes]]:
+    """`n` (description, model.json bytes) mutations of the metadata `base`: hostile values in the fields the run
+    time uses, fields removed, class lists of the wrong length, broken JSON text, and harmless edits."""
+    rng = random.Random(seed)
+    for _ in range(n):
+        md = json.loads(json.dumps(base))
+        kind = rng.random()
+        if kind < 0.05:
+            text = json.dumps(md).encode()
+            yield "truncated json", text[: rng.randrange(len(text))]
+            continue
+        if kind < 0.08:
+            yield "not an object", json.dumps(rng.choice([[1, 2], "model", 3.5, None])).encode()
+            continue
+        if kind < 0.12:
+            yield "bytes", rng.randbytes(rng.randint(1, 200))
+            continue
+        for _ in range(rng.choice([1, 1, 1, 2, 3])):
+            field = rng.choice(_SIDECAR_FIELDS)
+            *parents, leaf = field.split(".")
+            node = md
+            for parent in parents:
+                node = node.get(parent) if isinstance(node, dict) else None
+            if not isinstance(node, dict):
+                continue
+            if rng.random() < 0.15:
+                node.pop(leaf, None)
+                desc = f"{field} removed"
+            elif field == "class_names" and rng.random() < 0.5:
+                names = list(base["class_names"])
+                node[leaf] = rng.choice([names[:1], names + ["extra"], names + names[:1], names[::-1], []])
+                desc = f"class_names {node[leaf]!r}"
+            else:
+                node[leaf] = rng.choice(_HOSTILE_VALUES)
+                desc = f"{field} = {str(node[leaf])[:40]}"
+            yield desc, json.dumps(md).encode()  # Python writes NaN / Infinity tokens, as a careless edit might
+            break
+        else:
+            yield "unchanged", json.dumps(md).encode()
+
+
 # ------------------------------------------------------------------------------------ multipart bodies
 def _multipart(rng: random.Random) -> tuple[bytes, bytes, str]:
     """A malformed (or merely unusual) multipart/form-data body: (photo, body, content type)."""
@@ -308,16 +453,23 @@ KINDS: dict[str, tuple[float, Callable[[random.Random], bytes]]] = {
     "polyglot": (5, _polyglot),
     "exif": (4, _exif),
     "multiframe": (3, _multiframe),
+    "large_lossless": (2, _large_lossless),
+    "float_16bit": (4, _deep),
 }
 
 
-def fuzz_cases(n: int, seed: int = 0, multipart: bool = True, bombs: bool = True) -> Iterator[FuzzCase]:
+def fuzz_cases(n: int, seed: int = 0, multipart: bool = True, bombs: bool = True,
+               specials: bool = False) -> Iterator[FuzzCase]:
     """`n` hostile inputs, deterministic for a seed. `multipart`: include malformed request bodies
-    (API only, ~10%); `bombs`: include decompression bombs (slow-ish: up to 81 MP of zeros)."""
+    (API only, ~10%); `bombs`: include decompression bombs and large lossless images (slow-ish: up to
+    81 MP of zeros, 41 MP pictures); `specials`: include folder entries that are not files (CLI only, ~2%)."""
     rng = random.Random(seed)
-    kinds = [k for k in KINDS if bombs or k != "bomb"]
+    kinds = [k for k in KINDS if bombs or k not in ("bomb", "large_lossless")]
     weights = [KINDS[k][0] for k in kinds]
     for _ in range(n):
+        if specials and rng.random() < 0.02:
+            yield FuzzCase("not_a_file", b"", special=rng.choice(SPECIALS))
+            continue
         if multipart and rng.random() < 0.1:
             photo, body, ct = _multipart(rng)
             yield FuzzCase("bad_multipart", photo, body, ct)

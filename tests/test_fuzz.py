@@ -1,18 +1,22 @@
-"""Fast seeded fuzz of the API and the CLI (issue 13): ~200 hostile inputs each from
-tests/helpers_fuzz.py. Every answer must be a 200 or a clear 4xx JSON error (API), a prediction or
-a per-file error with a known reason (CLI): 0 crashes, 0 5xx, no `internal_error`. The full
->= 10,000-case runs are benchmarks/robustness/fuzz_api.py and fuzz_cli.py."""
+"""Fast seeded fuzz of the API and the CLI (issues 13 and 23): ~200 hostile inputs each from
+tests/helpers_fuzz.py, Grad-CAM asked for, odd folder entries for the CLI, and malformed model
+sidecars. Every answer must be a 200 or a clear 4xx JSON error (API), a prediction or a per-file
+error with a known reason (CLI), a refusal or strict JSON (sidecars): 0 crashes, 0 5xx, no
+`internal_error`. The full >= 10,000-case runs are benchmarks/robustness/fuzz_api.py and fuzz_cli.py."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from helpers_fuzz import fuzz_cases
+from helpers_fuzz import fuzz_cases, make_special, sidecar_cases
 from hypoderm.app.server import create_app
 
 FAST_CASES = 200
@@ -35,12 +39,13 @@ def test_api_fuzz_gives_only_200_or_clear_4xx(model_dir: Path) -> None:
     client = TestClient(app, raise_server_exceptions=False)
     statuses: Counter[str] = Counter()
     for i, case in enumerate(fuzz_cases(FAST_CASES, seed=13)):
+        url = "/api/v1/predict?gradcam=true"  # as the page asks
         if case.body is not None:
-            r = client.post("/api/v1/predict", content=case.body, headers={"Content-Type": case.content_type})
+            r = client.post(url, content=case.body, headers={"Content-Type": case.content_type})
         elif i % 3 == 0:  # a raw image body
-            r = client.post("/api/v1/predict", content=case.data, headers={"Content-Type": "application/octet-stream"})
+            r = client.post(url, content=case.data, headers={"Content-Type": "application/octet-stream"})
         else:
-            r = client.post("/api/v1/predict", files={"image": ("photo.jpg", case.data, "image/jpeg")})
+            r = client.post(url, files={"image": ("photo.jpg", case.data, "image/jpeg")})
         where = f"case {i} ({case.kind}): {r.status_code} {r.text[:200]}"
         assert r.status_code == 200 or 400 <= r.status_code < 500, where
         assert r.headers["content-type"].startswith("application/json"), where
@@ -59,9 +64,12 @@ def test_cli_fuzz_gives_a_result_or_a_known_error_per_file(model_dir: Path, tmp_
     folder = tmp_path / "photos"
     folder.mkdir()
     kinds = {}
-    for i, case in enumerate(fuzz_cases(FAST_CASES, seed=31, multipart=False)):
+    for i, case in enumerate(fuzz_cases(FAST_CASES, seed=31, multipart=False, specials=True)):
         name = f"{i:04d}_{case.kind}.{('jpg', 'png', 'gif', 'tif', 'webp', 'bmp', 'heic')[i % 7]}"
-        (folder / name).write_bytes(case.data)
+        if case.special:
+            make_special(folder / name, case.special)
+        else:
+            (folder / name).write_bytes(case.data)
         kinds[name] = case.kind
     rc = main(["predict", str(folder), "--model", str(model_dir / "model.onnx"), "--json"])
     doc = json.loads(capsys.readouterr().out)
@@ -72,6 +80,43 @@ def test_cli_fuzz_gives_a_result_or_a_known_error_per_file(model_dir: Path, tmp_
         if r["status"] == "error":
             assert r["reason"] in known, r
             assert r["error"], r
+        elif kinds[Path(r["file"]).name] == "not_a_file":
+            raise AssertionError(f"a folder entry that is not a file was predicted: {r}")
         else:
             assert r["status"] in ("ok", "uncertain", "not_skin") and abs(sum(r["probabilities"].values()) - 1) < 1e-6
     assert sum(r["status"] != "error" for r in doc["results"]) > 10
+
+
+def _strict_json(text: str) -> object:
+    def refuse(token: str) -> None:
+        raise ValueError(f"{token} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_sidecar_fuzz_is_refused_or_answered_in_json(model_dir: Path, tmp_path: Path) -> None:
+    """Malformed model.json files: `predict` either refuses the model (exit 2, one line on stderr, nothing on
+    stdout) or answers in strict JSON (no NaN); never exit 3, never a traceback."""
+    from hypoderm.cli import main
+
+    onnx = tmp_path / "model" / "model.onnx"
+    onnx.parent.mkdir()
+    shutil.copy(model_dir / "model.onnx", onnx)
+    photo = tmp_path / "p.png"
+    photo.write_bytes(next(c.data for c in fuzz_cases(50, seed=2, bombs=False) if c.kind == "valid"))
+    base = json.loads((model_dir / "model.json").read_text())
+    outcomes: Counter[int] = Counter()
+    for desc, text in sidecar_cases(base, 80, seed=23):
+        onnx.with_suffix(".json").write_bytes(text)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(["predict", str(photo), "--model", str(onnx), "--json"])
+        outcomes[rc] += 1
+        where = f"{desc}: exit {rc}, stdout {out.getvalue()[:200]!r}, stderr {err.getvalue()[-500:]!r}"
+        assert rc in (0, 1, 2) and "Traceback" not in err.getvalue(), where
+        if rc == 2:
+            assert out.getvalue() == "" and len(err.getvalue().strip().splitlines()) == 1, where
+        else:
+            results = _strict_json(out.getvalue())["results"]  # type: ignore[index]
+            assert len(results) == 1 and results[0].get("reason") != "internal_error", where
+    assert outcomes[2] > 20 and outcomes[0] + outcomes[1] > 3  # both kinds occur

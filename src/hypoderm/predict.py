@@ -7,8 +7,8 @@ check of hypoderm.inference.ood). A file that cannot be read, or whose processin
 (recursively, sorted).
 
 With an `.onnx` model (or the bundled one) only ONNX Runtime, numpy and Pillow are imported, never
-torch. With a `.pt` checkpoint PyTorch runs the model. `--cam DIR` writes Grad-CAM overlays at the photo's
-resolution from the exported model's own outputs (hypoderm.inference.explain; no PyTorch needed).
+torch. With a `.pt` checkpoint PyTorch runs the model. `--cam DIR` writes Grad-CAM overlays (the photo
+scaled to at most 512 px) from the exported model's own outputs (hypoderm.inference.explain; no PyTorch needed).
 Exit codes (EXIT_CODES): 0 every file predicted, 1 some files failed (each has its error),
 2 usage or model error, 3 hypoderm itself crashed (a bug: please report it). JSON output:
 docs/PREDICT_SCHEMA.md.
@@ -21,7 +21,7 @@ import json
 import os
 import sys
 import traceback
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -76,7 +76,7 @@ class TorchPredictor:
 
         from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
         from hypoderm.export.gradcam import GradCamGraph, UnsupportedModelError
-        from hypoderm.inference.metadata import metadata_from_checkpoint
+        from hypoderm.inference.metadata import metadata_from_checkpoint, validate_metadata
         from hypoderm.inference.ood import DEFAULT_OOD
         from hypoderm.inference.preprocess import PreprocessSpec
 
@@ -85,6 +85,7 @@ class TorchPredictor:
         self.model = model_from_checkpoint(ckpt)
         self.metadata = metadata_from_checkpoint(ckpt)
         self.metadata["ood"] = self.metadata.get("ood") or dict(DEFAULT_OOD)
+        validate_metadata(self.metadata, source=str(checkpoint))  # e.g. a one-class model is refused here too
         self.spec = PreprocessSpec.from_dict(ckpt["preprocess"])
         try:
             self.cam_graph: Any = GradCamGraph(self.model).eval()
@@ -123,11 +124,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def expand_inputs(paths: list[Path]) -> list[Path]:
-    """Files as given; folders replaced by the files inside them (recursive, sorted, no hidden)."""
+    """Files as given; folders replaced by the entries inside them (recursive, sorted, no hidden ones): every
+    entry but a sub-folder (which is searched), so that a broken or looping symbolic link, a link to a folder
+    (not followed) or a FIFO gets its own error with the reason (hypoderm.data.io.read_image_file never
+    opens it) instead of being skipped without a word."""
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and not any(
+            out.extend(sorted(f for f in p.rglob("*") if not (f.is_dir() and not f.is_symlink()) and not any(
                 part.startswith(".") for part in f.relative_to(p).parts)))
         else:
             out.append(p)
@@ -196,7 +200,7 @@ def _min_size(predictor: Predictor) -> int | None:
 
 
 def _load(f: Path, min_size: int | None) -> Image.Image:
-    if not f.exists():
+    if not os.path.lexists(f):  # a broken symbolic link exists, and gets its own reason from load_image
         raise FileNotFoundError(str(f))
     return load_image(f, min_size=min_size)
 
@@ -235,7 +239,7 @@ def predict_files(predictor: Predictor, files: list[Path], top_k: int = 3, cam_d
             del pending
         if cam_dir is not None and res["status"] != "not_skin" and getattr(predictor, "has_gradcam", False):
             try:
-                # the map of the top class, over the photo at its own resolution
+                # the map of the top class, over the photo (at most explain.OVERLAY_MAX_SIDE px)
                 index = list(predictor.metadata["class_names"]).index(res["top_k"][0]["label"])
                 out = _unique_png(cam_dir, f.stem, used)
                 out.parent.mkdir(parents=True, exist_ok=True)
@@ -284,6 +288,15 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CRASH
 
 
+def _error_summary(results: list[dict[str, Any]]) -> str | None:
+    """'2 of 7 files not predicted: 1 not_a_file, 1 not_image.' (None when every file was predicted)."""
+    reasons = Counter(r["reason"] for r in results if r["status"] == "error")
+    if not reasons:
+        return None
+    counts = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
+    return f"{sum(reasons.values())} of {len(results)} files not predicted: {counts}."
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         print(f"error: --top-k must be >= 1, got {args.top_k}", file=sys.stderr)
@@ -309,7 +322,7 @@ def _run(args: argparse.Namespace) -> int:
                          "abstain_threshold": float(md["abstain_threshold"]), "temperature": float(md["temperature"]),
                          "problems": problems},
                "results": results, "notes": [n for n in (broken, note) if n], "disclaimer": DISCLAIMER}
-        print(json.dumps(doc, indent=2))
+        print(json.dumps(doc, indent=2, allow_nan=False))  # NaN is not JSON: fail loudly rather than print it
     else:
         if broken:
             print(broken)
@@ -317,5 +330,8 @@ def _run(args: argparse.Namespace) -> int:
             print(_text_line(r, list(md["class_names"])))
         if any(r["status"] in ("ok", "uncertain") for r in results):
             print(limits_text(list(md["class_names"])))
+        summary = _error_summary(results)
+        if summary:
+            print(summary)
         print(DISCLAIMER)
     return EXIT_SOME_FAILED if any(r["status"] == "error" for r in results) else EXIT_OK

@@ -8,7 +8,9 @@ imports torch.
 Hardening: uploads are capped in bytes (before they are parsed), in pixels and aspect ratio
 (before they are decoded), and in time (header and body read deadlines); at most `max_decodes`
 photos are decoded at once, so decode memory is bounded by that times the worst image, not by the
-number of clients; JPEGs decode at reduced DCT scale straight to the size the model needs. The
+number of clients; every photo decodes straight to a working size of about what the model needs (JPEG DCT
+scaling, then a box reduction fused with the colour conversion: hypoderm.data.io), and the Grad-CAM picture
+is at most 512 px. The
 format is sniffed from the bytes, never from the file name or the declared type; every error is a
 JSON 4xx with a specific message (and a 500, should one ever happen, is JSON with the security
 headers too); the Content-Security-Policy allows our own origin only, so the page makes no
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -29,6 +32,8 @@ import os
 import sys
 import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,8 +63,9 @@ WEB_ASSETS_ENV = "HYPODERM_WEB_ASSETS"
 
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # a 12 MP phone JPEG is 3-6 MB
 DEFAULT_MAX_PIXELS = 40_000_000  # above any phone camera in common use; bounds decode memory
-# Photos decoded at once. Decode memory is this times the worst accepted image (a 40 MP PNG with
-# alpha: ~0.5 GB while it is converted), whatever the number of clients; 2 matches this machine's cores.
+# Photos decoded at once. Decode memory is this times the worst accepted image (a 40 MP PNG, TIFF or WebP
+# at the limit: ~0.17 GB while it is decoded and reduced), whatever the number of clients; 2 matches this
+# machine's cores.
 DEFAULT_MAX_DECODES = 2
 # ONNX Runtime threads per prediction. The server runs up to max_decodes predictions at once, one
 # thread each; more intra-op threads only spin-wait for each other (measured on 12 MP JPEGs, 2 cores:
@@ -68,7 +74,13 @@ DEFAULT_SERVER_THREADS = 1
 DEFAULT_BODY_TIMEOUT_S = 60.0  # a 10 MB upload at 1.5 Mbit/s (a slow mobile link) takes ~55 s
 DEFAULT_HEADER_TIMEOUT_S = 10.0  # request line + headers: a few hundred bytes
 DEFAULT_KEEP_ALIVE_S = 5.0  # uvicorn's default: an idle keep-alive connection is closed after this
-DEFAULT_LIMIT_CONCURRENCY = 128  # predictions in progress (uploading, queued, decoding); over it: JSON 503
+DEFAULT_LIMIT_CONCURRENCY = 128  # predictions whose upload has arrived (queued or decoding); over it: JSON 503
+# Uploads still arriving, counted apart from predictions so that stalled clients cannot hold the prediction
+# slots (128 connections each sending 1 KB of a declared 5 MB body made every real prediction a 503 for a
+# minute): per client address (over it: JSON 429) and in total (over it: JSON 503); the body deadline,
+# the buffered-bytes budget and the connection cap bound them further.
+DEFAULT_MAX_UPLOADS = 256
+DEFAULT_MAX_UPLOADS_PER_CLIENT = 16
 DEFAULT_MAX_CONNECTIONS = 512  # open sockets; over it a new connection is closed at once (fd safety)
 # Upload bytes held in memory by all requests together; over it new uploads get 503. Without it,
 # 512 slow clients each sending 10 MB would hold 5 GB.
@@ -189,7 +201,10 @@ class ServerState:
     body_timeout: float = DEFAULT_BODY_TIMEOUT_S
     limit_concurrency: int = DEFAULT_LIMIT_CONCURRENCY
     max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES
-    in_flight: int = 0  # predictions in progress (touched only on the event loop)
+    max_uploads: int = DEFAULT_MAX_UPLOADS
+    max_uploads_per_client: int = DEFAULT_MAX_UPLOADS_PER_CLIENT
+    in_flight: int = 0  # predictions whose upload has arrived: queued or decoding (event loop only)
+    uploads: Counter[str] = field(default_factory=Counter)  # uploads still arriving, by client address (event loop)
     buffered_bytes: int = 0  # upload bytes held by requests in progress (event loop only)
     model_sha256: str = ""
     started: float = field(default_factory=time.time)
@@ -202,6 +217,16 @@ class ServerState:
         # A threading semaphore, taken in the worker thread: the event loop never blocks on it, and it
         # works whichever event loop (uvicorn's, a TestClient's) runs the app.
         self.decode_slots = threading.BoundedSemaphore(self.max_decodes)
+
+    def load(self) -> dict[str, Any]:
+        """What /api/v1/health reports: each limit, its use, and which ones are reached (`saturated`)."""
+        uploading = sum(self.uploads.values())
+        use = {"predictions": (self.in_flight, self.limit_concurrency),
+               "uploads": (uploading, self.max_uploads),
+               "upload_bytes": (self.buffered_bytes, self.max_buffered_bytes)}
+        return {**{name: {"in_progress": n, "limit": limit} for name, (n, limit) in use.items()},
+                "clients_at_upload_limit": sum(n >= self.max_uploads_per_client for n in self.uploads.values()),
+                "saturated": [name for name, (n, limit) in use.items() if n >= limit]}
 
     def gradcam_status(self) -> tuple[bool, str | None]:
         """(available, reason code): the heat map needs the exported model's Grad-CAM outputs."""
@@ -241,6 +266,40 @@ class _Budget:
     def release(self) -> None:
         self.state.buffered_bytes -= self.held
         self.held = 0
+
+
+def _refuse_if_busy(state: ServerState, request: Request) -> None:
+    """JSON 503 when `limit_concurrency` predictions (uploads that have arrived) are queued or decoding. Health,
+    model info and the page are not counted: a probe still answers under a flood."""
+    if state.in_flight >= state.limit_concurrency:
+        log.warning("hypoderm serve: %s: refused, %d predictions in progress (limit %d); answered 503",
+                    _peer(request), state.in_flight, state.limit_concurrency)
+        raise ApiError(503, "server_busy", f"{state.in_flight} predictions in progress (limit "
+                       f"{state.limit_concurrency}); retry in a moment")
+
+
+@contextlib.contextmanager
+def _upload_slot(state: ServerState, request: Request) -> Iterator[None]:
+    """Count one upload while its body arrives: JSON 429 when this client address already has
+    `max_uploads_per_client` uploads arriving, JSON 503 when all clients together have `max_uploads`."""
+    client = request.client.host if request.client else "unknown"
+    if state.uploads[client] >= state.max_uploads_per_client:
+        log.warning("hypoderm serve: %s: refused, %d uploads from this address still arriving (limit %d); "
+                    "answered 429", _peer(request), state.uploads[client], state.max_uploads_per_client)
+        raise ApiError(429, "too_many_uploads", f"{state.uploads[client]} uploads from {client} are still arriving "
+                       f"(limit {state.max_uploads_per_client} per client); wait for them to finish")
+    if sum(state.uploads.values()) >= state.max_uploads:
+        log.warning("hypoderm serve: %s: refused, %d uploads still arriving (limit %d); answered 503",
+                    _peer(request), sum(state.uploads.values()), state.max_uploads)
+        raise ApiError(503, "server_busy", f"{sum(state.uploads.values())} uploads are arriving (limit "
+                       f"{state.max_uploads}); retry in a moment")
+    state.uploads[client] += 1
+    try:
+        yield
+    finally:
+        state.uploads[client] -= 1
+        if not state.uploads[client]:
+            del state.uploads[client]
 
 
 async def _read_limited(request: Request, limit: int, timeout: float = DEFAULT_BODY_TIMEOUT_S,
@@ -342,7 +401,7 @@ def _predict(state: ServerState, data: bytes, top_k: int, gradcam: bool) -> dict
 
 
 def _predict_image(state: ServerState, img: Any, top_k: int, gradcam: bool) -> dict[str, Any]:
-    """The result dict, with the heat map of the top class over the photo at its resolution when asked
+    """The result dict, with the heat map of the top class over the photo (at most 512 px) when asked
     (hypoderm.inference.explain: the same definition as `predict --cam` and the browser) as a PNG data URL;
     one preprocessing and one model run either way."""
     available, reason = state.gradcam_status()
@@ -435,12 +494,15 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
                threads: int | None = None, max_decodes: int = DEFAULT_MAX_DECODES,
                body_timeout: float = DEFAULT_BODY_TIMEOUT_S, limit_concurrency: int = DEFAULT_LIMIT_CONCURRENCY,
-               max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES, cache_dir: Path | None = None) -> FastAPI:
+               max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES, cache_dir: Path | None = None,
+               max_uploads: int = DEFAULT_MAX_UPLOADS, max_uploads_per_client: int = DEFAULT_MAX_UPLOADS_PER_CLIENT
+               ) -> FastAPI:
     """The app for one model. Raises ModelLoadError when the model cannot be used. `cache_dir` holds the
     precompressed runtime and model (default: hypoderm.app.assets.default_cache_dir())."""
-    if max_decodes < 1 or body_timeout <= 0 or limit_concurrency < 1 or max_buffered_bytes < max_upload_bytes:
-        raise ValueError("max_decodes and limit_concurrency must be >= 1, body_timeout > 0, and "
-                         "max_buffered_bytes >= max_upload_bytes")
+    if min(max_decodes, limit_concurrency, max_uploads, max_uploads_per_client) < 1 or body_timeout <= 0 \
+            or max_buffered_bytes < max_upload_bytes:
+        raise ValueError("max_decodes, limit_concurrency, max_uploads and max_uploads_per_client must be >= 1, "
+                         "body_timeout > 0, and max_buffered_bytes >= max_upload_bytes")
     model_path = resolve_model_path(model)
     try:
         predictor = _load_predictor(model_path, threads)
@@ -453,6 +515,7 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
                         web_assets=find_web_assets(web_assets), max_upload_bytes=max_upload_bytes,
                         max_pixels=max_pixels, max_decodes=max_decodes, body_timeout=body_timeout,
                         limit_concurrency=limit_concurrency, max_buffered_bytes=max_buffered_bytes,
+                        max_uploads=max_uploads, max_uploads_per_client=max_uploads_per_client,
                         model_sha256=sha256_file(model_path))
     state.delivery = Delivery.build(model_path, STATIC_DIR, state.web_assets, ORT_FILES, cache_dir)
 
@@ -506,9 +569,11 @@ def _add_error_handling(app: FastAPI, state: ServerState) -> None:
 
 def _add_api(app: FastAPI, state: ServerState) -> None:
     """/api/v1: health, model info, predict (bounded: in-flight predictions, buffered bytes, decodes)."""
-    @app.get("/api/v1/health", tags=["api"], summary="Liveness and model status")
+    @app.get("/api/v1/health", tags=["api"], summary="Liveness, model status and load (status 'busy' at a limit)")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__, "model_loaded": True,
+        load = state.load()
+        return {"status": "busy" if load["saturated"] else "ok", "load": load, "version": __version__,
+                "model_loaded": True,
                 "model_name": state.metadata.get("model_name"), "uptime_s": round(time.time() - state.started, 1),
                 "predictions": state.predictions, "client_errors": state.client_errors,
                 "browser_inference": state.web_assets is not None}
@@ -523,24 +588,24 @@ def _add_api(app: FastAPI, state: ServerState) -> None:
                          413: {"description": "too many bytes or pixels"},
                          415: {"description": "not an image / wrong Content-Type"},
                          422: {"description": "truncated or corrupt image, or extreme aspect ratio"},
+                         429: {"description": "too many uploads from this client still arriving"},
                          503: {"description": "server busy (too many predictions or uploads in progress)"}})
     async def predict(request: Request, top_k: int = Query(3, ge=1, le=20),
                       gradcam: bool = Query(False, description="add a Grad-CAM heatmap (needs a model exported "
                                                                 "with the Grad-CAM outputs)")
                       ) -> dict[str, Any]:
-        if state.in_flight >= state.limit_concurrency:
-            # Health, model info and the page are not counted: a probe still answers under a flood.
-            log.warning("hypoderm serve: %s: refused, %d predictions in progress (limit %d); answered 503",
-                        _peer(request), state.in_flight, state.limit_concurrency)
-            raise ApiError(503, "server_busy", f"{state.in_flight} predictions in progress (limit "
-                           f"{state.limit_concurrency}); retry in a moment")
-        state.in_flight += 1
+        _refuse_if_busy(state, request)  # before the upload: no client sends 10 MB to hear "busy"
         budget = _Budget(state)
         try:
-            data = await _image_bytes(request, state, budget)
-            result = await run_in_threadpool(_predict, state, data, top_k, gradcam)
+            with _upload_slot(state, request):
+                data = await _image_bytes(request, state, budget)
+            _refuse_if_busy(state, request)  # the upload has arrived: only now does it count as a prediction
+            state.in_flight += 1
+            try:
+                result = await run_in_threadpool(_predict, state, data, top_k, gradcam)
+            finally:
+                state.in_flight -= 1
         finally:
-            state.in_flight -= 1
             budget.release()
         state.predictions += 1
         return result
@@ -643,8 +708,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--keep-alive-timeout", type=float, default=DEFAULT_KEEP_ALIVE_S,
                         help=f"seconds an idle keep-alive connection stays open (default {DEFAULT_KEEP_ALIVE_S:g})")
     limits.add_argument("--limit-concurrency", type=int, default=DEFAULT_LIMIT_CONCURRENCY,
-                        help="predictions in progress (uploading or decoding) before new ones get a JSON 503; "
-                             f"health and the page still answer (default {DEFAULT_LIMIT_CONCURRENCY})")
+                        help="predictions whose upload has arrived (queued or decoding) before new ones get a JSON "
+                             f"503; health and the page still answer (default {DEFAULT_LIMIT_CONCURRENCY})")
+    limits.add_argument("--max-uploads", type=int, default=DEFAULT_MAX_UPLOADS,
+                        help="uploads still arriving, all clients together, before new ones get a JSON 503 "
+                             f"(default {DEFAULT_MAX_UPLOADS})")
+    limits.add_argument("--max-uploads-per-client", type=int, default=DEFAULT_MAX_UPLOADS_PER_CLIENT,
+                        help="uploads still arriving from one client address before its new ones get a JSON 429 "
+                             f"(default {DEFAULT_MAX_UPLOADS_PER_CLIENT}; behind a reverse proxy every client has the "
+                             "proxy's address: raise it)")
     limits.add_argument("--max-buffered-mb", type=float, default=DEFAULT_MAX_BUFFERED_BYTES / 2**20,
                         help="upload MiB held in memory by all requests together before new uploads get 503 "
                              f"(default {DEFAULT_MAX_BUFFERED_BYTES // 2**20})")
@@ -700,6 +772,7 @@ def run(args: argparse.Namespace) -> int:
     positive = {"--max-decodes": args.max_decodes, "--header-timeout": args.header_timeout,
                 "--body-timeout": args.body_timeout, "--keep-alive-timeout": args.keep_alive_timeout,
                 "--limit-concurrency": args.limit_concurrency, "--max-connections": args.max_connections,
+                "--max-uploads": args.max_uploads, "--max-uploads-per-client": args.max_uploads_per_client,
                 "--max-buffered-mb": args.max_buffered_mb}
     bad = [name for name, value in positive.items() if not value > 0]
     if bad:
@@ -709,6 +782,7 @@ def run(args: argparse.Namespace) -> int:
         app = create_app(args.model, web_assets=args.web_assets, max_upload_bytes=int(args.max_upload_mb * 2**20),
                          max_pixels=args.max_pixels, threads=args.threads, max_decodes=args.max_decodes,
                          body_timeout=args.body_timeout, limit_concurrency=args.limit_concurrency,
+                         max_uploads=args.max_uploads, max_uploads_per_client=args.max_uploads_per_client,
                          max_buffered_bytes=max(int(args.max_buffered_mb * 2**20), int(args.max_upload_mb * 2**20)))
     except ModelLoadError as e:
         print(f"hypoderm serve: error: {e}", file=sys.stderr)

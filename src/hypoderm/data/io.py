@@ -1,4 +1,9 @@
-"""Robust image loading: every photo becomes a fully decoded, upright, 8-bit RGB `PIL.Image`.
+"""Robust image loading: every photo becomes a fully decoded, upright, 8-bit RGB `PIL.Image`, or, for
+the model (`min_size`), one reduced to a bounded working size on the way.
+
+Memory: the decoded image in its own mode is the only full-size buffer. A 40 MP PNG with alpha costs its
+160 MB decode plus a few MB, not the 1 GB of whole-image RGBA composites and float64 copies it used to;
+with `min_size` the result is at most a few megapixels whatever the photo's size.
 
 Torch-free on purpose (the inference path imports it). Anything that cannot be loaded raises
 `ImageLoadError` with a specific reason instead of whatever Pillow happened to raise.
@@ -6,30 +11,35 @@ Torch-free on purpose (the inference path imports it). Anything that cannot be l
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
+import errno
 import io
 import logging
 import os
+import stat
 import struct
 import warnings
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, Jpeg2KImagePlugin, UnidentifiedImageError, features
 
 from hypoderm.inference.preprocess import MAX_ASPECT_RATIO
 
 # 64 megapixels: far above any phone photo (a 200 MP sensor is the exception), far below what
 # would exhaust memory once decoded (64e6 * 3 bytes = 192 MB of RGB).
 MAX_PIXELS: int = 64_000_000
+# Largest file `load_rgb` reads: above an uncompressed 64 MP RGB TIFF (192 MB), far above any phone photo
+# (2-10 MB). A bigger file is refused without being read (a 3 GiB video once cost predict 3.2 GB).
+MAX_FILE_BYTES: int = 256 * 1024 * 1024
 
 # Longest side / shortest side (preprocess.MAX_ASPECT_RATIO, 1:20): checked here from the header,
 # before any pixel is decoded, so a 117-byte 1 x 8000 PNG is refused instead of becoming a 5 GB resize.
 
 # `img.info[SOURCE_SIZE_KEY]`: the upright (width, height) of the photo as stored, which differs from
-# `img.size` when a JPEG was decoded at reduced scale (`min_size`).
+# `img.size` when it was decoded at reduced scale (`min_size`).
 SOURCE_SIZE_KEY = "hypoderm_source_size"
 
 # Every mode we know how to turn into RGB; anything else is reported, not guessed.
@@ -39,7 +49,8 @@ _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 
 class ImageLoadError(ValueError):
     """A file that is not a usable image. `str(e)` is the human reason, `.reason` a short code:
-    "empty", "not_image", "truncated", "corrupt", "too_large", "bad_aspect_ratio" or "unreadable"."""
+    "empty", "not_image", "truncated", "corrupt", "too_large", "bad_aspect_ratio", "unreadable" or
+    "not_a_file" (a broken or looping symbolic link, a link to a folder, a FIFO, a device, a socket)."""
 
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
@@ -59,12 +70,19 @@ def _sniff(head: bytes) -> str:
     if low.startswith(b"<?xml"):
         return "XML document"
     if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif"):
-            return "HEIC/AVIF photo, not supported; convert it to JPEG"
+        brands = _ftyp_brands(head)
+        if brands & _AVIF_BRANDS:  # only when Pillow lacks AVIF: a damaged AVIF is "corrupt" (_looks_like_image)
+            return "AVIF image, but this installation's Pillow cannot decode AVIF; convert it to JPEG"
+        if brands & _HEIC_BRANDS:
+            return ("HEIC photo, not supported; convert it to JPEG, PNG, WebP or AVIF (an iPhone saves JPEG with "
+                    "Settings > Camera > Formats > Most Compatible)")
         return "MP4/MOV video"
     if head.startswith(b"PK\x03\x04"):
         return "ZIP archive or Office document"
+    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
+        return "AVI video"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "Matroska/WebM video"
     if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"7z\xbc\xaf")):
         return "compressed archive"
     if head.startswith(b"{") or head.startswith(b"["):
@@ -76,8 +94,28 @@ def _sniff(head: bytes) -> str:
         return "unrecognised binary data"
 
 
+_HEIC_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}  # mif1: any HEIF
+_AVIF_BRANDS = {b"avif", b"avis"}  # checked first: an AVIF lists mif1 too
+_AVIF_DECODER = features.check("avif")  # Pillow >= 11.2 decodes AVIF when built with libavif
+
+
+def _ftyp_brands(head: bytes) -> set[bytes]:
+    """The major and compatible brands of an ISO-BMFF `ftyp` box (HEIC, AVIF, MP4, MOV ...)."""
+    size = int.from_bytes(head[:4], "big")
+    end = min(len(head), size if 16 <= size <= 4096 else 16)
+    return {head[8:12]} | {head[i: i + 4] for i in range(16, end - 3, 4)}
+
+
+# What _sniff names that no image can be: a file over the byte limit that starts like one of these is refused
+# as "not an image" (the more useful message); any other large file as "too large".
+_CONTAINERS = {"PDF document", "MP4/MOV video", "AVI video", "Matroska/WebM video", "ZIP archive or Office document",
+               "compressed archive"}
+
+
 def _looks_like_image(head: bytes) -> str | None:
     """Image format named by the magic bytes, if any (a damaged header is then 'corrupt')."""
+    if head[4:8] == b"ftyp" and _AVIF_DECODER and _ftyp_brands(head) & _AVIF_BRANDS:
+        return "AVIF"
     signatures = {
         b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"GIF8": "GIF", b"BM": "BMP",
         b"II*\x00": "TIFF", b"MM\x00*": "TIFF",
@@ -90,34 +128,87 @@ def _looks_like_image(head: bytes) -> str | None:
     return None
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any supported mode to 8-bit RGB without clipping or dropping alpha badly."""
+# Pixels converted at a time from a mode that needs a temporary copy (alpha, 16-bit, float, CMYK, palette):
+# the whole-image copies of a 40 MP photo (float64 arrays, an RGBA composite) cost 1-1.6 GB; bands of
+# 0.26 MP bound them to a few MB whatever the photo's size.
+BAND_PIXELS = 1 << 18
+# Full-size copies of the image Pillow holds while decoding a format, where more than one. WebP goes through
+# libwebp's animation decoder: its canvas, the canvas kept for the next frame, the bytes handed to Pillow and
+# the image (a 40 MP WebP took 640 MB). Such a format's pixel limit is max_pixels / copies, so that its decode
+# needs no more memory than any other image at the limit.
+_DECODE_COPIES = {"WEBP": 4}
+_ORIENTATION_TRANSPOSE = {  # EXIF Orientation -> the transpose that makes the photo upright (as ImageOps)
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _to_rgb(img: Image.Image, factor: int = 1) -> Image.Image:
+    """Convert any supported mode to 8-bit RGB without clipping or dropping alpha badly, reduced `factor`
+    times (Pillow's `reduce`: a box filter) on the way. Modes that need a temporary copy are converted
+    band by band, so nothing as large as the decoded image is ever allocated besides the result."""
+    if img.mode in ("RGB", "L"):
+        small = img.reduce(factor) if factor > 1 else img
+        return small if small.mode == "RGB" else small.convert("RGB")
+    convert = _band_converter(img)
+    width, height = img.size
+    out = Image.new("RGB", (-(-width // factor), -(-height // factor)))
+    rows = max(1, BAND_PIXELS // width // factor) * factor  # a multiple of factor: the boxes do not straddle bands
+    for top in range(0, height, rows):
+        band = convert(img.crop((0, top, width, min(height, top + rows))))
+        out.paste(band.reduce(factor) if factor > 1 else band, (0, top // factor))
+    return out
+
+
+def _band_converter(img: Image.Image) -> Callable[[Image.Image], Image.Image]:
+    """The function that turns one band of `img` (same mode) into 8-bit RGB."""
     mode = img.mode
-    if mode == "RGB":
-        return img
-    if mode == "P":
+    if mode in _ALPHA_MODES or (mode == "P" and "transparency" in img.info):
         # A palette with a transparent index behaves like an alpha image.
-        if "transparency" in img.info:
-            return _composite_on_white(img.convert("RGBA"))
-        return img.convert("RGB")
-    if mode in _ALPHA_MODES:
-        return _composite_on_white(img.convert("RGBA"))
+        return lambda band: _composite_on_white(band.convert("RGBA"))
     if mode in _SIXTEEN_BIT_MODES:
-        # Pillow's own I;16 -> L conversion clips at 255; scale the full 16-bit range instead.
-        arr = np.asarray(img).astype(np.float64)
-        arr = np.clip(arr, 0, 65535) / 257.0
-        return Image.fromarray(np.round(arr).astype(np.uint8), "L").convert("RGB")
+        return _sixteen_bit_to_rgb
     if mode == "F":
-        # Float images have no standard range: [0, 1] if they fit in it, else [0, 255].
-        arr = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        if arr.size and arr.min() >= 0.0 and arr.max() <= 1.0:
-            arr = arr * 255.0
-        return Image.fromarray(np.round(np.clip(arr, 0, 255)).astype(np.uint8), "L").convert("RGB")
+        scale = _float_scale(img)
+        return lambda band: _float_to_rgb(band, scale)
     try:
-        # L, 1, CMYK, YCbCr, RGBX, LAB, HSV ...: Pillow's conversions are right for these.
-        return img.convert("RGB")
+        # L, 1, P, CMYK, YCbCr, RGBX, LAB, HSV ...: Pillow's conversions are right for these.
+        img.crop((0, 0, 1, 1)).convert("RGB")
     except (ValueError, OSError) as e:
         raise ImageLoadError(f"unsupported colour mode {mode!r} ({e})", "unreadable") from e
+    return lambda band: band.convert("RGB")
+
+
+def _sixteen_bit_to_rgb(band: Image.Image) -> Image.Image:
+    """Pillow's own I;16 -> L conversion clips at 255; scale the full 16-bit range instead (round(v / 257),
+    in integers: v / 257 is never exactly halfway)."""
+    arr = np.clip(np.asarray(band), 0, 65535).astype(np.uint32)
+    return Image.fromarray(((arr + 128) // 257).astype(np.uint8), "L").convert("RGB")
+
+
+def _finite(band: Image.Image) -> np.ndarray:
+    """A float band as float64 (a new array) with NaN and infinities set to 0."""
+    arr = np.array(band, dtype=np.float64)
+    return np.nan_to_num(arr, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _float_scale(img: Image.Image) -> float:
+    """Float images have no standard range: [0, 1] if every value fits in it (scale 255), else [0, 255]."""
+    width, height = img.size
+    rows = max(1, BAND_PIXELS // width)
+    for top in range(0, height, rows):
+        arr = _finite(img.crop((0, top, width, min(height, top + rows))))
+        if arr.min() < 0.0 or arr.max() > 1.0:
+            return 1.0
+    return 255.0
+
+
+def _float_to_rgb(band: Image.Image, scale: float) -> Image.Image:
+    arr = _finite(band)
+    arr *= scale
+    np.round(np.clip(arr, 0, 255, out=arr), out=arr)
+    return Image.fromarray(arr.astype(np.uint8), "L").convert("RGB")
 
 
 def _composite_on_white(rgba: Image.Image) -> Image.Image:
@@ -192,8 +283,8 @@ def _png_data_short(data: bytes | memoryview) -> bool:
     """True when a PNG's IDAT stream inflates to fewer bytes than its header's size needs.
 
     Pillow decodes such a file without error and leaves the missing rows black; a photo with its
-    bottom cut off must be reported as truncated instead. Inflates in 1 MiB steps (bounded memory)
-    and stops as soon as enough bytes have come out."""
+    bottom cut off must be reported as truncated instead. Inflates 64 KiB of input into at most 1 MiB
+    at a time (bounded memory) and stops as soon as enough bytes have come out."""
     if len(data) < 33 or data[12:16] != b"IHDR":
         return False
     width, height, bit_depth, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
@@ -203,10 +294,12 @@ def _png_data_short(data: bytes | memoryview) -> bool:
         while pos + 8 <= len(data) and got < need:
             length, kind = struct.unpack(">I4s", data[pos: pos + 8])
             if kind == b"IDAT":
-                chunk: bytes | memoryview = data[pos + 8: pos + 8 + length]
-                while chunk and got < need:
-                    got += len(inflater.decompress(chunk, 1 << 20))
-                    chunk = inflater.unconsumed_tail
+                idat = data[pos + 8: pos + 8 + length]
+                for start in range(0, len(idat), 1 << 16):  # 64 KiB at a time: unconsumed_tail is a copy
+                    chunk: bytes | memoryview = idat[start: start + (1 << 16)]
+                    while chunk and got < need:
+                        got += len(inflater.decompress(chunk, 1 << 20))
+                        chunk = inflater.unconsumed_tail
             elif kind == b"IEND":
                 break
             pos += 12 + length
@@ -215,9 +308,10 @@ def _png_data_short(data: bytes | memoryview) -> bool:
     return got < need
 
 
-def _decode(fp: io.BytesIO, head: bytes, total: int, max_pixels: int, min_size: int | None = None) -> Image.Image:
+def _open(fp: io.BytesIO, head: bytes, total: int) -> Image.Image:
+    """Image.open (reads the header only), with Pillow's errors turned into ImageLoadErrors."""
     try:
-        img = Image.open(fp)
+        return Image.open(fp)
     except Image.DecompressionBombError as e:
         raise ImageLoadError(f"too many pixels ({e})", "too_large") from e
     except UnidentifiedImageError as e:
@@ -228,21 +322,43 @@ def _decode(fp: io.BytesIO, head: bytes, total: int, max_pixels: int, min_size: 
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as e:
         raise _classify(e, head, total) from e
 
+
+def _check_size(img: Image.Image, max_pixels: int) -> None:
+    """Refuse from the header, before any pixel is decoded: too many pixels, empty, extreme aspect ratio."""
     width, height = img.size
     if width * height > max_pixels:
         raise ImageLoadError(f"too many pixels: {width * height} > limit {max_pixels}", "too_large")
+    copies = _DECODE_COPIES.get(img.format or "", 1)
+    if width * height * copies > max_pixels:
+        raise ImageLoadError(f"too many pixels for a {img.format} image: {width * height} > limit "
+                             f"{max_pixels // copies} (decoding {img.format} takes {copies} times the memory of "
+                             "other formats); save it as JPEG or PNG", "too_large")
     if width < 1 or height < 1:
         raise ImageLoadError(f"corrupt image data (size {width}x{height})", "corrupt")
     if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
         raise ImageLoadError(f"extreme aspect ratio: {width}x{height} px is more than {MAX_ASPECT_RATIO:g} times "
                              "longer than wide; crop the photo to the skin area", "bad_aspect_ratio")
-    if min_size and img.format == "JPEG":
-        # JPEG DCT scaling: decode at 1/2, 1/4 or 1/8 scale, the smallest that keeps the shorter
-        # side >= min_size. A 12 MP photo then decodes to 0.76 MP (min_size 512): 1/16 of the memory,
-        # no 12 MP resize afterwards, and ~35% less decode time (the entropy decoding is done in full).
+
+
+def _decode_reduced(img: Image.Image, min_size: int) -> None:
+    """Ask the decoder itself for a smaller image where the format allows it (before `load`).
+
+    JPEG DCT scaling: decode at 1/2, 1/4 or 1/8 scale, the smallest that keeps the shorter side >= min_size.
+    A 12 MP photo then decodes to 0.76 MP (min_size 512): 1/16 of the memory, no 12 MP resize afterwards,
+    and ~35% less decode time (the entropy decoding is done in full). JPEG 2000 has resolution levels (each
+    halves the size). PNG, WebP, TIFF, GIF and BMP decode in full; `_to_rgb` reduces them afterwards."""
+    if img.format == "JPEG":
         img.draft(img.mode, (min_size, min_size))
+    elif isinstance(img, Jpeg2KImagePlugin.Jpeg2KImageFile):
+        levels = 0
+        while min(img.size) >> (levels + 1) >= min_size:
+            levels += 1
+        img.reduce = levels
+
+
+def _load_pixels(img: Image.Image, head: bytes, total: int) -> None:
+    """Decode everything now (Pillow is lazy, and truncation would otherwise surface later)."""
     try:
-        # Decode everything now: Pillow is lazy, and truncation would otherwise surface later.
         img.load()
     except Image.DecompressionBombError as e:
         raise ImageLoadError(f"too many pixels ({e})", "too_large") from e
@@ -250,17 +366,39 @@ def _decode(fp: io.BytesIO, head: bytes, total: int, max_pixels: int, min_size: 
         raise _classify(e, head, total) from e
     except MemoryError as e:
         raise ImageLoadError("too many pixels: not enough memory to decode", "too_large") from e
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF (or XMP) Orientation tag, 1 when absent; a malformed EXIF block must not cost us an otherwise
+    good photo."""
+    try:
+        value = img.getexif().get(ExifTags.Base.Orientation, 1)
+        return value if isinstance(value, int) else 1
+    except Exception:  # noqa: BLE001 - Pillow's EXIF parser raises many kinds of errors on damaged blocks
+        return 1
+
+
+def _decode(fp: io.BytesIO, head: bytes, total: int, max_pixels: int, min_size: int | None = None) -> Image.Image:
+    img = _open(fp, head, total)
+    width, height = img.size
+    _check_size(img, max_pixels)
+    if min_size:
+        _decode_reduced(img, min_size)
+    _load_pixels(img, head, total)
     if img.format == "PNG" and _png_data_short(fp.getbuffer()):
         raise ImageLoadError("truncated image (the PNG's pixel data ends before its last row)", "truncated")
-
-    decoded_size = img.size
-    oriented: Image.Image = img
-    with contextlib.suppress(Exception):  # a malformed EXIF block must not cost us an otherwise good photo
-        oriented = ImageOps.exif_transpose(img) or img
-    rgb = _to_rgb(oriented)
-    turned = rgb.size != decoded_size  # EXIF orientation swapped width and height
-    source = (height, width) if turned else (width, height)
-    rgb.info[SOURCE_SIZE_KEY] = source
+    orientation = _orientation(img)
+    # Every format: a box-filter reduction by the largest whole factor that keeps the shorter side >= min_size
+    # (for a JPEG, after its DCT scaling), fused with the conversion to RGB; the model's resize is the one
+    # resample after it. Images under 2 x min_size keep every pixel.
+    factor = max(1, min(img.size) // min_size) if min_size else 1
+    rgb = _to_rgb(img, factor)
+    if rgb is not img:
+        img.close()  # the full-size decode is no longer needed
+    if orientation in _ORIENTATION_TRANSPOSE:
+        rgb = rgb.transpose(_ORIENTATION_TRANSPOSE[orientation])
+    turned = orientation in (5, 6, 7, 8)  # EXIF orientation swaps width and height
+    rgb.info[SOURCE_SIZE_KEY] = (height, width) if turned else (width, height)
     return rgb
 
 
@@ -269,8 +407,10 @@ def load_rgb_bytes(data: bytes, max_pixels: int = MAX_PIXELS, min_size: int | No
 
     `min_size`: the shorter side the caller needs (`hypoderm.inference.preprocess.decode_min_size(spec)`). A JPEG
     is then decoded at the smallest DCT scale (1/1, 1/2, 1/4, 1/8) whose shorter side is still >=
-    min_size; other formats, and every caller that passes None (training, the decoded cache), get
-    full resolution."""
+    min_size, a JPEG 2000 at its matching resolution level, and every image is then reduced (box filter,
+    Pillow's `reduce`) by the largest whole factor that keeps the shorter side >= min_size: the result's
+    shorter side is below 2 x min_size unless the photo's was. Every caller that passes None (training,
+    the decoded cache) gets full resolution."""
     if not data:
         raise ImageLoadError("zero-byte file", "empty")
     if ImageFile.LOAD_TRUNCATED_IMAGES:
@@ -280,17 +420,74 @@ def load_rgb_bytes(data: bytes, max_pixels: int = MAX_PIXELS, min_size: int | No
     return _decode(io.BytesIO(data), bytes(data[:1024]), len(data), max_pixels, min_size)
 
 
-def load_rgb(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS, min_size: int | None = None) -> Image.Image:
-    """Load an image file: fully decoded, EXIF orientation applied, 8-bit RGB (`min_size`: see load_rgb_bytes)."""
+def load_rgb(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS, min_size: int | None = None,
+             max_bytes: int = MAX_FILE_BYTES) -> Image.Image:
+    """Load an image file: fully decoded, EXIF orientation applied, 8-bit RGB (`min_size`: see load_rgb_bytes).
+    The file is checked before it is read (read_image_file): only a regular file of at most `max_bytes`."""
+    return load_rgb_bytes(read_image_file(path, max_bytes), max_pixels=max_pixels, min_size=min_size)
+
+
+def read_image_file(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a file, checked before they are read: a missing path, a broken or looping symbolic link,
+    a folder, a named pipe (FIFO), a device or a socket is refused without being opened (reading a FIFO blocks
+    forever, /dev/zero never ends); a file over `max_bytes` is refused without being read (a video in the
+    photo folder: "not an image file (MP4/MOV video)" when its first bytes say so, else "file too large")."""
     p = Path(path)
+    _check_regular(p, _stat(p))
     try:
-        if p.is_dir():
-            raise ImageLoadError("is a directory, not an image file", "unreadable")
-        data = p.read_bytes()
-    except FileNotFoundError as e:
-        raise ImageLoadError("file not found", "unreadable") from e
-    except PermissionError as e:
-        raise ImageLoadError("permission denied", "unreadable") from e
+        # O_NONBLOCK: should the path have become a FIFO since the check, opening it must not block
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as e:
-        raise ImageLoadError(f"cannot read file ({e.strerror or e})", "unreadable") from e
-    return load_rgb_bytes(data, max_pixels=max_pixels, min_size=min_size)
+        raise _os_error(e) from e
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        _check_regular(p, info)  # the file opened is the one checked
+        try:
+            head = f.read(1024)
+            if info.st_size > max_bytes:
+                kind = None if _looks_like_image(head) else _sniff(head)
+                if kind in _CONTAINERS:
+                    raise ImageLoadError(f"not an image file ({kind})", "not_image")
+                raise ImageLoadError(f"file too large: {info.st_size} bytes > limit {max_bytes} bytes", "too_large")
+            data = head + f.read(max_bytes + 1 - len(head))  # never past the limit, even if the file grows
+        except OSError as e:
+            raise _os_error(e) from e
+    if len(data) > max_bytes:
+        raise ImageLoadError(f"file too large: more than the limit of {max_bytes} bytes", "too_large")
+    return data
+
+
+def _stat(p: Path) -> os.stat_result:
+    """os.stat of `p` (following links), with each way it can fail said in words."""
+    try:
+        return p.stat()
+    except FileNotFoundError as e:
+        if p.is_symlink():
+            raise ImageLoadError(f"broken symbolic link (its target {os.readlink(p)!r} does not exist)",
+                                 "not_a_file") from e
+        raise ImageLoadError("file not found", "unreadable") from e
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ImageLoadError("symbolic link loop (the link points, maybe through others, back at itself)",
+                                 "not_a_file") from e
+        raise _os_error(e) from e
+
+
+def _check_regular(p: Path, info: os.stat_result) -> None:
+    mode = info.st_mode
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        if p.is_symlink():
+            raise ImageLoadError("symbolic link to a folder (not followed when a folder is searched)", "not_a_file")
+        raise ImageLoadError("is a directory, not an image file", "unreadable")
+    kinds = [(stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISCHR, "character device"),
+             (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")]
+    kind = next((name for test, name in kinds if test(mode)), "special file")
+    raise ImageLoadError(f"not a regular file but a {kind}; not opened", "not_a_file")
+
+
+def _os_error(e: OSError) -> ImageLoadError:
+    if isinstance(e, PermissionError):
+        return ImageLoadError("permission denied", "unreadable")
+    return ImageLoadError(f"cannot read file ({e.strerror or e})", "unreadable")

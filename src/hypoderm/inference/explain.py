@@ -6,7 +6,8 @@ graph from the head's analytic Jacobian (hypoderm.export.gradcam). The heat map 
 pytorch-grad-cam's GradCAM on that layer, step by step: ReLU(sum_c w_kc A_c), min-max scaled,
 bilinearly resized (cv2 INTER_LINEAR: half-pixel centres, clamped edges), scaled again.
 `predict --cam`, `serve` and the browser (app/static/js/gradcam.js, the same steps) all use it, so
-one photo gets one map. Overlays are drawn at the photo's resolution over the region the model saw.
+one photo gets one map. Overlays are drawn over the region the model saw, on the photo scaled down to at
+most OVERLAY_MAX_SIDE pixels (never at a 40 MP photo's resolution).
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ import numpy as np
 from PIL import Image
 
 from hypoderm.inference.preprocess import PreprocessSpec
+
+# The longer side of the overlay picture `serve` returns and `predict --cam` writes, at most (the page shows it
+# at phone-screen size; the browser draws its own map at the framed square's resolution).
+OVERLAY_MAX_SIDE = 512
 
 
 def _scale01(x: np.ndarray) -> np.ndarray:
@@ -78,12 +83,21 @@ def crop_box(width: int, height: int, spec: PreprocessSpec) -> tuple[float, floa
 
 
 def overlay_on_photo(img: Image.Image, features: np.ndarray, weights: np.ndarray, class_index: int,
-                     spec: PreprocessSpec, alpha: float = 0.5) -> Image.Image:
-    """The photo at its own resolution with the heat map blended over the region the model saw;
-    the rest of the photo is dimmed (the model did not see it)."""
-    photo = np.asarray(img.convert("RGB"), dtype=np.float32)  # float32: a 12 MP photo stays fast
+                     spec: PreprocessSpec, alpha: float = 0.5, max_side: int | None = OVERLAY_MAX_SIDE) -> Image.Image:
+    """The photo, scaled down to at most `max_side` pixels on its longer side (None: its own resolution), with
+    the heat map blended over the region the model saw; the rest of the photo is dimmed (the model did not
+    see it). The map only has the model's resolution (a few cells per side), so a larger picture would show
+    nothing more and cost memory and time in proportion to the photo (a 40 MP PNG took 2.7 GB and 25 s)."""
+    width, height = img.size
+    left, top, bw, bh = crop_box(width, height, spec)
+    if max_side is not None and max(width, height) > max_side:
+        scale = max_side / max(width, height)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        img = img.convert("RGB").resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        sx, sy = size[0] / width, size[1] / height
+        left, top, bw, bh = left * sx, top * sy, bw * sx, bh * sy
+    photo = np.asarray(img.convert("RGB"), dtype=np.float32)
     h, w = photo.shape[:2]
-    left, top, bw, bh = crop_box(w, h, spec)
     x0, y0 = int(round(left)), int(round(top))
     x1, y1 = min(w, int(round(left + bw))), min(h, int(round(top + bh)))
     out = photo * np.float32(0.45)

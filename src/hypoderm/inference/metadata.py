@@ -10,6 +10,7 @@ of docs/ARCHITECTURE.md; `hypoderm export` builds them from a checkpoint (`metad
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -67,35 +68,134 @@ def load_metadata(onnx_path: str | os.PathLike) -> dict[str, Any]:
         if METADATA_KEY not in props:
             raise ModelLoadError(f"{onnx_path} has no hypoderm metadata (no {side.name} beside it and no "
                                  f"metadata_props[{METADATA_KEY!r}]); export it with `hypoderm export`")
-        md = json.loads(props[METADATA_KEY])
+        try:
+            md = json.loads(props[METADATA_KEY])
+        except ValueError as e:
+            raise ModelLoadError(f"{onnx_path}: its embedded metadata_props[{METADATA_KEY!r}] is not valid JSON ({e})"
+                                 ) from e
     validate_metadata(md, source=str(side if side.is_file() else onnx_path))
-    return md
+    return _finite_or_none(md)  # validated fields are finite; a descriptive one (a NaN metric) becomes null
+
+
+# Sane ranges for the numbers a sidecar may be edited to (a wrong one must refuse to load, not answer wrongly).
+TEMPERATURE_RANGE = (0.01, 100.0)  # the fit clamps to [0.05, 20] (hypoderm.model_quality.TEMPERATURE_BOUNDS)
+MAX_INPUT_SIZE = 2048  # pixels per side of the model's input; hypoderm's models use 64-512
+PRECISIONS = ("fp32", "int8", WEIGHT_ONLY_PRECISION)
 
 
 def validate_metadata(md: dict[str, Any], source: str = "metadata") -> None:
-    """Raise ModelLoadError naming the first missing or wrong field."""
+    """Raise ModelLoadError naming the first missing or wrong field: every field the run time uses is checked
+    for its type and a sane range (finite numbers only), so a bad sidecar refuses to load with one clear
+    message instead of answering wrongly, crashing, or printing invalid JSON later."""
     if not isinstance(md, dict) or md.get("format") != METADATA_FORMAT:
         got = md.get("format") if isinstance(md, dict) else type(md).__name__
         raise ModelLoadError(f"{source}: expected format {METADATA_FORMAT!r}, got {got!r}")
     for key in ("class_names", "input", "temperature", "abstain_threshold"):
         if key not in md:
             raise ModelLoadError(f"{source}: missing field {key!r}")
-    if not md["class_names"] or not all(isinstance(c, str) for c in md["class_names"]):
-        raise ModelLoadError(f"{source}: class_names must be a non-empty list of strings")
-    if float(md["temperature"]) <= 0:
-        raise ModelLoadError(f"{source}: temperature must be > 0, got {md['temperature']}")
     try:
-        PreprocessSpec.from_dict(md["input"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise ModelLoadError(f"{source}: bad input spec ({e})") from e
+        _check_class_names(md["class_names"])
+        _check_number("temperature", md["temperature"], *TEMPERATURE_RANGE)
+        _check_number("abstain_threshold", md["abstain_threshold"], 0.0, 1.0)
+        _check_input(md["input"])
+        _check_names(md)
+    except ValueError as e:
+        raise ModelLoadError(f"{source}: {e}") from e
     try:
         validate_ood(md.get("ood"))
     except ValueError as e:
         raise ModelLoadError(f"{source}: bad ood block ({e})") from e
+    gate = (md.get("ood") or {}).get("gate")
+    if isinstance(gate, dict) and gate["size"] > MAX_INPUT_SIZE:  # validate_ood checked it is an int >= 32
+        raise ModelLoadError(f"{source}: ood.gate.size must be at most {MAX_INPUT_SIZE} pixels, got {gate['size']!r}")
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_number(field: str, x: Any, lo: float, hi: float) -> None:
+    if not _is_number(x) or not lo <= x <= hi:
+        raise ValueError(f"{field} must be a finite number in [{lo:g}, {hi:g}], got {x!r}")
+
+
+def _check_class_names(names: Any) -> None:
+    if not isinstance(names, list) or not all(isinstance(c, str) and c.strip() for c in names):
+        raise ValueError(f"class_names must be a list of non-empty strings, got {names!r}")
+    if len(names) < 2:
+        raise ValueError(f"class_names must name at least two classes, got {names!r}: a model of one class "
+                         "answers it with >99% for every photo")
+    duplicates = sorted({c for c in names if names.count(c) > 1})
+    if duplicates:
+        raise ValueError(f"class_names has duplicates {duplicates}: each output needs its own name")
+
+
+def _check_input(block: Any) -> None:
+    if not isinstance(block, dict):
+        raise ValueError(f"input must be an object, got {type(block).__name__}")
+    for key in ("size", "resize_size"):
+        x = block.get(key)
+        if not isinstance(x, int) or isinstance(x, bool) or not 16 <= x <= MAX_INPUT_SIZE:
+            raise ValueError(f"input.{key} must be a whole number of pixels in [16, {MAX_INPUT_SIZE}], got {x!r}")
+    if not block["size"] <= block["resize_size"] <= 2 * block["size"]:
+        raise ValueError(f"input.resize_size must be between size and 2 x size ({block['size']}-"
+                         f"{2 * block['size']}), got {block['resize_size']!r}")
+    for key, lo in (("mean", -1e3), ("std", 1e-6)):
+        values = block.get(key)
+        if not isinstance(values, list) or len(values) != 3 or not all(_is_number(v) and lo <= v <= 1e3
+                                                                         for v in values):
+            what = "positive " if key == "std" else ""
+            raise ValueError(f"input.{key} must be a list of 3 finite {what}numbers (R, G, B), got {values!r}")
+    for key, want in (("layout", "NCHW"), ("dtype", "float32")):
+        if key in block and block[key] != want:
+            raise ValueError(f"input.{key} must be {want!r}, got {block[key]!r}")
+    try:
+        PreprocessSpec.from_dict(block)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"bad input spec ({e})") from e
+
+
+def _check_names(md: dict[str, Any]) -> None:
+    """The tensor names, the precision and the fields printed to people, where given, have the types the run time
+    uses (a string `quality` once crashed `predict`)."""
+    for block, keys in (("input", ("name",)), ("output", ("name",)), ("gradcam", ("features", "cam_weights"))):
+        value = md.get(block)
+        if value is None and block != "input":
+            continue
+        if not isinstance(value, dict):
+            raise ValueError(f"{block} must be an object, got {value!r}")
+        for key in keys:
+            if key in value and not (isinstance(value[key], str) and value[key]):
+                raise ValueError(f"{block}.{key} must be a tensor name (a non-empty string), got {value[key]!r}")
+    if "precision" in md and md["precision"] not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {md['precision']!r}")
+    for key in ("model_name", "version", "architecture", "disclaimer"):  # printed as text; null is allowed
+        if md.get(key) is not None and not isinstance(md[key], str):
+            raise ValueError(f"{key} must be a string, got {md[key]!r}")
+    for key in ("metrics", "training_data", "quality"):
+        if md.get(key) is not None and not isinstance(md[key], dict):
+            raise ValueError(f"{key} must be an object, got {md[key]!r}")
+    problems = (md.get("quality") or {}).get("problems") or []
+    if not isinstance(problems, list) or not all(isinstance(p, dict) and isinstance(p.get("message"), str)
+                                                 and isinstance(p.get("code"), str) for p in problems):
+        raise ValueError(f"quality.problems must be a list of {{'code', 'message'}} objects, got {problems!r}")
+
+
+def _finite_or_none(obj: Any) -> Any:
+    """`obj` with every NaN or infinity replaced by None: JSON has no such numbers, so what `predict --json` and
+    `serve` print from the metadata (metrics, training data) must not carry them."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite_or_none(v) for v in obj]
+    return obj
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Numpy scalars/arrays, tuples and Paths -> plain JSON types (checkpoint metrics often hold them)."""
+    """Numpy scalars/arrays, tuples and Paths -> plain JSON types (checkpoint metrics often hold them); NaN and
+    infinities -> None (JSON has no such numbers)."""
     def default(o: Any) -> Any:
         if isinstance(o, np.generic):
             return o.item()
@@ -107,7 +207,7 @@ def to_jsonable(obj: Any) -> Any:
             return o.item()
         return str(o)
 
-    return json.loads(json.dumps(obj, default=default))
+    return _finite_or_none(json.loads(json.dumps(obj, default=default)))
 
 
 def input_block(spec: PreprocessSpec) -> dict[str, Any]:
@@ -163,10 +263,10 @@ def write_metadata(onnx_path: str | os.PathLike, metadata: dict[str, Any],
     kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
-    model.metadata_props.add(key=METADATA_KEY, value=json.dumps(metadata, separators=(",", ":")))
+    model.metadata_props.add(key=METADATA_KEY, value=json.dumps(metadata, separators=(",", ":"), allow_nan=False))
     model.producer_name = "hypoderm"
     model.producer_version = __version__
     onnx.save(model, str(onnx_path))
     side = sidecar_path(onnx_path)
-    side.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+    side.write_text(json.dumps(metadata, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return side

@@ -160,15 +160,58 @@ class OnnxPredictor:
             self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
             raise ModelLoadError(f"ONNX Runtime cannot load {self.path}: {e}") from e
-        self.input_name = self.session.get_inputs()[0].name
+        self.input_name = self._graph_input()
         outputs = [o.name for o in self.session.get_outputs()]
         self.logits_name = (self.metadata.get("output") or {}).get("name") or outputs[0]
         if self.logits_name not in outputs:
-            self.logits_name = outputs[0]
+            raise ModelLoadError(f"{self.path}: output.name {self.logits_name!r} in the metadata is not an output of "
+                                 f"the ONNX graph (it has {', '.join(outputs)})")
         cam = self.metadata.get("gradcam") or {}
         self.cam_names = ((cam.get("features", "features"), cam.get("cam_weights", "cam_weights"))
                           if {cam.get("features", "features"), cam.get("cam_weights", "cam_weights")} <= set(outputs)
                           else None)
+        self._check_outputs()
+
+    def _graph_input(self) -> str:
+        """The graph's one image input, checked against the metadata's `input` block: float, (N, 3, size, size)."""
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelLoadError(f"{self.path}: the ONNX graph has {len(inputs)} inputs; a hypoderm model has one, the "
+                                 "image")
+        graph, named = inputs[0], (self.metadata["input"] or {}).get("name")
+        if named is not None and named != graph.name:
+            raise ModelLoadError(f"{self.path}: input.name {named!r} in the metadata is not the ONNX graph's input "
+                                 f"({graph.name!r})")
+        if graph.type != "tensor(float)":
+            raise ModelLoadError(f"{self.path}: the ONNX graph's input is {graph.type}, not tensor(float)")
+        want = [3, self.spec.size, self.spec.size]
+        dims = list(graph.shape)[1:]
+        if len(graph.shape) != 4 or any(isinstance(d, int) and d != w for d, w in zip(dims, want, strict=True)):
+            raise ModelLoadError(f"{self.path}: input.size {self.spec.size} in the metadata does not match the ONNX "
+                                 f"graph's input shape {list(graph.shape)} (expected [N, 3, {self.spec.size}, "
+                                 f"{self.spec.size}])")
+        return graph.name
+
+    def _check_outputs(self) -> None:
+        """One run on a blank image: the logits must be (1, K) for the metadata's K classes and finite, and the
+        Grad-CAM outputs, when present, (1, C, h, w) and (1, K, C). Refuses at load what would otherwise make
+        every prediction fail (or answer for a class that is not there)."""
+        k = len(self.class_names)
+        names = [self.logits_name, *(self.cam_names or ())]
+        x = np.zeros((1, 3, self.spec.size, self.spec.size), np.float32)
+        try:
+            logits, *cam = self.session.run(names, {self.input_name: x})
+        except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
+            raise ModelLoadError(f"{self.path}: the model does not run on a {self.spec.size} px input ({e})") from e
+        if logits.shape != (1, k):
+            raise ModelLoadError(f"{self.path}: class_names lists {k} classes but the model's {self.logits_name!r} "
+                                 f"output has shape {list(logits.shape)} (expected [N, {k}])")
+        if not np.all(np.isfinite(logits)):
+            raise ModelLoadError(f"{self.path}: the model's outputs are not finite (NaN or infinity) on a blank "
+                                 "image; the ONNX file is broken")
+        if cam and not (cam[0].ndim == 4 and cam[1].shape == (1, k, cam[0].shape[1])):
+            raise ModelLoadError(f"{self.path}: the Grad-CAM outputs have shapes {list(cam[0].shape)} and "
+                                 f"{list(cam[1].shape)} (expected [N, C, h, w] and [N, {k}, C]); re-export the model")
 
     @property
     def has_gradcam(self) -> bool:
@@ -195,7 +238,7 @@ class OnnxPredictor:
         return features[0], weights[0]
 
     def gradcam_overlay(self, img: Image.Image, class_index: int) -> Image.Image:
-        """The photo, at its resolution, with the Grad-CAM map of `class_index` (hypoderm.inference.explain)."""
+        """The photo (scaled to at most explain.OVERLAY_MAX_SIDE px) with the Grad-CAM map of `class_index`."""
         from hypoderm.inference.explain import overlay_on_photo
 
         features, weights = self.gradcam_outputs(img)
