@@ -56,15 +56,38 @@ def test_mixed_folder_gives_per_file_outcomes_and_valid_json(onnx_path: Path, mi
     rc, doc = _run_json([str(mixed_folder), "--model", str(onnx_path)], capsys)
     _validate(doc)
     by_name = {Path(r["file"]).name: r for r in doc["results"]}
-    assert set(by_name) == {"good.png", "drawing.png", "corrupt.jpg", "notes.txt"}
+    assert set(by_name) == {"good.png", "drawing.png", "corrupt.jpg"}  # notes.txt is no photo: skipped, counted
     assert by_name["good.png"]["status"] in ("ok", "uncertain") and by_name["good.png"]["ood"]["is_skin"]
     assert by_name["drawing.png"]["status"] == "not_skin"
     assert by_name["corrupt.jpg"]["status"] == "error" and by_name["corrupt.jpg"]["reason"] == "truncated"
-    assert by_name["notes.txt"]["status"] == "error" and by_name["notes.txt"]["reason"] == "not_image"
+    assert "skipped 1 file(s) in the folders that are not images: notes.txt" in doc["notes"]
     assert rc == 1  # some files could not be read; the others were still processed
     probs = by_name["good.png"]["probabilities"]
     assert sum(probs.values()) == pytest.approx(1.0)
     assert [t["label"] for t in by_name["good.png"]["top_k"]] == sorted(probs, key=probs.get, reverse=True)
+
+
+def test_a_data_folder_is_predicted_without_its_documents(onnx_path: Path, tmp_path: Path, capsys) -> None:
+    """Issue 21 item 10: a dataset folder with its MANIFEST.md and manifest.csv gives exit 0: documents beside the
+    photos are skipped and counted; an image is recognised by its bytes whatever its name; a document named on
+    the command line, or a damaged photo, is still an error."""
+    folder = tmp_path / "data" / "normal_skin"
+    folder.mkdir(parents=True)
+    skin_image(0, np.random.default_rng(5), 96).save(folder / "a.png")
+    skin_image(0, np.random.default_rng(6), 96).save(folder / "IMG_0001", format="JPEG")  # no extension
+    (tmp_path / "data" / "MANIFEST.md").write_text("# Sources\n")
+    (tmp_path / "data" / "manifest.csv").write_text("path,label\nnormal_skin/a.png,normal_skin\n")
+    rc, doc = _run_json([str(tmp_path / "data"), "--model", str(onnx_path)], capsys)
+    assert rc == 0, doc
+    assert sorted(Path(r["file"]).name for r in doc["results"]) == ["IMG_0001", "a.png"]
+    assert all(r["status"] != "error" for r in doc["results"])
+    assert "skipped 2 file(s) in the folders that are not images: MANIFEST.md, manifest.csv" in doc["notes"]
+    rc, doc = _run_json([str(tmp_path / "data" / "MANIFEST.md"), "--model", str(onnx_path)], capsys)
+    assert rc == 1 and doc["results"][0]["reason"] == "not_image"  # named by the user: an error, not a skip
+    from hypoderm.cli import main
+
+    assert main(["predict", str(tmp_path / "data"), "--model", str(onnx_path)]) == 0
+    assert "skipped 2 file(s) in the folders that are not images" in capsys.readouterr().out
 
 
 def test_abstain_threshold_gives_uncertain_verdict(onnx_path: Path, tmp_path: Path, capsys) -> None:

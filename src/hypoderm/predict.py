@@ -123,19 +123,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "thread meanwhile; more ORT threads mostly spin, measured in benchmarks/app/README.md)")
 
 
-def expand_inputs(paths: list[Path]) -> list[Path]:
-    """Files as given; folders replaced by the entries inside them (recursive, sorted, no hidden ones): every
-    entry but a sub-folder (which is searched), so that a broken or looping symbolic link, a link to a folder
-    (not followed) or a FIFO gets its own error with the reason (hypoderm.data.io.read_image_file never
-    opens it) instead of being skipped without a word."""
+def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(files to predict, files skipped): files as given; folders replaced by the entries inside them
+    (recursive, sorted, no hidden ones): every entry but a sub-folder (which is searched), so that a broken or
+    looping symbolic link, a link to a folder (not followed) or a FIFO gets its own error with the reason
+    (hypoderm.data.io.read_image_file never opens it) instead of being skipped without a word. A regular file
+    in a folder that is not an image by name nor by its first bytes (a README.md, manifest.csv, notes.pdf
+    beside the photos) is skipped and counted, not an error (hypoderm.data.io.is_image_like)."""
+    from hypoderm.data.io import is_image_like
+
     out: list[Path] = []
+    skipped: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if not (f.is_dir() and not f.is_symlink()) and not any(
-                part.startswith(".") for part in f.relative_to(p).parts)))
+            for f in sorted(f for f in p.rglob("*") if not (f.is_dir() and not f.is_symlink()) and not any(
+                    part.startswith(".") for part in f.relative_to(p).parts)):
+                (out if is_image_like(f) else skipped).append(f)
         else:
             out.append(p)
-    return out
+    return out, skipped
+
+
+def _skipped_note(skipped: list[Path]) -> str | None:
+    if not skipped:
+        return None
+    names = ", ".join(f.name for f in skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+    return f"skipped {len(skipped)} file(s) in the folders that are not images: {names}"
 
 
 def _load_predictor(model: Path | None, threads: int | None) -> Predictor:
@@ -312,7 +325,9 @@ def _run(args: argparse.Namespace) -> int:
     problems = metadata_problems(predictor.metadata)
     broken = (f"WARNING: this model failed its quality checks when it was exported ("
               f"{'; '.join(p['message'] for p in problems)}); do not rely on its answers.") if problems else None
-    results = predict_files(predictor, expand_inputs(args.images), args.top_k, args.cam)
+    files, skipped = expand_inputs(args.images)
+    results = predict_files(predictor, files, args.top_k, args.cam)
+    skipped_note = _skipped_note(skipped)
     md = predictor.metadata
     if args.json:
         doc = {"format": OUTPUT_FORMAT, "hypoderm_version": __version__,
@@ -321,7 +336,7 @@ def _run(args: argparse.Namespace) -> int:
                          "class_names": list(md["class_names"]),
                          "abstain_threshold": float(md["abstain_threshold"]), "temperature": float(md["temperature"]),
                          "problems": problems},
-               "results": results, "notes": [n for n in (broken, note) if n], "disclaimer": DISCLAIMER}
+               "results": results, "notes": [n for n in (broken, note, skipped_note) if n], "disclaimer": DISCLAIMER}
         print(json.dumps(doc, indent=2, allow_nan=False))  # NaN is not JSON: fail loudly rather than print it
     else:
         if broken:
@@ -330,8 +345,8 @@ def _run(args: argparse.Namespace) -> int:
             print(_text_line(r, list(md["class_names"])))
         if any(r["status"] in ("ok", "uncertain") for r in results):
             print(limits_text(list(md["class_names"])))
-        summary = _error_summary(results)
-        if summary:
-            print(summary)
+        for line in (_error_summary(results), skipped_note):
+            if line:
+                print(line)
         print(DISCLAIMER)
     return EXIT_SOME_FAILED if any(r["status"] == "error" for r in results) else EXIT_OK

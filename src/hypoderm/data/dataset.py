@@ -13,14 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from hypoderm.data.io import ImageLoadError, load_rgb
+from hypoderm.data.io import IMAGE_EXTENSIONS, ImageLoadError, load_rgb
 
-# Extensions Pillow decodes out of the box; a file with one of them that is not really an image
-# is kept in the index and reported by `check_images`, not silently skipped.
-IMAGE_EXTENSIONS: frozenset[str] = frozenset({
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
-    ".ppm", ".pgm", ".pbm", ".pnm",
-})
 _LIST_LIMIT = 20  # how many offending paths an error message lists before "... and N more"
 
 

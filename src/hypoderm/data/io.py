@@ -128,6 +128,33 @@ def _looks_like_image(head: bytes) -> str | None:
     return None
 
 
+def is_image_like(path: str | os.PathLike[str]) -> bool:
+    """True for a regular file that a user may mean as a photo: an image file extension, or an image format's
+    magic bytes (JPEG, PNG, GIF, BMP, TIFF, WebP, AVIF) or HEIC's, whatever the name. False for a document
+    beside the photos (README.md, manifest.csv, notes.pdf); reads at most 32 bytes, opens no other kind of file."""
+    p = Path(path)
+    if p.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    try:
+        if not p.is_file() or p.is_symlink():
+            return True  # not a plain file: read_image_file reports it with its reason
+        with open(p, "rb") as f:
+            head = f.read(32)
+    except OSError:
+        return True  # unreadable: reported as an error, not skipped
+    return _looks_like_image(head) is not None or (head[4:8] == b"ftyp" and bool(_ftyp_brands(head) & _HEIC_BRANDS))
+
+
+# Extensions Pillow decodes out of the box; a file with one of them that is not really an image
+# is kept in the index and reported by `check_images`, not silently skipped.
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+    ".ppm", ".pgm", ".pbm", ".pnm",
+})
+# ... and what a user may mean as a photo too: phone formats refused (HEIC) or decoded (AVIF) with a reason.
+IMAGE_SUFFIXES: frozenset[str] = IMAGE_EXTENSIONS | {".heic", ".heif", ".avif"}
+
+
 # Pixels converted at a time from a mode that needs a temporary copy (alpha, 16-bit, float, CMYK, palette):
 # the whole-image copies of a 40 MP photo (float64 arrays, an RGBA composite) cost 1-1.6 GB; bands of
 # 0.26 MP bound them to a few MB whatever the photo's size.
