@@ -5,7 +5,10 @@ held-out origin and class, recall, what the class is called, how often "vitiligo
 beside it the ordinary cross-validation (macro-F1, vitiligo recall, ROC-AUC per class) and the photo-style
 baseline on the same folds. Numbers only from the summary.json / metrics.json files the runs wrote.
 
-    .venv/bin/python benchmarks/origins/collect.py > benchmarks/origins/results.md
+    .venv/bin/python benchmarks/origins/collect.py [MANIFEST] > benchmarks/origins/results.md
+
+(with MANIFEST, e.g. ../shared/data/multisource/index.csv: also recall by skin type and by estimated skin tone
+for the full runs)
 """
 
 from __future__ import annotations
@@ -70,6 +73,38 @@ def cv_cells(r: dict[str, Any]) -> list[str]:
             _f(base), _f(cv["mean"]["macro_f1"] - base) if base is not None else "-"]
 
 
+def by_skin_type(r: dict[str, Any], manifest: Path) -> list[str]:
+    """Recall per true class and skin type over the ordinary-CV test folds: the manifest's `skin_type` where
+    recorded (Fitzpatrick types, PAD-UFES-20 photos only), and for every photo the ITA band of its skin pixels
+    (hypoderm.data.shortcut: an estimate of skin tone from the photo, not a Fitzpatrick type)."""
+    import csv
+
+    import numpy as np
+
+    from hypoderm.data.io import load_rgb
+    from hypoderm.data.shortcut import ita_band, photo_features
+
+    with open(manifest, encoding="utf-8") as f:
+        meta = {row["path"]: row for row in csv.DictReader(f)}
+    rows: list[tuple[str, str, str, bool]] = []  # (true class, skin type, ITA band, correct)
+    for fold in sorted((HERE / r["kind"] / r["name"] / "cv").glob("fold*/test_predictions.npz")):
+        z = np.load(fold)
+        names = [str(c) for c in z["class_names"]]
+        for path, y, p in zip(z["paths"], z["y_true"], z["probs"], strict=True):
+            ita = photo_features(load_rgb(manifest.parent / str(path)))["ita"]
+            rows.append((names[int(y)], meta[str(path)].get("skin_type") or "not recorded", ita_band(ita),
+                         int(np.argmax(p)) == int(y)))
+    out = []
+    for title, key in (("skin type (manifest)", 1), ("estimated skin tone (ITA band)", 2)):
+        out += ["", f"### Recall by {title}, ordinary CV test folds ({r['kind']}/{r['name']})", "",
+                "| class | group | n | recall |", "|---|---|---|---|"]
+        groups = sorted({(row[0], row[key]) for row in rows})
+        for cls, g in groups:
+            hits = [row[3] for row in rows if row[0] == cls and row[key] == g]
+            out.append(f"| {cls} | {g} | {len(hits)} | {_pct(sum(hits) / len(hits))} |")
+    return out
+
+
 def main() -> int:
     runs = [load(p) for kind in ("screen", "runs") for p in sorted((HERE / kind).glob("*")) if p.is_dir()]
     runs = [r for r in runs if "holdout" in r or "cv" in r]
@@ -84,6 +119,11 @@ def main() -> int:
               "| margin |", "|---|---|---|---|---|---|---|"]
     for r in runs:
         lines.append(f"| {r['kind']}/{r['name']} | " + " | ".join(cv_cells(r)) + " |")
+    manifest = Path(sys.argv[1]) if len(sys.argv) > 1 else None
+    if manifest is not None:
+        for r in runs:
+            if r["kind"] == "runs" and "cv" in r:
+                lines += by_skin_type(r, manifest)
     print("\n".join(lines))
     with open(HERE / "results.json", "w") as f:
         json.dump({r["kind"] + "/" + r["name"]: {k: v for k, v in r.items() if k in ("holdout", "cv")} for r in runs},
