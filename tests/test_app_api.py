@@ -339,7 +339,8 @@ def test_gradcam_from_the_onnx_outputs(tmp_path: Path) -> None:
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: cannot run the page's preprocess.js")
 @pytest.mark.parametrize("size", [(224, 224), (300, 200), (97, 131), (613, 1000), (257, 256)])
 def test_js_preprocessing_matches_python(tmp_path: Path, size: tuple[int, int]) -> None:
-    from hypoderm.inference.ood import SKIN_RULE, skin_fraction
+    from hypoderm.imaging.colour import SKIN_RULE
+    from hypoderm.inference.ood import skin_fraction
     from hypoderm.inference.preprocess import PreprocessSpec, center_crop_array, normalize_uint8, resized_uint8
 
     w, h = size

@@ -11,11 +11,11 @@ from hypoderm.engine.augment import (
     Degrade,
     SkinGuidedCrop,
     ToneShift,
+    from_lab,
     is_lesion_free,
-    lab_to_rgb,
     paint_depigmented_patch,
-    rgb_to_lab,
     skin_or_pale_mask,
+    to_lab,
 )
 from hypoderm.engine.config import RECIPES, TrainConfig
 from hypoderm.engine.data import train_transform
@@ -55,14 +55,16 @@ def test_skin_guided_crop_is_centred_on_skin() -> None:
         SkinGuidedCrop(32, scale=(0.0, 0.5))
 
 
-def test_lab_round_trip_is_exact_to_one_level() -> None:
+def test_lab_round_trip_on_tensors_is_exact_to_one_level() -> None:
     x = torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8)
-    back = (lab_to_rgb(rgb_to_lab(x.float() / 255)) * 255 + 0.5).to(torch.uint8)
-    assert (back.int() - x.int()).abs().max() <= 1
+    lab = to_lab(x)
+    assert lab.shape == (3, 16, 16) and lab.dtype == torch.float32
+    back = from_lab(lab)
+    assert back.dtype == torch.uint8 and (back.int() - x.int()).abs().max() <= 1
 
 
 def _mean_skin_lab(img: torch.Tensor) -> torch.Tensor:
-    lab = rgb_to_lab(img.float() / 255)
+    lab = to_lab(img)
     return lab[:, skin_or_pale_mask(img, grow=0)].mean(1)
 
 
@@ -71,12 +73,12 @@ def test_tone_shift_moves_skin_tone_to_the_target_range_and_keeps_patch_contrast
     arr[:] = SKIN
     arr[10:20, 10:20] = (235, 225, 215)  # a paler patch
     img = torch.from_numpy(arr).permute(2, 0, 1).contiguous()
-    lab0 = rgb_to_lab(img.float() / 255)
+    lab0 = to_lab(img)
     contrast0 = (lab0[0, 10:20, 10:20].mean() - lab0[0, 25:, 25:].mean()).item()
     shift = ToneShift(p=1.0, lightness=(40.0, 45.0), yellowness=(10.0, 12.0))
     torch.manual_seed(1)
     out = shift(img)
-    lab = rgb_to_lab(out.float() / 255)
+    lab = to_lab(out)
     skin_l = lab[0, 25:, 25:].mean().item()
     assert 38.0 <= skin_l <= 47.0  # moved from ~67 into the target band
     contrast = (lab[0, 10:20, 10:20].mean() - lab[0, 25:, 25:].mean()).item()
@@ -148,7 +150,7 @@ def test_synthetic_macule_is_pale_and_on_the_skin() -> None:
     img = torch.from_numpy(arr).permute(2, 0, 1).contiguous()
     g = torch.Generator().manual_seed(3)
     out = paint_depigmented_patch(img, g)
-    lab0, lab = rgb_to_lab(img.float() / 255), rgb_to_lab(out.float() / 255)
+    lab0, lab = to_lab(img), to_lab(out)
     changed = (lab[0] - lab0[0]) > 8
     assert 0.02 < changed.float().mean() < 0.9  # a macule, not the whole crop
     assert lab[0][changed].mean() > lab0[0].mean() + 10  # lighter

@@ -1,4 +1,4 @@
-"""hypoderm.data.io: bad files get specific errors; every mode becomes correct 8-bit RGB."""
+"""hypoderm.imaging.io: bad files get specific errors; every mode becomes correct 8-bit RGB."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import make_bad_files
-from hypoderm.data.io import MAX_PIXELS, ImageLoadError, load_rgb, load_rgb_bytes
+from hypoderm.imaging.io import MAX_PIXELS, ImageLoadError, load_rgb, load_rgb_bytes
 
 
 def _png_header_only(width: int, height: int) -> bytes:
@@ -158,7 +158,7 @@ def test_palette_with_and_without_transparency() -> None:
 
 def test_palette_alpha_mode() -> None:
     # No common file format stores PA, so check the conversion on the in-memory image.
-    from hypoderm.data.io import _to_rgb
+    from hypoderm.imaging.io import _to_rgb
 
     img = Image.new("PA", (2, 1))
     img.putpalette([200, 0, 0] + [0] * 765)
@@ -205,5 +205,5 @@ def test_path_and_bytes_agree(tmp_path: Path) -> None:
 
 
 def test_io_module_does_not_import_torch() -> None:
-    code = "import sys, hypoderm.data.io; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, hypoderm.imaging.io; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from conftest import make_bad_files
-from hypoderm.data.io import load_rgb
 from hypoderm.engine.cache import DecodedCache
 from hypoderm.engine.data import (
     CachedImageDataset,
@@ -20,6 +19,7 @@ from hypoderm.engine.data import (
     train_transform,
 )
 from hypoderm.engine.fold import readable_index
+from hypoderm.imaging.io import load_rgb
 from hypoderm.inference.preprocess import PreprocessSpec, preprocess
 
 

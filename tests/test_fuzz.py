@@ -21,7 +21,7 @@ from hypoderm.app.server import create_app
 
 FAST_CASES = 200
 # pytest resets the warning filters per test, so Pillow's "Corrupt EXIF data" and TIFF tag warnings
-# (filtered process-wide by hypoderm.data.io in real runs) would fill the summary; stderr staying
+# (filtered process-wide by hypoderm.imaging.io in real runs) would fill the summary; stderr staying
 # clean is tested in a subprocess (test_robustness.py::test_decoder_messages_never_reach_stderr).
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL")
 PREDICT_SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "predict.schema.json"

@@ -29,7 +29,7 @@ from PIL import Image
 from helpers_app import build_model_dir, phone_like_jpeg
 from hypoderm.app.server import create_app
 from hypoderm.data import io as dio
-from hypoderm.data.io import SOURCE_SIZE_KEY, ImageLoadError, load_rgb_bytes
+from hypoderm.imaging.io import SOURCE_SIZE_KEY, ImageLoadError, load_rgb_bytes
 from hypoderm.inference.explain import OVERLAY_MAX_SIDE
 from hypoderm.inference.ood import DEFAULT_GATE
 
@@ -199,7 +199,7 @@ def test_reduced_decode_predicts_like_the_full_decode(fmt: str) -> None:
 _PEAK_SCRIPT = """
 import io, sys
 from pathlib import Path
-from hypoderm.data.io import load_rgb_bytes
+from hypoderm.imaging.io import load_rgb_bytes
 def kb(key):
     return next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(key))
 data, small = Path(sys.argv[1]).read_bytes(), Path(sys.argv[2]).read_bytes()
@@ -485,7 +485,7 @@ def test_export_writes_no_nan_and_refuses_a_one_class_model(tmp_path: Path) -> N
 _READ_UNDER_LIMIT = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # 1 GiB of address space: a 3 GiB read cannot fit
-from hypoderm.data.io import ImageLoadError, load_rgb
+from hypoderm.imaging.io import ImageLoadError, load_rgb
 for path in sys.argv[1:]:
     try:
         load_rgb(path)

@@ -75,8 +75,8 @@ def test_gate_stops_most_of_the_nonskin_suite_before_an_answer(suite: list[tuple
 
 def _photos_and_closeups(rows: list[tuple[Path, str]], seed: int) -> dict[str, list]:
     """The OOD verdict of each photo's crop and of mostly-skin close-ups of it (Kovac's rule >= 50%)."""
-    from hypoderm.data.io import load_rgb
-    from hypoderm.inference.ood import skin_mask
+    from hypoderm.imaging.colour import skin_mask
+    from hypoderm.imaging.io import load_rgb
 
     rng = np.random.default_rng(seed)
     out: dict[str, list] = {"whole": [], "close": [], "tone": [], "group": []}

@@ -34,9 +34,9 @@ from PIL import Image
 from helpers_app import phone_like_jpeg, png_bytes, skin_png
 from hypoderm.app import server
 from hypoderm.app.server import ApiError, create_app
-from hypoderm.data.io import ImageLoadError, load_rgb_bytes
+from hypoderm.imaging.io import MAX_ASPECT_RATIO, ImageLoadError, ImageShapeError, load_rgb_bytes
 from hypoderm.inference import OnnxPredictor, bundled_model, decode_min_size_for
-from hypoderm.inference.preprocess import MAX_ASPECT_RATIO, ImageShapeError, PreprocessSpec, decode_min_size, preprocess
+from hypoderm.inference.preprocess import PreprocessSpec, decode_min_size, preprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -525,7 +525,7 @@ def test_decoder_messages_never_reach_stderr(tmp_path: Path) -> None:
     script.write_text(
         "import io, random, sys\n"
         "from PIL import Image\n"
-        "from hypoderm.data.io import ImageLoadError, load_rgb_bytes\n"
+        "from hypoderm.imaging.io import ImageLoadError, load_rgb_bytes\n"
         "rng = random.Random(0)\n"
         "bases = []\n"
         "for comp in ('tiff_deflate', 'tiff_lzw', 'raw', 'jpeg', 'packbits'):\n"

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from server_load import phone_photo_bytes  # noqa: E402
 
 from hypoderm.app.upload import image_from_multipart  # noqa: E402
-from hypoderm.data.io import load_rgb_bytes  # noqa: E402
+from hypoderm.imaging.io import load_rgb_bytes  # noqa: E402
 from hypoderm.inference import OnnxPredictor, bundled_model, decode_min_size_for  # noqa: E402
 
 

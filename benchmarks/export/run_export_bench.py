@@ -30,9 +30,9 @@ import torch
 
 from hypoderm.checkpoint import FORMAT, save_atomic
 from hypoderm.data.dataset import load_index
-from hypoderm.data.io import load_rgb
 from hypoderm.data.splits import make_split
 from hypoderm.export import agreement_report, bench_onnx, export_onnx, quantize_int8
+from hypoderm.imaging.io import load_rgb
 from hypoderm.inference import METADATA_FORMAT
 from hypoderm.inference.metadata import input_block, metadata_from_checkpoint
 from hypoderm.inference.ood import DEFAULT_SKIN_FRACTION_MIN, fit_ood_thresholds, skin_fraction

@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image
 
 from hypoderm.data import nonskin
-from hypoderm.data.io import load_rgb
+from hypoderm.imaging.io import load_rgb
 from hypoderm.inference.ood import (
     FEATURE_NAMES,
     GATE_FORMAT,

@@ -81,8 +81,8 @@ def by_skin_type(r: dict[str, Any], manifest: Path) -> list[str]:
 
     import numpy as np
 
-    from hypoderm.data.io import load_rgb
     from hypoderm.data.shortcut import ita_band, photo_features
+    from hypoderm.imaging.io import load_rgb
 
     with open(manifest, encoding="utf-8") as f:
         meta = {row["path"]: row for row in csv.DictReader(f)}

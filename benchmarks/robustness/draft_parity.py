@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hypoderm.data.io import load_rgb_bytes
+from hypoderm.imaging.io import load_rgb_bytes
 from hypoderm.inference import OnnxPredictor, bundled_model
 from hypoderm.inference.preprocess import decode_min_size
 

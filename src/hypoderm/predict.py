@@ -127,10 +127,10 @@ def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     """(files to predict, files skipped): files as given; folders replaced by the entries inside them
     (recursive, sorted, no hidden ones): every entry but a sub-folder (which is searched), so that a broken or
     looping symbolic link, a link to a folder (not followed) or a FIFO gets its own error with the reason
-    (hypoderm.data.io.read_image_file never opens it) instead of being skipped without a word. A regular file
+    (hypoderm.imaging.io.read_image_file never opens it) instead of being skipped without a word. A regular file
     in a folder that is not an image by name nor by its first bytes (a README.md, manifest.csv, notes.pdf
-    beside the photos) is skipped and counted, not an error (hypoderm.data.io.is_image_like)."""
-    from hypoderm.data.io import is_image_like
+    beside the photos) is skipped and counted, not an error (hypoderm.imaging.io.is_image_like)."""
+    from hypoderm.imaging.io import is_image_like
 
     out: list[Path] = []
     skipped: list[Path] = []

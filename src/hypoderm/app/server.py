@@ -9,7 +9,7 @@ Hardening: uploads are capped in bytes (before they are parsed), in pixels and a
 (before they are decoded), and in time (header and body read deadlines); at most `max_decodes`
 photos are decoded at once, so decode memory is bounded by that times the worst image, not by the
 number of clients; every photo decodes straight to a working size of about what the model needs (JPEG DCT
-scaling, then a box reduction fused with the colour conversion: hypoderm.data.io), and the Grad-CAM picture
+scaling, then a box reduction fused with the colour conversion: hypoderm.imaging.io), and the Grad-CAM picture
 is at most 512 px. The
 format is sniffed from the bytes, never from the file name or the declared type; every error is a
 JSON 4xx with a specific message (and a 500, should one ever happen, is JSON with the security
@@ -49,11 +49,10 @@ from hypoderm import __version__
 from hypoderm.app.assets import IMMUTABLE, REVALIDATE, Delivery, sha256_file
 from hypoderm.app.guard import release_memory
 from hypoderm.app.upload import UploadError, image_from_multipart
-from hypoderm.data.io import SOURCE_SIZE_KEY
+from hypoderm.imaging.io import MAX_ASPECT_RATIO, SOURCE_SIZE_KEY
 from hypoderm.inference import bundled_model
 from hypoderm.inference.ood import with_gate
 from hypoderm.inference.predictor import MIN_SOURCE_SIDE
-from hypoderm.inference.preprocess import MAX_ASPECT_RATIO
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # In a source checkout, `npm ci` puts onnxruntime-web here; a pip-installed user points
@@ -363,7 +362,7 @@ async def _image_bytes(request: Request, state: ServerState, budget: _Budget | N
 
 
 def _decode(data: bytes, max_pixels: int, min_size: int | None = None) -> Any:
-    from hypoderm.data.io import ImageLoadError, load_rgb_bytes
+    from hypoderm.imaging.io import ImageLoadError, load_rgb_bytes
 
     try:
         return load_rgb_bytes(data, max_pixels=max_pixels, min_size=min_size)
@@ -375,8 +374,8 @@ def _decode(data: bytes, max_pixels: int, min_size: int | None = None) -> Any:
 def _predict(state: ServerState, data: bytes, top_k: int, gradcam: bool) -> dict[str, Any]:
     """Decode and predict one upload, at most `state.max_decodes` at a time (memory = that bound times
     the worst image). Expected failures are ApiErrors (4xx); anything else is a bug and becomes a 500."""
+    from hypoderm.imaging.io import ImageShapeError
     from hypoderm.inference import decode_min_size_for
-    from hypoderm.inference.preprocess import ImageShapeError
 
     spec = getattr(state.predictor, "spec", None)
     with state.decode_slots:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from hypoderm.data.io import IMAGE_EXTENSIONS, ImageLoadError, load_rgb
+from hypoderm.imaging.io import IMAGE_EXTENSIONS, ImageLoadError, load_rgb
 
 _LIST_LIMIT = 20  # how many offending paths an error message lists before "... and N more"
 

@@ -14,7 +14,7 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from hypoderm.data.io import ImageLoadError, load_rgb_bytes
+from hypoderm.imaging.io import ImageLoadError, load_rgb_bytes
 
 # The 8 symmetries of the square: identity, 3 rotations, and the 4 mirrored versions.
 _DIHEDRAL: tuple[tuple[Image.Transpose, ...], ...] = (

@@ -10,7 +10,7 @@ Torch-free (numpy, Pillow, scikit-learn). Feature extraction costs a few millise
 
 Features (`FEATURE_NAMES`, one float each; NaN where undefined):
 - geometry: `width`, `height`, `aspect` (width / height) of the upright image;
-- skin (Chai & Ngan YCrCb rule, `hypoderm.inference.ood.skin_mask`): `skin_fraction`, mean and std of the
+- skin (Chai & Ngan YCrCb rule, `hypoderm.imaging.colour.skin_mask`): `skin_fraction`, mean and std of the
   skin pixels' R, G, B, and `ita`, the individual typology angle of the skin,
   ITA = atan((L* - 50) / b*) in degrees, from the mean CIELAB L* and b* of the skin pixels
   (sRGB, D65); higher is lighter skin;
@@ -43,9 +43,9 @@ import numpy as np
 from PIL import Image
 
 from hypoderm.data.dataset import DatasetIndex
-from hypoderm.data.io import ImageLoadError, load_rgb_bytes
 from hypoderm.data.splits import Split
-from hypoderm.inference.ood import skin_mask
+from hypoderm.imaging.colour import ita_degrees, rgb_to_lab, skin_mask
+from hypoderm.imaging.io import ImageLoadError, load_rgb_bytes
 
 GEOMETRY_FEATURES: tuple[str, ...] = ("width", "height", "aspect")
 SKIN_FEATURES: tuple[str, ...] = ("skin_fraction", "skin_r_mean", "skin_g_mean", "skin_b_mean",
@@ -81,31 +81,6 @@ class ShortcutError(ValueError):
 
 # --- features ---------------------------------------------------------------------------------
 
-_SRGB_TO_LINEAR = np.where(np.arange(256) / 255.0 <= 0.04045, np.arange(256) / 255.0 / 12.92,
-                           ((np.arange(256) / 255.0 + 0.055) / 1.055) ** 2.4)
-_D65_WHITE_Y, _D65_WHITE_Z = 1.0, 1.08883
-_LAB_EPS = (6.0 / 29.0) ** 3
-
-
-def _lab_f(t: np.ndarray) -> np.ndarray:
-    return np.where(t > _LAB_EPS, np.cbrt(t), t / (3.0 * (6.0 / 29.0) ** 2) + 4.0 / 29.0)
-
-
-def lab_l_b(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """CIELAB L* and b* of N x 3 uint8 sRGB pixels (IEC 61966-2-1 transfer curve, D65 white)."""
-    lin = _SRGB_TO_LINEAR[rgb.astype(np.intp)]
-    y = lin @ np.array([0.2126729, 0.7151522, 0.0721750])
-    z = lin @ np.array([0.0193339, 0.1191920, 0.9503041])
-    fy, fz = _lab_f(y / _D65_WHITE_Y), _lab_f(z / _D65_WHITE_Z)
-    return 116.0 * fy - 16.0, 200.0 * (fy - fz)
-
-
-def ita_degrees(lightness: float, b_star: float) -> float:
-    """Individual typology angle, atan((L* - 50) / b*) in degrees. b* <= 0 (not a skin colour)
-    is treated as a tiny positive b*, giving +-90 rather than a jump of 180 degrees."""
-    return float(np.degrees(np.arctan((lightness - 50.0) / max(b_star, 1e-6))))
-
-
 def ita_band(ita: float) -> str:
     """The ITA_BANDS name for an angle; NO_SKIN_BAND for NaN."""
     if not math.isfinite(ita):
@@ -139,8 +114,8 @@ def photo_features(img: Image.Image, file_bytes: int | None = None, exif: bool |
     out["skin_fraction"] = float(mask.mean())
     if len(skin):
         mean, std = skin.mean(axis=0), skin.std(axis=0)
-        lightness, b_star = lab_l_b(skin)
-        ita = ita_degrees(float(lightness.mean()), float(b_star.mean()))
+        lab = rgb_to_lab(skin)
+        ita = ita_degrees(float(lab[:, 0].mean()), float(lab[:, 2].mean()))
     else:
         mean = std = np.full(3, np.nan)
         ita = float("nan")

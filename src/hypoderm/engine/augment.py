@@ -9,7 +9,7 @@ patch relative to the skin around it:
 - `SkinGuidedCrop`: a square close-up (a share of the shorter side drawn from `scale`) centred on a
   skin-coloured pixel,
   like the square a user frames in the app. It removes background, framing and photo size; the skin
-  rule is `hypoderm.inference.ood`'s YCrCb rule.
+  rule is `hypoderm.imaging.colour`'s YCrCb rule.
 - `ToneShift`: moves the crop's skin tone in CIELAB to a random target (same target distribution for
   every class), so skin tone (ITA) stops predicting the class. A global shift keeps the lightness
   difference between a patch and the surrounding skin, which is the diagnostic contrast.
@@ -29,24 +29,36 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
-from hypoderm.inference.ood import CB_RANGE, CR_RANGE
+from hypoderm.imaging import colour
+
+
+def _hwc(img: torch.Tensor) -> np.ndarray:
+    """CHW uint8 tensor -> HWC uint8 array (a view where possible), for hypoderm.imaging.colour."""
+    return img.permute(1, 2, 0).numpy()
+
+
+def to_lab(img: torch.Tensor) -> torch.Tensor:
+    """CHW uint8 RGB -> CHW float32 CIELAB (hypoderm.imaging.colour.rgb_to_lab)."""
+    return torch.from_numpy(colour.rgb_to_lab(_hwc(img)).astype(np.float32)).permute(2, 0, 1)
+
+
+def from_lab(lab: torch.Tensor) -> torch.Tensor:
+    """CHW CIELAB -> CHW uint8 RGB (hypoderm.imaging.colour.lab_to_rgb: clipped, rounded)."""
+    return torch.from_numpy(colour.lab_to_rgb(lab.permute(1, 2, 0).double().numpy())).permute(2, 0, 1).contiguous()
 
 
 def skin_or_pale_mask(img: torch.Tensor, grow: int = 7) -> torch.Tensor:
-    """HW bool: skin-coloured pixels (YCrCb rule of `hypoderm.inference.ood`) and pale pixels within `grow` px of them.
+    """HW bool: skin-coloured pixels (the YCrCb rule of `hypoderm.imaging.colour`) and pale pixels within `grow` px
+    of them.
 
     `img` is CHW uint8 RGB. A depigmented patch is near-neutral and fails the skin rule; growing the
     mask keeps such a patch (and its border, where the diagnosis is) among the crop centres.
     """
-    x = img.float()
-    r, g, b = x[0], x[1], x[2]
-    y = 0.299 * r + 0.587 * g + 0.114 * b
-    cr = 128.0 + 0.713 * (r - y)
-    cb = 128.0 + 0.564 * (b - y)
-    skin = (cr >= CR_RANGE[0]) & (cr <= CR_RANGE[1]) & (cb >= CB_RANGE[0]) & (cb <= CB_RANGE[1])
+    y, cr, cb = colour.ycc(_hwc(img))
+    skin = torch.from_numpy(colour.in_skin_box(cr, cb))
     if grow > 0 and skin.any():
         near = F.max_pool2d(skin[None, None].float(), 2 * grow + 1, stride=1, padding=grow)[0, 0] > 0
-        pale = (y > 150) & ((cr - 128).abs() < 20) & ((cb - 128).abs() < 20)
+        pale = torch.from_numpy((y > 150) & (np.abs(cr - 128) < 20) & (np.abs(cb - 128) < 20))
         skin = skin | (near & pale)
     return skin
 
@@ -87,32 +99,6 @@ class SkinGuidedCrop(torch.nn.Module):
         return v2.functional.resize(crop, [self.size, self.size], antialias=True)
 
 
-# ---------------------------------------------------------------------------------- CIELAB (D65)
-_M_RGB2XYZ = torch.tensor([[0.4124564, 0.3575761, 0.1804375],
-                           [0.2126729, 0.7151522, 0.0721750],
-                           [0.0193339, 0.1191920, 0.9503041]])
-_WHITE = torch.tensor([0.95047, 1.0, 1.08883])
-
-
-def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
-    """CHW float RGB in [0, 1] (sRGB) -> CHW CIELAB (L* 0..100)."""
-    lin = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    xyz = torch.einsum("ij,jhw->ihw", _M_RGB2XYZ, lin) / _WHITE[:, None, None]
-    d = 6 / 29
-    f = torch.where(xyz > d ** 3, xyz.clamp_min(1e-12) ** (1 / 3), xyz / (3 * d * d) + 4 / 29)
-    return torch.stack([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
-
-
-def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
-    """Inverse of `rgb_to_lab`, clipped to [0, 1]."""
-    fy = (lab[0] + 16) / 116
-    f = torch.stack([fy + lab[1] / 500, fy, fy - lab[2] / 200])
-    d = 6 / 29
-    xyz = torch.where(f > d, f ** 3, 3 * d * d * (f - 4 / 29)) * _WHITE[:, None, None]
-    lin = torch.einsum("ij,jhw->ihw", torch.linalg.inv(_M_RGB2XYZ), xyz).clamp(0, 1)
-    return torch.where(lin <= 0.0031308, lin * 12.92, 1.055 * lin.clamp_min(1e-12) ** (1 / 2.4) - 0.055).clamp(0, 1)
-
-
 class ToneShift(torch.nn.Module):
     """Move the skin tone of a CHW uint8 image to a random target in CIELAB.
 
@@ -131,7 +117,7 @@ class ToneShift(torch.nn.Module):
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         if float(torch.rand(1)) >= self.p:
             return img
-        lab = rgb_to_lab(img.float() / 255.0)
+        lab = to_lab(img)
         skin = skin_or_pale_mask(img, grow=0)
         ref = lab[:, skin] if skin.float().mean() >= 0.05 else lab.flatten(1)
         u = torch.rand(3)
@@ -140,7 +126,7 @@ class ToneShift(torch.nn.Module):
         lab[0] = lab[0] + (target_l - ref[0].mean())
         lab[1] = lab[1] * (self.a_scale[0] + (self.a_scale[1] - self.a_scale[0]) * u[2])
         lab[2] = lab[2] + (target_b - ref[2].mean())
-        return (lab_to_rgb(lab) * 255.0 + 0.5).to(torch.uint8)
+        return from_lab(lab)
 
 
 class Degrade(torch.nn.Module):
@@ -177,7 +163,7 @@ def jpeg_roundtrip(img: torch.Tensor, quality: int) -> torch.Tensor:
 # ------------------------------------------------------------------------------- counterfactuals
 def pale_mask(img: torch.Tensor, skin: torch.Tensor, margin: float = 12.0) -> torch.Tensor:
     """HW bool: pixels much lighter (L* > skin median + `margin`) and less coloured than the skin."""
-    lab = rgb_to_lab(img.float() / 255.0)
+    lab = to_lab(img)
     ref = lab[:, skin] if skin.any() else lab.flatten(1)
     l_med = ref[0].median()
     chroma = torch.hypot(lab[1], lab[2])
@@ -194,7 +180,7 @@ def paint_depigmented_patch(img: torch.Tensor, g: torch.Generator | None = None)
     _, h, w = img.shape
     rand = lambda *s: torch.rand(*s, generator=g)  # noqa: E731 - a local shorthand
     skin = skin_or_pale_mask(img, grow=0)
-    lab = rgb_to_lab(img.float() / 255.0)
+    lab = to_lab(img)
     ref_l = lab[0, skin].median() if skin.float().mean() > 0.05 else lab[0].median()
     yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
     ys, xs = torch.nonzero(skin, as_tuple=True)
@@ -220,7 +206,7 @@ def paint_depigmented_patch(img: torch.Tensor, g: torch.Generator | None = None)
     painted = torch.stack([lab[0] + (target_l - lab[0]).clamp_min(0) * 0.9 + 2 * (rand(h, w) - 0.5),
                            lab[1] * keep, lab[2] * keep])
     lab = lab * (1 - alpha) + painted * alpha
-    return (lab_to_rgb(lab) * 255.0 + 0.5).to(torch.uint8)
+    return from_lab(lab)
 
 
 def is_lesion_free(img: torch.Tensor, min_skin: float = 0.9, max_pale: float = 0.005,
@@ -233,7 +219,7 @@ def is_lesion_free(img: torch.Tensor, min_skin: float = 0.9, max_pale: float = 0
     skin = skin_or_pale_mask(img, grow=0)
     if float(skin.float().mean()) < min_skin:
         return False
-    lab = rgb_to_lab(img[:, ::2, ::2].float() / 255.0)  # every other pixel: the same spreads, 4x cheaper
+    lab = to_lab(img[:, ::2, ::2].contiguous())  # every other pixel: the same spreads, 4x cheaper
     for channel, limit in ((0, max_lightness_spread), (1, max_redness_spread)):
         values = lab[channel].flatten()
         if float(torch.quantile(values, 0.95) - torch.quantile(values, 0.05)) > limit:

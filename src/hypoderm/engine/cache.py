@@ -30,7 +30,7 @@ def _key(path: Path, resize_size: int) -> str:
 
 def decode_resized(path: str | os.PathLike, spec: PreprocessSpec) -> np.ndarray:
     """Decode one photo (robust loader: EXIF, modes, size limit) to the cached HWC uint8 form."""
-    from hypoderm.data.io import load_rgb
+    from hypoderm.imaging.io import load_rgb
 
     return resized_uint8(load_rgb(Path(path)), spec)
 

@@ -80,11 +80,13 @@ from typing import Any
 
 import numpy as np
 
+from hypoderm.imaging.colour import CHAI_NGAN_RULE, in_skin_box, skin_mask
+
 GATE_FORMAT = "hypoderm-gate/2"
 GATE_FORMATS = ("hypoderm-gate/1", GATE_FORMAT)
 # the first format's fixed constants (a v1 gate carries neither block nor skin rule)
 V1_BLOCK = 16
-V1_SKIN_RULE: dict[str, list[float]] = {"cr": [133.0, 173.0], "cb": [77.0, 127.0]}
+V1_SKIN_RULE: dict[str, list[float]] = CHAI_NGAN_RULE
 
 # JSON has no -inf; a max-logit floor this low never withholds anything.
 PERMISSIVE_MAX_LOGIT_MIN = -1e9
@@ -160,11 +162,6 @@ def _load_default_gate() -> dict[str, Any]:
 
 
 DEFAULT_GATE: dict[str, Any] = _load_default_gate()
-# The skin-colour rule: the one definition (Chai & Ngan's YCrCb box, as the shipped gate states it);
-# training's skin-guided crops (engine/augment.py) and the photo-style audit use the same.
-SKIN_RULE: dict[str, list[float]] = DEFAULT_GATE.get("skin_rule", V1_SKIN_RULE)
-CR_RANGE: tuple[float, float] = (float(SKIN_RULE["cr"][0]), float(SKIN_RULE["cr"][1]))
-CB_RANGE: tuple[float, float] = (float(SKIN_RULE["cb"][0]), float(SKIN_RULE["cb"][1]))
 # Refuse below this share of skin-coloured pixels (benchmarks/nonskin: real photos of every source keep it).
 DEFAULT_SKIN_FRACTION_MIN = float(DEFAULT_GATE.get("skin_fraction_min", 0.05))
 DEFAULT_OOD: dict[str, Any] = {"skin_fraction_min": DEFAULT_SKIN_FRACTION_MIN,
@@ -177,20 +174,8 @@ def _gate_rule(gate: dict[str, Any] | None) -> tuple[int, dict[str, list[float]]
     return int(gate.get("block", V1_BLOCK)), gate.get("skin_rule", V1_SKIN_RULE)
 
 
-def skin_mask(rgb: np.ndarray, rule: dict[str, list[float]] | None = None) -> np.ndarray:
-    """HWC uint8 RGB -> HW bool, True where the YCrCb skin rule (`rule`, default the shipped gate's) says skin."""
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"expected an HxWx3 RGB array, got shape {rgb.shape}")
-    rule = rule or SKIN_RULE
-    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
-    y = 0.299 * r + 0.587 * g + 0.114 * b
-    cr = 128.0 + 0.713 * (r - y)
-    cb = 128.0 + 0.564 * (b - y)
-    return (cr >= rule["cr"][0]) & (cr <= rule["cr"][1]) & (cb >= rule["cb"][0]) & (cb <= rule["cb"][1])
-
-
 def skin_fraction(rgb: np.ndarray) -> float:
-    """Share of skin-coloured pixels in an HWC uint8 RGB array (0..1)."""
+    """Share of skin-coloured pixels in an HWC uint8 RGB array (0..1), by the shipped rule."""
     return float(skin_mask(rgb).mean())
 
 
@@ -240,7 +225,7 @@ def gate_features(rgb: np.ndarray, gate: dict[str, Any] | None = None) -> dict[s
     np.add(np.add(0.299 * r, 0.587 * g), 0.114 * b, out=y)
     cr = 128.0 + 0.713 * (r - y)
     cb = 128.0 + 0.564 * (b - y)
-    s_[...] = (cr >= rule["cr"][0]) & (cr <= rule["cr"][1]) & (cb >= rule["cb"][0]) & (cb <= rule["cb"][1])
+    s_[...] = in_skin_box(cr, cb, rule)
     np.subtract(cb, 128.0, out=u)
     np.subtract(cr, 128.0, out=v)
     np.sqrt(np.add(u * u, v * v), out=m)

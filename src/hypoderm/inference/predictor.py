@@ -31,11 +31,11 @@ RETAKE_MESSAGE = "To retake the photo: closer, in daylight, with the lesion cent
 
 
 def load_image(path: str | os.PathLike, min_size: int | None = None) -> Image.Image:
-    """Decode an image file to RGB with the project's robust loader (hypoderm.data.io).
+    """Decode an image file to RGB with the project's robust loader (hypoderm.imaging.io).
 
     `min_size` (`hypoderm.inference.preprocess.decode_min_size(spec)`) lets a large JPEG decode at reduced DCT
-    scale, straight to about the size the model needs (see hypoderm.data.io.load_rgb_bytes)."""
-    from hypoderm.data.io import load_rgb
+    scale, straight to about the size the model needs (see hypoderm.imaging.io.load_rgb_bytes)."""
+    from hypoderm.imaging.io import load_rgb
 
     return load_rgb(path, min_size=min_size)
 
@@ -76,8 +76,8 @@ WITHHELD_MESSAGES = {
 
 
 def source_side(img: Image.Image) -> int:
-    """The shorter side of the photo as stored (a reduced-scale JPEG decode records it: hypoderm.data.io)."""
-    from hypoderm.data.io import SOURCE_SIZE_KEY
+    """The shorter side of the photo as stored (a reduced-scale JPEG decode records it: hypoderm.imaging.io)."""
+    from hypoderm.imaging.io import SOURCE_SIZE_KEY
 
     return int(min(img.info.get(SOURCE_SIZE_KEY, img.size)))
 

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from hypoderm.imaging.io import check_aspect_ratio
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CROP_RATIO = 0.875  # torchvision's classic 224 / 256
@@ -64,21 +66,7 @@ class PreprocessSpec:
                    interpolation=d.get("interpolation", "bilinear"))
 
 
-# Longest side / shortest side accepted. Resizing the shorter side of a 1 x 8000 strip to 256 px
-# would allocate 256 x 2,048,000 px (~1.5 GB of RGB, more inside the resampler); phone panoramas
-# stay under 1:8. hypoderm.data.io refuses such files from their header, before decoding; this
-# check guards every other way an image reaches the resize.
-MAX_ASPECT_RATIO: float = 20.0
-
-
-class ImageShapeError(ValueError):
-    """An image whose shape the spec cannot turn into a model input without an absurd allocation.
-    `.reason` is "bad_aspect_ratio", the same code hypoderm.data.io.ImageLoadError uses."""
-
-    reason = "bad_aspect_ratio"
-
-
-# A large JPEG may be decoded at reduced DCT scale (hypoderm.data.io, `min_size`) before the resize
+# A large JPEG may be decoded at reduced DCT scale (hypoderm.imaging.io, `min_size`) before the resize
 # above, but to a shorter side of at least DRAFT_REDUCING_GAP x resize_size, not just resize_size
 # (the idea of Pillow's `reducing_gap`): the spec's antialiased bilinear resize then still sees
 # several source pixels per output pixel. On the 311 development photos upscaled to 12 MP, the
@@ -90,15 +78,6 @@ DRAFT_REDUCING_GAP: float = 2.0
 def decode_min_size(spec: PreprocessSpec) -> int:
     """The shorter side a reduced-scale JPEG decode must keep for this spec (see DRAFT_REDUCING_GAP)."""
     return int(round(DRAFT_REDUCING_GAP * spec.resize_size))
-
-
-def check_aspect_ratio(width: int, height: int) -> None:
-    """Raise ImageShapeError for an empty image or one longer than MAX_ASPECT_RATIO times its width."""
-    if width < 1 or height < 1:
-        raise ImageShapeError(f"empty image ({width}x{height} px)")
-    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
-        raise ImageShapeError(f"extreme aspect ratio: {width}x{height} px is more than {MAX_ASPECT_RATIO:g} times "
-                              "longer than wide; crop the photo to the skin area")
 
 
 def resize_shorter(img: Image.Image, resize_size: int) -> Image.Image:

@@ -101,7 +101,7 @@ def bucket_url(base_url: str, path: str) -> str:
 
 def _check_image_bytes(data: bytes) -> None:
     """Raise ValueError with a specific reason when `data` is not a fully decodable image."""
-    from hypoderm.data.io import ImageLoadError, load_rgb_bytes
+    from hypoderm.imaging.io import ImageLoadError, load_rgb_bytes
 
     try:
         load_rgb_bytes(data)

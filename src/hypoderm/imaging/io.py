@@ -26,8 +26,6 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, Jpeg2KImagePlugin, UnidentifiedImageError, features
 
-from hypoderm.inference.preprocess import MAX_ASPECT_RATIO
-
 # 64 megapixels: far above any phone photo (a 200 MP sensor is the exception), far below what
 # would exhaust memory once decoded (64e6 * 3 bytes = 192 MB of RGB).
 MAX_PIXELS: int = 64_000_000
@@ -35,12 +33,36 @@ MAX_PIXELS: int = 64_000_000
 # (2-10 MB). A bigger file is refused without being read (a 3 GiB video once cost predict 3.2 GB).
 MAX_FILE_BYTES: int = 256 * 1024 * 1024
 
-# Longest side / shortest side (preprocess.MAX_ASPECT_RATIO, 1:20): checked here from the header,
+# Longest side / shortest side (MAX_ASPECT_RATIO, 1:20): checked here from the header,
 # before any pixel is decoded, so a 117-byte 1 x 8000 PNG is refused instead of becoming a 5 GB resize.
 
 # `img.info[SOURCE_SIZE_KEY]`: the upright (width, height) of the photo as stored, which differs from
 # `img.size` when it was decoded at reduced scale (`min_size`).
 SOURCE_SIZE_KEY = "hypoderm_source_size"
+
+# Longest side / shortest side accepted. Resizing the shorter side of a 1 x 8000 strip to 256 px
+# would allocate 256 x 2,048,000 px (~1.5 GB of RGB, more inside the resampler); phone panoramas
+# stay under 1:8. load_rgb refuses such files from their header, before decoding; check_aspect_ratio
+# guards every other way an image reaches a resize (hypoderm.inference.preprocess).
+MAX_ASPECT_RATIO: float = 20.0
+
+
+class ImageShapeError(ValueError):
+    """An image whose shape the spec cannot turn into a model input without an absurd allocation.
+    `.reason` is "bad_aspect_ratio", the same code ImageLoadError uses."""
+
+    reason = "bad_aspect_ratio"
+
+
+def check_aspect_ratio(width: int, height: int) -> None:
+    """Raise ImageShapeError for an empty image or one longer than MAX_ASPECT_RATIO times its width."""
+    if width < 1 or height < 1:
+        raise ImageShapeError(f"empty image ({width}x{height} px)")
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise ImageShapeError(f"extreme aspect ratio: {width}x{height} px is more than {MAX_ASPECT_RATIO:g} times "
+                              "longer than wide; crop the photo to the skin area")
+
+
 
 # Every mode we know how to turn into RGB; anything else is reported, not guessed.
 _ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}

@@ -1,0 +1,90 @@
+"""The colour rules, one definition each (numpy, on HxWx3 uint8 RGB unless said otherwise).
+
+- The **skin-colour rule** of Chai & Ngan (1999), "Face segmentation using skin-color map in videophone
+  applications": JPEG / BT.601 full-range YCbCr, Y = (0.299 R + 0.587 G) + 0.114 B, Cr = 128 + 0.713 (R - Y),
+  Cb = 128 + 0.564 (B - Y), skin <=> cr_lo <= Cr <= cr_hi and cb_lo <= Cb <= cb_hi. The box is the shipped
+  not-skin gate's `skin_rule` (src/hypoderm/assets/nonskin_gate.json), which the browser reads too, so the rule
+  has one home: that file. Depigmented patches are near-neutral and fail it.
+- **CIELAB** (sRGB, IEC 61966-2-1 transfer curve, D65 white): `rgb_to_lab`, `lab_to_rgb`.
+- **ITA**, the individual typology angle atan((L* - 50) / b*) in degrees, a skin-tone estimate (Chardon 1991).
+
+Used by the not-skin gate (hypoderm.inference.ood), the photo-style audit (hypoderm.data.shortcut) and the
+training augmentations (hypoderm.engine.augment).
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import numpy as np
+
+# the first gate format's box, for a gate file that names none
+CHAI_NGAN_RULE: dict[str, list[float]] = {"cr": [133.0, 173.0], "cb": [77.0, 127.0]}
+
+
+def _shipped_rule() -> dict[str, list[float]]:
+    text = (resources.files("hypoderm") / "assets" / "nonskin_gate.json").read_text(encoding="utf-8")
+    rule = json.loads(text).get("skin_rule", CHAI_NGAN_RULE)
+    return {"cr": [float(x) for x in rule["cr"]], "cb": [float(x) for x in rule["cb"]]}
+
+
+SKIN_RULE: dict[str, list[float]] = _shipped_rule()
+
+
+def ycc(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Y, Cr, Cb) as float64 arrays of an (..., 3) RGB array, evaluated left to right as the gate documents."""
+    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    return y, 128.0 + 0.713 * (r - y), 128.0 + 0.564 * (b - y)
+
+
+def in_skin_box(cr: np.ndarray, cb: np.ndarray, rule: dict[str, list[float]] | None = None) -> np.ndarray:
+    """Bool array: where (Cr, Cb) lies inside the rule's box."""
+    rule = rule or SKIN_RULE
+    return (cr >= rule["cr"][0]) & (cr <= rule["cr"][1]) & (cb >= rule["cb"][0]) & (cb <= rule["cb"][1])
+
+
+def skin_mask(rgb: np.ndarray, rule: dict[str, list[float]] | None = None) -> np.ndarray:
+    """HWC (or (..., 3)) uint8 RGB -> bool mask of the skin-coloured pixels."""
+    if rgb.ndim < 2 or rgb.shape[-1] != 3:
+        raise ValueError(f"expected an RGB array with 3 channels last, got shape {rgb.shape}")
+    _, cr, cb = ycc(rgb)
+    return in_skin_box(cr, cb, rule)
+
+
+# ---- CIELAB --------------------------------------------------------------------------------------
+
+_M_RGB2XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
+                       [0.2126729, 0.7151522, 0.0721750],
+                       [0.0193339, 0.1191920, 0.9503041]])
+_M_XYZ2RGB = np.linalg.inv(_M_RGB2XYZ)
+_WHITE = np.array([0.95047, 1.0, 1.08883])
+_DELTA = 6.0 / 29.0
+_SRGB_LINEAR = np.where(np.arange(256) / 255.0 <= 0.04045, np.arange(256) / 255.0 / 12.92,
+                        ((np.arange(256) / 255.0 + 0.055) / 1.055) ** 2.4)
+
+
+def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 sRGB -> (..., 3) float64 CIELAB (L* 0..100, a*, b*)."""
+    lin = _SRGB_LINEAR[np.asarray(rgb).astype(np.intp)]
+    xyz = lin @ _M_RGB2XYZ.T / _WHITE
+    f = np.where(xyz > _DELTA ** 3, np.cbrt(np.maximum(xyz, 0.0)), xyz / (3 * _DELTA * _DELTA) + 4.0 / 29.0)
+    return np.stack([116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])],
+                    axis=-1)
+
+
+def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
+    """Inverse of `rgb_to_lab`: (..., 3) CIELAB -> (..., 3) uint8 sRGB, out-of-gamut colours clipped."""
+    fy = (lab[..., 0] + 16.0) / 116.0
+    f = np.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], axis=-1)
+    xyz = np.where(f > _DELTA, f ** 3, 3 * _DELTA * _DELTA * (f - 4.0 / 29.0)) * _WHITE
+    lin = np.clip(xyz @ _M_XYZ2RGB.T, 0.0, 1.0)
+    srgb = np.where(lin <= 0.0031308, lin * 12.92, 1.055 * np.maximum(lin, 1e-12) ** (1 / 2.4) - 0.055)
+    return (np.clip(srgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def ita_degrees(lightness: float, b_star: float) -> float:
+    """Individual typology angle, atan((L* - 50) / b*) in degrees. b* <= 0 (not a skin colour)
+    is treated as a tiny positive b*, giving +-90 rather than a jump of 180 degrees."""
+    return float(np.degrees(np.arctan((lightness - 50.0) / max(b_star, 1e-6))))
