@@ -7,8 +7,8 @@ import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
 
 from hypoderm.engine.calibration import choose_abstain_threshold, fit_temperature, max_logit_stats
-from hypoderm.engine.metrics import bootstrap_ci, classification_metrics, expected_calibration_error, group_metrics
 from hypoderm.inference import softmax
+from hypoderm.metrics import bootstrap_ci, classification_metrics, expected_calibration_error, group_metrics
 
 
 def _fixed_predictions(k: int = 3, n: int = 90, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:

@@ -390,7 +390,7 @@ def _weight_is_quantized(model: object, node: object) -> bool:
 
 @pytest.mark.slow
 def test_sensitive_nodes_finds_each_layer_group(exported_eca: Path) -> None:
-    from hypoderm.export.quantize import sensitive_nodes
+    from hypoderm.export.int8 import sensitive_nodes
 
     graph = onnx.load(str(exported_eca)).graph
     convs = [n for n in graph.node if n.op_type == "Conv"]
@@ -410,7 +410,7 @@ def test_sensitive_nodes_finds_each_layer_group(exported_eca: Path) -> None:
 
 @pytest.mark.slow
 def test_int8_settings_are_applied(exported_eca: Path, tmp_path: Path) -> None:
-    from hypoderm.export.quantize import quantize_int8, sensitive_nodes
+    from hypoderm.export.int8 import quantize_int8, sensitive_nodes
 
     calib = _images(8, seed=3)
     kept = quantize_int8(exported_eca, calib, tmp_path / "kept.onnx", method="percentile",
@@ -436,7 +436,7 @@ def test_int8_settings_are_applied(exported_eca: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_int8_agrees_with_fp32_on_tiny_model_and_report_has_fields(exported_eca: Path, tmp_path: Path) -> None:
-    from hypoderm.export.quantize import agreement_report, model_inputs, quantize_int8
+    from hypoderm.export.int8 import agreement_report, model_inputs, quantize_int8
     from hypoderm.inference import OnnxPredictor
 
     q = quantize_int8(exported_eca, _images(16, seed=3), tmp_path / "q.onnx")
@@ -469,26 +469,28 @@ def calib_and_held_folders(root: Path, seed: int, per_class: int) -> None:
 
 
 @pytest.mark.slow
-def test_export_cli_int8_options_and_closeup_report(ckpt_path: Path, tmp_path: Path, capsys) -> None:
+def test_export_cli_int8_closeup_report(ckpt_path: Path, tmp_path: Path, capsys) -> None:
+    """`--int8` uses the measured settings (DEFAULT_SETTINGS; other settings are the sweep benchmark's) and
+    compares with fp32 on held-out photos and their close-ups."""
     from hypoderm.cli import main
+    from hypoderm.export.int8 import DEFAULT_SETTINGS
 
     calib_and_held_folders(tmp_path, seed=6, per_class=6)
     out = tmp_path / "out" / "model.onnx"
     rc = main(["export", str(ckpt_path), "--out", str(out), "--int8", "--calibration", str(tmp_path / "calib"),
-               "--eval", str(tmp_path / "held"), "--int8-method", "entropy", "--int8-format", "qoperator",
-               "--int8-keep-fp32", "first_conv", "--eval-closeups", "2"])
+               "--eval", str(tmp_path / "held"), "--eval-closeups", "2"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     report = json.loads((out.parent / "model.export-report.json").read_text())["int8"]
-    assert report["settings"]["calibration"] == "entropy" and report["settings"]["format"] == "QOperator"
-    assert report["settings"]["fp32_layer_groups"] == ["first_conv"]
+    assert report["settings"]["calibration"] == DEFAULT_SETTINGS["method"]
+    assert report["settings"]["format"] == DEFAULT_SETTINGS["quant_format"].upper()
     assert report["held_out"] is True and report["images"] == 12 + 24
     assert report["by_view"]["photo"]["images"] == 12 and report["by_view"]["closeup"]["images"] == 24
     assert {"top1_agreement", "fp32", "int8", "delta_points", "bytes", "fp32_bytes"} <= set(report)
     assert "closeup: top-1 agreement" in captured.out and "macro-F1 fp32" in captured.out
-    assert main(["export", str(ckpt_path), "--out", str(out), "--int8", "--calibration", str(tmp_path / "calib"),
-                 "--int8-keep-fp32", "first_conv,stem"]) == 2
-    assert "unknown layer group(s) stem" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the tuning flags are the sweep benchmark's, not the command's
+        main(["export", str(ckpt_path), "--out", str(out), "--int8-method", "entropy"])
+    capsys.readouterr()
     rc = main(["export", str(ckpt_path), "--out", str(out), "--int8", "--calibration", str(tmp_path / "calib"),
                "--eval", str(tmp_path / "calib"), "--eval-closeups", "0"])
     assert rc == 0 and "12 of the --eval images are also --calibration images" in capsys.readouterr().err
@@ -498,7 +500,7 @@ def test_export_cli_int8_options_and_closeup_report(ckpt_path: Path, tmp_path: P
 
 @pytest.mark.slow
 def test_int8_keeps_gradcam_outputs_sharing_the_int8_head_weight(exported_eca: Path, tmp_path: Path) -> None:
-    from hypoderm.export.quantize import agreement_report, quantize_int8
+    from hypoderm.export.int8 import agreement_report, quantize_int8
     from hypoderm.inference import OnnxPredictor
 
     q = quantize_int8(exported_eca, _images(12, seed=3), tmp_path / "cam.onnx", keep_gradcam=True)
@@ -545,7 +547,7 @@ def _rounded_weights_fp32(fp32: Path, int8w: Path, out: Path) -> Path:
 def test_weight_only_int8_stores_int8_weights_and_computes_in_fp32(exported_eca: Path, tmp_path: Path) -> None:
     from onnx import numpy_helper
 
-    from hypoderm.export.quantize import model_inputs, quantize_weights_int8
+    from hypoderm.export.int8 import model_inputs, quantize_weights_int8
     from hypoderm.inference import OnnxPredictor
 
     q = quantize_weights_int8(exported_eca, tmp_path / "model.int8w.onnx")
@@ -590,8 +592,9 @@ def test_weight_only_int8_stores_int8_weights_and_computes_in_fp32(exported_eca:
 def test_weight_only_int8_is_dequantised_when_the_session_is_created(exported_eca: Path, tmp_path: Path) -> None:
     import onnxruntime as ort
 
-    from hypoderm.export.quantize import DEQUANTIZE_AT_LOAD, quantize_weights_int8
+    from hypoderm.export.int8 import quantize_weights_int8
     from hypoderm.inference import OnnxPredictor
+    from hypoderm.inference.metadata import DEQUANTIZE_AT_LOAD
 
     q = quantize_weights_int8(exported_eca, tmp_path / "model.int8w.onnx")
 
@@ -625,7 +628,7 @@ def test_weight_only_int8_is_dequantised_when_the_session_is_created(exported_ec
 def test_weight_only_int8_refuses_a_model_without_weights(tmp_path: Path) -> None:
     from onnx import TensorProto, helper
 
-    from hypoderm.export.quantize import quantize_weights_int8
+    from hypoderm.export.int8 import quantize_weights_int8
     from hypoderm.inference.metadata import input_block, write_metadata
     from hypoderm.inference.preprocess import PreprocessSpec
 

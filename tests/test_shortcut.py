@@ -349,7 +349,7 @@ def test_shortcut_audit_is_torch_free() -> None:
 def test_rank_auc_equals_sklearn() -> None:
     from sklearn.metrics import roc_auc_score
 
-    from hypoderm.data.shortcut import binary_auc
+    from hypoderm.metrics import binary_auc
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 200).astype(bool)

@@ -27,10 +27,10 @@ from hypoderm.data.shortcut import (
     GEOMETRY_FEATURES,
     MODEL_TITLES,
     SKIN_FEATURES,
-    macro_f1,
     shortcut_baseline,
 )
 from hypoderm.data.splits import Split
+from hypoderm.metrics import macro_f1
 
 
 def main(data: str, study: str) -> None:

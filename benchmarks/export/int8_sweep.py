@@ -7,7 +7,7 @@ Protocol (issue 15, item 2):
   `hypoderm.engine.styleshift.closeups` (3 seeded close-ups per photo, like the square a user frames
   in the app).
 - calibration: photos of the *training* folds only (centre crops; `+closeups` adds their close-ups).
-- each setting: `hypoderm.export.quantize.quantize_int8`, then `agreement_report` on the held-out
+- each setting: `hypoderm.export.int8.quantize_int8`, then `agreement_report` on the held-out
   set (top-1 agreement, accuracy and macro-F1 of fp32 and INT8, by view), file size, and ONNX Runtime
   CPU latency at 1 thread, batch 1 (fp32 and every INT8 model timed round-robin in one process, so
   machine drift is shared; median of per-round medians).
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from hypoderm.export.quantize import agreement_report, quantize_int8
+from hypoderm.export.int8 import agreement_report, quantize_int8
 from hypoderm.inference import load_metadata
 from hypoderm.inference.preprocess import PreprocessSpec, center_crop_array, normalize_uint8
 

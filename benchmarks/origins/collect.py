@@ -14,22 +14,15 @@ for the full runs)
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
+from hypoderm.text import fmt, pct
+
 HERE = Path(__file__).resolve().parent
 HEALTHY = "normal_skin"
 LESION = "vitiligo"
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None or not math.isfinite(x) else f"{100 * x:.0f}%"
-
-
-def _f(x: float | None, spec: str = ".3f") -> str:
-    return "-" if x is None or not math.isfinite(x) else format(x, spec)
 
 
 def load(run: Path) -> dict[str, Any]:
@@ -53,9 +46,9 @@ def holdout_rows(r: dict[str, Any]) -> list[str]:
             if not row["testable"]:
                 continue
             b = (base.get(value) or {}).get("per_class", {}).get(true)
-            rows.append(f"| {r['name']} | {value} | {true} | {row['n']} | {_pct(row['recall'])} | "
-                        f"{_pct(row['called'].get(LESION))} | {_pct(row.get('called_ok', {}).get(LESION))} | "
-                        f"{_pct(row.get('answered'))} | {_pct(b['recall']) if b else '-'} |")
+            rows.append(f"| {r['name']} | {value} | {true} | {row['n']} | {pct(row['recall'])} | "
+                        f"{pct(row['called'].get(LESION))} | {pct(row.get('called_ok', {}).get(LESION))} | "
+                        f"{pct(row.get('answered'))} | {pct(b['recall']) if b else '-'} |")
     return rows
 
 
@@ -67,10 +60,10 @@ def cv_cells(r: dict[str, Any]) -> list[str]:
     rec = [m["per_class"][LESION]["recall"] for m in folds.values() if LESION in m["per_class"]]
     aucs = {c: [m["per_class"][c]["roc_auc"] for m in folds.values()] for c in next(iter(folds.values()))["per_class"]}
     base = (cv.get("shortcut") or {}).get("macro_f1_mean")
-    return [f"{len(folds)}", f"{_f(cv['mean']['macro_f1'])} ± {_f(cv['std'].get('macro_f1'))}",
-            _f(sum(rec) / len(rec)) if rec else "-",
-            ", ".join(f"{c} {_f(sum(v) / len(v))}" for c, v in aucs.items()),
-            _f(base), _f(cv["mean"]["macro_f1"] - base) if base is not None else "-"]
+    return [f"{len(folds)}", f"{fmt(cv['mean']['macro_f1'])} ± {fmt(cv['std'].get('macro_f1'))}",
+            fmt(sum(rec) / len(rec)) if rec else "-",
+            ", ".join(f"{c} {fmt(sum(v) / len(v))}" for c, v in aucs.items()),
+            fmt(base), fmt(cv["mean"]["macro_f1"] - base) if base is not None else "-"]
 
 
 def by_skin_type(r: dict[str, Any], manifest: Path) -> list[str]:
@@ -101,7 +94,7 @@ def by_skin_type(r: dict[str, Any], manifest: Path) -> list[str]:
         groups = sorted({(row[0], row[key]) for row in rows})
         for cls, g in groups:
             hits = [row[3] for row in rows if row[0] == cls and row[key] == g]
-            out.append(f"| {cls} | {g} | {len(hits)} | {_pct(sum(hits) / len(hits))} |")
+            out.append(f"| {cls} | {g} | {len(hits)} | {pct(sum(hits) / len(hits))} |")
     return out
 
 

@@ -21,10 +21,10 @@ from hypoderm.data.splits import Split
 from hypoderm.engine.cache import DecodedCache
 from hypoderm.engine.calibration import choose_abstain_threshold, fit_temperature
 from hypoderm.engine.fold import readable_index
-from hypoderm.engine.metrics import expected_calibration_error
 from hypoderm.engine.styleshift import build_views
 from hypoderm.inference import softmax
 from hypoderm.inference.preprocess import PreprocessSpec
+from hypoderm.metrics import expected_calibration_error
 
 RUN = Path("benchmarks/shortcut/runs/hypodermnet-crop-tone-p40-128-e120")
 SPLIT = Path("benchmarks/comparison/h200_224/split.json")

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import f1_score
 
 from hypoderm.bench import PRESETS, bench, parse_models
+from hypoderm.metrics import macro_f1
 from hypoderm.models import canonical_name, is_table_model
 
 
@@ -78,13 +78,9 @@ def pooled(model_dir: Path) -> dict[str, np.ndarray]:
     return {"y_true": z["y_true"], "y_pred": z["probs"].argmax(axis=1), "fold": z["fold"]}
 
 
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, labels: list[int]) -> float:
-    return float(f1_score(y_true, y_pred, average="macro", labels=labels, zero_division=0))
-
-
 def pooled_ci(p: dict[str, np.ndarray], labels: list[int], n: int, seed: int = 0) -> dict[str, list[float]]:
     """Percentile bootstrap 95% CI of accuracy and macro-F1 over the pooled out-of-fold predictions."""
-    from hypoderm.engine.metrics import bootstrap_ci
+    from hypoderm.metrics import bootstrap_ci
 
     return bootstrap_ci(p["y_true"], p["y_pred"], n_resamples=n, seed=seed, labels=labels)
 
@@ -104,13 +100,13 @@ def paired(ref: str, other: str, summaries: dict[str, Any], preds: dict[str, dic
     pa, pb = preds[ref], preds[other]
     if np.array_equal(pa["y_true"], pb["y_true"]) and np.array_equal(pa["fold"], pb["fold"]):
         rng = np.random.default_rng(seed)
-        n = len(pa["y_true"])
-        boot = np.empty(n_boot)
-        for i in range(n_boot):
-            idx = rng.integers(0, n, n)
-            boot[i] = (macro_f1(pa["y_true"][idx], pa["y_pred"][idx], labels)
-                       - macro_f1(pb["y_true"][idx], pb["y_pred"][idx], labels))
-        row["pooled_diff"] = macro_f1(pa["y_true"], pa["y_pred"], labels) - macro_f1(pb["y_true"], pb["y_pred"], labels)
+        n, k = len(pa["y_true"]), len(labels)
+
+        def diff(idx: np.ndarray | slice) -> float:
+            return macro_f1(pa["y_true"][idx], pa["y_pred"][idx], k) - macro_f1(pb["y_true"][idx], pb["y_pred"][idx], k)
+
+        boot = np.array([diff(rng.integers(0, n, n)) for _ in range(n_boot)])
+        row["pooled_diff"] = diff(slice(None))
         row["pooled_diff_ci95"] = [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]
         row["p_ref_not_better"] = float(np.mean(boot <= 0))  # bootstrap share of resamples where ref does not win
     return row
@@ -263,7 +259,7 @@ def write_reports(cfg: Any, models: list[str], out: Path, summaries: dict[str, A
             "accuracy_mean": s["mean"]["accuracy"], "accuracy_std": s["std"]["accuracy"],
             "macro_f1_mean": s["mean"]["macro_f1"], "macro_f1_std": s["std"]["macro_f1"],
             "pooled_accuracy": float(np.mean(p["y_true"] == p["y_pred"])),
-            "pooled_macro_f1": macro_f1(p["y_true"], p["y_pred"], labels),
+            "pooled_macro_f1": macro_f1(p["y_true"], p["y_pred"], len(labels)),
             "pooled_ci95": pooled_ci(p, labels, n_boot),
             **{k: e.get(k) for k in ("params", "macs", "flops", "receptive_field", "onnx_bytes", "ort_ms_median",
                                       "ort_ms_p90", "torch_ms_median", "torch_ms_p90")},

@@ -63,8 +63,8 @@ WEB_ASSETS_ENV = "HYPODERM_WEB_ASSETS"
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # a 12 MP phone JPEG is 3-6 MB
 DEFAULT_MAX_PIXELS = 40_000_000  # above any phone camera in common use; bounds decode memory
 # Photos decoded at once. Decode memory is this times the worst accepted image (a 40 MP PNG, TIFF or WebP
-# at the limit: ~0.17 GB while it is decoded and reduced), whatever the number of clients; 2 matches this
-# machine's cores.
+# at the limit: ~0.17 GB while it is decoded and reduced), whatever the number of clients; 2 for a small
+# server (set --max-decodes to its cores).
 DEFAULT_MAX_DECODES = 2
 # ONNX Runtime threads per prediction. The server runs up to max_decodes predictions at once, one
 # thread each; more intra-op threads only spin-wait for each other (measured on 12 MP JPEGs, 2 cores:

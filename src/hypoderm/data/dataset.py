@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 
 from hypoderm.imaging.io import IMAGE_EXTENSIONS, ImageLoadError, load_rgb
-
-_LIST_LIMIT = 20  # how many offending paths an error message lists before "... and N more"
+from hypoderm.text import listing
 
 
 class DatasetError(ValueError):
@@ -67,15 +66,6 @@ def relative_posix(path: Path, root: Path) -> str:
         return path.as_posix()  # a CSV may point outside its folder: keep the absolute path
 
 
-def _listing(items: list[str]) -> str:
-    shown = ", ".join(items[:_LIST_LIMIT])
-    return shown + (f", ... and {len(items) - _LIST_LIMIT} more" if len(items) > _LIST_LIMIT else "")
-
-
-def _is_hidden(rel: Path) -> bool:
-    return any(part.startswith(".") for part in rel.parts)
-
-
 def _from_image_folder(root: Path) -> DatasetIndex:
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not class_dirs:
@@ -98,7 +88,7 @@ def _from_image_folder(root: Path) -> DatasetIndex:
             empty.append(class_dir.name)
         samples += [Sample(path=p, label=class_dir.name) for p in found]
     if empty:
-        raise DatasetError(f"{root}: class folder(s) with no images: {_listing(empty)} "
+        raise DatasetError(f"{root}: class folder(s) with no images: {listing(empty)} "
                            f"(image extensions: {' '.join(sorted(IMAGE_EXTENSIONS))})")
     return DatasetIndex(root=root, samples=samples, class_names=[d.name for d in class_dirs])
 
@@ -145,11 +135,11 @@ def _from_csv(csv_path: Path) -> DatasetIndex:
                               skin_type=row.get("skin_type") or None, extra=extra))
     problems = []
     if blank:
-        problems.append(f"empty path or label on {_listing(blank)}")
+        problems.append(f"empty path or label on {listing(blank)}")
     if missing_files:
-        problems.append(f"{len(missing_files)} listed file(s) not found: {_listing(missing_files)}")
+        problems.append(f"{len(missing_files)} listed file(s) not found: {listing(missing_files)}")
     if duplicates:
-        problems.append(f"file(s) listed twice: {_listing(duplicates)}")
+        problems.append(f"file(s) listed twice: {listing(duplicates)}")
     if problems:
         raise DatasetError(f"{csv_path}: " + "; ".join(problems))
     has_groups = any(s.group for s in samples)
@@ -178,7 +168,7 @@ def apply_group_regex(index: DatasetIndex, group_regex: str) -> DatasetIndex:
         samples.append(replace(s, group=group or m.group(0)))
     if unmatched:
         raise DatasetError(f"group regex {group_regex!r} does not match {len(unmatched)} file name(s): "
-                           f"{_listing(unmatched)}")
+                           f"{listing(unmatched)}")
     source = "regex" if index.group_source is None else index.group_source
     return replace(index, samples=samples, group_source=source)
 

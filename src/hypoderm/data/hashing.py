@@ -106,6 +106,3 @@ def near_pairs(fingerprints: list[Fingerprint], threshold: int = 4) -> list[tupl
             best[key] = min(best.get(key, 64), int(dist[r, c]))
     return sorted((i, j, d) for (i, j), d in best.items())
 
-
-def clear_cache() -> None:
-    _cache.clear()

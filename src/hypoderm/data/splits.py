@@ -31,6 +31,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from hypoderm.data.dataset import DatasetError, DatasetIndex, Sample, apply_group_regex, check_images, load_index
 from hypoderm.data.hashing import fingerprint, near_pairs
+from hypoderm.text import listing
 
 SPLIT_FORMAT = "hypoderm-split/1"
 NEAR_DUPLICATE_THRESHOLD = 4
@@ -140,11 +141,11 @@ class Split:
         only_index = sorted(set(theirs) - set(mine))
         relabelled = sorted(p for p in set(mine) & set(theirs) if mine[p] != theirs[p])
         if only_split:
-            problems.append(f"{len(only_split)} file(s) in the split but not in the dataset: {_few(only_split)}")
+            problems.append(f"{len(only_split)} file(s) in the split but not in the dataset: {listing(only_split, 10)}")
         if only_index:
-            problems.append(f"{len(only_index)} file(s) in the dataset but not in the split: {_few(only_index)}")
+            problems.append(f"{len(only_index)} file(s) in the dataset but not in the split: {listing(only_index, 10)}")
         if relabelled:
-            problems.append(f"{len(relabelled)} file(s) with another label: {_few(relabelled)}")
+            problems.append(f"{len(relabelled)} file(s) with another label: {listing(relabelled, 10)}")
         if self.class_names != index.class_names:
             problems.append(f"class names differ: split {self.class_names}, dataset {index.class_names}")
         if not problems and [s.path for s in self.samples] != [index.relpath(s) for s in index.samples]:
@@ -191,10 +192,6 @@ class Split:
                 row += f" {sum(s.val for s in in_fold):>5}"
             lines.append(row)
         return "\n".join(lines)
-
-
-def _few(items: list[str], n: int = 10) -> str:
-    return ", ".join(items[:n]) + (f", ... and {len(items) - n} more" if len(items) > n else "")
 
 
 def near_duplicate_groups(index: DatasetIndex, threshold: int = NEAR_DUPLICATE_THRESHOLD) -> list[str]:
@@ -312,7 +309,7 @@ def make_holdout_split(index: DatasetIndex, column: str, val_folds: int = 5, see
     crossing = sorted({g for g, v in zip(groups, values, strict=True) if value_of_group.setdefault(g, v) != v})
     if crossing:
         raise DatasetError(f"{len(crossing)} group(s) have photos under two values of {column!r} (e.g. "
-                           f"{_few(crossing, 3)}); a held-out split would put them on both sides of a fold")
+                           f"{listing(crossing, 3)}); a held-out split would put them on both sides of a fold")
     cell = [f"{s.label}\x00{v}" for s, v in zip(index.samples, values, strict=True)]
     strata = np.unique(cell, return_inverse=True)[1]
     inner = _stratified_group_folds(strata, groups, val_folds, seed)

@@ -1,4 +1,4 @@
-"""Augmentations against the photo-style shortcut (issue 11), on CHW uint8 tensors.
+"""Augmentations against the photo-style shortcut, on CHW uint8 tensors.
 
 On the development photos a logistic regression on trivial photo features (size, framing, border
 colour, skin tone, JPEG bytes) predicts the label better than the CNN did: the classes come from

@@ -29,8 +29,8 @@ import numpy as np
 
 from hypoderm.engine.cache import DecodedCache
 from hypoderm.engine.config import TrainConfig, TrainError, add_train_arguments, config_from_args
-from hypoderm.engine.metrics import scalar_metrics
 from hypoderm.inference.preprocess import PreprocessSpec
+from hypoderm.metrics import scalar_metrics
 
 # the settings that define the experiment; a resumed cv must not change them
 _PROTOCOL_KEYS = ("data", "model", "folds", "seed", "size", "epochs", "batch_size", "lr", "weight_decay",

@@ -21,9 +21,10 @@ import numpy as np
 
 from hypoderm.engine.cache import DecodedCache
 from hypoderm.engine.data import CachedImageDataset, build_eval_loader, eval_transform
-from hypoderm.engine.metrics import classification_metrics, group_metrics, reliability_bins
 from hypoderm.inference import softmax
 from hypoderm.inference.preprocess import PreprocessSpec
+from hypoderm.metrics import classification_metrics, group_metrics, reliability_bins
+from hypoderm.text import fmt
 
 
 class EvaluateError(RuntimeError):
@@ -209,7 +210,7 @@ def _refuse_seen_photos(ckpt: dict[str, Any], paths: list[str], part: str, where
 
 
 def _fmt(x: float) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+    return fmt(x, missing="n/a")
 
 
 def render_report(m: dict[str, Any], out_dir: Path) -> str:

@@ -14,13 +14,13 @@ measured instead, for the model and for the photo-style baseline alike:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from hypoderm.engine.metrics import roc_auc_ovr
+from hypoderm.metrics import roc_auc_ovr
+from hypoderm.text import pct
 
 
 def holdout_report(y_true: Sequence[int] | np.ndarray, probs: np.ndarray, class_names: Sequence[str],
@@ -78,16 +78,10 @@ def single_source_classes(values_by_class: Mapping[str, Sequence[str]]) -> dict[
     return out
 
 
-def _pct(x: float | None) -> str:
-    if x is None or not math.isfinite(x):
-        return "-"
-    return "<1%" if 0 < x < 0.005 else f"{x:.0%}"
-
-
 def _called(row: Mapping[str, Any], key: str, true: str) -> str:
     """'normal_skin 91%, vitiligo 6%' (the other classes a true class is mistaken for, largest first)."""
     parts = sorted(((v, k) for k, v in row[key].items() if k != true and v > 0), reverse=True)
-    return ", ".join(f"{k} {_pct(v)}" for v, k in parts) or "-"
+    return ", ".join(f"{k} {pct(v)}" for v, k in parts) or "-"
 
 
 def render_holdout_table(reports: Mapping[str, Mapping[str, Any]], baseline: Mapping[str, Mapping[str, Any]]
@@ -104,17 +98,17 @@ def render_holdout_table(reports: Mapping[str, Mapping[str, Any]], baseline: Map
         for true, row in rep["per_class"].items():
             cells = [value, true, str(row["n"])]
             if row["testable"]:
-                cells += [_pct(row["recall"]), _called(row, "called", true)]
+                cells += [pct(row["recall"]), _called(row, "called", true)]
             else:
                 cells += ["untestable", "its only source: " + _called(row, "called", "")]
             if has_ok:
-                cells += [_pct(row.get("answered")),
-                          ", ".join(f"{k} {_pct(v)}" for k, v in row.get("called_ok", {}).items() if v > 0) or "-"]
+                cells += [pct(row.get("answered")),
+                          ", ".join(f"{k} {pct(v)}" for k, v in row.get("called_ok", {}).items() if v > 0) or "-"]
             cells.append("-" if rep["roc_auc"] is None else f"{rep['roc_auc']:.3f}")
             if baseline:
                 b = (baseline.get(value) or {}).get("per_class", {}).get(true)
                 b_auc = (baseline.get(value) or {}).get("roc_auc")
-                cells += [_pct(b["recall"]) if b and b["testable"] else "-",
+                cells += [pct(b["recall"]) if b and b["testable"] else "-",
                           "-" if b_auc is None else f"{b_auc:.3f}"]
             lines.append("| " + " | ".join(cells) + " |")
     return lines

@@ -1,4 +1,4 @@
-"""A style-shift test set built from a dataset's own test-fold photos (issue 11).
+"""A style-shift test set built from a dataset's own test-fold photos.
 
 Internal cross-validation cannot see a photo-style shortcut: the test fold has the same styles as the
 training folds. These views of the same test photos take the style away, so a model that learned the
@@ -111,18 +111,14 @@ def build_views(images: Sequence[torch.Tensor], keys: Sequence[str], spec: Prepr
 
 def view_metrics(probs: np.ndarray, y: np.ndarray, threshold: float) -> dict[str, Any]:
     """ROC-AUC, macro-F1 and accuracy of the top class, and the share answered (top p >= threshold)."""
-    from sklearn.metrics import f1_score, roc_auc_score
+    from hypoderm.metrics import binary_auc, macro_f1, roc_auc_ovr
 
     k = probs.shape[1]
     pred = probs.argmax(1)
-    present = np.unique(y)
-    auc = float("nan")
-    if len(present) > 1:
-        auc = float(roc_auc_score(y, probs[:, 1]) if k == 2 else
-                    roc_auc_score(y, probs, multi_class="ovr", average="macro", labels=list(range(k))))
+    auc = binary_auc(y == 1, probs[:, 1]) if k == 2 else roc_auc_ovr(y, probs, k)[0]
     answered = probs.max(1) >= threshold
     return {"n": int(len(y)), "roc_auc": auc, "accuracy": float((pred == y).mean()),
-            "macro_f1": float(f1_score(y, pred, average="macro", labels=list(range(k)), zero_division=0)),
+            "macro_f1": macro_f1(y, pred, k),
             "answered": float(answered.mean()),
             "answered_accuracy": float((pred[answered] == y[answered]).mean()) if answered.any() else float("nan"),
             "per_class_recall": [float((pred[y == c] == c).mean()) if (y == c).any() else float("nan")

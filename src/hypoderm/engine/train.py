@@ -154,14 +154,12 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, 
 def validate(model: nn.Module, loader: DataLoader, criterion: nn.Module, device: torch.device, *,
              amp: bool = False, channels_last: bool = False) -> dict[str, float]:
     """Validation loss, accuracy and macro-F1 (the early-stopping metric)."""
-    from sklearn.metrics import f1_score
+    from hypoderm.metrics import macro_f1
 
     logits, y = predict_logits(model, loader, device, amp=amp, channels_last=channels_last)
-    num_classes = logits.shape[1]
     loss = criterion(torch.from_numpy(logits), torch.from_numpy(y)).item()
     pred = logits.argmax(1)
-    return {"loss": loss, "accuracy": float((pred == y).mean()),
-            "macro_f1": float(f1_score(y, pred, average="macro", labels=list(range(num_classes)), zero_division=0))}
+    return {"loss": loss, "accuracy": float((pred == y).mean()), "macro_f1": macro_f1(y, pred, logits.shape[1])}
 
 
 # -------------------------------------------------------------------------------------- checkpoints
@@ -202,8 +200,8 @@ def calibrate_best(best: dict[str, Any], model: nn.Module, val_loader: DataLoade
     (benchmarks/shortcut/README.md). The max-logit floor stays on the centre crops.
     """
     from hypoderm.engine.calibration import choose_abstain_threshold, fit_temperature, max_logit_stats
-    from hypoderm.engine.metrics import expected_calibration_error
     from hypoderm.inference import softmax
+    from hypoderm.metrics import expected_calibration_error
 
     ckpt = dict(best)
     model.load_state_dict(ckpt["state_dict"])

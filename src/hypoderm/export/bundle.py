@@ -42,10 +42,6 @@ class ExportOptions:
     ood_quantile: float = 0.01
     max_images: int = 256
     force: bool = False
-    int8_method: str | None = None
-    int8_format: str | None = None
-    int8_keep_fp32: str | None = None
-    int8_per_tensor: bool = False
     int8_gradcam: bool = False
     int8_weights: bool = False
     eval_closeups: int = 3
@@ -83,16 +79,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval", type=Path, dest="eval_dir",
                         help="labelled folder or CSV manifest to report fp32 vs INT8 accuracy / macro-F1 "
                              "(default: --calibration)")
-    parser.add_argument("--int8-method", choices=("minmax", "entropy", "percentile"), default=None,
-                        help="INT8 calibration method (default: the measured choice, "
-                             "hypoderm.export.quantize.DEFAULT_SETTINGS)")
-    parser.add_argument("--int8-format", choices=("qdq", "qoperator"), default=None,
-                        help="INT8 graph format: QDQ (Quantize/DequantizeLinear pairs) or QOperator (QLinearConv ...)")
-    parser.add_argument("--int8-keep-fp32", default=None, metavar="GROUPS",
-                        help="comma-separated layer groups left in fp32: first_conv, depthwise, eca, head "
-                             "('' for none)")
-    parser.add_argument("--int8-per-tensor", action="store_true", help="one INT8 scale per weight tensor "
-                        "instead of one per output channel")
     parser.add_argument("--int8-gradcam", action="store_true",
                         help="keep the Grad-CAM outputs in the INT8 model (their branch stays fp32 and shares the "
                              "INT8 head weight; the report then compares the maps)")
@@ -190,29 +176,8 @@ def _closeup_inputs(images: list[Any], keys: list[str], spec: Any, n: int) -> li
     return out
 
 
-def _int8_settings(args: ExportOptions) -> dict[str, Any]:
-    """The INT8 options given on the command line over the measured defaults."""
-    from hypoderm.export.quantize import DEFAULT_SETTINGS, SENSITIVE_GROUPS
-
-    settings = dict(DEFAULT_SETTINGS)
-    if args.int8_method is not None:
-        settings["method"] = args.int8_method
-    if args.int8_format is not None:
-        settings["quant_format"] = args.int8_format
-    if args.int8_per_tensor:
-        settings["per_channel"] = False
-    if args.int8_keep_fp32 is not None:
-        groups = [g.strip() for g in args.int8_keep_fp32.split(",") if g.strip()]
-        unknown = [g for g in groups if g not in SENSITIVE_GROUPS]
-        if unknown:
-            raise ValueError(f"--int8-keep-fp32: unknown layer group(s) {', '.join(unknown)}; "
-                             f"choose from {', '.join(SENSITIVE_GROUPS)}")
-        settings["keep_fp32"] = tuple(groups)
-    return settings
-
-
-def _check_options(args: ExportOptions) -> dict[str, Any]:
-    """Refuse contradictory or impossible options before anything is loaded; return the INT8 settings."""
+def _check_options(args: ExportOptions) -> None:
+    """Refuse contradictory or impossible options before anything is loaded."""
     if args.int8 and args.format != "onnx":
         raise ExportError("--int8 applies to --format onnx only")
     if args.int8 and args.calibration is None:
@@ -221,15 +186,10 @@ def _check_options(args: ExportOptions) -> dict[str, Any]:
         if source is not None and not (source.is_dir() or (source.is_file() and source.suffix.lower() == ".csv")):
             what = "does not exist" if not source.exists() else "is neither a folder nor a .csv manifest"
             raise ExportError(f"{source} {what} (give a folder of images or a CSV manifest path,label[,...])")
-    try:
-        int8_settings = _int8_settings(args)
-    except ValueError as e:
-        raise ExportError(str(e)) from e
     if args.eval_closeups < 0:
         raise ExportError(f"--eval-closeups must be >= 0, got {args.eval_closeups}")
     if args.format == "onnx" and args.out.suffix != ".onnx":
         raise ExportError(f"--out must end in .onnx, got {args.out}")
-    return int8_settings
 
 
 def _load_model(args: ExportOptions, warn: Callable[[str], None]) -> tuple[dict[str, Any], Any, dict[str, Any]]:
@@ -344,11 +304,10 @@ def _eval_set(args: ExportOptions, calib: _Images, class_names: list[str], spec:
 
 
 def _quantized_variants(out: Path, calib: _Images, class_names: list[str], spec: Any, args: ExportOptions,
-                        int8_settings: dict[str, Any], log: Callable[[str], None],
-                        warn: Callable[[str], None]) -> dict[str, Any]:
+                        log: Callable[[str], None], warn: Callable[[str], None]) -> dict[str, Any]:
     """The INT8 models asked for, each quantised in a staging folder, compared with fp32 there, and written
     beside `out` once with the comparison in its metadata. Returns their report entries."""
-    from hypoderm.export.quantize import quantize_int8, quantize_weights_int8
+    from hypoderm.export.int8 import quantize_int8, quantize_weights_int8
     from hypoderm.inference.metadata import load_metadata, write_metadata
 
     ev = _eval_set(args, calib, class_names, spec, warn) if (args.eval_dir or args.calibration) else None
@@ -358,8 +317,9 @@ def _quantized_variants(out: Path, calib: _Images, class_names: list[str], spec:
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         staged = {}
         if args.int8:
+            # the settings measured on the bundled model (DEFAULT_SETTINGS); int8_sweep.py (benchmarks) tries others
             staged["int8"] = quantize_int8(out, calib.images, Path(tmp) / "int8.onnx", max_images=args.max_images,
-                                           keep_gradcam=args.int8_gradcam, **int8_settings)
+                                           keep_gradcam=args.int8_gradcam)
         if args.int8_weights:
             staged["int8_weights"] = quantize_weights_int8(out, Path(tmp) / "int8w.onnx")
         for key, path in staged.items():
@@ -373,7 +333,7 @@ def _quantized_variants(out: Path, calib: _Images, class_names: list[str], spec:
 
 def _compare_variant(key: str, path: Path, fp32: Path, ev: _EvalSet, args: ExportOptions) -> dict[str, Any]:
     """Agreement and accuracy of one INT8 model against fp32 on the evaluation set."""
-    from hypoderm.export.quantize import agreement_report
+    from hypoderm.export.int8 import agreement_report
 
     agree = agreement_report(fp32, path, ev.inputs, ev.labels, ev.views)
     agree["evaluated_on"] = str(ev.source)
@@ -412,7 +372,7 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
     """Export one checkpoint as `hypoderm export` does (OOD fitting, parity, INT8, report file) and
     return the report. Raises ExportError with the message the command prints; `log` gets the
     command's progress lines, `warn` its warnings and notes."""
-    int8_settings = _check_options(args)
+    _check_options(args)
     ckpt, model, metadata = _load_model(args, warn)
 
     from hypoderm.export.onnx import ExportParityError, export_onnx_checked, export_torchscript
@@ -442,7 +402,7 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
         f"{parity['max_abs_diff']:.2e} <= {parity['tolerance']:g} on {parity['images']} images")
 
     if args.int8 or args.int8_weights:
-        report.update(_quantized_variants(out, calib, class_names, spec, args, int8_settings, log, warn))
+        report.update(_quantized_variants(out, calib, class_names, spec, args, log, warn))
     report_path = out.with_name(out.stem + ".export-report.json")
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     log(f"report: {report_path}")

@@ -2,8 +2,8 @@
 the model (`min_size`), one reduced to a bounded working size on the way.
 
 Memory: the decoded image in its own mode is the only full-size buffer. A 40 MP PNG with alpha costs its
-160 MB decode plus a few MB, not the 1 GB of whole-image RGBA composites and float64 copies it used to;
-with `min_size` the result is at most a few megapixels whatever the photo's size.
+160 MB decode plus a few MB (exotic modes are converted in bands, never as whole-image float64 or RGBA
+copies); with `min_size` the result is at most a few megapixels whatever the photo's size.
 
 Torch-free on purpose (the inference path imports it). Anything that cannot be loaded raises
 `ImageLoadError` with a specific reason instead of whatever Pillow happened to raise.

@@ -25,7 +25,7 @@ METADATA_FORMAT = "hypoderm-onnx/1"
 METADATA_KEY = "hypoderm"  # key in the ONNX model's metadata_props
 DISCLAIMER = "Decision aid, not a medical device."
 DEFAULT_ABSTAIN_THRESHOLD = 0.6
-# Weight-only INT8 (hypoderm.export.quantize.quantize_weights_int8): the weights are stored as INT8 behind
+# Weight-only INT8 (hypoderm.export.int8.quantize_weights_int8): the weights are stored as INT8 behind
 # DequantizeLinear; with this session config entry ONNX Runtime's constant folding dequantises them once at
 # session creation, so the session runs the fp32 graph (and is as fast). The page sets the same entry.
 WEIGHT_ONLY_PRECISION = "int8-weights"
