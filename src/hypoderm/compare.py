@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import shutil
 import sys
 import time
@@ -171,6 +170,8 @@ def plot_pareto(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
+    from hypoderm.engine.plots import place_numbers
+
     paths = []
     default = canonical_name("hypodermnet")
     for key, label, fname in (("ort_ms_median", "ONNX Runtime latency, batch 1 (ms, log scale)", "pareto_latency.png"),
@@ -198,33 +199,11 @@ def plot_pareto(rows: list[dict[str, Any]], out: Path) -> list[Path]:
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False, handletextpad=0.4,
                   prop={"family": "monospace", "size": 7})
         fig.tight_layout()
-        _place_numbers(fig, ax, [(r[key], r["macro_f1_mean"]) for r in pts])
+        place_numbers(fig, ax, [(r[key], r["macro_f1_mean"]) for r in pts])
         fig.savefig(out / fname, dpi=120)
         plt.close(fig)
         paths.append(out / fname)
     return paths
-
-
-def _place_numbers(fig: Any, ax: Any, points: list[tuple[float, float]]) -> None:
-    """Number each point (1..n) without two labels overlapping: each label tries offsets around its
-    point, nearest first, and takes the first that overlaps no label already placed (a thin line
-    joins a label pushed away from its point)."""
-    renderer = fig.canvas.get_renderer()
-    placed: list[Any] = []
-    offsets = [(5, 3), (5, -11), (-12, 3), (-12, -11)]
-    for ring in range(1, 12):  # then rings further out, eight directions each
-        offsets += [(round(5 + 13 * ring * math.cos(a)), round(-4 + 11 * ring * math.sin(a)))
-                    for a in (k * math.pi / 4 for k in range(8))]
-    for i, (x, y) in enumerate(points, 1):
-        for n, (dx, dy) in enumerate(offsets):
-            far = abs(dx) > 12 or abs(dy) > 12
-            text = ax.annotate(str(i), (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=8,
-                               arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5"} if far else None)
-            box = text.get_window_extent(renderer).expanded(1.1, 1.1)
-            if n == len(offsets) - 1 or not any(box.overlaps(b) for b in placed):
-                placed.append(box)
-                break
-            text.remove()
 
 
 POOLED_VS_MEAN = (

@@ -1,10 +1,13 @@
-"""PNG plots of an evaluation: confusion matrix, reliability diagram, training curves (matplotlib, Agg)."""
+"""PNG plots: an evaluation's confusion matrix, reliability diagram and training curves, and the numbered point
+labels of the comparison study's scatter plots (matplotlib, Agg)."""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -85,3 +88,25 @@ def plot_training_curves(metrics_jsonl: Path, path: Path) -> Path | None:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def place_numbers(fig: Any, ax: Any, points: list[tuple[float, float]]) -> None:
+    """Number each point (1..n) without two labels overlapping: each label tries offsets around its
+    point, nearest first, and takes the first that overlaps no label already placed (a thin line
+    joins a label pushed away from its point)."""
+    renderer = fig.canvas.get_renderer()
+    placed: list[Any] = []
+    offsets = [(5, 3), (5, -11), (-12, 3), (-12, -11)]
+    for ring in range(1, 12):  # then rings further out, eight directions each
+        offsets += [(round(5 + 13 * ring * math.cos(a)), round(-4 + 11 * ring * math.sin(a)))
+                    for a in (k * math.pi / 4 for k in range(8))]
+    for i, (x, y) in enumerate(points, 1):
+        for n, (dx, dy) in enumerate(offsets):
+            far = abs(dx) > 12 or abs(dy) > 12
+            text = ax.annotate(str(i), (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=8,
+                               arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5"} if far else None)
+            box = text.get_window_extent(renderer).expanded(1.1, 1.1)
+            if n == len(offsets) - 1 or not any(box.overlaps(b) for b in placed):
+                placed.append(box)
+                break
+            text.remove()
