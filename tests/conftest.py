@@ -76,6 +76,33 @@ def make_csv_manifest(root: Path, classes: tuple[str, ...] = ("a", "b"), patient
     return csv_path
 
 
+# (origin, label, patients): healthy skin from three origins, "vitiligo" from one (a single-source class,
+# as in the real multisource set), "other" from one
+ORIGINS = (("web", "normal", 4), ("web", "vitiligo", 6), ("clinic", "normal", 4), ("hands", "normal", 3),
+           ("clinic", "other", 5))
+
+
+def make_origin_manifest(root: Path, images_per_patient: int = 2, size: int = 48, seed: int = 0) -> Path:
+    """Synthetic photos in root/images and root/index.csv with columns path,label,group,origin."""
+    rng = np.random.default_rng(seed)
+    classes = sorted({label for _, label, _ in ORIGINS})
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for origin, label, patients in ORIGINS:
+        for p in range(patients):
+            group = f"{origin}-{label}-{p}"
+            for i in range(images_per_patient):
+                rel = f"images/{group}-{i}.png"
+                synthetic_image(classes.index(label), len(classes), size, rng).save(root / rel)
+                rows.append({"path": rel, "label": label, "group": group, "origin": origin})
+    path = root / "index.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "label", "group", "origin"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
 def make_bad_files(folder: Path, seed: int = 0) -> dict[str, str]:
     """Write one file of each broken kind into `folder`, all with image extensions.
     Returns {file name: expected ImageLoadError.reason}."""

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import make_image_folder
+from conftest import make_image_folder, make_origin_manifest
 from hypoderm import cli
 from hypoderm.compare import paired
 
@@ -52,6 +52,28 @@ def test_compare_end_to_end_and_resume(tmp_path, capsys, monkeypatch):
     assert cli.main(argv) == 0
     assert "already done, skipped" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in out.glob("models/*/fold*/best.pt")} == stamps
+
+
+@pytest.mark.slow
+def test_compare_runs_the_training_recipe_given_and_holds_out_by_origin(tmp_path, capsys):
+    """compare takes every training flag (the recipe, balance, abstain target reach each model's runs) and, with
+    --hold-out-by, runs the held-out protocol for every model on one shared held-out split, beside the ordinary CV."""
+    data = make_origin_manifest(tmp_path / "ms")
+    out = tmp_path / "study"
+    argv = ["compare", "--data", str(data), "--models", "mnv3s,hypodermnet", "--folds", "3", "--size", "32",
+            "--epochs", "1", "--batch-size", "4", "--max-steps", "1", "--out", str(out), "--latency-size", "32",
+            "--runs", "2", "--bootstrap", "20", "--device", "cpu", "--no-progress", "--recipe", "standard",
+            "--balance", "sampler", "--abstain-target", "0.9", "--hold-out-by", "origin"]
+    assert cli.main(argv) == 0
+    for m in ("mnv3s", "hypodermnet"):
+        saved = json.loads((out / "models" / m / "cv_config.json").read_text())
+        assert (saved["recipe"], saved["balance"], saved["abstain_target"]) == ("standard", "sampler", 0.9)
+        held = json.loads((out / "models" / m / "holdout-origin" / "summary.json").read_text())["holdout"]
+        assert held["values"] == ["clinic", "hands", "web"]
+    assert json.loads((out / "split-holdout-origin.json").read_text())["holdout"] == "origin"
+    main_md = (out / "main.md").read_text()
+    assert "## Held out by origin" in main_md and "| hypodermnet |" in main_md.split("## Held out by origin")[1]
+    assert "vitiligo (only web)" in main_md
 
 
 def test_paired_difference_is_reference_minus_other():

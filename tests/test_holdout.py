@@ -11,36 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import synthetic_image
+from conftest import make_origin_manifest
 from hypoderm.data.dataset import DatasetError, load_index
 from hypoderm.data.splits import MISSING_VALUE, Split, column_value, make_holdout_split, make_split
 from hypoderm.engine.holdout import balanced_recall, holdout_report, render_holdout_table, single_source_classes
-
-# (origin, label, patients): healthy skin from three origins, "vitiligo" from one (a single-source class,
-# as in the real multisource set), "other" from one
-ORIGINS = (("web", "normal", 4), ("web", "vitiligo", 6), ("clinic", "normal", 4), ("hands", "normal", 3),
-           ("clinic", "other", 5))
-
-
-def make_origin_manifest(root: Path, images_per_patient: int = 2, size: int = 48, seed: int = 0) -> Path:
-    """Synthetic photos in root/images and root/index.csv with columns path,label,group,origin."""
-    rng = np.random.default_rng(seed)
-    classes = sorted({label for _, label, _ in ORIGINS})
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    rows = []
-    for origin, label, patients in ORIGINS:
-        for p in range(patients):
-            group = f"{origin}-{label}-{p}"
-            for i in range(images_per_patient):
-                rel = f"images/{group}-{i}.png"
-                synthetic_image(classes.index(label), len(classes), size, rng).save(root / rel)
-                rows.append({"path": rel, "label": label, "group": group, "origin": origin})
-    path = root / "index.csv"
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["path", "label", "group", "origin"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ import numpy as np
 from hypoderm.bench import PRESETS, bench, parse_models
 from hypoderm.metrics import macro_f1
 from hypoderm.models import canonical_name, is_table_model
+from hypoderm.text import fmt
 
 
 def model_done(model_dir: Path, folds: int) -> bool:
@@ -40,8 +41,11 @@ def model_done(model_dir: Path, folds: int) -> bool:
         (model_dir / f"fold{f}" / "metrics.json").is_file() for f in range(folds))
 
 
-def run_study(cfg: Any, models: list[str], out: Path, n_bootstrap: int = 1000) -> dict[str, dict[str, Any]]:
-    """Cross-validate every model with one shared split; returns {model: cv summary}."""
+def run_study(cfg: Any, models: list[str], out: Path, n_bootstrap: int = 1000,
+              hold_out_by: str | None = None) -> dict[str, dict[str, Any]]:
+    """Cross-validate every model with one shared split; returns {model: cv summary}. With `hold_out_by` (a
+    manifest column such as origin) each model also runs the held-out protocol (one fold per value, in
+    models/NAME/holdout-COLUMN/, one shared held-out split); its summary is under the key "holdout"."""
     from hypoderm.data.dataset import check_images, load_index
     from hypoderm.data.splits import Split, make_split
     from hypoderm.engine.cv import run_cv
@@ -66,9 +70,19 @@ def run_study(cfg: Any, models: list[str], out: Path, n_bootstrap: int = 1000) -
         else:
             print(f"[{i}/{len(models)}] {name}: cross-validating ({folds} folds)", flush=True)
             t0 = time.perf_counter()
-            run_cv(cfg.with_(model=name, split=str(split_path), folds=folds), model_dir, n_bootstrap=n_bootstrap)
+            run_cv(cfg.with_(model=name, split=str(split_path), folds=folds, hold_out_by=None), model_dir,
+                   n_bootstrap=n_bootstrap)
             (model_dir / "wall_time_s.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
         summaries[name] = json.loads((model_dir / "summary.json").read_text())
+        if hold_out_by:
+            held_dir = model_dir / f"holdout-{hold_out_by}"
+            print(f"[{i}/{len(models)}] {name}: held out by {hold_out_by}", flush=True)
+            held_split = out / f"split-holdout-{hold_out_by}.json"
+            run_cv(cfg.with_(model=name, split=str(held_split) if held_split.is_file() else None,
+                             hold_out_by=hold_out_by), held_dir, n_bootstrap=n_bootstrap)
+            if not held_split.is_file():
+                shutil.copyfile(held_dir / "split.json", held_split)  # every model holds out the same folds
+            summaries[name]["holdout"] = json.loads((held_dir / "summary.json").read_text())["holdout"]
     return summaries
 
 
@@ -259,8 +273,9 @@ def write_reports(cfg: Any, models: list[str], out: Path, summaries: dict[str, A
                 f"({env['cpu_count']} logical CPUs); torch {env['torch']}, onnxruntime {env.get('onnxruntime', '-')}; "
                 f"MACs/FLOPs: {eff['flop_counter']}. "
                 f"Study wall time this invocation: {elapsed_s / 60:.1f} min; {env['date']}.")
+    held = render_holdout(summaries, models)
     (out / "main.md").write_text("# Comparison study\n\n" + render_table(rows) + "\n\n" + baseline_note
-                                 + protocol + "\n\n" + POOLED_VS_MEAN + "\n")
+                                 + protocol + "\n\n" + POOLED_VS_MEAN + "\n" + held)
     ablation = [r for r in rows if is_table_model(r["model"])]
     stale = out / "ablation.md"
     if preset != "ablation":
@@ -285,6 +300,30 @@ def write_reports(cfg: Any, models: list[str], out: Path, summaries: dict[str, A
         w.writeheader()
         w.writerows(flat)
     return result
+
+
+def render_holdout(summaries: dict[str, Any], models: list[str]) -> str:
+    """The held-out protocol beside the ordinary one: per model, the recall of each testable (value, class) row,
+    its balanced mean, and the photo-style baseline's on the same folds ('' when no model ran it)."""
+    held = {m: summaries[m]["holdout"] for m in models if "holdout" in summaries.get(m, {})}
+    if not held:
+        return ""
+    first = next(iter(held.values()))
+    cells = [(v, c) for v, rep in first["model"].items() for c, row in rep["per_class"].items() if row["testable"]]
+    col = first["column"]
+    lines = ["", f"## Held out by {col} (trained without the {col}, tested on it)", "",
+             "| model | " + " | ".join(f"{v}: {c} recall" for v, c in cells) + " | balanced | style baseline |",
+             "|---" * (len(cells) + 3) + "|"]
+    for m, h in held.items():
+        rec = [h["model"].get(v, {}).get("per_class", {}).get(c, {}).get("recall") for v, c in cells]
+        base = (h.get("baseline") or {}).get("balanced_recall")
+        lines.append(f"| {m} | " + " | ".join(fmt(r, ".2f") for r in rec)
+                     + f" | {fmt(h['balanced_recall'])} | {fmt(base)} |")
+    single = first.get("single_source") or {}
+    if single:
+        lines += ["", f"Classes with a single {col}, which this protocol cannot test: "
+                  + ", ".join(f"{c} (only {v})" for c, v in single.items()) + "."]
+    return "\n".join(lines) + "\n"
 
 
 def _add_style_margins(cfg: Any, out: Path, rows: list[dict[str, Any]]) -> str:
@@ -315,35 +354,24 @@ def _add_style_margins(cfg: Any, out: Path, rows: list[dict[str, Any]]) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="ImageFolder directory or CSV manifest")
+    from hypoderm.engine.config import add_train_arguments
+
     p.add_argument("--models", default=None, help="comma-separated model names (or presets paper, ablation)")
     p.add_argument("--preset", choices=["paper", "ablation", "design"], help="paper: hypodermnet vs mnv3s and 5 CNNs; "
                    "ablation: the 8 mnv3s* variants; design: hypodermnet's open design choices")
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--size", type=int, default=224, help="training input size in px")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--patience", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--split", default=None, help="use this split file (default: OUT/split.json, made once)")
-    p.add_argument("--group-regex", default=None)
-    p.add_argument("--pretrained", default=None, help="'imagenet' to start from torchvision's cached weights")
-    p.add_argument("--device", default="auto", help="auto (CUDA with AMP when available), cpu, cuda")
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--max-steps", type=int, default=None, help="at most N steps per epoch (smoke tests)")
     p.add_argument("--out", required=True, type=Path, help="study directory (re-run to resume)")
+    # every training flag of `hypoderm cv` (recipe, balance, label smoothing, EMA, abstain target, ...), so that
+    # a study runs the recipe it says; --hold-out-by adds the held-out protocol for every model
+    add_train_arguments(p, study=True)
     p.add_argument("--reference", default="hypodermnet", help="model of the paired comparison")
     p.add_argument("--latency-size", type=int, default=224, help="input size for the latency/FLOPs columns")
     p.add_argument("--threads", type=int, default=1, help="threads for the latency measurement")
     p.add_argument("--runs", type=int, default=30, help="timed runs per model")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
-    p.add_argument("--allow-leakage", action="store_true")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
 
 
 def run(args: argparse.Namespace) -> int:
-    from hypoderm.engine.config import TrainConfig
+    from hypoderm.engine.config import config_from_args
     from hypoderm.engine.train import TrainError
 
     if not args.models and not args.preset:
@@ -351,12 +379,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         models = parse_models(",".join(filter(None, [args.preset, args.models])))
-        cfg = TrainConfig(data=str(args.data), folds=args.folds, size=args.size, epochs=args.epochs,
-                          batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
-                          split=args.split, group_regex=args.group_regex, pretrained=args.pretrained,
-                          device=args.device, workers=args.workers, max_steps=args.max_steps,
-                          allow_leakage=args.allow_leakage, progress=args.progress,
-                          cache_dir=str(args.out / "cache"))
+        cfg = config_from_args(args)
+        cfg = cfg.with_(cache_dir=cfg.cache_dir or str(args.out / "cache"), hold_out_by=None)
     except ValueError as e:
         print(f"hypoderm compare: {e}", file=sys.stderr)
         return 2
@@ -364,7 +388,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: reference model {args.reference!r} is not in the study; no paired table", file=sys.stderr)
     t0 = time.perf_counter()
     try:
-        summaries = run_study(cfg, models, args.out, n_bootstrap=args.bootstrap)
+        summaries = run_study(cfg, models, args.out, n_bootstrap=args.bootstrap, hold_out_by=args.hold_out_by)
     except (TrainError, ValueError, FileNotFoundError) as e:
         print(f"hypoderm compare: {e}", file=sys.stderr)
         return 1

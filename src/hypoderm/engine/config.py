@@ -138,12 +138,15 @@ class TrainConfig:
         return replace(self, **changes)
 
 
-def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False) -> None:
-    """The training flags shared by `hypoderm train` and `hypoderm cv`."""
+def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False, study: bool = False) -> None:
+    """The training flags shared by `hypoderm train`, `hypoderm cv` (`cv`: no --fold / --final) and `hypoderm
+    compare` (`study`: also no --model, --out, --resume: the study names its models and its folder)."""
     d = TrainConfig(data="")
     p = parser
+    cv = cv or study
     p.add_argument("--data", required=True, help="ImageFolder directory or CSV manifest")
-    p.add_argument("--model", default=d.model, help="registry model name (see `hypoderm models`)")
+    if not study:
+        p.add_argument("--model", default=d.model, help="registry model name (see `hypoderm models`)")
     p.add_argument("--split", default=None, help="split file from `hypoderm data split` (default: make one)")
     p.add_argument("--folds", type=int, default=d.folds,
                    help="folds when making a split (default %(default)s); with --hold-out-by, validation is 1/folds")
@@ -189,8 +192,9 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False) ->
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=d.amp, help="mixed precision on CUDA")
     p.add_argument("--pretrained", default=None, help="weights file passed to the model builder")
-    p.add_argument("--out", default=None, help="run directory (default runs/MODEL-fold-K)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    if not study:
+        p.add_argument("--out", default=None, help="run directory (default runs/MODEL-fold-K)")
+        p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping them")
     p.add_argument("--allow-leakage", action="store_true", help="train even if the split leaks groups/duplicates")
     p.add_argument("--group-regex", default=None, help="group = first capture group of this regex on file names")
