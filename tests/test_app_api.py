@@ -94,6 +94,23 @@ def test_predict_multipart_matches_predictor(client: TestClient, model_dir: Path
     assert "gradcam" not in body
 
 
+def test_predict_framed_square_is_seen_whole(client: TestClient, model_dir: Path) -> None:
+    """Issue 21 item 2: the page sends the square it framed with framed=true; the server then runs the model on
+    all of it (resized straight), as the page does, not on a centre crop."""
+    from hypoderm.inference import OnnxPredictor
+
+    data = skin_png((150, 150), seed=3)
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    predictor = OnnxPredictor(model_dir / "model.onnx")
+    framed = post_file(client, data, framed="true").json()
+    want = predictor.predict_image(img, framed=True)
+    for label, p in want["probabilities"].items():
+        assert framed["probabilities"][label] == pytest.approx(p, abs=1e-6)
+    assert want["probabilities"] != predictor.predict_image(img)["probabilities"]
+    centre = predictor.predict_image(img)["probabilities"]
+    assert post_file(client, data).json()["probabilities"] == pytest.approx(centre)
+
+
 def test_predict_raw_body_and_top_k(client: TestClient) -> None:
     r = client.post("/api/v1/predict", content=png_bytes(Image.open(io.BytesIO(skin_png())), "JPEG"),
                     headers={"Content-Type": "image/jpeg"}, params={"top_k": 1})
@@ -337,23 +354,26 @@ def test_gradcam_from_the_onnx_outputs(tmp_path: Path) -> None:
 # ---- the browser's preprocessing is bit-exact with Python's ---------------------------------
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: cannot run the page's preprocess.js")
-@pytest.mark.parametrize("size", [(224, 224), (300, 200), (97, 131), (613, 1000), (257, 256)])
-def test_js_preprocessing_matches_python(tmp_path: Path, size: tuple[int, int]) -> None:
+@pytest.mark.parametrize("framed", [False, True], ids=["centre_crop", "framed_square"])
+@pytest.mark.parametrize("size", [(224, 224), (300, 200), (97, 131), (613, 1000), (257, 256), (1024, 1024), (40, 40)])
+def test_js_preprocessing_matches_python(tmp_path: Path, size: tuple[int, int], framed: bool) -> None:
+    """prepare() in the page equals hypoderm.inference.prepare bit for bit, for whole photos (centre crop) and
+    for the square framed in the app (resized straight: the model sees all of it)."""
+    from hypoderm.inference import prepare
     from hypoderm.inference.ood import SKIN_RULE, skin_fraction
-    from hypoderm.inference.preprocess import PreprocessSpec, center_crop_array, normalize_uint8, resized_uint8
+    from hypoderm.inference.preprocess import PreprocessSpec
 
     w, h = size
     rng = np.random.default_rng(w * h)
     arr = np.clip(rng.normal(150, 60, (h, w, 3)), 0, 255).astype(np.uint8)
     spec = PreprocessSpec()
-    crop = center_crop_array(resized_uint8(Image.fromarray(arr), spec), spec.size)
-    x = normalize_uint8(crop, spec)
+    crop, x = prepare(Image.fromarray(arr), spec, framed=framed)
     shutil.copy(STATIC_DIR / "js" / "preprocess.js", tmp_path / "preprocess.mjs")  # node needs .mjs for ESM
     arr.tofile(tmp_path / "in.bin")
     (tmp_path / "run.mjs").write_text(
         "import { prepare, skinFraction } from './preprocess.mjs'; import fs from 'fs';\n"
         "const rgb = new Uint8ClampedArray(fs.readFileSync('in.bin'));\n"
-        f"const r = prepare(rgb, {w}, {h}, {json.dumps(spec.to_dict())});\n"
+        f"const r = prepare(rgb, {w}, {h}, {json.dumps(spec.to_dict())}, {json.dumps(framed)});\n"
         "fs.writeFileSync('crop.bin', Buffer.from(r.crop)); fs.writeFileSync('x.bin', Buffer.from(r.tensor.buffer));\n"
         f"console.log(skinFraction(r.crop, {json.dumps(SKIN_RULE)}));\n")
     out = subprocess.run(["node", "run.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=60)

@@ -313,7 +313,7 @@ def _decode(data: bytes, max_pixels: int, min_size: int | None = None) -> Any:
         raise ApiError(status, code, str(e)) from None
 
 
-def _predict(state: ServerState, data: bytes, top_k: int, gradcam: bool) -> dict[str, Any]:
+def _predict(state: ServerState, data: bytes, top_k: int, gradcam: bool, framed: bool) -> dict[str, Any]:
     """Decode and predict one upload, at most `state.max_decodes` at a time (memory = that bound times
     the worst image). Expected failures are ApiErrors (4xx); anything else is a bug and becomes a 500."""
     from hypoderm.inference import decode_min_size_for
@@ -327,7 +327,7 @@ def _predict(state: ServerState, data: bytes, top_k: int, gradcam: bool) -> dict
             img = _decode(data, state.max_pixels, min_size)
             width, height = img.info.get(SOURCE_SIZE_KEY, img.size)
             big = width * height >= RELEASE_AFTER_PIXELS
-            result = _predict_image(state, img, top_k, gradcam)
+            result = _predict_image(state, img, top_k, gradcam, framed)
         except ImageShapeError as e:
             raise ApiError(422, "bad_aspect_ratio", str(e)) from None
         except MemoryError:
@@ -341,17 +341,18 @@ def _predict(state: ServerState, data: bytes, top_k: int, gradcam: bool) -> dict
     return result
 
 
-def _predict_image(state: ServerState, img: Any, top_k: int, gradcam: bool) -> dict[str, Any]:
+def _predict_image(state: ServerState, img: Any, top_k: int, gradcam: bool, framed: bool) -> dict[str, Any]:
     """The result dict, with the heat map of the top class over the photo at its resolution when asked
     (hypoderm.inference.explain: the same definition as `predict --cam` and the browser) as a PNG data URL;
-    one preprocessing and one model run either way."""
+    one preprocessing and one model run either way. `framed`: the upload is the square framed in the app
+    (the model sees all of it: hypoderm.inference.prepare)."""
     available, reason = state.gradcam_status()
     if not gradcam or not available:
-        result = dict(state.predictor.predict_image(img, top_k=top_k))
+        result = dict(state.predictor.predict_image(img, top_k=top_k, framed=framed))
         if gradcam:
             result["gradcam"] = {"available": False, "reason": reason}
         return result
-    result, overlay = state.predictor.predict_with_overlay(img, top_k=top_k)
+    result, overlay = state.predictor.predict_with_overlay(img, top_k=top_k, framed=framed)
     result = dict(result)
     if overlay is None:  # a rejected photo (not_skin) has no class to explain
         result["gradcam"] = {"available": False, "reason": "not_skin"}
@@ -526,7 +527,10 @@ def _add_api(app: FastAPI, state: ServerState) -> None:
                          503: {"description": "server busy (too many predictions or uploads in progress)"}})
     async def predict(request: Request, top_k: int = Query(3, ge=1, le=20),
                       gradcam: bool = Query(False, description="add a Grad-CAM heatmap (needs a model exported "
-                                                                "with the Grad-CAM outputs)")
+                                                                "with the Grad-CAM outputs)"),
+                      framed: bool = Query(False, description="the photo is the square the user framed (the app "
+                                                              "sends it): the model sees all of it, resized straight "
+                                                              "to its input size, instead of the usual centre crop")
                       ) -> dict[str, Any]:
         if state.in_flight >= state.limit_concurrency:
             # Health, model info and the page are not counted: a probe still answers under a flood.
@@ -538,7 +542,7 @@ def _add_api(app: FastAPI, state: ServerState) -> None:
         budget = _Budget(state)
         try:
             data = await _image_bytes(request, state, budget)
-            result = await run_in_threadpool(_predict, state, data, top_k, gradcam)
+            result = await run_in_threadpool(_predict, state, data, top_k, gradcam, framed)
         finally:
             state.in_flight -= 1
             budget.release()

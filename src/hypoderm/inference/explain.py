@@ -62,10 +62,13 @@ def jet(x: np.ndarray) -> np.ndarray:
     return (rgb * 255).round().astype(np.uint8)
 
 
-def crop_box(width: int, height: int, spec: PreprocessSpec) -> tuple[float, float, float, float]:
+def crop_box(width: int, height: int, spec: PreprocessSpec, framed: bool = False) -> tuple[float, float, float, float]:
     """(left, top, box width, box height) in photo pixels of the square the model saw: the centre
-    crop of `spec.size` after resizing the shorter side to `spec.resize_size` (hypoderm.inference.preprocess)."""
+    crop of `spec.size` after resizing the shorter side to `spec.resize_size`, or with `framed` the whole
+    framed square (hypoderm.inference.preprocess.framed_uint8)."""
     short = min(width, height)
+    if framed:
+        return (width - short) // 2, (height - short) // 2, short, short
     if width <= height:
         rw, rh = spec.resize_size, max(1, round(height * spec.resize_size / width))
     else:
@@ -78,12 +81,12 @@ def crop_box(width: int, height: int, spec: PreprocessSpec) -> tuple[float, floa
 
 
 def overlay_on_photo(img: Image.Image, features: np.ndarray, weights: np.ndarray, class_index: int,
-                     spec: PreprocessSpec, alpha: float = 0.5) -> Image.Image:
+                     spec: PreprocessSpec, alpha: float = 0.5, framed: bool = False) -> Image.Image:
     """The photo at its own resolution with the heat map blended over the region the model saw;
-    the rest of the photo is dimmed (the model did not see it)."""
+    the rest of the photo is dimmed (the model did not see it; nothing is, for a `framed` square)."""
     photo = np.asarray(img.convert("RGB"), dtype=np.float32)  # float32: a 12 MP photo stays fast
     h, w = photo.shape[:2]
-    left, top, bw, bh = crop_box(w, h, spec)
+    left, top, bw, bh = crop_box(w, h, spec, framed)
     x0, y0 = int(round(left)), int(round(top))
     x1, y1 = min(w, int(round(left + bw))), min(h, int(round(top + bh)))
     out = photo * np.float32(0.45)
