@@ -265,3 +265,25 @@ def test_limits_come_from_the_class_list() -> None:
     assert "does not rule out" in limits_text(["normal_skin", "vitiligo"], "normal_skin")
     assert model_limits(["normal_skin", "vitiligo"], "zh")["known"] == ["正常皮肤", "白癜风"]
     assert display_name("some_new_class") == "Some new class"
+
+
+def test_model_folder_is_accepted_like_serve(onnx_path: Path, tmp_path: Path, capsys) -> None:
+    """Issue 21 item 9: `serve --model DIR` takes the folder `hypoderm export` wrote; so does `predict`."""
+    img = tmp_path / "skin.png"
+    skin_image(1, np.random.default_rng(5), 90).save(img)
+    rc, doc = _run_json([str(img), "--model", str(onnx_path.parent)], capsys)
+    assert rc == 0 and doc["model"]["path"] == str(onnx_path) and doc["results"][0]["status"] != "error"
+    from hypoderm.cli import main
+
+    assert main(["predict", str(img), "--model", str(tmp_path)]) == 2  # a folder without model.onnx
+    assert f"model file not found: {tmp_path / 'model.onnx'}" in capsys.readouterr().err
+
+
+def test_help_says_what_cam_needs(capsys) -> None:
+    """Issue 21 item 11: `--cam` works with the bundled ONNX model (its Grad-CAM outputs); the help says so."""
+    from hypoderm.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "needs the checkpoint" not in out and "the bundled model and `hypoderm export` models have them" in out

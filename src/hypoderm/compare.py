@@ -339,34 +339,6 @@ def _add_style_margins(cfg: Any, out: Path, rows: list[dict[str, Any]]) -> str:
     return note + (f"**{warning}**\n\n" if warning else "")
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="ImageFolder directory or CSV manifest")
-    p.add_argument("--models", default=None, help="comma-separated model names (or presets paper, ablation)")
-    p.add_argument("--preset", choices=["paper", "ablation", "design"], help="paper: hypodermnet vs mnv3s and 5 CNNs; "
-                   "ablation: the 8 mnv3s* variants; design: hypodermnet's open design choices")
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--size", type=int, default=224, help="training input size in px")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--patience", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--split", default=None, help="use this split file (default: OUT/split.json, made once)")
-    p.add_argument("--group-regex", default=None)
-    p.add_argument("--pretrained", default=None, help="'imagenet' to start from torchvision's cached weights")
-    p.add_argument("--device", default="auto", help="auto (CUDA with AMP when available), cpu, cuda")
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--max-steps", type=int, default=None, help="at most N steps per epoch (smoke tests)")
-    p.add_argument("--out", required=True, type=Path, help="study directory (re-run to resume)")
-    p.add_argument("--reference", default="hypodermnet", help="model of the paired comparison")
-    p.add_argument("--latency-size", type=int, default=224, help="input size for the latency/FLOPs columns")
-    p.add_argument("--threads", type=int, default=1, help="threads for the latency measurement")
-    p.add_argument("--runs", type=int, default=30, help="timed runs per model")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
-    p.add_argument("--allow-leakage", action="store_true")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
-
-
 def run(args: argparse.Namespace) -> int:
     from hypoderm.engine.config import TrainConfig
     from hypoderm.engine.train import TrainError

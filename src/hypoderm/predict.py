@@ -112,10 +112,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EXIT_CODES + "\n\nJSON output (--json): docs/PREDICT_SCHEMA.md"
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files or folders")
-    parser.add_argument("--model", type=Path, help="a .pt checkpoint or an exported .onnx (default: the bundled model)")
+    parser.add_argument("--model", type=Path,
+                        help="a .pt checkpoint, an exported .onnx, or a folder holding model.onnx "
+                             "(default: the bundled model)")
     parser.add_argument("--top-k", type=int, default=3, help="how many classes to list (default 3)")
     parser.add_argument("--cam", type=Path, metavar="DIR",
-                        help="write Grad-CAM overlay PNGs here (needs the checkpoint)")
+                        help="write Grad-CAM overlay PNGs here, at each photo's resolution (from the model's own "
+                             "Grad-CAM outputs: the bundled model and `hypoderm export` models have them; a .pt "
+                             "checkpoint works too)")
     parser.add_argument("--json", action="store_true", help="print one JSON document (docs/PREDICT_SCHEMA.md)")
     parser.add_argument("--threads", type=int, default=1,
                         help="ONNX Runtime intra-op threads (default 1: the next photo is decoded in a second "
@@ -134,8 +138,14 @@ def expand_inputs(paths: list[Path]) -> list[Path]:
     return out
 
 
-def _load_predictor(model: Path | None, threads: int | None) -> Predictor:
+def _model_path(model: Path | None) -> Path:
+    """`--model` as a file: the bundled model when none is given, a folder's model.onnx (as `serve --model DIR`)."""
     path = model or bundled_model()
+    return path / "model.onnx" if path.is_dir() else path
+
+
+def _load_predictor(model: Path | None, threads: int | None) -> Predictor:
+    path = _model_path(model)
     if not path.is_file():
         if model is None:
             raise ModelLoadError(f"no --model given and the bundled model is missing ({path}); "
@@ -150,7 +160,8 @@ def _load_predictor(model: Path | None, threads: int | None) -> Predictor:
             return TorchPredictor(path)
         except (CheckpointError, KeyError, ValueError, RuntimeError) as e:
             raise ModelLoadError(str(e)) from e
-    raise ModelLoadError(f"--model must be a .onnx file or a .pt checkpoint, got {path.name}")
+    raise ModelLoadError(f"--model must be a .onnx file or a .pt checkpoint (or a folder holding model.onnx), "
+                         f"got {path.name}")
 
 
 def _cam_note(predictor: Predictor) -> str | None:
@@ -303,7 +314,7 @@ def _run(args: argparse.Namespace) -> int:
     md = predictor.metadata
     if args.json:
         doc = {"format": OUTPUT_FORMAT, "hypoderm_version": __version__,
-               "model": {"path": str(args.model or bundled_model()), "model_name": md.get("model_name"),
+               "model": {"path": str(_model_path(args.model)), "model_name": md.get("model_name"),
                          "version": md.get("version"), "precision": md.get("precision", "fp32"),
                          "class_names": list(md["class_names"]),
                          "abstain_threshold": float(md["abstain_threshold"]), "temperature": float(md["temperature"]),

@@ -264,21 +264,6 @@ def render_report(m: dict[str, Any], out_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="a hypoderm checkpoint (best.pt)")
-    parser.add_argument("--data", default=None, help="data source; alone: evaluate every image of this folder/CSV")
-    parser.add_argument("--split", default=None, help="split file (default: the checkpoint's own split)")
-    parser.add_argument("--fold", type=int, default=None, help="test fold (default: the training fold)")
-    parser.add_argument("--part", choices=["test", "val"], default="test")
-    parser.add_argument("--out", default=None, help="output folder (default: next to the checkpoint)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
-    parser.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping")
-    parser.add_argument("--group-regex", default=None)
-    parser.add_argument("--no-plots", dest="plots", action="store_false")
-
-
 def run(args: argparse.Namespace) -> int:
     from hypoderm.checkpoint import CheckpointError
     from hypoderm.data.dataset import DatasetError
