@@ -311,6 +311,25 @@ def test_model_errors_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert "model not found" in capsys.readouterr().err
 
 
+def test_serve_warns_at_start_up_about_a_broken_model(tmp_path: Path, model_dir: Path, fake_assets: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 21 item 8: the page warns about a model exported with --force despite failed quality checks; whoever
+    starts the server hears it first, on stderr."""
+    import uvicorn
+
+    from hypoderm.cli import main
+
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    problems = [{"code": "collapsed", "message": "validation predictions collapse to one class"}]
+    broken = build_model_dir(tmp_path, extra={"quality": {"problems": problems, "forced": True}})
+    assert main(["serve", "--model", str(broken), "--web-assets", str(fake_assets)]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING: this model failed its quality checks" in err and "collapse to one class" in err
+    assert main(["serve", "--model", str(model_dir), "--web-assets", str(fake_assets)]) == 0
+    assert "WARNING" not in capsys.readouterr().err
+
+
 def test_server_imports_no_torch_with_an_onnx_model(model_dir: Path) -> None:
     code = (
         "import sys, io\n"

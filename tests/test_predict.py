@@ -279,6 +279,25 @@ def test_model_folder_is_accepted_like_serve(onnx_path: Path, tmp_path: Path, ca
     assert f"model file not found: {tmp_path / 'model.onnx'}" in capsys.readouterr().err
 
 
+def test_a_broken_checkpoint_is_said(ckpt_path: Path, tmp_path: Path, capsys) -> None:
+    """Issue 21 item 8: a .pt checkpoint whose validation predictions collapsed gets the warning an exported
+    model marked broken gets (text and JSON), instead of confident-looking answers."""
+    from hypoderm.checkpoint import load_checkpoint, save_atomic
+    from hypoderm.cli import main
+
+    ckpt = load_checkpoint(ckpt_path)
+    ckpt["metrics"] = {**ckpt["metrics"], "val/predicted_counts": [12, 0]}
+    broken = save_atomic(ckpt, tmp_path / "best.pt")
+    img = tmp_path / "skin.png"
+    skin_image(1, np.random.default_rng(5), 90).save(img)
+    assert main(["predict", str(img), "--model", str(broken)]) == 0
+    assert capsys.readouterr().out.startswith("WARNING: this model failed its quality checks (validation predictions")
+    rc, doc = _run_json([str(img), "--model", str(broken)], capsys)
+    assert [p["code"] for p in doc["model"]["problems"]] == ["collapsed"] and "WARNING" in doc["notes"][0]
+    rc, doc = _run_json([str(img), "--model", str(ckpt_path)], capsys)
+    assert doc["model"]["problems"] == [] and doc["notes"] == []  # a sound checkpoint gets no warning
+
+
 def test_help_says_what_cam_needs(capsys) -> None:
     """Issue 21 item 11: `--cam` works with the bundled ONNX model (its Grad-CAM outputs); the help says so."""
     from hypoderm.cli import main

@@ -79,12 +79,15 @@ class TorchPredictor:
         from hypoderm.inference.metadata import metadata_from_checkpoint
         from hypoderm.inference.ood import DEFAULT_OOD
         from hypoderm.inference.preprocess import PreprocessSpec
+        from hypoderm.model_quality import checkpoint_problems
 
         self._torch = torch
         ckpt = load_checkpoint(checkpoint)
         self.model = model_from_checkpoint(ckpt)
         self.metadata = metadata_from_checkpoint(ckpt)
         self.metadata["ood"] = self.metadata.get("ood") or dict(DEFAULT_OOD)
+        # a checkpoint carries no export mark: check it as `export` would, so a broken one is said
+        self.metadata["quality"] = {"problems": checkpoint_problems(ckpt)}
         self.spec = PreprocessSpec.from_dict(ckpt["preprocess"])
         try:
             self.cam_graph: Any = GradCamGraph(self.model).eval()
@@ -308,7 +311,7 @@ def _run(args: argparse.Namespace) -> int:
     if note:
         print(note, file=sys.stderr)
     problems = metadata_problems(predictor.metadata)
-    broken = (f"WARNING: this model failed its quality checks when it was exported ("
+    broken = (f"WARNING: this model failed its quality checks ("
               f"{'; '.join(p['message'] for p in problems)}); do not rely on its answers.") if problems else None
     results = predict_files(predictor, expand_inputs(args.images), args.top_k, args.cam)
     md = predictor.metadata

@@ -49,6 +49,7 @@ from hypoderm.inference import bundled_model
 from hypoderm.inference.ood import with_gate
 from hypoderm.inference.predictor import MIN_SOURCE_SIDE
 from hypoderm.inference.preprocess import MAX_ASPECT_RATIO
+from hypoderm.model_quality import metadata_problems
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # In a source checkout, `npm ci` puts onnxruntime-web here; a pip-installed user points
@@ -723,6 +724,10 @@ def run(args: argparse.Namespace) -> int:
     if state.web_assets is None:
         print("hypoderm serve: onnxruntime-web not found; the page will use server inference "
               f"(run scripts/install_web_assets.sh or set {WEB_ASSETS_ENV})", file=sys.stderr)
+    problems = metadata_problems(state.metadata)
+    if problems:  # the page says so too; whoever starts the server should hear it first
+        print(f"hypoderm serve: WARNING: this model failed its quality checks when it was exported "
+              f"({'; '.join(p['message'] for p in problems)}); do not rely on its answers.", file=sys.stderr)
     print(f"hypoderm serve: {state.metadata.get('model_name')} on http://{args.host}:{args.port}/ "
           f"(API docs at /docs). A decision aid, not a diagnosis.", file=sys.stderr)
     if not log.handlers:  # one plain line per rejected client on stderr
