@@ -400,3 +400,36 @@ def test_js_preprocessing_matches_python(tmp_path: Path, size: tuple[int, int], 
     np.testing.assert_array_equal(np.fromfile(tmp_path / "crop.bin", np.uint8).reshape(crop.shape), crop)
     np.testing.assert_array_equal(np.fromfile(tmp_path / "x.bin", np.float32).reshape(x.shape), x)
     assert float(out.stdout) == skin_fraction(crop)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: cannot run the page's i18n.js")
+def test_every_reason_has_its_own_words_in_both_languages(tmp_path: Path) -> None:
+    """Issue 21 item 3: the page says why there is no answer with the reason code's own words (what happened, then
+    what to do), in English and Chinese, never a number such as a skin-colour share."""
+    from hypoderm.inference.predictor import REFUSED_MESSAGES, WITHHELD_MESSAGES
+
+    reasons = [*REFUSED_MESSAGES, *WITHHELD_MESSAGES, "low_confidence"]
+    shutil.copy(STATIC_DIR / "js" / "i18n.js", tmp_path / "i18n.mjs")
+    (tmp_path / "run.mjs").write_text(
+        "globalThis.localStorage = {getItem: () => null, setItem: () => {}};\n"
+        "globalThis.document = {documentElement: {}, querySelectorAll: () => []};\n"
+        "const {setLanguage, t} = await import('./i18n.mjs'); const out = {};\n"
+        f"for (const lang of ['en', 'zh']) {{ setLanguage(lang); out[lang] = {{}};\n"
+        f"  for (const r of {json.dumps(reasons)})\n"
+        "    out[lang][r] = [t(`verdict_${r}`, {min: 64}), t(`advice_${r}`)]; }\n"
+        "console.log(JSON.stringify(out));\n")
+    out = subprocess.run(["node", "run.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    said = json.loads(out.stdout)
+    for lang in ("en", "zh"):
+        verdicts = [said[lang][r][0] for r in reasons]
+        assert len(set(verdicts)) == len(reasons)  # one wording per reason
+        for r in reasons:
+            verdict, advice = said[lang][r]
+            assert verdict != f"verdict_{r}" and advice != f"advice_{r}" and "{" not in verdict + advice, (lang, r)
+            assert "%" not in verdict + advice and "skin-coloured" not in verdict, (lang, r)
+            if lang == "zh":
+                assert re.search("[\u4e00-\u9fff]", verdict + advice), r
+    assert all(said["en"][r][0].startswith("Not analysed") for r in REFUSED_MESSAGES)
+    assert all("dermatologist" in said["en"][r][0] for r in [*WITHHELD_MESSAGES, "low_confidence"])
+    assert "64" in said["en"]["too_small"][0] and "Zoom out" in said["en"]["too_small"][1]
