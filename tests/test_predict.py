@@ -306,3 +306,33 @@ def test_help_says_what_cam_needs(capsys) -> None:
         main(["predict", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "needs the checkpoint" not in out and "the bundled model and `hypoderm export` models have them" in out
+
+
+def test_other_lesion_is_answered_by_its_card_never_as_a_named_lesion(tmp_path: Path, capsys) -> None:
+    """Issue 19 item 4 (CLI): a model with the class other_lesion answers it as "a skin lesion that is not a
+    hypopigmented condition this model knows: have it examined", in the text and the JSON message, naming no
+    lesion; the conditions it cannot tell are still listed."""
+    import torch
+
+    from helpers_app import build_model_dir
+    from hypoderm.cli import main
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(8, 3))
+    with torch.no_grad():
+        model[-1].weight.zero_()
+        model[-1].bias.copy_(torch.tensor([0.0, float(np.log(18.0)), 0.0]))  # other_lesion at 0.9
+    model_dir = build_model_dir(tmp_path / "m", classes=["normal_skin", "other_lesion", "vitiligo"],
+                                temperature=1.0, abstain_threshold=0.6, model=model)
+    img = tmp_path / "skin.png"
+    skin_image(1, np.random.default_rng(5), 90).save(img)
+    assert main(["predict", str(img), "--model", str(model_dir)]) == 0
+    answer = capsys.readouterr().out.split("\n")[0]
+    said = "A skin lesion that is not a hypopigmented condition this model knows (90%): have it examined by a doctor."
+    assert answer == f"{img}: ok: {said} (others: Normal skin 5%, Vitiligo 5%)"
+    rc, doc = _run_json([str(img), "--model", str(model_dir)], capsys)
+    result = doc["results"][0]
+    assert result["answer"] == "other_lesion" and result["message"].startswith(said)
+    for named in ("cancer", "carcinoma", "melanoma", "mole", "keratos"):
+        assert named not in answer.lower() and named not in result["message"].lower()

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from hypoderm import __version__
-from hypoderm.cards import display_name, format_probability, limits_text, load_cards, unknown_conditions
+from hypoderm.cards import answer_text, display_name, format_probability, limits_text, load_cards, unknown_conditions
 from hypoderm.inference import (
     DISCLAIMER,
     ModelLoadError,
@@ -273,8 +273,11 @@ def _text_line(r: dict[str, Any], class_names: list[str]) -> str:
         line = f"{r['file']}: uncertain: {r['message']}"
     else:
         others = ", ".join(f"{display_name(t['label'])} {format_probability(t['probability'])}" for t in r["top_k"][1:])
-        line = f"{r['file']}: ok: {display_name(r['answer'])} {format_probability(r['top_k'][0]['probability'])}"
-        line += f" (others: {others})" if others else ""
+        p = r["top_k"][0]["probability"]
+        # a class that is not a condition (other_lesion) is worded by its card: never as a named diagnosis
+        answer = (answer_text(r["answer"], p) if load_cards().get(r["answer"], {}).get("kind") == "other"
+                  else f"{display_name(r['answer'])} {format_probability(p)}")
+        line = f"{r['file']}: ok: {answer}" + (f" (others: {others})" if others else "")
     if unknown:
         what = (f"cannot tell {display_name(r['answer'])} from" if r["answer"] and
                 load_cards().get(r["answer"], {}).get("kind") == "condition" else "was never shown")
