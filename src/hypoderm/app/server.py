@@ -44,6 +44,7 @@ from hypoderm import __version__
 from hypoderm.app.assets import IMMUTABLE, REVALIDATE, Delivery, sha256_file
 from hypoderm.app.guard import release_memory
 from hypoderm.app.upload import UploadError, image_from_multipart
+from hypoderm.app.web_runtime import ORT_FILES, PACKAGED
 from hypoderm.data.io import SOURCE_SIZE_KEY
 from hypoderm.inference import bundled_model
 from hypoderm.inference.ood import with_gate
@@ -52,8 +53,9 @@ from hypoderm.inference.preprocess import MAX_ASPECT_RATIO
 from hypoderm.model_quality import metadata_problems
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-# In a source checkout, `npm ci` puts onnxruntime-web here; a pip-installed user points
-# HYPODERM_WEB_ASSETS (or --web-assets) at any folder holding `onnxruntime-web/dist`.
+# In a source checkout, `npm ci` puts onnxruntime-web here; a built wheel carries its own copy
+# (hypoderm.app.web_runtime.PACKAGED); HYPODERM_WEB_ASSETS (or --web-assets) may name any folder holding
+# `onnxruntime-web/dist`.
 REPO_NODE_MODULES = Path(__file__).resolve().parents[3] / "node_modules"
 WEB_ASSETS_ENV = "HYPODERM_WEB_ASSETS"
 
@@ -83,9 +85,6 @@ RELEASE_AFTER_PIXELS = 4_000_000
 
 log = logging.getLogger("hypoderm.serve")
 
-# Only the WASM build of onnxruntime-web is served: the ESM loader, its worker/glue module and
-# the SIMD+threads binary it loads (the other builds are WebGL/WebGPU/JSPI variants we never use).
-ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 SWAGGER_FILES = ("swagger-ui-bundle.js", "swagger-ui.css")
 
 # 'wasm-unsafe-eval' lets WebAssembly compile (needed by onnxruntime-web) without allowing JS eval.
@@ -156,7 +155,7 @@ def resolve_model_path(model: str | os.PathLike[str] | None) -> Path:
 
 def find_web_assets(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     """The folder holding onnxruntime-web's `dist` files, or None when they are not installed."""
-    candidates = [explicit, os.environ.get(WEB_ASSETS_ENV), REPO_NODE_MODULES]
+    candidates = [explicit, os.environ.get(WEB_ASSETS_ENV), REPO_NODE_MODULES, PACKAGED]
     for c in candidates:
         if not c:
             continue
