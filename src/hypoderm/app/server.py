@@ -313,7 +313,7 @@ def _decode(data: bytes, max_pixels: int, min_size: int | None = None) -> Any:
         raise ApiError(status, code, str(e)) from None
 
 
-def _predict(state: ServerState, data: bytes, top_k: int, gradcam: bool, framed: bool) -> dict[str, Any]:
+def _predict(state: ServerState, data: bytes, top_k: int, gradcam: bool, framed: bool = False) -> dict[str, Any]:
     """Decode and predict one upload, at most `state.max_decodes` at a time (memory = that bound times
     the worst image). Expected failures are ApiErrors (4xx); anything else is a bug and becomes a 500."""
     from hypoderm.inference import decode_min_size_for
