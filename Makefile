@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hypoderm-installed
 
-.PHONY: setup web run bench bundled-model test test-fast lint clean
+.PHONY: setup web run bench bundled-model test test-fast lint wheel-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ test-fast: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(VENV)/bin/mypy
+
+# A built wheel is the whole app: it carries its own onnxruntime-web (setup.py). Build it, install it into a fresh
+# venv outside the repository, serve it and check that on-device inference is offered and its runtime answers.
+wheel-check: setup web
+	bash scripts/wheel_check.sh $(PY)
 
 clean:
 	rm -rf $(VENV) node_modules build dist src/*.egg-info .pytest_cache

@@ -2,7 +2,8 @@
 # Install what the web app needs beyond Python: onnxruntime-web (+ Swagger UI for /docs) from the
 # npm registry, exactly as pinned in package-lock.json, into node_modules/ (served by `hypoderm serve`
 # at /vendor/...; never from a CDN). With --chromium, also Debian's chromium for the e2e tests.
-# A pip-installed user can run `npm ci` anywhere and point HYPODERM_WEB_ASSETS at that node_modules.
+# A wheel built from this checkout carries these files itself (setup.py); HYPODERM_WEB_ASSETS may point at any
+# other node_modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v npm >/dev/null; then

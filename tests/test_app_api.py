@@ -94,6 +94,23 @@ def test_predict_multipart_matches_predictor(client: TestClient, model_dir: Path
     assert "gradcam" not in body
 
 
+def test_predict_framed_square_is_seen_whole(client: TestClient, model_dir: Path) -> None:
+    """Issue 21 item 2: the page sends the square it framed with framed=true; the server then runs the model on
+    all of it (resized straight), as the page does, not on a centre crop."""
+    from hypoderm.inference import OnnxPredictor
+
+    data = skin_png((150, 150), seed=3)
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    predictor = OnnxPredictor(model_dir / "model.onnx")
+    framed = post_file(client, data, framed="true").json()
+    want = predictor.predict_image(img, framed=True)
+    for label, p in want["probabilities"].items():
+        assert framed["probabilities"][label] == pytest.approx(p, abs=1e-6)
+    assert want["probabilities"] != predictor.predict_image(img)["probabilities"]
+    centre = predictor.predict_image(img)["probabilities"]
+    assert post_file(client, data).json()["probabilities"] == pytest.approx(centre)
+
+
 def test_predict_raw_body_and_top_k(client: TestClient) -> None:
     r = client.post("/api/v1/predict", content=png_bytes(Image.open(io.BytesIO(skin_png())), "JPEG"),
                     headers={"Content-Type": "image/jpeg"}, params={"top_k": 1})
@@ -294,6 +311,25 @@ def test_model_errors_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert "model not found" in capsys.readouterr().err
 
 
+def test_serve_warns_at_start_up_about_a_broken_model(tmp_path: Path, model_dir: Path, fake_assets: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 21 item 8: the page warns about a model exported with --force despite failed quality checks; whoever
+    starts the server hears it first, on stderr."""
+    import uvicorn
+
+    from hypoderm.cli import main
+
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    problems = [{"code": "collapsed", "message": "validation predictions collapse to one class"}]
+    broken = build_model_dir(tmp_path, extra={"quality": {"problems": problems, "forced": True}})
+    assert main(["serve", "--model", str(broken), "--web-assets", str(fake_assets)]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING: this model failed its quality checks" in err and "collapse to one class" in err
+    assert main(["serve", "--model", str(model_dir), "--web-assets", str(fake_assets)]) == 0
+    assert "WARNING" not in capsys.readouterr().err
+
+
 def test_server_imports_no_torch_with_an_onnx_model(model_dir: Path) -> None:
     code = (
         "import sys, io\n"
@@ -337,24 +373,27 @@ def test_gradcam_from_the_onnx_outputs(tmp_path: Path) -> None:
 # ---- the browser's preprocessing is bit-exact with Python's ---------------------------------
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: cannot run the page's preprocess.js")
-@pytest.mark.parametrize("size", [(224, 224), (300, 200), (97, 131), (613, 1000), (257, 256)])
-def test_js_preprocessing_matches_python(tmp_path: Path, size: tuple[int, int]) -> None:
+@pytest.mark.parametrize("framed", [False, True], ids=["centre_crop", "framed_square"])
+@pytest.mark.parametrize("size", [(224, 224), (300, 200), (97, 131), (613, 1000), (257, 256), (1024, 1024), (40, 40)])
+def test_js_preprocessing_matches_python(tmp_path: Path, size: tuple[int, int], framed: bool) -> None:
+    """prepare() in the page equals hypoderm.inference.prepare bit for bit, for whole photos (centre crop) and
+    for the square framed in the app (resized straight: the model sees all of it)."""
+    from hypoderm.inference import prepare
     from hypoderm.imaging.colour import SKIN_RULE
     from hypoderm.inference.ood import skin_fraction
-    from hypoderm.inference.preprocess import PreprocessSpec, center_crop_array, normalize_uint8, resized_uint8
+    from hypoderm.inference.preprocess import PreprocessSpec
 
     w, h = size
     rng = np.random.default_rng(w * h)
     arr = np.clip(rng.normal(150, 60, (h, w, 3)), 0, 255).astype(np.uint8)
     spec = PreprocessSpec()
-    crop = center_crop_array(resized_uint8(Image.fromarray(arr), spec), spec.size)
-    x = normalize_uint8(crop, spec)
+    crop, x = prepare(Image.fromarray(arr), spec, framed=framed)
     shutil.copy(STATIC_DIR / "js" / "preprocess.js", tmp_path / "preprocess.mjs")  # node needs .mjs for ESM
     arr.tofile(tmp_path / "in.bin")
     (tmp_path / "run.mjs").write_text(
         "import { prepare, skinFraction } from './preprocess.mjs'; import fs from 'fs';\n"
         "const rgb = new Uint8ClampedArray(fs.readFileSync('in.bin'));\n"
-        f"const r = prepare(rgb, {w}, {h}, {json.dumps(spec.to_dict())});\n"
+        f"const r = prepare(rgb, {w}, {h}, {json.dumps(spec.to_dict())}, {json.dumps(framed)});\n"
         "fs.writeFileSync('crop.bin', Buffer.from(r.crop)); fs.writeFileSync('x.bin', Buffer.from(r.tensor.buffer));\n"
         f"console.log(skinFraction(r.crop, {json.dumps(SKIN_RULE)}));\n")
     out = subprocess.run(["node", "run.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
@@ -362,3 +401,36 @@ def test_js_preprocessing_matches_python(tmp_path: Path, size: tuple[int, int]) 
     np.testing.assert_array_equal(np.fromfile(tmp_path / "crop.bin", np.uint8).reshape(crop.shape), crop)
     np.testing.assert_array_equal(np.fromfile(tmp_path / "x.bin", np.float32).reshape(x.shape), x)
     assert float(out.stdout) == skin_fraction(crop)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: cannot run the page's i18n.js")
+def test_every_reason_has_its_own_words_in_both_languages(tmp_path: Path) -> None:
+    """Issue 21 item 3: the page says why there is no answer with the reason code's own words (what happened, then
+    what to do), in English and Chinese, never a number such as a skin-colour share."""
+    from hypoderm.inference.predictor import REFUSED_MESSAGES, WITHHELD_MESSAGES
+
+    reasons = [*REFUSED_MESSAGES, *WITHHELD_MESSAGES, "low_confidence"]
+    shutil.copy(STATIC_DIR / "js" / "i18n.js", tmp_path / "i18n.mjs")
+    (tmp_path / "run.mjs").write_text(
+        "globalThis.localStorage = {getItem: () => null, setItem: () => {}};\n"
+        "globalThis.document = {documentElement: {}, querySelectorAll: () => []};\n"
+        "const {setLanguage, t} = await import('./i18n.mjs'); const out = {};\n"
+        f"for (const lang of ['en', 'zh']) {{ setLanguage(lang); out[lang] = {{}};\n"
+        f"  for (const r of {json.dumps(reasons)})\n"
+        "    out[lang][r] = [t(`verdict_${r}`, {min: 64}), t(`advice_${r}`)]; }\n"
+        "console.log(JSON.stringify(out));\n")
+    out = subprocess.run(["node", "run.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    said = json.loads(out.stdout)
+    for lang in ("en", "zh"):
+        verdicts = [said[lang][r][0] for r in reasons]
+        assert len(set(verdicts)) == len(reasons)  # one wording per reason
+        for r in reasons:
+            verdict, advice = said[lang][r]
+            assert verdict != f"verdict_{r}" and advice != f"advice_{r}" and "{" not in verdict + advice, (lang, r)
+            assert "%" not in verdict + advice and "skin-coloured" not in verdict, (lang, r)
+            if lang == "zh":
+                assert re.search("[\u4e00-\u9fff]", verdict + advice), r
+    assert all(said["en"][r][0].startswith("Not analysed") for r in REFUSED_MESSAGES)
+    assert all("dermatologist" in said["en"][r][0] for r in [*WITHHELD_MESSAGES, "low_confidence"])
+    assert "64" in said["en"]["too_small"][0] and "Zoom out" in said["en"]["too_small"][1]

@@ -118,9 +118,10 @@ def analyse(page: object, photo: Path) -> dict:
 
 
 def server_result(model_dir: Path, photo: Path) -> dict:
+    """Python's answer for the square the page frames at zoom 1 (the whole photo when it is square), seen whole."""
     from hypoderm.inference import OnnxPredictor
 
-    return OnnxPredictor(model_dir / "model.onnx").predict_image(Image.open(photo).convert("RGB"))
+    return OnnxPredictor(model_dir / "model.onnx").predict_image(Image.open(photo).convert("RGB"), framed=True)
 
 
 def test_in_browser_inference_parity_language_and_history(browser: object, live: LiveServer, model_dir: Path,
@@ -208,12 +209,16 @@ def test_browser_gate_matches_python_and_rejects_non_skin(browser: object, live:
             assert got[name]["skin_fraction"] == want["skin_fraction"] and got[name]["is_skin"] == want["is_skin"], name
             verdicts.add(want["is_skin"])
         assert verdicts == {True, False}
-        wood = tmp_path / "wood.png"
-        nonskin.picture("wood", 4243).save(wood)
-        assert server_result(model_dir, wood)["status"] == "not_skin"
-        res = analyse(page, wood)
-        assert res["inference"] == "browser" and res["status"] == "not_skin"
-        assert "does not look like a photo of skin" in page.inner_text("#verdict")
+        for family, status, reason in [("paper", "not_skin", "not_skin_like"), ("wood", "uncertain", "unsure_skin")]:
+            img = nonskin.picture(family, 4243)
+            side = min(img.size)
+            picture = tmp_path / f"{family}.png"
+            img.crop((0, 0, side, side)).save(picture)  # the page frames the whole square at zoom 1
+            want = server_result(model_dir, picture)
+            assert (want["status"], want["reason"]) == (status, reason), family
+            res = analyse(page, picture)
+            assert res["inference"] == "browser" and res["status"] == status
+            assert page.evaluate("document.getElementById('result').dataset.reason") == reason
     finally:
         ctx.close()
 
@@ -228,8 +233,9 @@ def test_browser_follows_chinese_locale_and_server_mode(browser: object, live: L
         page.click("#analyse")
         page.wait_for_selector("#result[data-inference='server']:not([hidden])", timeout=60_000)
         assert live.predictions == before + 1
-        assert any("/api/v1/predict" in u for u in requests)
-        assert page.is_visible("#gradcam-off")  # this model has no companion checkpoint
+        assert any("/api/v1/predict" in u and "framed=true" in u for u in requests)  # the model sees all the square
+        answered = page.evaluate("document.getElementById('result').dataset.status") == "ok"
+        assert page.is_visible("#gradcam-off") == answered  # this model has no Grad-CAM outputs
     finally:
         ctx.close()
 
@@ -341,7 +347,7 @@ def test_real_photos_top1_agrees_browser_vs_server(browser: object, live: LiveSe
 # ---- issue 12: say only what the model knows (answers, limits, translation, rounding) ----------------------
 
 TWO_CLASSES = ["normal_skin", "vitiligo"]
-ALLOWED_LATIN = ("Grad-CAM", "JSON", "API", "KOH", "hypoderm")  # identifiers, not sentences
+ALLOWED_LATIN = ("Grad-CAM", "JSON", "API", "KOH", "hypoderm", "PAD-UFES-20")  # identifiers, not sentences
 LATIN_SENTENCE = re.compile(r"[A-Za-z][A-Za-z'’]+(?:[\s,.;:()\-/]+[A-Za-z][A-Za-z'’]+)+")
 
 
@@ -544,14 +550,14 @@ def test_chinese_ui_has_no_latin_sentences(browser: object, sure_live: LiveServe
             body=json.dumps({"error": "upload_too_large", "detail": "upload too large: 99 bytes > limit 1 bytes",
                              "status": 413})))
         page.click("#analyse")
-        page.wait_for_selector("#load-error:not([hidden])")
-        assert "照片太大" in page.inner_text("#load-error")
+        page.wait_for_selector("#analyse-error:not([hidden])")
+        assert "照片太大" in page.inner_text("#analyse-error")
         check(page, "server refused the photo")
         page.unroute("**/api/v1/predict*")
         page.route("**/api/v1/predict*", lambda route: route.abort())
         page.click("#analyse")
         for _ in range(200):  # (wait_for_function would need 'unsafe-eval', which our CSP refuses)
-            if "无法连接服务器" in page.inner_text("#load-error"):
+            if "无法连接服务器" in page.inner_text("#analyse-error"):
                 break
             page.wait_for_timeout(50)
         check(page, "server unreachable")
@@ -602,7 +608,7 @@ def test_heatmap_is_drawn_on_the_phone(browser: object, cam_model_dir: Path, tmp
         page.locator("#result").screenshot(path=str(tmp_path / f"heatmap_{lang}_result.png"))
         # the JavaScript map equals the numpy map for the same model outputs
         predictor = OnnxPredictor(cam_model_dir / "model.onnx", threads=1)
-        features, weights = predictor.gradcam_outputs(Image.open(photo).convert("RGB"))
+        features, weights = predictor.gradcam_outputs(Image.open(photo).convert("RGB"), framed=True)
         want = gradcam_map(features, weights, 1, 224, 224)
         js = np.asarray(page.evaluate("""([f, w, dims]) => import('/static/js/gradcam.js').then(g =>
             Array.from(g.gradcamMap(Float32Array.from(f), Float32Array.from(w), dims, 1, 224, 224)))""",
@@ -642,30 +648,29 @@ def test_a_model_marked_broken_says_so(browser: object, tmp_path: Path, lang: st
         ok.stop()
 
 
-def test_bundled_model_in_the_browser_refuses_wood_and_matches_python(browser: object, tmp_path: Path) -> None:
-    """The shipped 128 px model: the gate scores its own 224 px crop in the browser as in Python, so
-    the page refuses a wood picture and answers a skin photo with Python's probabilities."""
+def test_bundled_model_in_the_browser_refuses_paper_and_matches_python(browser: object, tmp_path: Path) -> None:
+    """The shipped 128 px model: the gate scores the model's own crop of the framed square in the browser as in
+    Python, so the page refuses a paper picture and answers a skin photo with Python's probabilities."""
     from hypoderm.data import nonskin
     from hypoderm.inference import OnnxPredictor, bundled_model
 
     model_dir = bundled_model().parent
     predictor = OnnxPredictor(bundled_model())
-    assert predictor.spec.size != predictor.metadata["ood"]["gate"]["size"]  # the case this test is about
     srv = LiveServer(model_dir)
     ctx, page, _, errors = open_page(browser, srv.url)
     try:
-        wood = tmp_path / "wood.png"
-        img = nonskin.picture("wood", 4243)
+        paper = tmp_path / "paper.png"
+        img = nonskin.picture("paper", 4243)
         side = min(img.size)
-        img.crop((0, 0, side, side)).save(wood)
-        assert predictor.predict_image(Image.open(wood).convert("RGB"))["status"] == "not_skin"
-        res = analyse(page, wood)
+        img.crop((0, 0, side, side)).save(paper)
+        assert predictor.predict_image(Image.open(paper).convert("RGB"), framed=True)["status"] == "not_skin"
+        res = analyse(page, paper)
         assert res["inference"] == "browser" and res["status"] == "not_skin"
         from helpers_export import skin_image
 
         skin = tmp_path / "skin.png"
         skin_image(1, np.random.default_rng(2), 256).save(skin)  # textured skin with pale patches (the gate passes it)
-        want = predictor.predict_image(Image.open(skin).convert("RGB"))
+        want = predictor.predict_image(Image.open(skin).convert("RGB"), framed=True)
         got = analyse(page, skin)
         assert got["status"] == want["status"] != "not_skin"
         for label, p in want["probabilities"].items():
@@ -722,3 +727,307 @@ def test_int8_weights_model_is_dequantised_at_load_in_the_browser(browser: objec
     assert options["executionProviders"] == ["wasm"] and result["inference"] == "browser"
     options, result = _session_options_seen_by_ort(browser, live.url, tmp_path)  # the fp32 test model
     assert "extra" not in options and result["inference"] == "browser"
+
+
+# ---- issue 21: keep every promise the app makes -----------------------------------------------------------
+
+SLOW_LINK = {"offline": False, "latency": 50, "downloadThroughput": 4e6 / 8, "uploadThroughput": 4e6 / 8}  # 4 Mbit/s
+
+
+def slow_page(browser: object, url: str, locale: str = "en-GB") -> tuple[object, object, list[str]]:
+    """A phone page on a throttled link (Chrome DevTools Protocol), opened without waiting for it to be ready;
+    returns (context, page, every request URL the page and its workers made)."""
+    ctx = browser.new_context(locale=locale, **PHONE)
+    requests: list[str] = []
+    ctx.on("request", lambda r: requests.append(r.url))
+    page = ctx.new_page()
+    cdp = ctx.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", SLOW_LINK)
+    page.goto(url)
+    return ctx, page, requests
+
+
+def uploads(requests: list[str], app: CountingApp) -> list[str]:
+    """Every request that sent a photo: seen by the browser, or by the server itself (service worker included)."""
+    return [u for u in requests if "/api/v1/predict" in u] + [p for p in app.requests if "/api/v1/predict" in p]
+
+
+def poll(page: object, predicate: Any, timeout_s: float = 60.0) -> None:
+    """Wait until predicate() holds, polling from Python (the page's CSP refuses wait_for_function's eval)."""
+    deadline = time.time() + timeout_s
+    while not predicate():
+        assert time.time() < deadline, "timed out"
+        page.wait_for_timeout(50)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_on_this_phone_never_uploads_even_on_a_slow_link(browser: object, model_dir: Path, tmp_path: Path,
+                                                         lang: str) -> None:
+    """Item 1: a photo analysed "on this phone" while the runtime still downloads waits for it (the button says it
+    is getting ready, with progress) and is never sent; item 5: the progress counts the bytes that travel."""
+    srv = LiveServer(model_dir, wrap=CountingApp)
+    ctx, page, requests = slow_page(browser, srv.url, locale={"en": "en-GB", "zh": "zh-CN"}[lang])
+    try:
+        page.wait_for_selector("#loading:not([hidden])", timeout=60_000)
+        page.set_input_files("#file-input", str(skin_photo(tmp_path / "skin.png", 300)))
+        assert page.is_checked("#mode-browser")
+        page.click("#analyse")
+        button = page.inner_text("#analyse")
+        assert button.startswith({"en": "Getting ready on this phone", "zh": "正在本机准备"}[lang]), button
+        assert page.is_disabled("#analyse") and page.evaluate("document.body.dataset.ready") is None
+        poll(page, lambda: "MB" in page.inner_text("#load-status"))
+        status = page.inner_text("#load-status")
+        page.screenshot(path=str(tmp_path / f"getting_ready_{lang}.png"), full_page=True)
+        page.wait_for_selector("#result:not([hidden])", timeout=120_000)
+        assert page.evaluate("document.getElementById('result').dataset.inference") == "browser"
+        assert uploads(requests, srv.served) == [] and srv.predictions == 0
+        # the total shown is what travelled for the runtime's WASM and the model (compressed), not their size on disk
+        info = page.evaluate("fetch('/api/v1/model').then(r => r.json())")
+        wire = srv.served.bytes[info["browser_inference"]["wasm_url"]] + srv.served.bytes[info["model_url"]]
+        shown = float(re.search(r"/ ([\d.]+) MB" if lang == "zh" else r"of ([\d.]+) MB", status).group(1)) * 1e6
+        on_disk = info["browser_inference"]["wasm_bytes"] + info["model_bytes"]
+        assert abs(shown - wire) <= 0.06e6 and wire < 0.5 * on_disk
+        assert {"en": "Getting ready", "zh": "正在本机准备"}[lang] in status and "model" not in status.lower()
+    finally:
+        ctx.close()
+        srv.stop()
+
+
+def test_on_this_phone_sends_nothing_when_the_runtime_cannot_start(browser: object, model_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    """Item 1: if the runtime fails while an on-device analysis waits for it, nothing is sent: the page says so and
+    asks; the photo goes to the server only when the person then chooses the server and taps Analyse again."""
+    srv = LiveServer(model_dir, wrap=CountingApp)
+    held: list[Any] = []
+    ctx = browser.new_context(**PHONE)
+    requests: list[str] = []
+    ctx.on("request", lambda r: requests.append(r.url))
+    ctx.route("**/model/*/model.onnx", lambda route: held.append(route))  # hangs until the test lets it fail
+    page = ctx.new_page()
+    try:
+        page.goto(srv.url)
+        poll(page, lambda: bool(held))
+        page.set_input_files("#file-input", str(skin_photo(tmp_path / "skin.png", 300)))
+        page.click("#analyse")
+        assert page.inner_text("#analyse").startswith("Getting ready on this phone")
+        held[0].abort()
+        page.wait_for_selector("#analyse-error:not([hidden])", timeout=60_000)
+        assert "nothing was sent" in page.inner_text("#analyse-error")
+        assert uploads(requests, srv.served) == [] and srv.predictions == 0 and page.is_hidden("#result")
+        page.check("#mode-server")  # the person chooses to send it
+        page.click("#analyse")
+        page.wait_for_selector("#result[data-inference='server']:not([hidden])", timeout=60_000)
+        assert srv.predictions == 1
+    finally:
+        ctx.close()
+        srv.stop()
+
+
+def set_zoom(page: object, zoom: float) -> None:
+    page.evaluate("z => { const s = document.getElementById('zoom'); s.value = String(z);"
+                  " s.dispatchEvent(new Event('input')); }", zoom)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_too_small_to_judge_in_both_modes(browser: object, sure_live: LiveServer, tmp_path: Path, lang: str) -> None:
+    """Item 4: a framed square under the model's minimum real resolution (a 40 px picture, or a 300 px photo zoomed
+    to a 37 px square) is "too small to judge", on the phone and on the server: never a class, never a bar."""
+    ctx, page, _, _ = open_page(browser, sure_live.url, locale={"en": "en-GB", "zh": "zh-CN"}[lang])
+    try:
+        tiny = tmp_path / "tiny.png"
+        Image.open(skin_photo(tmp_path / "skin.png", 224)).resize((40, 40)).save(tiny)
+        for mode in ("browser", "server"):
+            page.check(f"#mode-{mode}")
+            got = analyse(page, tiny)
+            assert (got["inference"], got["status"]) == (mode, "not_skin")
+            assert page.evaluate("document.getElementById('result').dataset.reason") == "too_small"
+            verdict = page.inner_text("#verdict")
+            assert {"en": "too small to judge", "zh": "太小"}[lang] in verdict and "%" not in verdict
+            assert {"en": "Zoom out", "zh": "缩小画面"}[lang] in page.inner_text("#advice")
+            assert page.locator("#topk li").count() == 0 and page.locator("#candidate-list li").count() == 0
+            assert not page.is_visible("#gradcam") and page.locator("#info-card *").count() == 0
+        page.screenshot(path=str(tmp_path / f"too_small_{lang}.png"), full_page=True)
+        page.check("#mode-browser")
+        page.set_input_files("#file-input", str(skin_photo(tmp_path / "big.png", 300)))
+        set_zoom(page, 8)
+        assert page.evaluate("document.getElementById('zoom').value") == "8"
+        page.click("#analyse")
+        page.wait_for_selector("#result[data-reason='too_small']:not([hidden])", timeout=60_000)
+    finally:
+        ctx.close()
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_refusals_say_their_reason_and_what_to_do(browser: object, live: LiveServer, tmp_path: Path,
+                                                  lang: str) -> None:
+    """Item 3: each refusal or withheld answer names its own reason with what to do, and quotes no skin-colour
+    share (a refusal for "not skin-like" next to "skin-coloured pixels 100%" contradicts itself)."""
+    from hypoderm.data import nonskin
+
+    words = {"en": {"too_dark": ("too dark", "more light"), "little_skin": ("too little skin", "fills most"),
+                    "not_skin_like": ("texture, an object, a screen or a drawing", "Photograph the skin itself"),
+                    "unsure_skin": ("may not be a photo of skin", "dermatologist")},
+             "zh": {"too_dark": ("太暗", "光线"), "little_skin": ("皮肤太少", "占满"),
+                    "not_skin_like": ("纹理、物体、屏幕或图画", "直接拍摄皮肤"),
+                    "unsure_skin": ("可能不是皮肤照片", "皮肤科医生")}}[lang]
+    pictures = {"too_dark": Image.new("RGB", (200, 200), (22, 14, 10)),
+                "little_skin": Image.new("RGB", (200, 200), (30, 60, 200)),
+                "not_skin_like": nonskin.picture("paper", 4243), "unsure_skin": nonskin.picture("wood", 4243)}
+    ctx, page, _, _ = open_page(browser, live.url, locale={"en": "en-GB", "zh": "zh-CN"}[lang])
+    try:
+        for reason, img in pictures.items():
+            side = min(img.size)
+            path = tmp_path / f"{reason}.png"
+            img.crop((0, 0, side, side)).save(path)
+            analyse(page, path)
+            assert page.evaluate("document.getElementById('result').dataset.reason") == reason
+            said = page.inner_text("#verdict") + " " + page.inner_text("#advice")
+            assert words[reason][0] in said and words[reason][1] in said, (reason, said)
+            assert "%" not in page.inner_text("#result"), reason  # no share of skin colour, no probability
+            assert page.locator("#topk li").count() == 0 and page.locator("#candidate-list li").count() == 0
+            assert not page.is_visible("#gradcam")
+            page.screenshot(path=str(tmp_path / f"{reason}_{lang}.png"), full_page=True)
+        first = page.inner_text("#history-list li:first-child .what > div:first-child")
+        assert first == {"en": "Uncertain: see a dermatologist", "zh": "结果不确定：请咨询皮肤科医生"}[lang]
+        dark = page.inner_text("#history-list li:nth-child(4) .what > div:first-child")
+        assert dark == {"en": "Not analysed (too dark)", "zh": "未分析（太暗）"}[lang]
+    finally:
+        ctx.close()
+
+
+@pytest.fixture(scope="module")
+def unsure_cam_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """mnv3s with the Grad-CAM outputs and an abstain threshold no answer reaches: every skin photo is uncertain."""
+    import torch
+
+    from helpers_app import build_model_dir
+    from hypoderm.models import create_model
+
+    torch.manual_seed(0)
+    return build_model_dir(tmp_path_factory.mktemp("unsure_cam"), size=224, classes=TWO_CLASSES, temperature=1.0,
+                           abstain_threshold=0.999, model_name="mnv3s", model=create_model("mnv3s", num_classes=2))
+
+
+def test_heatmap_explains_an_answer_only(browser: object, cam_model_dir: Path, unsure_cam_model_dir: Path,
+                                         tmp_path: Path) -> None:
+    """Item 2: the heat map of an answer names the class it explains and says it is not a diagnosis, covers all of
+    the framed square (the model saw exactly the square: no dimmed frame) and equals Python's overlay; an uncertain
+    answer names no class, so it gets no heat map, on the phone or from the server."""
+    import base64
+    import io
+
+    from hypoderm.inference import OnnxPredictor
+
+    photo = skin_photo(tmp_path / "skin.png", 300, seed=4)
+    srv = LiveServer(cam_model_dir)
+    ctx, page, _, _ = open_page(browser, srv.url)
+    try:
+        got = analyse(page, photo)
+        assert got["status"] == "ok"
+        page.wait_for_selector("#gradcam:not([hidden])")
+        answer = page.inner_text("#info-card h3")
+        caption = page.inner_text("#gradcam-caption")
+        assert f"“{answer}”" in caption and "not a diagnosis" in caption
+        src = page.evaluate("document.getElementById('gradcam-img').src")
+        drawn = np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB"), int)
+        predictor = OnnxPredictor(cam_model_dir / "model.onnx", threads=1)
+        img = Image.open(photo).convert("RGB")
+        k = predictor.class_names.index(max(got["probabilities"], key=got["probabilities"].get))
+        want = np.asarray(predictor.gradcam_overlay(img, k, framed=True), int)
+        assert drawn.shape == want.shape == (300, 300, 3) and np.abs(drawn - want).max() <= 2
+        page.locator("#result").screenshot(path=str(tmp_path / "heatmap_answer.png"))
+    finally:
+        ctx.close()
+        srv.stop()
+    srv = LiveServer(unsure_cam_model_dir)
+    ctx, page, requests, _ = open_page(browser, srv.url)
+    try:
+        for mode in ("browser", "server"):
+            page.check(f"#mode-{mode}")
+            got = analyse(page, photo)
+            assert (got["status"], got["inference"]) == ("uncertain", mode)
+            assert page.is_hidden("#gradcam") and page.is_hidden("#gradcam-off")
+    finally:
+        ctx.close()
+        srv.stop()
+
+
+def test_every_touch_target_is_at_least_44px(browser: object, sure_live: LiveServer, tmp_path: Path) -> None:
+    """Item 7: at 390 x 844 every button, link, slider, radio row, disclosure and file button is >= 44 x 44 CSS px."""
+    ctx, page, _, _ = open_page(browser, sure_live.url)
+    try:
+        analyse(page, skin_photo(tmp_path / "skin.png"))  # result, look-alikes and a history row with its Delete
+        page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+        small = page.evaluate("""[...document.querySelectorAll(
+            'button, a[href], input, select, textarea, summary, label, [tabindex]')]
+          .filter(e => !e.classList.contains('visually-hidden'))
+          .map(e => e.matches('input[type=radio], input[type=checkbox]') ? e.closest('label') : e)
+          .filter(e => e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden')
+          .map(e => ({what: e.id || e.textContent.trim().slice(0, 30) || e.tagName, rect: e.getBoundingClientRect()}))
+          .filter(t => t.rect.width < 44 || t.rect.height < 44)
+          .map(t => `${t.what}: ${t.rect.width.toFixed(0)}x${t.rect.height.toFixed(0)}`)""")
+        assert small == [], small
+        assert page.locator("#history-list button").count() >= 1 and page.is_visible("#zoom")
+    finally:
+        ctx.close()
+
+
+def test_english_footer_uses_display_names(browser: object, tmp_path: Path) -> None:
+    """Item 6: the bundled model's summary names classes by identifier ("normal_skin: 97"); the footer says
+    "97 photos of Normal skin" in English, as it does in Chinese."""
+    srv = LiveServer(constant_model_dir(tmp_path / "m", [0.0, 1.0], extra={"training_data": {
+        "summary": "normal_skin: 10, vitiligo: 20", "counts": {"normal_skin": 10, "vitiligo": 20}}}))
+    ctx, page, _, _ = open_page(browser, srv.url, locale="en-GB")
+    try:
+        info = page.inner_text("#model-info")
+        assert "10 photos of Normal skin" in info and "20 photos of Vitiligo" in info, info
+        assert "normal_skin" not in info and "vitiligo:" not in info
+    finally:
+        ctx.close()
+        srv.stop()
+
+
+THREE_CLASSES = ["normal_skin", "other_lesion", "vitiligo"]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_other_lesion_is_never_a_named_diagnosis(browser: object, tmp_path: Path, lang: str) -> None:
+    """Issue 19 item 4: an answer of class other_lesion is worded by its card ("a skin lesion that is not a
+    hypopigmented condition this model knows: have it examined"), names no lesion, shows its card (what the class
+    contains and why it is there), and keeps the look-alikes the model cannot tell."""
+    import torch
+
+    from helpers_app import build_model_dir
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(8, 3))
+    with torch.no_grad():
+        model[-1].weight.zero_()
+        model[-1].bias.copy_(torch.tensor([0.0, float(np.log(0.9 / 0.05)), 0.0]))  # other_lesion at 0.9
+    srv = LiveServer(build_model_dir(tmp_path / "m", size=224, classes=THREE_CLASSES, temperature=1.0,
+                                     abstain_threshold=0.6, model_name="e2e", model=model))
+    ctx, page, _, _ = open_page(browser, srv.url, locale={"en": "en-GB", "zh": "zh-CN"}[lang])
+    try:
+        got = analyse(page, skin_photo(tmp_path / "skin.png"))
+        assert got["status"] == "ok" and got["probabilities"]["other_lesion"] == pytest.approx(0.9)
+        verdict = page.inner_text("#verdict")
+        assert verdict == {"en": "A skin lesion that is not a hypopigmented condition this model knows (90%): "
+                                 "have it examined by a doctor.",
+                           "zh": "皮肤上有病变，但不是本模型认识的色素减退性疾病（90%）：请找医生检查。"}[lang]
+        for named in {"en": ("cancer", "melanoma", "carcinoma", "mole", "keratos", "Most likely"),
+                      "zh": ("癌", "黑色素瘤", "痣", "角化", "最可能")}[lang]:
+            assert named not in verdict
+        card = page.inner_text("#info-card")
+        assert {"en": "PAD-UFES-20", "zh": "PAD-UFES-20"}[lang] in card  # what the class contains
+        assert {"en": "so that such a lesion is not forced", "zh": "不会被硬归为"}[lang] in card  # why it is there
+        limits = page.inner_text("#limits")
+        assert {"en": "is not a diagnosis of any lesion", "zh": "不是任何具体病变的诊断"}[lang] in limits
+        assert page.locator("#limits-list li").count() == 6 and page.locator("#lookalike-cards article").count() == 6
+        if lang == "zh":
+            assert not latin_sentences(visible_text(page), ("e2e", "0.1.0", "fp32"))
+        page.screenshot(path=str(tmp_path / f"other_lesion_{lang}.png"), full_page=True)
+    finally:
+        ctx.close()
+        srv.stop()

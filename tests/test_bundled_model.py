@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from helpers_export import skin_image
+from hypoderm.app.web_runtime import ORT_FILES
 from hypoderm.inference import OnnxPredictor, load_metadata, validate_metadata
 from hypoderm.predict import bundled_model as bundled_model_path
 
@@ -71,6 +72,9 @@ def test_wheel_contains_the_model_is_small_and_loads_it(tmp_path):
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
         assert {"hypoderm/assets/model.onnx", "hypoderm/assets/model.json", "hypoderm/app/static/index.html"} <= names
+        # the runtime the page runs the model with, and its licence (setup.py; `make wheel-check` serves them)
+        runtime = "hypoderm/app/vendor/onnxruntime-web/"
+        assert {f"{runtime}dist/{f}" for f in ORT_FILES} | {f"{runtime}LICENSE", f"{runtime}package.json"} <= names
         z.extractall(tmp_path / "site")
     # import hypoderm from the unpacked wheel, not from the source tree, and diagnose with its model
     img = tmp_path / "skin.png"

@@ -86,11 +86,27 @@ def test_cli_reports_a_bad_checkpoint_in_one_line(tmp_path: Path, capsys: pytest
     assert "hypoderm evaluate: error:" in err and "Traceback" not in err
 
 
-def test_cli_prints_the_headline(trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_prints_the_headline_and_where_the_report_is(trained: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
     from hypoderm.cli import main
 
     assert main(["evaluate", str(trained), "--out", str(tmp_path), "--bootstrap", "20", "--no-plots"]) == 0
-    assert "macro-F1" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "macro-F1" in out and f"report: {tmp_path / 'report.md'}" in out and (tmp_path / "report.md").is_file()
+
+
+def test_cli_warns_about_a_collapsed_checkpoint(trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Issue 21 item 8: `train` warns and `export` refuses a checkpoint whose validation predictions collapsed to one
+    class; `evaluate` says so too (stderr and the report), instead of one quiet line of metrics."""
+    from hypoderm.checkpoint import load_checkpoint, save_atomic
+    from hypoderm.cli import main
+
+    ckpt = load_checkpoint(trained)
+    ckpt["metrics"] = {**ckpt["metrics"], "val/predicted_counts": [len(ckpt["class_names"]) * 4, 0, 0]}
+    broken = save_atomic(ckpt, tmp_path / "run" / "best.pt")
+    assert main(["evaluate", str(broken), "--out", str(tmp_path / "e"), "--bootstrap", "10", "--no-plots"]) == 0
+    assert "warning: this checkpoint looks broken: validation predictions collapse" in capsys.readouterr().err
+    assert "looks broken" in (tmp_path / "e" / "report.md").read_text()
 
 
 def test_final_checkpoint_refuses_test_metrics_on_its_training_photos(tmp_path: Path) -> None:

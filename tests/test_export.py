@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from helpers_export import CLASSES, export_checkpoint, skin_image, tiny_checkpoint
 
@@ -671,3 +672,28 @@ def test_export_cli_int8_weights_writes_the_model_and_its_report(ckpt_path: Path
     assert "is not compared with fp32" in capsys.readouterr().err
     assert (bare.parent / "model.int8w.onnx").is_file()
     assert "int8_weights" not in json.loads((bare.parent / "model.export-report.json").read_text())
+
+
+def test_framed_square_is_seen_whole_and_its_overlay_has_no_dimmed_frame(tmp_path: Path) -> None:
+    """Issue 21 item 2: the square framed in the app is resized straight to the input size (no centre crop), so
+    the heat map covers all of it: no pixel is dimmed as "not seen", and the model's input is the whole square."""
+    from hypoderm.inference import OnnxPredictor, prepare
+    from hypoderm.inference.explain import crop_box
+
+    _, path = _export("mnv3s", tmp_path)
+    predictor = OnnxPredictor(path, threads=1)
+    spec = predictor.spec
+    img = skin_image(1, np.random.default_rng(3), 300)
+    assert crop_box(300, 300, spec, framed=True) == (0, 0, 300, 300)
+    crop, _ = prepare(img, spec, framed=True)
+    whole = np.asarray(img.resize((spec.size, spec.size), Image.Resampling.BILINEAR, reducing_gap=None))
+    assert np.array_equal(crop, whole) and not np.array_equal(crop, prepare(img, spec)[0])
+    features, weights = predictor.gradcam_outputs(img, framed=True)
+    out = np.asarray(predictor.gradcam_overlay(img, 1, framed=True), float)
+    dimmed = np.isclose(out, np.round(np.asarray(img, float) * 0.45), atol=1).all(axis=-1)
+    assert dimmed.mean() < 0.05  # the heat is drawn everywhere (a pixel may match by chance)
+    assert not np.allclose(features, predictor.gradcam_outputs(img)[0])  # another input than the centre crop
+    # an upload that is not square is cut to its largest centred square, as the app's cropper frames one
+    assert crop_box(300, 200, spec, framed=True) == (50, 0, 200, 200)
+    assert np.array_equal(prepare(img.crop((0, 0, 300, 200)), spec, framed=True)[0],
+                          prepare(img.crop((50, 0, 250, 200)), spec, framed=True)[0])

@@ -51,3 +51,10 @@ def test_npm_ci_is_skipped_when_node_modules_matches_the_lock(tmp_path: Path) ->
     (tmp_path / "package-lock.json").write_text((tmp_path / "package-lock.json").read_text() + "\n")
     web()
     assert log.read_text().count("npm ci") == 2  # the lock file changed: installed again
+
+
+def test_ci_checks_that_a_wheel_is_the_whole_app() -> None:
+    """Issue 21 item 15: CI builds the wheel, installs it outside the repository and serves on-device inference."""
+    assert "make wheel-check" in (ROOT / ".ci" / "run").read_text()
+    out = subprocess.run(["make", "-n", "-C", str(ROOT), "wheel-check"], capture_output=True, text=True, check=True)
+    assert "scripts/wheel_check.sh" in out.stdout

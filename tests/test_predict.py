@@ -288,3 +288,74 @@ def test_limits_come_from_the_class_list() -> None:
     assert "does not rule out" in limits_text(["normal_skin", "vitiligo"], "normal_skin")
     assert model_limits(["normal_skin", "vitiligo"], "zh")["known"] == ["正常皮肤", "白癜风"]
     assert display_name("some_new_class") == "Some new class"
+
+
+def test_model_folder_is_accepted_like_serve(onnx_path: Path, tmp_path: Path, capsys) -> None:
+    """Issue 21 item 9: `serve --model DIR` takes the folder `hypoderm export` wrote; so does `predict`."""
+    img = tmp_path / "skin.png"
+    skin_image(1, np.random.default_rng(5), 90).save(img)
+    rc, doc = _run_json([str(img), "--model", str(onnx_path.parent)], capsys)
+    assert rc == 0 and doc["model"]["path"] == str(onnx_path) and doc["results"][0]["status"] != "error"
+    from hypoderm.cli import main
+
+    assert main(["predict", str(img), "--model", str(tmp_path)]) == 2  # a folder without model.onnx
+    assert f"model file not found: {tmp_path / 'model.onnx'}" in capsys.readouterr().err
+
+
+def test_a_broken_checkpoint_is_said(ckpt_path: Path, tmp_path: Path, capsys) -> None:
+    """Issue 21 item 8: a .pt checkpoint whose validation predictions collapsed gets the warning an exported
+    model marked broken gets (text and JSON), instead of confident-looking answers."""
+    from hypoderm.checkpoint import load_checkpoint, save_atomic
+    from hypoderm.cli import main
+
+    ckpt = load_checkpoint(ckpt_path)
+    ckpt["metrics"] = {**ckpt["metrics"], "val/predicted_counts": [12, 0]}
+    broken = save_atomic(ckpt, tmp_path / "best.pt")
+    img = tmp_path / "skin.png"
+    skin_image(1, np.random.default_rng(5), 90).save(img)
+    assert main(["predict", str(img), "--model", str(broken)]) == 0
+    assert capsys.readouterr().out.startswith("WARNING: this model failed its quality checks (validation predictions")
+    rc, doc = _run_json([str(img), "--model", str(broken)], capsys)
+    assert [p["code"] for p in doc["model"]["problems"]] == ["collapsed"] and "WARNING" in doc["notes"][0]
+    rc, doc = _run_json([str(img), "--model", str(ckpt_path)], capsys)
+    assert doc["model"]["problems"] == [] and doc["notes"] == []  # a sound checkpoint gets no warning
+
+
+def test_help_says_what_cam_needs(capsys) -> None:
+    """Issue 21 item 11: `--cam` works with the bundled ONNX model (its Grad-CAM outputs); the help says so."""
+    from hypoderm.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "needs the checkpoint" not in out and "the bundled model and `hypoderm export` models have them" in out
+
+
+def test_other_lesion_is_answered_by_its_card_never_as_a_named_lesion(tmp_path: Path, capsys) -> None:
+    """Issue 19 item 4 (CLI): a model with the class other_lesion answers it as "a skin lesion that is not a
+    hypopigmented condition this model knows: have it examined", in the text and the JSON message, naming no
+    lesion; the conditions it cannot tell are still listed."""
+    import torch
+
+    from helpers_app import build_model_dir
+    from hypoderm.cli import main
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(8, 3))
+    with torch.no_grad():
+        model[-1].weight.zero_()
+        model[-1].bias.copy_(torch.tensor([0.0, float(np.log(18.0)), 0.0]))  # other_lesion at 0.9
+    model_dir = build_model_dir(tmp_path / "m", classes=["normal_skin", "other_lesion", "vitiligo"],
+                                temperature=1.0, abstain_threshold=0.6, model=model)
+    img = tmp_path / "skin.png"
+    skin_image(1, np.random.default_rng(5), 90).save(img)
+    assert main(["predict", str(img), "--model", str(model_dir)]) == 0
+    answer = capsys.readouterr().out.split("\n")[0]
+    said = "A skin lesion that is not a hypopigmented condition this model knows (90%): have it examined by a doctor."
+    assert answer == f"{img}: ok: {said} (others: Normal skin 5%, Vitiligo 5%)"
+    rc, doc = _run_json([str(img), "--model", str(model_dir)], capsys)
+    result = doc["results"][0]
+    assert result["answer"] == "other_lesion" and result["message"].startswith(said)
+    for named in ("cancer", "carcinoma", "melanoma", "mole", "keratos"):
+        assert named not in answer.lower() and named not in result["message"].lower()

@@ -104,7 +104,7 @@ def test_unexpected_error_is_a_json_500_with_security_headers(model_dir: Path, m
     app = create_app(model_dir)
     state = app.state.hypoderm
 
-    def boom(img: Image.Image, top_k: int = 3) -> dict:
+    def boom(img: Image.Image, top_k: int = 3, framed: bool = False) -> dict:
         raise RuntimeError("simulated bug")
 
     monkeypatch.setattr(state.predictor, "predict_image", boom)

@@ -214,22 +214,6 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models", default="mnv3s,hypodermnet,resnet50",
-                   help="comma-separated model names or presets (paper, ablation, all)")
-    p.add_argument("--size", type=int, default=224, help="input side in pixels")
-    p.add_argument("--num-classes", type=int, default=2)
-    p.add_argument("--threads", default="1",
-                   help="intra-op threads for torch and ONNX Runtime: a number, 'all', or a list like '1,all'")
-    p.add_argument("--runs", type=int, default=50)
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--no-onnx", action="store_true", help="skip ONNX Runtime")
-    p.add_argument("--onnx-file", action="append", type=Path, default=[],
-                   help="also time an exported .onnx artefact (repeatable), e.g. fp32 and INT8 exports")
-    p.add_argument("--json", type=Path, help="write the full result as JSON")
-    p.add_argument("--csv", type=Path, help="write the table as CSV")
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         models = parse_models(args.models)

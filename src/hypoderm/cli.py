@@ -6,7 +6,9 @@ Each sub-command lives in its own module, which defines
     run(args: argparse.Namespace) -> int
 
 Only the module of the command being run is imported, so `hypoderm predict --model x.onnx`
-never imports torch, and a slow import in one command never slows the others.
+never imports torch, and a slow import in one command never slows the others. The commands whose
+module imports torch take their options from `hypoderm.cli_options` instead (torch-free), so their
+`--help` answers at once and their module is imported only to run.
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
 }
 
 
-def _usage() -> str:
-    lines = ["usage: hypoderm COMMAND [options]", "", "commands:"]
+def _usage(group: tuple[str, ...] = ()) -> str:
+    """The commands (those starting with the words `group`, e.g. ("data",)) with their one-line help."""
+    lines = [f"usage: hypoderm {' '.join((*group, 'COMMAND'))} [options]", "", "commands:"]
     for words, (_, help_text) in COMMANDS.items():
-        lines.append(f"  {' '.join(words):<20} {help_text}")
+        if words[: len(group)] == group:
+            lines.append(f"  {' '.join(words):<20} {help_text}")
     lines += ["", "Run `hypoderm COMMAND --help` for the options of one command.",
               "hypoderm is a decision aid for clinicians, not a medical device."]
     return "\n".join(lines)
@@ -49,6 +53,26 @@ def _match(argv: list[str]) -> tuple[tuple[str, ...], list[str]] | None:
     return None
 
 
+def _group(argv: list[str]) -> tuple[tuple[str, ...], list[str]] | None:
+    """(the longest run of argv's first words that begins longer commands, e.g. ("data",), the rest) or None."""
+    for n in range(len(argv), 0, -1):
+        words = tuple(argv[:n])
+        if any(len(w) > n and w[:n] == words for w in COMMANDS):
+            return words, argv[n:]
+    return None
+
+
+def _parser(words: tuple[str, ...]) -> argparse.ArgumentParser:
+    """The command's parser; its options from hypoderm.cli_options when its module imports torch."""
+    from hypoderm.cli_options import OPTIONS
+
+    module_name, help_text = COMMANDS[words]
+    parser = argparse.ArgumentParser(prog="hypoderm " + " ".join(words), description=help_text)
+    add = OPTIONS.get(module_name) or importlib.import_module(module_name).add_arguments
+    add(parser)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -60,17 +84,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hypoderm {__version__}")
         return 0
     found = _match(argv)
+    group = _group(argv) if found is None else None
+    if group is not None and (not group[1] or group[1][0] in ("-h", "--help")):
+        # `hypoderm data --help` lists the data commands; `hypoderm data` alone is missing its command
+        print(_usage(group[0]), file=sys.stdout if group[1] else sys.stderr)
+        return 0 if group[1] else 2
     if found is None:
         prefix = [w for w in COMMANDS if w[0] == argv[0]]
         valid = ", ".join(" ".join(w) for w in (prefix or COMMANDS))
         print(f"hypoderm: unknown command {' '.join(argv[:3])!r}; valid commands: {valid}", file=sys.stderr)
         return 2
     words, rest = found
-    module_name, help_text = COMMANDS[words]
-    module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog="hypoderm " + " ".join(words), description=help_text)
-    module.add_arguments(parser)
-    args = parser.parse_args(rest)
+    args = _parser(words).parse_args(rest)
+    module = importlib.import_module(COMMANDS[words][0])
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:

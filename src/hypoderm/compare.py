@@ -353,23 +353,6 @@ def _add_style_margins(cfg: Any, out: Path, rows: list[dict[str, Any]]) -> str:
     return note + (f"**{warning}**\n\n" if warning else "")
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from hypoderm.engine.config import add_train_arguments
-
-    p.add_argument("--models", default=None, help="comma-separated model names (or presets paper, ablation)")
-    p.add_argument("--preset", choices=["paper", "ablation", "design"], help="paper: hypodermnet vs mnv3s and 5 CNNs; "
-                   "ablation: the 8 mnv3s* variants; design: hypodermnet's open design choices")
-    p.add_argument("--out", required=True, type=Path, help="study directory (re-run to resume)")
-    # every training flag of `hypoderm cv` (recipe, balance, label smoothing, EMA, abstain target, ...), so that
-    # a study runs the recipe it says; --hold-out-by adds the held-out protocol for every model
-    add_train_arguments(p, study=True)
-    p.add_argument("--reference", default="hypodermnet", help="model of the paired comparison")
-    p.add_argument("--latency-size", type=int, default=224, help="input size for the latency/FLOPs columns")
-    p.add_argument("--threads", type=int, default=1, help="threads for the latency measurement")
-    p.add_argument("--runs", type=int, default=30, help="timed runs per model")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
-
-
 def run(args: argparse.Namespace) -> int:
     from hypoderm.engine.config import config_from_args
     from hypoderm.engine.train import TrainError

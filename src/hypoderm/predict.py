@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from hypoderm import __version__
-from hypoderm.cards import display_name, format_probability, limits_text, load_cards, unknown_conditions
+from hypoderm.cards import answer_text, display_name, format_probability, limits_text, load_cards, unknown_conditions
 from hypoderm.inference import (
     DISCLAIMER,
     ModelLoadError,
@@ -79,6 +79,7 @@ class TorchPredictor:
         from hypoderm.inference.metadata import metadata_from_checkpoint, validate_metadata
         from hypoderm.inference.ood import DEFAULT_OOD
         from hypoderm.inference.preprocess import PreprocessSpec
+        from hypoderm.model_quality import checkpoint_problems
 
         self._torch = torch
         ckpt = load_checkpoint(checkpoint)
@@ -86,6 +87,8 @@ class TorchPredictor:
         self.metadata = metadata_from_checkpoint(ckpt)
         self.metadata["ood"] = self.metadata.get("ood") or dict(DEFAULT_OOD)
         validate_metadata(self.metadata, source=str(checkpoint))  # e.g. a one-class model is refused here too
+        # a checkpoint carries no export mark: check it as `export` would, so a broken one is said
+        self.metadata["quality"] = {"problems": checkpoint_problems(ckpt)}
         self.spec = PreprocessSpec.from_dict(ckpt["preprocess"])
         try:
             self.cam_graph: Any = GradCamGraph(self.model).eval()
@@ -113,10 +116,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EXIT_CODES + "\n\nJSON output (--json): docs/PREDICT_SCHEMA.md"
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files or folders")
-    parser.add_argument("--model", type=Path, help="a .pt checkpoint or an exported .onnx (default: the bundled model)")
+    parser.add_argument("--model", type=Path,
+                        help="a .pt checkpoint, an exported .onnx, or a folder holding model.onnx "
+                             "(default: the bundled model)")
     parser.add_argument("--top-k", type=int, default=3, help="how many classes to list (default 3)")
     parser.add_argument("--cam", type=Path, metavar="DIR",
-                        help="write Grad-CAM overlay PNGs here (needs the checkpoint)")
+                        help="write Grad-CAM overlay PNGs here, at each photo's resolution (from the model's own "
+                             "Grad-CAM outputs: the bundled model and `hypoderm export` models have them; a .pt "
+                             "checkpoint works too)")
     parser.add_argument("--json", action="store_true", help="print one JSON document (docs/PREDICT_SCHEMA.md)")
     parser.add_argument("--threads", type=int, default=1,
                         help="ONNX Runtime intra-op threads (default 1: the next photo is decoded in a second "
@@ -151,8 +158,14 @@ def _skipped_note(skipped: list[Path]) -> str | None:
     return f"skipped {len(skipped)} file(s) in the folders that are not images: {names}"
 
 
-def _load_predictor(model: Path | None, threads: int | None) -> Predictor:
+def _model_path(model: Path | None) -> Path:
+    """`--model` as a file: the bundled model when none is given, a folder's model.onnx (as `serve --model DIR`)."""
     path = model or bundled_model()
+    return path / "model.onnx" if path.is_dir() else path
+
+
+def _load_predictor(model: Path | None, threads: int | None) -> Predictor:
+    path = _model_path(model)
     if not path.is_file():
         if model is None:
             raise ModelLoadError(f"no --model given and the bundled model is missing ({path}); "
@@ -167,7 +180,8 @@ def _load_predictor(model: Path | None, threads: int | None) -> Predictor:
             return TorchPredictor(path)
         except (CheckpointError, KeyError, ValueError, RuntimeError) as e:
             raise ModelLoadError(str(e)) from e
-    raise ModelLoadError(f"--model must be a .onnx file or a .pt checkpoint, got {path.name}")
+    raise ModelLoadError(f"--model must be a .onnx file or a .pt checkpoint (or a folder holding model.onnx), "
+                         f"got {path.name}")
 
 
 def _cam_note(predictor: Predictor) -> str | None:
@@ -276,8 +290,11 @@ def _text_line(r: dict[str, Any], class_names: list[str]) -> str:
         line = f"{r['file']}: uncertain: {r['message']}"
     else:
         others = ", ".join(f"{display_name(t['label'])} {format_probability(t['probability'])}" for t in r["top_k"][1:])
-        line = f"{r['file']}: ok: {display_name(r['answer'])} {format_probability(r['top_k'][0]['probability'])}"
-        line += f" (others: {others})" if others else ""
+        p = r["top_k"][0]["probability"]
+        # a class that is not a condition (other_lesion) is worded by its card: never as a named diagnosis
+        answer = (answer_text(r["answer"], p) if load_cards().get(r["answer"], {}).get("kind") == "other"
+                  else f"{display_name(r['answer'])} {format_probability(p)}")
+        line = f"{r['file']}: ok: {answer}" + (f" (others: {others})" if others else "")
     if unknown:
         what = (f"cannot tell {display_name(r['answer'])} from" if r["answer"] and
                 load_cards().get(r["answer"], {}).get("kind") == "condition" else "was never shown")
@@ -323,7 +340,7 @@ def _run(args: argparse.Namespace) -> int:
     if note:
         print(note, file=sys.stderr)
     problems = metadata_problems(predictor.metadata)
-    broken = (f"WARNING: this model failed its quality checks when it was exported ("
+    broken = (f"WARNING: this model failed its quality checks ("
               f"{'; '.join(p['message'] for p in problems)}); do not rely on its answers.") if problems else None
     files, skipped = expand_inputs(args.images)
     results = predict_files(predictor, files, args.top_k, args.cam)
@@ -331,7 +348,7 @@ def _run(args: argparse.Namespace) -> int:
     md = predictor.metadata
     if args.json:
         doc = {"format": OUTPUT_FORMAT, "hypoderm_version": __version__,
-               "model": {"path": str(args.model or bundled_model()), "model_name": md.get("model_name"),
+               "model": {"path": str(_model_path(args.model)), "model_name": md.get("model_name"),
                          "version": md.get("version"), "precision": md.get("precision", "fp32"),
                          "class_names": list(md["class_names"]),
                          "abstain_threshold": float(md["abstain_threshold"]), "temperature": float(md["temperature"]),

@@ -49,14 +49,17 @@ from hypoderm import __version__
 from hypoderm.app.assets import IMMUTABLE, REVALIDATE, Delivery, sha256_file
 from hypoderm.app.guard import release_memory
 from hypoderm.app.upload import UploadError, image_from_multipart
+from hypoderm.app.web_runtime import ORT_FILES, PACKAGED
 from hypoderm.imaging.io import MAX_ASPECT_RATIO, SOURCE_SIZE_KEY
 from hypoderm.inference import bundled_model
 from hypoderm.inference.ood import with_gate
 from hypoderm.inference.predictor import MIN_SOURCE_SIDE
+from hypoderm.model_quality import metadata_problems
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-# In a source checkout, `npm ci` puts onnxruntime-web here; a pip-installed user points
-# HYPODERM_WEB_ASSETS (or --web-assets) at any folder holding `onnxruntime-web/dist`.
+# In a source checkout, `npm ci` puts onnxruntime-web here; a built wheel carries its own copy
+# (hypoderm.app.web_runtime.PACKAGED); HYPODERM_WEB_ASSETS (or --web-assets) may name any folder holding
+# `onnxruntime-web/dist`.
 REPO_NODE_MODULES = Path(__file__).resolve().parents[3] / "node_modules"
 WEB_ASSETS_ENV = "HYPODERM_WEB_ASSETS"
 
@@ -93,9 +96,6 @@ RELEASE_AFTER_PIXELS = 4_000_000
 
 log = logging.getLogger("hypoderm.serve")
 
-# Only the WASM build of onnxruntime-web is served: the ESM loader, its worker/glue module and
-# the SIMD+threads binary it loads (the other builds are WebGL/WebGPU/JSPI variants we never use).
-ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 SWAGGER_FILES = ("swagger-ui-bundle.js", "swagger-ui.css")
 
 # 'wasm-unsafe-eval' lets WebAssembly compile (needed by onnxruntime-web) without allowing JS eval.
@@ -166,7 +166,7 @@ def resolve_model_path(model: str | os.PathLike[str] | None) -> Path:
 
 def find_web_assets(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     """The folder holding onnxruntime-web's `dist` files, or None when they are not installed."""
-    candidates = [explicit, os.environ.get(WEB_ASSETS_ENV), REPO_NODE_MODULES]
+    candidates = [explicit, os.environ.get(WEB_ASSETS_ENV), REPO_NODE_MODULES, PACKAGED]
     for c in candidates:
         if not c:
             continue
@@ -371,7 +371,7 @@ def _decode(data: bytes, max_pixels: int, min_size: int | None = None) -> Any:
         raise ApiError(status, code, str(e)) from None
 
 
-def _predict(state: ServerState, data: bytes, top_k: int, gradcam: bool) -> dict[str, Any]:
+def _predict(state: ServerState, data: bytes, top_k: int, gradcam: bool, framed: bool = False) -> dict[str, Any]:
     """Decode and predict one upload, at most `state.max_decodes` at a time (memory = that bound times
     the worst image). Expected failures are ApiErrors (4xx); anything else is a bug and becomes a 500."""
     from hypoderm.imaging.io import ImageShapeError
@@ -385,7 +385,7 @@ def _predict(state: ServerState, data: bytes, top_k: int, gradcam: bool) -> dict
             img = _decode(data, state.max_pixels, min_size)
             width, height = img.info.get(SOURCE_SIZE_KEY, img.size)
             big = width * height >= RELEASE_AFTER_PIXELS
-            result = _predict_image(state, img, top_k, gradcam)
+            result = _predict_image(state, img, top_k, gradcam, framed)
         except ImageShapeError as e:
             raise ApiError(422, "bad_aspect_ratio", str(e)) from None
         except MemoryError:
@@ -399,17 +399,18 @@ def _predict(state: ServerState, data: bytes, top_k: int, gradcam: bool) -> dict
     return result
 
 
-def _predict_image(state: ServerState, img: Any, top_k: int, gradcam: bool) -> dict[str, Any]:
+def _predict_image(state: ServerState, img: Any, top_k: int, gradcam: bool, framed: bool) -> dict[str, Any]:
     """The result dict, with the heat map of the top class over the photo (at most 512 px) when asked
     (hypoderm.inference.explain: the same definition as `predict --cam` and the browser) as a PNG data URL;
-    one preprocessing and one model run either way."""
+    one preprocessing and one model run either way. `framed`: the upload is the square framed in the app
+    (the model sees all of it: hypoderm.inference.prepare)."""
     available, reason = state.gradcam_status()
     if not gradcam or not available:
-        result = dict(state.predictor.predict_image(img, top_k=top_k))
+        result = dict(state.predictor.predict_image(img, top_k=top_k, framed=framed))
         if gradcam:
             result["gradcam"] = {"available": False, "reason": reason}
         return result
-    result, overlay = state.predictor.predict_with_overlay(img, top_k=top_k)
+    result, overlay = state.predictor.predict_with_overlay(img, top_k=top_k, framed=framed)
     result = dict(result)
     if overlay is None:  # a rejected photo (not_skin) has no class to explain
         result["gradcam"] = {"available": False, "reason": "not_skin"}
@@ -591,7 +592,10 @@ def _add_api(app: FastAPI, state: ServerState) -> None:
                          503: {"description": "server busy (too many predictions or uploads in progress)"}})
     async def predict(request: Request, top_k: int = Query(3, ge=1, le=20),
                       gradcam: bool = Query(False, description="add a Grad-CAM heatmap (needs a model exported "
-                                                                "with the Grad-CAM outputs)")
+                                                                "with the Grad-CAM outputs)"),
+                      framed: bool = Query(False, description="the photo is the square the user framed (the app "
+                                                              "sends it): the model sees all of it, resized straight "
+                                                              "to its input size, instead of the usual centre crop")
                       ) -> dict[str, Any]:
         _refuse_if_busy(state, request)  # before the upload: no client sends 10 MB to hear "busy"
         budget = _Budget(state)
@@ -601,7 +605,7 @@ def _add_api(app: FastAPI, state: ServerState) -> None:
             _refuse_if_busy(state, request)  # the upload has arrived: only now does it count as a prediction
             state.in_flight += 1
             try:
-                result = await run_in_threadpool(_predict, state, data, top_k, gradcam)
+                result = await run_in_threadpool(_predict, state, data, top_k, gradcam, framed)
             finally:
                 state.in_flight -= 1
         finally:
@@ -792,6 +796,10 @@ def run(args: argparse.Namespace) -> int:
     if state.web_assets is None:
         print("hypoderm serve: onnxruntime-web not found; the page will use server inference "
               f"(run scripts/install_web_assets.sh or set {WEB_ASSETS_ENV})", file=sys.stderr)
+    problems = metadata_problems(state.metadata)
+    if problems:  # the page says so too; whoever starts the server should hear it first
+        print(f"hypoderm serve: WARNING: this model failed its quality checks when it was exported "
+              f"({'; '.join(p['message'] for p in problems)}); do not rely on its answers.", file=sys.stderr)
     print(f"hypoderm serve: {state.metadata.get('model_name')} on http://{args.host}:{args.port}/ "
           f"(API docs at /docs). A decision aid, not a diagnosis.", file=sys.stderr)
     if not log.handlers:  # one plain line per rejected client on stderr

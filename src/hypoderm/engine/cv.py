@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from hypoderm.engine.cache import DecodedCache
-from hypoderm.engine.config import TrainConfig, TrainError, add_train_arguments, config_from_args
+from hypoderm.engine.config import TrainConfig, TrainError, config_from_args
 from hypoderm.inference.preprocess import PreprocessSpec
 from hypoderm.metrics import scalar_metrics
 
@@ -136,7 +136,9 @@ def run_cv(cfg: TrainConfig, out: str | Path, *, folds: list[int] | None = None,
     from hypoderm.engine.evaluate import evaluate_checkpoint
     from hypoderm.engine.fold import check_leakage, load_or_make_split, readable_index
     from hypoderm.engine.train import train
+    from hypoderm.models import canonical_name
 
+    canonical_name(cfg.model)  # an unknown model is a ValueError now, not after every photo is decoded
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg_file = out / "cv_config.json"
@@ -314,12 +316,6 @@ def _finished(fold_dir: Path) -> bool:
 
     best = fold_dir / "best.pt"
     return best.is_file() and bool(load_checkpoint(best).get("complete"))  # written once, when training ended
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_train_arguments(parser, cv=True)
-    parser.add_argument("--only-folds", default=None, help="comma-separated folds to run (default: all)")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -105,6 +105,7 @@ def evaluate_checkpoint(checkpoint: str | Path | dict[str, Any], *, data: str | 
     from hypoderm.data.splits import Split
     from hypoderm.engine.fold import matching_split, readable_index
     from hypoderm.engine.runtime import predict_logits, resolve_device
+    from hypoderm.model_quality import checkpoint_problems
 
     ckpt_path = None if isinstance(checkpoint, dict) else Path(checkpoint)
     ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
@@ -153,7 +154,8 @@ def evaluate_checkpoint(checkpoint: str | Path | dict[str, Any], *, data: str | 
     probs, probs_raw = softmax(logits, t), softmax(logits)
     m = classification_metrics(y_true, probs, model_classes, probs_uncalibrated=probs_raw, n_bootstrap=n_bootstrap)
     m.update(temperature=t, evaluated_on=where, model_name=ckpt["model_name"],
-             checkpoint=str(ckpt_path) if ckpt_path else None, unreadable=[list(b) for b in bad])
+             checkpoint=str(ckpt_path) if ckpt_path else None, unreadable=[list(b) for b in bad],
+             model_problems=checkpoint_problems(ckpt))  # a collapsed model's metrics must not pass unremarked
     thr = float(ckpt.get("abstain_threshold", 0.0))
     kept = probs.max(1) >= thr
     m["abstain"] = {"threshold": thr, "coverage": float(kept.mean()),
@@ -166,6 +168,7 @@ def evaluate_checkpoint(checkpoint: str | Path | dict[str, Any], *, data: str | 
 
     out_dir = Path(out) if out else (ckpt_path.parent if ckpt_path else Path(".")) / f"eval-{tag}"
     out_dir.mkdir(parents=True, exist_ok=True)
+    m["out_dir"] = str(out_dir)
     paths = np.array([index.relpath(index.samples[i]) for i in idx])
     np.savez(out_dir / f"{tag}_predictions.npz", y_true=y_true, probs=probs, logits=logits, paths=paths,
              class_names=np.array(model_classes))
@@ -223,6 +226,8 @@ def render_report(m: dict[str, Any], out_dir: Path) -> str:
     names = m["class_names"]
     lines = [f"# Evaluation: {m['model_name']}", "",
              f"Evaluated on {m['evaluated_on']}: {m['n']} images. Checkpoint: `{m['checkpoint']}`.", "",
+             *(f"**Warning: this checkpoint looks broken: {p['message']}.** Do not ship it.\n"
+               for p in m.get("model_problems", [])),
              "| metric | value |", "|---|---|",
              f"| accuracy | {with_ci('accuracy')} |", f"| macro-F1 | {with_ci('macro_f1')} |",
              f"| weighted-F1 | {_fmt(m['weighted_f1'])} |",
@@ -265,21 +270,6 @@ def render_report(m: dict[str, Any], out_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="a hypoderm checkpoint (best.pt)")
-    parser.add_argument("--data", default=None, help="data source; alone: evaluate every image of this folder/CSV")
-    parser.add_argument("--split", default=None, help="split file (default: the checkpoint's own split)")
-    parser.add_argument("--fold", type=int, default=None, help="test fold (default: the training fold)")
-    parser.add_argument("--part", choices=["test", "val"], default="test")
-    parser.add_argument("--out", default=None, help="output folder (default: next to the checkpoint)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
-    parser.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping")
-    parser.add_argument("--group-regex", default=None)
-    parser.add_argument("--no-plots", dest="plots", action="store_false")
-
-
 def run(args: argparse.Namespace) -> int:
     from hypoderm.checkpoint import CheckpointError
     from hypoderm.data.dataset import DatasetError
@@ -300,9 +290,12 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     elif ov and not ov["checked"]:
         print(f"hypoderm evaluate: note: overlap with the training photos not checked: {ov['reason']}", file=sys.stderr)
+    for problem in m["model_problems"]:  # as `train` warns and `export` refuses
+        print(f"hypoderm evaluate: warning: this checkpoint looks broken: {problem['message']}", file=sys.stderr)
     ci = m.get("ci95", {})
     print(f"{m['evaluated_on']}: n={m['n']}  accuracy {m['accuracy']:.3f}"
           + (f" [{ci['accuracy'][0]:.3f}, {ci['accuracy'][1]:.3f}]" if ci else "")
           + f"  macro-F1 {m['macro_f1']:.3f}" + (f" [{ci['macro_f1'][0]:.3f}, {ci['macro_f1'][1]:.3f}]" if ci else "")
           + f"  ROC-AUC {_fmt(m['roc_auc_ovr'])}  ECE {m['ece_before']:.3f} -> {m['ece_after']:.3f}")
+    print(f"report: {Path(m['out_dir']) / 'report.md'} (with metrics.json, the predictions and the plots)")
     return 0

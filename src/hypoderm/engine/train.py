@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 from hypoderm.checkpoint import FORMAT, save_atomic
 from hypoderm.engine.cache import DecodedCache
-from hypoderm.engine.config import RECIPES, TrainConfig, TrainError, add_train_arguments, config_from_args
+from hypoderm.engine.config import RECIPES, TrainConfig, TrainError, config_from_args
 from hypoderm.engine.data import (
     CachedImageDataset,
     build_eval_loader,
@@ -483,6 +483,7 @@ def train(cfg: TrainConfig, cache: DecodedCache | None = None, *, check_leaks: b
     """
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
     cfg, resume_ckpt = _resume_config(cfg, run_dir)
+    canonical_name(cfg.model)  # an unknown model is a ValueError now, not after every photo is decoded
     rt = _setup_runtime(cfg)
     spec = PreprocessSpec.for_size(cfg.size)
     cache = cache or DecodedCache(spec, cfg.cache_dir)
@@ -531,10 +532,6 @@ def train(cfg: TrainConfig, cache: DecodedCache | None = None, *, check_leaks: b
     return run_dir
 
 # ---------------------------------------------------------------------------------------------- CLI
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_train_arguments(parser)
-
-
 def run(args: argparse.Namespace) -> int:
     from hypoderm.checkpoint import CheckpointError
     from hypoderm.data.dataset import DatasetError

@@ -67,10 +67,13 @@ def jet(x: np.ndarray) -> np.ndarray:
     return (rgb * 255).round().astype(np.uint8)
 
 
-def crop_box(width: int, height: int, spec: PreprocessSpec) -> tuple[float, float, float, float]:
+def crop_box(width: int, height: int, spec: PreprocessSpec, framed: bool = False) -> tuple[float, float, float, float]:
     """(left, top, box width, box height) in photo pixels of the square the model saw: the centre
-    crop of `spec.size` after resizing the shorter side to `spec.resize_size` (hypoderm.inference.preprocess)."""
+    crop of `spec.size` after resizing the shorter side to `spec.resize_size`, or with `framed` the whole
+    framed square (hypoderm.inference.preprocess.framed_uint8)."""
     short = min(width, height)
+    if framed:
+        return (width - short) // 2, (height - short) // 2, short, short
     if width <= height:
         rw, rh = spec.resize_size, max(1, round(height * spec.resize_size / width))
     else:
@@ -83,13 +86,15 @@ def crop_box(width: int, height: int, spec: PreprocessSpec) -> tuple[float, floa
 
 
 def overlay_on_photo(img: Image.Image, features: np.ndarray, weights: np.ndarray, class_index: int,
-                     spec: PreprocessSpec, alpha: float = 0.5, max_side: int | None = OVERLAY_MAX_SIDE) -> Image.Image:
+                     spec: PreprocessSpec, alpha: float = 0.5, framed: bool = False,
+                     max_side: int | None = OVERLAY_MAX_SIDE) -> Image.Image:
     """The photo, scaled down to at most `max_side` pixels on its longer side (None: its own resolution), with
     the heat map blended over the region the model saw; the rest of the photo is dimmed (the model did not
-    see it). The map only has the model's resolution (a few cells per side), so a larger picture would show
-    nothing more and cost memory and time in proportion to the photo (a 40 MP PNG took 2.7 GB and 25 s)."""
+    see it; nothing is, for a `framed` square). The map only has the model's resolution (a few cells per side),
+    so a larger picture would show nothing more and cost memory and time in proportion to the photo (a 40 MP
+    PNG took 2.7 GB and 25 s)."""
     width, height = img.size
-    left, top, bw, bh = crop_box(width, height, spec)
+    left, top, bw, bh = crop_box(width, height, spec, framed)
     if max_side is not None and max(width, height) > max_side:
         scale = max_side / max(width, height)
         size = (max(1, round(width * scale)), max(1, round(height * scale)))

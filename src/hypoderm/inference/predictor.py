@@ -24,7 +24,13 @@ from PIL import Image
 from hypoderm.cards import answer_text, display_name
 from hypoderm.inference.metadata import DISCLAIMER, ModelLoadError, load_metadata, session_config
 from hypoderm.inference.ood import ood_check
-from hypoderm.inference.preprocess import PreprocessSpec, center_crop_array, normalize_uint8, preprocess, resized_uint8
+from hypoderm.inference.preprocess import (
+    PreprocessSpec,
+    center_crop_array,
+    framed_uint8,
+    normalize_uint8,
+    resized_uint8,
+)
 
 REFER_MESSAGE = "Uncertain: the model cannot decide; please see a dermatologist"
 RETAKE_MESSAGE = "To retake the photo: closer, in daylight, with the lesion centred."
@@ -82,10 +88,11 @@ def source_side(img: Image.Image) -> int:
     return int(min(img.info.get(SOURCE_SIZE_KEY, img.size)))
 
 
-def prepare(img: Image.Image, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
+def prepare(img: Image.Image, spec: PreprocessSpec, framed: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """PIL image -> (uint8 HWC crop, CHW float32 model input): one resize and one centre crop, whose uint8
-    form is also what the not-skin check scores (`hypoderm.inference.ood`)."""
-    crop = center_crop_array(resized_uint8(img, spec), spec.size)
+    form is also what the not-skin check scores (`hypoderm.inference.ood`). `framed`: the image is the square
+    a person framed in the app, which the model sees whole (`framed_uint8`: resized straight, no centre crop)."""
+    crop = framed_uint8(img, spec) if framed else center_crop_array(resized_uint8(img, spec), spec.size)
     return crop, normalize_uint8(crop, spec)
 
 
@@ -230,41 +237,42 @@ class OnnxPredictor:
                                  "re-export it with `hypoderm export`")
         return self.cam_names
 
-    def gradcam_outputs(self, img: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+    def gradcam_outputs(self, img: Image.Image, framed: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(features (C, h, w), cam_weights (K, C)) of one photo; ModelLoadError without the outputs."""
         cam_names = self._cam_outputs()
-        x = preprocess(img, self.spec)
+        _, x = prepare(img, self.spec, framed)
         features, weights = self.session.run(list(cam_names), {self.input_name: x[None]})
         return features[0], weights[0]
 
-    def gradcam_overlay(self, img: Image.Image, class_index: int) -> Image.Image:
+    def gradcam_overlay(self, img: Image.Image, class_index: int, framed: bool = False) -> Image.Image:
         """The photo (scaled to at most explain.OVERLAY_MAX_SIDE px) with the Grad-CAM map of `class_index`."""
         from hypoderm.inference.explain import overlay_on_photo
 
-        features, weights = self.gradcam_outputs(img)
-        return overlay_on_photo(img, features, weights, class_index, self.spec)
+        features, weights = self.gradcam_outputs(img, framed)
+        return overlay_on_photo(img, features, weights, class_index, self.spec, framed=framed)
 
     def predict_array(self, x: np.ndarray) -> np.ndarray:
         """NCHW float32 batch -> calibrated probabilities (N, C)."""
         return softmax(self.predict_logits(x), float(self.metadata["temperature"]))
 
-    def predict_image(self, img: Image.Image, top_k: int = 3) -> dict[str, Any]:
-        """PIL image -> the per-image result dict."""
-        crop, x = prepare(img, self.spec)
+    def predict_image(self, img: Image.Image, top_k: int = 3, framed: bool = False) -> dict[str, Any]:
+        """PIL image -> the per-image result dict (`framed`: see `prepare`)."""
+        crop, x = prepare(img, self.spec, framed)
         logits = self.predict_logits(x[None])[0]
         return result_from_logits(logits, crop, self.metadata, top_k, source_side=source_side(img))
 
-    def predict_with_overlay(self, img: Image.Image, top_k: int = 3) -> tuple[dict[str, Any], Image.Image | None]:
+    def predict_with_overlay(self, img: Image.Image, top_k: int = 3,
+                             framed: bool = False) -> tuple[dict[str, Any], Image.Image | None]:
         """(result dict, Grad-CAM overlay of the top class or None) from one preprocessing and one
         session run; the overlay is None when the photo is rejected (not_skin: no class to explain).
         ModelLoadError when the model has no Grad-CAM outputs."""
         cam_names = self._cam_outputs()
         from hypoderm.inference.explain import overlay_on_photo
 
-        crop, x = prepare(img, self.spec)
+        crop, x = prepare(img, self.spec, framed)
         logits, features, weights = self.session.run([self.logits_name, *cam_names], {self.input_name: x[None]})
         result = result_from_logits(logits[0], crop, self.metadata, top_k, source_side=source_side(img))
         if not result["top_k"]:
             return result, None
         index = self.class_names.index(result["top_k"][0]["label"])
-        return result, overlay_on_photo(img, features[0], weights[0], index, self.spec)
+        return result, overlay_on_photo(img, features[0], weights[0], index, self.spec, framed=framed)

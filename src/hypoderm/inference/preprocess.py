@@ -111,6 +111,22 @@ def resized_uint8(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     return np.asarray(resize_shorter(img.convert("RGB"), spec.resize_size), dtype=np.uint8)
 
 
+def framed_uint8(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """The square a person framed in the app, as the model sees it: the whole square resized straight to
+    `size` x `size` (no centre crop, so "only the square is analysed" is exactly true), HWC uint8. A
+    non-square image is first cut to its largest centred square (integer box, like the app's cropper)."""
+    w, h = img.size
+    check_aspect_ratio(w, h)
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    square = img.convert("RGB")
+    if (w, h) != (side, side):
+        square = square.crop((left, top, left + side, top + side))
+    if side != spec.size:
+        square = square.resize((spec.size, spec.size), Image.Resampling.BILINEAR, reducing_gap=None)
+    return np.asarray(square, dtype=np.uint8)
+
+
 def preprocess(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     """PIL image -> model input, CHW float32 (add the batch axis yourself)."""
     return normalize_uint8(center_crop_array(resized_uint8(img, spec), spec.size), spec)

@@ -22,7 +22,14 @@ export function displayName(cards, label, lang) {
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
-/** "condition", "normal" or null (a class without a card). */
+/** How an answer of class `label` is worded when its card says (a class that is not a condition, e.g.
+ * other_lesion: never named as a diagnosis; hypoderm.cards.answer_text), with {p} filled; else null. */
+export function answerText(cards, label, p, lang) {
+  const card = cardText(cards, label, lang);
+  return card && card.answer ? card.answer.replace("{p}", formatProbability(p)) : null;
+}
+
+/** "condition", "normal", "other" or null (a class without a card). */
 export function kindOf(cards, label) {
   return cards[label] ? cards[label].kind || "condition" : null;
 }

@@ -2,14 +2,17 @@
 // top-3 with calibrated probabilities, verdict, information card, history on the device.
 
 import { Cropper } from "./crop.js";
-import { candidates, displayName, formatProbability, kindOf, modelLimits } from "./answer.js";
+import { answerText, candidates, displayName, formatProbability, kindOf, modelLimits } from "./answer.js";
 import { overlayDataUrl } from "./gradcam.js";
 import * as history from "./history.js";
 import { initialLanguage, language, setLanguage, t } from "./i18n.js";
 import { prepare, resultFromLogits, rgbaToRgb } from "./preprocess.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { meta: null, cards: {}, ort: null, session: null, last: null };
+// `started`: the start-up (model information, then the runtime) as a promise, so that an analysis asked for on
+// this phone before the runtime is ready waits for it instead of sending the photo anywhere.
+const state = { meta: null, cards: {}, ort: null, session: null, last: null, started: null, download: null,
+  waiting: false };
 let cropper = null;
 
 class UserError extends Error {}
@@ -47,12 +50,12 @@ async function loadMetadata() {
 function renderModelInfo() {
   const m = state.meta;
   if (!m) return;
-  // The English summary is prose; in other languages the per-class counts say the same thing.
+  // Per-class counts with display names in every language (the metadata's summary names classes by identifier).
   const td = m.training_data || {};
   const counts = td.counts && Object.keys(td.counts).length
     ? Object.entries(td.counts).map(([label, n]) => t("training_counts", { label: labelName(label), n })).join(t("list_sep"))
     : null;
-  const data = (language() === "en" && td.summary) || counts || t("not_recorded");
+  const data = counts || t("not_recorded");
   // A model exported despite failing its quality checks (`export --force`) says so above everything.
   const broken = ((m.quality && m.quality.problems) || []).length > 0;
   $("model-warning").textContent = broken ? t("model_broken") : "";
@@ -72,13 +75,20 @@ async function loadCards() {
 // First visit: the WASM runtime and the model (brotli/gzip on the wire, content-hashed URLs cached for a
 // year) are fetched here, with progress shown; later visits get them from the service worker's cache.
 
-/** The body of `url` as bytes; `onBytes(n)` is told each chunk's decoded length as it arrives. */
-async function fetchBytes(url, onBytes) {
+/**
+ * The body of `url` (`size` bytes once decoded) as bytes, with its progress in bytes on the wire in
+ * `state.download[url]`: Content-Length is what travels (compressed when the response is), while the body read
+ * here is decoded, so the decoded share received times Content-Length is the wire bytes so far.
+ */
+async function fetchBytes(url, size) {
   const res = await fetch(url);
   if (!res.ok) throw new Error(`${url} answered ${res.status}`);
+  const wire = Number(res.headers.get("content-length")) || size;
+  const progress = (n) => { state.download[url] = { done: wire * Math.min(1, n / Math.max(size, 1)), total: wire }; renderLoading(); };
+  progress(0);
   if (!res.body || !res.body.getReader) {
     const whole = new Uint8Array(await res.arrayBuffer());
-    onBytes(whole.length);
+    progress(size);
     return whole;
   }
   const reader = res.body.getReader();
@@ -89,24 +99,41 @@ async function fetchBytes(url, onBytes) {
     if (done) break;
     chunks.push(value);
     n += value.length;
-    onBytes(value.length);
+    progress(n);
   }
+  progress(size);
   const out = new Uint8Array(n);
   let at = 0;
   for (const c of chunks) { out.set(c, at); at += c.length; }
   return out;
 }
 
-/** Download progress in MB of the files themselves (the wire carries fewer bytes when compressed). */
-function renderLoading(done, total) {
+/** {done, total, pct} bytes on the wire over the runtime's files being fetched; null until every one answered. */
+function downloadProgress() {
+  const files = Object.values(state.download || {});
+  if (!state.meta || files.length < (state.meta.browser_inference.wasm_url ? 2 : 1)) return null;
+  const p = files.reduce((a, f) => ({ done: a.done + Math.min(f.done, f.total), total: a.total + f.total }),
+    { done: 0, total: 0 });
+  return { ...p, pct: Math.floor(100 * p.done / Math.max(p.total, 1)) };
+}
+
+/** What the Analyse button says while an analysis on this phone waits for the runtime. */
+function renderWaiting() {
+  const p = downloadProgress();
+  if (state.waiting) $("analyse").textContent = p ? t("getting_ready_pct", { pct: p.pct }) : t("getting_ready");
+}
+
+/** The "getting ready" bar and line, in the MB that actually travel. */
+function renderLoading() {
+  const p = downloadProgress();
   const bar = $("load-progress");
   const mb = (x) => (x / 1e6).toFixed(1);
-  bar.max = Math.max(total, 1);
-  bar.value = Math.min(done, bar.max);
-  $("load-status").textContent = total > 0
-    ? t("loading_progress", { done: mb(Math.min(done, total)), total: mb(total), pct: Math.floor(100 * Math.min(done, total) / total) })
+  bar.max = p ? Math.max(p.total, 1) : 1;
+  bar.value = p ? p.done : 0;
+  $("load-status").textContent = p ? t("loading_progress", { done: mb(p.done), total: mb(p.total), pct: p.pct })
     : t("loading_starting");
   show($("loading"));
+  renderWaiting();
 }
 
 async function startRuntime() {
@@ -116,21 +143,20 @@ async function startRuntime() {
     return;
   }
   try {
-    const total = (b.wasm_bytes || 0) + (state.meta.model_bytes || 0);
-    let done = 0;
-    renderLoading(0, total);
-    const progress = (n) => { done += n; renderLoading(done, total); };
+    state.download = {};
+    renderLoading();
     // The runtime's loader, its WASM and the model download side by side.
     const [ort, wasm, bytes] = await Promise.all([
       import(b.script),
-      b.wasm_url ? fetchBytes(b.wasm_url, progress) : null,
-      fetchBytes(state.meta.model_url, progress),
+      b.wasm_url ? fetchBytes(b.wasm_url, b.wasm_bytes || 0) : null,
+      fetchBytes(state.meta.model_url, state.meta.model_bytes || 0),
     ]);
     ort.env.wasm.wasmPaths = b.script.slice(0, b.script.lastIndexOf("/") + 1);
     if (wasm) ort.env.wasm.wasmBinary = wasm; // fetched above with progress: onnxruntime-web does not fetch it again
     // Threads need cross-origin isolation (SharedArrayBuffer), which the server's headers give.
     ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
-    $("load-status").textContent = t("loading_starting");
+    state.download = null; // downloaded: what remains is starting the runtime
+    renderLoading();
     const options = { executionProviders: ["wasm"], graphOptimizationLevel: "all" };
     // INT8-stored weights are dequantised once here (constant folding), so the session runs fp32 kernels
     if (state.meta.precision === "int8-weights") options.extra = { session: { disable_quant_qdq: "1" } };
@@ -172,30 +198,33 @@ async function onFile(input) {
 
 // ---- inference ------------------------------------------------------------------------------
 
-async function predictInBrowser(canvas) {
+/** The framed square (`canvas`; `sourceSide`: its side in the photo's own pixels) through the model on this
+ * device. The model sees all of the square (framed preprocessing), and a square under the model's minimum real
+ * resolution is refused as too small (a blown-up blur would get a confident-looking answer). */
+async function predictInBrowser(canvas, sourceSide) {
   const { width, height } = canvas;
   const rgba = canvas.getContext("2d", { willReadFrequently: true }).getImageData(0, 0, width, height).data;
   const input = state.meta.input;
-  const { crop, tensor } = prepare(rgbaToRgb(rgba), width, height, input);
+  const { crop, tensor } = prepare(rgbaToRgb(rgba), width, height, input, true);
   const feeds = { [input.name || "input"]: new state.ort.Tensor("float32", tensor, [1, 3, input.size, input.size]) };
   const out = await state.session.run(feeds);
   const outName = (state.meta.output && state.meta.output.name) || state.session.outputNames[0];
-  const result = resultFromLogits(Array.from(out[outName].data), crop, state.meta, 3);
+  const result = resultFromLogits(Array.from(out[outName].data), crop, state.meta, 3, sourceSide);
   result.inference = "browser";
   result.gradcam = browserGradcam(canvas, out, result);
   return result;
 }
 
-/** The heat map from the model's own outputs, on this device (gradcam.js, the one definition). */
+/** The heat map of the answered class from the model's own outputs, on this device (gradcam.js, the one
+ * definition). Only an answer has one: an uncertain or refused photo names no class to explain. */
 function browserGradcam(canvas, out, result) {
   const cam = state.meta.gradcam;
   const f = cam && out[cam.features], w = cam && out[cam.cam_weights];
   if (!f || !w) return { available: false, reason: "no_gradcam_outputs" };
-  if (result.status === "not_skin") return { available: false, reason: "not_skin" };
-  const label = result.top_k[0].label;
-  const k = state.meta.class_names.indexOf(label);
-  const image = overlayDataUrl(canvas, f.data, w.data, f.dims.slice(1), k, state.meta.input);
-  return { available: true, label, image };
+  if (result.status !== "ok") return { available: false, reason: result.status };
+  const k = state.meta.class_names.indexOf(result.answer);
+  const image = overlayDataUrl(canvas, f.data, w.data, f.dims.slice(1), k, state.meta.input, true);
+  return { available: true, label: result.answer, image };
 }
 
 async function predictOnServer(canvas) {
@@ -206,7 +235,8 @@ async function predictOnServer(canvas) {
   form.append("image", blob, "crop.png");
   let res;
   try {
-    res = await fetch("/api/v1/predict?top_k=3&gradcam=true", { method: "POST", body: form });
+    // framed: the server, too, runs the model on all of the square (and measures its side for the too-small check)
+    res = await fetch("/api/v1/predict?top_k=3&gradcam=true&framed=true", { method: "POST", body: form });
   } catch (err) {
     console.error(err);
     throw new UserError(t("network_error"));
@@ -228,31 +258,47 @@ function thumbnail(canvas) {
   return c.toDataURL("image/jpeg", 0.8);
 }
 
+/** "On this phone" is a promise that the photo stays here: wait for the runtime (the button says it is getting
+ * ready, with the download's progress), and if it cannot start, send nothing and ask. */
+async function waitForRuntime() {
+  state.waiting = true;
+  renderWaiting();
+  try {
+    await state.started.catch(() => {}); // a failed start-up is said below, as for a runtime that cannot start
+  } finally {
+    state.waiting = false;
+  }
+  if (!state.session) throw new UserError(t("runtime_failed_nothing_sent"));
+}
+
 async function analyse() {
   if (!cropper.bitmap) return;
   const button = $("analyse");
   button.disabled = true;
-  button.textContent = t("analysing");
+  show($("analyse-error"), false);
   try {
+    const onPhone = $("mode-browser").checked; // read once: the choice made when Analyse was tapped
+    if (onPhone && !state.session) await waitForRuntime();
+    button.textContent = t("analysing");
     const canvas = cropper.cropCanvas();
-    const useBrowser = $("mode-browser").checked && state.session;
     const t0 = performance.now();
-    const result = useBrowser ? await predictInBrowser(canvas) : await predictOnServer(canvas);
+    const result = onPhone ? await predictInBrowser(canvas, cropper.box().side) : await predictOnServer(canvas);
     result.ms = Math.round(performance.now() - t0);
     state.last = result;
     renderResult();
     await history.addCase({
       date: new Date().toISOString(), thumbnail: thumbnail(canvas), inference: result.inference,
       model: `${state.meta.model_name} ${state.meta.version}`,
-      // A rejected photo is stored as "not analysed": no class, no probabilities.
-      result: result.status === "not_skin" ? { status: "not_skin", ood: result.ood }
-        : { status: result.status, top_k: result.top_k, probabilities: result.probabilities, ood: result.ood },
+      // A rejected photo is stored as "not analysed" with its reason: no class, no probabilities.
+      result: result.status === "not_skin" ? { status: "not_skin", reason: result.reason, ood: result.ood }
+        : { status: result.status, reason: result.reason, top_k: result.top_k, probabilities: result.probabilities,
+          ood: result.ood },
     });
     await renderHistory();
   } catch (err) {
     console.error(err);
-    $("load-error").textContent = err instanceof UserError ? err.message : t("unexpected_error");
-    show($("load-error"));
+    $("analyse-error").textContent = err instanceof UserError ? err.message : t("unexpected_error");
+    show($("analyse-error"));
   } finally {
     button.disabled = false;
     button.textContent = t("analyse");
@@ -285,11 +331,21 @@ function renderCard(target, label, outsideModel) {
   target.append(el("div", { class: "doctor" }, el("h4", {}, t("card_doctor")), el("p", {}, card.doctor)));
 }
 
+/** The verdict line: the answer (worded by its card when the class is not a condition, e.g. other_lesion: never
+ * a diagnosis of a named lesion), or why there is none (the reason code, never a skin-colour share). */
+function verdictText(r) {
+  if (r.status !== "ok") return t(`verdict_${r.reason}`, { min: state.meta.min_source_side });
+  const top = r.top_k[0];
+  return answerText(state.cards, top.label, top.probability, language())
+    || t("verdict_ok", { label: labelName(top.label), p: pct(top.probability) });
+}
+
 function renderResult() {
   const r = state.last;
   if (!r) return;
   const section = $("result");
   section.dataset.status = r.status;
+  section.dataset.reason = r.reason || "";
   section.dataset.inference = r.inference;
   section.dataset.probabilities = JSON.stringify(r.probabilities);
   section.dataset.skinFraction = String(r.ood.skin_fraction);
@@ -297,14 +353,15 @@ function renderResult() {
   const top = analysed ? r.top_k[0] : null;
   const verdict = $("verdict");
   verdict.className = `verdict ${r.status}`;
-  verdict.textContent = r.status === "not_skin" ? t("verdict_not_skin")
-    : r.status === "uncertain" ? t("verdict_uncertain") : t("verdict_ok", { label: labelName(top.label), p: pct(top.probability) });
+  verdict.textContent = verdictText(r);
   // Not analysed or uncertain: say what to do, before anything else.
-  $("advice").textContent = r.status === "ok" ? "" : t("retake_advice");
+  $("advice").textContent = r.status === "ok" ? "" : t(`advice_${r.reason}`);
   show($("advice"), r.status !== "ok");
-  // Uncertain: the candidates as equals (alphabetical, no numbers, no bars).
-  show($("candidates"), r.status === "uncertain");
-  $("candidate-list").replaceChildren(...(r.status === "uncertain" ? candidates(state.cards, r.top_k, language()) : [])
+  // The model could not choose: its candidates as equals (alphabetical, no numbers, no bars). Not when it may not
+  // be skin at all: the classes would then not apply.
+  const undecided = r.reason === "low_confidence";
+  show($("candidates"), undecided);
+  $("candidate-list").replaceChildren(...(undecided ? candidates(state.cards, r.top_k, language()) : [])
     .map((name) => el("li", {}, name)));
   // Only an answer ("ok") shows the ranked classes with their probabilities.
   const ranked = r.status === "ok" ? r.top_k : [];
@@ -314,13 +371,14 @@ function renderResult() {
   $("result-meta").textContent = t("result_meta", {
     where: t(r.inference === "browser" ? "where_browser" : "where_server"), ms: r.ms ?? "?",
   });
-  renderGradcam(r, analysed);
+  renderGradcam(r);
   renderLimits(analysed ? (r.status === "ok" ? top.label : null) : undefined);
   if (r.status === "ok") renderCard($("info-card"), top.label, false);
   else $("info-card").replaceChildren();
   show($("info-card"), r.status === "ok");
+  // Look-alikes: the hypopigmented conditions outside the model (other_lesion is a class, not a look-alike).
   const classes = new Set(state.meta.class_names);
-  const others = analysed ? Object.keys(state.cards).filter((id) => !classes.has(id)) : [];
+  const others = analysed ? Object.keys(state.cards).filter((id) => !classes.has(id) && kindOf(state.cards, id) === "condition") : [];
   $("lookalike-cards").replaceChildren(...others.map((id) => {
     const box = el("article", { class: "info", "data-card": id });
     renderCard(box, id, true);
@@ -330,13 +388,18 @@ function renderResult() {
   show(section);
 }
 
-function renderGradcam(r, analysed) {
+/** The heat map only next to an answer, captioned with the class it explains: an uncertain answer names no
+ * class, so a map of its hidden top class would say more than the answer does. */
+function renderGradcam(r) {
   const cam = r.gradcam;
-  const on = analysed && Boolean(cam && cam.available);
+  const on = r.status === "ok" && Boolean(cam && cam.available) && cam.label === r.answer;
   show($("gradcam"), on);
-  if (on) $("gradcam-img").src = cam.image;
+  if (on) {
+    $("gradcam-img").src = cam.image;
+    $("gradcam-caption").textContent = t("gradcam_caption", { label: labelName(cam.label) });
+  }
   const off = $("gradcam-off");
-  off.textContent = !analysed || !cam || cam.available ? "" : t("gradcam_off");
+  off.textContent = r.status === "ok" && cam && !cam.available ? t("gradcam_off") : "";
   show(off, Boolean(off.textContent));
 }
 
@@ -351,9 +414,8 @@ function renderLimits(label) {
   const lim = modelLimits(state.cards, state.meta.class_names, language());
   $("limits-known").textContent = t("limits_known", { classes: lim.known.join(t("list_sep")) });
   const kind = label ? kindOf(state.cards, label) : null;
-  $("limits-why").textContent = !lim.unknown.length ? ""
-    : kind === "condition" ? t("limits_condition", { label: labelName(label) })
-      : kind === "normal" ? t("limits_normal", { label: labelName(label) }) : t("limits_generic");
+  const why = { condition: "limits_condition", normal: "limits_normal", other: "limits_other" }[kind] || "limits_generic";
+  $("limits-why").textContent = lim.unknown.length ? t(why, { label: labelName(label) }) : "";
   $("limits-list").replaceChildren(...lim.unknown.map((u) => el("li", { "data-card": u.id },
     el("strong", {}, u.name), document.createTextNode(`${t("exam_sep")}${u.exam}`))));
   show(box);
@@ -373,7 +435,7 @@ async function renderHistory() {
   list.replaceChildren(...cases.map((c) => {
     const r = c.result;
     const top = r.top_k && r.top_k[0];
-    const what = r.status === "not_skin" ? t("history_not_analysed")
+    const what = r.status === "not_skin" ? t("history_not_analysed", { why: t(`why_${r.reason || "not_skin_like"}`) })
       : r.status === "uncertain" || !top ? t("history_uncertain") : `${labelName(top.label)} · ${pct(top.probability)}`;
     const when = new Date(c.date).toLocaleString(language() === "zh" ? "zh-CN" : "en-GB");
     const del = el("button", { type: "button", "aria-label": t("delete_one") }, t("delete_one"));
@@ -406,10 +468,13 @@ async function main() {
   $("history-clear").addEventListener("click", async () => {
     if (confirm(t("confirm_delete_all"))) { await history.clearCases(); await renderHistory(); }
   });
-  try {
+  state.started = (async () => {
     await Promise.all([loadMetadata(), loadCards()]);
     applyLanguage(language());
     await startRuntime();
+  })();
+  try {
+    await state.started;
   } catch (err) {
     console.error(err);
     setRuntimeNotice(t("start_failed"));

@@ -70,8 +70,13 @@ function roundHalfEven(x) {
   return f % 2 === 0 ? f : f + 1;
 }
 
-/** The square the model saw, in photo pixels (hypoderm.inference.explain.crop_box). */
-export function cropBox(width, height, input) {
+/** The square the model saw, in photo pixels (hypoderm.inference.explain.crop_box); `framed`: all of the framed
+ * square (its largest centred square). */
+export function cropBox(width, height, input, framed = false) {
+  if (framed) {
+    const side = Math.min(width, height);
+    return { left: Math.floor((width - side) / 2), top: Math.floor((height - side) / 2), width: side, height: side };
+  }
   let rw, rh;
   if (Math.min(width, height) === input.resize_size) { rw = width; rh = height; }
   else if (width <= height) { rw = input.resize_size; rh = Math.max(1, roundHalfEven((height * input.resize_size) / width)); }
@@ -83,14 +88,15 @@ export function cropBox(width, height, input) {
 
 /**
  * The photo (a canvas) at its own resolution with the heat map of class k blended over the square
- * the model saw, the rest dimmed (hypoderm.inference.explain.overlay_on_photo). Returns a PNG data URL.
+ * the model saw, the rest dimmed (hypoderm.inference.explain.overlay_on_photo; `framed` as in cropBox).
+ * Returns a PNG data URL.
  */
-export function overlayDataUrl(canvas, features, weights, dims, k, input, alpha = 0.5) {
+export function overlayDataUrl(canvas, features, weights, dims, k, input, framed = false, alpha = 0.5) {
   const { width, height } = canvas;
   const ctx = canvas.getContext("2d", { willReadFrequently: true });
   const img = ctx.getImageData(0, 0, width, height);
   const px = img.data;
-  const box = cropBox(width, height, input);
+  const box = cropBox(width, height, input, framed);
   const x0 = Math.round(box.left), y0 = Math.round(box.top);
   const x1 = Math.min(width, Math.round(box.left + box.width)), y1 = Math.min(height, Math.round(box.top + box.height));
   const heat = gradcamMap(features, weights, dims, k, y1 - y0, x1 - x0);

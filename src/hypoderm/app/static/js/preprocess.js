@@ -183,13 +183,32 @@ export function resizeShorterCrop(rgb, w, h, resizeSize, size) {
   return nw === w ? centerCrop(out, w, size, size) : out;
 }
 
-/** Everything before the model (hypoderm.inference.prepare): one resize and one centre crop; returns the uint8
- * crop (which the not-skin check scores too) and the input tensor. */
-export function prepare(rgb, w, h, input) {
+/** hypoderm.inference.preprocess.framed_uint8: the largest centred square (the whole image when square) resized
+ * straight to size x size, so the model sees all of the square a person framed. */
+export function framedSquare(rgb, w, h, size) {
+  const side = Math.min(w, h);
+  const square = w === h ? rgb : centerSquare(rgb, w, h, side);
+  return side === size ? square : resizeBilinear(square, side, side, size, size);
+}
+
+function centerSquare(rgb, w, h, side) {
+  const left = Math.floor((w - side) / 2), top = Math.floor((h - side) / 2);
+  const out = new Uint8ClampedArray(side * side * 3);
+  for (let y = 0; y < side; y++) {
+    const from = ((top + y) * w + left) * 3;
+    out.set(rgb.subarray(from, from + side * 3), y * side * 3);
+  }
+  return out;
+}
+
+/** Everything before the model (hypoderm.inference.prepare): one resize and one centre crop, or with `framed`
+ * (the square framed in the app) the whole square resized straight; returns the uint8 crop (which the not-skin
+ * check scores too) and the input tensor. */
+export function prepare(rgb, w, h, input, framed = false) {
   if ((input.interpolation || "bilinear") !== "bilinear") {
     throw new Error(`unsupported interpolation ${input.interpolation}`);
   }
-  const crop = resizeShorterCrop(rgb, w, h, input.resize_size, input.size);
+  const crop = framed ? framedSquare(rgb, w, h, input.size) : resizeShorterCrop(rgb, w, h, input.resize_size, input.size);
   return { crop, tensor: normalize(crop, input.size, input.mean, input.std) };
 }
 
