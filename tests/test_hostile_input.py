@@ -28,7 +28,7 @@ from PIL import Image
 
 from helpers_app import build_model_dir, phone_like_jpeg
 from hypoderm.app.server import create_app
-from hypoderm.data import io as dio
+from hypoderm.imaging import io as dio
 from hypoderm.imaging.io import SOURCE_SIZE_KEY, ImageLoadError, load_rgb_bytes
 from hypoderm.inference.explain import OVERLAY_MAX_SIDE
 from hypoderm.inference.ood import DEFAULT_GATE
