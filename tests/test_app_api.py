@@ -378,8 +378,8 @@ def test_gradcam_from_the_onnx_outputs(tmp_path: Path) -> None:
 def test_js_preprocessing_matches_python(tmp_path: Path, size: tuple[int, int], framed: bool) -> None:
     """prepare() in the page equals hypoderm.inference.prepare bit for bit, for whole photos (centre crop) and
     for the square framed in the app (resized straight: the model sees all of it)."""
-    from hypoderm.inference import prepare
     from hypoderm.imaging.colour import SKIN_RULE
+    from hypoderm.inference import prepare
     from hypoderm.inference.ood import skin_fraction
     from hypoderm.inference.preprocess import PreprocessSpec
 
