@@ -17,7 +17,8 @@ def test_compare_end_to_end_and_resume(tmp_path, capsys, monkeypatch):
     data = make_image_folder(tmp_path / "data", classes=("a", "b"), per_class=9, size=40)
     out = tmp_path / "study"
     argv = ["compare", "--data", str(data), "--models", "mnv3s,hypodermnet", "--folds", "3", "--size", "32",
-            "--epochs", "1", "--batch-size", "8", "--out", str(out), "--latency-size", "32", "--runs", "2",
+            "--epochs", "1", "--outlier-exposure", "0",
+            "--batch-size", "8", "--out", str(out), "--latency-size", "32", "--runs", "2",
             "--bootstrap", "50", "--device", "cpu", "--no-progress"]
     assert cli.main(argv) == 0
     for name in ("main.md", "paired.md", "results.json", "results.csv", "pareto_latency.png",
@@ -61,7 +62,8 @@ def test_compare_runs_the_training_recipe_given_and_holds_out_by_origin(tmp_path
     data = make_origin_manifest(tmp_path / "ms")
     out = tmp_path / "study"
     argv = ["compare", "--data", str(data), "--models", "mnv3s,hypodermnet", "--folds", "3", "--size", "32",
-            "--epochs", "1", "--batch-size", "4", "--max-steps", "1", "--out", str(out), "--latency-size", "32",
+            "--epochs", "1", "--outlier-exposure", "0",
+            "--batch-size", "4", "--max-steps", "1", "--out", str(out), "--latency-size", "32",
             "--runs", "2", "--bootstrap", "20", "--device", "cpu", "--no-progress", "--recipe", "standard",
             "--balance", "sampler", "--abstain-target", "0.9", "--hold-out-by", "origin"]
     assert cli.main(argv) == 0

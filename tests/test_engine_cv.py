@@ -14,7 +14,7 @@ from hypoderm.engine.cv import run_cv, summarize
 
 def cfg(data: Path, **kw) -> TrainConfig:
     base = dict(data=str(data), model="hypodermnet", folds=3, size=32, epochs=2, batch_size=4, max_steps=1,
-                progress=False, device="cpu")
+                outlier_exposure=0.0, progress=False, device="cpu")
     return TrainConfig(**{**base, **kw})
 
 

@@ -21,7 +21,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("eval")
     data = make_image_folder(root / "data", per_class=8)
     cfg = TrainConfig(data=str(data), model="hypodermnet", folds=3, size=32, epochs=2, batch_size=4,
-                      out=str(root / "run"), progress=False, device="cpu")
+                      outlier_exposure=0.0, out=str(root / "run"), progress=False, device="cpu")
     return train(cfg) / "best.pt"
 
 
@@ -69,7 +69,7 @@ def test_external_folder_with_unknown_classes_lists_them(trained: Path, tmp_path
 def test_metrics_per_skin_type(tmp_path: Path) -> None:
     csv = make_csv_manifest(tmp_path / "csv")
     cfg = TrainConfig(data=str(csv), model="hypodermnet", folds=3, size=32, epochs=1, batch_size=4,
-                      out=str(tmp_path / "run"), progress=False, device="cpu")
+                      outlier_exposure=0.0, out=str(tmp_path / "run"), progress=False, device="cpu")
     m = evaluate_checkpoint(train(cfg) / "best.pt", out=tmp_path / "eval", n_bootstrap=0, plots=False)
     groups = m["by_skin_type"]
     assert set(groups) <= {f"FST{i}" for i in range(1, 7)} and sum(g["n"] for g in groups.values()) == m["n"]
@@ -113,7 +113,7 @@ def test_final_checkpoint_refuses_test_metrics_on_its_training_photos(tmp_path: 
     """Item 7: a --final checkpoint trained on fold 0, so `evaluate` must not call fold 0 "test"."""
     data = make_image_folder(tmp_path / "data", per_class=6)
     cfg = TrainConfig(data=str(data), model="hypodermnet", folds=3, size=32, epochs=1, batch_size=4,
-                      out=str(tmp_path / "run"), progress=False, device="cpu", final=True)
+                      outlier_exposure=0.0, out=str(tmp_path / "run"), progress=False, device="cpu", final=True)
     best = train(cfg) / "best.pt"
     with pytest.raises(EvaluateError, match="refusing to report test metrics.*--final"):
         evaluate_checkpoint(best, out=tmp_path / "e", n_bootstrap=10, plots=False)

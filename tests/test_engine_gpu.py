@@ -16,8 +16,8 @@ from hypoderm.engine.train import train
 @pytest.mark.gpu
 def test_cuda_amp_train_resume_and_evaluate(image_folder: Path, tmp_path: Path) -> None:
     cfg = TrainConfig(data=str(image_folder), model="hypodermnet", folds=3, size=64, epochs=2, batch_size=4,
-                      out=str(tmp_path / "run"), progress=False, device="cuda", amp=True, ema=True,
-                      stop_after_epoch=1)
+                      outlier_exposure=0.0, out=str(tmp_path / "run"), progress=False, device="cuda", amp=True,
+                      ema=True, stop_after_epoch=1)
     run = train(cfg)
     last = load_checkpoint(run / "last.pt")
     assert last["scaler"] and last["scaler"]["scale"] > 0  # AMP was on

@@ -22,7 +22,7 @@ RESUME_KEYS = {"optimizer", "scheduler", "scaler", "ema", "rng", "early_stop"}
 
 def tiny(data: Path, out: Path, **kw) -> TrainConfig:
     base = dict(data=str(data), model="hypodermnet", folds=3, size=32, epochs=1, batch_size=4, out=str(out),
-                progress=False, device="cpu", warmup_epochs=0.5)
+                outlier_exposure=0.0, progress=False, device="cpu", warmup_epochs=0.5)
     return TrainConfig(**{**base, **kw})
 
 

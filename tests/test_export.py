@@ -142,7 +142,7 @@ def test_export_cli_fp32_int8_fits_ood_and_writes_report(ckpt_path: Path, tmp_pa
             skin_image(k, rng, 48).save(calib / name / f"{i}.png")
     (calib / name / "broken.jpg").write_bytes(b"not a jpeg")  # skipped with a warning, not fatal
     out = tmp_path / "out" / "model.onnx"
-    rc = main(["export", str(ckpt_path), "--out", str(out), "--int8", "--calibration", str(calib)])
+    rc = main(["export", str(ckpt_path), "--out", str(out), "--int8", "--calibration", str(calib), "--max-logit-floor"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "parity" in captured.out and "top-1 agreement" in captured.out and "macro-F1" in captured.out
@@ -355,13 +355,17 @@ def test_export_refuses_a_broken_checkpoint_unless_forced(tmp_path: Path, capsys
     assert len(doc["model"]["problems"]) == 3 and doc["notes"][0].startswith("WARNING")
 
 
-def test_export_can_switch_the_max_logit_floor_off(ckpt_path: Path, tmp_path: Path) -> None:
+def test_export_leaves_the_max_logit_floor_off_unless_asked(ckpt_path: Path, tmp_path: Path) -> None:
     from hypoderm.cli import main
     from hypoderm.inference import load_metadata
     from hypoderm.inference.ood import ood_check
 
+    on = tmp_path / "floor.onnx"
+    assert main(["export", str(ckpt_path), "--out", str(on), "--max-logit-floor", "--no-simplify"]) == 0
+    md_on = load_metadata(on)
+    assert "max_logit_floor" not in md_on["ood"] and md_on["ood"]["max_logit_min"] > -1e8
     out = tmp_path / "nofloor.onnx"
-    assert main(["export", str(ckpt_path), "--out", str(out), "--no-max-logit-floor"]) == 0
+    assert main(["export", str(ckpt_path), "--out", str(out), "--no-simplify"]) == 0  # the default: off
     md = load_metadata(out)
     assert md["ood"]["max_logit_floor"].startswith("off") and md["ood"]["max_logit_min"] <= -1e8
     assert md["ood"]["gate"] is not None  # the image gate stays on

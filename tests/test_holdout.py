@@ -145,8 +145,8 @@ def test_cv_holds_out_each_origin_end_to_end(origin_manifest: Path, tmp_path: Pa
     from hypoderm.engine.cv import run_cv
 
     cfg = TrainConfig(data=str(origin_manifest), model="hypodermnet", folds=4, size=32, epochs=1, batch_size=4,
-                      max_steps=1, progress=False, device="cpu", hold_out_by="origin", balance_by="origin",
-                      counterfactual="normal:vitiligo")
+                      outlier_exposure=0.0, max_steps=1, progress=False, device="cpu", hold_out_by="origin",
+                      balance_by="origin", counterfactual="normal:vitiligo")
     out = tmp_path / "cv"
     s = run_cv(cfg, out, n_bootstrap=0)
     printed = capsys.readouterr().out

@@ -571,7 +571,7 @@ def test_metrics_row_is_written_before_last_checkpoint(image_folder: Path, tmp_p
 
     monkeypatch.setattr(train_mod, "save_atomic", killed_while_saving_last)
     cfg = TrainConfig(data=str(image_folder), model="hypodermnet", folds=3, size=32, epochs=1, batch_size=4,
-                      out=str(tmp_path / "run"), progress=False, device="cpu", warmup_epochs=0.5)
+                      outlier_exposure=0.0, out=str(tmp_path / "run"), progress=False, device="cpu", warmup_epochs=0.5)
     with pytest.raises(KeyboardInterrupt):
         train_mod.train(cfg)
     rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

@@ -36,7 +36,7 @@ class TrainConfig:
     folds: int = 5
     seed: int = 0
     fold: int = 0
-    size: int = 224
+    size: int = 128  # the bundled recipe (benchmarks/origins/); the paper's 224 px is --size 224
     epochs: int = 30
     batch_size: int = 32
     lr: float = 2e-3
@@ -59,14 +59,14 @@ class TrainConfig:
     counterfactual_p: float = 0.3
     # outlier exposure (hypoderm.engine.outliers): weight of the uniform-target loss on non-skin pictures mixed
     # into every batch (a quarter of its size); 0 = off
-    outlier_exposure: float = 0.0
+    outlier_exposure: float = 0.5  # the bundled recipe; 0 = off
     ema: bool = False
     # BatchNorm momentum while training; None keeps the model's. torchvision's MobileNetV3 uses 0.01,
     # tuned for ImageNet-length runs: over a few hundred steps its running statistics barely leave
     # their initial values and eval-mode predictions collapse to one class.
     bn_momentum: float | None = 0.1
     ema_decay: float = 0.998
-    patience: int = 10
+    patience: int = 12  # the bundled recipe
     workers: int = 0
     device: str = "auto"
     deterministic: bool = False
@@ -81,7 +81,7 @@ class TrainConfig:
     max_steps: int | None = None  # per epoch, for tests and smoke runs
     stop_after_epoch: int | None = None  # debug: stop as if killed right after this epoch's last.pt
     cache_dir: str | None = None
-    abstain_target: float = 0.95  # selective-prediction accuracy target on validation
+    abstain_target: float = 0.85  # selective-prediction accuracy target on validation (the bundled recipe)
     # fit temperature and abstain threshold on the validation photos' close-ups too (recipes with "crop")
     calibrate_closeups: bool = True
     progress: bool = True
@@ -128,7 +128,9 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
-        d = {"recipe": "standard", **d}  # checkpoints from before recipes existed used the standard one
+        # checkpoints from before a field existed ran without it: the standard recipe, no outlier exposure,
+        # and the defaults of their time (224 px, abstain target 0.95)
+        d = {"recipe": "standard", "outlier_exposure": 0.0, "size": 224, "abstain_target": 0.95, **d}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown training config keys: {', '.join(unknown)}")
@@ -181,7 +183,8 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False, st
                    help="share of normal crops that get a synthetic macule (default %(default)s)")
     p.add_argument("--outlier-exposure", type=float, default=d.outlier_exposure, metavar="WEIGHT",
                    help="mix pictures that are not skin (synthetic textures, sample photos of installed packages) into "
-                        "every batch with a uniform target, weighted by WEIGHT (e.g. 0.5; default 0 = off)")
+                        "every batch with a uniform target, weighted by WEIGHT (default %(default)s, the bundled "
+                        "recipe; 0 = off)")
     p.add_argument("--ema", action="store_true", help="keep an exponential moving average of the weights")
     p.add_argument("--ema-decay", type=float, default=d.ema_decay)
     p.add_argument("--bn-momentum", type=float, default=d.bn_momentum,
@@ -206,7 +209,7 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False, st
     p.add_argument("--stop-after-epoch", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--cache-dir", default=None, help="on-disk decoded image cache (default: memory only)")
     p.add_argument("--abstain-target", type=float, default=d.abstain_target,
-                   help="validation accuracy the abstain threshold must reach on kept samples")
+                   help="validation accuracy the abstain threshold must reach on kept samples (default %(default)s)")
     p.add_argument("--no-calibrate-closeups", dest="calibrate_closeups", action="store_false",
                    help="fit temperature and abstain threshold on validation centre crops only (default with a "
                    "close-up recipe: centre crops and close-ups of the validation photos)")
