@@ -21,12 +21,15 @@ if [ ! -f "$RUN/best.pt" ]; then
     --seed 0 --workers 0 --cache-dir "${CACHE:-$RUN/cache}" --device "${DEVICE:-auto}" --out "$RUN" --no-progress \
     $( [ -f "$RUN/last.pt" ] && echo --resume )
 fi
-# The max-logit floor withholds answers (never refuses) on photos whose largest logit is unusually low; the
-# not-skin gate and the abstain threshold do that job for this model (MODEL_CARD.md), so it is off.
+# The max-logit floor (it withholds answers on photos whose largest logit is unusually low) stays off, the
+# export default: the not-skin gate and the abstain threshold do that job (MODEL_CARD.md).
 # --int8-weights: the shipped file stores the weights as INT8 per channel (about 1/3.6 of the fp32 file) and
 # ONNX Runtime dequantises them when the session is created, so it runs as fast as fp32
 # (benchmarks/export/README.md). The export prints its agreement with fp32; check it before shipping.
-$HYPODERM export "$RUN/best.pt" --format onnx --calibration "$DATA" --no-max-logit-floor --int8-weights \
+# The INT8 weights are compared with fp32 on the validation fold (photos that did not train the model; every class
+# and origin) and 3 close-ups of each.
+${PYTHON:-.venv/bin/python} scripts/fold_manifest.py "$DATA" "$RUN/split.json" 1 "$RUN/val.csv"
+$HYPODERM export "$RUN/best.pt" --format onnx --calibration "$DATA" --eval "$RUN/val.csv" --int8-weights \
   --out "$RUN/model.onnx"
 mkdir -p src/hypoderm/assets
 cp "$RUN/model.int8w.onnx" src/hypoderm/assets/model.onnx

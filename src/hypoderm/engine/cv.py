@@ -143,8 +143,8 @@ def run_cv(cfg: TrainConfig, out: str | Path, *, folds: list[int] | None = None,
     out.mkdir(parents=True, exist_ok=True)
     cfg_file = out / "cv_config.json"
     if cfg_file.is_file():
-        old = json.loads(cfg_file.read_text())
-        changed = [k for k in _PROTOCOL_KEYS if old.get(k) != getattr(cfg, k)]
+        old = TrainConfig.from_dict(json.loads(cfg_file.read_text()))  # fields added since: their old default
+        changed = [k for k in _PROTOCOL_KEYS if getattr(old, k) != getattr(cfg, k)]
         if changed:
             raise TrainError(f"{out} holds a cross-validation with other settings ({', '.join(changed)}); "
                              "use another --out")

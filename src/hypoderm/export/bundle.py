@@ -134,11 +134,16 @@ def calibration_files(source: Path, class_names: list[str]) -> tuple[list[Path],
 
 def _load_images(files: list[Path], labels: list[int] | None, limit: int,
                  warn: Callable[[str], None] = _to_stderr) -> tuple[list[Any], list[int] | None, list[Path]]:
-    """(images, their labels, their files) of the first `limit` files; unreadable ones are skipped with a warning."""
+    """(images, their labels, their files) of at most `limit` files, evenly spaced over the list (which is
+    sorted by class, so every class keeps its share; the first `limit` would often be one class); unreadable
+    ones are skipped with a warning."""
     from hypoderm.inference import load_image
 
+    step = max(len(files) / limit, 1.0) if limit > 0 else 1.0
+    chosen = sorted({min(int(k * step), len(files) - 1) for k in range(min(limit, len(files)))})
     images, kept = [], []
-    for i, f in enumerate(files[:limit]):
+    for i in chosen:
+        f = files[i]
         try:
             images.append(load_image(f))
             kept.append(i)
@@ -260,6 +265,9 @@ def _set_ood(metadata: dict[str, Any], model: Any, calib: list[Any], spec: Any, 
     if not args.max_logit_floor:
         metadata["ood"] = {**metadata["ood"], "max_logit_min": PERMISSIVE_MAX_LOGIT_MIN,
                            "max_logit_floor": "off (the default; --max-logit-floor turns it on)"}
+    elif metadata["ood"].get("max_logit_min", PERMISSIVE_MAX_LOGIT_MIN) <= PERMISSIVE_MAX_LOGIT_MIN:
+        warn("note: --max-logit-floor has no floor to apply: the checkpoint has none and no --calibration was "
+             "given to fit one")
     metadata["ood"] = with_gate(metadata["ood"])
 
 
@@ -281,8 +289,9 @@ def _eval_set(args: ExportOptions, calib: _Images, class_names: list[str], spec:
     assert source is not None  # the caller checks
     if args.eval_dir is not None:
         held = _read_images(args.eval_dir, "--eval", class_names, 10 ** 9, warn)
-        shared = {f.resolve() for f in held.files} & {f.resolve() for f in calib.files}
-        if shared and args.int8:
+        # weight-only INT8 is not calibrated on images: only static INT8 can have seen the --eval photos
+        shared = ({f.resolve() for f in held.files} & {f.resolve() for f in calib.files}) if args.int8 else set()
+        if shared:
             warn(f"warning: {len(shared)} of the --eval images are also --calibration images; the INT8 "
                  "comparison is fairest on photos the calibration did not see")
     else:
