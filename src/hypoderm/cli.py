@@ -30,7 +30,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("compare",): ("hypoderm.compare", "the comparison study: many models, same protocol, one table"),
     ("export",): ("hypoderm.export.bundle", "export a checkpoint to ONNX (fp32 / INT8) with metadata"),
     ("predict",): ("hypoderm.predict", "diagnose photos: top-k, uncertainty, not-skin rejection, Grad-CAM"),
-    ("serve",): ("hypoderm.app.server", "the mobile diagnosis web app and JSON API"),
+    ("serve",): ("hypoderm.commands.serve", "the mobile diagnosis web app and JSON API"),
 }
 
 
