@@ -148,8 +148,9 @@ def test_one_failing_file_does_not_stop_the_batch(model_dir: Path, tmp_path: Pat
 
 def test_exit_codes_tell_failed_files_from_a_crash(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    from hypoderm import predict
+    from hypoderm import predict as predict_lib
     from hypoderm.cli import main
+    from hypoderm.commands import predict
 
     good, strip = tmp_path / "good.png", tmp_path / "strip.png"
     good.write_bytes(skin_png())
@@ -165,7 +166,7 @@ def test_exit_codes_tell_failed_files_from_a_crash(model_dir: Path, tmp_path: Pa
     def crash(*args: object, **kwargs: object) -> list:
         raise RuntimeError("simulated crash outside any file")
 
-    monkeypatch.setattr(predict, "predict_files", crash)
+    monkeypatch.setattr(predict_lib, "predict_files", crash)
     assert main(["predict", str(good), "--model", model]) == predict.EXIT_CRASH == 3
     err = capsys.readouterr().err
     assert "internal error" in err and "simulated crash" in err

@@ -408,12 +408,3 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     log(f"report: {report_path}")
     return report
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        export_bundle(ExportOptions(**vars(args)), log=print, warn=_to_stderr)
-    except ExportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    return 0

@@ -1,13 +1,24 @@
-"""`hypoderm models`: every model with its parameter count."""
+"""`hypoderm models`: every model with its parameter count (hypoderm.models)."""
 
 from __future__ import annotations
 
 import argparse
 
-from hypoderm.models.registry import ALIASES, BASELINES, DESIGN_VARIANTS, count_parameters, create_model, list_models
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--num-classes", type=int, default=2, help="classifier size used for the count")
 
 
 def run(args: argparse.Namespace) -> int:
+    from hypoderm.models.registry import (
+        ALIASES,
+        BASELINES,
+        DESIGN_VARIANTS,
+        count_parameters,
+        create_model,
+        list_models,
+    )
+
     if args.num_classes < 1:
         print("hypoderm models: --num-classes must be >= 1")
         return 2

@@ -1,0 +1,23 @@
+"""`hypoderm export`: a checkpoint to ONNX (fp32 / INT8) with its metadata (hypoderm.export.export_bundle).
+
+The options are ExportOptions' fields, defined beside it (hypoderm.export.bundle.add_arguments)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hypoderm.export.bundle import add_arguments
+
+__all__ = ["add_arguments", "run"]
+
+
+def run(args: argparse.Namespace) -> int:
+    from hypoderm.export import ExportError, ExportOptions, export_bundle
+
+    try:
+        export_bundle(ExportOptions(**vars(args)), log=print, warn=lambda message: print(message, file=sys.stderr))
+    except ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    return 0
