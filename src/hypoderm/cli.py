@@ -16,6 +16,8 @@ import argparse
 import importlib
 import sys
 
+from hypoderm.errors import HypodermError
+
 # command words -> (module, one-line help)
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("models",): ("hypoderm.commands.models", "list every model with its parameter count"),
@@ -96,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[words][0])
     try:
         return int(module.run(args) or 0)
+    except HypodermError as e:  # a user error: one line, no traceback (hypoderm.errors)
+        print(f"hypoderm {' '.join(words)}: error: {e}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -6,8 +6,9 @@ import argparse
 import csv
 import json
 import os
-import sys
 from pathlib import Path
+
+from hypoderm.errors import UsageError, user_errors
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,25 +30,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from hypoderm.bench import bench, format_table, parse_models
 
-    try:
+    with user_errors(ValueError):
         models = parse_models(args.models)
-    except ValueError as e:
-        print(f"hypoderm bench: {e}", file=sys.stderr)
-        return 2
     if args.size < 32:
-        print(f"hypoderm bench: --size must be >= 32 (got {args.size})", file=sys.stderr)
-        return 2
+        raise UsageError(f"--size must be >= 32 (got {args.size})")
     for f in args.onnx_file:
         if not f.is_file():
-            print(f"hypoderm bench: ONNX file not found: {f}", file=sys.stderr)
-            return 2
+            raise UsageError(f"ONNX file not found: {f}")
     try:
         thread_list = [(os.cpu_count() or 1) if t.strip() == "all" else int(t) for t in args.threads.split(",")]
-        if any(t < 1 for t in thread_list):
-            raise ValueError
     except ValueError:
-        print(f"hypoderm bench: --threads must be positive numbers or 'all', got {args.threads!r}", file=sys.stderr)
-        return 2
+        thread_list = [0]
+    if any(t < 1 for t in thread_list):
+        raise UsageError(f"--threads must be positive numbers or 'all', got {args.threads!r}")
     results = []
     for threads in thread_list:
         result = bench(models, size=args.size, num_classes=args.num_classes, threads=threads, warmup=args.warmup,

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from hypoderm.engine.config import add_train_arguments
+from hypoderm.errors import UsageError, user_errors
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,26 +29,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from hypoderm.bench import parse_models
     from hypoderm.compare import run_study, write_reports
-    from hypoderm.engine.config import TrainError, config_from_args
+    from hypoderm.engine.config import config_from_args
 
     if not args.models and not args.preset:
-        print("hypoderm compare: give --models or --preset", file=sys.stderr)
-        return 2
-    try:
+        raise UsageError("give --models or --preset")
+    with user_errors(ValueError):
         models = parse_models(",".join(filter(None, [args.preset, args.models])))
         cfg = config_from_args(args)
         cfg = cfg.with_(cache_dir=cfg.cache_dir or str(args.out / "cache"), hold_out_by=None)
-    except ValueError as e:
-        print(f"hypoderm compare: {e}", file=sys.stderr)
-        return 2
     if args.reference not in models:
         print(f"note: reference model {args.reference!r} is not in the study; no paired table", file=sys.stderr)
     t0 = time.perf_counter()
-    try:
+    with user_errors(ValueError, FileNotFoundError):
         summaries = run_study(cfg, models, args.out, n_bootstrap=args.bootstrap, hold_out_by=args.hold_out_by)
-    except (TrainError, ValueError, FileNotFoundError) as e:
-        print(f"hypoderm compare: {e}", file=sys.stderr)
-        return 1
     result = write_reports(cfg, models, args.out, summaries, args.reference, args.latency_size, args.threads,
                            args.runs, args.bootstrap, time.perf_counter() - t0, preset=args.preset)
     print((args.out / "main.md").read_text())

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from hypoderm.engine.config import add_train_arguments
+from hypoderm.errors import user_errors
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,20 +16,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hypoderm.checkpoint import CheckpointError
-    from hypoderm.data.dataset import DatasetError
-    from hypoderm.engine.config import TrainError, config_from_args
+    from hypoderm.engine.config import config_from_args
     from hypoderm.engine.cv import run_cv
-    from hypoderm.engine.evaluate import EvaluateError
 
-    try:
+    with user_errors(ValueError):
         cfg = config_from_args(args)
         out = args.out or f"runs/cv-{cfg.model}"
         folds = [int(x) for x in args.only_folds.split(",")] if args.only_folds else None
         summary = run_cv(cfg.with_(out=out), out, folds=folds, n_bootstrap=args.bootstrap)
-    except (TrainError, EvaluateError, DatasetError, CheckpointError, ValueError) as e:
-        print(f"hypoderm cv: error: {e}", file=sys.stderr)
-        return 2
     if summary:
         print(Path(out, "summary.md").read_text())
     return 0

@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 from hypoderm.data.splits import NEAR_DUPLICATE_THRESHOLD
+from hypoderm.errors import UsageError, user_errors
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,28 +28,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hypoderm.data.audit import audit
-    from hypoderm.data.dataset import DatasetError, load_index
+    from hypoderm.data.dataset import load_index
     from hypoderm.data.splits import Split
 
     t0 = time.perf_counter()
     if args.cnn_macro_f1 is not None and not 0.0 <= args.cnn_macro_f1 <= 1.0:
-        print(f"hypoderm data audit: error: --cnn-macro-f1 must be in 0..1, got {args.cnn_macro_f1}", file=sys.stderr)
-        return 2
-    try:
+        raise UsageError(f"--cnn-macro-f1 must be in 0..1, got {args.cnn_macro_f1}")
+    with user_errors(ValueError):
         index = load_index(args.source)
         split = Split.load(args.split) if args.split else None
         report = audit(index, split=split, near_threshold=args.near_threshold, shortcut=args.shortcut,
                        folds=args.folds, seed=args.seed)
-    except (DatasetError, ValueError) as e:
-        print(f"hypoderm data audit: error: {e}", file=sys.stderr)
-        return 2
     report.split_path = args.split
     report.cnn_macro_f1 = args.cnn_macro_f1
     try:
         md_path, csv_path = report.write(args.out)
     except OSError as e:
-        print(f"hypoderm data audit: error: cannot write to {args.out}: {e.strerror or e}", file=sys.stderr)
-        return 2
+        raise UsageError(f"cannot write to {args.out}: {e.strerror or e}") from e
     print(report.summary())
     for f in report.unreadable + report.leaks:
         print(f"  {f}")

@@ -10,6 +10,7 @@ from pathlib import Path
 from hypoderm.data.scin.fetch import DEFAULT_BASE_URL
 from hypoderm.data.scin.labels import DEFAULT_CONDITIONS
 from hypoderm.data.scin.selection import DEFAULT_MIN_CONFIDENCE
+from hypoderm.errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hypoderm.data.scin.importer import import_scin
-    from hypoderm.data.scin.labels import ScinImportError, split_condition_list
+    from hypoderm.data.scin.labels import split_condition_list
     from hypoderm.data.scin.report import SOURCE_NAME
 
     requested = split_condition_list(args.conditions) if args.conditions else list(DEFAULT_CONDITIONS)
@@ -42,12 +43,8 @@ def run(args: argparse.Namespace) -> int:
             args.out, conditions=requested, min_confidence=args.min_confidence, base_url=args.base_url,
             max_cases=args.max_cases, workers=args.workers, timeout=args.timeout, retries=args.retries,
             progress=not args.no_progress)
-    except ScinImportError as e:
-        print(f"hypoderm data import scin: error: {e}", file=sys.stderr)
-        return 1
     except OSError as e:
-        print(f"hypoderm data import scin: error: cannot write to {args.out}: {e}", file=sys.stderr)
-        return 1
+        raise UsageError(f"cannot write to {args.out}: {e}") from e
     sel = report.selection
     per_class = Counter(o.case.label for o in report.outcomes if o.status != "failed")
     print(f"selected {len(sel.cases)} SCIN cases; images: {report.count('downloaded')} downloaded, "

@@ -7,6 +7,7 @@ import sys
 import time
 
 from hypoderm.data.splits import NEAR_DUPLICATE_THRESHOLD
+from hypoderm.errors import UsageError, user_errors
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,11 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hypoderm.data.dataset import DatasetError, check_images, load_index
+    from hypoderm.data.dataset import check_images, load_index
     from hypoderm.data.splits import make_holdout_split, make_split
 
     t0 = time.perf_counter()
-    try:
+    with user_errors(ValueError):
         index = load_index(args.source, group_regex=None)
         good, bad = check_images(index)
         for s, reason in bad:
@@ -42,13 +43,10 @@ def run(args: argparse.Namespace) -> int:
         else:
             split = make_split(good, folds=args.folds, seed=args.seed, group_regex=args.group_regex,
                                near_threshold=args.near_threshold, stratify_by=args.stratify_by)
+    try:
         split.save(args.out)
-    except (DatasetError, ValueError) as e:
-        print(f"hypoderm data split: error: {e}", file=sys.stderr)
-        return 2
     except OSError as e:
-        print(f"hypoderm data split: error: cannot write {args.out}: {e.strerror or e}", file=sys.stderr)
-        return 2
+        raise UsageError(f"cannot write {args.out}: {e.strerror or e}") from e
     n_groups = len({s.group for s in split.samples})
     how = f"held out by {split.holdout}: {', '.join(split.values or [])}" if split.holdout else "stratified"
     print(f"{len(split.samples)} images, {len(split.class_names)} classes, {n_groups} groups "

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from hypoderm.errors import user_errors
 from hypoderm.text import fmt
 
 
@@ -25,19 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hypoderm.checkpoint import CheckpointError
-    from hypoderm.data.dataset import DatasetError
-    from hypoderm.engine.config import TrainError
-    from hypoderm.engine.evaluate import EvaluateError, evaluate_checkpoint
+    from hypoderm.engine.evaluate import evaluate_checkpoint
 
-    try:
+    with user_errors(ValueError):
         m = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, fold=args.fold, part=args.part,
                                 out=args.out, device=args.device, batch_size=args.batch_size,
                                 n_bootstrap=args.bootstrap, plots=args.plots, strict=args.strict,
                                 group_regex=args.group_regex)
-    except (EvaluateError, TrainError, DatasetError, CheckpointError, ValueError) as e:
-        print(f"hypoderm evaluate: error: {e}", file=sys.stderr)
-        return 2
     ov = m.get("training_overlap")
     if ov and ov["n"]:
         print(f"hypoderm evaluate: warning: {ov['n']} of {ov['of']} photos in --data are byte-identical to photos that "

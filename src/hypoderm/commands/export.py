@@ -13,11 +13,8 @@ __all__ = ["add_arguments", "run"]
 
 
 def run(args: argparse.Namespace) -> int:
-    from hypoderm.export import ExportError, ExportOptions, export_bundle
+    from hypoderm.export import ExportOptions, export_bundle
 
-    try:
-        export_bundle(ExportOptions(**vars(args)), log=print, warn=lambda message: print(message, file=sys.stderr))
-    except ExportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+    # an ExportError carries its exit code (2: bad input; 1: a broken checkpoint refused, a failed parity check)
+    export_bundle(ExportOptions(**vars(args)), log=print, warn=lambda message: print(message, file=sys.stderr))
     return 0

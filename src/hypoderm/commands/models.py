@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from hypoderm.errors import UsageError
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-classes", type=int, default=2, help="classifier size used for the count")
@@ -20,8 +22,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     if args.num_classes < 1:
-        print("hypoderm models: --num-classes must be >= 1")
-        return 2
+        raise UsageError("--num-classes must be >= 1")
     reverse_alias = {v: k for k, v in ALIASES.items()}
     print(f"{'model':<22} {'family':<24} {'params':>12}   (num_classes={args.num_classes})")
     for name in list_models(include_aliases=False):

@@ -15,6 +15,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from hypoderm.errors import HypodermError, UsageError
+
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_CRASH = 0, 1, 2, 3
 EXIT_CODES = """exit codes:
   0  every file was predicted
@@ -45,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
     """Exit code per EXIT_CODES; an unexpected exception becomes EXIT_CRASH with its traceback on stderr."""
     try:
         return _run(args)
-    except (KeyboardInterrupt, BrokenPipeError):
-        raise  # the CLI answers these (130, quiet exit)
+    except (KeyboardInterrupt, BrokenPipeError, HypodermError):
+        raise  # the CLI answers these (130, quiet exit; a user error: one line, exit code 2)
     except Exception:  # noqa: BLE001 - a crash must still be told apart from "some files failed"
         traceback.print_exc()
         print("hypoderm predict: internal error (a bug in hypoderm; exit code 3); please report it with the "
@@ -67,17 +69,12 @@ def _run(args: argparse.Namespace) -> int:
     from hypoderm import __version__
     from hypoderm import predict as lib
     from hypoderm.cards import limits_text
-    from hypoderm.inference import DISCLAIMER, ModelLoadError
+    from hypoderm.inference import DISCLAIMER
     from hypoderm.model_quality import metadata_problems
 
     if args.top_k < 1:
-        print(f"error: --top-k must be >= 1, got {args.top_k}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        predictor = lib.load_predictor(args.model, args.threads)
-    except ModelLoadError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(f"--top-k must be >= 1, got {args.top_k}")
+    predictor = lib.load_predictor(args.model, args.threads)  # ModelLoadError: a user error, EXIT_USAGE
     note = lib.cam_note(predictor) if args.cam is not None else None
     if note:
         print(note, file=sys.stderr)

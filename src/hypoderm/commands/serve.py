@@ -20,6 +20,7 @@ from hypoderm.app.limits import (
     DEFAULT_SERVER_THREADS,
 )
 from hypoderm.app.state import WEB_ASSETS_ENV
+from hypoderm.errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,15 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hypoderm.app.server import ModelLoadError, create_app, serve
+    from hypoderm.app.server import create_app, serve
     from hypoderm.model_quality import metadata_problems
 
     if not 0 < args.port < 65536:
-        print(f"hypoderm serve: --port must be 1-65535, got {args.port}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--port must be 1-65535, got {args.port}")
     if args.max_upload_mb <= 0 or args.max_pixels <= 0:
-        print("hypoderm serve: --max-upload-mb and --max-pixels must be positive", file=sys.stderr)
-        return 2
+        raise UsageError("--max-upload-mb and --max-pixels must be positive")
     positive = {"--max-decodes": args.max_decodes, "--header-timeout": args.header_timeout,
                 "--body-timeout": args.body_timeout, "--keep-alive-timeout": args.keep_alive_timeout,
                 "--limit-concurrency": args.limit_concurrency, "--max-connections": args.max_connections,
@@ -82,17 +81,13 @@ def run(args: argparse.Namespace) -> int:
                 "--max-buffered-mb": args.max_buffered_mb}
     bad = [name for name, value in positive.items() if not value > 0]
     if bad:
-        print(f"hypoderm serve: {', '.join(bad)} must be positive", file=sys.stderr)
-        return 2
-    try:
-        app = create_app(args.model, web_assets=args.web_assets, max_upload_bytes=int(args.max_upload_mb * 2**20),
-                         max_pixels=args.max_pixels, threads=args.threads, max_decodes=args.max_decodes,
-                         body_timeout=args.body_timeout, limit_concurrency=args.limit_concurrency,
-                         max_uploads=args.max_uploads, max_uploads_per_client=args.max_uploads_per_client,
-                         max_buffered_bytes=max(int(args.max_buffered_mb * 2**20), int(args.max_upload_mb * 2**20)))
-    except ModelLoadError as e:
-        print(f"hypoderm serve: error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(f"{', '.join(bad)} must be positive")
+    # a model that cannot be used is a ModelLoadError (a user error: exit code 2, the server does not start)
+    app = create_app(args.model, web_assets=args.web_assets, max_upload_bytes=int(args.max_upload_mb * 2**20),
+                     max_pixels=args.max_pixels, threads=args.threads, max_decodes=args.max_decodes,
+                     body_timeout=args.body_timeout, limit_concurrency=args.limit_concurrency,
+                     max_uploads=args.max_uploads, max_uploads_per_client=args.max_uploads_per_client,
+                     max_buffered_bytes=max(int(args.max_buffered_mb * 2**20), int(args.max_upload_mb * 2**20)))
     state = app.state.hypoderm
     if state.web_assets is None:
         print("hypoderm serve: onnxruntime-web not found; the page will use server inference "

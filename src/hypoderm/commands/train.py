@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from hypoderm.engine.config import add_train_arguments
+from hypoderm.errors import user_errors
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,15 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hypoderm.checkpoint import CheckpointError
-    from hypoderm.data.dataset import DatasetError
-    from hypoderm.engine.config import TrainError, config_from_args
+    from hypoderm.engine.config import config_from_args
     from hypoderm.engine.train import train
 
-    try:
-        cfg = config_from_args(args)
-        train(cfg)
-    except (TrainError, DatasetError, CheckpointError, ValueError, TypeError, FileNotFoundError) as e:
-        print(f"hypoderm train: error: {e}", file=sys.stderr)
-        return 2
+    with user_errors(ValueError, TypeError, FileNotFoundError):
+        train(config_from_args(args))
     return 0

@@ -19,13 +19,14 @@ import numpy as np
 
 from hypoderm.engine.cache import DecodedCache
 from hypoderm.engine.data import CachedImageDataset, build_eval_loader, eval_transform
+from hypoderm.errors import HypodermError
 from hypoderm.inference import softmax
 from hypoderm.inference.preprocess import PreprocessSpec
 from hypoderm.metrics import classification_metrics, group_metrics, reliability_bins
 from hypoderm.text import fmt
 
 
-class EvaluateError(RuntimeError):
+class EvaluateError(HypodermError, RuntimeError):
     """A user-facing evaluation problem (class mismatch, missing split, ...)."""
 
 

@@ -47,7 +47,8 @@ def _fetch_metadata(base_url: str, http: dict[str, Any]) -> tuple[dict[str, str]
         try:
             data = fetch_bytes(url, max_bytes=1 << 30, **http)
         except DownloadError as e:
-            raise ScinImportError(f"cannot fetch SCIN metadata: {e}") from None
+            # the network failed, not the user: exit code 1
+            raise ScinImportError(f"cannot fetch SCIN metadata: {e}", exit_code=1) from None
         try:
             texts[name] = data.decode("utf-8-sig")
         except UnicodeDecodeError:
