@@ -7,7 +7,7 @@ Each command is one module of `hypoderm.commands`, which defines
 
 Only the module of the command being run is imported, and a command module imports the library (torch, for the
 commands that train or measure models) only inside `run`: `hypoderm predict --model x.onnx` never imports torch,
-every `--help` answers at once (tests/test_cli.py), and a slow import in one command never slows the others.
+every `--help` answers at once (tests/commands/test_cli.py), and a slow import in one command never slows the others.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ LOAD_ERRORS = {
 }
 
 
-# ---- the answers (documentation and tests/test_app_api.py check the real answers against them) ----------
+# ---- the answers (documentation and tests/app/test_app_api.py check the real answers against them) ----------
 
 class _Answer(BaseModel):
     model_config = ConfigDict(extra="forbid")

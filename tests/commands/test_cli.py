@@ -12,7 +12,7 @@ import pytest
 
 from hypoderm.cli import COMMANDS, main
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def test_help_of_every_command_imports_no_torch() -> None:

@@ -33,7 +33,7 @@ from hypoderm.imaging.io import SOURCE_SIZE_KEY, ImageLoadError, load_rgb_bytes
 from hypoderm.inference.explain import OVERLAY_MAX_SIDE
 from hypoderm.inference.ood import DEFAULT_GATE
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NO_GATE = {"ood": {"skin_fraction_min": 0.05, "max_logit_min": -1e9, "gate": None}}  # colour rule only
 
 

@@ -66,7 +66,7 @@ def test_model_info(client: TestClient, model_dir: Path) -> None:
     assert body["input"]["size"] == 64 and body["input"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
     assert body["gradcam"] == {"available": False, "reason": "no_gradcam_outputs"}  # this model has no outputs
     base = body["browser_inference"]["script"].removesuffix("ort.wasm.min.mjs")
-    assert re.fullmatch(r"/vendor/ort/[0-9a-f]{16}/", base)  # content-hashed (tests/test_app_delivery.py)
+    assert re.fullmatch(r"/vendor/ort/[0-9a-f]{16}/", base)  # content-hashed (tests/app/test_app_delivery.py)
     assert body["browser_inference"] == {"available": True, "runtime": "onnxruntime-web 9.9.9",
                                          "script": f"{base}ort.wasm.min.mjs",
                                          "wasm_url": f"{base}ort-wasm-simd-threaded.wasm",
