@@ -5,6 +5,9 @@ the lazy ones inside functions) and, for the torch-free side, on what a fresh in
     data              never imports engine (datasets, splits and audits work without a training loop)
     inference, app    never import engine, models, checkpoint, export, torch or torchvision (the phone /
                       server path runs on ONNX Runtime + numpy + Pillow)
+
+and, for every package and top-level module of src/hypoderm, the layer order LAYERS: nothing imports a layer above
+its own, nor anything else in its own layer, so no two of them import each other.
 """
 
 from __future__ import annotations
@@ -25,6 +28,26 @@ RULES: dict[str, tuple[str, ...]] = {
     "hypoderm.inference": TORCH_SIDE,
     "hypoderm.app": TORCH_SIDE,
 }
+
+
+# The layers of src/hypoderm, bottom first: the packages (hypoderm.data, ...) and the top-level modules
+# (hypoderm.cards, ...). A unit imports only units of lower layers (docs/ARCHITECTURE.md draws the same order).
+LAYERS: list[tuple[str, ...]] = [
+    ("errors", "text", "metrics", "progress"),  # plain helpers: the error base, formatting, metrics, progress bars
+    ("imaging",),  # torch-free image loading and colour rules
+    ("cards", "model_quality"),  # what people read; is a trained model broken
+    ("inference",),  # the ONNX Runtime path: preprocessing, not-skin check, metadata, predictor, Grad-CAM
+    ("data",),  # dataset index, splits, audits, SCIN import
+    ("models",),  # the model zoo (torch)
+    ("checkpoint",),  # the checkpoint format
+    ("engine",),  # training, evaluation, cross-validation
+    ("export",),  # ONNX / INT8 export
+    ("app",),  # the web app and its API (torch-free: RULES)
+    ("bench", "predict"),  # what the commands run: the zoo benchmark, predicting photos
+    ("compare",),  # the comparison study (uses bench)
+    ("commands",),  # one module per command: options + run
+    ("cli",),  # finds the command (imports it by name)
+]
 
 
 def module_name(path: Path, src: Path) -> str:
@@ -64,6 +87,53 @@ def violations(layer: str, forbidden: tuple[str, ...], src: Path = SRC) -> list[
     return out
 
 
+def unit_of(module: str) -> str | None:
+    """`hypoderm.data.scin.fetch` -> "data" (the package or top-level module of src/hypoderm); None outside."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "hypoderm" and len(parts) > 1 and parts[1] != "__version__" else None
+
+
+def layer_violations(layers: list[tuple[str, ...]], src: Path = SRC) -> list[str]:
+    """Imports of a unit in the same or a higher layer (every import statement, lazy ones included)."""
+    level = {unit: i for i, units in enumerate(layers) for unit in units}
+    out = []
+    for path in sorted((src / "hypoderm").rglob("*.py")):
+        me = unit_of(module_name(path, src))
+        if me is None:  # hypoderm/__init__.py
+            continue
+        if me not in level:
+            out.append(f"{path.relative_to(src)}: {me} is in no layer of LAYERS")
+            continue
+        seen = set()
+        for line, mod in imported_modules(path, src):
+            other = unit_of(mod)
+            if other is not None and other != me and level.get(other, len(layers)) >= level[me] \
+                    and (line, other) not in seen:
+                seen.add((line, other))
+                out.append(f"{path.relative_to(src)}:{line} imports {mod} (layer {level.get(other, '?')}; "
+                           f"{me} is layer {level[me]})")
+    return out
+
+
+def test_no_package_imports_one_above_it_or_beside_it() -> None:
+    """The layer order: a package never imports a package above it, and no two packages import each other."""
+    assert layer_violations(LAYERS) == []
+
+
+def test_the_layer_checker_sees_upward_sideways_and_lazy_imports(tmp_path: Path) -> None:
+    pkg = tmp_path / "hypoderm"
+    for name in ("low", "mid", "side", "high"):
+        (pkg / name).mkdir(parents=True)
+        (pkg / name / "__init__.py").write_text("")
+    (pkg / "low" / "up.py").write_text("def f():\n    from hypoderm.high import x\n")
+    (pkg / "mid" / "ok.py").write_text("from hypoderm.low import up\nfrom hypoderm.mid import ok\n")
+    (pkg / "mid" / "sideways.py").write_text("from ..side import y\n")
+    (pkg / "orphan.py").write_text("")
+    found = layer_violations([("low",), ("mid", "side"), ("high",)], src=tmp_path)
+    assert [f.split(" ")[0] for f in found] == ["hypoderm/low/up.py:2", "hypoderm/mid/sideways.py:1",
+                                                "hypoderm/orphan.py:"]
+
+
 @pytest.mark.parametrize("layer", sorted(RULES))
 def test_layer_imports_follow_the_rules(layer: str) -> None:
     assert violations(layer, RULES[layer]) == []
@@ -87,7 +157,8 @@ def test_the_checker_sees_lazy_relative_and_from_imports(tmp_path: Path) -> None
 
 def test_the_inference_path_loads_no_torch() -> None:
     """What a fresh interpreter loads for `predict` with an ONNX model and for `serve`: no torch at all."""
-    code = ("import sys, hypoderm.inference, hypoderm.inference.explain, hypoderm.app.server, hypoderm.predict; "
+    code = ("import sys, hypoderm.inference, hypoderm.inference.explain, hypoderm.app.server, hypoderm.predict, "
+            "hypoderm.commands.predict, hypoderm.commands.serve; "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision') "
             "or m.startswith(('hypoderm.engine', 'hypoderm.models', 'hypoderm.checkpoint'))); print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

@@ -32,8 +32,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from helpers_app import phone_like_jpeg, png_bytes, skin_png
-from hypoderm.app import server
+from hypoderm.app import api, limits, server
 from hypoderm.app.server import ApiError, create_app
+from hypoderm.commands import serve as serve_command
 from hypoderm.imaging.io import MAX_ASPECT_RATIO, ImageLoadError, ImageShapeError, load_rgb_bytes
 from hypoderm.inference import OnnxPredictor, bundled_model, decode_min_size_for
 from hypoderm.inference.preprocess import PreprocessSpec, decode_min_size, preprocess
@@ -147,8 +148,9 @@ def test_one_failing_file_does_not_stop_the_batch(model_dir: Path, tmp_path: Pat
 
 def test_exit_codes_tell_failed_files_from_a_crash(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    from hypoderm import predict
+    from hypoderm import predict as predict_lib
     from hypoderm.cli import main
+    from hypoderm.commands import predict
 
     good, strip = tmp_path / "good.png", tmp_path / "strip.png"
     good.write_bytes(skin_png())
@@ -164,7 +166,7 @@ def test_exit_codes_tell_failed_files_from_a_crash(model_dir: Path, tmp_path: Pa
     def crash(*args: object, **kwargs: object) -> list:
         raise RuntimeError("simulated crash outside any file")
 
-    monkeypatch.setattr(predict, "predict_files", crash)
+    monkeypatch.setattr(predict_lib, "predict_files", crash)
     assert main(["predict", str(good), "--model", model]) == predict.EXIT_CRASH == 3
     err = capsys.readouterr().err
     assert "internal error" in err and "simulated crash" in err
@@ -225,7 +227,7 @@ def _request(receive_messages: list[dict], headers: dict[str, str] | None = None
 def test_stalled_upload_gets_408_at_the_body_deadline(caplog: pytest.LogCaptureFixture) -> None:
     req = _request([{"type": "http.request", "body": b"x" * 100, "more_body": True}])
     with caplog.at_level(logging.WARNING, logger="hypoderm.serve"), pytest.raises(ApiError) as e:
-        asyncio.run(server._read_limited(req, 10_000, timeout=0.2))
+        asyncio.run(limits.read_limited(req, 10_000, timeout=0.2))
     assert e.value.status == 408 and e.value.code == "upload_timeout" and "100 bytes" in e.value.detail
     assert len(caplog.records) == 1 and "203.0.113.9" in caplog.records[0].getMessage()
 
@@ -233,7 +235,7 @@ def test_stalled_upload_gets_408_at_the_body_deadline(caplog: pytest.LogCaptureF
 def test_client_disconnect_is_one_log_line_not_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
     req = _request([{"type": "http.request", "body": b"x" * 10, "more_body": True}, {"type": "http.disconnect"}])
     with caplog.at_level(logging.WARNING, logger="hypoderm.serve"), pytest.raises(ApiError) as e:
-        asyncio.run(server._read_limited(req, 10_000, timeout=5))
+        asyncio.run(limits.read_limited(req, 10_000, timeout=5))
     assert e.value.code == "client_disconnected"
     assert len(caplog.records) == 1 and caplog.records[0].exc_info is None
     assert "disconnected" in caplog.records[0].getMessage()
@@ -244,7 +246,7 @@ def test_decodes_are_bounded(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -
     state = app.state.hypoderm
     active, peak, lock = [0], [0], threading.Lock()
     release = threading.Event()
-    original = server._decode
+    original = api.decode
 
     def slow_decode(*args: object, **kwargs: object) -> object:
         with lock:
@@ -257,9 +259,9 @@ def test_decodes_are_bounded(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -
             with lock:
                 active[0] -= 1
 
-    monkeypatch.setattr(server, "_decode", slow_decode)
+    monkeypatch.setattr(api, "decode", slow_decode)
     data = skin_png()
-    threads = [threading.Thread(target=server._predict, args=(state, data, 3, False)) for _ in range(4)]
+    threads = [threading.Thread(target=api.predict_upload, args=(state, data, 3, False)) for _ in range(4)]
     for t in threads:
         t.start()
     release.set()
@@ -272,9 +274,9 @@ def test_serve_options_have_safe_defaults() -> None:
     import argparse
 
     parser = argparse.ArgumentParser()
-    server.add_arguments(parser)
+    serve_command.add_arguments(parser)
     args = parser.parse_args([])
-    opts = server.uvicorn_options(args)
+    opts = limits.uvicorn_options(args)
     assert opts["server_header"] is False
     assert 0 < opts["timeout_keep_alive"] <= 10 and 0 < args.limit_concurrency <= 1000
     assert opts["limit_concurrency"] > args.max_connections  # uvicorn's plain-text 503 is only a backstop
@@ -286,7 +288,7 @@ def test_serve_options_have_safe_defaults() -> None:
     # with uvicorn's 2048, a flood exhausted 1024 file descriptors in one burst.
     assert args.max_connections + opts["backlog"] <= 768
     args = parser.parse_args(["--header-timeout", "3", "--max-connections", "7", "--limit-concurrency", "5"])
-    opts = server.uvicorn_options(args)
+    opts = limits.uvicorn_options(args)
     assert opts["http"].header_timeout == 3 and opts["http"].max_connections == 7
 
 
@@ -304,10 +306,10 @@ def test_busy_server_answers_predictions_503_but_health_200(model_dir: Path) -> 
 
 def test_uploads_held_in_memory_are_bounded_together(model_dir: Path) -> None:
     state = create_app(model_dir, max_upload_bytes=1000, max_buffered_bytes=1500).state.hypoderm
-    first, second = server._Budget(state), server._Budget(state)
-    asyncio.run(server._read_limited(_request([{"type": "http.request", "body": b"x" * 900}]), 1000, 5, first))
+    first, second = limits.Budget(state), limits.Budget(state)
+    asyncio.run(limits.read_limited(_request([{"type": "http.request", "body": b"x" * 900}]), 1000, 5, first))
     with pytest.raises(ApiError) as e:
-        asyncio.run(server._read_limited(_request([{"type": "http.request", "body": b"x" * 900}]), 1000, 5, second))
+        asyncio.run(limits.read_limited(_request([{"type": "http.request", "body": b"x" * 900}]), 1000, 5, second))
     assert e.value.status == 503 and e.value.code == "server_busy"
     first.release()
     second.release()
@@ -322,12 +324,12 @@ def live_server(model_dir: Path):
     import uvicorn
 
     parser = argparse.ArgumentParser()
-    server.add_arguments(parser)
+    serve_command.add_arguments(parser)
     args = parser.parse_args(["--header-timeout", "0.5", "--max-connections", "3"])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    config = uvicorn.Config(create_app(model_dir), host="127.0.0.1", port=port, **server.uvicorn_options(args))
+    config = uvicorn.Config(create_app(model_dir), host="127.0.0.1", port=port, **limits.uvicorn_options(args))
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()

@@ -8,14 +8,10 @@ models are measured in the same process, round-robin, so background load affects
 
 from __future__ import annotations
 
-import argparse
-import csv
 import functools
-import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -212,42 +208,3 @@ def format_table(result: dict[str, Any]) -> str:
                  f"FLOPs: {result['flop_counter']}; RF = theoretical receptive field of the last feature map "
                  f"(table models only); {e['date']}")
     return "\n".join(lines)
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        models = parse_models(args.models)
-    except ValueError as e:
-        print(f"hypoderm bench: {e}", file=sys.stderr)
-        return 2
-    if args.size < 32:
-        print(f"hypoderm bench: --size must be >= 32 (got {args.size})", file=sys.stderr)
-        return 2
-    for f in args.onnx_file:
-        if not f.is_file():
-            print(f"hypoderm bench: ONNX file not found: {f}", file=sys.stderr)
-            return 2
-    try:
-        thread_list = [(os.cpu_count() or 1) if t.strip() == "all" else int(t) for t in args.threads.split(",")]
-        if any(t < 1 for t in thread_list):
-            raise ValueError
-    except ValueError:
-        print(f"hypoderm bench: --threads must be positive numbers or 'all', got {args.threads!r}", file=sys.stderr)
-        return 2
-    results = []
-    for threads in thread_list:
-        result = bench(models, size=args.size, num_classes=args.num_classes, threads=threads, warmup=args.warmup,
-                       runs=args.runs, use_onnx=not args.no_onnx, onnx_files=args.onnx_file)
-        print(format_table(result) + "\n")
-        results.append(result)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results if len(results) > 1 else results[0], indent=2))
-    if args.csv:
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        with args.csv.open("w", newline="") as f:
-            rows = [{"threads": r["env"]["threads"], **row} for r in results for row in r["rows"]]
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
-    return 0

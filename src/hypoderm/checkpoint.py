@@ -25,10 +25,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from hypoderm.errors import HypodermError
+
 FORMAT = "hypoderm-checkpoint/1"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(HypodermError, RuntimeError):
     pass
 
 

@@ -1,14 +1,13 @@
-"""`hypoderm` command line.
+"""`hypoderm` command line: finds the command in argv and runs it.
 
-Each sub-command lives in its own module, which defines
+Each command is one module of `hypoderm.commands`, which defines
 
     add_arguments(parser: argparse.ArgumentParser) -> None
     run(args: argparse.Namespace) -> int
 
-Only the module of the command being run is imported, so `hypoderm predict --model x.onnx`
-never imports torch, and a slow import in one command never slows the others. The commands whose
-module imports torch take their options from `hypoderm.cli_options` instead (torch-free), so their
-`--help` answers at once and their module is imported only to run.
+Only the module of the command being run is imported, and a command module imports the library (torch, for the
+commands that train or measure models) only inside `run`: `hypoderm predict --model x.onnx` never imports torch,
+every `--help` answers at once (tests/commands/test_cli.py), and a slow import in one command never slows the others.
 """
 
 from __future__ import annotations
@@ -17,20 +16,24 @@ import argparse
 import importlib
 import sys
 
+from hypoderm.errors import HypodermError
+
 # command words -> (module, one-line help)
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
-    ("models",): ("hypoderm.models.listing", "list every model with its parameter count"),
-    ("bench",): ("hypoderm.bench", "parameters, MACs/FLOPs, receptive field and latency, side by side"),
-    ("data", "audit"): ("hypoderm.data.audit", "audit a dataset: counts, sizes, unreadable files, duplicates, leakage"),
-    ("data", "split"): ("hypoderm.data.splits", "write a stratified, group-aware split file"),
-    ("data", "import", "scin"): ("hypoderm.data.scin.importer", "build a training set from Google's SCIN dataset"),
-    ("train",): ("hypoderm.engine.train", "train a model on an image folder or CSV manifest"),
-    ("evaluate",): ("hypoderm.engine.evaluate", "evaluate a checkpoint on a split or an external folder"),
-    ("cv",): ("hypoderm.engine.cv", "k-fold cross-validation of one model"),
-    ("compare",): ("hypoderm.compare", "the comparison study: many models, same protocol, one table"),
-    ("export",): ("hypoderm.export.bundle", "export a checkpoint to ONNX (fp32 / INT8) with metadata"),
-    ("predict",): ("hypoderm.predict", "diagnose photos: top-k, uncertainty, not-skin rejection, Grad-CAM"),
-    ("serve",): ("hypoderm.app.server", "the mobile diagnosis web app and JSON API"),
+    ("models",): ("hypoderm.commands.models", "list every model with its parameter count"),
+    ("bench",): ("hypoderm.commands.bench", "parameters, MACs/FLOPs, receptive field and latency, side by side"),
+    ("data", "audit"): ("hypoderm.commands.data_audit",
+                        "audit a dataset: counts, sizes, unreadable files, duplicates, leakage"),
+    ("data", "split"): ("hypoderm.commands.data_split", "write a stratified, group-aware split file"),
+    ("data", "import", "scin"): ("hypoderm.commands.data_import_scin",
+                                 "build a training set from Google's SCIN dataset"),
+    ("train",): ("hypoderm.commands.train", "train a model on an image folder or CSV manifest"),
+    ("evaluate",): ("hypoderm.commands.evaluate", "evaluate a checkpoint on a split or an external folder"),
+    ("cv",): ("hypoderm.commands.cv", "k-fold cross-validation of one model"),
+    ("compare",): ("hypoderm.commands.compare", "the comparison study: many models, same protocol, one table"),
+    ("export",): ("hypoderm.commands.export", "export a checkpoint to ONNX (fp32 / INT8) with metadata"),
+    ("predict",): ("hypoderm.commands.predict", "diagnose photos: top-k, uncertainty, not-skin rejection, Grad-CAM"),
+    ("serve",): ("hypoderm.commands.serve", "the mobile diagnosis web app and JSON API"),
 }
 
 
@@ -63,13 +66,9 @@ def _group(argv: list[str]) -> tuple[tuple[str, ...], list[str]] | None:
 
 
 def _parser(words: tuple[str, ...]) -> argparse.ArgumentParser:
-    """The command's parser; its options from hypoderm.cli_options when its module imports torch."""
-    from hypoderm.cli_options import OPTIONS
-
     module_name, help_text = COMMANDS[words]
     parser = argparse.ArgumentParser(prog="hypoderm " + " ".join(words), description=help_text)
-    add = OPTIONS.get(module_name) or importlib.import_module(module_name).add_arguments
-    add(parser)
+    importlib.import_module(module_name).add_arguments(parser)
     return parser
 
 
@@ -99,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[words][0])
     try:
         return int(module.run(args) or 0)
+    except HypodermError as e:  # a user error: one line, no traceback (hypoderm.errors)
+        print(f"hypoderm {' '.join(words)}: error: {e}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -19,7 +19,6 @@ model is measured (`hypoderm.bench.bench`), and the study writes:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import shutil
@@ -30,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from hypoderm.bench import PRESETS, bench, parse_models
+from hypoderm.bench import PRESETS, bench
 from hypoderm.metrics import macro_f1
 from hypoderm.models import canonical_name, is_table_model
 from hypoderm.text import fmt
@@ -351,39 +350,6 @@ def _add_style_margins(cfg: Any, out: Path, rows: list[dict[str, Any]]) -> str:
             f"{base.auc:.3f} (`hypoderm data audit` explains it). margin = model macro-F1 − baseline macro-F1.\n\n")
     warning = base.warn(max((r["macro_f1_mean"] for r in rows), default=None))
     return note + (f"**{warning}**\n\n" if warning else "")
-
-
-def run(args: argparse.Namespace) -> int:
-    from hypoderm.engine.config import config_from_args
-    from hypoderm.engine.train import TrainError
-
-    if not args.models and not args.preset:
-        print("hypoderm compare: give --models or --preset", file=sys.stderr)
-        return 2
-    try:
-        models = parse_models(",".join(filter(None, [args.preset, args.models])))
-        cfg = config_from_args(args)
-        cfg = cfg.with_(cache_dir=cfg.cache_dir or str(args.out / "cache"), hold_out_by=None)
-    except ValueError as e:
-        print(f"hypoderm compare: {e}", file=sys.stderr)
-        return 2
-    if args.reference not in models:
-        print(f"note: reference model {args.reference!r} is not in the study; no paired table", file=sys.stderr)
-    t0 = time.perf_counter()
-    try:
-        summaries = run_study(cfg, models, args.out, n_bootstrap=args.bootstrap, hold_out_by=args.hold_out_by)
-    except (TrainError, ValueError, FileNotFoundError) as e:
-        print(f"hypoderm compare: {e}", file=sys.stderr)
-        return 1
-    result = write_reports(cfg, models, args.out, summaries, args.reference, args.latency_size, args.threads,
-                           args.runs, args.bootstrap, time.perf_counter() - t0, preset=args.preset)
-    print((args.out / "main.md").read_text())
-    if result["paired"]:
-        print((args.out / "paired.md").read_text())
-    written = ["main.md"] + (["ablation.md"] if (args.out / "ablation.md").is_file() else []) + \
-        (["paired.md"] if result["paired"] else []) + ["results.json/csv", "pareto_*.png"]
-    print(f"written to {args.out}/ ({', '.join(written)})")
-    return 0
 
 
 __all__ = ["PRESETS", "run_study", "write_reports", "paired"]

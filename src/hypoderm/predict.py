@@ -1,4 +1,4 @@
-"""`hypoderm predict IMAGE... [--model CHECKPOINT|ONNX] [--top-k 3] [--cam DIR] [--json]`.
+"""The library side of `hypoderm predict IMAGE... [--model CHECKPOINT|ONNX] [--top-k 3] [--cam DIR] [--json]`.
 
 Each photo gets top-k classes with calibrated probabilities and a verdict: `ok`, `uncertain`
 (see a dermatologist: top probability below the model's threshold; no class is the answer) or `not_skin` (the OOD
@@ -9,19 +9,14 @@ check of hypoderm.inference.ood). A file that cannot be read, or whose processin
 With an `.onnx` model (or the bundled one) only ONNX Runtime, numpy and Pillow are imported, never
 torch. With a `.pt` checkpoint PyTorch runs the model. `--cam DIR` writes Grad-CAM overlays (the photo
 scaled to at most 512 px) from the exported model's own outputs (hypoderm.inference.explain; no PyTorch needed).
-Exit codes (EXIT_CODES): 0 every file predicted, 1 some files failed (each has its error),
-2 usage or model error, 3 hypoderm itself crashed (a bug: please report it). JSON output:
-docs/PREDICT_SCHEMA.md.
+The command (options, exit codes, the --json document of docs/PREDICT_SCHEMA.md): hypoderm.commands.predict.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
-import traceback
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -29,10 +24,8 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from hypoderm import __version__
-from hypoderm.cards import answer_text, display_name, format_probability, limits_text, load_cards, unknown_conditions
+from hypoderm.cards import answer_text, display_name, format_probability, load_cards, unknown_conditions
 from hypoderm.inference import (
-    DISCLAIMER,
     ModelLoadError,
     OnnxPredictor,
     bundled_model,
@@ -42,17 +35,8 @@ from hypoderm.inference import (
     source_side,
 )
 from hypoderm.inference.preprocess import preprocess
-from hypoderm.model_quality import metadata_problems
 
 OUTPUT_FORMAT = "hypoderm-predict/1"
-
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_CRASH = 0, 1, 2, 3
-EXIT_CODES = """exit codes:
-  0  every file was predicted
-  1  some files failed; each has status "error" with its reason, the others are predicted
-  2  usage or model error (bad option, model missing or unreadable); nothing on stdout
-  3  hypoderm itself crashed (a bug; the traceback is on stderr): please report it"""
-
 
 class Predictor(Protocol):
     metadata: dict[str, Any]
@@ -112,24 +96,6 @@ class TorchPredictor:
         return overlay_on_photo(img, features[0].double().numpy(), weights[0].double().numpy(), class_index, self.spec)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = EXIT_CODES + "\n\nJSON output (--json): docs/PREDICT_SCHEMA.md"
-    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files or folders")
-    parser.add_argument("--model", type=Path,
-                        help="a .pt checkpoint, an exported .onnx, or a folder holding model.onnx "
-                             "(default: the bundled model)")
-    parser.add_argument("--top-k", type=int, default=3, help="how many classes to list (default 3)")
-    parser.add_argument("--cam", type=Path, metavar="DIR",
-                        help="write Grad-CAM overlay PNGs here, at each photo's resolution (from the model's own "
-                             "Grad-CAM outputs: the bundled model and `hypoderm export` models have them; a .pt "
-                             "checkpoint works too)")
-    parser.add_argument("--json", action="store_true", help="print one JSON document (docs/PREDICT_SCHEMA.md)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="ONNX Runtime intra-op threads (default 1: the next photo is decoded in a second "
-                             "thread meanwhile; more ORT threads mostly spin, measured in benchmarks/app/README.md)")
-
-
 def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     """(files to predict, files skipped): files as given; folders replaced by the entries inside them
     (recursive, sorted, no hidden ones): every entry but a sub-folder (which is searched), so that a broken or
@@ -151,21 +117,21 @@ def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     return out, skipped
 
 
-def _skipped_note(skipped: list[Path]) -> str | None:
+def skipped_note(skipped: list[Path]) -> str | None:
     if not skipped:
         return None
     names = ", ".join(f.name for f in skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
     return f"skipped {len(skipped)} file(s) in the folders that are not images: {names}"
 
 
-def _model_path(model: Path | None) -> Path:
+def model_path(model: Path | None) -> Path:
     """`--model` as a file: the bundled model when none is given, a folder's model.onnx (as `serve --model DIR`)."""
     path = model or bundled_model()
     return path / "model.onnx" if path.is_dir() else path
 
 
-def _load_predictor(model: Path | None, threads: int | None) -> Predictor:
-    path = _model_path(model)
+def load_predictor(model: Path | None, threads: int | None) -> Predictor:
+    path = model_path(model)
     if not path.is_file():
         if model is None:
             raise ModelLoadError(f"no --model given and the bundled model is missing ({path}); "
@@ -184,7 +150,7 @@ def _load_predictor(model: Path | None, threads: int | None) -> Predictor:
                          f"got {path.name}")
 
 
-def _cam_note(predictor: Predictor) -> str | None:
+def cam_note(predictor: Predictor) -> str | None:
     """None when Grad-CAM can be drawn, else why not (for the user)."""
     if getattr(predictor, "has_gradcam", False):
         return None
@@ -278,7 +244,7 @@ def predict_files(predictor: Predictor, files: list[Path], top_k: int = 3, cam_d
     return results
 
 
-def _text_line(r: dict[str, Any], class_names: list[str]) -> str:
+def text_line(r: dict[str, Any], class_names: list[str]) -> str:
     """One file's answer for people: display names, honest percentages, no class for a rejected
     photo, candidates as equals when uncertain, and what the model cannot tell next to each answer."""
     if r["status"] == "error":
@@ -303,67 +269,3 @@ def _text_line(r: dict[str, Any], class_names: list[str]) -> str:
     if r.get("cam"):
         line += f"\n    Grad-CAM: {r['cam']}"
     return line
-
-
-def run(args: argparse.Namespace) -> int:
-    """Exit code per EXIT_CODES; an unexpected exception becomes EXIT_CRASH with its traceback on stderr."""
-    try:
-        return _run(args)
-    except (KeyboardInterrupt, BrokenPipeError):
-        raise  # the CLI answers these (130, quiet exit)
-    except Exception:  # noqa: BLE001 - a crash must still be told apart from "some files failed"
-        traceback.print_exc()
-        print("hypoderm predict: internal error (a bug in hypoderm; exit code 3); please report it with the "
-              "traceback above", file=sys.stderr)
-        return EXIT_CRASH
-
-
-def _error_summary(results: list[dict[str, Any]]) -> str | None:
-    """'2 of 7 files not predicted: 1 not_a_file, 1 not_image.' (None when every file was predicted)."""
-    reasons = Counter(r["reason"] for r in results if r["status"] == "error")
-    if not reasons:
-        return None
-    counts = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
-    return f"{sum(reasons.values())} of {len(results)} files not predicted: {counts}."
-
-
-def _run(args: argparse.Namespace) -> int:
-    if args.top_k < 1:
-        print(f"error: --top-k must be >= 1, got {args.top_k}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        predictor = _load_predictor(args.model, args.threads)
-    except ModelLoadError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    note = _cam_note(predictor) if args.cam is not None else None
-    if note:
-        print(note, file=sys.stderr)
-    problems = metadata_problems(predictor.metadata)
-    broken = (f"WARNING: this model failed its quality checks ("
-              f"{'; '.join(p['message'] for p in problems)}); do not rely on its answers.") if problems else None
-    files, skipped = expand_inputs(args.images)
-    results = predict_files(predictor, files, args.top_k, args.cam)
-    skipped_note = _skipped_note(skipped)
-    md = predictor.metadata
-    if args.json:
-        doc = {"format": OUTPUT_FORMAT, "hypoderm_version": __version__,
-               "model": {"path": str(_model_path(args.model)), "model_name": md.get("model_name"),
-                         "version": md.get("version"), "precision": md.get("precision", "fp32"),
-                         "class_names": list(md["class_names"]),
-                         "abstain_threshold": float(md["abstain_threshold"]), "temperature": float(md["temperature"]),
-                         "problems": problems},
-               "results": results, "notes": [n for n in (broken, note, skipped_note) if n], "disclaimer": DISCLAIMER}
-        print(json.dumps(doc, indent=2, allow_nan=False))  # NaN is not JSON: fail loudly rather than print it
-    else:
-        if broken:
-            print(broken)
-        for r in results:
-            print(_text_line(r, list(md["class_names"])))
-        if any(r["status"] in ("ok", "uncertain") for r in results):
-            print(limits_text(list(md["class_names"])))
-        for line in (_error_summary(results), skipped_note):
-            if line:
-                print(line)
-        print(DISCLAIMER)
-    return EXIT_SOME_FAILED if any(r["status"] == "error" for r in results) else EXIT_OK

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
+from hypoderm.errors import HypodermError
+
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
@@ -30,7 +32,7 @@ MAX_FIELD_BYTES = 65536  # a non-file field (none is used today; kept small)
 logging.getLogger("python_multipart").addHandler(logging.NullHandler())
 
 
-class UploadError(ValueError):
+class UploadError(HypodermError, ValueError):
     """A multipart body we cannot take the photo from. `.code` is the API error code, `.status` the HTTP status."""
 
     def __init__(self, status: int, code: str, detail: str) -> None:

@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from hypoderm.errors import HypodermError
 from hypoderm.imaging.io import IMAGE_EXTENSIONS, ImageLoadError, load_rgb
 from hypoderm.text import listing
 
 
-class DatasetError(ValueError):
+class DatasetError(HypodermError, ValueError):
     """A dataset source that cannot be indexed (bad layout, bad manifest, missing files, ...)."""
 
 

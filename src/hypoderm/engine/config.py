@@ -6,10 +6,12 @@ import argparse
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
+from hypoderm.errors import HypodermError
+
 Balance = Literal["loss", "sampler", "none"]
 
 
-class TrainError(RuntimeError):
+class TrainError(HypodermError, RuntimeError):
     """A user-facing training problem (bad data, leaky split, missing checkpoint, ...).
 
     Lives here, next to the config every engine module imports, so that `cv` and `evaluate` can

@@ -18,9 +18,7 @@ so a score that photo style alone would reach is visible as such; summary.json k
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from hypoderm.engine.cache import DecodedCache
-from hypoderm.engine.config import TrainConfig, TrainError, config_from_args
+from hypoderm.engine.config import TrainConfig, TrainError
 from hypoderm.inference.preprocess import PreprocessSpec
 from hypoderm.metrics import scalar_metrics
 
@@ -316,21 +314,3 @@ def _finished(fold_dir: Path) -> bool:
 
     best = fold_dir / "best.pt"
     return best.is_file() and bool(load_checkpoint(best).get("complete"))  # written once, when training ended
-
-
-def run(args: argparse.Namespace) -> int:
-    from hypoderm.checkpoint import CheckpointError
-    from hypoderm.data.dataset import DatasetError
-    from hypoderm.engine.evaluate import EvaluateError
-
-    try:
-        cfg = config_from_args(args)
-        out = args.out or f"runs/cv-{cfg.model}"
-        folds = [int(x) for x in args.only_folds.split(",")] if args.only_folds else None
-        summary = run_cv(cfg.with_(out=out), out, folds=folds, n_bootstrap=args.bootstrap)
-    except (TrainError, EvaluateError, DatasetError, CheckpointError, ValueError) as e:
-        print(f"hypoderm cv: error: {e}", file=sys.stderr)
-        return 2
-    if summary:
-        print(Path(out, "summary.md").read_text())
-    return 0

@@ -8,11 +8,9 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,13 +19,14 @@ import numpy as np
 
 from hypoderm.engine.cache import DecodedCache
 from hypoderm.engine.data import CachedImageDataset, build_eval_loader, eval_transform
+from hypoderm.errors import HypodermError
 from hypoderm.inference import softmax
 from hypoderm.inference.preprocess import PreprocessSpec
 from hypoderm.metrics import classification_metrics, group_metrics, reliability_bins
 from hypoderm.text import fmt
 
 
-class EvaluateError(RuntimeError):
+class EvaluateError(HypodermError, RuntimeError):
     """A user-facing evaluation problem (class mismatch, missing split, ...)."""
 
 
@@ -268,34 +267,3 @@ def render_report(m: dict[str, Any], out_dir: Path) -> str:
             lines.append(f"![{png[:-4]}]({png})")
     lines += ["", "hypoderm is a decision aid for clinicians, not a medical device.", ""]
     return "\n".join(lines)
-
-
-def run(args: argparse.Namespace) -> int:
-    from hypoderm.checkpoint import CheckpointError
-    from hypoderm.data.dataset import DatasetError
-    from hypoderm.engine.config import TrainError
-
-    try:
-        m = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, fold=args.fold, part=args.part,
-                                out=args.out, device=args.device, batch_size=args.batch_size,
-                                n_bootstrap=args.bootstrap, plots=args.plots, strict=args.strict,
-                                group_regex=args.group_regex)
-    except (EvaluateError, TrainError, DatasetError, CheckpointError, ValueError) as e:
-        print(f"hypoderm evaluate: error: {e}", file=sys.stderr)
-        return 2
-    ov = m.get("training_overlap")
-    if ov and ov["n"]:
-        print(f"hypoderm evaluate: warning: {ov['n']} of {ov['of']} photos in --data are byte-identical to photos that "
-              f"trained or validated this checkpoint (e.g. {ov['files'][0]}); the metrics are not independent",
-              file=sys.stderr)
-    elif ov and not ov["checked"]:
-        print(f"hypoderm evaluate: note: overlap with the training photos not checked: {ov['reason']}", file=sys.stderr)
-    for problem in m["model_problems"]:  # as `train` warns and `export` refuses
-        print(f"hypoderm evaluate: warning: this checkpoint looks broken: {problem['message']}", file=sys.stderr)
-    ci = m.get("ci95", {})
-    print(f"{m['evaluated_on']}: n={m['n']}  accuracy {m['accuracy']:.3f}"
-          + (f" [{ci['accuracy'][0]:.3f}, {ci['accuracy'][1]:.3f}]" if ci else "")
-          + f"  macro-F1 {m['macro_f1']:.3f}" + (f" [{ci['macro_f1'][0]:.3f}, {ci['macro_f1'][1]:.3f}]" if ci else "")
-          + f"  ROC-AUC {_fmt(m['roc_auc_ovr'])}  ECE {m['ece_before']:.3f} -> {m['ece_after']:.3f}")
-    print(f"report: {Path(m['out_dir']) / 'report.md'} (with metrics.json, the predictions and the plots)")
-    return 0

@@ -8,11 +8,9 @@ gloo on CPU); rank 0 alone validates, logs and writes checkpoints.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from hypoderm.checkpoint import FORMAT, save_atomic
 from hypoderm.engine.cache import DecodedCache
-from hypoderm.engine.config import RECIPES, TrainConfig, TrainError, config_from_args
+from hypoderm.engine.config import RECIPES, TrainConfig, TrainError
 from hypoderm.engine.data import (
     CachedImageDataset,
     build_eval_loader,
@@ -532,14 +530,3 @@ def train(cfg: TrainConfig, cache: DecodedCache | None = None, *, check_leaks: b
     return run_dir
 
 # ---------------------------------------------------------------------------------------------- CLI
-def run(args: argparse.Namespace) -> int:
-    from hypoderm.checkpoint import CheckpointError
-    from hypoderm.data.dataset import DatasetError
-
-    try:
-        cfg = config_from_args(args)
-        train(cfg)
-    except (TrainError, DatasetError, CheckpointError, ValueError, TypeError, FileNotFoundError) as e:
-        print(f"hypoderm train: error: {e}", file=sys.stderr)
-        return 2
-    return 0

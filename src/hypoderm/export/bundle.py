@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hypoderm.data.dataset import IMAGE_EXTENSIONS
+from hypoderm.errors import HypodermError
 
 
 @dataclass
@@ -47,13 +48,9 @@ class ExportOptions:
     eval_closeups: int = 3
 
 
-class ExportError(RuntimeError):
+class ExportError(HypodermError, RuntimeError):
     """A user-facing export failure; `exit_code` is what `hypoderm export` returns (2: bad input,
     1: a broken checkpoint refused or a failed parity check)."""
-
-    def __init__(self, message: str, exit_code: int = 2) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def _to_stderr(message: str) -> None:
@@ -417,12 +414,3 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     log(f"report: {report_path}")
     return report
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        export_bundle(ExportOptions(**vars(args)), log=print, warn=_to_stderr)
-    except ExportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    return 0

@@ -18,12 +18,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hypoderm.errors import HypodermError
+
 FEATURES_OUTPUT = "features"
 CAM_WEIGHTS_OUTPUT = "cam_weights"
 LOGITS_OUTPUT = "logits"
 
 
-class UnsupportedModelError(ValueError):
+class UnsupportedModelError(HypodermError, ValueError):
     """The model's structure is not features -> global average pool -> Linear/activation head."""
 
 

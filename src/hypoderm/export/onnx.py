@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from hypoderm.errors import HypodermError
 from hypoderm.export.samples import synthetic_skin_images
 from hypoderm.inference import OnnxPredictor, softmax
 from hypoderm.inference.metadata import to_jsonable, write_metadata
@@ -37,7 +38,7 @@ from hypoderm.inference.preprocess import PreprocessSpec, preprocess
 PARITY_TOL = 1e-4  # max abs difference of probabilities, fp32
 
 
-class ExportParityError(RuntimeError):
+class ExportParityError(HypodermError, RuntimeError):
     """The exported model's probabilities differ from PyTorch's by more than the tolerance."""
 
 

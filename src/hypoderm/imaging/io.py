@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, Jpeg2KImagePlugin, UnidentifiedImageError, features
 
+from hypoderm.errors import HypodermError
+
 # 64 megapixels: far above any phone photo (a 200 MP sensor is the exception), far below what
 # would exhaust memory once decoded (64e6 * 3 bytes = 192 MB of RGB).
 MAX_PIXELS: int = 64_000_000
@@ -47,7 +49,7 @@ SOURCE_SIZE_KEY = "hypoderm_source_size"
 MAX_ASPECT_RATIO: float = 20.0
 
 
-class ImageShapeError(ValueError):
+class ImageShapeError(HypodermError, ValueError):
     """An image whose shape the spec cannot turn into a model input without an absurd allocation.
     `.reason` is "bad_aspect_ratio", the same code ImageLoadError uses."""
 
@@ -69,7 +71,7 @@ _ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(HypodermError, ValueError):
     """A file that is not a usable image. `str(e)` is the human reason, `.reason` a short code:
     "empty", "not_image", "truncated", "corrupt", "too_large", "bad_aspect_ratio", "unreadable" or
     "not_a_file" (a broken or looping symbolic link, a link to a folder, a FIFO, a device, a socket)."""

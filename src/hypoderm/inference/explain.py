@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from hypoderm.inference.preprocess import PreprocessSpec
+from hypoderm.inference.preprocess import PreprocessSpec, resized_size
 
 # The longer side of the overlay picture `serve` returns and `predict --cam` writes, at most (the page shows it
 # at phone-screen size; the browser draws its own map at the framed square's resolution).
@@ -74,12 +74,7 @@ def crop_box(width: int, height: int, spec: PreprocessSpec, framed: bool = False
     short = min(width, height)
     if framed:
         return (width - short) // 2, (height - short) // 2, short, short
-    if width <= height:
-        rw, rh = spec.resize_size, max(1, round(height * spec.resize_size / width))
-    else:
-        rw, rh = max(1, round(width * spec.resize_size / height)), spec.resize_size
-    if short == spec.resize_size:
-        rw, rh = width, height
+    rw, rh = resized_size(width, height, spec.resize_size)
     left, top = round((rw - spec.size) / 2.0), round((rh - spec.size) / 2.0)
     sx, sy = width / rw, height / rh
     return left * sx, top * sy, spec.size * sx, spec.size * sy

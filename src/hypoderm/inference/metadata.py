@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from hypoderm import __version__
+from hypoderm.errors import HypodermError
 from hypoderm.inference.ood import validate_ood
 from hypoderm.inference.preprocess import PreprocessSpec
 
@@ -32,7 +33,7 @@ WEIGHT_ONLY_PRECISION = "int8-weights"
 DEQUANTIZE_AT_LOAD = {"session.disable_quant_qdq": "1"}
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(HypodermError, ValueError):
     """The model file or its metadata cannot be used; `str(e)` says why."""
 
 

@@ -80,6 +80,7 @@ from typing import Any
 
 import numpy as np
 
+from hypoderm.errors import HypodermError
 from hypoderm.imaging.colour import CHAI_NGAN_RULE, in_skin_box, skin_mask
 
 GATE_FORMAT = "hypoderm-gate/2"
@@ -102,7 +103,7 @@ REFUSAL_REASONS = ("too_dark", "little_skin", "not_skin_like")
 WITHHOLD_REASONS = ("unsure_skin", "unusual_logits")
 
 
-class GateParameterError(ValueError):
+class GateParameterError(HypodermError, ValueError):
     """The `ood.gate` block of a model's metadata is malformed; `str(e)` names the field."""
 
 

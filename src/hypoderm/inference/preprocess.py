@@ -80,15 +80,22 @@ def decode_min_size(spec: PreprocessSpec) -> int:
     return int(round(DRAFT_REDUCING_GAP * spec.resize_size))
 
 
+def resized_size(w: int, h: int, resize_size: int) -> tuple[int, int]:
+    """The size resize_shorter gives: shorter side -> resize_size, the other by round() (unchanged when the shorter
+    side already is resize_size; static/js/preprocess.js resizedSize)."""
+    if min(w, h) == resize_size:
+        return w, h
+    if w <= h:
+        return resize_size, max(1, int(round(h * resize_size / w)))
+    return max(1, int(round(w * resize_size / h))), resize_size
+
+
 def resize_shorter(img: Image.Image, resize_size: int) -> Image.Image:
     w, h = img.size
     check_aspect_ratio(w, h)  # before the resize allocates anything
-    if min(w, h) == resize_size:
+    new_w, new_h = resized_size(w, h, resize_size)
+    if (new_w, new_h) == (w, h):
         return img
-    if w <= h:
-        new_w, new_h = resize_size, max(1, int(round(h * resize_size / w)))
-    else:
-        new_w, new_h = max(1, int(round(w * resize_size / h))), resize_size
     return img.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=None)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from hypoderm import __version__
 from hypoderm.data.scin.selection import ScinCase
+from hypoderm.errors import HypodermError
 
 DEFAULT_BASE_URL = "https://storage.googleapis.com/dx-scin-public-data"
 
@@ -33,7 +34,7 @@ USER_AGENT = f"hypoderm/{__version__} (SCIN importer; +{REPO_URL})"
 TMP_DIR_NAME = ".scin-tmp"
 
 
-class DownloadError(RuntimeError):
+class DownloadError(HypodermError, RuntimeError):
     """One URL could not be fetched; `str(e)` says why (HTTP status, network error, attempts)."""
 
 

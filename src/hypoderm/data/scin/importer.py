@@ -4,10 +4,8 @@ command parses its flags, calls `import_scin` and prints the summary.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import urllib.parse
-from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -23,10 +21,9 @@ from hypoderm.data.scin.fetch import (
     fetch_image,
     sha256_hex,
 )
-from hypoderm.data.scin.labels import DEFAULT_CONDITIONS, ScinImportError, split_condition_list
+from hypoderm.data.scin.labels import DEFAULT_CONDITIONS, ScinImportError
 from hypoderm.data.scin.report import (
     MANIFEST_NAME,
-    SOURCE_NAME,
     ImportReport,
     read_previous_sha256,
     write_manifest,
@@ -50,7 +47,8 @@ def _fetch_metadata(base_url: str, http: dict[str, Any]) -> tuple[dict[str, str]
         try:
             data = fetch_bytes(url, max_bytes=1 << 30, **http)
         except DownloadError as e:
-            raise ScinImportError(f"cannot fetch SCIN metadata: {e}") from None
+            # the network failed, not the user: exit code 1
+            raise ScinImportError(f"cannot fetch SCIN metadata: {e}", exit_code=1) from None
         try:
             texts[name] = data.decode("utf-8-sig")
         except UnicodeDecodeError:
@@ -143,48 +141,3 @@ def import_scin(
     write_source_md(report, base_url=base_url, requested=list(conditions), min_confidence=min_confidence,
                     max_cases=max_cases, csv_sha256=csv_sha256)
     return report
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True, help="output folder (ImageFolder + manifest.csv)")
-    parser.add_argument(
-        "--conditions", nargs="+", default=None, metavar="LIST",
-        help="classes or SCIN condition names, separated by ';' or ',' (a comma followed by a space "
-             "stays inside a name, e.g. 'Acute dermatitis, NOS'); 'SCIN name=class' maps a name "
-             f"explicitly. Default: {','.join(DEFAULT_CONDITIONS)} (see docs/SCIN.md)")
-    parser.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE, metavar="P",
-                        help="minimum weight of the condition in SCIN's weighted differential "
-                             f"(default {DEFAULT_MIN_CONFIDENCE})")
-    parser.add_argument("--base-url", default=DEFAULT_BASE_URL, help=f"bucket URL (default {DEFAULT_BASE_URL})")
-    parser.add_argument("--max-cases", type=int, default=None, metavar="N",
-                        help="import at most N cases, round-robin over classes")
-    parser.add_argument("--workers", type=int, default=4, help="parallel downloads (default 4)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
-    parser.add_argument("--retries", type=int, default=4, help="retries on server/network errors (default 4)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def run(args: argparse.Namespace) -> int:
-    requested = split_condition_list(args.conditions) if args.conditions else list(DEFAULT_CONDITIONS)
-    try:
-        report = import_scin(
-            args.out, conditions=requested, min_confidence=args.min_confidence, base_url=args.base_url,
-            max_cases=args.max_cases, workers=args.workers, timeout=args.timeout, retries=args.retries,
-            progress=not args.no_progress)
-    except ScinImportError as e:
-        print(f"hypoderm data import scin: error: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"hypoderm data import scin: error: cannot write to {args.out}: {e}", file=sys.stderr)
-        return 1
-    sel = report.selection
-    per_class = Counter(o.case.label for o in report.outcomes if o.status != "failed")
-    print(f"selected {len(sel.cases)} SCIN cases; images: {report.count('downloaded')} downloaded, "
-          f"{report.count('skipped')} already present, {report.count('failed')} failed")
-    for cls in sorted(set(sel.conditions.values())):
-        print(f"  {cls:<36} {sum(c.label == cls for c in sel.cases):>5} cases {per_class.get(cls, 0):>6} images")
-    print(f"manifest: {report.manifest}\nsource and licence: {report.out / SOURCE_NAME}")
-    if report.failures:
-        print(f"warning: {len(report.failures)} image(s) could not be fetched and are not in the manifest "
-              f"(listed in {SOURCE_NAME}); re-run to retry them.", file=sys.stderr)
-    return 0

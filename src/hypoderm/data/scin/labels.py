@@ -10,6 +10,8 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
+from hypoderm.errors import HypodermError
+
 # SCIN condition name (as written in `weighted_skin_condition_label`) -> our class name.
 # Names are matched case-insensitively with whitespace collapsed, so "Tinea versicolor" and
 # "Tinea Versicolor" are the same key. Which names were confirmed in SCIN's published material and
@@ -37,7 +39,7 @@ _FST_RE = re.compile(r"^FST([1-6])$")
 _LIST_SPLIT_RE = re.compile(r";|,(?! )")
 
 
-class ScinImportError(RuntimeError):
+class ScinImportError(HypodermError, RuntimeError):
     """A fatal problem (metadata unreachable, nothing selected, bad arguments): message is for users."""
 
 

@@ -12,13 +12,14 @@ from typing import Any
 import numpy as np
 
 from hypoderm.data.shortcut.features import FEATURE_NAMES, feature_matrix
+from hypoderm.errors import HypodermError
 from hypoderm.metrics import binary_auc, macro_f1, roc_auc_ovr
 
 MODEL_KINDS: tuple[str, ...] = ("logreg", "forest")
 MODEL_TITLES = {"logreg": "logistic regression", "forest": "random forest"}
 
 
-class ShortcutError(ValueError):
+class ShortcutError(HypodermError, ValueError):
     """The baseline cannot be computed (too few images, classes missing from the training folds, ...)."""
 
 

@@ -2,6 +2,8 @@
 // hypoderm.inference.explain (the one definition, equal to pytorch-grad-cam's GradCAM at the last feature
 // stage). `features` (C, h, w) and `cam_weights` (K, C) come out of the ONNX model next to the logits.
 
+import { resizedSize, roundHalfEven } from "./preprocess.js";
+
 function scale01(a) {
   let mn = Infinity;
   for (const v of a) if (v < mn) mn = v;
@@ -23,8 +25,9 @@ function axis(nIn, nOut) {
   return { lo, hi, w };
 }
 
-/** Bilinear resize, half-pixel centres, clamped edges (hypoderm.inference.explain.resize_bilinear). */
-export function resizeBilinear(a, inH, inW, outH, outW) {
+/** Bilinear resize of a float map (no antialiasing), half-pixel centres, clamped edges
+ * (hypoderm.inference.explain.resize_bilinear). Photos are resized by preprocess.js's resizeBilinear (Pillow's). */
+export function resizeMap(a, inH, inW, outH, outW) {
   const ys = axis(inH, outH), xs = axis(inW, outW);
   const out = new Float64Array(outH * outW);
   for (let y = 0; y < outH; y++) {
@@ -51,7 +54,7 @@ export function gradcamMap(features, weights, dims, k, outH, outW) {
     for (let i = 0; i < plane; i++) cam[i] += wc * features[off + i];
   }
   for (let i = 0; i < plane; i++) if (cam[i] < 0) cam[i] = 0;
-  const resized = resizeBilinear(scale01(cam), h, w, outH, outW);
+  const resized = resizeMap(scale01(cam), h, w, outH, outW);
   for (let i = 0; i < resized.length; i++) if (resized[i] < 0) resized[i] = 0;
   return scale01(resized);
 }
@@ -63,13 +66,6 @@ export function jet(x) {
   return [f(3), f(2), f(1)];
 }
 
-function roundHalfEven(x) {
-  const f = Math.floor(x), d = x - f;
-  if (d > 0.5) return f + 1;
-  if (d < 0.5) return f;
-  return f % 2 === 0 ? f : f + 1;
-}
-
 /** The square the model saw, in photo pixels (hypoderm.inference.explain.crop_box); `framed`: all of the framed
  * square (its largest centred square). */
 export function cropBox(width, height, input, framed = false) {
@@ -77,10 +73,7 @@ export function cropBox(width, height, input, framed = false) {
     const side = Math.min(width, height);
     return { left: Math.floor((width - side) / 2), top: Math.floor((height - side) / 2), width: side, height: side };
   }
-  let rw, rh;
-  if (Math.min(width, height) === input.resize_size) { rw = width; rh = height; }
-  else if (width <= height) { rw = input.resize_size; rh = Math.max(1, roundHalfEven((height * input.resize_size) / width)); }
-  else { rw = Math.max(1, roundHalfEven((width * input.resize_size) / height)); rh = input.resize_size; }
+  const { width: rw, height: rh } = resizedSize(width, height, input.resize_size);
   const left = roundHalfEven((rw - input.size) / 2), top = roundHalfEven((rh - input.size) / 2);
   const sx = width / rw, sy = height / rh;
   return { left: left * sx, top: top * sy, width: input.size * sx, height: input.size * sy };

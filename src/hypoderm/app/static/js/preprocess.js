@@ -122,24 +122,34 @@ export function resizeBilinear(rgb, w, h, outW, outH) {
   return data;
 }
 
+/** The size resize_shorter gives: shorter side -> resizeSize, the other by Python round() (unchanged when the
+ * shorter side already is resizeSize). */
+export function resizedSize(w, h, resizeSize) {
+  if (Math.min(w, h) === resizeSize) return { width: w, height: h };
+  if (w <= h) return { width: resizeSize, height: Math.max(1, roundHalfEven((h * resizeSize) / w)) };
+  return { width: Math.max(1, roundHalfEven((w * resizeSize) / h)), height: resizeSize };
+}
+
 /** hypoderm.inference.preprocess.resize_shorter: shorter side -> resizeSize, the other by Python round(). */
 export function resizeShorter(rgb, w, h, resizeSize) {
-  if (Math.min(w, h) === resizeSize) return { data: rgb, width: w, height: h };
-  let nw, nh;
-  if (w <= h) { nw = resizeSize; nh = Math.max(1, roundHalfEven((h * resizeSize) / w)); }
-  else { nw = Math.max(1, roundHalfEven((w * resizeSize) / h)); nh = resizeSize; }
+  const { width: nw, height: nh } = resizedSize(w, h, resizeSize);
+  if (nw === w && nh === h) return { data: rgb, width: w, height: h };
   return { data: resizeBilinear(rgb, w, h, nw, nh), width: nw, height: nh };
+}
+
+/** The side x side square at (left, top) of a packed RGB image w pixels wide. */
+function cropSquare(rgb, w, left, top, side) {
+  const out = new Uint8ClampedArray(side * side * 3);
+  for (let y = 0; y < side; y++) {
+    const from = ((top + y) * w + left) * 3;
+    out.set(rgb.subarray(from, from + side * 3), y * side * 3);
+  }
+  return out;
 }
 
 /** hypoderm.inference.preprocess.center_crop_array on packed RGB. */
 export function centerCrop(rgb, w, h, size) {
-  const top = roundHalfEven((h - size) / 2.0), left = roundHalfEven((w - size) / 2.0);
-  const out = new Uint8ClampedArray(size * size * 3);
-  for (let y = 0; y < size; y++) {
-    const from = ((top + y) * w + left) * 3;
-    out.set(rgb.subarray(from, from + size * 3), y * size * 3);
-  }
-  return out;
+  return cropSquare(rgb, w, roundHalfEven((w - size) / 2.0), roundHalfEven((h - size) / 2.0), size);
 }
 
 /** hypoderm.inference.preprocess.normalize_uint8: HWC uint8 -> CHW float32, float32 arithmetic like numpy.
@@ -160,11 +170,7 @@ export function normalize(crop, size, mean, std) {
 
 /** resizeShorter + centerCrop in one go, computing only the pixels the crop keeps (bit-identical). */
 export function resizeShorterCrop(rgb, w, h, resizeSize, size) {
-  let nw = w, nh = h;
-  if (Math.min(w, h) !== resizeSize) {
-    if (w <= h) { nw = resizeSize; nh = Math.max(1, roundHalfEven((h * resizeSize) / w)); }
-    else { nw = Math.max(1, roundHalfEven((w * resizeSize) / h)); nh = resizeSize; }
-  }
+  const { width: nw, height: nh } = resizedSize(w, h, resizeSize);
   if (size > nw || size > nh) throw new Error(`crop ${size} is larger than the resized image ${nw}x${nh}`);
   const top = roundHalfEven((nh - size) / 2.0), left = roundHalfEven((nw - size) / 2.0);
   if (nw === w && nh === h) return centerCrop(rgb, w, h, size);
@@ -192,13 +198,7 @@ export function framedSquare(rgb, w, h, size) {
 }
 
 function centerSquare(rgb, w, h, side) {
-  const left = Math.floor((w - side) / 2), top = Math.floor((h - side) / 2);
-  const out = new Uint8ClampedArray(side * side * 3);
-  for (let y = 0; y < side; y++) {
-    const from = ((top + y) * w + left) * 3;
-    out.set(rgb.subarray(from, from + side * 3), y * side * 3);
-  }
-  return out;
+  return cropSquare(rgb, w, Math.floor((w - side) / 2), Math.floor((h - side) / 2), side);
 }
 
 /** Everything before the model (hypoderm.inference.prepare): one resize and one centre crop, or with `framed`

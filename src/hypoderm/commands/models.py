@@ -1,16 +1,28 @@
-"""`hypoderm models`: every model with its parameter count."""
+"""`hypoderm models`: every model with its parameter count (hypoderm.models)."""
 
 from __future__ import annotations
 
 import argparse
 
-from hypoderm.models.registry import ALIASES, BASELINES, DESIGN_VARIANTS, count_parameters, create_model, list_models
+from hypoderm.errors import UsageError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--num-classes", type=int, default=2, help="classifier size used for the count")
 
 
 def run(args: argparse.Namespace) -> int:
+    from hypoderm.models.registry import (
+        ALIASES,
+        BASELINES,
+        DESIGN_VARIANTS,
+        count_parameters,
+        create_model,
+        list_models,
+    )
+
     if args.num_classes < 1:
-        print("hypoderm models: --num-classes must be >= 1")
-        return 2
+        raise UsageError("--num-classes must be >= 1")
     reverse_alias = {v: k for k, v in ALIASES.items()}
     print(f"{'model':<22} {'family':<24} {'params':>12}   (num_classes={args.num_classes})")
     for name in list_models(include_aliases=False):

@@ -389,14 +389,15 @@ def test_unreachable_metadata_is_a_clear_error(bucket, tmp_path, capsys):
 
 
 def test_bad_arguments_and_empty_selection_are_clear_errors(bucket, tmp_path, capsys):
+    """User errors exit 2, as in every command (hypoderm.errors); only a failed download of the metadata exits 1."""
     base = ["data", "import", "scin", "--out", str(tmp_path / "o"), "--base-url", bucket.base_url, "--no-progress"]
-    assert cli.main(base + ["--min-confidence", "1.5"]) == 1
+    assert cli.main(base + ["--min-confidence", "1.5"]) == 2
     assert "--min-confidence must be in (0, 1]" in capsys.readouterr().err
-    assert cli.main(base + ["--workers", "64"]) == 1
+    assert cli.main(base + ["--workers", "64"]) == 2
     assert "--workers must be 1..16" in capsys.readouterr().err
-    assert cli.main(["data", "import", "scin", "--out", str(tmp_path / "o"), "--base-url", "ftp://example.org"]) == 1
+    assert cli.main(["data", "import", "scin", "--out", str(tmp_path / "o"), "--base-url", "ftp://example.org"]) == 2
     assert "--base-url must be an http:// or https:// URL" in capsys.readouterr().err
-    assert cli.main(base + ["--conditions", "Melanoma"]) == 1
+    assert cli.main(base + ["--conditions", "Melanoma"]) == 2
     err = capsys.readouterr().err
     assert "no SCIN case has a chosen condition" in err and "Melanoma" in err
 

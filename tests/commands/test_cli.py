@@ -12,7 +12,7 @@ import pytest
 
 from hypoderm.cli import COMMANDS, main
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def test_help_of_every_command_imports_no_torch() -> None:
@@ -66,3 +66,25 @@ def test_an_unknown_model_is_said_before_any_photo_is_decoded(command: str, imag
     assert main([command, "--data", str(image_folder), "--model", "nosuch", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "unknown model 'nosuch'; valid models:" in err and "hypodermnet" in err and "Traceback" not in err
+
+
+def test_every_user_error_is_a_hypoderm_error_and_is_said_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """One error base (hypoderm.errors.HypodermError, exit code 2 unless it says otherwise), caught once in
+    cli.main: `hypoderm <command>: error: <message>`, no traceback. ApiError is an HTTP answer, not a CLI error."""
+    import ast
+    import importlib
+
+    from hypoderm.errors import HypodermError
+
+    found = {}
+    for path in sorted((SRC / "hypoderm").rglob("*.py")):
+        module = ".".join(path.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and node.name.endswith("Error") and node.name != "ApiError":
+                cls = getattr(importlib.import_module(module), node.name)
+                if issubclass(cls, BaseException):  # not hypoderm.app.api.Error, the JSON answer's model
+                    found[f"{module}.{node.name}"] = cls
+    assert len(found) >= 15
+    assert [name for name, cls in found.items() if not issubclass(cls, HypodermError)] == []
+    assert main(["models", "--num-classes", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "hypoderm models: error: --num-classes must be >= 1"

@@ -33,7 +33,7 @@ from hypoderm.imaging.io import SOURCE_SIZE_KEY, ImageLoadError, load_rgb_bytes
 from hypoderm.inference.explain import OVERLAY_MAX_SIDE
 from hypoderm.inference.ood import DEFAULT_GATE
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NO_GATE = {"ood": {"skin_fraction_min": 0.05, "max_logit_min": -1e9, "gate": None}}  # colour rule only
 
 
@@ -260,16 +260,17 @@ def small_server(model_dir: Path):
 
     import uvicorn
 
-    from hypoderm.app import server
+    from hypoderm.app import limits
+    from hypoderm.commands import serve as serve_command
 
     parser = argparse.ArgumentParser()
-    server.add_arguments(parser)
+    serve_command.add_arguments(parser)
     args = parser.parse_args([])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     app = create_app(model_dir, limit_concurrency=2, max_uploads=6, max_uploads_per_client=3, body_timeout=60)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **server.uvicorn_options(args)))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **limits.uvicorn_options(args)))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     while not srv.started and thread.is_alive():

@@ -15,7 +15,7 @@ import pytest
 
 from helpers_export import export_checkpoint, non_skin_pictures, skin_image
 
-SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "predict.schema.json"
+SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "predict.schema.json"
 
 
 @pytest.fixture(scope="module")

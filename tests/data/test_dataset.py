@@ -114,26 +114,17 @@ def test_csv_without_optional_columns_and_with_bom(tmp_path: Path) -> None:
 
 def test_csv_errors(tmp_path: Path) -> None:
     make_image_folder(tmp_path, classes=("x",), per_class=2)
-    bad_header = tmp_path / "h.csv"
-    bad_header.write_text("file,class\nx/x_000.png,x\n")
-    with pytest.raises(DatasetError, match="missing column\\(s\\) path, label.*found: file,class"):
-        load_index(bad_header)
-    missing = tmp_path / "m.csv"
-    missing.write_text("path,label\nx/x_000.png,x\nx/gone1.png,x\nx/gone2.png,x\n")
-    with pytest.raises(DatasetError, match="2 listed file\\(s\\) not found: x/gone1.png, x/gone2.png"):
-        load_index(missing)
-    blank = tmp_path / "b.csv"
-    blank.write_text("path,label\nx/x_000.png,\nx/x_001.png,x\n")
-    with pytest.raises(DatasetError, match="empty path or label on line 2"):
-        load_index(blank)
-    twice = tmp_path / "t.csv"
-    twice.write_text("path,label\nx/x_000.png,x\nx/x_000.png,x\n")
-    with pytest.raises(DatasetError, match="listed twice"):
-        load_index(twice)
-    empty = tmp_path / "e.csv"
-    empty.write_text("path,label\n")
-    with pytest.raises(DatasetError, match="no rows"):
-        load_index(empty)
+    cases = [("file,class\nx/x_000.png,x\n", "missing column\\(s\\) path, label.*found: file,class"),
+             ("path,label\nx/x_000.png,x\nx/gone1.png,x\nx/gone2.png,x\n",
+              "2 listed file\\(s\\) not found: x/gone1.png, x/gone2.png"),
+             ("path,label\nx/x_000.png,\nx/x_001.png,x\n", "empty path or label on line 2"),
+             ("path,label\nx/x_000.png,x\nx/x_000.png,x\n", "listed twice"),
+             ("path,label\n", "no rows")]
+    for i, (text, message) in enumerate(cases):
+        manifest = tmp_path / f"{i}.csv"
+        manifest.write_text(text)
+        with pytest.raises(DatasetError, match=message):
+            load_index(manifest)
 
 
 def test_group_regex(tmp_path: Path) -> None:

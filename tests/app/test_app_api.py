@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from helpers_app import CLASSES, build_model_dir, png_bytes, skin_png
-from hypoderm.app import server
+from hypoderm.app import state as app_state
 from hypoderm.app.server import ORT_FILES, STATIC_DIR, ModelLoadError, create_app
 
 MAX_BYTES = 300_000
@@ -66,7 +66,7 @@ def test_model_info(client: TestClient, model_dir: Path) -> None:
     assert body["input"]["size"] == 64 and body["input"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
     assert body["gradcam"] == {"available": False, "reason": "no_gradcam_outputs"}  # this model has no outputs
     base = body["browser_inference"]["script"].removesuffix("ort.wasm.min.mjs")
-    assert re.fullmatch(r"/vendor/ort/[0-9a-f]{16}/", base)  # content-hashed (tests/test_app_delivery.py)
+    assert re.fullmatch(r"/vendor/ort/[0-9a-f]{16}/", base)  # content-hashed (tests/app/test_app_delivery.py)
     assert body["browser_inference"] == {"available": True, "runtime": "onnxruntime-web 9.9.9",
                                          "script": f"{base}ort.wasm.min.mjs",
                                          "wasm_url": f"{base}ort-wasm-simd-threaded.wasm",
@@ -268,6 +268,25 @@ def test_openapi_and_docs(client: TestClient) -> None:
     assert r.status_code == 200 and "/openapi.json" in r.text
 
 
+def test_openapi_describes_the_answers(client: TestClient) -> None:
+    """/docs shows the Pydantic models of hypoderm.app.api; the real answers must fit them (no field missing,
+    none unknown), so the documentation cannot drift from what the routes return."""
+    from hypoderm.app.api import Error, Health, ModelInfo, Prediction
+
+    paths = client.get("/openapi.json").json()["paths"]
+    for path, method, model in [("/api/v1/health", "get", "Health"), ("/api/v1/model", "get", "ModelInfo"),
+                                ("/api/v1/predict", "post", "Prediction")]:
+        schema = paths[path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": f"#/components/schemas/{model}"}, (path, schema)
+    assert "Error" in paths["/api/v1/predict"]["post"]["responses"]["415"]["content"]["application/json"]["schema"][
+        "$ref"]
+    Health.model_validate(client.get("/api/v1/health").json())
+    ModelInfo.model_validate(client.get("/api/v1/model").json())
+    for params in ({}, {"gradcam": "true", "top_k": 1}):
+        Prediction.model_validate(post_file(client, skin_png(), **params).json())
+    Error.model_validate(post_file(client, b"not an image").json())
+
+
 def test_cards_cover_every_class_in_both_languages() -> None:
     cards = json.loads((STATIC_DIR / "data" / "cards.json").read_text(encoding="utf-8"))["cards"]
     expected = {"vitiligo", "normal_skin", "tinea_versicolor", "pityriasis_alba", "idiopathic_guttate_hypomelanosis",
@@ -284,8 +303,8 @@ def test_cards_cover_every_class_in_both_languages() -> None:
 
 def test_without_web_assets_the_page_uses_the_server(model_dir: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(server.WEB_ASSETS_ENV, raising=False)
-    monkeypatch.setattr(server, "REPO_NODE_MODULES", tmp_path / "absent")
+    monkeypatch.delenv(app_state.WEB_ASSETS_ENV, raising=False)
+    monkeypatch.setattr(app_state, "REPO_NODE_MODULES", tmp_path / "absent")
     c = TestClient(create_app(model_dir))
     info = c.get("/api/v1/model").json()["browser_inference"]
     assert info["available"] is False and "install_web_assets" in info["reason"]
@@ -301,7 +320,7 @@ def test_model_errors_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     (tmp_path / "model.onnx").write_bytes(b"not onnx")
     with pytest.raises(ModelLoadError, match="cannot load model"):
         create_app(tmp_path)
-    monkeypatch.setattr(server, "bundled_model", lambda: tmp_path / "assets" / "model.onnx")
+    monkeypatch.setattr(app_state, "bundled_model", lambda: tmp_path / "assets" / "model.onnx")
     from hypoderm.cli import main
 
     assert main(["serve"]) == 2

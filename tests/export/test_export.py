@@ -474,6 +474,21 @@ def calib_and_held_folders(root: Path, seed: int, per_class: int) -> None:
                 skin_image(k, rng, 48).save(root / folder / name / f"{i}.png")
 
 
+def export_with_images(ckpt_path: Path, tmp_path: Path, capsys, seed: int, per_class: int, closeups: int,
+                       *flags: str) -> tuple[Path, pytest.CaptureFixture]:
+    """`hypoderm export CKPT --out tmp/out/model.onnx FLAGS --calibration tmp/calib --eval tmp/held`, which must
+    succeed: (the fp32 model's path, what it printed)."""
+    from hypoderm.cli import main
+
+    calib_and_held_folders(tmp_path, seed=seed, per_class=per_class)
+    out = tmp_path / "out" / "model.onnx"
+    rc = main(["export", str(ckpt_path), "--out", str(out), *flags, "--calibration", str(tmp_path / "calib"),
+               "--eval", str(tmp_path / "held"), "--eval-closeups", str(closeups)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    return out, captured
+
+
 @pytest.mark.slow
 def test_export_cli_int8_closeup_report(ckpt_path: Path, tmp_path: Path, capsys) -> None:
     """`--int8` uses the measured settings (DEFAULT_SETTINGS; other settings are the sweep benchmark's) and
@@ -481,12 +496,7 @@ def test_export_cli_int8_closeup_report(ckpt_path: Path, tmp_path: Path, capsys)
     from hypoderm.cli import main
     from hypoderm.export.int8 import DEFAULT_SETTINGS
 
-    calib_and_held_folders(tmp_path, seed=6, per_class=6)
-    out = tmp_path / "out" / "model.onnx"
-    rc = main(["export", str(ckpt_path), "--out", str(out), "--int8", "--calibration", str(tmp_path / "calib"),
-               "--eval", str(tmp_path / "held"), "--eval-closeups", "2"])
-    captured = capsys.readouterr()
-    assert rc == 0, captured.err
+    out, captured = export_with_images(ckpt_path, tmp_path, capsys, 6, 6, 2, "--int8")
     report = json.loads((out.parent / "model.export-report.json").read_text())["int8"]
     assert report["settings"]["calibration"] == DEFAULT_SETTINGS["method"]
     assert report["settings"]["format"] == DEFAULT_SETTINGS["quant_format"].upper()
@@ -657,12 +667,7 @@ def test_weight_only_int8_refuses_a_model_without_weights(tmp_path: Path) -> Non
 def test_export_cli_int8_weights_writes_the_model_and_its_report(ckpt_path: Path, tmp_path: Path, capsys) -> None:
     from hypoderm.cli import main
 
-    calib_and_held_folders(tmp_path, seed=9, per_class=4)
-    out = tmp_path / "out" / "model.onnx"
-    rc = main(["export", str(ckpt_path), "--out", str(out), "--int8-weights", "--calibration", str(tmp_path / "calib"),
-               "--eval", str(tmp_path / "held"), "--eval-closeups", "1"])
-    captured = capsys.readouterr()
-    assert rc == 0, captured.err
+    out, captured = export_with_images(ckpt_path, tmp_path, capsys, 9, 4, 1, "--int8-weights")
     assert "INT8 weights only" in captured.out and "closeup: top-1 agreement" in captured.out
     assert not (out.parent / "model.int8.onnx").exists()  # only the weight-only model was asked for
     report = json.loads((out.parent / "model.export-report.json").read_text())["int8_weights"]

@@ -1,0 +1,29 @@
+"""`hypoderm cv`: k-fold cross-validation of one model (hypoderm.engine.cv)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hypoderm.engine.config import add_train_arguments
+from hypoderm.errors import user_errors
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_train_arguments(parser, cv=True)
+    parser.add_argument("--only-folds", default=None, help="comma-separated folds to run (default: all)")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hypoderm.engine.config import config_from_args
+    from hypoderm.engine.cv import run_cv
+
+    with user_errors(ValueError):
+        cfg = config_from_args(args)
+        out = args.out or f"runs/cv-{cfg.model}"
+        folds = [int(x) for x in args.only_folds.split(",")] if args.only_folds else None
+        summary = run_cv(cfg.with_(out=out), out, folds=folds, n_bootstrap=args.bootstrap)
+    if summary:
+        print(Path(out, "summary.md").read_text())
+    return 0

@@ -1,0 +1,108 @@
+"""`hypoderm predict`: diagnose photos (hypoderm.predict); text for people or one JSON document
+(docs/PREDICT_SCHEMA.md).
+
+Exit codes (EXIT_CODES): 0 every file predicted, 1 some files failed (each has its error), 2 usage or model
+error, 3 hypoderm itself crashed (a bug: please report it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from hypoderm.errors import HypodermError, UsageError
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_CRASH = 0, 1, 2, 3
+EXIT_CODES = """exit codes:
+  0  every file was predicted
+  1  some files failed; each has status "error" with its reason, the others are predicted
+  2  usage or model error (bad option, model missing or unreadable); nothing on stdout
+  3  hypoderm itself crashed (a bug; the traceback is on stderr): please report it"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EXIT_CODES + "\n\nJSON output (--json): docs/PREDICT_SCHEMA.md"
+    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files or folders")
+    parser.add_argument("--model", type=Path,
+                        help="a .pt checkpoint, an exported .onnx, or a folder holding model.onnx "
+                             "(default: the bundled model)")
+    parser.add_argument("--top-k", type=int, default=3, help="how many classes to list (default 3)")
+    parser.add_argument("--cam", type=Path, metavar="DIR",
+                        help="write Grad-CAM overlay PNGs here, at each photo's resolution (from the model's own "
+                             "Grad-CAM outputs: the bundled model and `hypoderm export` models have them; a .pt "
+                             "checkpoint works too)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document (docs/PREDICT_SCHEMA.md)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="ONNX Runtime intra-op threads (default 1: the next photo is decoded in a second "
+                             "thread meanwhile; more ORT threads mostly spin, measured in benchmarks/app/README.md)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit code per EXIT_CODES; an unexpected exception becomes EXIT_CRASH with its traceback on stderr."""
+    try:
+        return _run(args)
+    except (KeyboardInterrupt, BrokenPipeError, HypodermError):
+        raise  # the CLI answers these (130, quiet exit; a user error: one line, exit code 2)
+    except Exception:  # noqa: BLE001 - a crash must still be told apart from "some files failed"
+        traceback.print_exc()
+        print("hypoderm predict: internal error (a bug in hypoderm; exit code 3); please report it with the "
+              "traceback above", file=sys.stderr)
+        return EXIT_CRASH
+
+
+def _error_summary(results: list[dict[str, Any]]) -> str | None:
+    """'2 of 7 files not predicted: 1 not_a_file, 1 not_image.' (None when every file was predicted)."""
+    reasons = Counter(r["reason"] for r in results if r["status"] == "error")
+    if not reasons:
+        return None
+    counts = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
+    return f"{sum(reasons.values())} of {len(results)} files not predicted: {counts}."
+
+
+def _run(args: argparse.Namespace) -> int:
+    from hypoderm import __version__
+    from hypoderm import predict as lib
+    from hypoderm.cards import limits_text
+    from hypoderm.inference import DISCLAIMER
+    from hypoderm.model_quality import metadata_problems
+
+    if args.top_k < 1:
+        raise UsageError(f"--top-k must be >= 1, got {args.top_k}")
+    predictor = lib.load_predictor(args.model, args.threads)  # ModelLoadError: a user error, EXIT_USAGE
+    note = lib.cam_note(predictor) if args.cam is not None else None
+    if note:
+        print(note, file=sys.stderr)
+    problems = metadata_problems(predictor.metadata)
+    broken = (f"WARNING: this model failed its quality checks ("
+              f"{'; '.join(p['message'] for p in problems)}); do not rely on its answers.") if problems else None
+    files, skipped = lib.expand_inputs(args.images)
+    results = lib.predict_files(predictor, files, args.top_k, args.cam)
+    skipped_note = lib.skipped_note(skipped)
+    md = predictor.metadata
+    if args.json:
+        doc = {"format": lib.OUTPUT_FORMAT, "hypoderm_version": __version__,
+               "model": {"path": str(lib.model_path(args.model)), "model_name": md.get("model_name"),
+                         "version": md.get("version"), "precision": md.get("precision", "fp32"),
+                         "class_names": list(md["class_names"]),
+                         "abstain_threshold": float(md["abstain_threshold"]), "temperature": float(md["temperature"]),
+                         "problems": problems},
+               "results": results, "notes": [n for n in (broken, note, skipped_note) if n], "disclaimer": DISCLAIMER}
+        print(json.dumps(doc, indent=2, allow_nan=False))  # NaN is not JSON: fail loudly rather than print it
+    else:
+        if broken:
+            print(broken)
+        for r in results:
+            print(lib.text_line(r, list(md["class_names"])))
+        if any(r["status"] in ("ok", "uncertain") for r in results):
+            print(limits_text(list(md["class_names"])))
+        for line in (_error_summary(results), skipped_note):
+            if line:
+                print(line)
+        print(DISCLAIMER)
+    return EXIT_SOME_FAILED if any(r["status"] == "error" for r in results) else EXIT_OK

@@ -1,0 +1,102 @@
+"""`hypoderm serve`: the mobile diagnosis web app and its JSON API (hypoderm.app.server)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hypoderm.app.limits import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_KEEP_ALIVE_S,
+    DEFAULT_LIMIT_CONCURRENCY,
+    DEFAULT_MAX_BUFFERED_BYTES,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_DECODES,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_UPLOAD_BYTES,
+    DEFAULT_MAX_UPLOADS,
+    DEFAULT_MAX_UPLOADS_PER_CLIENT,
+    DEFAULT_SERVER_THREADS,
+)
+from hypoderm.app.state import WEB_ASSETS_ENV
+from hypoderm.errors import UsageError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None,
+                        help="model.onnx (or its folder) made by `hypoderm export`; default: the bundled model")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--web-assets", default=None,
+                        help="folder holding onnxruntime-web/dist for in-browser inference "
+                             f"(default: ${WEB_ASSETS_ENV} or the repository's node_modules)")
+    parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_BYTES / 2**20,
+                        help="largest accepted upload in MiB (default 10)")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help=f"largest accepted image in pixels (default {DEFAULT_MAX_PIXELS})")
+    parser.add_argument("--threads", type=int, default=DEFAULT_SERVER_THREADS,
+                        help=f"ONNX Runtime threads per server prediction (default {DEFAULT_SERVER_THREADS}; "
+                             "predictions run in parallel up to --max-decodes)")
+    limits = parser.add_argument_group("limits against slow, stalled or too many clients")
+    limits.add_argument("--max-decodes", type=int, default=DEFAULT_MAX_DECODES,
+                        help="photos decoded at once; memory is this times the worst image "
+                             f"(default {DEFAULT_MAX_DECODES})")
+    limits.add_argument("--header-timeout", type=float, default=DEFAULT_HEADER_TIMEOUT_S,
+                        help=f"seconds to receive a request's headers (default {DEFAULT_HEADER_TIMEOUT_S:g})")
+    limits.add_argument("--body-timeout", type=float, default=DEFAULT_BODY_TIMEOUT_S,
+                        help=f"seconds to receive an upload; slower gets 408 (default {DEFAULT_BODY_TIMEOUT_S:g})")
+    limits.add_argument("--keep-alive-timeout", type=float, default=DEFAULT_KEEP_ALIVE_S,
+                        help=f"seconds an idle keep-alive connection stays open (default {DEFAULT_KEEP_ALIVE_S:g})")
+    limits.add_argument("--limit-concurrency", type=int, default=DEFAULT_LIMIT_CONCURRENCY,
+                        help="predictions whose upload has arrived (queued or decoding) before new ones get a JSON "
+                             f"503; health and the page still answer (default {DEFAULT_LIMIT_CONCURRENCY})")
+    limits.add_argument("--max-uploads", type=int, default=DEFAULT_MAX_UPLOADS,
+                        help="uploads still arriving, all clients together, before new ones get a JSON 503 "
+                             f"(default {DEFAULT_MAX_UPLOADS})")
+    limits.add_argument("--max-uploads-per-client", type=int, default=DEFAULT_MAX_UPLOADS_PER_CLIENT,
+                        help="uploads still arriving from one client address before its new ones get a JSON 429 "
+                             f"(default {DEFAULT_MAX_UPLOADS_PER_CLIENT}; behind a reverse proxy every client has the "
+                             "proxy's address: raise it)")
+    limits.add_argument("--max-buffered-mb", type=float, default=DEFAULT_MAX_BUFFERED_BYTES / 2**20,
+                        help="upload MiB held in memory by all requests together before new uploads get 503 "
+                             f"(default {DEFAULT_MAX_BUFFERED_BYTES // 2**20})")
+    limits.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
+                        help=f"open connections before new ones are closed at once (default {DEFAULT_MAX_CONNECTIONS})")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hypoderm.app.server import create_app, serve
+    from hypoderm.model_quality import metadata_problems
+
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port must be 1-65535, got {args.port}")
+    if args.max_upload_mb <= 0 or args.max_pixels <= 0:
+        raise UsageError("--max-upload-mb and --max-pixels must be positive")
+    positive = {"--max-decodes": args.max_decodes, "--header-timeout": args.header_timeout,
+                "--body-timeout": args.body_timeout, "--keep-alive-timeout": args.keep_alive_timeout,
+                "--limit-concurrency": args.limit_concurrency, "--max-connections": args.max_connections,
+                "--max-uploads": args.max_uploads, "--max-uploads-per-client": args.max_uploads_per_client,
+                "--max-buffered-mb": args.max_buffered_mb}
+    bad = [name for name, value in positive.items() if not value > 0]
+    if bad:
+        raise UsageError(f"{', '.join(bad)} must be positive")
+    # a model that cannot be used is a ModelLoadError (a user error: exit code 2, the server does not start)
+    app = create_app(args.model, web_assets=args.web_assets, max_upload_bytes=int(args.max_upload_mb * 2**20),
+                     max_pixels=args.max_pixels, threads=args.threads, max_decodes=args.max_decodes,
+                     body_timeout=args.body_timeout, limit_concurrency=args.limit_concurrency,
+                     max_uploads=args.max_uploads, max_uploads_per_client=args.max_uploads_per_client,
+                     max_buffered_bytes=max(int(args.max_buffered_mb * 2**20), int(args.max_upload_mb * 2**20)))
+    state = app.state.hypoderm
+    if state.web_assets is None:
+        print("hypoderm serve: onnxruntime-web not found; the page will use server inference "
+              f"(run scripts/install_web_assets.sh or set {WEB_ASSETS_ENV})", file=sys.stderr)
+    problems = metadata_problems(state.metadata)
+    if problems:  # the page says so too; whoever starts the server should hear it first
+        print(f"hypoderm serve: WARNING: this model failed its quality checks when it was exported "
+              f"({'; '.join(p['message'] for p in problems)}); do not rely on its answers.", file=sys.stderr)
+    print(f"hypoderm serve: {state.metadata.get('model_name')} on http://{args.host}:{args.port}/ "
+          f"(API docs at /docs). A decision aid, not a diagnosis.", file=sys.stderr)
+    serve(app, args.host, args.port, args)
+    return 0
