@@ -52,3 +52,27 @@ def test_the_docs_stand_alone_without_the_shared_folder() -> None:
         assert "../shared/docs" not in text, f"{doc.name} sends the reader to ../shared/docs"
         for target in re.findall(r"\]\(([^)#]+\.md)\)", text):
             assert (doc.parent / target).is_file(), f"{doc.name} links to {target}, which the repository lacks"
+
+
+def test_training_defaults_are_the_bundled_recipe() -> None:
+    """Issue 21 item 12: `hypoderm train --data my_photos/` (the README's command) trains what the bundled-model
+    script trains; the script's flags that are not about paths or the split equal the defaults."""
+    import re
+    import shlex
+
+    from hypoderm.engine.config import TrainConfig
+
+    script = (ROOT / "scripts" / "train_bundled_model.sh").read_text()
+    train = script[script.index("$HYPODERM train"):]
+    train = train[:train.index("\n\n")] if "\n\n" in train else train
+    args = shlex.split(re.sub(r"\\\n", " ", train.split("$( [")[0]))
+    pairs = zip(args, args[1:], strict=False)
+    flags = {a[2:].replace("-", "_"): b for a, b in pairs if a.startswith("--") and not b.startswith("--")}
+    d = TrainConfig(data="x")
+    checked = {"size": int, "recipe": str, "outlier_exposure": float, "epochs": int, "patience": int,
+               "abstain_target": float, "model": str, "seed": int}
+    for name, kind in checked.items():
+        assert name in flags, f"the script no longer sets --{name.replace('_', '-')}"
+        assert kind(flags[name]) == getattr(d, name), (name, flags[name], getattr(d, name))
+    export = script[script.index("$HYPODERM export"):]
+    assert "--max-logit-floor" not in export.replace("--no-max-logit-floor", "")  # off, the export default

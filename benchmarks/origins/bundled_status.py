@@ -53,10 +53,13 @@ def main() -> int:
     ap.add_argument("--val-fold", type=int, default=1, help="the validation fold of a --final run (fold 0 -> 1)")
     ap.add_argument("--test-per-family", type=int, default=65)
     ap.add_argument("--out", default=None, help="also write the counts as JSON")
+    ap.add_argument("--nonskin-only", action="store_true", help="only the pictures that are not skin")
     args = ap.parse_args()
     t0 = time.time()
     predictor = OnnxPredictor(args.model, threads=int(os.environ.get("OMP_NUM_THREADS", "1")))
     index = load_index(args.data)
+    if args.nonskin_only:
+        index.samples = []
     fold_of: dict[str, int] = {}
     if args.split:
         for s in Split.load(args.split).samples:
