@@ -88,6 +88,6 @@ def test_card_quotes_the_validation_report_and_the_end_to_end_counts() -> None:
     synthetic = [v for k, v in status["nonskin"].items() if k.startswith("synthetic")]
     total = {k: sum(c.get(k, 0) for c in synthetic) for k in ("wrong", "uncertain", "not_skin")}
     n = sum(total.values())
-    assert (f"({n} synthetic TEST pictures): {total['wrong']} answered with a diagnosis ({pct(total['wrong'] / n)}), {total['uncertain']} "
-            f"uncertain ({pct(total['uncertain'] / n)}), {total['not_skin']} refused ({pct(total['not_skin'] / n)})"
-            in CARD)
+    assert (f"({n} synthetic TEST pictures): {total['wrong']} answered with a diagnosis "
+            f"({pct(total['wrong'] / n)}), {total['uncertain']} uncertain ({pct(total['uncertain'] / n)}), "
+            f"{total['not_skin']} refused ({pct(total['not_skin'] / n)})" in CARD)

@@ -204,11 +204,13 @@ def test_onnx_predict_runs_with_torch_blocked(onnx_path: Path, mixed_folder: Pat
     assert probe.returncode != 0 and "torch is blocked" in probe.stderr  # the blocker works
     proc = subprocess.run([sys.executable, "-m", "hypoderm.cli", "predict", str(mixed_folder), "--model",
                            str(onnx_path), "--json"], env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1, proc.stderr  # 1: two files are unreadable, by design
+    assert proc.returncode == 1, proc.stderr  # 1: a file is unreadable, by design
     doc = json.loads(proc.stdout)
     _validate(doc)
     status = {Path(r["file"]).name: r["status"] for r in doc["results"]}
-    assert status["corrupt.jpg"] == status["notes.txt"] == "error" and status["drawing.png"] == "not_skin"
+    assert status["corrupt.jpg"] == "error" and status["drawing.png"] == "not_skin"
+    # a text file beside the photos is skipped and said so, not an error
+    assert "notes.txt" not in status and any("not images: notes.txt" in n for n in doc["notes"])
     assert status["good.png"] in ("ok", "uncertain")
     assert "torch" not in proc.stderr.lower()
 
@@ -218,7 +220,8 @@ def test_text_output_lists_every_file(onnx_path: Path, mixed_folder: Path, capsy
 
     assert main(["predict", str(mixed_folder), str(mixed_folder / "missing.png"), "--model", str(onnx_path)]) == 1
     out = capsys.readouterr().out
-    assert "drawing.png: not_skin" in out and "notes.txt: ERROR" in out and "missing.png: ERROR: file not found" in out
+    assert "drawing.png: not_skin" in out and "missing.png: ERROR: file not found" in out
+    assert "notes.txt: ERROR" not in out and "skipped 1 file(s) in the folders that are not images: notes.txt" in out
     assert "not a medical device" in out
     # people read display names, never identifiers, and honest percentages
     assert "normal_skin" not in out and "100%" not in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
@@ -220,4 +221,5 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False, st
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     known = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k in known})
+    # paths as text: the config is written as JSON (cv_config.json, checkpoints)
+    return TrainConfig(**{k: str(v) if isinstance(v, os.PathLike) else v for k, v in vars(args).items() if k in known})
