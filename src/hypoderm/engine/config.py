@@ -222,4 +222,6 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False, st
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     known = {f.name for f in fields(TrainConfig)}
     # paths as text: the config is written as JSON (cv_config.json, checkpoints)
-    return TrainConfig(**{k: str(v) if isinstance(v, os.PathLike) else v for k, v in vars(args).items() if k in known})
+    values: dict[str, Any] = {k: str(v) if isinstance(v, os.PathLike) else v
+                              for k, v in vars(args).items() if k in known}
+    return TrainConfig(**values)
