@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import selectors
 import socket
 import subprocess
@@ -33,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks" / "app"))
 from common import free_port, start_server  # noqa: E402
+from record import run_facts, write_result  # noqa: E402
 
 from helpers_fuzz import fuzz_cases  # noqa: E402
 from hypoderm.inference import bundled_model  # noqa: E402
@@ -201,13 +199,8 @@ def main() -> None:
     res["server_log_sample"] = lines[:5]
     res["crashes"] = int(not res["server_alive"]) + res["server_tracebacks"]
     res.update({"seed": args.seed, "clients": args.clients, "gradcam": not args.no_gradcam, "model": str(model),
-                "serve_args": args.serve_args,
-                "machine": f"{platform.machine()} {os.cpu_count()} CPUs, load average at end "
-                           f"{os.getloadavg()[0]:.1f}", "python": platform.python_version(),
-                "command": " ".join([Path(sys.executable).name, *sys.argv])})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2) + "\n")
-    print(json.dumps(res, indent=2))
+                "serve_args": args.serve_args, **run_facts()})
+    write_result(res, args.out)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,6 @@ import argparse
 import base64
 import io
 import json
-import os
-import platform
 import sys
 import tempfile
 import threading
@@ -35,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks" / "app"))
 from common import free_port, run_measured, start_server  # noqa: E402
+from record import run_facts, write_result  # noqa: E402
 
 from helpers_app import phone_like_jpeg  # noqa: E402
 from hypoderm.inference import bundled_model  # noqa: E402
@@ -193,12 +192,8 @@ def main() -> None:
         if not args.no_cli:
             res["predict_cam"] = cli_runs(files, model, Path(tmp))
     res.update({"model": str(model), "serve_args": "defaults (--max-decodes 2, --max-pixels 40000000, --threads 1)",
-                "machine": f"{platform.machine()} {os.cpu_count()} CPUs, load average at end "
-                           f"{os.getloadavg()[0]:.1f}", "python": platform.python_version(),
-                "command": " ".join([Path(sys.executable).name, *sys.argv])})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2) + "\n")
-    print(json.dumps(res, indent=2))
+                **run_facts()})
+    write_result(res, args.out)
 
 
 if __name__ == "__main__":
