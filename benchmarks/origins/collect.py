@@ -46,7 +46,7 @@ def holdout_rows(r: dict[str, Any]) -> list[str]:
             if not row["testable"]:
                 continue
             b = (base.get(value) or {}).get("per_class", {}).get(true)
-            rows.append(f"| {r['name']} | {value} | {true} | {row['n']} | {pct(row['recall'])} | "
+            rows.append(f"| {r['kind']}/{r['name']} | {value} | {true} | {row['n']} | {pct(row['recall'])} | "
                         f"{pct(row['called'].get(LESION))} | {pct(row.get('called_ok', {}).get(LESION))} | "
                         f"{pct(row.get('answered'))} | {pct(b['recall']) if b else '-'} |")
     return rows

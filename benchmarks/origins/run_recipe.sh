@@ -10,7 +10,7 @@ name=$1; shift
 data=${DATA:-../shared/data/multisource/index.csv}
 out=benchmarks/origins/runs/$name
 hypoderm=${HYPODERM:-.venv/bin/hypoderm}
-common=(--data "$data" --model hypodermnet --size 128 --epochs "${EPOCHS:-40}" --patience "${PATIENCE:-15}"
+common=(--data "$data" --model hypodermnet --size 128 --epochs "${EPOCHS:-30}" --patience "${PATIENCE:-12}"
         --cache-dir "${CACHE:-/tmp/hypoderm-cache128}" --no-progress --bootstrap 200 "$@")
 mkdir -p "$out"
 [ -f "$out/cv-split.json" ] || $hypoderm data split "$data" --stratify-by origin --folds 5 --seed 0 --out "$out/cv-split.json"

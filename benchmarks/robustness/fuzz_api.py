@@ -105,6 +105,7 @@ async def run(url: str, cases: int, seed: int, clients: int, timeout: float, pro
     five_xx: list[str] = []
     hangs: list[str] = []
     transport: Counter[str] = Counter()
+    transport_examples: list[str] = []
     it = iter(enumerate(fuzz_cases(cases, seed=seed)))
     health_failures = 0
     health_statuses: Counter[str] = Counter()
@@ -125,6 +126,7 @@ async def run(url: str, cases: int, seed: int, clients: int, timeout: float, pro
                 continue
             except httpx.HTTPError as e:
                 transport[type(e).__name__] += 1
+                transport_examples.append(f"{i} {case.kind} {type(e).__name__}: {e}"[:300])
                 continue
             try:
                 code = r.json().get("error", "ok") if r.status_code != 200 else "ok"
@@ -153,7 +155,8 @@ async def run(url: str, cases: int, seed: int, clients: int, timeout: float, pro
     return {"cases": sum(kinds.values()), "elapsed_s": round(elapsed, 1), "answers_by_class": dict(by_class),
             "answers": dict(sorted(counts.items(), key=lambda kv: -kv[1])), "five_xx": len(five_xx),
             "five_xx_examples": five_xx[:10], "hangs": len(hangs), "hang_examples": hangs[:10],
-            "transport_errors": dict(transport), "health_failures": health_failures,
+            "transport_errors": dict(transport), "transport_error_examples": transport_examples[:10],
+            "health_failures": health_failures,
             "health_statuses": dict(health_statuses),
             "server_alive": proc.poll() is None, "kinds": dict(sorted(kinds.items()))}
 
