@@ -850,6 +850,8 @@ def test_too_small_to_judge_in_both_modes(browser: object, sure_live: LiveServer
         page.screenshot(path=str(tmp_path / f"too_small_{lang}.png"), full_page=True)
         page.check("#mode-browser")
         page.set_input_files("#file-input", str(skin_photo(tmp_path / "big.png", 300)))
+        # the photo decodes asynchronously and a new photo starts at zoom 1 (hiding the last result): zoom after that
+        page.wait_for_selector("#result", state="hidden", timeout=60_000)
         set_zoom(page, 8)
         assert page.evaluate("document.getElementById('zoom').value") == "8"
         page.click("#analyse")

@@ -183,6 +183,9 @@ async function onFile(input) {
   input.value = ""; // the same file can be chosen again
   if (!file) return;
   show($("load-error"), false);
+  // Analyse waits for the new photo: decoding is asynchronous, and a tap in between would judge the last one.
+  const button = $("analyse");
+  button.disabled = true;
   try {
     // Same pixels as the server's loader: EXIF orientation applied, no colour-profile conversion.
     const bitmap = await createImageBitmap(file, { imageOrientation: "from-image", colorSpaceConversion: "none", premultiplyAlpha: "none" });
@@ -193,6 +196,8 @@ async function onFile(input) {
   } catch (err) {
     $("load-error").textContent = t("load_failed");
     show($("load-error"));
+  } finally {
+    button.disabled = false;
   }
 }
 
