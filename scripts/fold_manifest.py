@@ -7,24 +7,24 @@ validation fold of a --final run for `hypoderm export --eval`:
 from __future__ import annotations
 
 import csv
-import json
 import sys
-from pathlib import Path
+
+from hypoderm.data.dataset import load_index
+from hypoderm.data.splits import Split
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 4:
         print(__doc__, file=sys.stderr)
         return 2
-    data, split_path, fold, out = Path(argv[0]), Path(argv[1]), int(argv[2]), Path(argv[3])
-    split = json.loads(split_path.read_text())
-    chosen = {s["path"] for s in split["samples"] if s["fold"] == fold}
-    with open(data, newline="", encoding="utf-8-sig") as f:
-        rows = [r for r in csv.DictReader(f) if r["path"] in chosen]
+    data, split_path, fold, out = argv[0], argv[1], int(argv[2]), argv[3]
+    index = load_index(data)
+    chosen = {s.path for s in Split.load(split_path).samples if s.fold == fold}
+    rows = [s for s in index.samples if index.relpath(s) in chosen]
     with open(out, "w", newline="") as g:
         w = csv.DictWriter(g, fieldnames=["path", "label"])
         w.writeheader()
-        w.writerows({"path": str((data.parent / r["path"]).resolve()), "label": r["label"]} for r in rows)
+        w.writerows({"path": str(s.path.resolve()), "label": s.label} for s in rows)
     print(f"fold {fold}: {len(rows)} photos -> {out}")
     return 0 if rows else 1
 

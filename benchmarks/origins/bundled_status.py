@@ -58,15 +58,14 @@ def main() -> int:
     t0 = time.time()
     predictor = OnnxPredictor(args.model, threads=int(os.environ.get("OMP_NUM_THREADS", "1")))
     index = load_index(args.data)
-    if args.nonskin_only:
-        index.samples = []
+    samples = [] if args.nonskin_only else index.samples
     fold_of: dict[str, int] = {}
     if args.split:
         for s in Split.load(args.split).samples:
             fold_of[s.path] = s.fold
     cells: dict[tuple[str, str, str], Counter] = defaultdict(Counter)
     wrong_as: dict[tuple[str, str, str], Counter] = defaultdict(Counter)
-    for sample in index.samples:
+    for sample in samples:
         img = load_rgb(sample.path)
         label = sample.label
         origin = column_value(sample, "origin")
