@@ -213,10 +213,10 @@ def test_slow_brotli_is_made_in_the_background_meanwhile_gzip(model_dir: Path, w
     release = threading.Event()
     real = assets._compress
 
-    def slow(data: bytes, encoding: str) -> bytes:
+    def slow(data: bytes, encoding: str, quality: int = assets.BROTLI_QUALITY) -> bytes:
         if encoding == "br":
             assert release.wait(30)
-        return real(data, encoding)
+        return real(data, encoding, quality)
 
     monkeypatch.setattr(assets, "_compress", slow)
     monkeypatch.setattr(assets, "SYNC_BROTLI_BYTES", 1000)  # the stand-in runtime counts as large
@@ -277,3 +277,78 @@ console.log(JSON.stringify({n: cases.length, bad}));
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["n"] == 49 and result["bad"] == []
+
+
+# ---- issue 29: brotli ready before the first visitor ------------------------------------------------
+
+def test_serve_has_brotli_of_every_large_file_before_the_first_request(model_dir: Path, web_assets: Path,
+                                                                       tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first phone got the runtime gzip'd (3.65 MB instead of 2.30) because brotli was made in the
+    background: `serve` now makes every variant before uvicorn listens."""
+    from types import SimpleNamespace
+
+    import uvicorn
+
+    from hypoderm.app import assets, server
+
+    monkeypatch.setattr(assets, "SYNC_BROTLI_BYTES", 1000)  # the stand-in runtime counts as large
+    app = create_app(model_dir, web_assets=web_assets, cache_dir=tmp_path / "cache")
+    delivery = app.state.hypoderm.delivery
+    assert all(not a.variants for a in delivery.large())  # nothing compressed by create_app itself
+    seen: dict[str, object] = {}
+
+    def first_request(served: object, **_: object) -> None:  # what uvicorn.run would serve, at that moment
+        seen["variants"] = {a.path.name: dict(a.variants) for a in delivery.large()}
+        c = TestClient(app)
+        seen["wasm"] = raw_get(c, urls(c)["wasm"], "br, gzip")
+
+    monkeypatch.setattr(uvicorn, "run", first_request)
+    server.serve(app, "127.0.0.1", 0, SimpleNamespace(header_timeout=5.0, keep_alive_timeout=5.0, max_connections=8))
+    variants = seen["variants"]
+    assert isinstance(variants, dict) and set(variants) == {*ORT_FILES, "model.onnx"}
+    for name, made in variants.items():
+        assert {"br", "gzip"} <= set(made), (name, made)
+        for body in made.values():
+            assert body is None or isinstance(body, bytes) or body.is_file(), (name, body)
+    headers, body = seen["wasm"]  # type: ignore[misc]
+    wasm = web_assets / "onnxruntime-web" / "dist" / "ort-wasm-simd-threaded.wasm"
+    assert headers["content-encoding"] == "br" and brotli.decompress(body) == wasm.read_bytes()
+
+
+def test_quick_brotli_at_start_up_is_replaced_by_brotli_11_and_reused(model_dir: Path, web_assets: Path,
+                                                                      tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a cached brotli-11 the start-up makes a quick brotli (seconds, not brotli-11's minute), serves it,
+    and swaps in brotli-11 when a background thread has made it; the next start finds brotli-11 at once."""
+    from hypoderm.app import assets
+
+    monkeypatch.setattr(assets, "SYNC_BROTLI_BYTES", 1000)
+    cache = tmp_path / "cache"
+    c = TestClient(create_app(model_dir, web_assets=web_assets, cache_dir=cache))
+    delivery = c.app.state.hypoderm.delivery
+    wasm = delivery.ort["ort-wasm-simd-threaded.wasm"]
+    made = []
+    real = assets._compress
+
+    def spy(data: bytes, encoding: str, quality: int = assets.BROTLI_QUALITY) -> bytes:
+        made.append((encoding, quality if encoding == "br" else None))
+        return real(data, encoding, quality)
+
+    monkeypatch.setattr(assets, "_compress", spy)
+    later = delivery.prepare()
+    assert later is not None  # brotli-11 still to make
+    quick = wasm.variants["br"]
+    assert isinstance(quick, Path) and quick.name.endswith(f".{assets.STARTUP_BROTLI_QUALITY}.br")
+    headers, body = raw_get(c, urls(c)["wasm"], "br")
+    assert brotli.decompress(body) == wasm.path.read_bytes()
+    later.join(60)
+    best = wasm.variants["br"]
+    assert isinstance(best, Path) and best.name.endswith(f".{assets.BROTLI_QUALITY}.br")
+    headers2, body2 = raw_get(c, urls(c)["wasm"], "br")
+    assert brotli.decompress(body2) == wasm.path.read_bytes() and headers2["etag"] != headers["etag"]
+    assert ("br", assets.STARTUP_BROTLI_QUALITY) in made and ("br", assets.BROTLI_QUALITY) in made
+    made.clear()
+    again = TestClient(create_app(model_dir, web_assets=web_assets, cache_dir=cache)).app.state.hypoderm.delivery
+    assert again.prepare() is None and made == []  # everything from the cache, nothing compressed again
+    assert again.ort["ort-wasm-simd-threaded.wasm"].variants["br"] == best

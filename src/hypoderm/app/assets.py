@@ -6,9 +6,11 @@ the request's Accept-Encoding, and the runtime and the model get content-hashed 
 for a year (`immutable`): a new model or runtime has a new URL, so nothing stale is ever served.
 
 Compression happens once per file content, not per request: the small static files at startup in memory,
-the large files (runtime, model) on first use (or warmed in a background thread by `hypoderm serve`), into
-a cache directory keyed by the file's SHA-256, never into the installed package (the model may be any
-user's file). Brotli at quality 11 takes ~26 s for the WASM on one core, so it is done once and reused.
+the large files (runtime, model) into a cache directory keyed by the file's SHA-256, never into the installed
+package (the model may be any user's file). Brotli at quality 11 takes ~26 s for the WASM on one quiet core
+(97 s on the loaded VM), so it is done once and reused. `hypoderm serve` makes every variant before it listens
+(`Delivery.prepare`), so the first phone gets brotli too: brotli-11 from an earlier run's cache, else a quick
+brotli (quality STARTUP_BROTLI_QUALITY, seconds) that a background thread replaces with brotli-11 when done.
 
 Why not a library: ServeStatic/WhiteNoise serve a fixed directory whose precompressed siblings were
 written next to the files (at build time, into the package); here the model is chosen at run time and the
@@ -46,6 +48,9 @@ MIN_SAVING = 0.02
 # Brotli-11 runs at ~0.5 MB/s: a larger file is brotli-compressed in a background thread while the
 # requests that arrive meanwhile get gzip (0.6 s for the 14 MB runtime), so no request waits half a minute.
 SYNC_BROTLI_BYTES = 1 << 20
+# Brotli made at start-up when no brotli-11 is cached yet: the 14 MB WASM in 4.8 s on the loaded 2-core VM, 2.67 MB
+# (brotli-11: 2.30 MB in 97 s; gzip-9: 3.65 MB in 1.6 s); benchmarks/app/README.md "Brotli before the first visitor".
+STARTUP_BROTLI_QUALITY = 9
 
 
 def sha256_file(path: Path) -> str:
@@ -90,11 +95,11 @@ def parse_accept_encoding(header: str | None) -> list[str]:
     return [enc for w, _, enc in sorted(scored, reverse=True) if w > 0]
 
 
-def _compress(data: bytes, encoding: str) -> bytes:
+def _compress(data: bytes, encoding: str, quality: int = BROTLI_QUALITY) -> bytes:
     if encoding == "br":
         import brotli
 
-        return brotli.compress(data, quality=BROTLI_QUALITY, lgwin=24)
+        return brotli.compress(data, quality=quality, lgwin=24)
     return gzip.compress(data, GZIP_LEVEL, mtime=0)
 
 
@@ -163,14 +168,15 @@ class AssetStore:
         with asset.lock:
             return asset.variants.setdefault(encoding, result)
 
-    def _cache_path(self, asset: Asset, encoding: str) -> Path:
-        level = BROTLI_QUALITY if encoding == "br" else GZIP_LEVEL
+    def _cache_path(self, asset: Asset, encoding: str, level: int | None = None) -> Path:
+        if level is None:
+            level = BROTLI_QUALITY if encoding == "br" else GZIP_LEVEL
         return self._dir() / f"{asset.sha256}.{level}.{_SUFFIX[encoding]}"
 
-    def _cached_file(self, asset: Asset, encoding: str) -> Path | None:
-        target = self._cache_path(asset, encoding)
+    def _cached_file(self, asset: Asset, encoding: str, level: int | None = None) -> Path | None:
+        target = self._cache_path(asset, encoding, level)
         if not target.is_file():
-            data = _compress(asset.path.read_bytes(), encoding)
+            data = _compress(asset.path.read_bytes(), encoding, BROTLI_QUALITY if level is None else level)
             tmp = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_bytes(data)
             os.replace(tmp, target)  # atomic: a concurrent server never reads half a file
@@ -214,6 +220,36 @@ class AssetStore:
             if self._claim(a, "br"):
                 self._make_claimed(a, "br")
 
+    def prepare(self, assets: list[Asset]) -> list[Asset]:
+        """Before serving: gzip and brotli of every asset ready, so no request waits and none gets gzip for
+        want of brotli. Brotli-11 comes from the cache (an earlier run) or, for a small file, is made now; a
+        large file without it gets a quick brotli now (STARTUP_BROTLI_QUALITY). Returns the assets that still
+        want their brotli-11 (`upgrade` makes it)."""
+        later = []
+        for a in assets:
+            self.variant(a, "gzip")
+            if not a.compressible or a.in_memory or a.size <= SYNC_BROTLI_BYTES or self._cache_path(a, "br").is_file():
+                self.variant(a, "br")
+                continue
+            quick = self._cached_file(a, "br", STARTUP_BROTLI_QUALITY)
+            with a.lock:
+                a.variants.setdefault("br", quick)
+                a.pending.add("br")  # ready_variant does not start a second brotli-11 of it
+            later.append(a)
+        return later
+
+    def upgrade(self, assets: list[Asset]) -> None:
+        """Replace the quick brotli of `assets` (from `prepare`) by brotli-11, one file at a time."""
+        for a in assets:
+            try:
+                best = self._cached_file(a, "br")
+            finally:
+                with a.lock:
+                    a.pending.discard("br")
+            if best is not None:
+                with a.lock:
+                    a.variants["br"] = best
+
     def response(self, asset: Asset, request: Request, cache_control: str, *,
                  extra_headers: dict[str, str] | None = None) -> Response:
         """The asset as the client accepts it: 304 for a matching If-None-Match, else the best encoding."""
@@ -229,8 +265,9 @@ class AssetStore:
                 body = self.ready_variant(asset, encoding)
                 if body is None:
                     continue
-                # The ETag differs per encoding (a strong validator names exact bytes).
-                h = {**headers, "Content-Encoding": encoding, "ETag": asset.etag[:-1] + f'-{encoding}"'}
+                # The ETag differs per encoding and level (a strong validator names exact bytes).
+                level = body.name.split(".")[-2] if isinstance(body, Path) else ""
+                h = {**headers, "Content-Encoding": encoding, "ETag": asset.etag[:-1] + f'-{encoding}{level}"'}
                 if isinstance(body, Path):
                     return FileResponse(body, media_type=asset.media_type, headers=h)
                 return Response(body, media_type=asset.media_type, headers=h)
@@ -274,5 +311,15 @@ class Delivery:
     def warm_in_background(self) -> threading.Thread:
         """Precompress the runtime and the model in a daemon thread, so the first phone does not wait."""
         th = threading.Thread(target=self.store.warm, args=(self.large(),), name="hypoderm-precompress", daemon=True)
+        th.start()
+        return th
+
+    def prepare(self) -> threading.Thread | None:
+        """What `hypoderm serve` runs before it listens: every compressed variant of the runtime and the model
+        ready (AssetStore.prepare), then brotli-11 where it is still missing in a daemon thread (returned)."""
+        later = self.store.prepare(self.large())
+        if not later:
+            return None
+        th = threading.Thread(target=self.store.upgrade, args=(later,), name="hypoderm-brotli-11", daemon=True)
         th.start()
         return th

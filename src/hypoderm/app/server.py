@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,9 @@ def serve(app: FastAPI, host: str, port: int, limits: Any) -> None:
         log.propagate = False
     limits.max_connections = fit_open_file_limit(limits.max_connections)
     state: ServerState = app.state.hypoderm
-    if state.delivery is not None:  # brotli-11 of the runtime takes ~26 s once; the first phone should not wait
-        state.delivery.warm_in_background()
+    if state.delivery is not None:  # compressed before listening: the first phone gets brotli, not gzip
+        t0 = time.perf_counter()
+        state.delivery.prepare()
+        print(f"hypoderm serve: runtime and model compressed for phones in {time.perf_counter() - t0:.1f} s "
+              "(brotli and gzip; kept for the next start)", file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, **uvicorn_options(limits))
