@@ -145,7 +145,7 @@ def test_in_browser_inference_parity_language_and_history(browser: object, live:
             assert abs(got["probabilities"][label] - p) < 1e-4, (label, got["probabilities"][label], p)
         assert got["status"] == want["status"] and got["skin"] == want["ood"]["skin_fraction"]
         assert "Decision aid, not a diagnosis" in page.inner_text("#notice")
-        assert "trained on:" in page.inner_text("#model-info")  # what data the model saw
+        assert "photos in its data set" in page.inner_text("#model-info")  # what data the model saw
         assert page.locator("#info-card h3").count() == (1 if got["status"] == "ok" else 0)  # no card if unsure
         # look-alikes outside the model are listed as such (3 classes in the model, 8 cards)
         assert page.locator("#lookalike-cards article").count() == 5
@@ -1033,3 +1033,110 @@ def test_other_lesion_is_never_a_named_diagnosis(browser: object, tmp_path: Path
     finally:
         ctx.close()
         srv.stop()
+
+
+# ---- issue 29: a truthful footer, reopenable history, a failed call marks the result on screen ----------
+
+def test_footer_says_how_many_photos_trained_and_validated_the_model(browser: object) -> None:
+    """The footer said "trained on" the whole data set (1,599 photos) where 1,279 trained the bundled model and 320
+    validated it: the numbers now come from the metadata's split, in both languages."""
+    from hypoderm.inference import bundled_model
+
+    td = json.loads(bundled_model().with_suffix(".json").read_text())["training_data"]
+    assert td["n_train"] + td["n_val"] + td["n_test"] == sum(td["counts"].values())
+    srv = LiveServer(bundled_model().parent)
+    ctx, page, _, _ = open_page(browser, srv.url, locale="en-GB")
+    try:
+        info = page.inner_text("#model-info")
+        assert f"trained on {td['n_train']:,} photos (Normal skin {td['train_counts']['normal_skin']}," in info, info
+        assert f"and {td['n_val']:,} more for validation" in info, info
+        assert f"{sum(td['counts'].values()):,}" not in info  # the whole data set did not train it
+        page.click("#lang-switch")
+        info = page.inner_text("#model-info")
+        assert f"训练照片 {td['n_train']:,} 张" in info and f"另有 {td['n_val']:,} 张用于验证" in info, info
+        assert f"正常皮肤 {td['train_counts']['normal_skin']} 张" in info, info
+    finally:
+        ctx.close()
+        srv.stop()
+
+
+def test_history_reopens_a_past_result_and_hides_its_buttons_when_empty(browser: object, sure_live: LiveServer,
+                                                                         tmp_path: Path) -> None:
+    """An empty history shows no "Export"/"Delete all"; tapping a case shows its result again, marked as a past
+    one with its photo and time; the result area says so until a new analysis."""
+    ctx, page, _, _ = open_page(browser, sure_live.url, locale="en-GB")
+    page.on("dialog", lambda d: d.accept())
+    try:
+        assert page.is_visible("#history-empty")
+        assert page.is_hidden("#history-export") and page.is_hidden("#history-clear")
+        analyse(page, skin_photo(tmp_path / "skin.png"))  # vitiligo >99%
+        assert page.is_visible("#history-export") and page.is_visible("#history-clear")
+        assert page.is_hidden("#result-note") and page.evaluate("document.getElementById('result').dataset.past") == ""
+        analyse(page, blue_photo(tmp_path / "blue.png"))  # not analysed
+        assert page.locator("#history-list li").count() == 2
+        older = page.locator("#history-list li").nth(1)  # newest first: the skin photo
+        when = older.locator(".when").inner_text()
+        thumb = older.locator("img").get_attribute("src")
+        older.locator("button.open").click()
+        section = page.evaluate("(() => { const d = document.getElementById('result').dataset;"
+                                " return {status: d.status, past: d.past, p: JSON.parse(d.probabilities)}; })()")
+        assert section["status"] == "ok" and section["past"] == "true" and section["p"]["vitiligo"] > 0.99
+        assert page.inner_text("#verdict").startswith("Most likely: Vitiligo (>99%)")
+        note = page.inner_text("#result-note")
+        assert note.startswith("Past result, from ") and when in note and "not a new analysis" in note, note
+        assert page.get_attribute("#result-note-img", "src") == thumb and page.is_visible("#result-note-img")
+        assert "at the time" in page.inner_text("#result-meta")  # no time of a run that did not happen now
+        page.click("#lang-switch")  # still marked, in Chinese
+        assert page.inner_text("#result-note").startswith("过去的结果") and when not in page.inner_text("#verdict")
+        page.click("#lang-switch")
+        analyse(page, skin_photo(tmp_path / "skin2.png", seed=3))  # a new analysis is not marked
+        assert page.is_hidden("#result-note") and page.evaluate("document.getElementById('result').dataset.past") == ""
+        page.click("#history-clear")
+        page.wait_for_selector("#history-empty:not([hidden])")
+        assert page.locator("#history-list li").count() == 0
+        assert page.is_hidden("#history-export") and page.is_hidden("#history-clear")
+    finally:
+        ctx.close()
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_failed_server_call_marks_the_result_on_screen_as_an_earlier_one(browser: object, sure_live: LiveServer,
+                                                                          tmp_path: Path, lang: str) -> None:
+    """After a failed call the previous result stayed on screen unmarked, as if it were the new photo's: it now
+    says it is an earlier result (and is dimmed) until an analysis succeeds."""
+    words = {"en": "Earlier result, not for the photo now framed", "zh": "这是之前的结果，不是当前框选照片的结果"}[lang]
+    ctx, page, _, _ = open_page(browser, sure_live.url, locale={"en": "en-GB", "zh": "zh-CN"}[lang])
+    try:
+        analyse(page, skin_photo(tmp_path / "skin.png"))
+        assert page.is_hidden("#result-note")
+        page.set_input_files("#file-input", str(skin_photo(tmp_path / "other.png", seed=5)))
+        page.check("#mode-server")
+        page.route("**/api/v1/predict*", lambda route: route.fulfill(
+            status=503, content_type="application/json",
+            body=json.dumps({"error": "server_busy", "detail": "busy", "status": 503})))
+        # a new photo hides the last result; the failure then leaves nothing unmarked
+        page.click("#analyse")
+        page.wait_for_selector("#analyse-error:not([hidden])")
+        assert page.is_hidden("#result")
+        page.click("#lang-switch")  # a language switch does not bring the hidden result back
+        page.click("#lang-switch")
+        assert page.is_hidden("#result")
+        # a result for this photo, then a failed call on the same photo: the result is marked as an earlier one
+        page.unroute("**/api/v1/predict*")
+        page.click("#analyse")
+        page.wait_for_selector("#result[data-inference='server']:not([hidden])", timeout=60_000)
+        page.route("**/api/v1/predict*", lambda route: route.abort())
+        page.click("#analyse")
+        page.wait_for_selector("#result[data-stale='true']", timeout=60_000)
+        assert page.is_visible("#analyse-error") and page.is_visible("#result-note")
+        assert page.inner_text("#result-note").startswith(words), page.inner_text("#result-note")
+        assert page.evaluate("getComputedStyle(document.getElementById('verdict')).opacity") == "0.45"
+        page.click("#lang-switch")  # the mark survives a language switch
+        page.click("#lang-switch")
+        assert page.inner_text("#result-note").startswith(words)
+        page.unroute("**/api/v1/predict*")
+        page.click("#analyse")
+        page.wait_for_selector("#result[data-stale='']:not([hidden])", timeout=60_000)
+        assert page.is_hidden("#result-note") and page.is_hidden("#analyse-error")
+    finally:
+        ctx.close()

@@ -48,9 +48,9 @@ MIN_SAVING = 0.02
 # Brotli-11 runs at ~0.5 MB/s: a larger file is brotli-compressed in a background thread while the
 # requests that arrive meanwhile get gzip (0.6 s for the 14 MB runtime), so no request waits half a minute.
 SYNC_BROTLI_BYTES = 1 << 20
-# Brotli made at start-up when no brotli-11 is cached yet: the 14 MB WASM in 4.8 s on the loaded 2-core VM, 2.67 MB
+# Brotli made at start-up when no brotli-11 is cached yet: the 14 MB WASM in 1.0 s on the loaded 2-core VM, 2.86 MB
 # (brotli-11: 2.30 MB in 97 s; gzip-9: 3.65 MB in 1.6 s); benchmarks/app/README.md "Brotli before the first visitor".
-STARTUP_BROTLI_QUALITY = 9
+STARTUP_BROTLI_QUALITY = 5
 
 
 def sha256_file(path: Path) -> str:

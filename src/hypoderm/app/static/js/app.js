@@ -5,7 +5,7 @@ import { Cropper } from "./crop.js";
 import { answerText, candidates, displayName, formatProbability, kindOf, modelLimits } from "./answer.js";
 import { overlayDataUrl } from "./gradcam.js";
 import * as history from "./history.js";
-import { initialLanguage, language, setLanguage, t } from "./i18n.js";
+import { dateText, initialLanguage, language, setLanguage, t, trainingText } from "./i18n.js";
 import { prepare, resultFromLogits, rgbaToRgb } from "./preprocess.js";
 
 const $ = (id) => document.getElementById(id);
@@ -51,11 +51,7 @@ function renderModelInfo() {
   const m = state.meta;
   if (!m) return;
   // Per-class counts with display names in every language (the metadata's summary names classes by identifier).
-  const td = m.training_data || {};
-  const counts = td.counts && Object.keys(td.counts).length
-    ? Object.entries(td.counts).map(([label, n]) => t("training_counts", { label: labelName(label), n })).join(t("list_sep"))
-    : null;
-  const data = counts || t("not_recorded");
+  const data = trainingText(m.training_data || {}, labelName);
   // A model exported despite failing its quality checks (`export --force`) says so above everything.
   const broken = ((m.quality && m.quality.problems) || []).length > 0;
   $("model-warning").textContent = broken ? t("model_broken") : "";
@@ -304,6 +300,7 @@ async function analyse() {
     console.error(err);
     $("analyse-error").textContent = err instanceof UserError ? err.message : t("unexpected_error");
     show($("analyse-error"));
+    if (state.last && !$("result").hidden) { state.last.stale = true; renderResult(); }
   } finally {
     button.disabled = false;
     button.textContent = t("analyse");
@@ -354,6 +351,7 @@ function renderResult() {
   section.dataset.inference = r.inference;
   section.dataset.probabilities = JSON.stringify(r.probabilities);
   section.dataset.skinFraction = String(r.ood.skin_fraction);
+  renderResultNote(r);
   const analysed = r.status !== "not_skin";
   const top = analysed ? r.top_k[0] : null;
   const verdict = $("verdict");
@@ -373,9 +371,8 @@ function renderResult() {
   $("topk").replaceChildren(...ranked.map((k) => el("li", { "data-label": k.label, "data-probability": String(k.probability) },
     el("div", { class: "row" }, el("span", {}, labelName(k.label)), el("strong", {}, pct(k.probability))),
     el("div", { class: "track" }, bar(k.probability)))));
-  $("result-meta").textContent = t("result_meta", {
-    where: t(r.inference === "browser" ? "where_browser" : "where_server"), ms: r.ms ?? "?",
-  });
+  $("result-meta").textContent = r.past ? t("past_meta", { where: t(r.inference === "browser" ? "where_browser" : "where_server") })
+    : t("result_meta", { where: t(r.inference === "browser" ? "where_browser" : "where_server"), ms: r.ms ?? "?" });
   renderGradcam(r);
   renderLimits(analysed ? (r.status === "ok" ? top.label : null) : undefined);
   if (r.status === "ok") renderCard($("info-card"), top.label, false);
@@ -391,6 +388,32 @@ function renderResult() {
   }));
   show($("lookalikes"), others.length > 0);
   show(section);
+}
+
+/** A result that is not this photo's says so above everything: one reopened from the history (with its photo
+ * and time), or the one still on screen after an analysis failed. */
+function renderResultNote(r) {
+  const section = $("result");
+  section.dataset.past = r.past ? "true" : "";
+  section.dataset.stale = r.stale ? "true" : "";
+  section.classList.toggle("stale", Boolean(r.stale));
+  $("result-note-text").textContent = r.stale ? t("stale_result")
+    : r.past ? t("past_result", { when: dateText(r.past.date, language()) }) : "";
+  const img = $("result-note-img");
+  if (r.past && !r.stale) img.src = r.past.thumbnail; else img.removeAttribute("src");
+  show(img, Boolean(r.past && !r.stale));
+  show($("result-note"), Boolean(r.past || r.stale));
+}
+
+/** A case from the history shown again as the result, marked as a past one. Older cases may lack a reason. */
+function reopen(c) {
+  const r = c.result;
+  const reason = r.reason || (r.status === "uncertain" ? "low_confidence" : r.status === "not_skin" ? "not_skin_like" : null);
+  state.last = { ...r, reason, top_k: r.top_k || [], probabilities: r.probabilities || {}, ood: r.ood || {},
+    answer: r.status === "ok" && r.top_k ? r.top_k[0].label : null, inference: c.inference,
+    past: { date: c.date, thumbnail: c.thumbnail, id: c.id } };
+  renderResult();
+  $("result").scrollIntoView({ behavior: "smooth", block: "start" });
 }
 
 /** The heat map only next to an answer, captioned with the class it explains: an uncertain answer names no
@@ -442,14 +465,19 @@ async function renderHistory() {
     const top = r.top_k && r.top_k[0];
     const what = r.status === "not_skin" ? t("history_not_analysed", { why: t(`why_${r.reason || "not_skin_like"}`) })
       : r.status === "uncertain" || !top ? t("history_uncertain") : `${labelName(top.label)} · ${pct(top.probability)}`;
-    const when = new Date(c.date).toLocaleString(language() === "zh" ? "zh-CN" : "en-GB");
+    const when = dateText(c.date, language());
     const del = el("button", { type: "button", "aria-label": t("delete_one") }, t("delete_one"));
     del.addEventListener("click", async () => { await history.deleteCase(c.id); await renderHistory(); });
-    return el("li", { "data-id": String(c.id) }, el("img", { src: c.thumbnail, alt: "" }),
-      el("div", { class: "what" }, el("div", {}, what),
-        el("div", { class: "when" }, when)), del);
+    // The photo and its answer are one button: tapping it shows that result again
+    const open = el("button", { type: "button", class: "open", "aria-label": t("history_open", { what, when }) },
+      el("img", { src: c.thumbnail, alt: "" }), el("div", { class: "what" }, el("div", {}, what),
+        el("div", { class: "when" }, when)));
+    open.addEventListener("click", () => reopen(c));
+    return el("li", { "data-id": String(c.id) }, open, del);
   }));
   show($("history-empty"), cases.length === 0);
+  show($("history-export"), cases.length > 0); // nothing to export or delete on an empty list
+  show($("history-clear"), cases.length > 0);
 }
 
 // ---- wiring ---------------------------------------------------------------------------------
@@ -458,7 +486,7 @@ function applyLanguage(lang) {
   setLanguage(lang);
   $("lang-switch").textContent = t("switch_to");
   renderModelInfo();
-  renderResult();
+  if (!$("result").hidden) renderResult(); // not a result hidden for a newly chosen photo
   renderHistory();
 }
 

@@ -64,10 +64,19 @@ const STRINGS = {
     delete_one: "Delete",
     confirm_delete_all: "Delete every case stored on this device?",
     api_docs: "API documentation",
-    model_info: "Model {name} {version} ({precision}) · classes: {classes} · trained on: {data}",
+    model_info: "Model {name} {version} ({precision}) · classes: {classes} · {data}",
+    // What the model saw, from its metadata (training_data: n_train, train_counts, n_val, n_test)
+    trained_split: "trained on {n} photos ({counts}) and {val} more for validation",
+    held_out: "; {test} more held out for testing",
+    count_in_list: "{label} {n}",
+    data_counts_only: "photos in its data set (training and validation together): {data}",
+    data_not_recorded: "training data: not recorded",
+    history_open: "Show this result again: {what}, {when}",
+    past_result: "Past result, from {when}: the photo on the left, from the history on this device. It is not a new analysis.",
+    past_meta: "Computed {where} at the time.",
+    stale_result: "Earlier result, not for the photo now framed: the last analysis failed (see the message above).",
     list_sep: ", ",
     model_broken: "Warning: this model failed its quality checks when it was made (for example, it gives the same answer for every photo). Do not rely on its answers.",
-    not_recorded: "not recorded",
     runtime_missing: "In-browser inference is not available on this server; the photo will be sent to the server (it keeps no copy).",
     runtime_failed: "In-browser inference could not start on this device; the photo will be sent to the server instead (it keeps no copy).",
     loading_progress: "Getting ready on this phone: {done} of {total} MB downloaded ({pct}%). Only the first visit downloads this.",
@@ -160,10 +169,18 @@ const STRINGS = {
     delete_one: "删除",
     confirm_delete_all: "删除本机保存的所有记录？",
     api_docs: "API 文档",
-    model_info: "模型 {name} {version}（{precision}）· 类别：{classes} · 训练数据：{data}",
+    model_info: "模型 {name} {version}（{precision}）· 类别：{classes} · {data}",
+    trained_split: "训练照片 {n} 张（{counts}），另有 {val} 张用于验证",
+    held_out: "；另有 {test} 张留作测试",
+    count_in_list: "{label} {n} 张",
+    data_counts_only: "训练数据（含验证照片）：{data}",
+    data_not_recorded: "训练数据：未记录",
+    history_open: "重新查看此结果：{what}，{when}",
+    past_result: "过去的结果，来自 {when}：左侧的照片，取自本机历史记录。这不是新的分析。",
+    past_meta: "当时{where}计算。",
+    stale_result: "这是之前的结果，不是当前框选照片的结果：最近一次分析失败（见上方提示）。",
     list_sep: "、",
     model_broken: "警告：此模型在制作时未通过质量检查（例如对每张照片都给出同一个答案）。请不要依赖它的结果。",
-    not_recorded: "未记录",
     runtime_missing: "此服务器不支持在浏览器中推理；照片将发送到服务器分析（服务器不保存副本）。",
     runtime_failed: "本机无法启动浏览器推理；照片将改为发送到服务器分析（服务器不保存副本）。",
     loading_progress: "正在本机准备：已下载 {done} / {total} MB（{pct}%）。只有第一次访问需要下载。",
@@ -225,6 +242,29 @@ export function setLanguage(lang) {
 
 export function language() {
   return current;
+}
+
+/** A date and time as people read them in `lang` (the history list, a reopened result). */
+export function dateText(iso, lang) {
+  return new Date(iso).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB");
+}
+
+/**
+ * What data the model saw, from its metadata's training_data: how many photos trained it (per class) and how many
+ * more validated it (and were held out for testing), e.g. "trained on 1,279 photos (Normal skin 570, ...); 320
+ * more ...". Metadata with only per-class counts say those are the whole data set, not what it was trained on.
+ */
+export function trainingText(td, labelName) {
+  const num = (n) => Number(n).toLocaleString(current === "zh" ? "zh-CN" : "en-GB");
+  const listed = (counts, key) => Object.entries(counts).map(([label, n]) => t(key, { label: labelName(label), n: num(n) }))
+    .join(t("list_sep"));
+  if (Number.isInteger(td.n_train) && Number.isInteger(td.n_val) && td.train_counts) {
+    const test = Number.isInteger(td.n_test) && td.n_test > 0 ? t("held_out", { test: num(td.n_test) }) : "";
+    return t("trained_split", { n: num(td.n_train), counts: listed(td.train_counts, "count_in_list"), val: num(td.n_val) })
+      + test;
+  }
+  if (td.counts && Object.keys(td.counts).length) return t("data_counts_only", { data: listed(td.counts, "training_counts") });
+  return t("data_not_recorded");
 }
 
 /** The string for `key` in the current language, with {name} placeholders filled from `vars`. */
