@@ -1083,7 +1083,7 @@ def test_history_reopens_a_past_result_and_hides_its_buttons_when_empty(browser:
         assert section["status"] == "ok" and section["past"] == "true" and section["p"]["vitiligo"] > 0.99
         assert page.inner_text("#verdict").startswith("Most likely: Vitiligo (>99%)")
         note = page.inner_text("#result-note")
-        assert note.startswith("Past result, from ") and when in note and "not a new analysis" in note, note
+        assert note.startswith("Past result from ") and when in note and "not a new analysis" in note, note
         assert page.get_attribute("#result-note-img", "src") == thumb and page.is_visible("#result-note-img")
         assert "at the time" in page.inner_text("#result-meta")  # no time of a run that did not happen now
         page.click("#lang-switch")  # still marked, in Chinese
@@ -1104,7 +1104,8 @@ def test_failed_server_call_marks_the_result_on_screen_as_an_earlier_one(browser
                                                                           tmp_path: Path, lang: str) -> None:
     """After a failed call the previous result stayed on screen unmarked, as if it were the new photo's: it now
     says it is an earlier result (and is dimmed) until an analysis succeeds."""
-    words = {"en": "Earlier result, not for the photo now framed", "zh": "这是之前的结果，不是当前框选照片的结果"}[lang]
+    words = {"en": "Earlier result, not from the analysis you just asked for",
+             "zh": "这是之前的结果，不是您刚才请求的分析的结果"}[lang]
     ctx, page, _, _ = open_page(browser, sure_live.url, locale={"en": "en-GB", "zh": "zh-CN"}[lang])
     try:
         analyse(page, skin_photo(tmp_path / "skin.png"))
