@@ -50,7 +50,7 @@ async function loadMetadata() {
 function renderModelInfo() {
   const m = state.meta;
   if (!m) return;
-  // Per-class counts with display names in every language (the metadata's summary names classes by identifier).
+  // How many photos trained and validated it, per class with display names (i18n.js trainingText, from the metadata).
   const data = trainingText(m.training_data || {}, labelName);
   // A model exported despite failing its quality checks (`export --force`) says so above everything.
   const broken = ((m.quality && m.quality.problems) || []).length > 0;
