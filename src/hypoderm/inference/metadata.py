@@ -106,9 +106,6 @@ def validate_metadata(md: dict[str, Any], source: str = "metadata") -> None:
         validate_ood(md.get("ood"))
     except ValueError as e:
         raise ModelLoadError(f"{source}: bad ood block ({e})") from e
-    gate = (md.get("ood") or {}).get("gate")
-    if isinstance(gate, dict) and gate["size"] > MAX_INPUT_SIZE:  # validate_ood checked it is an int >= 32
-        raise ModelLoadError(f"{source}: ood.gate.size must be at most {MAX_INPUT_SIZE} pixels, got {gate['size']!r}")
 
 
 def _is_number(x: Any) -> bool:
