@@ -545,6 +545,35 @@ def read_image_file(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTE
     return data
 
 
+def walk_folder(root: str | os.PathLike[str]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Every entry below `root` that is not a folder (a symbolic link to a folder included: reported, not followed),
+    sorted, leaving out hidden entries (a name starting with '.') and all inside hidden folders; and each folder
+    (`root` included) that could not be listed, with the reason, so that a caller reports it like an unreadable file
+    instead of skipping its photos without a word. Iterative (a stack of folders, not recursion): a folder nested
+    thousands of levels deep is walked like any other (Path.rglob and os.walk recursed: RecursionError)."""
+    entries: list[Path] = []
+    unlisted: list[tuple[Path, str]] = []
+    stack = [Path(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                children = list(it)
+        except OSError as e:
+            why = "permission denied" if isinstance(e, PermissionError) else (e.strerror or str(e))
+            unlisted.append((folder, f"cannot list this folder ({why}); the photos in it were not read"))
+            continue
+        for entry in children:
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_folder = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_folder = False  # cannot tell: the file's own check reports it
+            (stack if is_folder else entries).append(Path(entry.path))
+    return sorted(entries), sorted(unlisted)
+
+
 def _stat(p: Path) -> os.stat_result:
     """os.stat of `p` (following links), with each way it can fail said in words."""
     try:
