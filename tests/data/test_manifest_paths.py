@@ -199,3 +199,21 @@ def test_functional_blocks_are_never_rewritten() -> None:
     out = public_metadata(md)
     assert out["output"] == md["output"] and out["gradcam"] == md["gradcam"] and out["input"] == md["input"]
     assert "alice" not in out["metrics"]["note"]
+
+
+def test_train_reads_outside_rows_only_with_the_flag(data: Path, tmp_path: Path) -> None:
+    """`hypoderm train` (engine.fold.prepare_fold) passes TrainConfig.allow_outside_paths to the index."""
+    pytest.importorskip("torch")
+    from hypoderm.engine.cache import DecodedCache
+    from hypoderm.engine.config import TrainConfig
+    from hypoderm.engine.fold import prepare_fold
+    from hypoderm.inference.preprocess import PreprocessSpec
+
+    csv = _manifest(data, ["../elsewhere/secret.png,b"])
+    cache = DecodedCache(PreprocessSpec.for_size(32))
+    with pytest.raises(DatasetError, match="outside the manifest's folder"):
+        prepare_fold(TrainConfig(data=str(csv), folds=3, size=32), tmp_path / "run1", cache)
+    (tmp_path / "run2").mkdir()
+    fold = prepare_fold(TrainConfig(data=str(csv), folds=3, size=32, allow_outside_paths=True), tmp_path / "run2",
+                        cache)
+    assert any(s.path.name == "secret.png" for s in fold.index.samples)
