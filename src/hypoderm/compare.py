@@ -56,7 +56,8 @@ def run_study(cfg: Any, models: list[str], out: Path, n_bootstrap: int = 1000,
     elif cfg.split and Path(cfg.split).read_bytes() != split_path.read_bytes():
         raise ValueError(f"{out} was run with another split ({split_path}); use another --out")
     if not split_path.is_file():
-        index, unreadable = check_images(load_index(cfg.data, group_regex=cfg.group_regex))
+        index, unreadable = check_images(load_index(cfg.data, group_regex=cfg.group_regex,
+                                                    allow_outside_paths=cfg.allow_outside_paths))
         for sample, reason in unreadable:
             print(f"skipped unreadable image {sample.path}: {reason}", file=sys.stderr)
         make_split(index, folds=cfg.folds, seed=cfg.seed, group_regex=cfg.group_regex).save(split_path)
@@ -335,7 +336,8 @@ def _add_style_margins(cfg: Any, out: Path, rows: list[dict[str, Any]]) -> str:
     from hypoderm.engine.cv import style_baseline
 
     try:
-        base, why = style_baseline(load_index(cfg.data, group_regex=cfg.group_regex), Split.load(out / "split.json"))
+        index = load_index(cfg.data, group_regex=cfg.group_regex, allow_outside_paths=cfg.allow_outside_paths)
+        base, why = style_baseline(index, Split.load(out / "split.json"))
     except DatasetError as e:
         base, why = None, str(e)
     if base is None:

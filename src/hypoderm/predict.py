@@ -96,25 +96,33 @@ class TorchPredictor:
         return overlay_on_photo(img, features[0].double().numpy(), weights[0].double().numpy(), class_index, self.spec)
 
 
-def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
-    """(files to predict, files skipped): files as given; folders replaced by the entries inside them
-    (recursive, sorted, no hidden ones): every entry but a sub-folder (which is searched), so that a broken or
+def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
+    """(files to predict, files skipped, folders that could not be listed with the reason): files as given;
+    folders replaced by the entries inside them (hypoderm.imaging.io.walk_folder: iterative, sorted, no hidden
+    ones): every entry but a sub-folder (which is searched), so that a broken or
     looping symbolic link, a link to a folder (not followed) or a FIFO gets its own error with the reason
     (hypoderm.imaging.io.read_image_file never opens it) instead of being skipped without a word. A regular file
     in a folder that is not an image by name nor by its first bytes (a README.md, manifest.csv, notes.pdf
     beside the photos) is skipped and counted, not an error (hypoderm.imaging.io.is_image_like)."""
-    from hypoderm.imaging.io import is_image_like
+    from hypoderm.imaging.io import is_image_like, walk_folder
 
     out: list[Path] = []
     skipped: list[Path] = []
+    unlisted: list[tuple[Path, str]] = []
     for p in paths:
         if p.is_dir():
-            for f in sorted(f for f in p.rglob("*") if not (f.is_dir() and not f.is_symlink()) and not any(
-                    part.startswith(".") for part in f.relative_to(p).parts)):
+            entries, folders = walk_folder(p)
+            for f in entries:
                 (out if is_image_like(f) else skipped).append(f)
+            unlisted += folders
         else:
             out.append(p)
-    return out, skipped
+    return out, skipped, unlisted
+
+
+def folder_error(folder: Path, reason: str) -> dict[str, Any]:
+    """The result of a folder that could not be listed: an error like an unreadable file's (exit code 1)."""
+    return {"file": str(folder), "status": "error", "error": reason, "reason": "unreadable"}
 
 
 def skipped_note(skipped: list[Path]) -> str | None:

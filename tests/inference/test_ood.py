@@ -221,7 +221,7 @@ def test_gate_refuses_or_withholds_skin_coloured_textures_the_colour_rule_accept
 
 @pytest.mark.parametrize("bad, match", [
     ({"format": "x"}, "format"),
-    ({"size": 8}, "size must be an integer in 32..4096"),
+    ({"size": 8}, "size must be an integer in 32..512"),
     ({"block": 1}, "block must be an integer in 2..64"),
     ({"skin_rule": {"cr": [173, 133], "cb": [77, 127]}}, "skin_rule"),
     ({"skin_rule": {"cr": [133, 173]}}, "skin_rule"),

@@ -21,6 +21,7 @@ from hypoderm.app.guard import release_memory
 from hypoderm.app.limits import RELEASE_AFTER_PIXELS, Budget, image_bytes, refuse_if_busy, upload_slot
 from hypoderm.app.state import ServerState, ort_web_version
 from hypoderm.imaging.io import MAX_ASPECT_RATIO, SOURCE_SIZE_KEY
+from hypoderm.inference.metadata import public_metadata
 from hypoderm.inference.ood import with_gate
 from hypoderm.inference.predictor import MIN_SOURCE_SIDE
 
@@ -280,7 +281,7 @@ def _predict_image(state: ServerState, img: Any, top_k: int, gradcam: bool, fram
 
 
 def _model_info(state: ServerState) -> dict[str, Any]:
-    meta = state.metadata
+    meta = public_metadata(state.metadata)  # no path of the machine that trained the model, even in an old sidecar
     available, reason = state.gradcam_status()
     ort_version = ort_web_version(state.web_assets)
     delivery = state.get_delivery()

@@ -14,6 +14,9 @@ from hypoderm.errors import UsageError, user_errors
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="ImageFolder directory or CSV manifest")
     parser.add_argument("--split", default=None, help="split file to check for leakage across folds")
+    parser.add_argument("--allow-outside-paths", action="store_true",
+                        help="read CSV manifest rows whose file lies outside the manifest's folder (refused by "
+                             "default, listed when allowed)")
     parser.add_argument("--out", default="audit", help="folder for audit.md and audit.csv (default ./audit)")
     parser.add_argument("--near-threshold", type=int, default=NEAR_DUPLICATE_THRESHOLD,
                         help="max phash Hamming distance (of 64 bits) for near-duplicates (default 4)")
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if args.cnn_macro_f1 is not None and not 0.0 <= args.cnn_macro_f1 <= 1.0:
         raise UsageError(f"--cnn-macro-f1 must be in 0..1, got {args.cnn_macro_f1}")
     with user_errors(ValueError):
-        index = load_index(args.source)
+        index = load_index(args.source, allow_outside_paths=args.allow_outside_paths)
         split = Split.load(args.split) if args.split else None
         report = audit(index, split=split, near_threshold=args.near_threshold, shortcut=args.shortcut,
                        folds=args.folds, seed=args.seed)

@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="one fold per value of this manifest column (e.g. origin): each fold tests on one value "
                              "and trains on the others; --folds then sets the validation share (1/folds)")
     parser.add_argument("--out", default="split.json", help="split file to write (default split.json)")
+    parser.add_argument("--allow-outside-paths", action="store_true",
+                        help="read CSV manifest rows whose file lies outside the manifest's folder (refused by "
+                             "default, listed when allowed)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     with user_errors(ValueError):
-        index = load_index(args.source, group_regex=None)
+        index = load_index(args.source, group_regex=None, allow_outside_paths=args.allow_outside_paths)
         good, bad = check_images(index)
         for s, reason in bad:
             print(f"skipped unreadable {index.relpath(s)}: {reason}", file=sys.stderr)

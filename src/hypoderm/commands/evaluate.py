@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
     parser.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping")
     parser.add_argument("--group-regex", default=None)
+    parser.add_argument("--allow-outside-paths", action="store_true",
+                        help="read CSV manifest rows whose file lies outside the manifest's folder (refused by "
+                             "default, listed when allowed)")
     parser.add_argument("--no-plots", dest="plots", action="store_false")
 
 
@@ -32,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         m = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, fold=args.fold, part=args.part,
                                 out=args.out, device=args.device, batch_size=args.batch_size,
                                 n_bootstrap=args.bootstrap, plots=args.plots, strict=args.strict,
-                                group_regex=args.group_regex)
+                                group_regex=args.group_regex, allow_outside_paths=args.allow_outside_paths)
     ov = m.get("training_overlap")
     if ov and ov["n"]:
         print(f"hypoderm evaluate: warning: {ov['n']} of {ov['of']} photos in --data are byte-identical to photos that "

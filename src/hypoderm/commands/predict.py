@@ -81,8 +81,9 @@ def _run(args: argparse.Namespace) -> int:
     problems = metadata_problems(predictor.metadata)
     broken = (f"WARNING: this model failed its quality checks ("
               f"{'; '.join(p['message'] for p in problems)}); do not rely on its answers.") if problems else None
-    files, skipped = lib.expand_inputs(args.images)
+    files, skipped, unlisted = lib.expand_inputs(args.images)
     results = lib.predict_files(predictor, files, args.top_k, args.cam)
+    results += [lib.folder_error(folder, reason) for folder, reason in unlisted]
     skipped_note = lib.skipped_note(skipped)
     md = predictor.metadata
     if args.json:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from hypoderm.errors import HypodermError
-from hypoderm.imaging.io import IMAGE_EXTENSIONS, ImageLoadError, load_rgb
+from hypoderm.imaging.io import IMAGE_EXTENSIONS, ImageLoadError, load_rgb, walk_folder
 from hypoderm.text import listing
 
 
@@ -76,25 +77,25 @@ def _from_image_folder(root: Path) -> DatasetIndex:
                            "(ImageFolder layout) or a CSV manifest")
     samples: list[Sample] = []
     empty: list[str] = []
+    unlisted: list[str] = []
     for class_dir in class_dirs:
-        found = []
-        # Recursive like torchvision's ImageFolder; hidden files and folders (.DS_Store, .ipynb_checkpoints) skipped.
-        for dirpath, dirnames, filenames in os.walk(class_dir):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in filenames:
-                if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
-                    continue
-                found.append(Path(dirpath) / name)
+        # Recursive like torchvision's ImageFolder (iteratively); hidden files and folders (.DS_Store,
+        # .ipynb_checkpoints) skipped; symbolic links to folders not followed.
+        entries, folders = walk_folder(class_dir)
+        found = [p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS]
+        unlisted += [f"{relative_posix(f, root)}: {why}" for f, why in folders]
         if not found:
             empty.append(class_dir.name)
         samples += [Sample(path=p, label=class_dir.name) for p in found]
+    if unlisted:  # its photos cannot even be counted: training on the rest would be a silent subset
+        raise DatasetError(f"{root}: {len(unlisted)} folder(s) cannot be listed: {listing(unlisted)}")
     if empty:
         raise DatasetError(f"{root}: class folder(s) with no images: {listing(empty)} "
                            f"(image extensions: {' '.join(sorted(IMAGE_EXTENSIONS))})")
     return DatasetIndex(root=root, samples=samples, class_names=[d.name for d in class_dirs])
 
 
-def _from_csv(csv_path: Path) -> DatasetIndex:
+def _from_csv(csv_path: Path, allow_outside_paths: bool = False) -> DatasetIndex:
     root = csv_path.parent
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
@@ -117,6 +118,7 @@ def _from_csv(csv_path: Path) -> DatasetIndex:
     missing_files: list[str] = []
     seen: dict[Path, int] = {}
     duplicates: list[str] = []
+    outside: list[str] = []
     for line_no, raw in enumerate(rows, start=2):  # line 1 is the header
         row = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
         path_text, label = row.get("path", ""), row.get("label", "")
@@ -124,6 +126,10 @@ def _from_csv(csv_path: Path) -> DatasetIndex:
             blank.append(f"line {line_no}")
             continue
         path = Path(path_text) if Path(path_text).is_absolute() else root / path_text
+        if not path.resolve().is_relative_to(root):  # `../x.jpg`, `/etc/hostname`, a symbolic link leading out
+            outside.append(f"{path_text} (line {line_no})")
+            if not allow_outside_paths:
+                continue
         if not path.is_file():
             missing_files.append(path_text)
             continue
@@ -135,6 +141,12 @@ def _from_csv(csv_path: Path) -> DatasetIndex:
         samples.append(Sample(path=path, label=label, group=row.get("group") or None,
                               skin_type=row.get("skin_type") or None, extra=extra))
     problems = []
+    if outside and not allow_outside_paths:
+        problems.append(f"{len(outside)} row(s) point outside the manifest's folder {root}: {listing(outside)} (a "
+                        "manifest lists photos in or below its own folder; pass --allow-outside-paths to read them)")
+    elif outside:
+        print(f"{csv_path}: reading {len(outside)} file(s) outside the manifest's folder, as allowed: "
+              f"{listing(outside)}", file=sys.stderr)
     if blank:
         problems.append(f"empty path or label on {listing(blank)}")
     if missing_files:
@@ -174,8 +186,13 @@ def apply_group_regex(index: DatasetIndex, group_regex: str) -> DatasetIndex:
     return replace(index, samples=samples, group_source=source)
 
 
-def load_index(source: str | os.PathLike[str], group_regex: str | None = None) -> DatasetIndex:
+def load_index(source: str | os.PathLike[str], group_regex: str | None = None,
+               allow_outside_paths: bool = False) -> DatasetIndex:
     """Index an ImageFolder directory or a `path,label[,group][,skin_type][,...]` CSV manifest.
+
+    A manifest's rows must lie in or below its folder once resolved (no `../x.jpg`, no absolute path elsewhere,
+    no symbolic link leading out): DatasetError listing them, unless `allow_outside_paths` (they are then
+    listed on stderr and read).
 
     Samples are sorted by (label, relative path), so the same source always gives the same order
     (split files rely on it)."""
@@ -185,7 +202,7 @@ def load_index(source: str | os.PathLike[str], group_regex: str | None = None) -
     if src.is_dir():
         index = _from_image_folder(src.resolve())
     elif src.suffix.lower() == ".csv":
-        index = _from_csv(src.resolve())
+        index = _from_csv(src.resolve(), allow_outside_paths)
     else:
         raise DatasetError(f"{src}: expected an ImageFolder directory or a .csv manifest")
     index.samples.sort(key=lambda s: (s.label, index.relpath(s)))

@@ -79,6 +79,7 @@ class TrainConfig:
     resume: bool = False
     strict: bool = False
     allow_leakage: bool = False
+    allow_outside_paths: bool = False  # manifest rows outside the manifest's folder (data.dataset.load_index)
     group_regex: str | None = None
     final: bool = False  # train on every fold but the validation fold (no test fold): the model you ship
     max_steps: int | None = None  # per epoch, for tests and smoke runs
@@ -203,6 +204,9 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False, st
         p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping them")
     p.add_argument("--allow-leakage", action="store_true", help="train even if the split leaks groups/duplicates")
+    p.add_argument("--allow-outside-paths", action="store_true",
+                   help="read CSV manifest rows whose file lies outside the manifest's folder (../x.jpg, an absolute "
+                        "path, a symbolic link leading out); refused by default, listed when allowed")
     p.add_argument("--group-regex", default=None, help="group = first capture group of this regex on file names")
     if not cv:
         p.add_argument("--final", action="store_true",

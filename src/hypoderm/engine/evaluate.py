@@ -72,7 +72,7 @@ def training_overlap(ckpt: dict[str, Any], files: list[Path]) -> dict[str, Any]:
     from hypoderm.data.dataset import DatasetError, load_index
 
     try:
-        index = load_index(source)
+        index = load_index(source, allow_outside_paths=bool((ckpt.get("config") or {}).get("allow_outside_paths")))
     except (DatasetError, OSError) as e:
         return {"checked": False, "reason": f"the training data {source} is not available ({e})", "n": 0, "files": []}
     seen = {_sha256(s.path) for s in index.samples if roles.get(index.relpath(s)) in ("train", "val")}
@@ -93,7 +93,8 @@ def evaluate_checkpoint(checkpoint: str | Path | dict[str, Any], *, data: str | 
                         split: str | Path | None = None, fold: int | None = None, part: str = "test",
                         out: str | Path | None = None, device: str = "auto", batch_size: int = 64,
                         n_bootstrap: int = 1000, cache: DecodedCache | None = None, plots: bool = True,
-                        strict: bool = False, group_regex: str | None = None) -> dict[str, Any]:
+                        strict: bool = False, group_regex: str | None = None,
+                        allow_outside_paths: bool = False) -> dict[str, Any]:
     """Evaluate a checkpoint; writes metrics.json, report.md, PNG plots and `{part}_predictions.npz`.
 
     With `split` (or neither `split` nor `data`: the checkpoint's own split and data) it evaluates
@@ -119,7 +120,10 @@ def evaluate_checkpoint(checkpoint: str | Path | dict[str, Any], *, data: str | 
     source = str(data if data is not None else cfg.get("data", ""))
     if not source:
         raise EvaluateError("no data: pass --data (the checkpoint does not name its training data)")
-    index, bad = readable_index(source, group_regex if external else cfg.get("group_regex"), strict, cache)
+    # the checkpoint's own data: read as it was for training (its --allow-outside-paths)
+    outside_ok = allow_outside_paths or (not external and bool(cfg.get("allow_outside_paths")))
+    index, bad = readable_index(source, group_regex if external else cfg.get("group_regex"), strict, cache,
+                                allow_outside_paths=outside_ok)
     if external:
         mapping = match_classes(list(index.class_names), model_classes)
         idx = list(range(len(index.samples)))

@@ -52,7 +52,7 @@ class FoldData:
 
 
 def readable_index(source: str, group_regex: str | None, strict: bool, cache: DecodedCache,
-                   progress: bool = False) -> tuple[Any, list[tuple[str, str]]]:
+                   progress: bool = False, allow_outside_paths: bool = False) -> tuple[Any, list[tuple[str, str]]]:
     """Index of `source` without unreadable images, decoding each image once into `cache`.
 
     `check_images` with the cache as its loader: the same rule and reasons, but the decode is kept.
@@ -60,7 +60,7 @@ def readable_index(source: str, group_regex: str | None, strict: bool, cache: De
     """
     from hypoderm.data.dataset import check_images, load_index
 
-    index = load_index(source, group_regex=group_regex)
+    index = load_index(source, group_regex=group_regex, allow_outside_paths=allow_outside_paths)
     good, bad = check_images(index, strict=strict, loader=cache.get, progress=progress)
     return good, [(index.relpath(s), reason) for s, reason in bad]
 
@@ -121,7 +121,8 @@ def check_leakage(index: Any, split: Any, allow: bool) -> list[str]:
 def prepare_fold(cfg: TrainConfig, run_dir: Path | None, cache: DecodedCache, *, write_split: bool = True,
                  progress: bool = False, check_leaks: bool = True) -> FoldData:
     """Index the data, load or make the split (written into the run dir), check leakage, decode."""
-    index, bad = readable_index(cfg.data, cfg.group_regex, cfg.strict, cache, progress)
+    index, bad = readable_index(cfg.data, cfg.group_regex, cfg.strict, cache, progress,
+                                allow_outside_paths=cfg.allow_outside_paths)
     if cfg.split:
         split_path = Path(cfg.split)  # given: must exist
     elif run_dir is not None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from hypoderm.data.dataset import IMAGE_EXTENSIONS
 from hypoderm.errors import HypodermError
+from hypoderm.imaging.io import walk_folder
 
 
 @dataclass
@@ -105,8 +106,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def list_images(folder: Path, class_names: list[str]) -> tuple[list[Path], list[int] | None]:
     """Image files under `folder` (sorted, recursive); labels when every file sits in a sub-folder
     named after a class."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                   and not p.name.startswith("."))
+    entries, unlisted = walk_folder(folder)  # iterative: no RecursionError on a deep folder
+    if unlisted:
+        raise ValueError("; ".join(f"{f}: {why}" for f, why in unlisted))
+    files = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
     index = {c: i for i, c in enumerate(class_names)}
     parents = [p.relative_to(folder).parts[0] if len(p.relative_to(folder).parts) > 1 else "" for p in files]
     labels = [index[c] for c in parents] if files and all(c in index for c in parents) else None
@@ -121,7 +124,9 @@ def calibration_files(source: Path, class_names: list[str]) -> tuple[list[Path],
     if source.is_file() and source.suffix.lower() == ".csv":
         from hypoderm.data.dataset import load_index
 
-        index = load_index(source)  # DatasetError (a ValueError) names the bad row or column
+        # the files named on this command line are read, wherever they lie: scripts/fold_manifest.py writes
+        # absolute paths (a training manifest must stay in its folder: `train --allow-outside-paths`)
+        index = load_index(source, allow_outside_paths=True)  # DatasetError names the bad row or column
         files = [s.path for s in index.samples]
         ids = {c: i for i, c in enumerate(class_names)}
         labels = [ids[s.label] for s in index.samples] if all(s.label in ids for s in index.samples) else None

@@ -14,22 +14,62 @@ training augmentations (hypoderm.engine.augment).
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 from importlib import resources
+from typing import Any
 
 import numpy as np
 
+from hypoderm.errors import HypodermError
+
 # the first gate format's box, for a gate file that names none
 CHAI_NGAN_RULE: dict[str, list[float]] = {"cr": [133.0, 173.0], "cb": [77.0, 127.0]}
+# The shipped not-skin gate (hypoderm.inference.ood.default_gate), home of the skin rule. Read when first needed,
+# not at import: a damaged file is then one GateFileError naming it (exit 2), never an import-time traceback.
+GATE_FILE = resources.files("hypoderm") / "assets" / "nonskin_gate.json"
 
 
-def _shipped_rule() -> dict[str, list[float]]:
-    text = (resources.files("hypoderm") / "assets" / "nonskin_gate.json").read_text(encoding="utf-8")
-    rule = json.loads(text).get("skin_rule", CHAI_NGAN_RULE)
-    return {"cr": [float(x) for x in rule["cr"]], "cb": [float(x) for x in rule["cb"]]}
+class GateFileError(HypodermError, ValueError):
+    """The shipped not-skin gate file (GATE_FILE) cannot be read or is invalid; `str(e)` names the file."""
 
 
-SKIN_RULE: dict[str, list[float]] = _shipped_rule()
+def gate_file_error(problem: str) -> GateFileError:
+    return GateFileError(f"{GATE_FILE} (the not-skin gate shipped with hypoderm): {problem}; restore the file "
+                         "(reinstall hypoderm) or refit it with benchmarks/nonskin/fit_gate.py")
+
+
+@functools.cache
+def shipped_gate_file() -> dict[str, Any]:
+    """The JSON object of GATE_FILE, read once; GateFileError when it cannot be read or is no JSON object."""
+    try:
+        data = json.loads(GATE_FILE.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # a UnicodeDecodeError is a ValueError
+        raise gate_file_error(f"cannot be read as JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise gate_file_error(f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+@functools.cache
+def shipped_skin_rule() -> dict[str, list[float]]:
+    """The skin rule of the shipped gate file (Chai & Ngan's box when it names none)."""
+    rule = shipped_gate_file().get("skin_rule", CHAI_NGAN_RULE)
+    try:
+        box = {k: [float(x) for x in rule[k]] for k in ("cr", "cb")}
+    except (TypeError, KeyError, ValueError) as e:
+        raise gate_file_error(f"skin_rule must be {{\"cr\": [lo, hi], \"cb\": [lo, hi]}}, got {rule!r}") from e
+    if any(len(v) != 2 or not all(math.isfinite(x) for x in v) or not 0 <= v[0] <= v[1] <= 255 for v in box.values()):
+        raise gate_file_error(f"skin_rule must be two [lo, hi] ranges with 0 <= lo <= hi <= 255, got {rule!r}")
+    return box
+
+
+def __getattr__(name: str) -> Any:
+    """SKIN_RULE: the shipped skin rule, read on first use (shipped_skin_rule)."""
+    if name == "SKIN_RULE":
+        return shipped_skin_rule()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def ycc(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -41,7 +81,7 @@ def ycc(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def in_skin_box(cr: np.ndarray, cb: np.ndarray, rule: dict[str, list[float]] | None = None) -> np.ndarray:
     """Bool array: where (Cr, Cb) lies inside the rule's box."""
-    rule = rule or SKIN_RULE
+    rule = rule or shipped_skin_rule()
     return (cr >= rule["cr"][0]) & (cr <= rule["cr"][1]) & (cb >= rule["cb"][0]) & (cb <= rule["cb"][1])
 
 

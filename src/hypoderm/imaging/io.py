@@ -24,7 +24,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import ExifTags, Image, ImageFile, Jpeg2KImagePlugin, UnidentifiedImageError, features
+from PIL import (
+    BmpImagePlugin,  # noqa: F401 - each plugin import registers one format of IMAGE_FORMATS with Image.open
+    ExifTags,
+    GifImagePlugin,  # noqa: F401
+    Image,
+    ImageFile,
+    Jpeg2KImagePlugin,
+    JpegImagePlugin,  # noqa: F401
+    PngImagePlugin,  # noqa: F401
+    PpmImagePlugin,  # noqa: F401
+    TiffImagePlugin,  # noqa: F401
+    UnidentifiedImageError,
+    WebPImagePlugin,  # noqa: F401
+    features,
+)
 
 from hypoderm.errors import HypodermError
 
@@ -81,12 +95,24 @@ class ImageLoadError(HypodermError, ValueError):
         self.reason = reason
 
 
+# Formats Pillow knows and this app does not read, by their first bytes: named in the refusal so that the user
+# knows what to convert. EPS and PostScript are programs (Pillow renders them by running Ghostscript).
+_FOREIGN_FORMATS = {
+    b"%!PS": "EPS/PostScript", b"%!": "PostScript", b"\xc5\xd0\xd3\xc6": "EPS/PostScript",
+    b"8BPS": "Photoshop PSD", b"\x00\x00\x01\x00": "Windows icon", b"\x00\x00\x02\x00": "Windows cursor",
+    b"icns": "macOS icon", b"DDS ": "DirectDraw surface", b"qoif": "QOI", b"SIMPLE  =": "FITS",
+}
+
+
 def _sniff(head: bytes) -> str:
     """What a non-image file looks like, from its first bytes (for the error message)."""
     h = head.lstrip()[:512]
     low = h.lower()
     if head.startswith(b"%PDF"):
         return "PDF document"
+    foreign = next((name for magic, name in _FOREIGN_FORMATS.items() if head.startswith(magic)), None)
+    if foreign:
+        return f"{foreign}: not a format this app reads; save the photo as JPEG or PNG"
     if low.startswith((b"<!doctype html", b"<html")) or b"<html" in low or b"<head" in low:
         return "HTML page"
     if low.startswith(b"<svg") or (low.startswith(b"<?xml") and b"<svg" in low):
@@ -168,6 +194,17 @@ def is_image_like(path: str | os.PathLike[str]) -> bool:
         return True  # unreadable: reported as an error, not skipped
     return _looks_like_image(head) is not None or (head[4:8] == b"ftyp" and bool(_ftyp_brands(head) & _HEIC_BRANDS))
 
+
+# The formats Image.open may try, and no other (its `formats` allow-list): raster photo formats, each decoded by
+# Pillow's own code or a library linked into it, and never a plugin that runs a delegate program (Pillow's EPS
+# plugin writes the upload to /tmp and runs Ghostscript on it; PDF and PostScript are programs too). Pillow's other
+# plugins (icons, PSD, TGA, FITS, video stills ...) are no photo a phone or a dermatoscope saves: refused before they
+# parse a byte. A phone's multi-picture JPEG (MPO) opens through the JPEG plugin. The plugins are imported above.
+IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM", "JPEG2000")
+if _AVIF_DECODER:
+    from PIL import AvifImagePlugin  # noqa: F401 - registers AVIF (Pillow >= 11.2 built with libavif)
+
+    IMAGE_FORMATS += ("AVIF",)
 
 # Extensions Pillow decodes out of the box; a file with one of them that is not really an image
 # is kept in the index and reported by `check_images`, not silently skipped.
@@ -362,7 +399,7 @@ def _png_data_short(data: bytes | memoryview) -> bool:
 def _open(fp: io.BytesIO, head: bytes, total: int) -> Image.Image:
     """Image.open (reads the header only), with Pillow's errors turned into ImageLoadErrors."""
     try:
-        return Image.open(fp)
+        return Image.open(fp, formats=IMAGE_FORMATS)
     except Image.DecompressionBombError as e:
         raise ImageLoadError(f"too many pixels ({e})", "too_large") from e
     except UnidentifiedImageError as e:
@@ -506,6 +543,35 @@ def read_image_file(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTE
     if len(data) > max_bytes:
         raise ImageLoadError(f"file too large: more than the limit of {max_bytes} bytes", "too_large")
     return data
+
+
+def walk_folder(root: str | os.PathLike[str]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Every entry below `root` that is not a folder (a symbolic link to a folder included: reported, not followed),
+    sorted, leaving out hidden entries (a name starting with '.') and all inside hidden folders; and each folder
+    (`root` included) that could not be listed, with the reason, so that a caller reports it like an unreadable file
+    instead of skipping its photos without a word. Iterative (a stack of folders, not recursion): a folder nested
+    thousands of levels deep is walked like any other (Path.rglob and os.walk recursed: RecursionError)."""
+    entries: list[Path] = []
+    unlisted: list[tuple[Path, str]] = []
+    stack = [Path(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                children = list(it)
+        except OSError as e:
+            why = "permission denied" if isinstance(e, PermissionError) else (e.strerror or str(e))
+            unlisted.append((folder, f"cannot list this folder ({why}); the photos in it were not read"))
+            continue
+        for entry in children:
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_folder = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_folder = False  # cannot tell: the file's own check reports it
+            (stack if is_folder else entries).append(Path(entry.path))
+    return sorted(entries), sorted(unlisted)
 
 
 def _stat(p: Path) -> os.stat_result:

@@ -9,10 +9,12 @@ of docs/ARCHITECTURE.md; `hypoderm export` builds them from a checkpoint (`metad
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
-from pathlib import Path
+import re
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
@@ -106,9 +108,6 @@ def validate_metadata(md: dict[str, Any], source: str = "metadata") -> None:
         validate_ood(md.get("ood"))
     except ValueError as e:
         raise ModelLoadError(f"{source}: bad ood block ({e})") from e
-    gate = (md.get("ood") or {}).get("gate")
-    if isinstance(gate, dict) and gate["size"] > MAX_INPUT_SIZE:  # validate_ood checked it is an int >= 32
-        raise ModelLoadError(f"{source}: ood.gate.size must be at most {MAX_INPUT_SIZE} pixels, got {gate['size']!r}")
 
 
 def _is_number(x: Any) -> bool:
@@ -211,6 +210,52 @@ def to_jsonable(obj: Any) -> Any:
     return _finite_or_none(json.loads(json.dumps(obj, default=default)))
 
 
+# A path of the machine that trained or exported a model, inside any text of its metadata: absolute (`/home/...`,
+# `~/...`, `C:\\...`) or leading out of a folder (`../...`); a relative path inside the data (`vitiligo/a.jpg`) and
+# names such as `hypoderm-onnx/1` are not matched.
+_MACHINE_PATH = re.compile(r"(?:(?<![\w./~:-])(?:~|[A-Za-z]:)?[\\/](?=[A-Za-z_.~])|(?<![\w./])\.\.[\\/])"
+                           r"[^\s,;'\"()\[\]{}<>]*")
+
+
+def public_path(path: str, resolve: bool = False) -> str:
+    """A path as a model's metadata may show it, without the folders of the machine it came from: its last
+    component (a CSV manifest: with its folder's name) and the first 12 hex digits of the SHA-256 of the path
+    (`resolve`: of the resolved path), so the same source keeps the same name, e.g. `multisource/index.csv
+    [sha256:0123456789ab]`."""
+    text = str(Path(path).expanduser().resolve()) if resolve else path
+    p = PurePath(text.replace("\\", "/"))
+    name = f"{p.parent.name}/{p.name}" if p.suffix.lower() == ".csv" and p.parent.name else p.name or "/"
+    return f"{name} [sha256:{hashlib.sha256(text.encode('utf-8', 'replace')).hexdigest()[:12]}]"
+
+
+def _public_match(m: re.Match[str]) -> str:
+    path = m.group(0)
+    end = len(path.rstrip(".:"))  # a sentence's full stop is not part of the path
+    return public_path(path[:end]) + path[end:]
+
+
+def redact_paths(obj: Any) -> Any:
+    """`obj` (JSON-like) with every machine path in its strings replaced by its `public_path`: what `model.json`
+    and `/api/v1/model` may carry (issue 28: the trainer's absolute --data path was served to anyone)."""
+    if isinstance(obj, str):
+        return _MACHINE_PATH.sub(_public_match, obj)
+    if isinstance(obj, dict):
+        return {k: redact_paths(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [redact_paths(v) for v in obj]
+    return obj
+
+
+# Blocks that name tensors or define the computation (an ONNX tensor name may start with '/'): never rewritten.
+FUNCTIONAL_KEYS = frozenset({"format", "class_names", "input", "output", "gradcam"})
+
+
+def public_metadata(md: dict[str, Any]) -> dict[str, Any]:
+    """The metadata with every machine path in its descriptive blocks replaced (redact_paths): what is written
+    into model.json and what `/api/v1/model` serves, also for a sidecar written before this rule."""
+    return {k: v if k in FUNCTIONAL_KEYS else redact_paths(v) for k, v in md.items()}
+
+
 def input_block(spec: PreprocessSpec) -> dict[str, Any]:
     """The `input` block: tensor layout plus the one preprocessing definition (PreprocessSpec)."""
     return {"name": "input", "layout": "NCHW", "dtype": "float32", **spec.to_dict()}
@@ -223,6 +268,10 @@ def metadata_from_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any]:
     fits them from calibration images or sets the documented permissive default)."""
     spec = PreprocessSpec.from_dict(ckpt["preprocess"])
     summary = dict(ckpt.get("data_summary") or {})
+    if summary.get("source"):  # the trainer's --data: a name and a hash, not the folders of its machine
+        summary["source"] = public_path(str(summary["source"]), resolve=True)
+    if isinstance(summary.get("unreadable"), list):  # (file, reason) pairs: only how many
+        summary["unreadable"] = len(summary["unreadable"])
     threshold = ckpt.get("abstain_threshold")
     counts = summary.get("counts") or {}
     text = summary.get("summary") or (
@@ -258,7 +307,7 @@ def write_metadata(onnx_path: str | os.PathLike, metadata: dict[str, Any],
     import onnx
 
     onnx_path = Path(onnx_path)
-    metadata = to_jsonable(metadata)
+    metadata = public_metadata(to_jsonable(metadata))
     validate_metadata(metadata, source=str(onnx_path))
     model = onnx.load(str(source if source is not None else onnx_path))
     kept = [p for p in model.metadata_props if p.key != METADATA_KEY]

@@ -72,16 +72,23 @@ first format (`hypoderm-gate/1`: fixed block and skin rule, no answer threshold,
 
 from __future__ import annotations
 
-import json
+import functools
 import math
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any
 
 import numpy as np
 
 from hypoderm.errors import HypodermError
-from hypoderm.imaging.colour import CHAI_NGAN_RULE, in_skin_box, skin_mask
+from hypoderm.imaging.colour import (
+    CHAI_NGAN_RULE,
+    GATE_FILE,  # noqa: F401 - re-exported: the shipped gate's file
+    GateFileError,  # noqa: F401 - re-exported: a damaged shipped gate file
+    gate_file_error,
+    in_skin_box,
+    shipped_gate_file,
+    skin_mask,
+)
 
 GATE_FORMAT = "hypoderm-gate/2"
 GATE_FORMATS = ("hypoderm-gate/1", GATE_FORMAT)
@@ -101,6 +108,12 @@ STAT_NAMES: tuple[str, ...] = (*FEATURE_NAMES, "luma_mean")  # what gate_feature
 # Why a crop was refused (status not_skin) or its answer withheld (status uncertain): `ood_check`'s `reason`.
 REFUSAL_REASONS = ("too_dark", "little_skin", "not_skin_like")
 WITHHOLD_REASONS = ("unsure_skin", "unusual_logits")
+
+
+# Largest gate crop side. The gate computes 18 float64 planes of the crop plus a few temporaries: about 40 MB per
+# prediction at 512 px (0.2 s of CPU), ~1 GB at 2048 px (issue 28: a sidecar's size of 2048 was accepted). The
+# shipped gate is fitted at 128 px; the browser mirrors the same computation on a phone.
+MAX_GATE_SIZE = 512
 
 
 class GateParameterError(HypodermError, ValueError):
@@ -123,9 +136,9 @@ def validate_gate(gate: Any) -> dict[str, Any]:
     if not isinstance(block, int) or isinstance(block, bool) or not 2 <= block <= 64:
         raise GateParameterError(f"ood.gate.block must be an integer in 2..64 (block side in pixels), got {block!r}")
     size = gate.get("size")
-    if not isinstance(size, int) or isinstance(size, bool) or not 2 * block <= size <= 4096:
-        raise GateParameterError(f"ood.gate.size must be an integer in {2 * block}..4096 (the crop side it was "
-                                 f"fitted on), got {size!r}")
+    if not isinstance(size, int) or isinstance(size, bool) or not 2 * block <= size <= MAX_GATE_SIZE:
+        raise GateParameterError(f"ood.gate.size must be an integer in {2 * block}..{MAX_GATE_SIZE} (the crop side "
+                                 f"it was fitted on; larger crops cost too much memory per prediction), got {size!r}")
     rule = gate.get("skin_rule", V1_SKIN_RULE if v1 else None)
     if not isinstance(rule, dict) or any(
             not isinstance(rule.get(k), list) or len(rule[k]) != 2 or not all(_number(x) for x in rule[k])
@@ -153,25 +166,71 @@ def validate_gate(gate: Any) -> dict[str, Any]:
     sqrt_features = gate.get("sqrt_features", [])
     if not isinstance(sqrt_features, list) or any(name not in features for name in sqrt_features):
         raise GateParameterError("ood.gate.sqrt_features must be a list of names from ood.gate.features")
+    _check_probe_scores(gate)
     return gate
 
 
-def _load_default_gate() -> dict[str, Any]:
-    """The gate fitted by benchmarks/nonskin/fit_gate.py (its README has the data, rates and command)."""
-    text = (resources.files("hypoderm") / "assets" / "nonskin_gate.json").read_text(encoding="utf-8")
-    return validate_gate(json.loads(text))
+def probe_crops(size: int) -> dict[str, np.ndarray]:
+    """Fixed size x size uint8 RGB crops on which every valid gate must give a finite score: flat mid-grey, flat
+    skin colour, uniform noise (seeded), and black beside white (the largest gradients)."""
+    noise = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    halves = np.zeros((size, size, 3), np.uint8)
+    halves[:, size // 2:] = 255
+    return {"mid-grey": np.full((size, size, 3), 128, np.uint8),
+            "skin-coloured": np.broadcast_to(np.array([200, 150, 120], np.uint8), (size, size, 3)).copy(),
+            "random noise": noise, "black and white halves": halves}
 
 
-DEFAULT_GATE: dict[str, Any] = _load_default_gate()
-# Refuse below this share of skin-coloured pixels (benchmarks/nonskin: real photos of every source keep it).
-DEFAULT_SKIN_FRACTION_MIN = float(DEFAULT_GATE.get("skin_fraction_min", 0.05))
-DEFAULT_OOD: dict[str, Any] = {"skin_fraction_min": DEFAULT_SKIN_FRACTION_MIN,
-                               "max_logit_min": PERMISSIVE_MAX_LOGIT_MIN}
+def _check_probe_scores(gate: dict[str, Any]) -> None:
+    """Every field can be finite and in range and the score still overflow: a scale of 1e-300 turns each feature
+    into ~1e300 and their products into inf - inf = NaN, a score that compares False with any threshold (the
+    photo is answered) and cannot be written as JSON. Score the probe crops and refuse a gate that is not finite."""
+    for name, crop in probe_crops(int(gate["size"])).items():
+        score = gate_score(gate_features(crop, gate), gate)
+        if not math.isfinite(score):
+            raise GateParameterError(f"ood.gate gives a non-finite score ({score}) on a {name} test crop: its "
+                                     "mean/scale/linear/quadratic numbers overflow (e.g. a scale near 0)")
+
+
+@functools.cache
+def default_gate() -> dict[str, Any]:
+    """The gate shipped in GATE_FILE, fitted by benchmarks/nonskin/fit_gate.py (its README has the data, rates
+    and command); read and checked once, when first needed. GateFileError (naming the file) when it is damaged."""
+    gate = shipped_gate_file()
+    try:
+        validate_gate(gate)
+    except GateParameterError as e:
+        raise gate_file_error(str(e)) from e
+    floor = gate.get("skin_fraction_min", 0.05)
+    if not _number(floor) or not 0.0 <= floor <= 1.0:
+        raise gate_file_error(f"skin_fraction_min must be a number in [0, 1], got {floor!r}")
+    return gate
+
+
+def default_ood() -> dict[str, Any]:
+    """The permissive `ood` thresholds with the shipped gate's skin floor (a new dict each call)."""
+    return {"skin_fraction_min": default_skin_fraction_min(), "max_logit_min": PERMISSIVE_MAX_LOGIT_MIN}
+
+
+def default_skin_fraction_min() -> float:
+    """Refuse below this share of skin-coloured pixels (benchmarks/nonskin: real photos of every source keep it)."""
+    return float(default_gate().get("skin_fraction_min", 0.05))
+
+
+def __getattr__(name: str) -> Any:
+    """DEFAULT_GATE, DEFAULT_SKIN_FRACTION_MIN, DEFAULT_OOD: the shipped gate's values, read on first use."""
+    if name == "DEFAULT_GATE":
+        return default_gate()
+    if name == "DEFAULT_SKIN_FRACTION_MIN":
+        return default_skin_fraction_min()
+    if name == "DEFAULT_OOD":
+        return default_ood()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _gate_rule(gate: dict[str, Any] | None) -> tuple[int, dict[str, list[float]]]:
     """(block side, skin rule) of a gate, the first format's constants for a v1 gate."""
-    gate = gate or DEFAULT_GATE
+    gate = gate or default_gate()
     return int(gate.get("block", V1_BLOCK)), gate.get("skin_rule", V1_SKIN_RULE)
 
 
@@ -319,7 +378,7 @@ def at_gate_size(rgb: np.ndarray, size: int) -> np.ndarray:
 
 def with_gate(ood: dict[str, Any] | None) -> dict[str, Any]:
     """`ood` thresholds completed with the defaults (skin floor, permissive max-logit, DEFAULT_GATE)."""
-    return {**DEFAULT_OOD, "gate": DEFAULT_GATE, **(ood or {})}
+    return {**default_ood(), "gate": default_gate(), **(ood or {})}
 
 
 def validate_ood(ood: Any) -> None:
@@ -368,7 +427,7 @@ def ood_check(rgb_crop: np.ndarray, logits: np.ndarray, thresholds: dict[str, An
 
 
 def fit_ood_thresholds(max_logits: Sequence[float] | np.ndarray, quantile: float = 0.01,
-                       skin_fraction_min: float = DEFAULT_SKIN_FRACTION_MIN) -> dict[str, Any]:
+                       skin_fraction_min: float | None = None) -> dict[str, Any]:
     """Thresholds from in-distribution validation images, with the default gate.
 
     `max_logits`: the max logit of each validation image (real skin photos). The max-logit floor
@@ -381,5 +440,7 @@ def fit_ood_thresholds(max_logits: Sequence[float] | np.ndarray, quantile: float
     values = np.asarray(max_logits, dtype=np.float64).ravel()
     values = values[np.isfinite(values)]
     floor = float(np.quantile(values, quantile)) if values.size >= 20 else PERMISSIVE_MAX_LOGIT_MIN
+    if skin_fraction_min is None:
+        skin_fraction_min = default_skin_fraction_min()
     return {"skin_fraction_min": float(skin_fraction_min), "max_logit_min": floor,
-            "fitted_on": int(values.size), "quantile": float(quantile), "gate": DEFAULT_GATE}
+            "fitted_on": int(values.size), "quantile": float(quantile), "gate": default_gate()}

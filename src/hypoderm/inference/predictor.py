@@ -23,7 +23,7 @@ from PIL import Image
 
 from hypoderm.cards import answer_text, display_name
 from hypoderm.inference.metadata import DISCLAIMER, ModelLoadError, load_metadata, session_config
-from hypoderm.inference.ood import ood_check
+from hypoderm.inference.ood import default_gate, ood_check
 from hypoderm.inference.preprocess import (
     PreprocessSpec,
     center_crop_array,
@@ -155,6 +155,7 @@ class OnnxPredictor:
         if not self.path.is_file():
             raise ModelLoadError(f"model file not found: {self.path}")
         self.metadata: dict[str, Any] = load_metadata(self.path)
+        default_gate()  # the shipped gate file: a damaged one is refused now (GateFileError), not at the first photo
         self.class_names: list[str] = list(self.metadata["class_names"])
         self.spec = PreprocessSpec.from_dict(self.metadata["input"])
         opts = ort.SessionOptions()

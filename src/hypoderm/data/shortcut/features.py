@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from hypoderm.imaging.colour import ita_degrees, rgb_to_lab, skin_mask
-from hypoderm.imaging.io import ImageLoadError, load_rgb_bytes
+from hypoderm.imaging.io import IMAGE_FORMATS, ImageLoadError, load_rgb_bytes
 
 GEOMETRY_FEATURES: tuple[str, ...] = ("width", "height", "aspect")
 SKIN_FEATURES: tuple[str, ...] = ("skin_fraction", "skin_r_mean", "skin_g_mean", "skin_b_mean",
@@ -109,7 +109,7 @@ def photo_features(img: Image.Image, file_bytes: int | None = None, exif: bool |
 def has_exif(data: bytes) -> bool:
     """True when the encoded image carries a non-empty EXIF block (Pillow reads only the header)."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
             return len(im.getexif()) > 0
     except Exception:  # noqa: BLE001 - a malformed EXIF block means "no usable EXIF", not a failure
         return False
