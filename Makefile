@@ -1,11 +1,13 @@
-# hypoderm: `make run` sets everything up and runs the main job; `make test` sets up and runs the tests.
+# hypoderm: `make run` sets up what the app needs and serves it; `make test` sets up everything and runs the tests.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hypoderm-installed
+SERVE_STAMP := $(VENV)/.hypoderm-serve-installed
 
-.PHONY: setup web run bench bundled-model test test-fast lint wheel-check clean
+.PHONY: setup serve-setup web run bench bundled-model test test-fast lint wheel-check clean
 
+# Everything: the app, the training stack (PyTorch, ...: the `train` extra) and the test tools (`test`).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	@echo "installing PyTorch and the other dependencies (about 1–2 minutes)"
@@ -14,6 +16,20 @@ $(STAMP): pyproject.toml
 	touch $@
 
 setup: $(STAMP)
+
+# What `hypoderm serve` and `hypoderm predict` (ONNX) import, no PyTorch (pyproject.toml's dependencies), into the same
+# venv; nothing to do when `make setup` has installed everything already.
+$(SERVE_STAMP): pyproject.toml
+	@if [ -f $(STAMP) ] && [ ! pyproject.toml -nt $(STAMP) ]; then \
+		echo "$(VENV) has everything already (make setup)"; \
+	else \
+		$(PYTHON) -m venv $(VENV) && \
+		echo "installing the app's dependencies: ONNX Runtime, FastAPI, ... (no PyTorch; about half a minute)" && \
+		$(PY) -m pip install -q -e . ; \
+	fi
+	touch $@
+
+serve-setup: $(SERVE_STAMP)
 
 # onnxruntime-web for the in-browser app, from the npm registry (package-lock.json pins it)
 # `npm ci` is skipped when node_modules was installed from this very package-lock.json (hash recorded).
@@ -29,7 +45,7 @@ web:
 # The main job: the diagnosis app with the bundled model (Ctrl-C to stop). HOST/PORT to change where.
 HOST ?= 127.0.0.1
 PORT ?= 8000
-run: setup web
+run: serve-setup web
 	$(VENV)/bin/hypoderm serve --host $(HOST) --port $(PORT)
 
 # The model-zoo benchmark table (issue 2's first main job).
