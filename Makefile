@@ -18,14 +18,19 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # What `hypoderm serve` and `hypoderm predict` (ONNX) import, no PyTorch (pyproject.toml's dependencies), into the same
-# venv; nothing to do when `make setup` has installed everything already.
+# venv; nothing to do when `make setup` has installed everything already. When $(PYTHON) has a pip that can install
+# into another environment (pip >= 22.3: --python), the venv gets no pip of its own (ensurepip takes ~20 s on a busy
+# 2-core VM); `make setup` adds it.
 $(SERVE_STAMP): pyproject.toml
 	@if [ -f $(STAMP) ] && [ ! pyproject.toml -nt $(STAMP) ]; then \
 		echo "$(VENV) has everything already (make setup)"; \
 	else \
-		$(PYTHON) -m venv $(VENV) && \
-		echo "installing the app's dependencies: ONNX Runtime, FastAPI, ... (no PyTorch; about half a minute)" && \
-		$(PY) -m pip install -q -e . ; \
+		echo "installing the app's dependencies: ONNX Runtime, FastAPI, ... (no PyTorch; about a minute)"; \
+		if $(PYTHON) -m pip --python $(PYTHON) --version >/dev/null 2>&1; then \
+			$(PYTHON) -m venv --without-pip $(VENV) && $(PYTHON) -m pip --python $(PY) install -q -e . ; \
+		else \
+			$(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q -e . ; \
+		fi \
 	fi
 	touch $@
 
@@ -45,7 +50,9 @@ web:
 # The main job: the diagnosis app with the bundled model (Ctrl-C to stop). HOST/PORT to change where.
 HOST ?= 127.0.0.1
 PORT ?= 8000
-run: serve-setup web
+# The Python set-up and `npm ci` run side by side (-j2).
+run:
+	@$(MAKE) --no-print-directory -j2 serve-setup web
 	$(VENV)/bin/hypoderm serve --host $(HOST) --port $(PORT)
 
 # The model-zoo benchmark table (issue 2's first main job).
