@@ -26,8 +26,9 @@ $(SERVE_STAMP): pyproject.toml
 		echo "$(VENV) has everything already (make setup)"; \
 	else \
 		echo "installing the app's dependencies: ONNX Runtime, FastAPI, ... (no PyTorch; about a minute)"; \
-		if $(PYTHON) -m pip --python $(PYTHON) --version >/dev/null 2>&1; then \
-			$(PYTHON) -m venv --without-pip $(VENV) && $(PYTHON) -m pip --python $(PY) install -q -e . ; \
+		$(PYTHON) -m venv --without-pip $(VENV) && \
+		if $(PYTHON) -m pip --python $(PY) --version >/dev/null 2>&1; then \
+			$(PYTHON) -m pip --python $(PY) install -q -e . ; \
 		else \
 			$(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q -e . ; \
 		fi \
