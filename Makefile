@@ -19,8 +19,9 @@ setup: $(STAMP)
 
 # What `hypoderm serve` and `hypoderm predict` (ONNX) import, no PyTorch (pyproject.toml's dependencies), into the same
 # venv; nothing to do when `make setup` has installed everything already. When $(PYTHON) has a pip that can install
-# into another environment (pip >= 22.3: --python), the venv gets no pip of its own (ensurepip takes ~20 s on a busy
-# 2-core VM); `make setup` adds it.
+# into another environment (pip >= 22.3: --python), the venv gets no pip of its own (ensurepip took 23 s on the busy
+# 2-core VM); `make setup` adds it. --no-compile: Python compiles what the app imports when it first imports it, not
+# all of numpy, ONNX, ... now (8 of pip's 20 s of CPU time there).
 $(SERVE_STAMP): pyproject.toml
 	@if [ -f $(STAMP) ] && [ ! pyproject.toml -nt $(STAMP) ]; then \
 		echo "$(VENV) has everything already (make setup)"; \
@@ -28,9 +29,9 @@ $(SERVE_STAMP): pyproject.toml
 		echo "installing the app's dependencies: ONNX Runtime, FastAPI, ... (no PyTorch; about a minute)"; \
 		$(PYTHON) -m venv --without-pip $(VENV) && \
 		if $(PYTHON) -m pip --python $(PY) --version >/dev/null 2>&1; then \
-			$(PYTHON) -m pip --python $(PY) install -q -e . ; \
+			$(PYTHON) -m pip --python $(PY) install -q --no-compile -e . ; \
 		else \
-			$(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q -e . ; \
+			$(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q --no-compile -e . ; \
 		fi \
 	fi
 	touch $@
