@@ -97,7 +97,7 @@ def test_make_run_gives_the_venv_its_own_pip_when_python3s_pip_cannot_install_in
 
 def test_the_app_dependencies_are_not_the_training_stack() -> None:
     """pyproject's core dependencies (what `make run` installs) hold no training package; `test` pulls in `train`."""
-    import tomllib  # Python >= 3.11; the tests' interpreter
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     core = {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].lower() for r in project["dependencies"]}
