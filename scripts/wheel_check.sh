@@ -17,25 +17,28 @@ rm -rf "$ROOT/build"
 WHEEL=$(ls "$WORK"/dist/hypoderm-*.whl)
 "$PY" -m venv "$WORK/venv"
 VPY="$WORK/venv/bin/python"
-# Shortcut: only the dependencies of `hypoderm serve`, which is torch-free (the import rules,
-# tests/test_import_rules.py), with the wheel's own version bounds and the usual pip configuration. Installing torch
-# and the training stack too takes ~3 minutes even from the local pip cache and proves nothing more about the app;
-# a serve that needed anything else fails below.
-SERVE_DEPS=(numpy pillow onnxruntime fastapi uvicorn python-multipart brotli)
-mapfile -t REQS < <("$VPY" - "$WHEEL" "${SERVE_DEPS[@]}" <<'PYTHON'
-import re, sys, zipfile
-wheel, names = sys.argv[1], sys.argv[2:]
-with zipfile.ZipFile(wheel) as z:
-    meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
-reqs = {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].lower(): r for r in re.findall(r"^Requires-Dist: (.+)$", meta, re.M)}
-missing = [n for n in names if n not in reqs]
-if missing:
-    sys.exit(f"wheel-check: the wheel does not require {missing}; update SERVE_DEPS in scripts/wheel_check.sh")
-print("\n".join(reqs[n] for n in names))
-PYTHON
-)
-"$VPY" -m pip install -q "${REQS[@]}"
-"$VPY" -m pip install -q --no-deps "$WHEEL"
+# The wheel with its own dependencies: only what `hypoderm serve` and `hypoderm predict` (ONNX) import, no PyTorch
+# (pyproject.toml; the training stack is the `train` extra). A serve that needed anything else fails below.
+"$VPY" -m pip install -q "$WHEEL"
+if "$VPY" -c "import torch" 2>/dev/null; then
+  echo "wheel-check: FAILED: installing the wheel installed torch (the app must not need the training stack)" >&2
+  exit 1
+fi
+# without the training extras, a training command says how to get them (exit 2), not a traceback
+set +e
+TRAIN_ERR=$("$WORK/venv/bin/hypoderm" train --data "$WORK/none" 2>&1 >/dev/null)
+TRAIN_RC=$?
+set -e
+if [ "$TRAIN_RC" != 2 ] || [[ "$TRAIN_ERR" != *"pip install 'hypoderm[train]'"* ]]; then
+  echo "wheel-check: FAILED: hypoderm train without torch exited $TRAIN_RC: $TRAIN_ERR" >&2
+  exit 1
+fi
+echo "wheel-check: ok: installed without torch; hypoderm train says: $TRAIN_ERR"
+# the bundled model answers on the command line too
+"$VPY" -c "from PIL import Image; Image.new('RGB', (320, 240), (196, 150, 120)).save('$WORK/photo.jpg')"
+"$WORK/venv/bin/hypoderm" predict "$WORK/photo.jpg" --json >"$WORK/predict.json"
+"$VPY" -c "import json, sys; r = json.load(open(sys.argv[1]))['results']; assert r[0]['status'] != 'error', r; \
+print('wheel-check: ok: hypoderm predict answered', r[0]['status'])" "$WORK/predict.json"
 
 PORT=$("$VPY" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
 cd "$WORK"

@@ -8,6 +8,10 @@ Each command is one module of `hypoderm.commands`, which defines
 Only the module of the command being run is imported, and a command module imports the library (torch, for the
 commands that train or measure models) only inside `run`: `hypoderm predict --model x.onnx` never imports torch,
 every `--help` answers at once (tests/commands/test_cli.py), and a slow import in one command never slows the others.
+
+The plain install (`pip install hypoderm`, `make run`) has only what `serve` and `predict` with an ONNX model import;
+the commands that train or measure models need the `train` extra (pyproject.toml). Without it they stop at once with
+exit code 2 and say how to install it, instead of a traceback (or, worse, after an hour of training).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import argparse
 import importlib
 import sys
 
-from hypoderm.errors import HypodermError
+from hypoderm.errors import HypodermError, MissingExtraError
 
 # command words -> (module, one-line help)
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
@@ -35,6 +39,31 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("predict",): ("hypoderm.commands.predict", "diagnose photos: top-k, uncertainty, not-skin rejection, Grad-CAM"),
     ("serve",): ("hypoderm.commands.serve", "the mobile diagnosis web app and JSON API"),
 }
+
+# The commands that run the training stack, and the modules of the `train` extra (pyproject.toml) that they import.
+NEEDS_TRAIN_EXTRA = {("models",), ("bench",), ("data", "audit"), ("data", "split"), ("train",), ("evaluate",),
+                     ("cv",), ("compare",), ("export",)}
+TRAIN_EXTRA_MODULES = ("torch", "torchvision", "sklearn", "scipy", "onnxslim", "matplotlib", "imagehash")
+
+
+def _not_installed(modules: tuple[str, ...]) -> list[str]:
+    """The modules of `modules` that cannot be imported because they are not installed (found without importing)."""
+    import importlib.util
+
+    missing = []
+    for name in modules:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def _missing_extra(words: tuple[str, ...], missing: list[str]) -> MissingExtraError:
+    return MissingExtraError(f"hypoderm {' '.join(words)} needs the training extras: pip install 'hypoderm[train]' "
+                             f"(in a checkout: make setup); not installed: {', '.join(missing)}")
 
 
 def _usage(group: tuple[str, ...] = ()) -> str:
@@ -97,7 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser(words).parse_args(rest)
     module = importlib.import_module(COMMANDS[words][0])
     try:
+        missing = _not_installed(TRAIN_EXTRA_MODULES) if words in NEEDS_TRAIN_EXTRA else []
+        if missing:
+            raise _missing_extra(words, missing)
         return int(module.run(args) or 0)
+    except MissingExtraError as e:  # its message names the command (`predict` given a .pt checkpoint says it too)
+        print(e, file=sys.stderr)
+        return e.exit_code
     except HypodermError as e:  # a user error: one line, no traceback (hypoderm.errors)
         print(f"hypoderm {' '.join(words)}: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -31,6 +31,11 @@ class UsageError(HypodermError, ValueError):
     """A bad option value or combination, found by a command before (or while) it calls the library."""
 
 
+class MissingExtraError(HypodermError, ImportError):
+    """The command needs packages of an optional extra (e.g. the training stack, `hypoderm[train]`) that are not
+    installed; the message names them and the install command."""
+
+
 @contextmanager
 def user_errors(*builtin: type[Exception]) -> Iterator[None]:
     """Report the `builtin` exceptions (e.g. ValueError) that the library raises for bad input as user errors

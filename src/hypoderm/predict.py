@@ -148,7 +148,14 @@ def load_predictor(model: Path | None, threads: int | None) -> Predictor:
     if path.suffix.lower() == ".onnx":
         return OnnxPredictor(path, threads=threads)
     if path.suffix.lower() in (".pt", ".pth"):
-        from hypoderm.checkpoint import CheckpointError
+        try:
+            from hypoderm.checkpoint import CheckpointError  # imports torch
+        except ModuleNotFoundError as e:  # the plain install (`make run`) runs .onnx models only
+            from hypoderm.errors import MissingExtraError
+
+            raise MissingExtraError("hypoderm predict needs the training extras for a .pt checkpoint: pip install "
+                                    "'hypoderm[train]' (in a checkout: make setup), or give it the exported .onnx "
+                                    f"model; not installed: {e.name}") from e
 
         try:
             return TorchPredictor(path)

@@ -10,7 +10,6 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import imagehash
 import numpy as np
 from PIL import Image
 
@@ -44,6 +43,8 @@ _cache: dict[tuple[str, int, int], Fingerprint] = {}
 
 
 def _phash_int(img: Image.Image) -> int:
+    import imagehash  # here, not above: `data audit/split --help` runs without the training extras
+
     bits = imagehash.phash(img).hash.flatten()
     return int("".join("1" if b else "0" for b in bits), 2)
 

@@ -22,9 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-from sklearn.model_selection import StratifiedGroupKFold
 
 from hypoderm.data.dataset import DatasetError, DatasetIndex, Sample, apply_group_regex
 from hypoderm.data.hashing import fingerprint, near_pairs
@@ -204,6 +201,9 @@ def near_duplicate_groups(index: DatasetIndex, threshold: int = NEAR_DUPLICATE_T
         if fp.sha256 and fp.sha256 in by_sha:
             pairs.append((by_sha[fp.sha256], i, 0))
         by_sha.setdefault(fp.sha256, i)
+    from scipy.sparse import coo_matrix  # here, not above: `data audit/split --help` runs without the training extras
+    from scipy.sparse.csgraph import connected_components
+
     rows = [i for i, _, _ in pairs]
     cols = [j for _, j, _ in pairs]
     graph = coo_matrix((np.ones(len(pairs)), (rows, cols)), shape=(n, n))
@@ -248,6 +248,8 @@ def split_groups(index: DatasetIndex, group_regex: str | None = None,
 def _stratified_group_folds(y: np.ndarray, groups: list[str], folds: int, seed: int) -> np.ndarray:
     """Fold of each sample from StratifiedGroupKFold (groups as integer ids in first-appearance
     order, so the result depends only on the data and the seed)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
     gid = {g: i for i, g in enumerate(dict.fromkeys(groups))}
     g_arr = np.array([gid[g] for g in groups])
     fold_of = np.full(len(groups), -1, dtype=np.int64)
