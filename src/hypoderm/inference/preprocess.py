@@ -39,7 +39,8 @@ from hypoderm.imaging.io import check_aspect_ratio
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-CROP_RATIO = 0.875  # torchvision's classic 224 / 256
+CROP_RATIO = 0.875  # size / resize_size by default (torchvision's classic 224 / 256); resize_size is the rule's
+# first resize (and the decoded cache's size), whose centre square the model sees whole since issue 29
 CROP_RULE = "square"  # the `input.crop` field: the only rule there is (absent in exports before issue 29)
 RESIZE_RULE = ("square: the framed square (or the photo's centre square); box-reduce by shorter side // (2 x "
                "resize_size) when that is >= 2; resize shorter side to resize_size (bilinear, antialiased); centre "
@@ -95,7 +96,8 @@ class PreprocessSpec:
 # (the idea of Pillow's `reducing_gap`): the spec's antialiased bilinear resize then still sees
 # several source pixels per output pixel. On the 311 development photos upscaled to 12 MP, the
 # bundled model's probabilities moved by p99 0.10 / max 0.17 (3 top-1 changes) with a gap of 1 and
-# p99 0.054 / max 0.12 (no top-1 change) with 2, for ~3 ms more per photo (benchmarks/robustness/).
+# p99 0.054 / max 0.12 (no top-1 change) with 2, for ~3 ms more per photo (benchmarks/robustness/; measured with
+# the centre-crop rule before issue 29: tests/test_robustness.py records the square rule's means).
 DRAFT_REDUCING_GAP: float = 2.0
 
 

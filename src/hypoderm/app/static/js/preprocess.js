@@ -4,7 +4,9 @@
 //
 // Resize = Pillow's bilinear resampling (ImagingResample: separable triangle filter widened by the
 // downscale factor, i.e. antialiased; 22-bit fixed-point weights; horizontal pass, clip to 8 bits,
-// then vertical pass). Canvas drawImage would give different pixels, hence this port.
+// then vertical pass); reduce = Pillow's Image.reduce (box average, its integer arithmetic). Canvas
+// drawImage would give different pixels, hence this port. The rule they implement (the square rule, one for
+// every entry point) is written out in hypoderm/inference/preprocess.py.
 
 const PRECISION_BITS = 32 - 8 - 2;
 const HALF = 1 << (PRECISION_BITS - 1);
