@@ -6,8 +6,8 @@
 
 import { reduceFactor, reduceRowsInto } from "./preprocess.js";
 
-// Pixels read from the photo at a time (16 MB of RGBA): phones cap a canvas's area (iOS at 16.7 MP).
-const STRIP_PIXELS = 1 << 22;
+// Pixels read from the photo at a time (8 MB of RGBA): phones cap a canvas's area (iOS at 16.7 MP) and memory.
+const STRIP_PIXELS = 1 << 21;
 
 export class Cropper {
   constructor(canvas, slider) {
