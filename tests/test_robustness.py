@@ -421,8 +421,11 @@ def test_malicious_checkpoint_does_not_execute(tmp_path: Path, capsys: pytest.Ca
 # scaling is a box pre-filter before the bilinear resize, so the input is slightly softer; the
 # tolerances bound what was measured with a margin, and top-1 must not change unless the full-
 # resolution prediction was itself a near-tie.
+# Issue 29 (the square rule: the full decode is box-reduced by a whole factor, e.g. 10 where DCT scaling gives 8)
+# moved the means these tests take: 0.0136 on the synthetic 3024 x 4032 photo below and 0.0123 over the 20 real
+# photos of test_draft_parity_on_real_photos (both measured with the bundled model), hence a mean bound of 0.02.
 DRAFT_PARITY_MAX = 0.15
-DRAFT_PARITY_MEAN = 0.01
+DRAFT_PARITY_MEAN = 0.02
 NEAR_TIE = 0.1  # top-1 minus top-2 probability under which a label change is tolerated
 
 

@@ -95,8 +95,8 @@ def test_predict_multipart_matches_predictor(client: TestClient, model_dir: Path
 
 
 def test_predict_framed_square_is_seen_whole(client: TestClient, model_dir: Path) -> None:
-    """Issue 21 item 2: the page sends the square it framed with framed=true; the server then runs the model on
-    all of it (resized straight), as the page does, not on a centre crop."""
+    """Issues 21 and 29: the page sends the square it framed with framed=true; the server runs the model on all of
+    it, as the page does, and a square sent without framed=true goes through the same rule (one rule)."""
     from hypoderm.inference import OnnxPredictor
 
     data = skin_png((150, 150), seed=3)
@@ -106,9 +106,35 @@ def test_predict_framed_square_is_seen_whole(client: TestClient, model_dir: Path
     want = predictor.predict_image(img, framed=True)
     for label, p in want["probabilities"].items():
         assert framed["probabilities"][label] == pytest.approx(p, abs=1e-6)
-    assert want["probabilities"] != predictor.predict_image(img)["probabilities"]
-    centre = predictor.predict_image(img)["probabilities"]
-    assert post_file(client, data).json()["probabilities"] == pytest.approx(centre)
+    assert want == predictor.predict_image(img)
+    assert post_file(client, data).json()["probabilities"] == framed["probabilities"]
+
+
+@pytest.mark.parametrize("size", [(150, 150), (97, 131), (700, 700), (1203, 777)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_one_rule_for_predict_the_api_and_the_predictor(model_dir: Path, fake_assets: Path, tmp_path: Path,
+                                                        size: tuple[int, int]) -> None:
+    """Issue 29: the same picture through `hypoderm predict` (a file, decoded at reduced size), the API (multipart,
+    framed or not) and OnnxPredictor.predict_image (the full-resolution image, reduced by the rule itself) gives
+    the identical result: status, reason, probabilities and not-skin statistics, for squares and whole photos,
+    small and large enough to be box-reduced (the 64 px test model reduces from 2 x 146 px)."""
+    from hypoderm.imaging.io import load_rgb
+    from hypoderm.inference import OnnxPredictor
+    from hypoderm.inference.preprocess import reduce_factor
+    from hypoderm.predict import predict_files
+
+    predictor = OnnxPredictor(model_dir / "model.onnx")
+    assert (reduce_factor(min(size), predictor.spec) > 1) == (min(size) >= 700)
+    data = skin_png(size, seed=min(size))
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(data)
+    want = predictor.predict_image(load_rgb(photo))
+    cli = predict_files(predictor, [photo])[0]
+    api = TestClient(create_app(model_dir, web_assets=fake_assets))
+    answers = {"cli": cli, "api": post_file(api, data).json(), "api framed": post_file(api, data, framed="true").json()}
+    for where, got in answers.items():
+        assert (got["status"], got["reason"]) == (want["status"], want["reason"]), where
+        assert got["probabilities"] == want["probabilities"], where
+        assert got["ood"] == want["ood"], where
 
 
 def test_predict_raw_body_and_top_k(client: TestClient) -> None:
@@ -392,34 +418,72 @@ def test_gradcam_from_the_onnx_outputs(tmp_path: Path) -> None:
 # ---- the browser's preprocessing is bit-exact with Python's ---------------------------------
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: cannot run the page's preprocess.js")
-@pytest.mark.parametrize("framed", [False, True], ids=["centre_crop", "framed_square"])
-@pytest.mark.parametrize("size", [(224, 224), (300, 200), (97, 131), (613, 1000), (257, 256), (1024, 1024), (40, 40)])
-def test_js_preprocessing_matches_python(tmp_path: Path, size: tuple[int, int], framed: bool) -> None:
-    """prepare() in the page equals hypoderm.inference.prepare bit for bit, for whole photos (centre crop) and
-    for the square framed in the app (resized straight: the model sees all of it)."""
+@pytest.mark.parametrize("size", [(224, 224), (300, 200), (97, 131), (613, 1000), (257, 256), (1024, 1024), (40, 40),
+                                  (512, 513), (1500, 1500), (1201, 1730), (2100, 1111)])
+def test_js_preprocessing_matches_python(tmp_path: Path, size: tuple[int, int]) -> None:
+    """prepare() in the page equals hypoderm.inference.prepare bit for bit (issue 29: one square rule for a framed
+    square and a whole photo, with the box reduction of squares over 2 x 2 x resize_size)."""
     from hypoderm.imaging.colour import SKIN_RULE
     from hypoderm.inference import prepare
     from hypoderm.inference.ood import skin_fraction
-    from hypoderm.inference.preprocess import PreprocessSpec
+    from hypoderm.inference.preprocess import PreprocessSpec, reduce_factor
 
     w, h = size
     rng = np.random.default_rng(w * h)
     arr = np.clip(rng.normal(150, 60, (h, w, 3)), 0, 255).astype(np.uint8)
     spec = PreprocessSpec()
-    crop, x = prepare(Image.fromarray(arr), spec, framed=framed)
+    crop, x = prepare(Image.fromarray(arr), spec)
+    framed, _ = prepare(Image.fromarray(arr), spec, framed=True)
+    np.testing.assert_array_equal(framed, crop)  # one rule
     shutil.copy(STATIC_DIR / "js" / "preprocess.js", tmp_path / "preprocess.mjs")  # node needs .mjs for ESM
     arr.tofile(tmp_path / "in.bin")
     (tmp_path / "run.mjs").write_text(
-        "import { prepare, skinFraction } from './preprocess.mjs'; import fs from 'fs';\n"
+        "import { prepare, reduceFactor, skinFraction } from './preprocess.mjs'; import fs from 'fs';\n"
         "const rgb = new Uint8ClampedArray(fs.readFileSync('in.bin'));\n"
-        f"const r = prepare(rgb, {w}, {h}, {json.dumps(spec.to_dict())}, {json.dumps(framed)});\n"
+        f"const input = {json.dumps(spec.to_dict())};\n"
+        f"const r = prepare(rgb, {w}, {h}, input);\n"
         "fs.writeFileSync('crop.bin', Buffer.from(r.crop)); fs.writeFileSync('x.bin', Buffer.from(r.tensor.buffer));\n"
-        f"console.log(skinFraction(r.crop, {json.dumps(SKIN_RULE)}));\n")
+        f"const f = reduceFactor({min(w, h)}, input);\n"
+        f"console.log(JSON.stringify([skinFraction(r.crop, {json.dumps(SKIN_RULE)}), f]));\n")
     out = subprocess.run(["node", "run.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     np.testing.assert_array_equal(np.fromfile(tmp_path / "crop.bin", np.uint8).reshape(crop.shape), crop)
     np.testing.assert_array_equal(np.fromfile(tmp_path / "x.bin", np.float32).reshape(x.shape), x)
-    assert float(out.stdout) == skin_fraction(crop)
+    fraction, factor = json.loads(out.stdout)
+    assert fraction == skin_fraction(crop) and factor == reduce_factor(min(w, h), spec)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: cannot run the page's preprocess.js")
+def test_js_box_reduction_in_strips_equals_pillow_reduce(tmp_path: Path) -> None:
+    """The page reduces a large framed square strip by strip from canvas RGBA (crop.js); reduceRowsInto must equal
+    Pillow's Image.reduce bit for bit, last partial row and column of boxes included, at the extremes too."""
+    rng = np.random.default_rng(29)
+    cases = [(10, 10, 2, 4), (11, 13, 2, 2), (17, 9, 3, 3), (23, 31, 5, 10), (50, 41, 6, 12), (100, 99, 11, 22),
+             (64, 65, 8, 64), (37, 29, 9, 9), (300, 301, 13, 39), (13, 14, 4, 8), (40, 40, 20, 20)]
+    shutil.copy(STATIC_DIR / "js" / "preprocess.js", tmp_path / "preprocess.mjs")
+    (tmp_path / "run.mjs").write_text("""
+import * as pp from "./preprocess.mjs"; import fs from "fs";
+const [w, h, f, rows] = process.argv.slice(2).map(Number);
+const rgb = new Uint8ClampedArray(fs.readFileSync("in.bin"));
+const outW = Math.ceil(w / f), out = new Uint8ClampedArray(outW * Math.ceil(h / f) * 3);
+const rgba = new Uint8ClampedArray(w * h * 4);
+for (let i = 0; i < w * h; i++) { rgba.set(rgb.subarray(i * 3, i * 3 + 3), i * 4); rgba[i * 4 + 3] = 255; }
+for (let r0 = 0; r0 < h; r0 += rows) {
+  const n = Math.min(rows, h - r0);
+  pp.reduceRowsInto(rgba.subarray(r0 * w * 4, (r0 + n) * w * 4), w, n, 4, f, out, outW, r0 / f);
+}
+fs.writeFileSync("out.bin", Buffer.from(out));
+""")
+    for i, (w, h, f, rows) in enumerate(cases):
+        arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        if i % 3 == 1:
+            arr[:] = 255  # the largest sums: Pillow's UINT32 arithmetic must not wrap in the port either
+        arr.tofile(tmp_path / "in.bin")
+        out = subprocess.run(["node", "run.mjs", str(w), str(h), str(f), str(rows)], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        got = np.fromfile(tmp_path / "out.bin", np.uint8).reshape(-(-h // f), -(-w // f), 3)
+        np.testing.assert_array_equal(got, np.asarray(Image.fromarray(arr).reduce(f)), err_msg=str((w, h, f)))
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: cannot run the page's i18n.js")

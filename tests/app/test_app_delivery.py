@@ -243,42 +243,6 @@ def test_head_answers_like_get_without_a_body(client: TestClient) -> None:
         assert r.status_code == 200 and r.content == b"", url
 
 
-# ---- issue 15.4: the page's preprocessing computes only the pixels the crop keeps ----------------
-
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: cannot run the page's preprocess.js")
-def test_windowed_resize_crop_equals_full_resize_then_crop(tmp_path: Path) -> None:
-    """prepare() resizes only the crop's window; it must equal resizing everything then cropping, for odd
-    shapes too (portrait, landscape, one side already at size, no resize at all)."""
-    import subprocess
-
-    shutil.copy(STATIC_DIR / "js" / "preprocess.js", tmp_path / "preprocess.mjs")
-    (tmp_path / "run.mjs").write_text("""
-import * as pp from "./preprocess.mjs";
-let seed = 1;
-const rand = () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648; };
-const cases = [[512, 512, 128, 146], [146, 300, 128, 146], [300, 146, 128, 146], [146, 146, 128, 146],
-               [640, 480, 224, 256], [33, 1000, 16, 20], [1000, 33, 16, 20], [64, 100, 64, 64], [17, 17, 16, 17]];
-for (let t = 0; t < 40; t++) {
-  const w = 16 + Math.floor(rand() * 500), h = 16 + Math.floor(rand() * 500);
-  const size = 16 + Math.floor(rand() * (Math.min(w, h) - 16));
-  cases.push([w, h, size, size + Math.floor(rand() * 30)]);
-}
-let bad = [];
-for (const [w, h, size, r] of cases) {
-  const rgb = new Uint8ClampedArray(w * h * 3).map(() => Math.floor(rand() * 256));
-  const full = pp.resizeShorter(rgb, w, h, r);
-  const want = pp.centerCrop(full.data, full.width, full.height, size);
-  const got = pp.resizeShorterCrop(rgb, w, h, r, size);
-  if (got.length !== want.length || got.some((v, i) => v !== want[i])) bad.push([w, h, size, r]);
-}
-console.log(JSON.stringify({n: cases.length, bad}));
-""")
-    out = subprocess.run(["node", "run.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)
-    assert result["n"] == 49 and result["bad"] == []
-
-
 # ---- issue 29: brotli ready before the first visitor ------------------------------------------------
 
 def test_serve_has_brotli_of_every_large_file_before_the_first_request(model_dir: Path, web_assets: Path,

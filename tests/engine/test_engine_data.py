@@ -50,6 +50,22 @@ def test_non_square_and_odd_sizes_match_preprocess(tmp_path: Path) -> None:
     np.testing.assert_allclose(x, preprocess(load_rgb(p), spec), atol=1e-5)
 
 
+def test_large_photo_evaluates_as_predict_sees_it(tmp_path: Path) -> None:
+    """Issue 29: evaluation's view of a photo large enough to be box-reduced (the cache decodes it like `predict`
+    and `serve`, reduced on the way) is the model input `predict` gives it, bit for bit: the square rule."""
+    from PIL import Image
+
+    from hypoderm.inference.preprocess import reduce_factor
+
+    rng = np.random.default_rng(1)
+    p = tmp_path / "large.png"
+    Image.fromarray(rng.integers(0, 256, (500, 703, 3), dtype=np.uint8)).save(p)
+    spec = PreprocessSpec.for_size(32)
+    assert reduce_factor(500, spec) == 6
+    x = eval_transform(spec)(DecodedCache(spec).get(p)).numpy()
+    np.testing.assert_array_equal(x, preprocess(load_rgb(p), spec))
+
+
 def test_disk_cache_is_reused_and_survives_a_damaged_entry(image_folder: Path, tmp_path: Path) -> None:
     spec = PreprocessSpec.for_size(32)
     paths = _paths(image_folder)

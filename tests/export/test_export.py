@@ -294,8 +294,7 @@ def test_overlay_is_at_the_photo_resolution(tmp_path: Path) -> None:
     out = overlay_on_photo(img, features, weights, 1, predictor.spec)
     assert out.size == (300, 200)
     left, top, w, h = crop_box(300, 200, predictor.spec)
-    spec = predictor.spec
-    assert w == pytest.approx(h, rel=0.02) and h == pytest.approx(200 * spec.size / spec.resize_size, rel=0.02)
+    assert w == pytest.approx(h, rel=0.02) and h == pytest.approx(200, rel=0.02)  # all of the centre square
     assert left == pytest.approx((300 - w) / 2, abs=2) and top == pytest.approx((200 - h) / 2, abs=2)
     photo, drawn = np.asarray(img, float), np.asarray(out, float)
     edge = int(left) - 1  # left of the square: the photo, dimmed (the model did not see it)
@@ -686,28 +685,31 @@ def test_export_cli_int8_weights_writes_the_model_and_its_report(ckpt_path: Path
 
 
 def test_framed_square_is_seen_whole_and_its_overlay_has_no_dimmed_frame(tmp_path: Path) -> None:
-    """Issue 21 item 2: the square framed in the app is resized straight to the input size (no centre crop), so
-    the heat map covers all of it: no pixel is dimmed as "not seen", and the model's input is the whole square."""
+    """Issues 21 and 29: a square (framed in the app, or a square photo given to predict or the API) is seen whole:
+    resized to resize_size, then straight to the input size (no centre crop), so the heat map covers all of it and
+    `framed` changes nothing (one rule); a whole photo's centre square is what the model sees of it."""
     from hypoderm.inference import OnnxPredictor, prepare
     from hypoderm.inference.explain import crop_box
 
     _, path = _export("mnv3s", tmp_path)
     predictor = OnnxPredictor(path, threads=1)
     spec = predictor.spec
+    assert spec.resize_size != spec.size  # both resizes of the rule are exercised
     img = skin_image(1, np.random.default_rng(3), 300)
-    assert crop_box(300, 300, spec, framed=True) == (0, 0, 300, 300)
+    assert crop_box(300, 300, spec, framed=True) == crop_box(300, 300, spec) == (0, 0, 300, 300)
     crop, _ = prepare(img, spec, framed=True)
-    whole = np.asarray(img.resize((spec.size, spec.size), Image.Resampling.BILINEAR, reducing_gap=None))
-    assert np.array_equal(crop, whole) and not np.array_equal(crop, prepare(img, spec)[0])
+    step = img.resize((spec.resize_size, spec.resize_size), Image.Resampling.BILINEAR, reducing_gap=None)
+    whole = np.asarray(step.resize((spec.size, spec.size), Image.Resampling.BILINEAR, reducing_gap=None))
+    assert np.array_equal(crop, whole) and np.array_equal(crop, prepare(img, spec)[0])
     features, weights = predictor.gradcam_outputs(img, framed=True)
     out = np.asarray(predictor.gradcam_overlay(img, 1, framed=True), float)
     dimmed = np.isclose(out, np.round(np.asarray(img, float) * 0.45), atol=1).all(axis=-1)
     assert dimmed.mean() < 0.05  # the heat is drawn everywhere (a pixel may match by chance)
-    assert not np.allclose(features, predictor.gradcam_outputs(img)[0])  # another input than the centre crop
-    # an upload that is not square is cut to its largest centred square, as the app's cropper frames one
-    assert crop_box(300, 200, spec, framed=True) == (50, 0, 200, 200)
-    assert np.array_equal(prepare(img.crop((0, 0, 300, 200)), spec, framed=True)[0],
-                          prepare(img.crop((50, 0, 250, 200)), spec, framed=True)[0])
+    assert np.array_equal(features, predictor.gradcam_outputs(img)[0])  # the same input either way
+    # a photo that is not square: its centre square, framed or not
+    left, top, w, h = crop_box(300, 200, spec, framed=True)
+    assert crop_box(300, 200, spec) == (left, top, w, h)
+    assert (left, top, w, h) == pytest.approx((50, 0, 200, 200), abs=1)
 
 
 def test_a_capped_image_set_keeps_every_class(tmp_path: Path) -> None:

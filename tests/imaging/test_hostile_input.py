@@ -418,6 +418,7 @@ BAD_SIDECARS = {  # edit -> the field the refusal must name (the test model: 64 
     "size text": ({"input.size": "64"}, "input.size"),
     "size mismatch": ({"input.size": 96, "input.resize_size": 110}, "input.size"),
     "resize huge": ({"input.resize_size": 100000}, "input.resize_size"),
+    "crop centre": ({"input.crop": "center"}, "input.crop"),  # issue 29: one rule, no other is run silently
     "duplicate classes": ({"class_names": ["normal_skin", "vitiligo", "vitiligo"]}, "class_names"),
     "one class": ({"class_names": ["vitiligo"]}, "at least two classes"),
     "no classes": ({"class_names": []}, "class_names"),
@@ -453,6 +454,25 @@ def test_bad_sidecar_is_refused_naming_the_field(model_dir: Path, tmp_path: Path
     assert main(["serve", "--model", str(bad), "--port", "1"]) == 2  # refused before it listens
     err = capsys.readouterr().err
     assert field in err and "Traceback" not in err
+
+
+def test_a_sidecar_without_crop_follows_the_square_rule(model_dir: Path, tmp_path: Path) -> None:
+    """Issue 29: exports write `input.crop = "square"`; a sidecar written before (no `crop`) loads and gives the
+    same answers, by the same rule."""
+    from hypoderm.inference import OnnxPredictor
+
+    md = json.loads((model_dir / "model.json").read_text())
+    assert md["input"]["crop"] == "square"
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "model.onnx").write_bytes((model_dir / "model.onnx").read_bytes())
+    del md["input"]["crop"]
+    (old / "model.json").write_text(json.dumps(md))
+    photo = _big_skin(700, 500)
+    new_answer = OnnxPredictor(model_dir / "model.onnx").predict_image(photo)
+    old_predictor = OnnxPredictor(old / "model.onnx")
+    assert "crop" not in old_predictor.metadata["input"] and old_predictor.spec.crop == "square"
+    assert old_predictor.predict_image(photo) == new_answer
 
 
 def test_nan_in_a_descriptive_field_loads_and_prints_valid_json(model_dir: Path, tmp_path: Path,

@@ -2,7 +2,9 @@
 
 Each photo is decoded once into `hypoderm.inference.preprocess.resized_uint8(img, spec)` (RGB, shorter side =
 `spec.resize_size`, HWC uint8) and kept as a CHW uint8 tensor. Training crops and augments that
-tensor; evaluation centre-crops it, which is exactly `hypoderm.inference.preprocess.preprocess`.
+tensor; evaluation takes its centre square resized to the model's size, which is exactly
+`hypoderm.inference.preprocess.preprocess`. Photos are decoded like `predict` and `serve` decode them
+(`min_size=decode_min_size(spec)`: a large photo is reduced on the way), so evaluation sees their pixels.
 
 With `cache_dir` the arrays are also stored on disk as `.npy`, keyed by the file's path, size,
 modification time and `resize_size`, so later runs (other folds, other models) skip decoding.
@@ -19,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hypoderm.inference.preprocess import PreprocessSpec, resized_uint8
+from hypoderm.inference.preprocess import PreprocessSpec, decode_min_size, resized_uint8
 
 
 def _key(path: Path, resize_size: int) -> str:
     st = path.stat()
-    raw = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{resize_size}|v1"
+    raw = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{resize_size}|v2"
     return hashlib.sha1(raw.encode()).hexdigest()
 
 
@@ -32,7 +34,7 @@ def decode_resized(path: str | os.PathLike, spec: PreprocessSpec) -> np.ndarray:
     """Decode one photo (robust loader: EXIF, modes, size limit) to the cached HWC uint8 form."""
     from hypoderm.imaging.io import load_rgb
 
-    return resized_uint8(load_rgb(Path(path)), spec)
+    return resized_uint8(load_rgb(Path(path), min_size=decode_min_size(spec)), spec)
 
 
 class DecodedCache:

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 from torchvision.transforms import v2
 
 from hypoderm.engine.config import RECIPES
-from hypoderm.inference.preprocess import PreprocessSpec
+from hypoderm.inference.preprocess import PreprocessSpec, normalize_uint8, square_from_resized
 
 
 class TrainTransform:
@@ -63,13 +63,23 @@ def train_transform(spec: PreprocessSpec, recipe: str = "standard", counterfactu
     return TrainTransform(crop, rest, counterfactual)
 
 
-def eval_transform(spec: PreprocessSpec) -> v2.Transform:
-    """Centre crop + normalise: on a cached tensor this equals `hypoderm.inference.preprocess.preprocess`."""
-    return v2.Compose([
-        v2.CenterCrop(spec.size),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean=list(spec.mean), std=list(spec.std)),
-    ])
+class SquareEval:
+    """The square rule's last steps on a cached CHW uint8 tensor (`hypoderm.inference.preprocess.resized_uint8`):
+    its centre square resized straight to `spec.size`, normalised. Equal to `preprocess` (what `predict`, the API
+    and the page give the model) bit for bit, so evaluation, calibration and the thresholds fitted on them see
+    what the deployed model sees."""
+
+    def __init__(self, spec: PreprocessSpec) -> None:
+        self.spec = spec
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        hwc = np.ascontiguousarray(img.permute(1, 2, 0).numpy())
+        return torch.from_numpy(normalize_uint8(square_from_resized(hwc, self.spec), self.spec))
+
+
+def eval_transform(spec: PreprocessSpec) -> SquareEval:
+    """Evaluation's view of a cached tensor: the square rule (see SquareEval)."""
+    return SquareEval(spec)
 
 
 class CachedImageDataset(Dataset):

@@ -68,16 +68,14 @@ def jet(x: np.ndarray) -> np.ndarray:
 
 
 def crop_box(width: int, height: int, spec: PreprocessSpec, framed: bool = False) -> tuple[float, float, float, float]:
-    """(left, top, box width, box height) in photo pixels of the square the model saw: the centre
-    crop of `spec.size` after resizing the shorter side to `spec.resize_size`, or with `framed` the whole
-    framed square (hypoderm.inference.preprocess.framed_uint8)."""
-    short = min(width, height)
-    if framed:
-        return (width - short) // 2, (height - short) // 2, short, short
+    """(left, top, box width, box height) in photo pixels of the square the model saw: the centre square of the
+    photo resized to `spec.resize_size` on its shorter side (hypoderm.inference.preprocess.square_uint8), all of a
+    square photo. `framed` changes nothing since issue 29 (one rule for framed squares and whole photos)."""
     rw, rh = resized_size(width, height, spec.resize_size)
-    left, top = round((rw - spec.size) / 2.0), round((rh - spec.size) / 2.0)
+    side = min(rw, rh)
+    left, top = round((rw - side) / 2.0), round((rh - side) / 2.0)
     sx, sy = width / rw, height / rh
-    return left * sx, top * sy, spec.size * sx, spec.size * sy
+    return left * sx, top * sy, side * sx, side * sy
 
 
 def overlay_on_photo(img: Image.Image, features: np.ndarray, weights: np.ndarray, class_index: int,

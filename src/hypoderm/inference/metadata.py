@@ -22,7 +22,7 @@ import numpy as np
 from hypoderm import __version__
 from hypoderm.errors import HypodermError
 from hypoderm.inference.ood import validate_ood
-from hypoderm.inference.preprocess import PreprocessSpec
+from hypoderm.inference.preprocess import CROP_RULE, PreprocessSpec
 
 METADATA_FORMAT = "hypoderm-onnx/1"
 METADATA_KEY = "hypoderm"  # key in the ONNX model's metadata_props
@@ -146,7 +146,7 @@ def _check_input(block: Any) -> None:
                                                                          for v in values):
             what = "positive " if key == "std" else ""
             raise ValueError(f"input.{key} must be a list of 3 finite {what}numbers (R, G, B), got {values!r}")
-    for key, want in (("layout", "NCHW"), ("dtype", "float32")):
+    for key, want in (("layout", "NCHW"), ("dtype", "float32"), ("crop", CROP_RULE)):  # no crop: CROP_RULE
         if key in block and block[key] != want:
             raise ValueError(f"input.{key} must be {want!r}, got {block[key]!r}")
     try:

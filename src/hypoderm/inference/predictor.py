@@ -24,13 +24,7 @@ from PIL import Image
 from hypoderm.cards import answer_text, display_name
 from hypoderm.inference.metadata import DISCLAIMER, ModelLoadError, load_metadata, session_config
 from hypoderm.inference.ood import default_gate, ood_check
-from hypoderm.inference.preprocess import (
-    PreprocessSpec,
-    center_crop_array,
-    framed_uint8,
-    normalize_uint8,
-    resized_uint8,
-)
+from hypoderm.inference.preprocess import PreprocessSpec, normalize_uint8, square_uint8
 
 REFER_MESSAGE = "Uncertain: the model cannot decide; please see a dermatologist"
 RETAKE_MESSAGE = "To retake the photo: closer, in daylight, with the lesion centred."
@@ -89,10 +83,11 @@ def source_side(img: Image.Image) -> int:
 
 
 def prepare(img: Image.Image, spec: PreprocessSpec, framed: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """PIL image -> (uint8 HWC crop, CHW float32 model input): one resize and one centre crop, whose uint8
-    form is also what the not-skin check scores (`hypoderm.inference.ood`). `framed`: the image is the square
-    a person framed in the app, which the model sees whole (`framed_uint8`: resized straight, no centre crop)."""
-    crop = framed_uint8(img, spec) if framed else center_crop_array(resized_uint8(img, spec), spec.size)
+    """PIL image -> (uint8 HWC square, CHW float32 model input) by the one rule (hypoderm.inference.preprocess:
+    the centre square, seen whole); the uint8 square is also what the not-skin check scores
+    (`hypoderm.inference.ood`). `framed` (the image is the square a person framed in the app) changes nothing
+    since issue 29: a framed square and a whole photo go through the same rule; it is kept for callers."""
+    crop = square_uint8(img, spec)
     return crop, normalize_uint8(crop, spec)
 
 

@@ -1,9 +1,28 @@
-"""The one preprocessing definition.
+"""The one preprocessing definition (the "square rule", since issue 29).
 
-Training (eval transform and the decoded cache), export metadata, Python inference and the
-browser app all follow this spec, so they cannot drift: resize the shorter side to
-`resize_size` (PIL, bilinear, antialiased), centre-crop `size` x `size`, scale to [0, 1],
-normalise with `mean`/`std`, lay out as CHW float32.
+Every entry point follows it, so the same pixels give the same answer: the page (`static/js/preprocess.js`
+is a bit-exact port), the API (framed upload or not), `hypoderm predict`, the exporter's checks, and
+training-time evaluation and calibration (`engine/data.eval_transform` applies `square_from_resized` to the
+decoded cache, which holds `resized_uint8`):
+
+1. The square: the one a person framed in the app, cut from the photo at its own resolution; anywhere else
+   (a whole photo given to `predict`, the API or `evaluate`) the photo's centre square, taken in step 3.
+2. Large images are first box-reduced (Pillow's `reduce`) by the whole factor `reduce_factor(shorter side)`
+   = shorter side // `decode_min_size(spec)` (nothing below 2 x that), exactly what the loader does when
+   `predict` and `serve` decode with `min_size` (hypoderm.imaging.io), so an image reduced there is not
+   reduced again. The page reduces its framed square the same way, strip by strip (static/js/crop.js).
+3. Resize the shorter side to `resize_size` (Pillow bilinear, antialiased, `reducing_gap=None`), take the
+   centre square of that (`resize_size` x `resize_size`, torchvision's CenterCrop rounding), and resize it
+   straight to `size` x `size` (same filter). The model sees all of the square: no further crop.
+4. /255, (x - mean) / std, CHW float32. The uint8 `size` x `size` square of step 3 is also what the
+   not-skin check scores (hypoderm.inference.ood).
+
+Metadata: the `input` block carries `"crop": "square"`; a block without `crop` (exports before issue 29)
+follows the same rule (models trained before it saw the centre 87.5 % crop at evaluation, the page already
+saw the whole square); any other value is refused at load. The one difference left between entry points is
+the decoder's: a JPEG read by `predict` or the API with `min_size` may be decoded at reduced DCT scale
+(DRAFT_REDUCING_GAP below), which the browser's decoder cannot mirror; the page's server mode uploads its
+square as PNG, so the API sees the page's pixels exactly.
 
 Torch-free on purpose: ONNX inference imports only numpy and Pillow.
 """
@@ -20,9 +39,12 @@ from hypoderm.imaging.io import check_aspect_ratio
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-CROP_RATIO = 0.875  # torchvision's classic 224 / 256
-RESIZE_RULE = ("resize shorter side to resize_size (bilinear, antialiased), centre-crop size x size, /255, "
-               "(x - mean) / std, NCHW float32")
+CROP_RATIO = 0.875  # size / resize_size by default (torchvision's classic 224 / 256); resize_size is the rule's
+# first resize (and the decoded cache's size), whose centre square the model sees whole since issue 29
+CROP_RULE = "square"  # the `input.crop` field: the only rule there is (absent in exports before issue 29)
+RESIZE_RULE = ("square: the framed square (or the photo's centre square); box-reduce by shorter side // (2 x "
+               "resize_size) when that is >= 2; resize shorter side to resize_size (bilinear, antialiased); centre "
+               "square; resize to size x size (same filter); /255, (x - mean) / std, NCHW float32")
 
 
 def _rgb_triple(values: Any) -> tuple[float, float, float]:
@@ -40,6 +62,7 @@ class PreprocessSpec:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bilinear"
+    crop: str = CROP_RULE
 
     def __post_init__(self) -> None:
         if self.size < 16:
@@ -48,6 +71,8 @@ class PreprocessSpec:
             raise ValueError(f"resize_size ({self.resize_size}) must be >= size ({self.size})")
         if self.interpolation != "bilinear":
             raise ValueError(f"only bilinear interpolation is supported, got {self.interpolation!r}")
+        if self.crop != CROP_RULE:
+            raise ValueError(f"crop must be {CROP_RULE!r} (the one preprocessing rule), got {self.crop!r}")
 
     @classmethod
     def for_size(cls, size: int) -> PreprocessSpec:
@@ -63,7 +88,7 @@ class PreprocessSpec:
     def from_dict(cls, d: dict[str, Any]) -> PreprocessSpec:
         return cls(size=int(d["size"]), resize_size=int(d["resize_size"]),
                    mean=_rgb_triple(d["mean"]), std=_rgb_triple(d["std"]),
-                   interpolation=d.get("interpolation", "bilinear"))
+                   interpolation=d.get("interpolation", "bilinear"), crop=d.get("crop", CROP_RULE))
 
 
 # A large JPEG may be decoded at reduced DCT scale (hypoderm.imaging.io, `min_size`) before the resize
@@ -71,12 +96,14 @@ class PreprocessSpec:
 # (the idea of Pillow's `reducing_gap`): the spec's antialiased bilinear resize then still sees
 # several source pixels per output pixel. On the 311 development photos upscaled to 12 MP, the
 # bundled model's probabilities moved by p99 0.10 / max 0.17 (3 top-1 changes) with a gap of 1 and
-# p99 0.054 / max 0.12 (no top-1 change) with 2, for ~3 ms more per photo (benchmarks/robustness/).
+# p99 0.054 / max 0.12 (no top-1 change) with 2, for ~3 ms more per photo (benchmarks/robustness/; measured with
+# the centre-crop rule before issue 29: tests/test_robustness.py records the square rule's means).
 DRAFT_REDUCING_GAP: float = 2.0
 
 
 def decode_min_size(spec: PreprocessSpec) -> int:
-    """The shorter side a reduced-scale JPEG decode must keep for this spec (see DRAFT_REDUCING_GAP)."""
+    """The shorter side a reduced-scale JPEG decode must keep for this spec (see DRAFT_REDUCING_GAP), and the
+    unit of the rule's box reduction (`reduce_factor`)."""
     return int(round(DRAFT_REDUCING_GAP * spec.resize_size))
 
 
@@ -113,27 +140,44 @@ def normalize_uint8(arr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
-def resized_uint8(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
-    """The decoded-cache form: RGB, shorter side = resize_size, HWC uint8."""
-    return np.asarray(resize_shorter(img.convert("RGB"), spec.resize_size), dtype=np.uint8)
+def reduce_factor(shorter_side: int, spec: PreprocessSpec) -> int:
+    """Step 2 of the rule: the whole factor an image (or framed square) with this shorter side is box-reduced by
+    (1: not reduced); the loader's with `min_size=decode_min_size(spec)` (static/js/preprocess.js reduceFactor)."""
+    return max(1, int(shorter_side) // decode_min_size(spec))
 
 
-def framed_uint8(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
-    """The square a person framed in the app, as the model sees it: the whole square resized straight to
-    `size` x `size` (no centre crop, so "only the square is analysed" is exactly true), HWC uint8. A
-    non-square image is first cut to its largest centred square (integer box, like the app's cropper)."""
+def reduced(img: Image.Image, spec: PreprocessSpec) -> Image.Image:
+    """Step 2: RGB, box-reduced by `reduce_factor` (Pillow's `reduce`, boxes from the top-left corner; the last
+    row and column average what is left). A no-op on what the loader already reduced."""
     w, h = img.size
-    check_aspect_ratio(w, h)
-    side = min(w, h)
-    left, top = (w - side) // 2, (h - side) // 2
-    square = img.convert("RGB")
-    if (w, h) != (side, side):
-        square = square.crop((left, top, left + side, top + side))
-    if side != spec.size:
-        square = square.resize((spec.size, spec.size), Image.Resampling.BILINEAR, reducing_gap=None)
-    return np.asarray(square, dtype=np.uint8)
+    check_aspect_ratio(w, h)  # before anything is allocated
+    rgb = img.convert("RGB")
+    factor = reduce_factor(min(w, h), spec)
+    return rgb.reduce(factor) if factor > 1 else rgb
+
+
+def resized_uint8(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """The decoded-cache form (steps 2 and the first resize of 3): RGB, reduced, shorter side = resize_size, HWC
+    uint8."""
+    return np.asarray(resize_shorter(reduced(img, spec), spec.resize_size), dtype=np.uint8)
+
+
+def square_from_resized(arr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """The rest of step 3 on the cached form (`resized_uint8`): its centre square resized straight to `size` x
+    `size`, HWC uint8: what the model sees and the not-skin check scores (engine/data.eval_transform uses it)."""
+    side = min(arr.shape[:2])
+    square = np.ascontiguousarray(center_crop_array(arr, side))
+    if side == spec.size:
+        return square
+    out = Image.fromarray(square, "RGB").resize((spec.size, spec.size), Image.Resampling.BILINEAR, reducing_gap=None)
+    return np.asarray(out, dtype=np.uint8)
+
+
+def square_uint8(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """Steps 2-3 of the rule for any image (a framed square or a whole photo): `size` x `size` HWC uint8."""
+    return square_from_resized(resized_uint8(img, spec), spec)
 
 
 def preprocess(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
-    """PIL image -> model input, CHW float32 (add the batch axis yourself)."""
-    return normalize_uint8(center_crop_array(resized_uint8(img, spec), spec.size), spec)
+    """PIL image -> model input, CHW float32 (add the batch axis yourself): the square rule, steps 2-4."""
+    return normalize_uint8(square_uint8(img, spec), spec)

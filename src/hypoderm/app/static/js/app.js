@@ -281,7 +281,7 @@ async function analyse() {
     const onPhone = $("mode-browser").checked; // read once: the choice made when Analyse was tapped
     if (onPhone && !state.session) await waitForRuntime();
     button.textContent = t("analysing");
-    const canvas = cropper.cropCanvas();
+    const canvas = cropper.cropCanvas(state.meta.input);
     const t0 = performance.now();
     const result = onPhone ? await predictInBrowser(canvas, cropper.box().side) : await predictOnServer(canvas);
     result.ms = Math.round(performance.now() - t0);

@@ -1,8 +1,13 @@
 // Square crop with pan and zoom (drag, pinch, wheel, slider). The crop is cut at the photo's own
-// resolution (integer pixel box, no resampling) up to MAX_SIDE, so the browser and the server
-// see exactly the same pixels.
+// resolution (integer pixel box, no browser resampling); a large square is then box-reduced exactly as
+// hypoderm.inference.preprocess step 2 says (Pillow's reduce, preprocess.js reduceRowsInto), reading the photo
+// in strips so that no canvas as large as the square is ever made. The page's model and the server (which
+// gets this canvas as PNG) then see the same pixels as `hypoderm predict` on the square.
 
-const MAX_SIDE = 1024;
+import { reduceFactor, reduceRowsInto } from "./preprocess.js";
+
+// Pixels read from the photo at a time (8 MB of RGBA): phones cap a canvas's area (iOS at 16.7 MP) and memory.
+const STRIP_PIXELS = 1 << 21;
 
 export class Cropper {
   constructor(canvas, slider) {
@@ -18,12 +23,12 @@ export class Cropper {
     canvas.addEventListener("wheel", (e) => { e.preventDefault(); this.setZoom(this.zoom * (e.deltaY < 0 ? 1.1 : 1 / 1.1)); }, { passive: false });
   }
 
-  /** Show a new photo: the largest centred square, zoom 1. */
+  /** Show a new photo: the largest centred square (Python's centre square: offsets rounded down), zoom 1. */
   load(bitmap) {
     this.bitmap = bitmap;
     this.side0 = Math.min(bitmap.width, bitmap.height);
-    this.cx = bitmap.width / 2;
-    this.cy = bitmap.height / 2;
+    this.cx = Math.floor((bitmap.width - this.side0) / 2) + this.side0 / 2;
+    this.cy = Math.floor((bitmap.height - this.side0) / 2) + this.side0 / 2;
     this.setZoom(1);
   }
 
@@ -79,17 +84,41 @@ export class Cropper {
     }
   }
 
-  /** The framed square as an opaque canvas (white under any transparency, like the server's loader). */
-  cropCanvas() {
+  /** The framed square as an opaque canvas (white under any transparency, like the server's loader), cut at
+   * the photo's resolution and, when it is large, box-reduced by the rule's factor for the model's `input`
+   * (hypoderm.inference.preprocess.reduce_factor); its side is then under 2 x (2 x input.resize_size). */
+  cropCanvas(input) {
     const { x, y, side } = this.box();
-    const out = Math.min(side, MAX_SIDE);
+    const factor = reduceFactor(side, input);
+    const out = Math.ceil(side / factor);
     const c = document.createElement("canvas");
     c.width = c.height = out;
     const ctx = c.getContext("2d", { willReadFrequently: true });
     ctx.fillStyle = "#fff";
     ctx.fillRect(0, 0, out, out);
-    ctx.imageSmoothingQuality = "high";
-    ctx.drawImage(this.bitmap, x, y, side, side, 0, 0, out, out);
+    if (factor === 1) { // 1:1 copy of the photo's pixels
+      ctx.drawImage(this.bitmap, x, y, side, side, 0, 0, side, side);
+      return c;
+    }
+    // Strips of whole boxes (a multiple of `factor` rows), each copied 1:1 and reduced into the output.
+    const rows = factor * Math.max(1, Math.floor(STRIP_PIXELS / (side * factor)));
+    const strip = document.createElement("canvas");
+    strip.width = side;
+    strip.height = Math.min(rows, side);
+    const sctx = strip.getContext("2d", { willReadFrequently: true });
+    const rgb = new Uint8ClampedArray(out * out * 3);
+    for (let r0 = 0; r0 < side; r0 += rows) {
+      const n = Math.min(rows, side - r0);
+      sctx.fillStyle = "#fff";
+      sctx.fillRect(0, 0, side, n);
+      sctx.drawImage(this.bitmap, x, y + r0, side, n, 0, 0, side, n);
+      reduceRowsInto(sctx.getImageData(0, 0, side, n).data, side, n, 4, factor, rgb, out, r0 / factor);
+    }
+    const img = ctx.createImageData(out, out);
+    for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) {
+      img.data[j] = rgb[i]; img.data[j + 1] = rgb[i + 1]; img.data[j + 2] = rgb[i + 2]; img.data[j + 3] = 255;
+    }
+    ctx.putImageData(img, 0, 0);
     return c;
   }
 }

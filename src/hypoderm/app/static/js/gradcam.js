@@ -66,17 +66,14 @@ export function jet(x) {
   return [f(3), f(2), f(1)];
 }
 
-/** The square the model saw, in photo pixels (hypoderm.inference.explain.crop_box); `framed`: all of the framed
- * square (its largest centred square). */
+/** The square the model saw, in photo pixels (hypoderm.inference.explain.crop_box): the centre square of the
+ * photo, all of a square one. `framed` changes nothing since issue 29 (one rule for every square). */
 export function cropBox(width, height, input, framed = false) {
-  if (framed) {
-    const side = Math.min(width, height);
-    return { left: Math.floor((width - side) / 2), top: Math.floor((height - side) / 2), width: side, height: side };
-  }
   const { width: rw, height: rh } = resizedSize(width, height, input.resize_size);
-  const left = roundHalfEven((rw - input.size) / 2), top = roundHalfEven((rh - input.size) / 2);
+  const side = Math.min(rw, rh);
+  const left = roundHalfEven((rw - side) / 2), top = roundHalfEven((rh - side) / 2);
   const sx = width / rw, sy = height / rh;
-  return { left: left * sx, top: top * sy, width: input.size * sx, height: input.size * sy };
+  return { left: left * sx, top: top * sy, width: side * sx, height: side * sy };
 }
 
 /**

@@ -4,7 +4,9 @@
 //
 // Resize = Pillow's bilinear resampling (ImagingResample: separable triangle filter widened by the
 // downscale factor, i.e. antialiased; 22-bit fixed-point weights; horizontal pass, clip to 8 bits,
-// then vertical pass). Canvas drawImage would give different pixels, hence this port.
+// then vertical pass); reduce = Pillow's Image.reduce (box average, its integer arithmetic). Canvas
+// drawImage would give different pixels, hence this port. The rule they implement (the square rule, one for
+// every entry point) is written out in hypoderm/inference/preprocess.py.
 
 const PRECISION_BITS = 32 - 8 - 2;
 const HALF = 1 << (PRECISION_BITS - 1);
@@ -168,47 +170,79 @@ export function normalize(crop, size, mean, std) {
   return out;
 }
 
-/** resizeShorter + centerCrop in one go, computing only the pixels the crop keeps (bit-identical). */
-export function resizeShorterCrop(rgb, w, h, resizeSize, size) {
-  const { width: nw, height: nh } = resizedSize(w, h, resizeSize);
-  if (size > nw || size > nh) throw new Error(`crop ${size} is larger than the resized image ${nw}x${nh}`);
-  const top = roundHalfEven((nh - size) / 2.0), left = roundHalfEven((nw - size) / 2.0);
-  if (nw === w && nh === h) return centerCrop(rgb, w, h, size);
-  if (nh === h) return resampleHorizontal(rgb, w, h, nw, left, size, top, size);
-  // Input rows the vertical pass reads for the kept output rows.
-  const { bounds } = coefficients(h, nh);
-  let r0 = h, r1 = 0;
-  for (let yy = top; yy < top + size; yy++) {
-    r0 = Math.min(r0, bounds[yy * 2]);
-    r1 = Math.max(r1, bounds[yy * 2] + bounds[yy * 2 + 1]);
+// ---- The square rule (hypoderm.inference.preprocess, steps 2-4) -----------------------------------------------
+
+// hypoderm.inference.preprocess.DRAFT_REDUCING_GAP: the rule's box reduction works in units of 2 x resize_size.
+const REDUCING_GAP = 2.0;
+
+/** hypoderm.inference.preprocess.reduce_factor: the whole factor a square (or photo) with this shorter side is
+ * box-reduced by, 1 when it is not. */
+export function reduceFactor(shorterSide, input) {
+  return Math.max(1, Math.floor(shorterSide / roundHalfEven(REDUCING_GAP * Number(input.resize_size))));
+}
+
+/** Pillow's division_UINT32(n, 8): (UINT32)(float(2^32) / float(256 n)), float32 arithmetic. */
+function reduceMultiplier(n) {
+  return Math.trunc(Math.fround(Math.fround(4294967296) / Math.fround(256 * n)));
+}
+
+/**
+ * Pillow's `Image.reduce(factor)` (ImagingReduce: box average, boxes from the top-left corner, the last row and
+ * column of boxes averaging what is left) on `rows` rows of pixels with `channels` bytes each (3: packed RGB,
+ * 4: canvas RGBA, alpha ignored), writing packed RGB output rows from `outRow` on into `out` (outW pixels wide).
+ * Every box of n pixels gives ((sum + n / 2) * multiplier(n)) >> 24, Pillow's own integer arithmetic. Called on
+ * whole strips whose row count is a multiple of `factor` (but the last), it is bit-identical to one call.
+ */
+export function reduceRowsInto(src, w, rows, channels, factor, out, outW, outRow) {
+  const stride = w * channels;
+  for (let by = 0; by * factor < rows; by++) {
+    const y0 = by * factor, ny = Math.min(factor, rows - y0);
+    for (let bx = 0; bx < outW; bx++) {
+      const x0 = bx * factor, nx = Math.min(factor, w - x0), n = nx * ny;
+      const mult = reduceMultiplier(n), amend = Math.floor(n / 2);
+      let r = 0, g = 0, b = 0;
+      for (let y = y0; y < y0 + ny; y++) {
+        for (let x = x0, i = y * stride + x0 * channels; x < x0 + nx; x++, i += channels) {
+          r += src[i]; g += src[i + 1]; b += src[i + 2];
+        }
+      }
+      // (sum + amend) * mult < 2^32 (Pillow's UINT32 never wraps): exact in doubles, then >> 24
+      const o = ((outRow + by) * outW + bx) * 3;
+      out[o] = Math.floor(((r + amend) * mult) / 16777216);
+      out[o + 1] = Math.floor(((g + amend) * mult) / 16777216);
+      out[o + 2] = Math.floor(((b + amend) * mult) / 16777216);
+    }
   }
-  const rows = nw === w ? rgb.subarray(r0 * w * 3, r1 * w * 3)
-    : resampleHorizontal(rgb, w, h, nw, left, size, r0, r1 - r0);
-  const cols = nw === w ? w : size;
-  const out = resampleVertical(rows, cols, h, nh, top, size, r0);
-  return nw === w ? centerCrop(out, w, size, size) : out;
 }
 
-/** hypoderm.inference.preprocess.framed_uint8: the largest centred square (the whole image when square) resized
- * straight to size x size, so the model sees all of the square a person framed. */
-export function framedSquare(rgb, w, h, size) {
-  const side = Math.min(w, h);
-  const square = w === h ? rgb : centerSquare(rgb, w, h, side);
-  return side === size ? square : resizeBilinear(square, side, side, size, size);
+/** hypoderm.inference.preprocess.reduced (step 2) on packed RGB: {data, width, height}. */
+export function reduceImage(rgb, w, h, input) {
+  const factor = reduceFactor(Math.min(w, h), input);
+  if (factor === 1) return { data: rgb, width: w, height: h };
+  const outW = Math.ceil(w / factor), outH = Math.ceil(h / factor);
+  const out = new Uint8ClampedArray(outW * outH * 3);
+  reduceRowsInto(rgb, w, h, 3, factor, out, outW, 0);
+  return { data: out, width: outW, height: outH };
 }
 
-function centerSquare(rgb, w, h, side) {
-  return cropSquare(rgb, w, Math.floor((w - side) / 2), Math.floor((h - side) / 2), side);
+/** hypoderm.inference.preprocess.square_uint8 (steps 2-3): reduce, shorter side -> resize_size, the centre square
+ * of that resized straight to size x size. */
+export function squareCrop(rgb, w, h, input) {
+  const small = reduceImage(rgb, w, h, input);
+  const r = resizeShorter(small.data, small.width, small.height, input.resize_size);
+  const side = Math.min(r.width, r.height);
+  const square = r.width === r.height ? r.data : centerCrop(r.data, r.width, r.height, side);
+  return side === input.size ? square : resizeBilinear(square, side, side, input.size, input.size);
 }
 
-/** Everything before the model (hypoderm.inference.prepare): one resize and one centre crop, or with `framed`
- * (the square framed in the app) the whole square resized straight; returns the uint8 crop (which the not-skin
- * check scores too) and the input tensor. */
+/** Everything before the model (hypoderm.inference.prepare): the square rule, whose uint8 square the not-skin
+ * check scores too, and the input tensor. `framed` changes nothing since issue 29 (one rule for every square). */
 export function prepare(rgb, w, h, input, framed = false) {
   if ((input.interpolation || "bilinear") !== "bilinear") {
     throw new Error(`unsupported interpolation ${input.interpolation}`);
   }
-  const crop = framed ? framedSquare(rgb, w, h, input.size) : resizeShorterCrop(rgb, w, h, input.resize_size, input.size);
+  if ((input.crop ?? "square") !== "square") throw new Error(`unsupported crop rule ${input.crop}`);
+  const crop = squareCrop(rgb, w, h, input);
   return { crop, tensor: normalize(crop, input.size, input.mean, input.std) };
 }
 
