@@ -237,9 +237,11 @@ def main() -> int:
             rc = run.wait(max(0.0, delay - (time.monotonic() - run.start)))
         else:
             rc = run.wait()
-        if resume and run.resumed_after() != expected_resume:
+        # a process killed in start-up never says where it resumes; one that trained must have said it
+        said = run.resumed_after()
+        if resume and (said is not None or run.epochs_done()) and said != expected_resume:
             wrong_resume += 1
-            print(f"resumed after epoch {run.resumed_after()}, expected {expected_resume}", flush=True)
+            print(f"resumed after epoch {said}, expected {expected_resume}", flush=True)
         if rc is not None:
             if rc != 0:
                 print(run.text(), file=sys.stderr)
