@@ -4,12 +4,13 @@ not-skin gate lets through.
 
 The bank: synthetic pictures of `hypoderm.data.nonskin` (its FIT ranges, 8 families) and random crops of the
 real sample photos that ship inside installed Python packages (`nonskin.sample_photos`), each resized like a
-training photo (shorter side = the preprocessing's resize size). Drawing a synthetic picture takes about a
-twentieth of a second (it is drawn at 224-320 px, then resized), so the 480 of them cost 13-25 s on one CPU
-thread: more than a short run spends training (issue 28: a 4-epoch 48 px run on 40 photos). `OutlierBank`
-therefore draws each picture on its first use, and keeps it; a short run draws only the few pictures its
-batches show, a long one all of them, once (one process keeps one bank per setting: `hypoderm cv`'s folds
-share it). With a training cache folder the whole bank is drawn once and stored there as one .npy file.
+training photo (shorter side = the preprocessing's resize size). The synthetic pictures are drawn at 224-320 px
+(then resized), so the whole bank took 12.8 s on one idle CPU thread, several times that on a busy machine: more
+than a short run spends training (issue 28: a 4-epoch 48 px run on 42 photos shows 32 of the 723 pictures;
+benchmarks/robustness/README.md). `OutlierBank` therefore draws each picture on its first use and keeps it; a
+long run draws them all, once (one process keeps one bank per setting: `hypoderm cv`'s folds share it; each
+DataLoader worker keeps the pictures it drew). With a training cache folder the whole bank is drawn once and
+stored there as one .npy file.
 """
 
 from __future__ import annotations
