@@ -81,6 +81,73 @@ def test_resume_after_kill_equals_uninterrupted_run(image_folder: Path, tmp_path
     assert all(torch.equal(best_a["state_dict"][k], best_b["state_dict"][k]) for k in best_a["state_dict"])
 
 
+# Trains in a child process that SIGKILLs itself when epoch KILL_EPOCH's second batch is fetched: a real
+# kill -9 mid-epoch (after one optimiser step of that epoch), at a moment that does not depend on timing.
+KILLED_CHILD = """
+import json, os, signal, sys
+import torch
+torch.set_num_threads(1)
+import hypoderm.engine.train as t
+from hypoderm.engine.config import TrainConfig
+cfg, kill_epoch = TrainConfig(**json.loads(sys.argv[1])), int(sys.argv[2])
+one_epoch, calls = t.train_one_epoch, []
+
+class DyingLoader:
+    def __init__(self, loader):
+        self.loader = loader
+    def __len__(self):
+        return len(self.loader)
+    def __iter__(self):
+        for i, batch in enumerate(self.loader):
+            if i == 1:
+                os.kill(os.getpid(), signal.SIGKILL)
+            yield batch
+
+def train_one_epoch(model, loader, *args, **kwargs):
+    calls.append(1)
+    return one_epoch(model, DyingLoader(loader) if len(calls) == kill_epoch else loader, *args, **kwargs)
+
+t.train_one_epoch = train_one_epoch
+t.train(cfg)
+"""
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_mid_epoch_equals_uninterrupted_run(image_folder: Path, tmp_path: Path) -> None:
+    """kill -9 in the middle of epoch 2 (outlier exposure and EMA on: their state must resume too)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    kw = dict(epochs=3, seed=5, outlier_exposure=0.5, ema=True, ema_decay=0.9, recipe="crop-tone")
+    full = train(tiny(image_folder, tmp_path / "full", **kw))
+    killed = tmp_path / "killed"
+    cfg = tiny(image_folder, killed, **kw).to_dict()
+    proc = subprocess.run([sys.executable, "-c", KILLED_CHILD, json.dumps(cfg), "2"], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == -signal.SIGKILL, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "epoch   1/3" in proc.stdout and "epoch   2/3" not in proc.stdout  # killed inside epoch 2
+    assert load_checkpoint(killed / "last.pt")["epoch"] == 1 and not (killed / "best.pt").exists()
+    assert len((killed / "metrics.jsonl").read_text().splitlines()) == 1
+    resumed = train(tiny(image_folder, killed, resume=True, **kw))
+    a, b = load_checkpoint(full / "last.pt"), load_checkpoint(resumed / "last.pt")
+    assert a["epoch"] == b["epoch"] == 3
+    for key in ("state_dict", "state_dict_train", "ema"):
+        assert a[key].keys() == b[key].keys()
+        for k in a[key]:
+            if torch.is_tensor(a[key][k]):
+                assert torch.equal(a[key][k], b[key][k]), f"{key}.{k} differs after kill -9 and resume"
+    for s1, s2 in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True):
+        assert torch.equal(s1["exp_avg"], s2["exp_avg"]) and torch.equal(s1["exp_avg_sq"], s2["exp_avg_sq"])
+    rows = [[{k: v for k, v in json.loads(r).items() if k not in ("time_s", "train/images_per_s")}
+             for r in (d / "metrics.jsonl").read_text().splitlines()] for d in (full, resumed)]
+    assert rows[0] == rows[1] and [r["epoch"] for r in rows[1]] == [1, 2, 3]
+    best_a, best_b = load_checkpoint(full / "best.pt"), load_checkpoint(resumed / "best.pt")
+    assert best_a["epoch"] == best_b["epoch"] and best_a["temperature"] == best_b["temperature"]
+    assert all(torch.equal(best_a["state_dict"][k], best_b["state_dict"][k]) for k in best_a["state_dict"])
+
+
 def test_resume_needs_a_run_and_a_run_is_not_overwritten(image_folder: Path, tmp_path: Path) -> None:
     with pytest.raises(TrainError, match="no .*last.pt"):
         train(tiny(image_folder, tmp_path / "none", resume=True))

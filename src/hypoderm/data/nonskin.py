@@ -318,13 +318,15 @@ def kovac_fraction(rgb: np.ndarray) -> float:
 
 def closeups(img: Image.Image, rng: np.random.Generator, n: int) -> list[Image.Image]:
     """`n` square close-ups of a photo: side 20-60% of its shorter side, at random positions."""
-    w, h = img.size
-    out = []
-    for _ in range(n):
-        s = max(16, int(min(w, h) * rng.uniform(0.2, 0.6)))
-        x, y = int(rng.integers(0, w - s + 1)), int(rng.integers(0, h - s + 1))
-        out.append(img.crop((x, y, x + s, y + s)))
-    return out
+    return [img.crop(closeup_box(img.size, rng)) for _ in range(n)]
+
+
+def closeup_box(size: tuple[int, int], rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """The box (left, top, right, bottom) of one `closeups` square in a picture of `size` (w, h)."""
+    w, h = size
+    s = max(16, int(min(w, h) * rng.uniform(0.2, 0.6)))
+    x, y = int(rng.integers(0, w - s + 1)), int(rng.integers(0, h - s + 1))
+    return x, y, x + s, y + s
 
 
 # ---- real photos that are not skin, shipped inside Python packages -----------------------------

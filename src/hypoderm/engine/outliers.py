@@ -4,42 +4,97 @@ not-skin gate lets through.
 
 The bank: synthetic pictures of `hypoderm.data.nonskin` (its FIT ranges, 8 families) and random crops of the
 real sample photos that ship inside installed Python packages (`nonskin.sample_photos`), each resized like a
-training photo (shorter side = the preprocessing's resize size). Drawing the synthetic pictures takes about a
-tenth of a second each, so the bank is cached as one .npy file per setting in the training cache folder.
+training photo (shorter side = the preprocessing's resize size). The synthetic pictures are drawn at 224-320 px
+(then resized), so the whole bank took 12.8 s on one idle CPU thread, several times that on a busy machine: more
+than a short run spends training (issue 28: a 4-epoch 48 px run on 42 photos shows 32 of the 723 pictures;
+benchmarks/robustness/README.md). `OutlierBank` therefore draws each picture on its first use and keeps it; a
+long run draws them all, once (one process keeps one bank per setting: `hypoderm cv`'s folds share it; each
+DataLoader worker keeps the pictures it drew). With a training cache folder the whole bank is drawn once and
+stored there as one .npy file.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torchvision.transforms import v2
 
+from hypoderm.engine.data import CachedImageDataset
 from hypoderm.inference.preprocess import PreprocessSpec, center_crop_array, resized_uint8
 
 FIRST_SEED = 500_000  # seeds of the bank's synthetic pictures: apart from the gate's FIT (100000+) and TEST (0+)
 CROPS_PER_PHOTO = 8
 
 
-def build_bank(spec: PreprocessSpec, per_family: int = 60, seed: int = 0) -> np.ndarray:
-    """(N, S, S, 3) uint8: square non-skin pictures at S = spec.resize_size (synthetic + sample-photo crops)."""
-    from hypoderm.data import nonskin
+class OutlierBank(Sequence[torch.Tensor]):
+    """The bank as CHW uint8 tensors (S x S, S = spec.resize_size), each drawn on first use and kept.
 
-    side = spec.resize_size
-    out = []
-    for _, img in nonskin.suite(per_family, FIRST_SEED, nonskin.FIT):
-        out.append(_square(img, side))
-    rng = np.random.default_rng(seed)
-    for _, img in nonskin.sample_photos():
-        out.append(_square(img, side))
-        for crop in nonskin.closeups(img, rng, CROPS_PER_PHOTO):
-            out.append(_square(crop, side))
-    return np.stack(out)
+    Item i is a function of (i, spec, per_family, seed) alone, whatever order the items are drawn in:
+    the synthetic pictures come first (`nonskin.suite` order), then each sample photo and its close-ups.
+    """
+
+    def __init__(self, spec: PreprocessSpec, per_family: int = 60, seed: int = 0) -> None:
+        from hypoderm.data import nonskin
+
+        self.side = spec.resize_size
+        self._synthetic = [(family, FIRST_SEED + i) for family in nonskin.FAMILIES for i in range(per_family)]
+        # each sample photo, then its close-ups: crops drawn now, in one random sequence, cut on use
+        rng = np.random.default_rng(seed)
+        self._photos: list[tuple[Image.Image, tuple[int, int, int, int] | None]] = []
+        for _, img in nonskin.sample_photos():
+            self._photos.append((img, None))
+            self._photos += [(img, nonskin.closeup_box(img.size, rng)) for _ in range(CROPS_PER_PHOTO)]
+        self._made: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self._synthetic) + len(self._photos)
+
+    @property
+    def drawn(self) -> int:
+        """How many pictures were drawn so far (for tests and logs)."""
+        return len(self._made)
+
+    def __getitem__(self, i):  # noqa: ANN001, ANN204 - Sequence's int and slice overloads
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"outlier bank index {i} out of range ({len(self)} pictures)")
+        i %= len(self)
+        hit = self._made.get(i)
+        if hit is None:
+            hit = torch.from_numpy(np.ascontiguousarray(self.array(i).transpose(2, 0, 1)))
+            self._made[i] = hit
+        return hit
+
+    def array(self, i: int) -> np.ndarray:
+        """Picture i drawn afresh, as (S, S, 3) uint8."""
+        from hypoderm.data import nonskin
+
+        if i < len(self._synthetic):
+            family, seed = self._synthetic[i]
+            return _square(nonskin.picture(family, seed, nonskin.FIT), self.side)
+        img, box = self._photos[i - len(self._synthetic)]
+        return _square(img if box is None else img.crop(box), self.side)
+
+
+@functools.lru_cache(maxsize=2)
+def _shared_bank(spec: PreprocessSpec, per_family: int, seed: int) -> OutlierBank:
+    return OutlierBank(spec, per_family, seed)
+
+
+def build_bank(spec: PreprocessSpec, per_family: int = 60, seed: int = 0) -> np.ndarray:
+    """(N, S, S, 3) uint8: the whole bank at S = spec.resize_size (synthetic + sample-photo crops)."""
+    bank = _shared_bank(spec, per_family, seed)
+    return np.stack([t.numpy().transpose(1, 2, 0) for t in bank])
 
 
 def _square(img: Image.Image, side: int) -> np.ndarray:
@@ -49,28 +104,40 @@ def _square(img: Image.Image, side: int) -> np.ndarray:
 
 
 def load_bank(spec: PreprocessSpec, cache_dir: str | os.PathLike | None, per_family: int = 60,
-              seed: int = 0) -> list[torch.Tensor]:
-    """`build_bank` as CHW uint8 tensors, from `cache_dir` when it was built there before."""
+              seed: int = 0) -> Sequence[torch.Tensor]:
+    """The bank as CHW uint8 tensors: from `cache_dir` when it was built there before (built whole and stored
+    there otherwise); without `cache_dir`, this process's `OutlierBank`, which draws pictures on first use."""
+    if not cache_dir:
+        return _shared_bank(spec, per_family, seed)
     from hypoderm.data import nonskin
 
     photos = len(nonskin.sample_photos())
     key = hashlib.sha1(f"{spec.resize_size}|{per_family}|{seed}|{photos}|v1".encode()).hexdigest()
-    path = Path(cache_dir) / f"outliers-{key}.npy" if cache_dir else None
+    path = Path(cache_dir) / f"outliers-{key}.npy"
     bank = None
-    if path is not None and path.is_file():
+    if path.is_file():
         try:
             bank = np.load(path)
         except (OSError, ValueError):
             bank = None  # a damaged cache file is rebuilt
     if bank is None:
         bank = build_bank(spec, per_family, seed)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, bank)
-            os.replace(tmp, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, bank)
+        os.replace(tmp, path)
     return [torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))) for a in bank]
+
+
+class OutlierDataset(CachedImageDataset):
+    """The bank as a training dataset (label 0, unused: the loss is to the uniform distribution) that keeps
+    the bank as it is, so a lazy `OutlierBank` draws only the pictures the batches show."""
+
+    def __init__(self, bank: Sequence[torch.Tensor], transform: v2.Transform) -> None:
+        super().__init__([], [], transform)
+        self.images = bank  # type: ignore[assignment]  # read by index only
+        self.labels = [0] * len(bank)
 
 
 def uniform_target_loss(logits: torch.Tensor) -> torch.Tensor:

@@ -358,10 +358,10 @@ def _build_loop(cfg: TrainConfig, data: FoldData, spec: PreprocessSpec, rt: _Run
                                    workers=cfg.workers, pin_memory=rt.on_cuda)
     outlier_loader, outlier_generator = None, None
     if cfg.outlier_exposure > 0:
-        from hypoderm.engine.outliers import load_bank
+        from hypoderm.engine.outliers import OutlierDataset, load_bank
 
         bank = load_bank(spec, cfg.cache_dir)
-        outlier_ds = CachedImageDataset(bank, [0] * len(bank), train_transform(spec, "standard"))
+        outlier_ds = OutlierDataset(bank, train_transform(spec, "standard"))
         outlier_generator = torch.Generator()
         outlier_loader = build_train_loader(outlier_ds, batch_size=max(1, cfg.batch_size // 4), workers=cfg.workers,
                                             balance="none", num_classes=k, generator=outlier_generator,
