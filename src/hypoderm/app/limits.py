@@ -44,14 +44,16 @@ DEFAULT_LIMIT_CONCURRENCY = 128  # predictions whose upload has arrived (queued 
 # the buffered-bytes budget and the connection cap bound them further.
 DEFAULT_MAX_UPLOADS = 256
 # The per-address cap counts only uploads arriving slower than DEFAULT_SLOW_UPLOAD_BYTES_PER_S (judged on the
-# last SLOW_UPLOAD_WINDOW_S seconds, never in an upload's first ones): it exists to stop one address from
+# last SLOW_UPLOAD_WINDOW_S seconds; in an upload's first window on its bytes since it began, so an upload that
+# has sent nothing yet counts, and a stall counts within tens of ms): the cap exists to stop one address from
 # holding the upload slots with stalled or trickling uploads, not to refuse fast ones (50 phones behind one
 # NAT or proxy posting 12 MP photos got 154 429s in 10 s, issue 28). Over the cap the newest slow uploads
-# of that address get a JSON 429. 32 KiB/s (256 kbit/s) is below any usable mobile link; a 10 MB photo at
-# that rate would miss the 60 s body deadline anyway.
+# of that address get a JSON 429, at once or at their next check. 32 KiB/s (256 kbit/s) is below any usable
+# mobile link; a 10 MB photo at that rate would miss the 60 s body deadline anyway.
 DEFAULT_MAX_UPLOADS_PER_CLIENT = 16
 DEFAULT_SLOW_UPLOAD_BYTES_PER_S = 32 * 1024
 SLOW_UPLOAD_WINDOW_S = 2.0
+FIRST_BYTES_GRACE_S = 0.5  # an upload's first body bytes may take this long (a client sends headers, then the body)
 CHECK_EVERY_S = 0.5  # how often an upload that waits for its next bytes checks its deadline and its pace
 # A body's chunks (one per wake-up of the request's task) must average at least MIN_CHUNK_BYTES once
 # CHUNKS_BEFORE_CHECK have arrived, or the upload gets a JSON 400: each chunk costs the event loop the same
@@ -116,24 +118,33 @@ class UploadProgress:
         self.received = self.chunks = 0
         self._mark, self._mark_bytes = now, 0  # the start of the current window
         self._last_rate: float | None = None  # bytes/s over the last complete window
+        self._last_at = now  # when its last chunk came
 
     def add(self, n: int, now: float) -> None:
         self.received += n
         self.chunks += 1
+        self._last_at = now
         if now - self._mark >= SLOW_UPLOAD_WINDOW_S:
             self._last_rate = (self.received - self._mark_bytes) / (now - self._mark)
             self._mark, self._mark_bytes = now, self.received
 
-    def rate(self, now: float) -> float | None:
-        """Bytes/s over the last window (the current one once it is a window long: a stall shows at once),
-        None in an upload's first window."""
-        if now - self._mark >= SLOW_UPLOAD_WINDOW_S:
-            return (self.received - self._mark_bytes) / (now - self._mark)
+    def rate(self, now: float) -> float:
+        """Bytes/s over the current window once it is a window long (a stall shows at once), else over the last
+        complete one; in an upload's first window, since it began (nothing received yet: 0); 0 after a whole
+        window without a byte (a burst, then a stall); not judged (inf) before its first bytes, for
+        FIRST_BYTES_GRACE_S."""
+        if not self.received and now - self.started < FIRST_BYTES_GRACE_S:
+            return float("inf")
+        if now - self._last_at >= SLOW_UPLOAD_WINDOW_S:
+            return 0.0
+        span = now - self._mark
+        if span >= SLOW_UPLOAD_WINDOW_S or self._last_rate is None:
+            got = self.received - self._mark_bytes
+            return got / span if span > 0 else (float("inf") if got else 0.0)
         return self._last_rate
 
     def is_slow(self, now: float, min_rate: float) -> bool:
-        rate = self.rate(now)
-        return rate is not None and rate < min_rate
+        return self.rate(now) < min_rate
 
 
 def _slow_before(state: ServerState, upload: UploadProgress | None, client: str, now: float) -> int:
@@ -160,7 +171,7 @@ class UploadSlot:
             return
         older = _slow_before(self.state, p, p.client, now)
         if older >= self.state.max_uploads_per_client:
-            rate = p.rate(now) or 0.0
+            rate = p.rate(now)
             log.warning("hypoderm serve: %s: upload arriving at %.0f B/s, %d slower uploads from this address "
                         "before it (limit %d); answered 429", peer(self.request), rate, older,
                         self.state.max_uploads_per_client)
@@ -209,8 +220,8 @@ async def read_limited(request: Request, limit: int, timeout: float = DEFAULT_BO
     chunks average under MIN_CHUNK_BYTES, or (with `slot`) when it is one slow upload too many from its
     address. A client that leaves mid-upload is logged as one line, not a traceback.
 
-    The body deadline and the pace are checked every CHECK_EVERY_S while the next chunk is awaited (the
-    pending read is never cancelled in between), and the deadline after every chunk too."""
+    The body deadline and the pace are checked by a timer every CHECK_EVERY_S (a refusal cancels the read), and
+    the deadline after every chunk too; a chunk costs no task or timer of its own."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -223,8 +234,9 @@ async def read_limited(request: Request, limit: int, timeout: float = DEFAULT_BO
     total = n_chunks = 0
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    stream = request.stream().__aiter__()
-    pending: asyncio.Future[bytes] | None = None
+    task = asyncio.current_task()
+    refusal: list[ApiError] = []
+    timer: asyncio.TimerHandle | None = None
 
     def timed_out() -> ApiError:
         log.warning("hypoderm serve: %s: upload not complete within %gs (%d bytes received); answered 408",
@@ -232,23 +244,24 @@ async def read_limited(request: Request, limit: int, timeout: float = DEFAULT_BO
         return ApiError(408, "upload_timeout", f"upload not complete within {timeout:g} s ({total} bytes received)",
                         close=True)
 
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(stream.__anext__())
-            left = deadline - loop.time()
-            if left <= 0:
-                raise timed_out()
-            done, _ = await asyncio.wait((pending,), timeout=min(left, CHECK_EVERY_S))
-            if not done:
-                if slot is not None:
-                    slot.check_pace()
-                continue
-            arrived, pending = pending, None
+    def tick() -> None:
+        """Every CHECK_EVERY_S while the body arrives: the deadline and the pace; a refusal cancels the read."""
+        nonlocal timer
+        if loop.time() >= deadline:
+            refusal.append(timed_out())
+        elif slot is not None:
             try:
-                chunk = arrived.result()
-            except StopAsyncIteration:
-                break
+                slot.check_pace()
+            except ApiError as e:
+                refusal.append(e)
+        if refusal and task is not None:
+            task.cancel()
+        else:
+            timer = loop.call_later(max(0.0, min(CHECK_EVERY_S, deadline - loop.time())), tick)
+
+    timer = loop.call_later(min(CHECK_EVERY_S, timeout), tick)
+    try:
+        async for chunk in request.stream():
             if not chunk:
                 continue
             total += len(chunk)
@@ -262,18 +275,26 @@ async def read_limited(request: Request, limit: int, timeout: float = DEFAULT_BO
                 raise ApiError(400, "upload_chunks_too_small", f"the upload arrived in {n_chunks} pieces of "
                                f"{total / n_chunks:.1f} bytes on average; the server needs at least {MIN_CHUNK_BYTES} "
                                "bytes per piece (send the body in larger writes)", close=True)
+            if loop.time() > deadline:  # checked here too: a busy loop may run the timer late
+                raise timed_out()
             if budget is not None:
                 budget.take(len(chunk))
             if slot is not None:
                 slot.received(len(chunk))
             chunks.append(chunk)
+    except asyncio.CancelledError:
+        if not refusal:
+            raise
+        if task is not None and hasattr(task, "uncancel"):  # Python 3.11+: this cancellation is handled here
+            task.uncancel()
+        raise refusal[0] from None
     except ClientDisconnect:
         log.warning("hypoderm serve: %s: client disconnected during the upload (%d bytes received)",
                     peer(request), total)
         raise ApiError(400, "client_disconnected", "the client disconnected before the upload was complete") from None
     finally:
-        if pending is not None:
-            pending.cancel()
+        if timer is not None:
+            timer.cancel()
     return b"".join(chunks)
 
 
