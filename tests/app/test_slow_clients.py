@@ -101,6 +101,14 @@ def test_both_parsers_bound_the_headers_in_time_and_size(model_dir: Path, parser
         thread.join(10)
 
 
+def test_slow_upload_rate_is_an_option(capsys: pytest.CaptureFixture[str]) -> None:
+    from hypoderm.cli import main
+
+    assert _serve_args().slow_upload_kib * 1024 == limits.DEFAULT_SLOW_UPLOAD_BYTES_PER_S
+    assert main(["serve", "--slow-upload-kib", "0"]) == 2
+    assert "--slow-upload-kib" in capsys.readouterr().err
+
+
 def _serve_args(*argv: str):
     import argparse
 

@@ -172,7 +172,7 @@ class UploadSlot:
         older = _slow_before(self.state, p, p.client, now)
         if older >= self.state.max_uploads_per_client:
             rate = p.rate(now)
-            log.warning("hypoderm serve: %s: upload arriving at %.0f B/s, %d slower uploads from this address "
+            log.warning("hypoderm serve: %s: upload arriving at %.0f B/s, %d slow uploads from this address "
                         "before it (limit %d); answered 429", peer(self.request), rate, older,
                         self.state.max_uploads_per_client)
             raise ApiError(429, "too_many_uploads", f"{older} uploads from {p.client} are arriving slower than "
