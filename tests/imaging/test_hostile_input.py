@@ -299,13 +299,14 @@ def _health(port: int) -> dict:
     return httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=30).json()
 
 
-def _until_uploads(port: int, n: int) -> dict:
-    """Health once the server has seen `n` uploads arriving (synchronisation, not a timing)."""
+def _until_uploads(port: int, n: int, field: str = "uploads") -> dict:
+    """Health once the server has seen `n` uploads arriving (synchronisation, not a timing); `field`
+    "slow_uploads": once it has judged `n` of them slow (stalled for a 2 s window)."""
     import time
 
     for _ in range(600):
         body = _health(port)
-        if body["load"]["uploads"]["in_progress"] == n:
+        if (body["load"][field] if field == "slow_uploads" else body["load"][field]["in_progress"]) == n:
             return body
         time.sleep(0.05)
     raise AssertionError(f"the server never saw {n} uploads: {body}")
@@ -340,7 +341,7 @@ def test_stalled_uploads_do_not_lock_out_real_predictions(small_server: int) -> 
     port = small_server
     stalled = [_stall(port, "127.0.0.2") for _ in range(3)] + [_stall(port, "127.0.0.3") for _ in range(2)]
     try:
-        body = _until_uploads(port, 5)
+        body = _until_uploads(port, 5, "slow_uploads")
         assert body["status"] == "ok" and body["load"]["predictions"] == {"in_progress": 0, "limit": 2}
         assert body["load"]["clients_at_upload_limit"] == 1
         r = httpx.post(f"http://127.0.0.1:{port}/api/v1/predict", files={"image": ("p.png", _encode(

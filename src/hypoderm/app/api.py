@@ -52,6 +52,7 @@ class Load(_Answer):
     predictions: LimitUse
     uploads: LimitUse
     upload_bytes: LimitUse
+    slow_uploads: int  # arriving slower than the server's stated rate (only these are capped per address)
     clients_at_upload_limit: int
     saturated: list[Literal["predictions", "uploads", "upload_bytes"]]
 
@@ -153,9 +154,10 @@ class Error(_Answer):
 
 
 PREDICT_ERRORS = {
-    400: "empty or malformed upload", 408: "upload too slow", 413: "too many bytes or pixels",
+    400: "empty or malformed upload, or one sent in tiny pieces", 408: "upload too slow",
+    413: "too many bytes or pixels",
     415: "not an image / wrong Content-Type", 422: "truncated or corrupt image, or extreme aspect ratio",
-    429: "too many uploads from this client still arriving",
+    429: "too many slow uploads from this client still arriving",
     503: "server busy (too many predictions or uploads in progress)",
 }
 
@@ -202,8 +204,8 @@ async def predict(request: Request, state: State, top_k: int = Query(3, ge=1, le
     refuse_if_busy(state, request)  # before the upload: no client sends 10 MB to hear "busy"
     budget = Budget(state)
     try:
-        with upload_slot(state, request):
-            data = await image_bytes(request, state, budget)
+        with upload_slot(state, request) as slot:
+            data = await image_bytes(request, state, budget, slot)
         refuse_if_busy(state, request)  # the upload has arrived: only now does it count as a prediction
         state.in_flight += 1
         try:

@@ -29,11 +29,12 @@ SECURITY_HEADERS = {
 
 
 class ApiError(Exception):
-    """A client error answered as JSON: {"error": code, "detail": message}."""
+    """A client error answered as JSON: {"error": code, "detail": message}. `close`: the answer closes the
+    connection (an upload refused before its body has arrived: the rest of it is not read)."""
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
+    def __init__(self, status: int, code: str, detail: str, close: bool = False) -> None:
         super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
+        self.status, self.code, self.detail, self.close = status, code, detail, close
 
 
 def json_error(status: int, code: str, detail: str) -> JSONResponse:
@@ -59,7 +60,10 @@ def add_error_handling(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, e: ApiError) -> JSONResponse:
-        return json_error(e.status, e.code, e.detail)
+        response = json_error(e.status, e.code, e.detail)
+        if e.close:
+            response.headers["Connection"] = "close"
+        return response
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, e: Exception) -> JSONResponse:

@@ -1,6 +1,7 @@
-"""The server's limits: bytes per upload (refused before they are parsed), uploads still arriving (per client
-address and in total), upload bytes held, predictions in progress, the body deadline; the uvicorn options for
-the header deadline and the connection cap (hypoderm.app.guard), and the open-file limit they need.
+"""The server's limits: bytes per upload (refused before they are parsed), uploads still arriving (slow ones per
+client address, all of them in total), upload bytes held, predictions in progress, the body deadline, the
+smallest average chunk of a body; the uvicorn options for the parser, the header deadline and the connection cap
+(hypoderm.app.guard), the proxy headers, and the open-file limit they need.
 
 A stalled upload holds an upload slot, never a prediction slot; every refusal is a JSON 4xx/503 (ApiError)
 and one log line."""
@@ -11,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -41,12 +43,30 @@ DEFAULT_LIMIT_CONCURRENCY = 128  # predictions whose upload has arrived (queued 
 # minute): per client address (over it: JSON 429) and in total (over it: JSON 503); the body deadline,
 # the buffered-bytes budget and the connection cap bound them further.
 DEFAULT_MAX_UPLOADS = 256
+# The per-address cap counts only uploads arriving slower than DEFAULT_SLOW_UPLOAD_BYTES_PER_S (judged on the
+# last SLOW_UPLOAD_WINDOW_S seconds; in an upload's first window on its bytes since it began, so an upload that
+# has sent nothing yet counts, and a stall counts within tens of ms): the cap exists to stop one address from
+# holding the upload slots with stalled or trickling uploads, not to refuse fast ones (50 phones behind one
+# NAT or proxy posting 12 MP photos got 154 429s in 10 s, issue 28). Over the cap the newest slow uploads
+# of that address get a JSON 429, at once or at their next check. 32 KiB/s (256 kbit/s) is below any usable
+# mobile link; a 10 MB photo at that rate would miss the 60 s body deadline anyway.
 DEFAULT_MAX_UPLOADS_PER_CLIENT = 16
+DEFAULT_SLOW_UPLOAD_BYTES_PER_S = 32 * 1024
+SLOW_UPLOAD_WINDOW_S = 2.0
+FIRST_BYTES_GRACE_S = 0.5  # an upload's first body bytes may take this long (a client sends headers, then the body)
+CHECK_EVERY_S = 0.5  # how often an upload that waits for its next bytes checks its deadline and its pace
+# A body's chunks (one per wake-up of the request's task) must average at least MIN_CHUNK_BYTES once
+# CHUNKS_BEFORE_CHECK have arrived, or the upload gets a JSON 400: each chunk costs the event loop the same
+# whatever its size, and 12 clients sending 1-byte chunks left /health unanswered for ~100 s (issue 28). A
+# real network delivers whole TCP segments (536 bytes at the least, ~1400 usually), so this refuses only
+# deliberate tiny writes; it bounds a body's chunks to max(64, its bytes / 256).
+MIN_CHUNK_BYTES = 256
+CHUNKS_BEFORE_CHECK = 64
 DEFAULT_MAX_CONNECTIONS = 512  # open sockets; over it a new connection is closed at once (fd safety)
 # Upload bytes held in memory by all requests together; over it new uploads get 503. Without it,
 # 512 slow clients each sending 10 MB would hold 5 GB.
 DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024 * 1024
-MAX_HEADER_BYTES = 16384  # request line + headers (h11's incomplete-event limit)
+MAX_HEADER_BYTES = 16384  # request line + headers (h11's incomplete-event limit; guard.py's for httptools)
 # Connections accepted in one burst (asyncio accepts up to `backlog` at once before any of them is
 # seen by the connection cap; uvicorn's 2048 let a flood exhaust 1024 file descriptors in one burst).
 ACCEPT_BACKLOG = 128
@@ -89,36 +109,119 @@ def refuse_if_busy(state: ServerState, request: Request) -> None:
                        f"{state.limit_concurrency}); retry in a moment")
 
 
+class UploadProgress:
+    """One upload still arriving from `client`: when it began, its bytes and chunks so far, and its pace
+    (event loop only; `now` is time.monotonic())."""
+
+    def __init__(self, client: str, now: float) -> None:
+        self.client, self.started = client, now
+        self.received = self.chunks = 0
+        self._mark, self._mark_bytes = now, 0  # the start of the current window
+        self._last_rate: float | None = None  # bytes/s over the last complete window
+        self._last_at = now  # when its last chunk came
+
+    def add(self, n: int, now: float) -> None:
+        self.received += n
+        self.chunks += 1
+        self._last_at = now
+        if now - self._mark >= SLOW_UPLOAD_WINDOW_S:
+            self._last_rate = (self.received - self._mark_bytes) / (now - self._mark)
+            self._mark, self._mark_bytes = now, self.received
+
+    def rate(self, now: float) -> float:
+        """Bytes/s over the current window once it is a window long (a stall shows at once), else over the last
+        complete one; in an upload's first window, since it began (nothing received yet: 0); 0 after a whole
+        window without a byte (a burst, then a stall); not judged (inf) before its first bytes, for
+        FIRST_BYTES_GRACE_S."""
+        if not self.received and now - self.started < FIRST_BYTES_GRACE_S:
+            return float("inf")
+        if now - self._last_at >= SLOW_UPLOAD_WINDOW_S:
+            return 0.0
+        span = now - self._mark
+        if span >= SLOW_UPLOAD_WINDOW_S or self._last_rate is None:
+            got = self.received - self._mark_bytes
+            return got / span if span > 0 else (float("inf") if got else 0.0)
+        return self._last_rate
+
+    def is_slow(self, now: float, min_rate: float) -> bool:
+        return self.rate(now) < min_rate
+
+
+def _slow_before(state: ServerState, upload: UploadProgress | None, client: str, now: float) -> int:
+    """Slow uploads from `client` that began before `upload` (all of them when it is None)."""
+    return sum(1 for u in state.uploads.get(client, ()) if u is not upload and u.is_slow(now, state.slow_upload_rate)
+               and (upload is None or u.started <= upload.started))
+
+
+class UploadSlot:
+    """An upload while its body arrives, counted in ServerState.uploads (see `upload_slot`)."""
+
+    def __init__(self, state: ServerState, request: Request, progress: UploadProgress) -> None:
+        self.state, self.request, self.progress = state, request, progress
+
+    def received(self, n: int) -> None:
+        self.progress.add(n, time.monotonic())
+
+    def check_pace(self) -> None:
+        """JSON 429 when this upload is slow and its address already has `max_uploads_per_client` older slow
+        uploads arriving (the older ones keep their slots)."""
+        now = time.monotonic()
+        p = self.progress
+        if not p.is_slow(now, self.state.slow_upload_rate):
+            return
+        older = _slow_before(self.state, p, p.client, now)
+        if older >= self.state.max_uploads_per_client:
+            rate = p.rate(now)
+            log.warning("hypoderm serve: %s: upload arriving at %.0f B/s, %d slow uploads from this address "
+                        "before it (limit %d); answered 429", peer(self.request), rate, older,
+                        self.state.max_uploads_per_client)
+            raise ApiError(429, "too_many_uploads", f"{older} uploads from {p.client} are arriving slower than "
+                           f"{self.state.slow_upload_rate / 1024:g} KiB/s (limit {self.state.max_uploads_per_client} "
+                           f"per client), and this one too ({rate / 1024:.1f} KiB/s); wait for them to finish",
+                           close=True)
+
+
 @contextlib.contextmanager
-def upload_slot(state: ServerState, request: Request) -> Iterator[None]:
+def upload_slot(state: ServerState, request: Request) -> Iterator[UploadSlot]:
     """Count one upload while its body arrives: JSON 429 when this client address already has
-    `max_uploads_per_client` uploads arriving, JSON 503 when all clients together have `max_uploads`."""
+    `max_uploads_per_client` slow uploads arriving (slower than `slow_upload_rate`; fast ones are not capped
+    per address), JSON 503 when all clients together have `max_uploads`."""
     client = request.client.host if request.client else "unknown"
-    if state.uploads[client] >= state.max_uploads_per_client:
-        log.warning("hypoderm serve: %s: refused, %d uploads from this address still arriving (limit %d); "
-                    "answered 429", peer(request), state.uploads[client], state.max_uploads_per_client)
-        raise ApiError(429, "too_many_uploads", f"{state.uploads[client]} uploads from {client} are still arriving "
-                       f"(limit {state.max_uploads_per_client} per client); wait for them to finish")
-    if sum(state.uploads.values()) >= state.max_uploads:
+    now = time.monotonic()
+    slow = _slow_before(state, None, client, now) if client in state.uploads else 0
+    if slow >= state.max_uploads_per_client:
+        log.warning("hypoderm serve: %s: refused, %d slow uploads from this address still arriving (limit %d); "
+                    "answered 429", peer(request), slow, state.max_uploads_per_client)
+        raise ApiError(429, "too_many_uploads", f"{slow} uploads from {client} are arriving slower than "
+                       f"{state.slow_upload_rate / 1024:g} KiB/s (limit {state.max_uploads_per_client} per client); "
+                       "wait for them to finish", close=True)
+    arriving = sum(len(v) for v in state.uploads.values())
+    if arriving >= state.max_uploads:
         log.warning("hypoderm serve: %s: refused, %d uploads still arriving (limit %d); answered 503",
-                    peer(request), sum(state.uploads.values()), state.max_uploads)
-        raise ApiError(503, "server_busy", f"{sum(state.uploads.values())} uploads are arriving (limit "
-                       f"{state.max_uploads}); retry in a moment")
-    state.uploads[client] += 1
+                    peer(request), arriving, state.max_uploads)
+        raise ApiError(503, "server_busy", f"{arriving} uploads are arriving (limit {state.max_uploads}); "
+                       "retry in a moment", close=True)
+    progress = UploadProgress(client, now)
+    state.uploads.setdefault(client, []).append(progress)
     try:
-        yield
+        yield UploadSlot(state, request, progress)
     finally:
-        state.uploads[client] -= 1
-        if not state.uploads[client]:
+        mine = state.uploads[client]
+        mine.remove(progress)
+        if not mine:
             del state.uploads[client]
 
 
 async def read_limited(request: Request, limit: int, timeout: float = DEFAULT_BODY_TIMEOUT_S,
-                       budget: Budget | None = None) -> bytes:
+                       budget: Budget | None = None, slot: UploadSlot | None = None) -> bytes:
     """The request body, refused as soon as it passes `limit` bytes (never buffered past it) or
     takes longer than `timeout` seconds to arrive (a stalled upload must not hold memory and a
-    connection forever), or when all uploads together would pass the server's `budget`. A client
-    that leaves mid-upload is logged as one line, not a traceback."""
+    connection forever), or when all uploads together would pass the server's `budget`, or when its
+    chunks average under MIN_CHUNK_BYTES, or (with `slot`) when it is one slow upload too many from its
+    address. A client that leaves mid-upload is logged as one line, not a traceback.
+
+    The body deadline and the pace are checked by a timer every CHECK_EVERY_S (a refusal cancels the read), and
+    the deadline after every chunk too; a chunk costs no task or timer of its own."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -126,35 +229,77 @@ async def read_limited(request: Request, limit: int, timeout: float = DEFAULT_BO
         except ValueError:
             raise ApiError(400, "bad_content_length", f"Content-Length is not a number: {declared!r}") from None
         if n > limit:
-            raise ApiError(413, "upload_too_large", f"upload too large: {n} bytes > limit {limit} bytes")
+            raise ApiError(413, "upload_too_large", f"upload too large: {n} bytes > limit {limit} bytes", close=True)
     chunks: list[bytes] = []
-    total = 0
+    total = n_chunks = 0
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    task = asyncio.current_task()
+    refusal: list[ApiError] = []
+    timer: asyncio.TimerHandle | None = None
 
-    async def read() -> None:
-        nonlocal total
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > limit:
-                raise ApiError(413, "upload_too_large", f"upload too large: more than the limit of {limit} bytes")
-            if budget is not None:
-                budget.take(len(chunk))
-            chunks.append(chunk)
-
-    try:
-        await asyncio.wait_for(read(), timeout)
-    except asyncio.TimeoutError:
+    def timed_out() -> ApiError:
         log.warning("hypoderm serve: %s: upload not complete within %gs (%d bytes received); answered 408",
                     peer(request), timeout, total)
-        raise ApiError(408, "upload_timeout", f"upload not complete within {timeout:g} s ({total} bytes received)"
-                       ) from None
+        return ApiError(408, "upload_timeout", f"upload not complete within {timeout:g} s ({total} bytes received)",
+                        close=True)
+
+    def tick() -> None:
+        """Every CHECK_EVERY_S while the body arrives: the deadline and the pace; a refusal cancels the read."""
+        nonlocal timer
+        if loop.time() >= deadline:
+            refusal.append(timed_out())
+        elif slot is not None:
+            try:
+                slot.check_pace()
+            except ApiError as e:
+                refusal.append(e)
+        if refusal and task is not None:
+            task.cancel()
+        else:
+            timer = loop.call_later(max(0.0, min(CHECK_EVERY_S, deadline - loop.time())), tick)
+
+    timer = loop.call_later(min(CHECK_EVERY_S, timeout), tick)
+    try:
+        async for chunk in request.stream():
+            if not chunk:
+                continue
+            total += len(chunk)
+            n_chunks += 1
+            if total > limit:
+                raise ApiError(413, "upload_too_large", f"upload too large: more than the limit of {limit} bytes",
+                               close=True)
+            if n_chunks >= CHUNKS_BEFORE_CHECK and total < MIN_CHUNK_BYTES * n_chunks:
+                log.warning("hypoderm serve: %s: upload arriving in %d chunks of %.1f bytes on average (at least %d "
+                            "expected); answered 400", peer(request), n_chunks, total / n_chunks, MIN_CHUNK_BYTES)
+                raise ApiError(400, "upload_chunks_too_small", f"the upload arrived in {n_chunks} pieces of "
+                               f"{total / n_chunks:.1f} bytes on average; the server needs at least {MIN_CHUNK_BYTES} "
+                               "bytes per piece (send the body in larger writes)", close=True)
+            if loop.time() > deadline:  # checked here too: a busy loop may run the timer late
+                raise timed_out()
+            if budget is not None:
+                budget.take(len(chunk))
+            if slot is not None:
+                slot.received(len(chunk))
+            chunks.append(chunk)
+    except asyncio.CancelledError:
+        if not refusal:
+            raise
+        if task is not None and hasattr(task, "uncancel"):  # Python 3.11+: this cancellation is handled here
+            task.uncancel()
+        raise refusal[0] from None
     except ClientDisconnect:
         log.warning("hypoderm serve: %s: client disconnected during the upload (%d bytes received)",
                     peer(request), total)
         raise ApiError(400, "client_disconnected", "the client disconnected before the upload was complete") from None
+    finally:
+        if timer is not None:
+            timer.cancel()
     return b"".join(chunks)
 
 
-async def image_bytes(request: Request, state: ServerState, budget: Budget | None = None) -> bytes:
+async def image_bytes(request: Request, state: ServerState, budget: Budget | None = None,
+                      slot: UploadSlot | None = None) -> bytes:
     """The uploaded file's bytes, from multipart field `image` (or `file`) or a raw image body."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if not (ctype == "multipart/form-data" or ctype.startswith("image/") or ctype == "application/octet-stream"):
@@ -163,7 +308,7 @@ async def image_bytes(request: Request, state: ServerState, budget: Budget | Non
                        "in field 'image', or the photo itself as the body (image/* or application/octet-stream)")
     # Multipart framing adds a few hundred bytes; allow for it so the limit applies to the photo.
     body = await read_limited(request, state.max_upload_bytes + (16384 if ctype == "multipart/form-data" else 0),
-                              state.body_timeout, budget)
+                              state.body_timeout, budget, slot)
     if ctype != "multipart/form-data":
         return body
     try:
@@ -199,14 +344,20 @@ def fit_open_file_limit(max_connections: int) -> int:
 
 def uvicorn_options(args: Any) -> dict[str, Any]:
     """uvicorn.run keyword arguments for the limits of `args` (header_timeout, keep_alive_timeout,
-    max_connections: the `hypoderm serve` options; kept apart so tests can check them)."""
+    max_connections, forwarded_allow_ips: the `hypoderm serve` options; kept apart so tests can check them).
+
+    The parser is httptools when it is installed (a project dependency), h11 otherwise (hypoderm.app.guard).
+    Proxy headers (X-Forwarded-For, which then gives the client address the per-address cap counts) are
+    believed only from the addresses in `forwarded_allow_ips`; none by default (uvicorn believes 127.0.0.1's)."""
     from hypoderm.app.guard import guarded_protocol
 
-    return {"http": guarded_protocol(args.header_timeout, args.max_connections),
+    forwarded = getattr(args, "forwarded_allow_ips", None)
+    return {"http": guarded_protocol(args.header_timeout, args.max_connections, MAX_HEADER_BYTES),
             # The app limits predictions itself (JSON 503, health exempt); uvicorn's own plain-text 503 is
             # only a backstop. Connections over the cap still count until their close completes (up to
             # two accept bursts), so the backstop sits above that.
             "timeout_keep_alive": args.keep_alive_timeout,
             "limit_concurrency": args.max_connections + 2 * ACCEPT_BACKLOG + 1,
             "h11_max_incomplete_event_size": MAX_HEADER_BYTES, "backlog": ACCEPT_BACKLOG, "server_header": False,
+            "proxy_headers": bool(forwarded), "forwarded_allow_ips": forwarded or None,
             "log_level": "warning"}

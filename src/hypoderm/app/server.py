@@ -13,7 +13,7 @@ The app, one module per job:
     limits.py  upload limits (bytes, time, uploads per client and in total, bytes held), the uvicorn options
     errors.py  security headers; every error as JSON (ApiError)
     upload.py  in-memory multipart parsing (no uploaded image is ever written to disk)
-    assets.py  compressed, content-hashed delivery;   guard.py  header deadline, connection cap
+    assets.py  compressed, content-hashed delivery;   guard.py  header deadline and size, connection cap
 
 Hardening: uploads are capped in bytes (before they are parsed), in pixels and aspect ratio (before they are
 decoded), and in time (header and body read deadlines); at most `max_decodes` photos are decoded at once, so
@@ -48,6 +48,7 @@ from hypoderm.app.limits import (
     DEFAULT_MAX_UPLOAD_BYTES,
     DEFAULT_MAX_UPLOADS,
     DEFAULT_MAX_UPLOADS_PER_CLIENT,
+    DEFAULT_SLOW_UPLOAD_BYTES_PER_S,
     fit_open_file_limit,
     log,
     uvicorn_options,
@@ -78,14 +79,15 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
                threads: int | None = None, max_decodes: int = DEFAULT_MAX_DECODES,
                body_timeout: float = DEFAULT_BODY_TIMEOUT_S, limit_concurrency: int = DEFAULT_LIMIT_CONCURRENCY,
                max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES, cache_dir: Path | None = None,
-               max_uploads: int = DEFAULT_MAX_UPLOADS, max_uploads_per_client: int = DEFAULT_MAX_UPLOADS_PER_CLIENT
-               ) -> FastAPI:
+               max_uploads: int = DEFAULT_MAX_UPLOADS, max_uploads_per_client: int = DEFAULT_MAX_UPLOADS_PER_CLIENT,
+               slow_upload_rate: float = DEFAULT_SLOW_UPLOAD_BYTES_PER_S) -> FastAPI:
     """The app for one model. Raises ModelLoadError when the model cannot be used. `cache_dir` holds the
-    precompressed runtime and model (default: hypoderm.app.assets.default_cache_dir())."""
+    precompressed runtime and model (default: hypoderm.app.assets.default_cache_dir()). `max_uploads_per_client`
+    caps the uploads of one address that arrive slower than `slow_upload_rate` bytes/s."""
     if min(max_decodes, limit_concurrency, max_uploads, max_uploads_per_client) < 1 or body_timeout <= 0 \
-            or max_buffered_bytes < max_upload_bytes:
+            or max_buffered_bytes < max_upload_bytes or not slow_upload_rate >= 0:
         raise ValueError("max_decodes, limit_concurrency, max_uploads and max_uploads_per_client must be >= 1, "
-                         "body_timeout > 0, and max_buffered_bytes >= max_upload_bytes")
+                         "body_timeout > 0, slow_upload_rate >= 0 and max_buffered_bytes >= max_upload_bytes")
     model_path = resolve_model_path(model)
     try:
         predictor = _load_predictor(model_path, threads)
@@ -97,6 +99,7 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
                         max_pixels=max_pixels, max_decodes=max_decodes, body_timeout=body_timeout,
                         limit_concurrency=limit_concurrency, max_buffered_bytes=max_buffered_bytes,
                         max_uploads=max_uploads, max_uploads_per_client=max_uploads_per_client,
+                        slow_upload_rate=float(slow_upload_rate),
                         model_sha256=sha256_file(model_path))
     state.delivery = Delivery.build(model_path, STATIC_DIR, state.web_assets, ORT_FILES, cache_dir)
 
@@ -111,7 +114,7 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
 
 def serve(app: FastAPI, host: str, port: int, limits: Any) -> None:
     """Run `app` with uvicorn until it is stopped. `limits`: the `hypoderm serve` options header_timeout,
-    keep_alive_timeout and max_connections (the last one lowered to fit the open-file limit)."""
+    keep_alive_timeout, max_connections (lowered to fit the open-file limit) and forwarded_allow_ips."""
     import uvicorn
 
     if not log.handlers:  # one plain line per rejected client on stderr

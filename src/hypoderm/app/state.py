@@ -7,7 +7,6 @@ import json
 import os
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ from hypoderm.app.limits import (
     DEFAULT_MAX_DECODES,
     DEFAULT_MAX_UPLOADS,
     DEFAULT_MAX_UPLOADS_PER_CLIENT,
+    DEFAULT_SLOW_UPLOAD_BYTES_PER_S,
+    UploadProgress,
 )
 from hypoderm.app.web_runtime import ORT_FILES, PACKAGED
 from hypoderm.inference import ModelLoadError, bundled_model
@@ -93,9 +94,11 @@ class ServerState:
     limit_concurrency: int = DEFAULT_LIMIT_CONCURRENCY
     max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES
     max_uploads: int = DEFAULT_MAX_UPLOADS
-    max_uploads_per_client: int = DEFAULT_MAX_UPLOADS_PER_CLIENT
+    max_uploads_per_client: int = DEFAULT_MAX_UPLOADS_PER_CLIENT  # slow uploads still arriving, per address
+    slow_upload_rate: float = DEFAULT_SLOW_UPLOAD_BYTES_PER_S  # bytes/s: slower uploads count against that cap
     in_flight: int = 0  # predictions whose upload has arrived: queued or decoding (event loop only)
-    uploads: Counter[str] = field(default_factory=Counter)  # uploads still arriving, by client address (event loop)
+    # uploads still arriving, by client address (event loop only)
+    uploads: dict[str, list[UploadProgress]] = field(default_factory=dict)
     buffered_bytes: int = 0  # upload bytes held by requests in progress (event loop only)
     model_sha256: str = ""
     started: float = field(default_factory=time.time)
@@ -111,12 +114,17 @@ class ServerState:
 
     def load(self) -> dict[str, Any]:
         """What /api/v1/health reports: each limit, its use, and which ones are reached (`saturated`)."""
-        uploading = sum(self.uploads.values())
+        # /health runs in a worker thread while the event loop changes `uploads`: read a copy
+        per_client = [list(v) for v in list(self.uploads.values())]
+        uploading = sum(len(v) for v in per_client)
+        now = time.monotonic()
+        slow = [sum(u.is_slow(now, self.slow_upload_rate) for u in v) for v in per_client]
         use = {"predictions": (self.in_flight, self.limit_concurrency),
                "uploads": (uploading, self.max_uploads),
                "upload_bytes": (self.buffered_bytes, self.max_buffered_bytes)}
         return {**{name: {"in_progress": n, "limit": limit} for name, (n, limit) in use.items()},
-                "clients_at_upload_limit": sum(n >= self.max_uploads_per_client for n in self.uploads.values()),
+                "slow_uploads": sum(slow),
+                "clients_at_upload_limit": sum(n >= self.max_uploads_per_client for n in slow),
                 "saturated": [name for name, (n, limit) in use.items() if n >= limit]}
 
     def gradcam_status(self) -> tuple[bool, str | None]:

@@ -18,6 +18,7 @@ from hypoderm.app.limits import (
     DEFAULT_MAX_UPLOADS,
     DEFAULT_MAX_UPLOADS_PER_CLIENT,
     DEFAULT_SERVER_THREADS,
+    DEFAULT_SLOW_UPLOAD_BYTES_PER_S,
 )
 from hypoderm.app.state import WEB_ASSETS_ENV
 from hypoderm.errors import UsageError
@@ -56,9 +57,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="uploads still arriving, all clients together, before new ones get a JSON 503 "
                              f"(default {DEFAULT_MAX_UPLOADS})")
     limits.add_argument("--max-uploads-per-client", type=int, default=DEFAULT_MAX_UPLOADS_PER_CLIENT,
-                        help="uploads still arriving from one client address before its new ones get a JSON 429 "
-                             f"(default {DEFAULT_MAX_UPLOADS_PER_CLIENT}; behind a reverse proxy every client has the "
-                             "proxy's address: raise it)")
+                        help="slow uploads (see --slow-upload-kib) still arriving from one client address before "
+                             f"its slow ones get a JSON 429 (default {DEFAULT_MAX_UPLOADS_PER_CLIENT}); fast uploads "
+                             "are not capped per address")
+    limits.add_argument("--slow-upload-kib", type=float, default=DEFAULT_SLOW_UPLOAD_BYTES_PER_S / 1024,
+                        help="KiB/s under which an arriving upload counts as slow, judged on its last 2 s "
+                             f"(default {DEFAULT_SLOW_UPLOAD_BYTES_PER_S // 1024})")
+    limits.add_argument("--forwarded-allow-ips", default=None, metavar="ADDRESSES",
+                        help="comma-separated addresses of your reverse proxy (or *): their X-Forwarded-For header "
+                             "gives the client's address (default: none; every header is ignored)")
     limits.add_argument("--max-buffered-mb", type=float, default=DEFAULT_MAX_BUFFERED_BYTES / 2**20,
                         help="upload MiB held in memory by all requests together before new uploads get 503 "
                              f"(default {DEFAULT_MAX_BUFFERED_BYTES // 2**20})")
@@ -78,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                 "--body-timeout": args.body_timeout, "--keep-alive-timeout": args.keep_alive_timeout,
                 "--limit-concurrency": args.limit_concurrency, "--max-connections": args.max_connections,
                 "--max-uploads": args.max_uploads, "--max-uploads-per-client": args.max_uploads_per_client,
-                "--max-buffered-mb": args.max_buffered_mb}
+                "--max-buffered-mb": args.max_buffered_mb, "--slow-upload-kib": args.slow_upload_kib}
     bad = [name for name, value in positive.items() if not value > 0]
     if bad:
         raise UsageError(f"{', '.join(bad)} must be positive")
@@ -87,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
                      max_pixels=args.max_pixels, threads=args.threads, max_decodes=args.max_decodes,
                      body_timeout=args.body_timeout, limit_concurrency=args.limit_concurrency,
                      max_uploads=args.max_uploads, max_uploads_per_client=args.max_uploads_per_client,
+                     slow_upload_rate=args.slow_upload_kib * 1024,
                      max_buffered_bytes=max(int(args.max_buffered_mb * 2**20), int(args.max_upload_mb * 2**20)))
     state = app.state.hypoderm
     if state.web_assets is None:
