@@ -47,8 +47,12 @@ def run_study(cfg: Any, models: list[str], out: Path, n_bootstrap: int = 1000,
     models/NAME/holdout-COLUMN/, one shared held-out split); its summary is under the key "holdout"."""
     from hypoderm.data.dataset import check_images, load_index
     from hypoderm.data.splits import Split, make_split
+    from hypoderm.engine.cache import DecodedCache
     from hypoderm.engine.cv import run_cv
+    from hypoderm.inference.preprocess import PreprocessSpec
 
+    # every photo decoded once for all the models' runs (and their photo-style baselines)
+    cache = DecodedCache(PreprocessSpec.for_size(cfg.size), cfg.cache_dir, style_features=True)
     out.mkdir(parents=True, exist_ok=True)
     split_path = out / "split.json"  # the study folder keeps the split it used, whoever made it
     if cfg.split and not split_path.is_file():
@@ -56,7 +60,7 @@ def run_study(cfg: Any, models: list[str], out: Path, n_bootstrap: int = 1000,
     elif cfg.split and Path(cfg.split).read_bytes() != split_path.read_bytes():
         raise ValueError(f"{out} was run with another split ({split_path}); use another --out")
     if not split_path.is_file():
-        index, unreadable = check_images(load_index(cfg.data, group_regex=cfg.group_regex))
+        index, unreadable = check_images(load_index(cfg.data, group_regex=cfg.group_regex), loader=cache.get)
         for sample, reason in unreadable:
             print(f"skipped unreadable image {sample.path}: {reason}", file=sys.stderr)
         make_split(index, folds=cfg.folds, seed=cfg.seed, group_regex=cfg.group_regex).save(split_path)
@@ -70,7 +74,7 @@ def run_study(cfg: Any, models: list[str], out: Path, n_bootstrap: int = 1000,
             print(f"[{i}/{len(models)}] {name}: cross-validating ({folds} folds)", flush=True)
             t0 = time.perf_counter()
             run_cv(cfg.with_(model=name, split=str(split_path), folds=folds, hold_out_by=None), model_dir,
-                   n_bootstrap=n_bootstrap)
+                   n_bootstrap=n_bootstrap, cache=cache)
             (model_dir / "wall_time_s.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
         summaries[name] = json.loads((model_dir / "summary.json").read_text())
         if hold_out_by:
@@ -78,10 +82,12 @@ def run_study(cfg: Any, models: list[str], out: Path, n_bootstrap: int = 1000,
             print(f"[{i}/{len(models)}] {name}: held out by {hold_out_by}", flush=True)
             held_split = out / f"split-holdout-{hold_out_by}.json"
             run_cv(cfg.with_(model=name, split=str(held_split) if held_split.is_file() else None,
-                             hold_out_by=hold_out_by), held_dir, n_bootstrap=n_bootstrap)
+                             hold_out_by=hold_out_by), held_dir, n_bootstrap=n_bootstrap,
+                   cache=cache)
             if not held_split.is_file():
                 shutil.copyfile(held_dir / "split.json", held_split)  # every model holds out the same folds
             summaries[name]["holdout"] = json.loads((held_dir / "summary.json").read_text())["holdout"]
+    print(f"photos: {cache.stats_line()}", flush=True)
     return summaries
 
 

@@ -24,6 +24,7 @@ from hypoderm.inference.preprocess import PreprocessSpec, center_crop_array, res
 
 FIRST_SEED = 500_000  # seeds of the bank's synthetic pictures: apart from the gate's FIT (100000+) and TEST (0+)
 CROPS_PER_PHOTO = 8
+_BANKS: dict[str, list[torch.Tensor]] = {}  # built once per process: every fold of a cv, every model of a study
 
 
 def build_bank(spec: PreprocessSpec, per_family: int = 60, seed: int = 0) -> np.ndarray:
@@ -50,11 +51,14 @@ def _square(img: Image.Image, side: int) -> np.ndarray:
 
 def load_bank(spec: PreprocessSpec, cache_dir: str | os.PathLike | None, per_family: int = 60,
               seed: int = 0) -> list[torch.Tensor]:
-    """`build_bank` as CHW uint8 tensors, from `cache_dir` when it was built there before."""
+    """`build_bank` as CHW uint8 tensors: from memory when this process built it before (the tensors are
+    shared, never modified), else from `cache_dir` when it was built there before."""
     from hypoderm.data import nonskin
 
     photos = len(nonskin.sample_photos())
     key = hashlib.sha1(f"{spec.resize_size}|{per_family}|{seed}|{photos}|v1".encode()).hexdigest()
+    if key in _BANKS:
+        return _BANKS[key]
     path = Path(cache_dir) / f"outliers-{key}.npy" if cache_dir else None
     bank = None
     if path is not None and path.is_file():
@@ -70,7 +74,8 @@ def load_bank(spec: PreprocessSpec, cache_dir: str | os.PathLike | None, per_fam
             with os.fdopen(fd, "wb") as fh:
                 np.save(fh, bank)
             os.replace(tmp, path)
-    return [torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))) for a in bank]
+    _BANKS[key] = [torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))) for a in bank]
+    return _BANKS[key]
 
 
 def uniform_target_loss(logits: torch.Tensor) -> torch.Tensor:

@@ -218,7 +218,8 @@ def calibrate_best(best: dict[str, Any], model: nn.Module, val_loader: DataLoade
                        "val/ece_after": expected_calibration_error(probs, y), "val/temperature": t,
                        "val/abstain": abstain,
                        # how often each class was predicted: a collapsed model predicts only one
-                       "val/predicted_counts": np.bincount(logits.argmax(1), minlength=logits.shape[1]).tolist()}
+                       "val/predicted_counts": np.bincount(logits.argmax(1), minlength=logits.shape[1]).tolist(),
+                       "val/n_photos": len(centre_logits)}  # the counts also cover the close-ups, when fitted on them
     return ckpt
 
 
