@@ -47,8 +47,12 @@ def run_study(cfg: Any, models: list[str], out: Path, n_bootstrap: int = 1000,
     models/NAME/holdout-COLUMN/, one shared held-out split); its summary is under the key "holdout"."""
     from hypoderm.data.dataset import check_images, load_index
     from hypoderm.data.splits import Split, make_split
+    from hypoderm.engine.cache import DecodedCache
     from hypoderm.engine.cv import run_cv
+    from hypoderm.inference.preprocess import PreprocessSpec
 
+    # every photo decoded once for all the models' runs (and their photo-style baselines)
+    cache = DecodedCache(PreprocessSpec.for_size(cfg.size), cfg.cache_dir, style_features=True)
     out.mkdir(parents=True, exist_ok=True)
     split_path = out / "split.json"  # the study folder keeps the split it used, whoever made it
     if cfg.split and not split_path.is_file():
@@ -57,11 +61,12 @@ def run_study(cfg: Any, models: list[str], out: Path, n_bootstrap: int = 1000,
         raise ValueError(f"{out} was run with another split ({split_path}); use another --out")
     if not split_path.is_file():
         index, unreadable = check_images(load_index(cfg.data, group_regex=cfg.group_regex,
-                                                    allow_outside_paths=cfg.allow_outside_paths))
+                                                    allow_outside_paths=cfg.allow_outside_paths), loader=cache.get)
         for sample, reason in unreadable:
             print(f"skipped unreadable image {sample.path}: {reason}", file=sys.stderr)
         make_split(index, folds=cfg.folds, seed=cfg.seed, group_regex=cfg.group_regex).save(split_path)
     folds = Split.load(split_path).folds
+    starts = pretrained_starts(cfg.pretrained, models)
     summaries: dict[str, dict[str, Any]] = {}
     for i, name in enumerate(models, 1):
         model_dir = out / "models" / name
@@ -70,20 +75,41 @@ def run_study(cfg: Any, models: list[str], out: Path, n_bootstrap: int = 1000,
         else:
             print(f"[{i}/{len(models)}] {name}: cross-validating ({folds} folds)", flush=True)
             t0 = time.perf_counter()
-            run_cv(cfg.with_(model=name, split=str(split_path), folds=folds, hold_out_by=None), model_dir,
-                   n_bootstrap=n_bootstrap)
+            run_cv(cfg.with_(model=name, pretrained=starts[name], split=str(split_path), folds=folds, hold_out_by=None),
+                   model_dir,
+                   n_bootstrap=n_bootstrap, cache=cache)
             (model_dir / "wall_time_s.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
         summaries[name] = json.loads((model_dir / "summary.json").read_text())
         if hold_out_by:
             held_dir = model_dir / f"holdout-{hold_out_by}"
             print(f"[{i}/{len(models)}] {name}: held out by {hold_out_by}", flush=True)
             held_split = out / f"split-holdout-{hold_out_by}.json"
-            run_cv(cfg.with_(model=name, split=str(held_split) if held_split.is_file() else None,
-                             hold_out_by=hold_out_by), held_dir, n_bootstrap=n_bootstrap)
+            run_cv(cfg.with_(model=name, pretrained=starts[name],
+                             split=str(held_split) if held_split.is_file() else None, hold_out_by=hold_out_by),
+                   held_dir, n_bootstrap=n_bootstrap, cache=cache)
             if not held_split.is_file():
                 shutil.copyfile(held_dir / "split.json", held_split)  # every model holds out the same folds
             summaries[name]["holdout"] = json.loads((held_dir / "summary.json").read_text())["holdout"]
+    print(f"photos: {cache.stats_line()}", flush=True)
     return summaries
+
+
+def pretrained_starts(pretrained: str | None, models: list[str]) -> dict[str, str | None]:
+    """Each model's start: the weights file, or None for a model it holds no tensor of (a baseline such as
+    resnet50 given MobileNetV3 weights), which then trains from scratch and is said to."""
+    from hypoderm.models import PretrainedMismatchError, create_model
+
+    starts: dict[str, str | None] = {}
+    for name in models:
+        starts[name] = pretrained
+        if pretrained is not None:
+            try:
+                create_model(name, num_classes=2, pretrained=pretrained)
+            except PretrainedMismatchError:
+                print(f"note: {name}: {Path(pretrained).name} holds no weights for it; it trains from scratch",
+                      flush=True)
+                starts[name] = None
+    return starts
 
 
 def pooled(model_dir: Path) -> dict[str, np.ndarray]:
@@ -229,10 +255,13 @@ POOLED_VS_MEAN = (
     "mix; the two numbers answer different questions and neither is wrong.")
 
 
-def protocol_start(pretrained: str | None) -> str:
-    """How the weights started: said plainly, never "from scratch unless pretrained=None"."""
-    return ("trained from scratch (random initialisation, no pretrained weights)" if not pretrained
-            else f"fine-tuned from pretrained weights ({pretrained})")
+def protocol_start(pretrained: str | None, scratch: list[str] | None = None) -> str:
+    """How the weights started: said plainly, never "from scratch unless pretrained=None"; `scratch`: the models
+    the weights file had nothing for."""
+    if not pretrained:
+        return "trained from scratch (random initialisation, no pretrained weights)"
+    return (f"fine-tuned from pretrained weights ({Path(pretrained).name})"
+            + (f"; {', '.join(scratch)} from scratch (the file holds no weights for them)" if scratch else ""))
 
 
 def write_reports(cfg: Any, models: list[str], out: Path, summaries: dict[str, Any], reference: str,
@@ -261,11 +290,12 @@ def write_reports(cfg: Any, models: list[str], out: Path, summaries: dict[str, A
     paired_rows = [paired(reference, m, summaries, preds, labels, n_boot) for m in models
                    if m != reference and reference in summaries]
     env = eff["env"]
+    scratch = [m for m in models if not ((summaries.get(m) or {}).get("config") or {}).get("pretrained")]
     protocol = (f"Protocol: {cfg.folds}-fold stratified group-aware cross-validation (`{out / 'split.json'}`), "
                 f"fold f tested, fold f+1 validation (early stopping on macro-F1, temperature), the rest trained; "
                 f"input {cfg.size}px, {cfg.epochs} epochs max, batch {cfg.batch_size}, AdamW lr {cfg.lr}, "
                 f"label smoothing {cfg.label_smoothing}, balance={cfg.balance}, seed {cfg.seed}, "
-                f"device {cfg.device}, {protocol_start(cfg.pretrained)}. "
+                f"device {cfg.device}, {protocol_start(cfg.pretrained, scratch)}. "
                 f"Accuracy/macro-F1: mean ± sample std over folds; pooled = all out-of-fold test predictions together, "
                 f"95% percentile bootstrap CI ({n_boot} resamples).\n"
                 f"Efficiency: batch 1, {latency_size}x{latency_size}, {len(class_names)} classes, threads={threads}, "

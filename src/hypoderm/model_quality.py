@@ -24,8 +24,8 @@ def model_problems(metrics: dict[str, Any], temperature: float | None, num_class
     problems: list[dict[str, str]] = []
     counts = metrics.get("val/predicted_counts")
     if counts is not None and num_classes >= 2 and sum(1 for c in counts if c) <= 1:
-        problems.append({"code": "collapsed",
-                         "message": f"validation predictions collapse to one class (predicted counts {list(counts)})"})
+        problems.append({"code": "collapsed", "message": "validation predictions collapse to one class: predicted "
+                         f"counts {list(counts)} over {_predictions(counts, metrics.get('val/n_photos'))}"})
     f1 = metrics.get("val/macro_f1")
     if f1 is not None and num_classes >= 2 and float(f1) <= chance_macro_f1(num_classes) + 1e-9:
         problems.append({"code": "chance_f1",
@@ -38,6 +38,17 @@ def model_problems(metrics: dict[str, Any], temperature: float | None, num_class
                              "message": f"the fitted temperature {float(temperature):.3g} hit its bound "
                                         f"[{lo:g}, {hi:g}]: the probabilities are not calibrated"})
     return problems
+
+
+def _predictions(counts: list[int], photos: int | None) -> str:
+    """'44 predictions (11 photos + their close-up views)', or '11 photos' when each photo was predicted once:
+    calibration also predicts the validation photos' close-ups, so the counts can exceed the photos."""
+    n = int(sum(counts))
+    if photos is None:
+        return f"{n} predictions"
+    if n > int(photos):
+        return f"{n} predictions ({int(photos)} photos + their close-up views)"
+    return f"{n} photos"
 
 
 def checkpoint_problems(ckpt: dict[str, Any]) -> list[dict[str, str]]:

@@ -71,3 +71,66 @@ def test_cv_first_line_states_the_protocol(image_folder: Path, tmp_path: Path, c
     run_cv(cfg(image_folder, stop_after_epoch=1), tmp_path / "cv", n_bootstrap=0)
     first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith("3-fold cross-validation: each fold's model trains on a third")
+
+
+@pytest.mark.slow
+def test_held_out_cv_decodes_each_photo_once_and_builds_the_outlier_bank_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """Issue 29: each fold decoded every photo again and rebuilt the 723-picture outlier bank; the first line
+    described ordinary CV and the end never said where the summary went."""
+    import hypoderm.data.shortcut.features as features
+    import hypoderm.imaging.io as imaging_io
+    from conftest import make_origin_manifest
+    from hypoderm.cli import main
+    from hypoderm.engine import outliers
+
+    manifest = make_origin_manifest(tmp_path / "data")
+    photos = len(manifest.read_text().splitlines()) - 1
+    decodes: list[int] = []
+    real_decode = imaging_io.load_rgb_bytes
+
+    def counting_decode(data: bytes, *args: object, **kwargs: object):  # noqa: ANN202
+        decodes.append(len(data))
+        return real_decode(data, *args, **kwargs)
+
+    monkeypatch.setattr(imaging_io, "load_rgb_bytes", counting_decode)  # load_rgb and the cache call it here
+    monkeypatch.setattr(features, "load_rgb_bytes", counting_decode)  # the photo-style baseline's own reads
+    builds: list[int] = []
+
+    class CountingBank(outliers.OutlierBank):  # the lazy bank: draws only what the batches show
+        def __init__(self, spec, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+            builds.append(spec.resize_size)
+            super().__init__(spec, *args, **kwargs)
+
+    monkeypatch.setattr(outliers, "OutlierBank", CountingBank)
+    outliers._shared_bank.cache_clear()
+    out = tmp_path / "cv"
+    assert main(["cv", "--data", str(manifest), "--hold-out-by", "origin", "--only-folds", "0,1", "--folds", "3",
+                 "--size", "32", "--epochs", "1", "--batch-size", "4", "--max-steps", "1", "--outlier-exposure", "0.5",
+                 "--device", "cpu", "--no-progress", "--bootstrap", "0", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Held-out-origin evaluation: 3 folds, one per origin (clinic, hands, web)")
+    assert len(decodes) == photos  # two folds trained and tested, the style baseline measured: one decode each
+    assert builds == [37]  # the bank, at the resize size of 32 px, built once for both folds
+    assert lines[1].startswith(f"photos: decoded {photos} photos once (cache: {photos} misses, 0 hits")
+    assert any(line.startswith(f"photos: decoded {photos} photos once (cache: {photos} misses, ") and
+               not line.startswith(f"photos: decoded {photos} photos once (cache: {photos} misses, 0 hits")
+               for line in lines[2:])
+    assert lines[-1].startswith(f"summary written to {out / 'summary.md'} and {out / 'summary.json'}")
+    outliers._shared_bank.cache_clear()
+
+
+def test_cv_first_line_describes_the_protocol_it_runs(tmp_path: Path) -> None:
+    from conftest import make_origin_manifest
+    from hypoderm.data.dataset import load_index
+    from hypoderm.data.splits import make_split
+    from hypoderm.engine.cv import first_line
+
+    manifest = make_origin_manifest(tmp_path / "data")
+    held = first_line(cfg(manifest, hold_out_by="origin", folds=5), tmp_path / "no-split.json")
+    assert held.startswith("Held-out-origin evaluation: 3 folds, one per origin (clinic, hands, web)")
+    assert "about 1/5 of their photos" in held and "tested on the origin it never saw" in held
+    assert first_line(cfg(manifest), tmp_path / "no-split.json").startswith("3-fold cross-validation")
+    split = tmp_path / "split.json"
+    make_split(load_index(str(manifest)), folds=4, seed=0).save(split)
+    assert first_line(cfg(manifest), split).startswith("4-fold cross-validation")  # the split file's own folds

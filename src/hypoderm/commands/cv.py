@@ -26,4 +26,6 @@ def run(args: argparse.Namespace) -> int:
         summary = run_cv(cfg.with_(out=out), out, folds=folds, n_bootstrap=args.bootstrap)
     if summary:
         print(Path(out, "summary.md").read_text())
+        print(f"summary written to {Path(out, 'summary.md')} and {Path(out, 'summary.json')} (pooled test "
+              f"predictions: {Path(out, 'pooled_test_predictions.npz')}; each fold: {Path(out, 'fold0')}/ ...)")
     return 0

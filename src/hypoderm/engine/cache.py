@@ -8,6 +8,8 @@ tensor; evaluation takes its centre square resized to the model's size, which is
 
 With `cache_dir` the arrays are also stored on disk as `.npy`, keyed by the file's path, size,
 modification time and `resize_size`, so later runs (other folds, other models) skip decoding.
+One cache passed to every fold of `hypoderm cv` and every model of `hypoderm compare` decodes each
+photo once per process; `stats_line()` says how often it did (the run's log shows it).
 """
 
 from __future__ import annotations
@@ -38,15 +40,24 @@ def decode_resized(path: str | os.PathLike, spec: PreprocessSpec) -> np.ndarray:
 
 
 class DecodedCache:
-    """Decoded images at the training resize, in memory and optionally on disk."""
+    """Decoded images at the training resize, in memory and optionally on disk.
 
-    def __init__(self, spec: PreprocessSpec, cache_dir: str | os.PathLike | None = None) -> None:
+    `style_features=True` also measures each photo's trivial style features (`hypoderm.data.shortcut`: size,
+    colours, sharpness, file bytes, EXIF) from the same full-size decode, into `features` (by path), so that
+    `hypoderm cv`'s photo-style baseline does not decode every photo a second time."""
+
+    def __init__(self, spec: PreprocessSpec, cache_dir: str | os.PathLike | None = None, *,
+                 style_features: bool = False) -> None:
         self.spec = spec
+        self.style_features = style_features
+        self.features: dict[Path, dict[str, float]] = {}
         self.cache_dir = Path(cache_dir) if cache_dir else None
         if self.cache_dir:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
         self._memory: dict[Path, torch.Tensor] = {}
-        self.decoded = 0  # images decoded from their files (not from a cache), for tests and logs
+        self.decoded = 0  # images decoded from their files (cache misses), for tests and logs
+        self.disk_hits = 0  # images read back from cache_dir's .npy files
+        self.memory_hits = 0  # requests answered from memory
 
     def _from_disk(self, path: Path) -> np.ndarray | None:
         if not self.cache_dir:
@@ -68,15 +79,29 @@ class DecodedCache:
             np.save(fh, arr)
         os.replace(tmp, f)  # atomic: concurrent DDP ranks or folds never see half a file
 
+    def _decode(self, path: Path) -> np.ndarray:
+        if not self.style_features:
+            return decode_resized(path, self.spec)
+        from hypoderm.data.shortcut.features import has_exif, photo_features
+        from hypoderm.imaging import io
+
+        data = io.read_image_file(path)
+        img = io.load_rgb_bytes(data)
+        self.features[path] = photo_features(img, file_bytes=len(data), exif=has_exif(data))
+        return resized_uint8(img, self.spec)
+
     def get(self, path: str | os.PathLike) -> torch.Tensor:
         """CHW uint8 tensor of one photo."""
         path = Path(path)
         hit = self._memory.get(path)
         if hit is not None:
+            self.memory_hits += 1
             return hit
         arr = self._from_disk(path)
-        if arr is None:
-            arr = decode_resized(path, self.spec)
+        if arr is not None:
+            self.disk_hits += 1
+        else:
+            arr = self._decode(path)
             self.decoded += 1
             self._to_disk(path, arr)
         t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
@@ -94,3 +119,15 @@ class DecodedCache:
 
     def nbytes(self) -> int:
         return sum(t.numel() for t in self._memory.values())
+
+    def stats_line(self) -> str:
+        """'decoded 60 photos once (cache: 60 misses, 240 hits; 3.1 MB in memory)': how often photos were
+        decoded from their files against how often a decoded copy was reused."""
+        held = len(self._memory)
+        if self.decoded == held:
+            what = f"decoded {held} photos once"
+        else:  # some came from the disk cache (or the memory copy was dropped): say both numbers
+            what = f"decoded {self.decoded} of {held} photos from their files"
+        disk = f", {self.disk_hits} from {self.cache_dir}" if self.disk_hits else ""
+        return (f"{what} (cache: {self.decoded} misses, {self.memory_hits + self.disk_hits} hits{disk}; "
+                f"{self.nbytes() / 1e6:.1f} MB in memory)")

@@ -10,6 +10,8 @@ from typing import Any, Literal
 from hypoderm.errors import HypodermError
 
 Balance = Literal["loss", "sampler", "none"]
+# the environment variable naming the pretrained weights when --pretrained is not given (README, "Training")
+WEIGHTS_ENV = "HYPODERM_IMAGENET_WEIGHTS"
 
 
 class TrainError(HypodermError, RuntimeError):
@@ -198,7 +200,9 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False, st
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=d.amp, help="mixed precision on CUDA")
-    p.add_argument("--pretrained", default=None, help="weights file passed to the model builder")
+    p.add_argument("--pretrained", default=None, metavar="PATH",
+                   help=f"start from these weights (a state dict, e.g. the ImageNet MobileNetV3-Small file); default: "
+                        f"${WEIGHTS_ENV} when set, else from scratch; 'none' = from scratch")
     if not study:
         p.add_argument("--out", default=None, help="run directory (default runs/MODEL-fold-K)")
         p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -223,9 +227,25 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False, st
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
+def resolve_pretrained(value: str | None) -> str | None:
+    """The weights `--pretrained` names: the flag's path; without the flag, $HYPODERM_IMAGENET_WEIGHTS when set (no
+    other place is assumed); "none" (flag or variable) = from scratch. ValueError for a file that is not there."""
+    source = "--pretrained"
+    if value is None:
+        value, source = os.environ.get(WEIGHTS_ENV) or None, WEIGHTS_ENV
+    if value is None or value.strip().lower() == "none":
+        return None
+    if value != "imagenet" and not os.path.isfile(value):
+        raise ValueError(f"{source}: no weights file at {value} (give a state dict file, or 'none' to train from "
+                         "scratch)")
+    return value
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     known = {f.name for f in fields(TrainConfig)}
     # paths as text: the config is written as JSON (cv_config.json, checkpoints)
     values: dict[str, Any] = {k: str(v) if isinstance(v, os.PathLike) else v
                               for k, v in vars(args).items() if k in known}
+    if "pretrained" in values:
+        values["pretrained"] = resolve_pretrained(values["pretrained"])
     return TrainConfig(**values)

@@ -54,12 +54,15 @@ def summarize(fold_metrics: dict[int, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def style_baseline(index: Any, split: Any) -> tuple[Any, str | None]:
-    """(ShortcutReport, None), or (None, why not) when the dataset is too small for the baseline."""
+def style_baseline(index: Any, split: Any, cache: DecodedCache | None = None) -> tuple[Any, str | None]:
+    """(ShortcutReport, None), or (None, why not) when the dataset is too small for the baseline. The photos'
+    style features come from `cache` where it measured them while decoding (else each file is read again)."""
     from hypoderm.data.shortcut import ShortcutError, shortcut_baseline
 
+    known = cache.features if cache is not None else {}
+    features = {index.relpath(s): known[Path(s.path)] for s in index.samples if Path(s.path) in known}
     try:
-        return shortcut_baseline(index, split), None
+        return shortcut_baseline(index, split, features=features), None
     except (ShortcutError, ValueError) as e:
         return None, str(e)
 
@@ -87,6 +90,33 @@ def protocol_line(folds: int) -> str:
     if folds < 5:
         line += " Use --folds 5 (or more) for numbers closer to a model trained on all the data."
     return line
+
+
+def holdout_protocol_line(column: str, values: list[str], folds: int) -> str:
+    """The held-out protocol in one line: one fold per value of `column`, each tested on the value it never saw."""
+    return (f"Held-out-{column} evaluation: {len(values)} folds, one per {column} ({', '.join(values)}); each fold's "
+            f"model trains on the other {column}s (validating on about 1/{folds} of their photos) and is tested "
+            f"on the {column} it never saw.")
+
+
+def first_line(cfg: TrainConfig, split_path: Path) -> str:
+    """The run's first line: the protocol this run follows, from its split file when there is one (a resumed
+    run, a study's shared split), else from the settings (held-out values read from the manifest, no decoding)."""
+    from hypoderm.data.splits import Split
+
+    if split_path.is_file():
+        split = Split.load(split_path)
+        if split.holdout is not None:
+            return holdout_protocol_line(split.holdout, list(split.values or []), cfg.folds)
+        return protocol_line(split.folds)
+    if cfg.hold_out_by is not None:
+        from hypoderm.data.dataset import load_index
+        from hypoderm.data.splits import column_value
+
+        index = load_index(cfg.data, group_regex=cfg.group_regex)
+        values = sorted({column_value(s, cfg.hold_out_by) for s in index.samples})
+        return holdout_protocol_line(cfg.hold_out_by, values, cfg.folds)
+    return protocol_line(cfg.folds)
 
 
 def render_summary(s: dict[str, Any], cfg: TrainConfig, elapsed_s: float | None = None) -> str:
@@ -128,9 +158,11 @@ def render_summary(s: dict[str, Any], cfg: TrainConfig, elapsed_s: float | None 
 
 
 def run_cv(cfg: TrainConfig, out: str | Path, *, folds: list[int] | None = None, n_bootstrap: int = 1000,
-           device: str | None = None) -> dict[str, Any]:
-    """Train and test every fold (skipping finished ones); returns the summary dict (also summary.json)."""
-    from hypoderm.data.splits import Split
+           device: str | None = None, cache: DecodedCache | None = None) -> dict[str, Any]:
+    """Train and test every fold (skipping finished ones); returns the summary dict (also summary.json).
+
+    Every photo is decoded once, into `cache` (one passed in by a study that runs several models, else a new
+    one), which every fold's training and evaluation then read."""
     from hypoderm.engine.evaluate import evaluate_checkpoint
     from hypoderm.engine.fold import check_leakage, load_or_make_split, readable_index
     from hypoderm.engine.train import train
@@ -148,23 +180,25 @@ def run_cv(cfg: TrainConfig, out: str | Path, *, folds: list[int] | None = None,
                              "use another --out")
     cfg_file.write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
     early_split = Path(cfg.split) if cfg.split else out / "split.json"
-    k = Split.load(early_split).folds if early_split.is_file() else cfg.folds
-    print(protocol_line(k), flush=True)  # the run's first line
+    print(first_line(cfg, early_split), flush=True)
 
     spec = PreprocessSpec.for_size(cfg.size)
-    cache = DecodedCache(spec, cfg.cache_dir)
-    index, bad = readable_index(cfg.data, cfg.group_regex, cfg.strict, cache, progress=cfg.progress)
+    if cache is None or cache.spec != spec:
+        cache = DecodedCache(spec, cfg.cache_dir, style_features=True)
+    index, bad = readable_index(cfg.data, cfg.group_regex, cfg.strict, cache, progress=cfg.progress,
+                                allow_outside_paths=cfg.allow_outside_paths)
+    print(f"photos: {cache.stats_line()}", flush=True)
     split_path = early_split
     split = load_or_make_split(index, split_path, make_if_missing=True, folds=cfg.folds, seed=cfg.seed,
                                group_regex=cfg.group_regex, unreadable=bad, hold_out_by=cfg.hold_out_by)
     check_leakage(index, split, cfg.allow_leakage)  # once here, not once per fold
-    shortcut, shortcut_error = style_baseline(index, split)
+    shortcut, shortcut_error = style_baseline(index, split, cache)
     base_f1 = shortcut.fold_macro_f1() if shortcut is not None else {}
     if split.holdout is not None:
         single = _single_source(split)
-        print(f"held out by {split.holdout}: {split.folds} folds ({', '.join(split.values or [])})"
-              + (f"; classes with a single {split.holdout}, which no fold can test: "
-                 + ", ".join(f"{c} (only {v})" for c, v in single.items()) if single else ""), flush=True)
+        if single:
+            print(f"classes with a single {split.holdout}, which no fold can test: "
+                  + ", ".join(f"{c} (only {v})" for c, v in single.items()), flush=True)
     todo = list(range(split.folds)) if folds is None else folds
     t0 = time.perf_counter()
     results: dict[int, dict[str, Any]] = {}
@@ -186,6 +220,7 @@ def run_cv(cfg: TrainConfig, out: str | Path, *, folds: list[int] | None = None,
         results[f] = evaluate_checkpoint(fold_dir / "best.pt", split=split_path, fold=f, part="test", out=fold_dir,
                                          device=fold_cfg.device, n_bootstrap=n_bootstrap, cache=cache)
         print(f"fold {f}: {_fold_line(results[f], split, f, base_f1.get(f))}", flush=True)
+    print(f"photos: {cache.stats_line()}", flush=True)
 
     all_done = {f: json.loads((out / f"fold{f}" / "metrics.json").read_text())
                 for f in range(split.folds) if (out / f"fold{f}" / "metrics.json").is_file()}

@@ -46,7 +46,7 @@ from hypoderm.engine.runtime import (
     set_rng_state,
 )
 from hypoderm.inference.preprocess import PreprocessSpec
-from hypoderm.models import canonical_name
+from hypoderm.models import canonical_name, weights_record
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -170,6 +170,7 @@ def checkpoint_dict(cfg: TrainConfig, state_dict: dict[str, torch.Tensor], data:
         "state_dict": {k: v.detach().cpu().clone() for k, v in state_dict.items()},
         "class_names": list(data.class_names), "preprocess": spec.to_dict(),
         "config": cfg.to_dict(), "split": data.split.to_dict(), "epoch": epoch, "metrics": metrics,
+        "pretrained": weights_record(cfg.pretrained, cfg.model),  # {"file", "sha256"}, None from scratch
         "data_summary": {"source": str(cfg.data), "fold": cfg.fold, "counts": data.index.counts(),
                          "train_counts": counts, "n_train": len(data.train_idx), "n_val": len(data.val_idx),
                          "n_test": len(data.test_idx), "unreadable": data.unreadable},
@@ -218,7 +219,8 @@ def calibrate_best(best: dict[str, Any], model: nn.Module, val_loader: DataLoade
                        "val/ece_after": expected_calibration_error(probs, y), "val/temperature": t,
                        "val/abstain": abstain,
                        # how often each class was predicted: a collapsed model predicts only one
-                       "val/predicted_counts": np.bincount(logits.argmax(1), minlength=logits.shape[1]).tolist()}
+                       "val/predicted_counts": np.bincount(logits.argmax(1), minlength=logits.shape[1]).tolist(),
+                       "val/n_photos": len(centre_logits)}  # the counts also cover the close-ups, when fitted on them
     return ckpt
 
 

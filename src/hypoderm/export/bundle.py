@@ -222,6 +222,8 @@ def _load_model(args: ExportOptions, warn: Callable[[str], None]) -> tuple[dict[
                                      "Train it longer or fix the data; pass --force to export it anyway (it will be "
                                      "marked as broken, and predict and serve will say so)."]), exit_code=1)
     metadata["quality"] = {"problems": problems, "forced": bool(problems)}
+    if "pretrained" in ckpt:  # the weights it started from ({"file", "sha256"}), null from scratch
+        metadata["pretrained"] = ckpt["pretrained"]
     for p in problems:
         warn(f"warning: exporting despite: {p['message']} (--force); the model is marked")
     return ckpt, model, metadata

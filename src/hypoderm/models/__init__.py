@@ -18,6 +18,7 @@ from hypoderm.models.registry import (
     DESIGN_VARIANTS,
     VARIANTS,
     LoadReport,
+    PretrainedMismatchError,
     canonical_name,
     count_parameters,
     create_model,
@@ -26,11 +27,12 @@ from hypoderm.models.registry import (
     list_models,
     load_matching,
     mnv3s_spec,
+    weights_record,
 )
 
 __all__ = [
     "ALIASES", "BASELINES", "DESIGN_VARIANTS", "BlockConfig", "ECA", "LoadReport", "MNV3_SMALL", "MobileNetV3",
-    "MobileNetV3Spec", "VARIANTS", "canonical_name", "count_parameters", "create_model", "dilate", "eca_kernel_size",
-    "imagenet_weights_path", "is_table_model", "list_models", "load_matching", "mnv3s_spec", "output_stride",
-    "receptive_field", "with_activation", "with_attention",
+    "MobileNetV3Spec", "PretrainedMismatchError", "VARIANTS", "canonical_name", "count_parameters", "create_model",
+    "dilate", "eca_kernel_size", "imagenet_weights_path", "is_table_model", "list_models", "load_matching",
+    "mnv3s_spec", "output_stride", "receptive_field", "weights_record", "with_activation", "with_attention",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
+from hypoderm.errors import HypodermError
 from hypoderm.models.mobilenetv3 import (
     MNV3_SMALL,
     STAGE_14_STRIDE1,
@@ -145,7 +147,35 @@ def create_model(name: str, num_classes: int = 1000, pretrained: str | os.PathLi
         state = _read_state_dict(pretrained, name)
         model.pretrained_report = load_matching(model, state)  # type: ignore[assignment]
         log.info("%s: %s", name, model.pretrained_report)
+        if not model.pretrained_report.loaded:  # type: ignore[union-attr]
+            raise PretrainedMismatchError(
+                f"the weights file {Path(str(pretrained)).name} has no tensor that fits {name} (it holds weights of "
+                "another architecture); give that model's own weights, or train it from scratch (--pretrained none)")
     return model
+
+
+class PretrainedMismatchError(HypodermError, ValueError):
+    """A pretrained weights file of which no tensor fits the model (e.g. MobileNetV3 weights for resnet50)."""
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def weights_record(pretrained: str | os.PathLike | None, name: str) -> dict[str, str] | None:
+    """{"file": its name, "sha256": ...} of the weights a model started from (None: from scratch), for the
+    checkpoint and model.json: which weights, never where they lay on the machine that trained."""
+    if pretrained is None:
+        return None
+    path = imagenet_weights_path(name) if str(pretrained) == "imagenet" else Path(pretrained)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:  # once per process: checkpoints are written every epoch
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _DIGESTS[key] = h.hexdigest()
+    return {"file": path.name, "sha256": _DIGESTS[key]}
 
 
 def imagenet_weights_path(name: str) -> Path:
