@@ -337,6 +337,9 @@ def test_real_photos_top1_agrees_browser_vs_server(browser: object, live: LiveSe
             page.click("#analyse")
             page.wait_for_selector("#result[data-inference='server']", timeout=60_000)
             s = json.loads(page.evaluate("document.getElementById('result').dataset.probabilities"))
+            if s is None:  # the server gives a refused picture no probabilities (issue 29)
+                assert b["status"] == "not_skin", photo.name
+                continue
             assert max(b["probabilities"], key=b["probabilities"].get) == max(s, key=s.get), photo.name
             for label, p in s.items():
                 assert abs(b["probabilities"][label] - p) < 1e-4, (photo.name, label)
