@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import REAL_DATA
 from helpers_app import skin_photo
 from hypoderm.app.server import REPO_NODE_MODULES, create_app, find_web_assets
 
@@ -27,7 +28,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hypopigmented"
 
 pytestmark = [
     pytest.mark.e2e,
@@ -324,7 +324,7 @@ def test_first_visit_downloads_compressed_once_and_second_visit_only_the_page(br
 
 @pytest.mark.realdata
 @pytest.mark.slow
-@pytest.mark.skipif(not REAL_DATA.is_dir(), reason="realdata: ../shared/data/hypopigmented is absent")
+@pytest.mark.skipif(not REAL_DATA.is_dir(), reason=f"realdata: {REAL_DATA} is absent (HYPODERM_SHARED)")
 def test_real_photos_top1_agrees_browser_vs_server(browser: object, live: LiveServer) -> None:
     """The same framed crop, run in the browser and then sent to the server, gets the same top-1."""
     photos = sorted(REAL_DATA.glob("vitiligo/*"))[:4] + sorted(REAL_DATA.glob("normal_skin/*"))[:4]
