@@ -1036,3 +1036,33 @@ def test_other_lesion_is_never_a_named_diagnosis(browser: object, tmp_path: Path
     finally:
         ctx.close()
         srv.stop()
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_normal_skin_answer_names_the_look_alikes_it_was_given_for(browser: object, tmp_path: Path, lang: str) -> None:
+    """Issue 29: pityriasis alba, nevus depigmentosus and halo nevus were answered "normal skin" on clinical photos;
+    the page's "Normal skin" answer says so (the card's `answer` wording, as `hypoderm predict` and the API)."""
+    import torch
+
+    from helpers_app import build_model_dir
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(8, 3))
+    with torch.no_grad():
+        model[-1].weight.zero_()
+        model[-1].bias.copy_(torch.tensor([float(np.log(0.9 / 0.05)), 0.0, 0.0]))  # normal_skin at 0.9
+    srv = LiveServer(build_model_dir(tmp_path / "m", size=224, classes=THREE_CLASSES, temperature=1.0,
+                                     abstain_threshold=0.6, model_name="e2e", model=model))
+    ctx, page, _, _ = open_page(browser, srv.url, locale={"en": "en-GB", "zh": "zh-CN"}[lang])
+    try:
+        got = analyse(page, skin_photo(tmp_path / "skin.png"))
+        assert got["status"] == "ok" and got["probabilities"]["normal_skin"] == pytest.approx(0.9)
+        verdict = page.inner_text("#verdict")
+        words = {"en": ("Normal skin (90%)", "pityriasis alba", "nevus depigmentosus", "halo nevus"),
+                 "zh": ("正常皮肤（90%）", "白色糠疹", "无色素痣", "晕痣")}[lang]
+        assert all(w in verdict for w in words), verdict
+        page.screenshot(path=str(tmp_path / f"normal_skin_{lang}.png"), full_page=True)
+    finally:
+        ctx.close()
+        srv.stop()
