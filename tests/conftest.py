@@ -9,6 +9,7 @@ from __future__ import annotations
 import colorsys
 import csv
 import io
+import os
 import sys
 from pathlib import Path
 
@@ -16,8 +17,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hypopigmented"
-MULTISOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "multisource" / "index.csv"
+# The real data, outside the repository: $HYPODERM_SHARED names a folder holding data/ (and weights/); without it,
+# ../shared beside the repository. Every real-data test reads these (and skips when they are absent).
+SHARED_ENV = "HYPODERM_SHARED"
+SHARED = Path(os.environ.get(SHARED_ENV) or Path(__file__).resolve().parents[2] / "shared").expanduser()
+REAL_DATA = SHARED / "data" / "hypopigmented"
+MULTISOURCE = SHARED / "data" / "multisource" / "index.csv"
 
 
 def class_colour(k: int, n: int) -> tuple[int, int, int]:
@@ -158,18 +163,18 @@ def ckpt_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def real_data_dir() -> Path:
-    """The real photos (../shared/data/hypopigmented); skips the test when they are absent."""
+    """The real photos ($HYPODERM_SHARED or ../shared: data/hypopigmented); skips the test when they are absent."""
     if not REAL_DATA.is_dir():
-        pytest.skip(f"real data not found at {REAL_DATA}")
+        pytest.skip(f"real data not found at {REAL_DATA} (set {SHARED_ENV} to the folder holding data/)")
     return REAL_DATA
 
 
 @pytest.fixture
 def multisource_csv() -> Path:
-    """The multisource manifest (../shared/data/multisource/index.csv, with an `origin` column); skips the
-    test when it is absent."""
+    """The multisource manifest ($HYPODERM_SHARED or ../shared: data/multisource/index.csv, with an `origin`
+    column); skips the test when it is absent."""
     if not MULTISOURCE.is_file():
-        pytest.skip(f"real data not found at {MULTISOURCE}")
+        pytest.skip(f"real data not found at {MULTISOURCE} (set {SHARED_ENV} to the folder holding data/)")
     return MULTISOURCE
 
 

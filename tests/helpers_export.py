@@ -54,9 +54,28 @@ def non_skin_pictures(size: int = 96, seed: int = 0) -> dict[str, Image.Image]:
 
 
 def train_tiny_checkpoint(path: Path, size: int = 32, steps: int = 15, model_name: str = "mnv3s",
-                          seed: int = 0, **overrides: object) -> Path:
+                          seed: int = 0, recalibrate_bn: bool = False, **overrides: object) -> Path:
     """A hypoderm checkpoint (per hypoderm.checkpoint's contract) of `model_name`, trained for a
-    few SGD steps on synthetic skin images. `overrides` replace checkpoint keys."""
+    few SGD steps on synthetic skin images. `overrides` replace checkpoint keys.
+
+    Trained on one torch thread whatever the caller's setting: the float sums of a convolution's gradient
+    depend on the thread count, and 15 Adam steps carry that difference into weights that quantise differently
+    (the INT8 agreement test failed or passed with the thread count before). `recalibrate_bn`: the BatchNorm
+    statistics are recomputed with the trained weights at the end (without it they average 15 batches seen
+    while the weights moved, and eval-mode activations, logits up to +-100, stray far outside what an INT8
+    calibration set covers)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train_tiny_checkpoint(path, size, steps, model_name, seed, recalibrate_bn, **overrides)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_tiny_checkpoint(path: Path, size: int, steps: int, model_name: str, seed: int, recalibrate_bn: bool,
+                           **overrides: object) -> Path:
     import torch
 
     from hypoderm.checkpoint import FORMAT, save_atomic
@@ -81,6 +100,12 @@ def train_tiny_checkpoint(path: Path, size: int = 32, steps: int = 15, model_nam
         opt.zero_grad()
         loss.backward()
         opt.step()
+    if recalibrate_bn:
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.reset_running_stats()
+            model(x)  # train mode, momentum None: the statistics of all 64 images under the final weights
     model.eval()
     with torch.no_grad():
         acc = float((model(x).argmax(1) == y).float().mean())

@@ -3,8 +3,8 @@ headless Chromium), the API (multipart, framed and not) and `hypoderm predict` (
 with the bundled model: each must give the same status and top class, and the same percentages within 1 point.
 
 The squares: synthetic skin pictures (one of 1,500 px: larger than the 1,024 px the page used to shrink a framed
-square to with the browser's resampler, box-reduced by the rule, and read by crop.js in two strips), plus centre squares cut from real photos of
-../shared/data/multisource (skipped cleanly without it; one of them enlarged past 1,024 px). PNG, so that every
+square to with the browser's resampler, box-reduced by the rule, and read by crop.js in two strips), plus centre
+squares cut from real photos of $HYPODERM_SHARED/data/multisource (skipped cleanly without it; one of them enlarged past 1,024 px). PNG, so that every
 decoder sees the same pixels (a JPEG read by `predict` may be decoded at reduced DCT scale:
 hypoderm.inference.preprocess).
 
@@ -23,11 +23,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import SHARED
 from helpers_app import skin_photo
 from hypoderm.app.server import REPO_NODE_MODULES, find_web_assets
 from test_app_e2e import CHROMIUM, CHROMIUM_ARGS, LiveServer, analyse, open_page
 
-MULTISOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "multisource"
+MULTISOURCE = SHARED / "data" / "multisource"
 REAL_PER_CLASS = 4  # real photos per class (3 classes), spread over each class's sorted list
 POINT = 0.01  # "within 1 point" of percentage
 

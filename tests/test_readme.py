@@ -76,3 +76,23 @@ def test_training_defaults_are_the_bundled_recipe() -> None:
         assert kind(flags[name]) == getattr(d, name), (name, flags[name], getattr(d, name))
     export = script[script.index("$HYPODERM export"):]
     assert "--max-logit-floor" not in export.replace("--no-max-logit-floor", "")  # off, the export default
+
+
+def test_the_export_recipe_compares_int8_on_photos_that_did_not_train_the_model() -> None:
+    """Issue 29: README's export line lacked `--eval` (export then warned about it). The line gives it the
+    validation fold of the --final run, written by scripts/fold_manifest.py, as scripts/train_bundled_model.sh does."""
+    import shlex
+
+    from hypoderm.engine.config import TrainConfig
+
+    recipe = README.split("## Train on your own photos", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    lines = [shlex.split(line.split("#", 1)[0]) for line in recipe.splitlines() if line.strip()]
+    export = next(a for a in lines if a[:2] == [".venv/bin/hypoderm", "export"])
+    train = next(a for a in lines if a[:2] == [".venv/bin/hypoderm", "train"])
+    fold = next(a for a in lines if len(a) > 1 and a[1] == "scripts/fold_manifest.py")
+    assert "--eval" in export and "--int8-weights" in export
+    run_dir = train[train.index("--out") + 1]
+    val_fold = (TrainConfig(data="x").fold + 1) % TrainConfig(data="x").folds  # --final: validation = fold + 1
+    assert fold[2:] == [train[train.index("--data") + 1], f"{run_dir}/split.json", str(val_fold),
+                        export[export.index("--eval") + 1]]
+    assert export[2] == f"{run_dir}/best.pt"

@@ -13,10 +13,29 @@ from typing import Any
 # hypoderm.engine.calibration.fit_temperature clamps the fitted temperature to this range.
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 
+# The abstain threshold never falls below chance plus this fraction of the way from chance (1/K) to certainty.
+# Why 0.25: for the bundled 3-class model the floor is 0.5, an answer only when the top class is more likely
+# than the other two together; its fitted threshold (0.516) is above it, so the floor changes none of its
+# answers, while a collapsed model (temperature fitted to class frequencies, threshold fitted at 1/K = 0.334)
+# answers "uncertain" everywhere. Mirrored in static/js/preprocess.js (CHANCE_MARGIN, abstainFloor).
+CHANCE_MARGIN = 0.25
+
 
 def chance_macro_f1(num_classes: int) -> float:
     """Expected macro-F1 of guessing each class at its frequency: 1 / K (per-class F1 = its frequency)."""
     return 1.0 / max(1, num_classes)
+
+
+def abstain_floor(num_classes: int) -> float:
+    """The lowest abstain threshold a K-class model may use: 1/K + CHANCE_MARGIN * (1 - 1/K)
+    (0.625 for 2 classes, 0.5 for 3, 0.325 for 10), so that no answer is given at chance."""
+    chance = 1.0 / max(1, num_classes)
+    return chance + CHANCE_MARGIN * (1.0 - chance)
+
+
+def effective_abstain_threshold(threshold: float, num_classes: int) -> float:
+    """The threshold the verdict rules apply: the fitted (or stored) one, raised to `abstain_floor` when below."""
+    return max(float(threshold), abstain_floor(num_classes))
 
 
 def model_problems(metrics: dict[str, Any], temperature: float | None, num_classes: int) -> list[dict[str, str]]:

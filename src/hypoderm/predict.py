@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from hypoderm.cards import answer_text, display_name, format_probability, load_cards, unknown_conditions
+from hypoderm.cards import answer_text, display_name, format_probability, load_cards
 from hypoderm.inference import (
     ModelLoadError,
     OnnxPredictor,
@@ -245,7 +245,9 @@ def predict_files(predictor: Predictor, files: list[Path], top_k: int = 3, cam_d
             continue
         finally:
             del pending
-        if cam_dir is not None and res["status"] != "not_skin" and getattr(predictor, "has_gradcam", False):
+        # a heat map only next to an answer: an uncertain result names no class, so a map of its hidden top
+        # class would say more than the answer does (as the app: static/js/app.js renderGradcam)
+        if cam_dir is not None and res["status"] == "ok" and getattr(predictor, "has_gradcam", False):
             try:
                 # the map of the top class, over the photo (at most explain.OVERLAY_MAX_SIDE px)
                 index = list(predictor.metadata["class_names"]).index(res["top_k"][0]["label"])
@@ -261,26 +263,29 @@ def predict_files(predictor: Predictor, files: list[Path], top_k: int = 3, cam_d
 
 def text_line(r: dict[str, Any], class_names: list[str]) -> str:
     """One file's answer for people: display names, honest percentages, no class for a rejected
-    photo, candidates as equals when uncertain, and what the model cannot tell next to each answer."""
+    photo, candidates as equals when uncertain. What the model cannot tell is said once per run, after
+    every line (`limits_label`, hypoderm.cards.limits_text), not under each photo."""
     if r["status"] == "error":
         return f"{r['file']}: ERROR: {r['error']}"
     if r["status"] == "not_skin":
         return f"{r['file']}: not_skin: {r['message']}"
-    unknown = [display_name(c) for c in unknown_conditions(class_names)]
     if r["status"] == "uncertain":
         line = f"{r['file']}: uncertain: {r['message']}"
     else:
         others = ", ".join(f"{display_name(t['label'])} {format_probability(t['probability'])}" for t in r["top_k"][1:])
         p = r["top_k"][0]["probability"]
-        # a class that is not a condition (other_lesion) is worded by its card: never as a named diagnosis
-        answer = (answer_text(r["answer"], p) if load_cards().get(r["answer"], {}).get("kind") == "other"
-                  else f"{display_name(r['answer'])} {format_probability(p)}")
+        # a class whose card words its answer (other_lesion: never a named diagnosis; normal_skin: the look-alikes
+        # it was given for on clinical photos) is said in the card's words
+        worded = ((load_cards().get(r["answer"]) or {}).get("en") or {}).get("answer")
+        answer = answer_text(r["answer"], p) if worded else f"{display_name(r['answer'])} {format_probability(p)}"
         line = f"{r['file']}: ok: {answer}" + (f" (others: {others})" if others else "")
-    if unknown:
-        what = (f"cannot tell {display_name(r['answer'])} from" if r["answer"] and
-                load_cards().get(r["answer"], {}).get("kind") == "condition" else "was never shown")
-        line += f"\n    Limits: this model knows only {', '.join(display_name(c) for c in class_names)}; it {what} " \
-                f"{', '.join(unknown)} (the examinations that tell them apart are listed below)."
     if r.get("cam"):
         line += f"\n    Grad-CAM: {r['cam']}"
     return line
+
+
+def limits_label(results: list[dict[str, Any]]) -> str | None:
+    """The class the run's limits paragraph speaks of: the answer when every answered photo got the same one
+    (so a single photo's limits read "cannot tell Vitiligo from ..."), else None (the general wording)."""
+    answers = {r["answer"] for r in results if r["status"] == "ok"}
+    return answers.pop() if len(answers) == 1 else None

@@ -148,6 +148,10 @@ def test_predict_not_skin(client: TestClient) -> None:
     blue = png_bytes(Image.new("RGB", (64, 64), (30, 60, 200)))
     body = post_file(client, blue).json()
     assert body["status"] == "not_skin" and body["ood"]["skin_fraction"] == 0.0
+    # issue 29: a refused picture gets no class and no class probabilities (documented: PREDICT_SCHEMA.md)
+    assert body["top_k"] == [] and body["answer"] is None and body["probabilities"] is None
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["Prediction"]["properties"]
+    assert "null for a refused picture" in schema["probabilities"]["description"]
 
 
 def test_predict_uncertain_below_threshold(tmp_path: Path, fake_assets: Path) -> None:

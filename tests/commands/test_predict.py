@@ -227,9 +227,9 @@ def test_text_output_lists_every_file(onnx_path: Path, mixed_folder: Path, capsy
     assert "normal_skin" not in out and "100%" not in out
     drawing = next(line for line in out.splitlines() if line.startswith(str(mixed_folder / "drawing.png")))
     assert "Not analysed" in drawing and "Normal skin" not in drawing and "Vitiligo" not in drawing
-    # next to the answer: what the model cannot tell, and the examinations that can
+    # after the answers: what the model cannot tell, and the examinations that can
     good = out.split(str(mixed_folder / "good.png"))[1]
-    assert "Limits: this model knows only Normal skin, Vitiligo" in good
+    assert "This model knows only Normal skin and Vitiligo" in good
     for words in ("Tinea (pityriasis) versicolor", "Leprosy", "KOH microscopy", "Wood's lamp", "sensation testing",
                   "biopsy"):
         assert words in out, words
@@ -362,3 +362,95 @@ def test_other_lesion_is_answered_by_its_card_never_as_a_named_lesion(tmp_path: 
     assert result["answer"] == "other_lesion" and result["message"].startswith(said)
     for named in ("cancer", "carcinoma", "melanoma", "mole", "keratos"):
         assert named not in answer.lower() and named not in result["message"].lower()
+
+
+def _with_threshold(onnx_path: Path, folder: Path, threshold: float, temperature: float = 1.0) -> Path:
+    """The test model with another abstain threshold (and temperature) in its sidecar."""
+    import shutil
+
+    model = folder / "model.onnx"
+    model.parent.mkdir(parents=True)
+    shutil.copy(onnx_path, model)
+    md = json.loads(onnx_path.with_suffix(".json").read_text())
+    model.with_suffix(".json").write_text(json.dumps({**md, "abstain_threshold": threshold,
+                                                      "temperature": temperature}))
+    return model
+
+
+def test_cam_is_written_only_for_an_answer(onnx_path: Path, mixed_folder: Path, tmp_path: Path, capsys) -> None:
+    """Issue 29: `--cam` writes a heat map next to an answer (ok) only, as the app shows one; an uncertain or a
+    refused photo gets none (its `cam` is null), as an uncertain answer names no class. Uncertain here: a model
+    at chance (temperature 100 flattens its probabilities to about 1/2; a threshold fitted at chance, 0.5)."""
+    for threshold, temperature, status in ((0.0, 1.0, "ok"), (0.5, 100.0, "uncertain")):
+        model = _with_threshold(onnx_path, tmp_path / status, threshold, temperature)
+        cams = tmp_path / f"cams-{status}"
+        rc, doc = _run_json([str(mixed_folder), "--model", str(model), "--cam", str(cams)], capsys)
+        _validate(doc)
+        by_name = {Path(r["file"]).name: r for r in doc["results"]}
+        assert by_name["good.png"]["status"] == status and by_name["drawing.png"]["status"] == "not_skin"
+        assert by_name["drawing.png"]["cam"] is None
+        written = sorted(p.name for p in cams.glob("*.png")) if cams.exists() else []
+        if status == "ok":
+            assert by_name["good.png"]["cam"] is not None and written == ["good.cam.png"]
+        else:
+            assert by_name["good.png"]["cam"] is None and written == []
+
+
+def test_limits_are_printed_once_per_run(onnx_path: Path, tmp_path: Path, capsys) -> None:
+    """Issue 29: `predict` on a folder says the model's limits once, after the answers, not under every photo."""
+    from hypoderm.cli import main
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(4):
+        skin_image(1, np.random.default_rng(10 + i), 80).save(folder / f"p{i}.png")
+    for threshold, temperature in ((0.0, 1.0), (0.5, 100.0)):  # every photo answered, then (at chance) none
+        model = _with_threshold(onnx_path, tmp_path / f"m{threshold}", threshold, temperature)
+        assert main(["predict", str(folder), "--model", str(model)]) == 0
+        out = capsys.readouterr().out
+        assert sum(line.startswith(str(folder)) for line in out.splitlines()) == 4
+        assert out.count("This model knows only") == 1 and "Limits:" not in out
+        assert out.count("Leprosy (Hansen's disease):") == 1  # the examinations, once
+        last_answer = max(out.index(str(folder / f"p{i}.png")) for i in range(4))
+        assert out.index("This model knows only") > last_answer
+
+
+def test_limits_label_names_the_one_answer_of_the_run() -> None:
+    from hypoderm.predict import limits_label
+
+    ok = {"status": "ok", "answer": "vitiligo"}
+    assert limits_label([ok, ok, {"status": "uncertain", "answer": None}]) == "vitiligo"
+    assert limits_label([ok, {"status": "ok", "answer": "normal_skin"}]) is None
+    assert limits_label([{"status": "not_skin", "answer": None}]) is None
+
+
+def test_normal_skin_answer_carries_its_look_alike_caveat(tmp_path: Path, capsys) -> None:
+    """Issue 29: pityriasis alba, nevus depigmentosus and halo nevus were answered "normal skin" on clinical photos;
+    a "Normal skin" answer says so, in the text, in the JSON message, and in the card the page words it by (en, zh)."""
+    import torch
+
+    from helpers_app import build_model_dir
+    from hypoderm.cards import answer_text
+    from hypoderm.cli import main
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(8, 3))
+    with torch.no_grad():
+        model[-1].weight.zero_()
+        model[-1].bias.copy_(torch.tensor([float(np.log(18.0)), 0.0, 0.0]))  # normal_skin at 0.9
+    model_dir = build_model_dir(tmp_path / "m", classes=["normal_skin", "other_lesion", "vitiligo"],
+                                temperature=1.0, abstain_threshold=0.6, model=model)
+    img = tmp_path / "skin.png"
+    skin_image(1, np.random.default_rng(5), 90).save(img)
+    assert main(["predict", str(img), "--model", str(model_dir)]) == 0
+    answer = capsys.readouterr().out.split("\n")[0]
+    assert answer.startswith(f"{img}: ok: Most likely: Normal skin (90%)")
+    for words in ("pityriasis alba", "nevus depigmentosus", "halo nevus", "does not rule out"):
+        assert words in answer, words
+    rc, doc = _run_json([str(img), "--model", str(model_dir)], capsys)
+    assert doc["results"][0]["answer"] == "normal_skin" and "halo nevus" in doc["results"][0]["message"]
+    zh = answer_text("normal_skin", 0.9, "zh")
+    assert zh.startswith("在本模型认识的类别中，最可能是：正常皮肤（90%）")
+    assert all(w in zh for w in ("白色糠疹", "无色素痣", "晕痣"))
+    assert "halo nevus" not in answer_text("vitiligo", 0.9)  # the caveat belongs to the normal answer only

@@ -381,7 +381,8 @@ def exported_eca(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from hypoderm.export import export_onnx
     from hypoderm.inference.metadata import metadata_from_checkpoint
 
-    ckpt = load_checkpoint(tiny_checkpoint(tmp_path_factory.mktemp("ckpt_eca"), model_name="hypodermnet"))
+    ckpt = load_checkpoint(tiny_checkpoint(tmp_path_factory.mktemp("ckpt_eca"), model_name="hypodermnet",
+                                           recalibrate_bn=True))
     return export_onnx(model_from_checkpoint(ckpt), metadata_from_checkpoint(ckpt),
                        tmp_path_factory.mktemp("onnx_eca") / "model.onnx")
 
@@ -441,6 +442,19 @@ def test_int8_settings_are_applied(exported_eca: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_int8_agrees_with_fp32_on_tiny_model_and_report_has_fields(exported_eca: Path, tmp_path: Path) -> None:
+    """The report's numbers are those of the two models run here, and INT8 agrees with fp32 as far as static INT8
+    of a 15-step model does.
+
+    Issue 29: this test once failed (max_abs_prob_diff 0.996 against a bound of 0.5), and it failed every time when
+    run alone with OMP_NUM_THREADS=1. Why: (1) the tiny model was trained on as many torch threads as the process
+    had when the module's fixture first ran (2 when it was the first to import torch, 1 after conftest's
+    _one_torch_thread), and the thread count changes a convolution gradient's float sums, so the weights, and the
+    INT8 rounding with them, depended on which tests ran before; (2) its BatchNorm statistics, averaged over 15
+    batches while the weights moved, gave eval logits up to +-108, far outside what the 16 calibration images
+    cover; (3) a bound on the largest probability change is not something static INT8 guarantees: with recomputed
+    statistics, over 14 seeds of this model, it ranged 0.17-0.96 (agreement 0.83-1.00, mean change 0.02-0.13).
+    Now training runs on one thread (helpers_export.train_tiny_checkpoint: one model per seed), the statistics are
+    recomputed, and the bounds are those every seed met."""
     from hypoderm.export.int8 import agreement_report, model_inputs, quantize_int8
     from hypoderm.inference import OnnxPredictor
 
@@ -450,8 +464,12 @@ def test_int8_agrees_with_fp32_on_tiny_model_and_report_has_fields(exported_eca:
     arrays = list(model_inputs(_images(10, seed=5), spec))  # preprocessed inputs (e.g. close-ups) are taken as is
     labels = [i % 2 for i in range(20)] + [i % 2 for i in range(10)]
     rep = agreement_report(exported_eca, q, photos + arrays, labels, ["photo"] * 20 + ["closeup"] * 10)
-    assert rep["images"] == 30 and rep["top1_agreement"] >= 0.9
-    assert 0 <= rep["mean_abs_prob_diff"] <= rep["max_abs_prob_diff"] < 0.5
+    x = model_inputs(photos + arrays, spec)
+    p32, p8 = OnnxPredictor(exported_eca).predict_array(x), OnnxPredictor(q).predict_array(x)
+    assert rep["top1_agreement"] == pytest.approx(float((p32.argmax(1) == p8.argmax(1)).mean()))
+    assert rep["max_abs_prob_diff"] == pytest.approx(float(np.abs(p32 - p8).max()), abs=1e-6)
+    assert rep["images"] == 30 and rep["top1_agreement"] >= 0.8
+    assert 0 <= rep["mean_abs_prob_diff"] <= 0.2 and rep["mean_abs_prob_diff"] <= rep["max_abs_prob_diff"] <= 1
     assert set(rep["by_view"]) == {"photo", "closeup"}
     assert rep["by_view"]["photo"]["images"] == 20 and rep["by_view"]["closeup"]["images"] == 10
     for r in (rep, *rep["by_view"].values()):

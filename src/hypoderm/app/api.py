@@ -12,7 +12,7 @@ import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from hypoderm import __version__
@@ -139,7 +139,9 @@ class Prediction(_Answer):
     answer: str | None
     reason: str | None
     top_k: list[Candidate]
-    probabilities: dict[str, float]
+    probabilities: dict[str, float] | None = Field(
+        description="softmax(logits / temperature) for every class; null for a refused picture (status "
+                    "not_skin): a picture that is not judged gets no class probabilities")
     ood: dict[str, Any]
     message: str
     gradcam: dict[str, Any] | None = None
@@ -254,6 +256,8 @@ def predict_upload(state: ServerState, data: bytes, top_k: int, gradcam: bool, f
         finally:
             if big:
                 release_memory()
+    if result["status"] == "not_skin":  # refused: no class, so no class probabilities either (issue 29)
+        result["probabilities"] = None
     result["image"] = {"width": width, "height": height}  # the photo's own size, not the reduced decode's
     result["inference"] = "server"
     return result

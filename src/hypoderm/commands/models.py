@@ -1,14 +1,32 @@
-"""`hypoderm models`: every model with its parameter count (hypoderm.models)."""
+"""`hypoderm models`: every model with its parameter count (hypoderm.models), counted with the bundled
+model's number of classes unless `--num-classes` says otherwise; the header says which."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from importlib import resources
 
 from hypoderm.errors import UsageError
 
+FALLBACK_CLASSES = 2  # when the bundled model's metadata is missing (a source tree without the assets)
+
+
+def bundled_class_count() -> int | None:
+    """How many classes the bundled model has (src/hypoderm/assets/model.json); None without a readable one.
+    Read as JSON, so `hypoderm models --help` stays torch- and ONNX-free."""
+    try:
+        md = json.loads((resources.files("hypoderm") / "assets" / "model.json").read_text(encoding="utf-8"))
+        return len(md["class_names"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--num-classes", type=int, default=2, help="classifier size used for the count")
+    bundled = bundled_class_count()
+    p.add_argument("--num-classes", "--classes", dest="num_classes", type=int, default=bundled or FALLBACK_CLASSES,
+                   help="classifier size used for the parameter count (default %(default)s: "
+                        + ("the bundled model's)" if bundled else "no bundled model found)"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
     if args.num_classes < 1:
         raise UsageError("--num-classes must be >= 1")
     reverse_alias = {v: k for k, v in ALIASES.items()}
-    print(f"{'model':<22} {'family':<24} {'params':>12}   (num_classes={args.num_classes})")
+    whose = " (the bundled model's)" if args.num_classes == bundled_class_count() else ""
+    print(f"Parameters counted with a {args.num_classes}-class head{whose}; --num-classes N counts another.")
+    print(f"{'model':<22} {'family':<24} {'params':>12}")
     for name in list_models(include_aliases=False):
         family = ("torchvision baseline" if name in BASELINES else
                   "design variant" if name in DESIGN_VARIANTS else "MobileNetV3-Small variant")

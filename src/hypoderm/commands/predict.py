@@ -34,9 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the bundled model)")
     parser.add_argument("--top-k", type=int, default=3, help="how many classes to list (default 3)")
     parser.add_argument("--cam", type=Path, metavar="DIR",
-                        help="write Grad-CAM overlay PNGs here, at each photo's resolution (from the model's own "
+                        help="write Grad-CAM overlay PNGs here, at each photo's resolution, for each photo given an "
+                             "answer (status ok; none for an uncertain or refused photo), from the model's own "
                              "Grad-CAM outputs: the bundled model and `hypoderm export` models have them; a .pt "
-                             "checkpoint works too)")
+                             "checkpoint works too")
     parser.add_argument("--json", action="store_true", help="print one JSON document (docs/PREDICT_SCHEMA.md)")
     parser.add_argument("--threads", type=int, default=1,
                         help="ONNX Runtime intra-op threads (default 1: the next photo is decoded in a second "
@@ -100,8 +101,8 @@ def _run(args: argparse.Namespace) -> int:
             print(broken)
         for r in results:
             print(lib.text_line(r, list(md["class_names"])))
-        if any(r["status"] in ("ok", "uncertain") for r in results):
-            print(limits_text(list(md["class_names"])))
+        if any(r["status"] in ("ok", "uncertain") for r in results):  # once per run, not under every photo
+            print(limits_text(list(md["class_names"]), lib.limits_label(results)))
         for line in (_error_summary(results), skipped_note):
             if line:
                 print(line)

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hypoderm.model_quality import effective_abstain_threshold
+
 QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5)
 
 
@@ -39,7 +41,7 @@ def choose_abstain_threshold(probs: np.ndarray, labels: np.ndarray, target: floa
     Samples with top probability >= threshold are answered, the rest are "uncertain". Fallback when no
     threshold reaches the target (small or hard validation set): the threshold with the best kept
     accuracy (lowest such threshold on ties), flagged `reached: False`. The threshold is never below
-    1/K, the lowest top probability a K-class softmax can give.
+    `hypoderm.model_quality.abstain_floor(K)` (chance, 1/K, plus a margin), so a model at chance abstains.
     """
     probs, labels = np.asarray(probs), np.asarray(labels)
     k = probs.shape[1]
@@ -59,7 +61,7 @@ def choose_abstain_threshold(probs: np.ndarray, labels: np.ndarray, target: floa
         best = kept_acc[cand].max()
         i = int(cand[kept_acc[cand] >= best - 1e-12].max())  # best accuracy, largest kept set on ties
         reached = False
-    threshold = max(float(conf_sorted[i]), 1.0 / k)
+    threshold = effective_abstain_threshold(float(conf_sorted[i]), k)
     kept = conf >= threshold
     return {"threshold": threshold, "target": float(target), "reached": reached,
             "coverage": float(kept.mean()),

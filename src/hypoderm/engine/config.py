@@ -161,17 +161,17 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False, st
     p.add_argument("--hold-out-by", default=None, metavar="COLUMN",
                    help="held-out evaluation: one fold per value of this manifest column (e.g. origin), trained on "
                         "the other values and tested on it")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed (default %(default)s)")
     if not cv:
         p.add_argument("--fold", type=int, default=d.fold,
                        help="test fold; validation is fold+1 mod k (held-out splits: the value's index)")
     p.add_argument("--size", type=int, default=d.size, help="input size in px (default %(default)s)")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per step (default %(default)s)")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of AdamW (default %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="(default %(default)s)")
+    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="(default %(default)s)")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="(default %(default)s)")
     p.add_argument("--balance", choices=["loss", "sampler", "none"], default=d.balance,
                    help="class-weighted loss, balanced sampler, or neither (default %(default)s)")
     p.add_argument("--balance-by", default=None, metavar="COLUMN",
@@ -192,7 +192,7 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False, st
                         "every batch with a uniform target, weighted by WEIGHT (default %(default)s, the bundled "
                         "recipe; 0 = off)")
     p.add_argument("--ema", action="store_true", help="keep an exponential moving average of the weights")
-    p.add_argument("--ema-decay", type=float, default=d.ema_decay)
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="(default %(default)s)")
     p.add_argument("--bn-momentum", type=float, default=d.bn_momentum,
                    help="BatchNorm momentum while training (default %(default)s; the model's own is kept if < 0)")
     p.add_argument("--patience", type=int, default=d.patience, help="early stopping on val macro-F1")

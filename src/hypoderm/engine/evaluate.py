@@ -23,6 +23,7 @@ from hypoderm.errors import HypodermError
 from hypoderm.inference import softmax
 from hypoderm.inference.preprocess import PreprocessSpec
 from hypoderm.metrics import classification_metrics, group_metrics, reliability_bins
+from hypoderm.model_quality import effective_abstain_threshold
 from hypoderm.text import fmt
 
 
@@ -159,7 +160,7 @@ def evaluate_checkpoint(checkpoint: str | Path | dict[str, Any], *, data: str | 
     m.update(temperature=t, evaluated_on=where, model_name=ckpt["model_name"],
              checkpoint=str(ckpt_path) if ckpt_path else None, unreadable=[list(b) for b in bad],
              model_problems=checkpoint_problems(ckpt))  # a collapsed model's metrics must not pass unremarked
-    thr = float(ckpt.get("abstain_threshold", 0.0))
+    thr = effective_abstain_threshold(float(ckpt.get("abstain_threshold", 0.0)), len(model_classes))
     kept = probs.max(1) >= thr
     m["abstain"] = {"threshold": thr, "coverage": float(kept.mean()),
                     "accuracy_kept": float((probs.argmax(1) == y_true)[kept].mean()) if kept.any() else math.nan}

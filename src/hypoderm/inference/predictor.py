@@ -25,6 +25,7 @@ from hypoderm.cards import answer_text, display_name
 from hypoderm.inference.metadata import DISCLAIMER, ModelLoadError, load_metadata, session_config
 from hypoderm.inference.ood import default_gate, ood_check
 from hypoderm.inference.preprocess import PreprocessSpec, normalize_uint8, square_uint8
+from hypoderm.model_quality import effective_abstain_threshold
 
 REFER_MESSAGE = "Uncertain: the model cannot decide; please see a dermatologist"
 RETAKE_MESSAGE = "To retake the photo: closer, in daylight, with the lesion centred."
@@ -102,8 +103,9 @@ def result_from_logits(logits: np.ndarray, crop: np.ndarray, metadata: dict[str,
                        source_side: int | None = None) -> dict[str, Any]:
     """One image's logits (C,) + its uint8 crop -> the per-image result dict (verdict rules of
     docs/ARCHITECTURE.md): not_skin (refused: too small, too dark, too little skin, not skin-like), else
-    uncertain (answer withheld by the not-skin check, or top probability below the abstain threshold),
-    else ok. `source_side`: the shorter side of the photo (or framed square) in its own pixels.
+    uncertain (answer withheld by the not-skin check, or top probability below the abstain threshold, which
+    never falls below `hypoderm.model_quality.abstain_floor`: chance plus a margin), else ok. `source_side`: the
+    shorter side of the photo (or framed square) in its own pixels.
 
     Only an `ok` verdict names a class as the answer (`answer`); a refused photo has an empty `top_k`, and
     an uncertain one lists its candidates as equals in the message. `reason` names why there is no
@@ -120,7 +122,7 @@ def result_from_logits(logits: np.ndarray, crop: np.ndarray, metadata: dict[str,
     if source_side is not None and source_side < MIN_SOURCE_SIDE:
         reason = "too_small"
         ood = {**ood, "is_skin": False, "answerable": False, "reason": reason}
-    threshold = float(metadata["abstain_threshold"])
+    threshold = effective_abstain_threshold(float(metadata["abstain_threshold"]), len(names))
     answer = None
     candidates = ", ".join(sorted(display_name(t["label"]) for t in top))
     if reason in REFUSED_MESSAGES:

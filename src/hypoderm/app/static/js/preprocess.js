@@ -431,6 +431,14 @@ export function oodCheck(crop, size, logits, ood) {
     is_skin: !REFUSAL_REASONS.includes(reason), answerable: reason === null, reason };
 }
 
+/** hypoderm.model_quality.CHANCE_MARGIN and abstain_floor: the abstain threshold never falls below chance (1/K)
+ * plus this fraction of the way to certainty, so a model at chance answers "uncertain". */
+export const CHANCE_MARGIN = 0.25;
+export function abstainFloor(numClasses) {
+  const chance = 1.0 / Math.max(1, numClasses);
+  return chance + CHANCE_MARGIN * (1.0 - chance);
+}
+
 /** hypoderm.inference.result_from_logits (messages are localised by the page, not here). `sourceSide`: the
  * shorter side of the framed square in the photo's own pixels; below metadata.min_source_side it is too small. */
 export function resultFromLogits(logits, crop, metadata, topK = 3, sourceSide = null) {
@@ -449,7 +457,7 @@ export function resultFromLogits(logits, crop, metadata, topK = 3, sourceSide = 
   let status = "ok", reason = ood.reason, answer = null;
   if (REFUSAL_REASONS.includes(reason)) { status = "not_skin"; top = []; }
   else if (reason !== null) status = "uncertain";
-  else if (top[0].probability < Number(metadata.abstain_threshold)) { status = "uncertain"; reason = "low_confidence"; }
+  else if (top[0].probability < Math.max(Number(metadata.abstain_threshold), abstainFloor(names.length))) { status = "uncertain"; reason = "low_confidence"; }
   else answer = top[0].label;
   const probabilities = {};
   names.forEach((n, i) => { probabilities[n] = probs[i]; });
