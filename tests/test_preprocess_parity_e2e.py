@@ -4,9 +4,9 @@ with the bundled model: each must give the same status and top class, and the sa
 
 The squares: synthetic skin pictures (one of 1,500 px: larger than the 1,024 px the page used to shrink a framed
 square to with the browser's resampler, box-reduced by the rule, and read by crop.js in two strips), plus centre
-squares cut from real photos of $HYPODERM_SHARED/data/multisource (skipped cleanly without it; one of them
-enlarged past 1,024 px). PNG, so that every decoder sees the same pixels (a JPEG read by `predict` may be decoded at reduced DCT scale:
-hypoderm.inference.preprocess).
+squares cut from real photos of $HYPODERM_SHARED/data/multisource (skipped cleanly without it; one of them enlarged
+past 1,024 px). PNG, so that every decoder sees the same pixels (a JPEG read by `predict` may be decoded at reduced
+DCT scale: hypoderm.inference.preprocess).
 
 Skipped like tests/test_app_e2e.py without /usr/bin/chromium or node_modules/onnxruntime-web."""
 
