@@ -47,6 +47,7 @@ class ExportOptions:
     int8_gradcam: bool = False
     int8_weights: bool = False
     eval_closeups: int = 3
+    no_skin_check: bool = False
 
 
 class ExportError(HypodermError, RuntimeError):
@@ -101,6 +102,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="export a checkpoint that failed the quality checks (collapsed predictions, macro-F1 "
                              "at chance, temperature at its bound); the model is marked as such in its metadata, "
                              "and predict and serve show the mark")
+    parser.add_argument("--no-skin-check", action="store_true",
+                        help="leave out the learned skin check (assets/skin_check.onnx, about 1 MB: ImageNet "
+                             "MobileNetV3-Small blocks fitted on real skin against real non-skin photos) that every "
+                             "exported model gets in its graph; the statistics gate alone then refuses non-skin")
 
 
 def list_images(folder: Path, class_names: list[str]) -> tuple[list[Path], list[int] | None]:
@@ -345,6 +350,23 @@ def _quantized_variants(out: Path, calib: _Images, class_names: list[str], spec:
     return entries
 
 
+def _attach_skin_check(paths: list[Path], log: Callable[[str], None],
+                       warn: Callable[[str], None]) -> dict[str, Any] | None:
+    """The shipped learned skin check put into every written model (hypoderm.export.skincheck)."""
+    from hypoderm.export.skincheck import attach, shipped_skin_check
+
+    shipped = shipped_skin_check()
+    if shipped is None:
+        warn("note: this install ships no skin check (assets/skin_check.onnx): the statistics gate alone refuses "
+             "pictures that are not skin")
+        return None
+    check, block = shipped
+    for path in paths:
+        attach(path, check, block)
+    log(f"skin check ({check.name}, {check.stat().st_size:,} bytes) added to {', '.join(p.name for p in paths)}")
+    return {"file": check.name, "threshold": block["threshold"], "answer_threshold": block["answer_threshold"]}
+
+
 def _compare_variant(key: str, path: Path, fp32: Path, ev: _EvalSet, args: ExportOptions) -> dict[str, Any]:
     """Agreement and accuracy of one INT8 model against fp32 on the evaluation set."""
     from hypoderm.export.int8 import agreement_report
@@ -417,6 +439,9 @@ def export_bundle(args: ExportOptions, *, log: Callable[[str], None] = _quiet,
 
     if args.int8 or args.int8_weights:
         report.update(_quantized_variants(out, calib, class_names, spec, args, log, warn))
+    if not args.no_skin_check:
+        report["skin_check"] = _attach_skin_check([out, *(Path(v["path"]) for k, v in report.items()
+                                                          if k in ("int8", "int8_weights"))], log, warn)
     report_path = out.with_name(out.stem + ".export-report.json")
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     log(f"report: {report_path}")

@@ -89,6 +89,7 @@ from hypoderm.imaging.colour import (
     shipped_gate_file,
     skin_mask,
 )
+from hypoderm.inference.skincheck import skin_check_reason, validate_skin_check
 
 GATE_FORMAT = "hypoderm-gate/2"
 GATE_FORMATS = ("hypoderm-gate/1", GATE_FORMAT)
@@ -395,13 +396,19 @@ def validate_ood(ood: Any) -> None:
         raise ValueError(f"ood.skin_fraction_min must be in [0, 1], got {ood['skin_fraction_min']!r}")
     if "gate" in ood and ood["gate"] is not None:
         validate_gate(ood["gate"])
+    validate_skin_check(ood.get("skin_check"))
 
 
-def ood_check(rgb_crop: np.ndarray, logits: np.ndarray, thresholds: dict[str, Any] | None) -> dict[str, Any]:
+def ood_check(rgb_crop: np.ndarray, logits: np.ndarray, thresholds: dict[str, Any] | None,
+              skin_score: float | None = None) -> dict[str, Any]:
     """The `ood` block of a prediction: the statistics, the verdict `is_skin` (False: refuse), `answerable`
     (False: withhold the answer) and `reason` (REFUSAL_REASONS / WITHHOLD_REASONS code, or None).
 
-    `thresholds["gate"] = None` switches the gate off (the colour floor and max-logit floor remain)."""
+    `skin_score`: the learned skin check's output for this crop (`hypoderm.inference.skincheck`; None when the
+    model has none). With it, a photo the check passes is never refused by the statistics gate (their refusal
+    becomes a withheld answer: a clear photo of skin is not refused for its colour statistics), and the check's
+    own thresholds refuse or withhold the rest. `thresholds["gate"] = None` switches the gate off (the colour
+    floor and max-logit floor remain)."""
     th = with_gate(thresholds)
     max_logit = float(np.max(logits))
     gate = th["gate"]
@@ -411,19 +418,27 @@ def ood_check(rgb_crop: np.ndarray, logits: np.ndarray, thresholds: dict[str, An
         score: float | None = gate_score(feats, gate)
     else:
         frac, luma, score = skin_fraction(rgb_crop), None, None
+    check = th.get("skin_check") if skin_score is not None else None
+    learned = skin_check_reason(skin_score, check)
+    stats = None
+    if gate is not None and score is not None and score < float(gate["threshold"]):
+        stats = "not_skin_like" if check is None or learned is not None else "unsure_skin"
+    elif gate is not None and score is not None and score < float(gate.get("answer_threshold", gate["threshold"])):
+        stats = "unsure_skin"
     reason = None
     if gate is not None and luma is not None and luma < float(gate.get("luma_min", -1.0)):
         reason = "too_dark"
     elif frac < float(th["skin_fraction_min"]):
         reason = "little_skin"
-    elif gate is not None and score is not None and score < float(gate["threshold"]):
+    elif "not_skin_like" in (learned, stats):
         reason = "not_skin_like"
-    elif gate is not None and score is not None and score < float(gate.get("answer_threshold", gate["threshold"])):
+    elif "unsure_skin" in (learned, stats):
         reason = "unsure_skin"
     elif max_logit < float(th["max_logit_min"]):
         reason = "unusual_logits"
-    return {"skin_fraction": frac, "gate_score": score, "max_logit": max_logit, "luma_mean": luma,
-            "is_skin": reason not in REFUSAL_REASONS, "answerable": reason is None, "reason": reason}
+    return {"skin_fraction": frac, "gate_score": score, "skin_score": skin_score, "max_logit": max_logit,
+            "luma_mean": luma, "is_skin": reason not in REFUSAL_REASONS, "answerable": reason is None,
+            "reason": reason}
 
 
 def fit_ood_thresholds(max_logits: Sequence[float] | np.ndarray, quantile: float = 0.01,

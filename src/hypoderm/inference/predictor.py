@@ -100,7 +100,7 @@ def decode_min_size_for(spec: PreprocessSpec) -> int:
 
 
 def result_from_logits(logits: np.ndarray, crop: np.ndarray, metadata: dict[str, Any], top_k: int = 3,
-                       source_side: int | None = None) -> dict[str, Any]:
+                       source_side: int | None = None, skin_score: float | None = None) -> dict[str, Any]:
     """One image's logits (C,) + its uint8 crop -> the per-image result dict (verdict rules of
     docs/ARCHITECTURE.md): not_skin (refused: too small, too dark, too little skin, not skin-like), else
     uncertain (answer withheld by the not-skin check, or top probability below the abstain threshold, which
@@ -117,7 +117,7 @@ def result_from_logits(logits: np.ndarray, crop: np.ndarray, metadata: dict[str,
     probs = softmax(logits, float(metadata["temperature"]))
     order = np.argsort(-probs, kind="stable")[: max(1, min(int(top_k), len(names)))]
     top = [{"label": names[i], "probability": float(probs[i])} for i in order]
-    ood = ood_check(crop, logits, metadata.get("ood"))
+    ood = ood_check(crop, logits, metadata.get("ood"), skin_score)
     reason = ood["reason"]
     if source_side is not None and source_side < MIN_SOURCE_SIDE:
         reason = "too_small"
@@ -175,6 +175,10 @@ class OnnxPredictor:
         self.cam_names = ((cam.get("features", "features"), cam.get("cam_weights", "cam_weights"))
                           if {cam.get("features", "features"), cam.get("cam_weights", "cam_weights")} <= set(outputs)
                           else None)
+        self.skin_name = ((self.metadata.get("ood") or {}).get("skin_check") or {}).get("output")
+        if self.skin_name is not None and self.skin_name not in outputs:
+            raise ModelLoadError(f"{self.path}: ood.skin_check.output {self.skin_name!r} in the metadata is not an "
+                                 f"output of the ONNX graph (it has {', '.join(outputs)})")
         self._check_outputs()
 
     def _graph_input(self) -> str:
@@ -206,6 +210,7 @@ class OnnxPredictor:
         x = np.zeros((1, 3, self.spec.size, self.spec.size), np.float32)
         try:
             logits, *cam = self.session.run(names, {self.input_name: x})
+            skin = self.session.run([self.skin_name], {self.input_name: x})[0] if self.skin_name else None
         except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
             raise ModelLoadError(f"{self.path}: the model does not run on a {self.spec.size} px input ({e})") from e
         if logits.shape != (1, k):
@@ -214,6 +219,9 @@ class OnnxPredictor:
         if not np.all(np.isfinite(logits)):
             raise ModelLoadError(f"{self.path}: the model's outputs are not finite (NaN or infinity) on a blank "
                                  "image; the ONNX file is broken")
+        if skin is not None and (skin.size != 1 or not np.all(np.isfinite(skin))):
+            raise ModelLoadError(f"{self.path}: the skin check's output {self.skin_name!r} must be one finite number "
+                                 f"per image, got shape {list(skin.shape)}; re-export the model")
         if cam and not (cam[0].ndim == 4 and cam[1].shape == (1, k, cam[0].shape[1])):
             raise ModelLoadError(f"{self.path}: the Grad-CAM outputs have shapes {list(cam[0].shape)} and "
                                  f"{list(cam[1].shape)} (expected [N, C, h, w] and [N, {k}, C]); re-export the model")
@@ -227,6 +235,11 @@ class OnnxPredictor:
         """NCHW float32 batch -> logits (N, C)."""
         feed = {self.input_name: np.ascontiguousarray(x, dtype=np.float32)}
         return self.session.run([self.logits_name], feed)[0]
+
+    def _run(self, x: np.ndarray, names: list[str]) -> tuple[list[np.ndarray], float | None]:
+        """One session run of one image (CHW) for `names`, plus the skin check's score when the model has one."""
+        outs = self.session.run([*names, *([self.skin_name] if self.skin_name else [])], {self.input_name: x[None]})
+        return outs[:len(names)], (float(np.ravel(outs[-1])[0]) if self.skin_name else None)
 
     def _cam_outputs(self) -> tuple[str, str]:
         """The Grad-CAM output names; ModelLoadError when the model has none."""
@@ -256,8 +269,8 @@ class OnnxPredictor:
     def predict_image(self, img: Image.Image, top_k: int = 3, framed: bool = False) -> dict[str, Any]:
         """PIL image -> the per-image result dict (`framed`: see `prepare`)."""
         crop, x = prepare(img, self.spec, framed)
-        logits = self.predict_logits(x[None])[0]
-        return result_from_logits(logits, crop, self.metadata, top_k, source_side=source_side(img))
+        (logits,), skin = self._run(x, [self.logits_name])
+        return result_from_logits(logits[0], crop, self.metadata, top_k, source_side=source_side(img), skin_score=skin)
 
     def predict_with_overlay(self, img: Image.Image, top_k: int = 3,
                              framed: bool = False) -> tuple[dict[str, Any], Image.Image | None]:
@@ -268,8 +281,9 @@ class OnnxPredictor:
         from hypoderm.inference.explain import overlay_on_photo
 
         crop, x = prepare(img, self.spec, framed)
-        logits, features, weights = self.session.run([self.logits_name, *cam_names], {self.input_name: x[None]})
-        result = result_from_logits(logits[0], crop, self.metadata, top_k, source_side=source_side(img))
+        (logits, features, weights), skin = self._run(x, [self.logits_name, *cam_names])
+        result = result_from_logits(logits[0], crop, self.metadata, top_k, source_side=source_side(img),
+                                    skin_score=skin)
         if not result["top_k"]:
             return result, None
         index = self.class_names.index(result["top_k"][0]["label"])

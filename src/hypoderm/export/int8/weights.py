@@ -30,23 +30,16 @@ def _weight_axis(node: Any, rank: int) -> int:
     return rank - 1 if node.op_type == "MatMul" else 0
 
 
-def quantize_weights_int8(fp32_onnx: str | os.PathLike, out_path: str | os.PathLike) -> Path:
-    """Write `fp32_onnx` with every Conv / Gemm / MatMul weight initializer stored as INT8, symmetric
-    per output channel (scale = max|w| / 127, zero point 0), read through DequantizeLinear; biases,
-    other initializers and all activations stay fp32. A weight shared by several nodes (the head's,
-    read by the Grad-CAM branch too) is stored once. The sidecar JSON is the fp32 model's with
-    precision 'int8-weights' and the settings under `quantization`. Returns `out_path`."""
+def quantize_graph_weights(model: Any) -> tuple[int, int]:
+    """In place: every fp32 Conv / Gemm / MatMul weight initializer of the ONNX `model` stored as INT8, symmetric
+    per output channel (scale = max|w| / 127, zero point 0), read through DequantizeLinear. Returns (weight
+    tensors, weight values) quantised. ValueError when there is nothing to quantise or the opset is too old."""
     import onnx
     from onnx import helper, numpy_helper
 
-    from hypoderm.inference.metadata import write_metadata
-
-    fp32_onnx, out_path = Path(fp32_onnx), Path(out_path)
-    md = load_metadata(fp32_onnx)
-    model = onnx.load(str(fp32_onnx))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < 13:
-        raise ValueError(f"{fp32_onnx.name}: per-channel DequantizeLinear needs opset >= 13, the model has {opset}")
+        raise ValueError(f"per-channel DequantizeLinear needs opset >= 13, the model has {opset}")
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     axes: dict[str, int] = {}  # weight name -> output-channel axis (its first consumer's)
@@ -72,10 +65,30 @@ def quantize_weights_int8(fp32_onnx: str | os.PathLike, out_path: str | os.PathL
                                          [name], name=name + "_DequantizeLinear", axis=axis))
         weights += int(w.size)
     if not dq_nodes:
-        raise ValueError(f"{fp32_onnx.name} has no fp32 Conv / Gemm / MatMul weight initializers to quantise")
+        raise ValueError("no fp32 Conv / Gemm / MatMul weight initializers to quantise")
     nodes = dq_nodes + list(graph.node)  # DequantizeLinear first: the graph stays topologically sorted
     del graph.node[:]
     graph.node.extend(nodes)
+    return len(dq_nodes), weights
+
+
+def quantize_weights_int8(fp32_onnx: str | os.PathLike, out_path: str | os.PathLike) -> Path:
+    """Write `fp32_onnx` with every Conv / Gemm / MatMul weight initializer stored as INT8, symmetric
+    per output channel (scale = max|w| / 127, zero point 0), read through DequantizeLinear; biases,
+    other initializers and all activations stay fp32. A weight shared by several nodes (the head's,
+    read by the Grad-CAM branch too) is stored once. The sidecar JSON is the fp32 model's with
+    precision 'int8-weights' and the settings under `quantization`. Returns `out_path`."""
+    import onnx
+
+    from hypoderm.inference.metadata import write_metadata
+
+    fp32_onnx, out_path = Path(fp32_onnx), Path(out_path)
+    md = load_metadata(fp32_onnx)
+    model = onnx.load(str(fp32_onnx))
+    try:
+        tensors, weights = quantize_graph_weights(model)
+    except ValueError as e:
+        raise ValueError(f"{fp32_onnx.name}: {e}") from e
     onnx.checker.check_model(model)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(out_path))
@@ -83,7 +96,7 @@ def quantize_weights_int8(fp32_onnx: str | os.PathLike, out_path: str | os.PathL
                               "quantization": {"tool": "hypoderm.export.int8.quantize_weights_int8",
                                                "format": "weight-only DequantizeLinear",
                                                "weights": "int8 per-channel symmetric", "activations": "fp32",
-                                               "weight_tensors": len(dq_nodes), "weight_values": weights,
+                                               "weight_tensors": tensors, "weight_values": weights,
                                                "session_config": DEQUANTIZE_AT_LOAD,
                                                "fp32_model": fp32_onnx.name,
                                                # the fp32 source's check against PyTorch; this model's own

@@ -210,7 +210,9 @@ async function predictInBrowser(canvas, sourceSide) {
   const feeds = { [input.name || "input"]: new state.ort.Tensor("float32", tensor, [1, 3, input.size, input.size]) };
   const out = await state.session.run(feeds);
   const outName = (state.meta.output && state.meta.output.name) || state.session.outputNames[0];
-  const result = resultFromLogits(Array.from(out[outName].data), crop, state.meta, 3, sourceSide);
+  const check = state.meta.ood && state.meta.ood.skin_check;
+  const skinScore = check && out[check.output] ? Number(out[check.output].data[0]) : null;
+  const result = resultFromLogits(Array.from(out[outName].data), crop, state.meta, 3, sourceSide, skinScore);
   result.inference = "browser";
   result.gradcam = browserGradcam(canvas, out, result);
   return result;

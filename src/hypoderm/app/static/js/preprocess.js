@@ -406,7 +406,7 @@ export const WITHHOLD_REASONS = ["unsure_skin", "unusual_logits"];
 
 /** hypoderm.inference.ood.ood_check. `ood` is the server's completed block (/api/v1/model sends the default
  * gate for models exported before it existed); `gate: null` switches the gate off. */
-export function oodCheck(crop, size, logits, ood) {
+export function oodCheck(crop, size, logits, ood, skinScore = null) {
   const th = ood || {};
   const gate = th.gate || null;
   const maxLogit = Math.max(...Array.from(logits));
@@ -421,14 +421,28 @@ export function oodCheck(crop, size, logits, ood) {
   } else {
     frac = skinFraction(crop, V1_SKIN_RULE);
   }
+  // the learned skin check (hypoderm.inference.skincheck): a photo it passes is never refused by the statistics
+  const check = skinScore !== null && th.skin_check ? th.skin_check : null;
+  const learned = skinCheckReason(skinScore, check);
+  let stats = null;
+  if (gate && score < Number(gate.threshold)) stats = check === null || learned !== null ? "not_skin_like" : "unsure_skin";
+  else if (gate && score < Number(gate.answer_threshold ?? gate.threshold)) stats = "unsure_skin";
   let reason = null;
   if (gate && luma < Number(gate.luma_min ?? -1)) reason = "too_dark";
   else if (frac < Number(th.skin_fraction_min)) reason = "little_skin";
-  else if (gate && score < Number(gate.threshold)) reason = "not_skin_like";
-  else if (gate && score < Number(gate.answer_threshold ?? gate.threshold)) reason = "unsure_skin";
+  else if (learned === "not_skin_like" || stats === "not_skin_like") reason = "not_skin_like";
+  else if (learned === "unsure_skin" || stats === "unsure_skin") reason = "unsure_skin";
   else if (maxLogit < Number(th.max_logit_min)) reason = "unusual_logits";
-  return { skin_fraction: frac, gate_score: score, max_logit: maxLogit, luma_mean: luma,
+  return { skin_fraction: frac, gate_score: score, skin_score: skinScore, max_logit: maxLogit, luma_mean: luma,
     is_skin: !REFUSAL_REASONS.includes(reason), answerable: reason === null, reason };
+}
+
+/** hypoderm.inference.skincheck.skin_check_reason. */
+export function skinCheckReason(score, check) {
+  if (check === null || score === null) return null;
+  if (!Number.isFinite(score) || score < Number(check.threshold)) return "not_skin_like";
+  if (score < Number(check.answer_threshold)) return "unsure_skin";
+  return null;
 }
 
 /** hypoderm.model_quality.CHANCE_MARGIN and abstain_floor: the abstain threshold never falls below chance (1/K)
@@ -441,7 +455,7 @@ export function abstainFloor(numClasses) {
 
 /** hypoderm.inference.result_from_logits (messages are localised by the page, not here). `sourceSide`: the
  * shorter side of the framed square in the photo's own pixels; below metadata.min_source_side it is too small. */
-export function resultFromLogits(logits, crop, metadata, topK = 3, sourceSide = null) {
+export function resultFromLogits(logits, crop, metadata, topK = 3, sourceSide = null, skinScore = null) {
   const names = metadata.class_names;
   if (logits.length !== names.length) {
     throw new Error(`model gives ${logits.length} outputs but metadata names ${names.length} classes`);
@@ -450,7 +464,7 @@ export function resultFromLogits(logits, crop, metadata, topK = 3, sourceSide = 
   const order = probs.map((p, i) => i).sort((a, b) => probs[b] - probs[a] || a - b);
   const k = Math.max(1, Math.min(topK, names.length));
   let top = order.slice(0, k).map((i) => ({ label: names[i], probability: probs[i] }));
-  let ood = oodCheck(crop, Math.round(Math.sqrt(crop.length / 3)), logits, metadata.ood);
+  let ood = oodCheck(crop, Math.round(Math.sqrt(crop.length / 3)), logits, metadata.ood, skinScore);
   if (sourceSide !== null && sourceSide < Number(metadata.min_source_side)) {
     ood = { ...ood, is_skin: false, answerable: false, reason: "too_small" };
   }
