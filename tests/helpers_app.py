@@ -88,3 +88,15 @@ def phone_like_jpeg(width: int = 4032, height: int = 3024, seed: int = 0, noise:
     buf = io.BytesIO()
     Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
     return buf.getvalue()
+
+
+def confident(model: object, top: int = 1, margin: float = 3.0) -> object:
+    """`model` with its last linear layer's bias raised by `margin` for class `top`: a random-weight network's logits
+    are near zero (at chance), and hypoderm never answers at chance (hypoderm.model_quality.abstain_floor), so a test
+    that needs an answer from it gives the network a preference."""
+    import torch
+
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]  # type: ignore[attr-defined]
+    with torch.no_grad():
+        last.bias[top] += margin
+    return model

@@ -578,15 +578,17 @@ def test_chinese_ui_has_no_latin_sentences(browser: object, sure_live: LiveServe
 
 @pytest.fixture(scope="module")
 def cam_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """mnv3s (random weights) exported with the Grad-CAM outputs; threshold 0: every skin photo is an answer."""
+    """mnv3s (random weights, a preference for class 1: helpers_app.confident) exported with the Grad-CAM outputs;
+    threshold 0: every skin photo is an answer."""
     import torch
 
-    from helpers_app import build_model_dir
+    from helpers_app import build_model_dir, confident
     from hypoderm.models import create_model
 
     torch.manual_seed(0)
     return build_model_dir(tmp_path_factory.mktemp("cam"), size=224, classes=TWO_CLASSES, temperature=1.0,
-                           abstain_threshold=0.0, model_name="mnv3s", model=create_model("mnv3s", num_classes=2))
+                           abstain_threshold=0.0, model_name="mnv3s",
+                           model=confident(create_model("mnv3s", num_classes=2)))
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,7 @@ def test_holdout_split_refuses_what_would_leak_or_cannot_be_held_out(origin_mani
     rows[0]["group"] = rows[-1]["group"]
     leak = tmp_path / "leak" / "index.csv"
     leak.parent.mkdir()
-    (leak.parent / "images").symlink_to(origin_manifest.parent / "images")
+    shutil.copytree(origin_manifest.parent / "images", leak.parent / "images")  # symlinks leading out are refused
     _write(leak, rows)
     with pytest.raises(DatasetError, match="1 group.*two values of 'origin'"):
         make_holdout_split(load_index(leak), "origin")
@@ -78,7 +79,7 @@ def _one_origin(manifest: Path, tmp_path: Path) -> Path:
     rows = [{**r, "origin": "same"} for r in _rows(manifest)]
     out = tmp_path / "one" / "index.csv"
     out.parent.mkdir()
-    (out.parent / "images").symlink_to(manifest.parent / "images")
+    shutil.copytree(manifest.parent / "images", out.parent / "images")  # symlinks leading out are refused
     _write(out, rows)
     return out
 
@@ -90,7 +91,7 @@ def test_empty_cells_are_held_out_together(origin_manifest: Path, tmp_path: Path
             r["origin"] = ""
     out = tmp_path / "gaps" / "index.csv"
     out.parent.mkdir()
-    (out.parent / "images").symlink_to(origin_manifest.parent / "images")
+    shutil.copytree(origin_manifest.parent / "images", out.parent / "images")  # symlinks leading out are refused
     _write(out, rows)
     assert make_holdout_split(load_index(out), "origin").values == [MISSING_VALUE, "clinic", "web"]
 

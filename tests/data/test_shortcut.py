@@ -304,7 +304,8 @@ def test_compare_table_shows_margin(tmp_path: Path) -> None:
              "pooled_macro_f1": 0.88, "pooled_ci95": {"macro_f1": [0.8, 0.95]}, "params": 10, "macs": 1e6,
              "ort_ms_median": 1.0, "ort_ms_p90": 1.1, "torch_ms_median": None, "torch_ms_p90": None,
              "onnx_bytes": None}]
-    note = _add_style_margins(SimpleNamespace(data=str(root), group_regex=None), tmp_path, rows)
+    note = _add_style_margins(SimpleNamespace(data=str(root), group_regex=None, allow_outside_paths=False), tmp_path,
+                              rows)
     base = shortcut_baseline(index, make_split(index, folds=3, seed=0))
     assert rows[0]["style_margin_mean"] == pytest.approx(0.9 - base.macro_f1)
     assert rows[0]["style_margin_pooled"] == pytest.approx(0.88 - base.models[base.best].pooled_macro_f1)

@@ -26,7 +26,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from helpers_app import build_model_dir, phone_like_jpeg
+from helpers_app import build_model_dir, confident, phone_like_jpeg
 from hypoderm.app.server import create_app
 from hypoderm.imaging import io as dio
 from hypoderm.imaging.io import SOURCE_SIZE_KEY, ImageLoadError, load_rgb_bytes
@@ -51,14 +51,16 @@ def _big_skin(width: int, height: int, seed: int = 0) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def cam_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small model exported with the Grad-CAM outputs; the not-skin check is the colour rule only."""
+    """A small model exported with the Grad-CAM outputs; the not-skin check is the colour rule only; a preference
+    for one class (helpers_app.confident) keeps its answers above the chance floor, so a skin photo gets one."""
     import torch
 
     from hypoderm.models import create_model
 
     torch.manual_seed(0)
     return build_model_dir(tmp_path_factory.mktemp("cam_model"), size=64, classes=["normal_skin", "vitiligo"],
-                           model=create_model("mnv3s", num_classes=2), model_name="mnv3s", extra=NO_GATE)
+                           model=confident(create_model("mnv3s", num_classes=2)), model_name="mnv3s",
+                           extra=NO_GATE)
 
 
 # ---- 1. Grad-CAM at a bounded size -----------------------------------------------------------------------
