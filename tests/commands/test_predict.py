@@ -379,9 +379,9 @@ def _with_threshold(onnx_path: Path, folder: Path, threshold: float, temperature
 
 def test_cam_is_written_only_for_an_answer(onnx_path: Path, mixed_folder: Path, tmp_path: Path, capsys) -> None:
     """Issue 29: `--cam` writes a heat map next to an answer (ok) only, as the app shows one; an uncertain or a
-    refused photo gets none (its `cam` is null), as an uncertain answer names no class. Uncertain here: a model
-    at chance (temperature 100 flattens its probabilities to about 1/2; a threshold fitted at chance, 0.5)."""
-    for threshold, temperature, status in ((0.0, 0.01, "ok"), (0.5, 100.0, "uncertain")):
+    refused photo gets none (its `cam` is null), as an uncertain answer names no class. Uncertain here: temperature
+    100 flattens the probabilities and a threshold of 1 is above every one of them."""
+    for threshold, temperature, status in ((0.0, 0.01, "ok"), (1.0, 100.0, "uncertain")):
         model = _with_threshold(onnx_path, tmp_path / status, threshold, temperature)
         cams = tmp_path / f"cams-{status}"
         rc, doc = _run_json([str(mixed_folder), "--model", str(model), "--cam", str(cams)], capsys)
