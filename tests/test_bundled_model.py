@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from helpers_export import skin_image
 from hypoderm.app.web_runtime import ORT_FILES
@@ -30,7 +31,9 @@ def test_bundled_metadata_is_valid_and_describes_the_model():
     # weights stored INT8 per channel, dequantised at load (fp32 compute): 1.19 MB instead of 4.28 MB
     assert md["model_name"] == "hypodermnet" and md["precision"] == "int8-weights"
     assert md["quantization"]["session_config"] == {"session.disable_quant_qdq": "1"}
-    assert path.stat().st_size <= 1.5e6  # issue 15's size goal for the phone download
+    # issue 15's size goal for the diagnosis network (1.5 MB) plus at most 1.5 MB for the learned skin check (issue 27)
+    assert path.stat().st_size <= 3.0e6 and (path.parent / "skin_check.onnx").stat().st_size <= 1.5e6
+    assert md["ood"]["skin_check"]["output"] == "skin_score"  # the skin check is in the graph (OnnxPredictor checks)
     # 128 px, the size the origin study measured (benchmarks/origins/README.md)
     assert md["input"]["size"] == 128 and md["input"]["resize_size"] == 146
     assert md["gradcam"]["cam_weights"] == "cam_weights"  # the heat map works torch-free
@@ -52,19 +55,25 @@ def test_bundled_metadata_is_valid_and_describes_the_model():
     assert json.loads(embedded["hypoderm"])["class_names"] == CLASSES
 
 
-def test_bundled_model_predicts_a_skin_like_image(tmp_path):
-    img = skin_image(1, np.random.default_rng(2), 256)  # textured skin with pale patches: the gate passes it
+def test_bundled_model_judges_a_skin_like_picture_alike_in_python_and_the_cli(tmp_path):
+    """A synthetic skin-toned texture with pale patches: the statistics gate passes it, the learned skin check
+    (issue 27) sees that it is not a photo of skin and refuses it; the CLI says the same as the predictor."""
+    img = skin_image(1, np.random.default_rng(2), 256)
     photo = tmp_path / "skin.png"
     img.save(photo)
-    result = OnnxPredictor(bundled_model_path(), threads=1).predict_image(img, top_k=3)
-    assert result["status"] in ("ok", "uncertain")
-    assert sorted(t["label"] for t in result["top_k"]) == CLASSES
+    predictor = OnnxPredictor(bundled_model_path(), threads=1)
+    result = predictor.predict_image(img, top_k=3)
+    check = predictor.metadata["ood"]["skin_check"]
+    assert result["ood"]["gate_score"] >= predictor.metadata["ood"]["gate"]["threshold"]  # the statistics pass it
+    assert result["status"] == "not_skin" and result["reason"] == "not_skin_like" and result["top_k"] == []
+    assert result["ood"]["skin_score"] < check["threshold"]
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     out = subprocess.run([sys.executable, "-m", "hypoderm.cli", "predict", str(photo), "--json", "--threads", "1"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)
-    assert doc["results"][0]["status"] in ("ok", "uncertain")
+    cli = json.loads(out.stdout)["results"][0]
+    assert (cli["status"], cli["reason"]) == (result["status"], result["reason"])
+    assert cli["ood"]["skin_score"] == pytest.approx(result["ood"]["skin_score"], abs=1e-4)
 
 
 @pytest.mark.slow
@@ -92,4 +101,5 @@ def test_wheel_contains_the_model_is_small_and_loads_it(tmp_path):
     assert out.returncode == 0, out.stderr
     module_file, model_file, status = json.loads(out.stdout)
     assert module_file.startswith(str(tmp_path / "site")) and model_file.startswith(str(tmp_path / "site"))
-    assert status in ("ok", "uncertain")
+    want = OnnxPredictor(bundled_model_path(), threads=1).predict_image(Image.open(img).convert("RGB"))["status"]
+    assert status == want  # the wheel's model and skin check judge as the source tree's do

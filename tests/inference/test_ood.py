@@ -254,7 +254,9 @@ def test_models_exported_before_the_gate_get_the_default_gate() -> None:
     crop = center_crop_array(resized_uint8(skin_image(1, np.random.default_rng(2), 224), PreprocessSpec()), 224)
     out = ood_check(crop, np.array([1.0, 0.0]), old)  # a 224 px crop: the gate resizes it to its 128 px first
     assert out["gate_score"] == gate_score(gate_features(at_gate_size(crop, DEFAULT_GATE["size"])), DEFAULT_GATE)
-    assert set(out) == {"skin_fraction", "gate_score", "max_logit", "luma_mean", "is_skin", "answerable", "reason"}
+    assert set(out) == {"skin_fraction", "gate_score", "skin_score", "max_logit", "luma_mean", "is_skin", "answerable",
+                        "reason"}
+    assert out["skin_score"] is None  # no learned check given
 
 
 def test_a_first_format_gate_still_loads_and_scores() -> None:

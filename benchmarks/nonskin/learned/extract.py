@@ -89,10 +89,10 @@ def main() -> None:
 
     t0 = time.time()
     ms = args.shared / "data/multisource"
-    for row in csv.DictReader(open(ms / "index-v2.csv")):
+    for row in csv.DictReader((ms / "index-v2.csv").read_text().splitlines()):
         add("skin", row["origin"], row["label"], row["path"], load_rgb(ms / row["path"]), args.closeups)
     ns = args.shared / "data/nonskin"
-    for row in csv.DictReader(open(ns / "index.csv")):
+    for row in csv.DictReader((ns / "index.csv").read_text().splitlines()):
         add("nonskin", row["origin"], row["category"], row["path"], load_rgb(ns / row["path"]), args.closeups)
     for fam, img in nonskin.suite(30, 1000, nonskin.FIT):
         add("synthetic_fit", fam, fam, fam, img, 1)

@@ -353,6 +353,7 @@ function renderResult() {
   section.dataset.inference = r.inference;
   section.dataset.probabilities = JSON.stringify(r.probabilities);
   section.dataset.skinFraction = String(r.ood.skin_fraction);
+  section.dataset.skinScore = r.ood.skin_score === null || r.ood.skin_score === undefined ? "" : String(r.ood.skin_score);
   renderResultNote(r);
   const analysed = r.status !== "not_skin";
   const top = analysed ? r.top_k[0] : null;
