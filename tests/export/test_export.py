@@ -153,9 +153,13 @@ def test_export_cli_fp32_int8_fits_ood_and_writes_report(ckpt_path: Path, tmp_pa
     assert report["int8"]["fp32"]["accuracy"] >= 0.5 and "top1_agreement" in report["int8"]
     assert (out.parent / "model.int8.onnx").is_file()
     # `hypoderm export` writes the Grad-CAM outputs that predict and serve use (the INT8 model answers only)
-    assert [o.name for o in onnx.load(str(out)).graph.output] == ["logits", "features", "cam_weights"]
+    # ... and the learned skin check (issue 27) of assets/skin_check.onnx, in the fp32 and the INT8 model alike
+    assert [o.name for o in onnx.load(str(out)).graph.output] == ["logits", "features", "cam_weights", "skin_score"]
     assert md["gradcam"]["cam_weights"] == "cam_weights"
-    assert "gradcam" not in json.loads((out.parent / "model.int8.json").read_text())
+    int8_md = json.loads((out.parent / "model.int8.json").read_text())
+    assert "gradcam" not in int8_md
+    assert md["ood"]["skin_check"] == int8_md["ood"]["skin_check"] and report["skin_check"]["file"] == "skin_check.onnx"
+    assert "skin_score" in [o.name for o in onnx.load(str(out.parent / "model.int8.onnx")).graph.output]
 
 
 def test_export_cli_errors_are_clear(tmp_path: Path, capsys) -> None:
@@ -745,3 +749,15 @@ def test_a_capped_image_set_keeps_every_class(tmp_path: Path) -> None:
     assert len(images) == 4 and sorted(kept_labels or []) == [0, 0, 1, 1]
     assert len(set(kept_files)) == 4
     assert len(_load_images(files, labels, 100)[0]) == 12  # fewer files than the cap: all of them
+
+
+def test_export_without_the_skin_check_leaves_it_out(ckpt_path: Path, tmp_path: Path) -> None:
+    """`--no-skin-check`: the model keeps its own outputs only, and the statistics gate alone refuses non-skin."""
+    from hypoderm.export import ExportOptions, export_bundle
+    from hypoderm.inference import OnnxPredictor, load_metadata
+
+    out = tmp_path / "plain" / "model.onnx"
+    report = export_bundle(ExportOptions(ckpt_path, out, no_skin_check=True))
+    assert "skin_check" not in report and "skin_check" not in (load_metadata(out).get("ood") or {})
+    assert "skin_score" not in [o.name for o in onnx.load(str(out)).graph.output]
+    assert OnnxPredictor(out).skin_name is None
