@@ -153,12 +153,17 @@ def main() -> None:
             if rc not in (0, 1):
                 crashes.append(f"run {run_index}: exit code {rc}")
             try:
-                results = json.loads(stdout)["results"]
+                doc = json.loads(stdout)
+                results = doc["results"]
             except (ValueError, KeyError):
                 crashes.append(f"run {run_index}: stdout is not the JSON document: {stdout[:200]!r}")
-                results = []
-            if len(results) != len(names):
-                crashes.append(f"run {run_index}: {len(results)} results for {len(names)} files")
+                doc, results = {}, []
+            # documents in a folder are skipped (never decoded) and counted in a note, not given a result
+            skipped = sum(int(m.group(1)) for n in doc.get("notes", [])
+                          if (m := re.match(r"skipped (\d+) file\(s\) in the folders that are not images", n)))
+            statuses["skipped (not an image, named in a note)"] += skipped
+            if len(results) + skipped != len(names):
+                crashes.append(f"run {run_index}: {len(results)} results and {skipped} skipped for {len(names)} files")
             for r in results:
                 key = r["status"] if r["status"] != "error" else f"error {r['reason']}"
                 statuses[key] += 1
