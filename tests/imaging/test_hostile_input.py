@@ -303,7 +303,7 @@ def _health(port: int) -> dict:
 
 def _until_uploads(port: int, n: int, field: str = "uploads") -> dict:
     """Health once the server has seen `n` uploads arriving (synchronisation, not a timing); `field`
-    "slow_uploads": once it has judged `n` of them slow (stalled for a 2 s window)."""
+    "slow_uploads": once it has judged `n` of them slow (arriving slower than its rate for SLOW_MIN_AGE_S)."""
     import time
 
     for _ in range(600):
