@@ -209,8 +209,7 @@ class OnnxPredictor:
         names = [self.logits_name, *(self.cam_names or ())]
         x = np.zeros((1, 3, self.spec.size, self.spec.size), np.float32)
         try:
-            logits, *cam = self.session.run(names, {self.input_name: x})
-            skin = self.session.run([self.skin_name], {self.input_name: x})[0] if self.skin_name else None
+            (logits, *cam), score = self._run(x[0], names)
         except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
             raise ModelLoadError(f"{self.path}: the model does not run on a {self.spec.size} px input ({e})") from e
         if logits.shape != (1, k):
@@ -219,9 +218,9 @@ class OnnxPredictor:
         if not np.all(np.isfinite(logits)):
             raise ModelLoadError(f"{self.path}: the model's outputs are not finite (NaN or infinity) on a blank "
                                  "image; the ONNX file is broken")
-        if skin is not None and (skin.size != 1 or not np.all(np.isfinite(skin))):
+        if self.skin_name and (score is None or not np.isfinite(score)):
             raise ModelLoadError(f"{self.path}: the skin check's output {self.skin_name!r} must be one finite number "
-                                 f"per image, got shape {list(skin.shape)}; re-export the model")
+                                 "per image; re-export the model")
         if cam and not (cam[0].ndim == 4 and cam[1].shape == (1, k, cam[0].shape[1])):
             raise ModelLoadError(f"{self.path}: the Grad-CAM outputs have shapes {list(cam[0].shape)} and "
                                  f"{list(cam[1].shape)} (expected [N, C, h, w] and [N, {k}, C]); re-export the model")
@@ -237,9 +236,11 @@ class OnnxPredictor:
         return self.session.run([self.logits_name], feed)[0]
 
     def _run(self, x: np.ndarray, names: list[str]) -> tuple[list[np.ndarray], float | None]:
-        """One session run of one image (CHW) for `names`, plus the skin check's score when the model has one."""
+        """One session run of one image (CHW) for `names`, plus the skin check's score when the model has one
+        (None also when its output is not one number: `_check_outputs` refuses such a model at load)."""
         outs = self.session.run([*names, *([self.skin_name] if self.skin_name else [])], {self.input_name: x[None]})
-        return outs[:len(names)], (float(np.ravel(outs[-1])[0]) if self.skin_name else None)
+        score = np.ravel(outs[-1]) if self.skin_name else None
+        return outs[:len(names)], (float(score[0]) if score is not None and score.size == 1 else None)
 
     def _cam_outputs(self) -> tuple[str, str]:
         """The Grad-CAM output names; ModelLoadError when the model has none."""
