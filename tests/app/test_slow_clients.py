@@ -157,7 +157,7 @@ def test_upload_pace_is_its_average_once_it_is_old_enough() -> None:
     p = limits.UploadProgress("a", now=0.0)
     assert not p.is_slow(age / 2, 1000)  # too young to judge, even with nothing received
     assert p.is_slow(age, 1000)  # nothing after SLOW_MIN_AGE_S: slow
-    p.add(3 * int(age) * 1000, age + 0.5)  # a burst: 3x the rate on average so far
+    p.add(3 * int(age) * 1000)  # a burst (at age + 0.5): 3x the rate on average so far
     assert not p.is_slow(age + 1.0, 1000) and p.rate(age + 1.0) == pytest.approx(3 * age * 1000 / (age + 1.0))
     assert not p.is_slow(2 * age, 1000) and p.is_slow(3 * age + 1.0, 1000)  # then nothing more: the average falls
 

@@ -111,16 +111,15 @@ def refuse_if_busy(state: ServerState, request: Request) -> None:
 
 
 class UploadProgress:
-    """One upload still arriving from `client`: when it began, its bytes and chunks so far, and its pace
-    (event loop only; `now` is time.monotonic())."""
+    """One upload still arriving from `client`: when it began, its bytes so far, and its pace (event loop only;
+    `now` is time.monotonic())."""
 
     def __init__(self, client: str, now: float) -> None:
         self.client, self.started = client, now
-        self.received = self.chunks = 0
+        self.received = 0
 
-    def add(self, n: int, now: float) -> None:
+    def add(self, n: int) -> None:
         self.received += n
-        self.chunks += 1
 
     def rate(self, now: float) -> float:
         """Bytes/s since the upload began; not judged (inf) during its first SLOW_MIN_AGE_S seconds."""
@@ -144,7 +143,7 @@ class UploadSlot:
         self.state, self.request, self.progress = state, request, progress
 
     def received(self, n: int) -> None:
-        self.progress.add(n, time.monotonic())
+        self.progress.add(n)
 
     def check_pace(self) -> None:
         """JSON 429 when this upload is slow and its address already has `max_uploads_per_client` older slow
