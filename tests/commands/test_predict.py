@@ -338,19 +338,10 @@ def test_other_lesion_is_answered_by_its_card_never_as_a_named_lesion(tmp_path: 
     """Issue 19 item 4 (CLI): a model with the class other_lesion answers it as "a skin lesion that is not a
     hypopigmented condition this model knows: have it examined", in the text and the JSON message, naming no
     lesion; the conditions it cannot tell are still listed."""
-    import torch
 
-    from helpers_app import build_model_dir
     from hypoderm.cli import main
 
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-                                torch.nn.Flatten(), torch.nn.Linear(8, 3))
-    with torch.no_grad():
-        model[-1].weight.zero_()
-        model[-1].bias.copy_(torch.tensor([0.0, float(np.log(18.0)), 0.0]))  # other_lesion at 0.9
-    model_dir = build_model_dir(tmp_path / "m", classes=["normal_skin", "other_lesion", "vitiligo"],
-                                temperature=1.0, abstain_threshold=0.6, model=model)
+    model_dir = _sure_of(tmp_path, "other_lesion")
     img = tmp_path / "skin.png"
     skin_image(1, np.random.default_rng(5), 90).save(img)
     assert main(["predict", str(img), "--model", str(model_dir)]) == 0
@@ -427,20 +418,11 @@ def test_limits_label_names_the_one_answer_of_the_run() -> None:
 def test_normal_skin_answer_carries_its_look_alike_caveat(tmp_path: Path, capsys) -> None:
     """Issue 29: pityriasis alba, nevus depigmentosus and halo nevus were answered "normal skin" on clinical photos;
     a "Normal skin" answer says so, in the text, in the JSON message, and in the card the page words it by (en, zh)."""
-    import torch
 
-    from helpers_app import build_model_dir
     from hypoderm.cards import answer_text
     from hypoderm.cli import main
 
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-                                torch.nn.Flatten(), torch.nn.Linear(8, 3))
-    with torch.no_grad():
-        model[-1].weight.zero_()
-        model[-1].bias.copy_(torch.tensor([float(np.log(18.0)), 0.0, 0.0]))  # normal_skin at 0.9
-    model_dir = build_model_dir(tmp_path / "m", classes=["normal_skin", "other_lesion", "vitiligo"],
-                                temperature=1.0, abstain_threshold=0.6, model=model)
+    model_dir = _sure_of(tmp_path, "normal_skin")
     img = tmp_path / "skin.png"
     skin_image(1, np.random.default_rng(5), 90).save(img)
     assert main(["predict", str(img), "--model", str(model_dir)]) == 0
@@ -454,3 +436,20 @@ def test_normal_skin_answer_carries_its_look_alike_caveat(tmp_path: Path, capsys
     assert zh.startswith("在本模型认识的类别中，最可能是：正常皮肤（90%）")
     assert all(w in zh for w in ("白色糠疹", "无色素痣", "晕痣"))
     assert "halo nevus" not in answer_text("vitiligo", 0.9)  # the caveat belongs to the normal answer only
+
+
+def _sure_of(tmp_path: Path, label: str) -> Path:
+    """A 3-class model (normal_skin, other_lesion, vitiligo) that gives `label` 0.9 whatever the photo."""
+    import torch
+
+    from helpers_app import build_model_dir
+
+    classes = ["normal_skin", "other_lesion", "vitiligo"]
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(8, 3))
+    with torch.no_grad():
+        model[-1].weight.zero_()
+        model[-1].bias.zero_()
+        model[-1].bias[classes.index(label)] = float(np.log(18.0))  # 18 / (18 + 1 + 1) = 0.9
+    return build_model_dir(tmp_path / "m", classes=classes, temperature=1.0, abstain_threshold=0.6, model=model)
