@@ -13,11 +13,13 @@ metrics.json exists) and pack again; `read` and `arrays` read either form.
 
     python benchmarks/summarize.py pack benchmarks/comparison/h200_224/models
     python benchmarks/summarize.py unpack benchmarks/comparison/h200_224/models
-    (pack --no-arrays DIR: leave DIR's .npz files out, and on disk)
+    python benchmarks/summarize.py pack benchmarks/origins/runs --under crop-tone   # one run of several
+    (pack --no-arrays: leave the .npz files out, and on disk)
 """
 
 from __future__ import annotations
 
+import argparse
 import fnmatch
 import io
 import json
@@ -49,11 +51,15 @@ def _packable(rel: str, arrays: bool) -> bool:
     return suffix in TEXT or (arrays and suffix == ".npz")
 
 
-def _files(folder: Path, arrays: bool) -> list[str]:
+def _within(rel: str, under: str | None) -> bool:
+    return under is None or rel == under or rel.startswith(under.rstrip("/") + "/")
+
+
+def _files(folder: Path, arrays: bool, under: str | None = None) -> list[str]:
     if not folder.is_dir():
         return []
     rels = (p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-    return sorted(r for r in rels if _packable(r, arrays))
+    return sorted(r for r in rels if _packable(r, arrays) and _within(r, under))
 
 
 def _load_packed(folder: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -65,12 +71,14 @@ def _load_packed(folder: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return texts, arrs
 
 
-def pack(folder: Path, arrays: bool = True) -> list[str]:
+def pack(folder: Path, arrays: bool = True, under: str | None = None) -> list[str]:
     """Fold FOLDER's files into FOLDER.json (+ FOLDER.npz), merged with what an earlier pack wrote (a file
     on disk replaces its packed version); deletes the packed files and the folders left empty. With
-    `arrays=False` the .npz files stay out (and on disk). Returns the paths packed from disk."""
+    `arrays=False` the .npz files stay out (and on disk); with `under` (a path inside FOLDER: one run of
+    several) only the files there are packed, so runs going on beside it are left alone. Returns the paths
+    packed from disk."""
     texts, arrs = _load_packed(folder)
-    rels = _files(folder, arrays)
+    rels = _files(folder, arrays, under)
     for rel in rels:
         path = folder / rel
         if path.suffix == ".npz":
@@ -90,22 +98,21 @@ def pack(folder: Path, arrays: bool = True) -> list[str]:
         _npz_path(folder).write_bytes(buf.getvalue())
     for rel in rels:
         (folder / rel).unlink()
-    for d in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-        if not any(d.iterdir()):
+    base = folder / under if under else folder
+    for d in sorted((p for p in base.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [base, folder]:
+        if d.is_dir() and not any(d.iterdir()):
             d.rmdir()
-    if not any(folder.iterdir()):
-        folder.rmdir()
     return rels
 
 
-def unpack(folder: Path) -> list[str]:
-    """Write FOLDER's packed files back into it (files already on disk are kept); returns the paths written.
-    The packed files stay: the next `pack` merges into them."""
+def unpack(folder: Path, under: str | None = None) -> list[str]:
+    """Write FOLDER's packed files (those within `under` when given) back into it (files already on disk are
+    kept); returns the paths written. The packed files stay: the next `pack` merges into them."""
     texts, arrs = _load_packed(folder)
     written = []
     for rel, content in texts.items():
         path = folder / rel
-        if path.exists():
+        if path.exists() or not _within(rel, under):
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
         if rel.endswith(".json"):
@@ -119,7 +126,7 @@ def unpack(folder: Path) -> list[str]:
         by_file.setdefault(rel, {})[name] = a
     for rel, named in by_file.items():
         path = folder / rel
-        if path.exists():
+        if path.exists() or not _within(rel, under):
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, **named)  # type: ignore[arg-type]
@@ -148,15 +155,17 @@ def arrays(folder: Path, rel: str) -> dict[str, np.ndarray]:
 
 
 def main(argv: list[str]) -> int:
-    keep_arrays = "--no-arrays" not in argv
-    argv = [a for a in argv if a != "--no-arrays"]
-    if len(argv) < 2 or argv[0] not in ("pack", "unpack"):
-        print(__doc__, file=sys.stderr)
-        return 2
-    for d in argv[1:]:
-        folder = Path(d.removesuffix(".json"))
-        done = pack(folder, keep_arrays) if argv[0] == "pack" else unpack(folder)
-        print(f"{argv[0]} {folder}: {len(done)} files")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("action", choices=("pack", "unpack"))
+    ap.add_argument("folders", nargs="+", type=Path)
+    ap.add_argument("--under", default=None, help="only this path inside each folder (one run of several)")
+    ap.add_argument("--no-arrays", action="store_true", help="pack: leave the .npz files out, and on disk")
+    args = ap.parse_args(argv)
+    for folder in args.folders:
+        folder = folder.with_name(folder.name.removesuffix(".json"))
+        done = (pack(folder, not args.no_arrays, args.under) if args.action == "pack"
+                else unpack(folder, args.under))
+        print(f"{args.action} {folder}{'/' + args.under if args.under else ''}: {len(done)} files")
     return 0
 
 
