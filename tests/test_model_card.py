@@ -15,7 +15,8 @@ from hypoderm.inference import bundled_model, load_metadata
 REPO = Path(__file__).resolve().parents[1]
 CARD = " ".join((REPO / "MODEL_CARD.md").read_text().split())  # line breaks do not matter
 ORIGINS = REPO / "benchmarks" / "origins"
-RECIPE = ORIGINS / "runs" / "crop-tone-oe"  # the bundled model's recipe (scripts/train_bundled_model.sh)
+# the bundled model's recipe (scripts/train_bundled_model.sh): its run folder, packed into runs.json keyed by path
+RECIPE = "crop-tone-oe"
 
 
 def _load(path: Path) -> dict:
@@ -53,7 +54,7 @@ def test_card_quotes_the_parameter_count() -> None:
 
 
 def test_card_quotes_the_held_out_origin_run() -> None:
-    h = _load(RECIPE / "holdout" / "summary.json")["holdout"]
+    h = _load(ORIGINS / "runs.json")[f"{RECIPE}/holdout/summary.json"]["holdout"]
     base = h["baseline"]["reports"]
     rows = {o: r["per_class"]["normal_skin"] for o, r in h["model"].items() if "normal_skin" in r["per_class"]}
     assert len(rows) == 4  # every healthy origin held out in turn
@@ -68,7 +69,7 @@ def test_card_quotes_the_held_out_origin_run() -> None:
 
 
 def test_card_quotes_the_ordinary_cv_run() -> None:
-    s = _load(RECIPE / "cv" / "summary.json")
+    s = _load(ORIGINS / "runs.json")[f"{RECIPE}/cv/summary.json"]
     assert f"macro-F1 **{s['mean']['macro_f1']:.3f} ± {s['std']['macro_f1']:.3f}**" in CARD
     assert f"ROC-AUC {s['mean']['roc_auc_ovr']:.3f}" in CARD
     assert f"macro-F1 **{s['shortcut']['macro_f1_mean']:.3f}** on the same folds" in CARD

@@ -6,9 +6,11 @@
 #      writes the tables, the paired comparison, the plots and the latency columns (CPU, batch 1).
 # CV_DEADLINE (seconds, optional) bounds step 2; models whose folds did not all finish by then are left
 # out of step 3 and named in its log, so a time-boxed machine still returns a complete table of what ran.
+#   4. OUT/models/ and OUT/logs/ packed into OUT/models.json (+ models.npz) and OUT/logs.json
+#      (benchmarks/summarize.py); a packed OUT is unpacked first, so a re-run resumes its finished folds.
 # usage: benchmarks/comparison/run_gpu_study.sh DATA OUT
 # env: MODELS (space-separated), SIZE, EPOCHS, BATCH, PATIENCE, JOBS (parallel cv processes), CV_DEADLINE,
-#      DEVICE, HYPODERM (the command, e.g. "python3 -m hypoderm.cli")
+#      DEVICE, HYPODERM (the command, e.g. "python3 -m hypoderm.cli"), PYTHON (for summarize.py)
 set -uo pipefail
 DATA=$1
 OUT=$2
@@ -23,7 +25,10 @@ HYPODERM=${HYPODERM:-hypoderm}
 MODELS=${MODELS:-"densenet121 resnet50 efficientnet_b0 mobilenet_v2 shufflenet_v2_x1_0 \
 hypodermnet mnv3s mnv3s-eca mnv3s-lrelu mnv3s-dil mnv3s-eca-lrelu mnv3s-eca-dil mnv3s-lrelu-dil \
 hypodermnet-dil7 hypodermnet-ecaproj"}
+PYTHON=${PYTHON:-python3}
+SUMMARIZE="$(dirname "$0")/../summarize.py"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+$PYTHON "$SUMMARIZE" unpack "$OUT/models" "$OUT/logs"
 mkdir -p "$OUT/logs"
 t0=$(date +%s)
 [ -f "$OUT/split.json" ] || $HYPODERM data split "$DATA" --folds 5 --seed 0 --near-threshold 10 --out "$OUT/split.json"
@@ -50,3 +55,4 @@ done
 $HYPODERM compare --data "$DATA" --models "$(IFS=,; echo "${DONE[*]}")" "${RECIPE[@]}" --out "$OUT" \
   --threads 1 --runs 30 > "$OUT/logs/compare.log" 2>&1
 echo "compare: rc=$? total $(( $(date +%s) - t0 ))s"
+$PYTHON "$SUMMARIZE" pack "$OUT/models" "$OUT/logs"

@@ -3,14 +3,14 @@
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/data_audit/shortcut_margins.py \
         ../shared/data/hypopigmented benchmarks/comparison/h200_224
 
-Reads the study's split.json and each models/<name>/summary.json + pooled_test_predictions.npz
+Reads the study's split.json and each models/<name>/summary.json + pooled_test_predictions.npz (packed in
+models.json and models.npz by benchmarks/summarize.py, or on disk)
 (no training, no latency measurement: `hypoderm compare` would re-time every model), fits the
 baseline of `hypoderm.data.shortcut` on the same split and prints a Markdown table.
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
 import time
@@ -19,8 +19,11 @@ from pathlib import Path
 import numpy as np
 import sklearn
 
-from hypoderm.data.dataset import load_index
-from hypoderm.data.shortcut import (
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import summarize  # noqa: E402
+
+from hypoderm.data.dataset import load_index  # noqa: E402
+from hypoderm.data.shortcut import (  # noqa: E402
     BORDER_FEATURES,
     FEATURE_NAMES,
     FILE_FEATURES,
@@ -29,8 +32,8 @@ from hypoderm.data.shortcut import (
     SKIN_FEATURES,
     shortcut_baseline,
 )
-from hypoderm.data.splits import Split
-from hypoderm.metrics import macro_f1
+from hypoderm.data.splits import Split  # noqa: E402
+from hypoderm.metrics import macro_f1  # noqa: E402
 
 
 def main(data: str, study: str) -> None:
@@ -49,19 +52,18 @@ def main(data: str, study: str) -> None:
     print(f"| style baseline ({MODEL_TITLES[base.best]}) | {best.macro_f1_mean:.3f} ± {best.macro_f1_std:.3f} | - | - "
           f"| {best.pooled_macro_f1:.3f} | - |")
     rows = []
-    for model_dir in sorted((study_dir / "models").iterdir()):
-        summary_path = model_dir / "summary.json"
-        if not summary_path.is_file():
-            continue
-        s = json.loads(summary_path.read_text())
+    models = summarize.read(study_dir / "models")
+    for rel in sorted(r for r in models if r.count("/") == 1 and r.endswith("/summary.json")):
+        name = rel.split("/")[0]
+        s = models[rel]
         folds = {int(f): m["macro_f1"] for f, m in s["per_fold"].items()}
         if len(folds) < split.folds:
-            print(f"skipped {model_dir.name}: {len(folds)} of {split.folds} folds", file=sys.stderr)
+            print(f"skipped {name}: {len(folds)} of {split.folds} folds", file=sys.stderr)
             continue
-        z = np.load(model_dir / "pooled_test_predictions.npz")
+        z = summarize.arrays(study_dir / "models", f"{name}/pooled_test_predictions.npz")
         pooled = macro_f1(z["y_true"], z["probs"].argmax(axis=1), len(split.class_names))
         wins = sum(folds[f] > b_fold[f] for f in folds)
-        rows.append((s["mean"]["macro_f1"], model_dir.name, s["std"]["macro_f1"], wins, pooled))
+        rows.append((s["mean"]["macro_f1"], name, s["std"]["macro_f1"], wins, pooled))
     for mean, name, std, wins, pooled in sorted(rows, reverse=True):
         print(f"| {name} | {mean:.3f} ± {std:.3f} | {mean - best.macro_f1_mean:+.3f} | {wins}/{split.folds} "
               f"| {pooled:.3f} | {pooled - best.pooled_macro_f1:+.3f} |")

@@ -1,6 +1,7 @@
 """Collect the recipe runs of benchmarks/origins into one Markdown table (and results.json).
 
-For each run folder (runs/NAME and screen/NAME, each with holdout/ and cv/ written by `hypoderm cv`): per
+For each run folder (runs/NAME and screen/NAME, each with holdout/ and cv/ written by `hypoderm cv`, packed into
+runs.json and screen.json by benchmarks/summarize.py or still on disk): per
 held-out origin and class, recall, what the class is called, how often "vitiligo" is answered with status ok;
 beside it the ordinary cross-validation (macro-F1, vitiligo recall, ROC-AUC per class) and the photo-style
 baseline on the same folds. Numbers only from the summary.json / metrics.json files the runs wrote.
@@ -18,22 +19,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hypoderm.text import fmt, pct
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import summarize  # noqa: E402
+
+from hypoderm.text import fmt, pct  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 HEALTHY = "normal_skin"
 LESION = "vitiligo"
 
 
-def load(run: Path) -> dict[str, Any]:
-    """What a run folder holds: held-out summary, ordinary-CV summary and per-fold metrics."""
-    out: dict[str, Any] = {"name": run.name, "kind": run.parent.name}
+def load(kind: str, name: str, files: dict[str, Any]) -> dict[str, Any]:
+    """What a run folder holds (FILES: summarize.read of runs/ or screen/): held-out summary, ordinary-CV
+    summary and per-fold metrics."""
+    out: dict[str, Any] = {"name": name, "kind": kind}
     for part in ("holdout", "cv"):
-        s = run / part / "summary.json"
-        if s.is_file():
-            out[part] = json.loads(s.read_text())
-            out[f"{part}_folds"] = {int(p.parent.name[4:]): json.loads(p.read_text())
-                                    for p in sorted((run / part).glob("fold*/metrics.json"))}
+        s = files.get(f"{name}/{part}/summary.json")
+        if s is not None:
+            out[part] = s
+            folds = sorted((rel.split("/")[2], m) for rel, m in files.items()
+                           if rel.startswith(f"{name}/{part}/fold") and rel.endswith("/metrics.json"))
+            out[f"{part}_folds"] = {int(fold[4:]): m for fold, m in folds}
     return out
 
 
@@ -99,7 +105,10 @@ def by_skin_type(r: dict[str, Any], manifest: Path) -> list[str]:
 
 
 def main() -> int:
-    runs = [load(p) for kind in ("screen", "runs") for p in sorted((HERE / kind).glob("*")) if p.is_dir()]
+    runs = []
+    for kind in ("screen", "runs"):
+        files = summarize.read(HERE / kind)
+        runs += [load(kind, name, files) for name in sorted({rel.split("/")[0] for rel in files})]
     runs = [r for r in runs if "holdout" in r or "cv" in r]
     lines = ["## Held-out origin (testable rows): the model trained without the origin", "",
              "| recipe | held out | true class | n | recall | called vitiligo | vitiligo with status ok | answered "

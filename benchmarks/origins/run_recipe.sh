@@ -5,13 +5,17 @@
 # per second than one at two threads: benchmarks/origins/README.md). Usage:
 #   bash benchmarks/origins/run_recipe.sh NAME [hypoderm train flags...]
 # e.g. bash benchmarks/origins/run_recipe.sh crop-tone --recipe crop-tone
+# The run's files are kept packed in benchmarks/origins/runs.json (+ runs.npz, benchmarks/summarize.py): unpacked
+# first (so a re-run resumes its finished folds), packed again at the end.
 set -euo pipefail
 name=$1; shift
 data=${DATA:-../shared/data/multisource/index.csv}
 out=benchmarks/origins/runs/$name
 hypoderm=${HYPODERM:-.venv/bin/hypoderm}
+python=${PYTHON:-.venv/bin/python}
 common=(--data "$data" --model hypodermnet --size 128 --epochs "${EPOCHS:-30}" --patience "${PATIENCE:-12}"
         --cache-dir "${CACHE:-/tmp/hypoderm-cache128}" --no-progress --bootstrap 200 "$@")
+$python benchmarks/summarize.py unpack benchmarks/origins/runs --under "$name"
 mkdir -p "$out"
 [ -f "$out/cv-split.json" ] || $hypoderm data split "$data" --stratify-by origin --folds 5 --seed 0 --out "$out/cv-split.json"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -20,4 +24,5 @@ p1=$!
 $hypoderm cv "${common[@]}" --split "$out/cv-split.json" --out "$out/cv" > "$out/cv.log" 2>&1 &
 p2=$!
 wait $p1; wait $p2
-echo "done: $out/holdout/summary.md $out/cv/summary.md"
+$python benchmarks/summarize.py pack benchmarks/origins/runs --under "$name"
+echo "done: benchmarks/origins/runs.json, under $name/holdout/ and $name/cv/"

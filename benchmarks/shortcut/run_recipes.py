@@ -5,7 +5,9 @@
 
 For each recipe: `hypoderm cv` on the study's split (resumable: finished folds are kept), then every
 fold's best checkpoint is scored on the style-shift views of its own test fold
-(hypoderm.engine.styleshift). Writes OUT/RECIPE/styleshift.json and prints one table.
+(hypoderm.engine.styleshift). Writes OUT/RECIPE/styleshift.json and prints one table. Each run's files are then
+packed into OUT.json (benchmarks/summarize.py; unpacked first, so a re-run resumes; checkpoints and predictions
+stay on disk).
 """
 
 from __future__ import annotations
@@ -21,15 +23,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
-from hypoderm.data.splits import Split
-from hypoderm.engine.cache import DecodedCache
-from hypoderm.engine.config import TrainConfig
-from hypoderm.engine.cv import run_cv
-from hypoderm.engine.fold import readable_index
-from hypoderm.engine.styleshift import VIEWS, evaluate_views, view_metrics
-from hypoderm.inference import softmax
-from hypoderm.inference.preprocess import PreprocessSpec
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import summarize  # noqa: E402
+
+from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
+from hypoderm.data.splits import Split  # noqa: E402
+from hypoderm.engine.cache import DecodedCache  # noqa: E402
+from hypoderm.engine.config import TrainConfig  # noqa: E402
+from hypoderm.engine.cv import run_cv  # noqa: E402
+from hypoderm.engine.fold import readable_index  # noqa: E402
+from hypoderm.engine.styleshift import VIEWS, evaluate_views, view_metrics  # noqa: E402
+from hypoderm.inference import softmax  # noqa: E402
+from hypoderm.inference.preprocess import PreprocessSpec  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_SPLIT = HERE.parent / "comparison" / "h200_224" / "split.json"
@@ -143,6 +148,7 @@ def main() -> int:
         base = baseline_on_views(args.data, Path(args.split), cache)
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / f"baseline-{args.size}.json").write_text(json.dumps(base, indent=1) + "\n")
+        summarize.pack(Path(args.out), arrays=False, under=f"baseline-{args.size}.json")
         print("| trivial baseline (logistic regression), pooled over test folds | ROC-AUC | macro-F1 |")
         for name, m in base.items():
             print(f"| {name} | {m['roc_auc']:.3f} | {m['macro_f1']:.3f} |")
@@ -151,6 +157,7 @@ def main() -> int:
         tag += f"-p{args.patience}" if args.patience != 10 else ""
         run = Path(args.out) / f"{args.model}-{recipe}{tag}-{args.size}-e{args.epochs}"
         t0 = time.perf_counter()
+        summarize.unpack(Path(args.out), under=run.name)
         cfg = TrainConfig(data=args.data, model=args.model, split=args.split, size=args.size, epochs=args.epochs,
                           batch_size=args.batch_size, recipe=recipe, seed=0, progress=False, device="cpu", out=str(run),
                           counterfactual=args.counterfactual, counterfactual_p=args.counterfactual_p,
@@ -161,6 +168,7 @@ def main() -> int:
         shift["cv_std"] = {k: summary["std"][k] for k in ("accuracy", "macro_f1", "roc_auc_ovr")}
         shift["wall_s"] = time.perf_counter() - t0
         (run / "styleshift.json").write_text(json.dumps(shift, indent=1) + "\n")
+        summarize.pack(Path(args.out), arrays=False, under=run.name)
         rows.append((run.name, shift))
         print(f"{run.name}: cv macro-F1 {shift['cv']['macro_f1']:.3f}; " + "; ".join(
             f"{v} AUC {m['roc_auc']:.3f} F1 {m['macro_f1']:.3f} answered {m['answered']:.2f}"
