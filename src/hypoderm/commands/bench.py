@@ -1,4 +1,4 @@
-"""`hypoderm bench`: parameters, MACs/FLOPs, receptive field and latency, side by side (hypoderm.bench)."""
+"""`hypoderm bench`: parameters, MACs/FLOPs, receptive field and latency, side by side (hypoderm.study.bench)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hypoderm.bench import bench, format_table, parse_models
+    from hypoderm.study.bench import bench, format_table, parse_models
 
     with user_errors(ValueError):
         models = parse_models(args.models)

@@ -1,4 +1,4 @@
-"""`hypoderm compare`: the comparison study, many models under one protocol (hypoderm.compare)."""
+"""`hypoderm compare`: the comparison study, many models under one protocol (hypoderm.study.compare)."""
 
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hypoderm.bench import parse_models
-    from hypoderm.compare import run_study, write_reports
     from hypoderm.engine.config import config_from_args
+    from hypoderm.study.bench import parse_models
+    from hypoderm.study.compare import run_study, write_reports
 
     if not args.models and not args.preset:
         raise UsageError("give --models or --preset")

@@ -3,7 +3,7 @@
 Every model runs the same cross-validated protocol (one split file, same seeds, same recipe) via
 `hypoderm.engine.cv.run_cv`; models whose folds are all finished are skipped, so an interrupted
 study resumes where it stopped. Then, in one process and one timing loop, the efficiency of every
-model is measured (`hypoderm.bench.bench`), and the study writes:
+model is measured (`hypoderm.study.bench.bench`), and the study writes:
 
     OUT/split.json                 the one split every model uses
     OUT/models/<name>/...          each model's cross-validation (see `hypoderm cv`)
@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from hypoderm.bench import PRESETS, bench
 from hypoderm.metrics import macro_f1
 from hypoderm.models import canonical_name, is_table_model
+from hypoderm.study.bench import PRESETS, bench
 from hypoderm.text import fmt
 
 
