@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from hypoderm.engine.config import WEIGHTS_ENV, add_train_arguments, config_from_args
+from hypoderm.commands.options import add_train_arguments, config_from_args
+from hypoderm.engine.config import WEIGHTS_ENV
 
 
 @pytest.fixture(scope="module")

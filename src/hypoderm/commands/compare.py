@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from hypoderm.engine.config import add_train_arguments
+from hypoderm.commands.options import add_train_arguments, config_from_args
 from hypoderm.errors import UsageError, user_errors
 
 
@@ -27,7 +27,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hypoderm.engine.config import config_from_args
     from hypoderm.study.bench import parse_models
     from hypoderm.study.compare import run_study, write_reports
 

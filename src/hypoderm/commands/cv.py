@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hypoderm.engine.config import add_train_arguments
+from hypoderm.commands.options import add_train_arguments, config_from_args
 from hypoderm.errors import user_errors
 
 
@@ -16,7 +16,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hypoderm.engine.config import config_from_args
     from hypoderm.engine.cv import run_cv
 
     with user_errors(ValueError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hypoderm.engine.config import add_train_arguments
+from hypoderm.commands.options import add_train_arguments, config_from_args
 from hypoderm.errors import user_errors
 
 
@@ -13,7 +13,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hypoderm.engine.config import config_from_args
     from hypoderm.engine.train import train
 
     with user_errors(ValueError, TypeError, FileNotFoundError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
@@ -33,7 +32,8 @@ RECIPES: dict[str, tuple[str, ...]] = {
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (CLI flags map one-to-one onto these fields)."""
+    """Everything that defines a training run (CLI flags map one-to-one onto these fields; the flags, with these
+    defaults, are hypoderm.commands.options.add_train_arguments)."""
 
     data: str
     model: str = "hypodermnet"
@@ -146,87 +146,6 @@ class TrainConfig:
         return replace(self, **changes)
 
 
-def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False, study: bool = False) -> None:
-    """The training flags shared by `hypoderm train`, `hypoderm cv` (`cv`: no --fold / --final) and `hypoderm
-    compare` (`study`: also no --model, --out, --resume: the study names its models and its folder)."""
-    d = TrainConfig(data="")
-    p = parser
-    cv = cv or study
-    p.add_argument("--data", required=True, help="ImageFolder directory or CSV manifest")
-    if not study:
-        p.add_argument("--model", default=d.model, help="registry model name (see `hypoderm models`)")
-    p.add_argument("--split", default=None, help="split file from `hypoderm data split` (default: make one)")
-    p.add_argument("--folds", type=int, default=d.folds,
-                   help="folds when making a split (default %(default)s); with --hold-out-by, validation is 1/folds")
-    p.add_argument("--hold-out-by", default=None, metavar="COLUMN",
-                   help="held-out evaluation: one fold per value of this manifest column (e.g. origin), trained on "
-                        "the other values and tested on it")
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed (default %(default)s)")
-    if not cv:
-        p.add_argument("--fold", type=int, default=d.fold,
-                       help="test fold; validation is fold+1 mod k (held-out splits: the value's index)")
-    p.add_argument("--size", type=int, default=d.size, help="input size in px (default %(default)s)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs (default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per step (default %(default)s)")
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of AdamW (default %(default)s)")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="(default %(default)s)")
-    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="(default %(default)s)")
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="(default %(default)s)")
-    p.add_argument("--balance", choices=["loss", "sampler", "none"], default=d.balance,
-                   help="class-weighted loss, balanced sampler, or neither (default %(default)s)")
-    p.add_argument("--balance-by", default=None, metavar="COLUMN",
-                   help="class- and source-balanced sampling: every class equally often and, within a class, each "
-                        "value of this manifest column (e.g. origin) by the square root of its count (implies "
-                        "--balance sampler)")
-    p.add_argument("--recipe", choices=list(RECIPES), default=d.recipe,
-                   help="augmentation recipe: crop-tone = close-up crops on skin + skin-tone shift against the "
-                   "photo-style shortcut (train long: 120 epochs on ~200 photos); skin = crop-tone + JPEG/resolution "
-                   "degradation; crop = close-ups only; standard = whole-photo crops (default %(default)s)")
-    p.add_argument("--counterfactual", default=None, metavar="NORMAL:LESION",
-                   help="class names of normal skin and of a depigmented lesion (e.g. normal_skin:vitiligo): paint "
-                   "synthetic depigmented macules on normal crops and relabel lesion-free lesion crops")
-    p.add_argument("--counterfactual-p", type=float, default=d.counterfactual_p,
-                   help="share of normal crops that get a synthetic macule (default %(default)s)")
-    p.add_argument("--outlier-exposure", type=float, default=d.outlier_exposure, metavar="WEIGHT",
-                   help="mix pictures that are not skin (synthetic textures, sample photos of installed packages) into "
-                        "every batch with a uniform target, weighted by WEIGHT (default %(default)s, the bundled "
-                        "recipe; 0 = off)")
-    p.add_argument("--ema", action="store_true", help="keep an exponential moving average of the weights")
-    p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="(default %(default)s)")
-    p.add_argument("--bn-momentum", type=float, default=d.bn_momentum,
-                   help="BatchNorm momentum while training (default %(default)s; the model's own is kept if < 0)")
-    p.add_argument("--patience", type=int, default=d.patience, help="early stopping on val macro-F1")
-    p.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
-    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower)")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=d.amp, help="mixed precision on CUDA")
-    p.add_argument("--pretrained", default=None, metavar="PATH",
-                   help=f"start from these weights (a state dict, e.g. the ImageNet MobileNetV3-Small file); default: "
-                        f"${WEIGHTS_ENV} when set, else from scratch; 'none' = from scratch")
-    if not study:
-        p.add_argument("--out", default=None, help="run directory (default runs/MODEL-fold-K)")
-        p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping them")
-    p.add_argument("--allow-leakage", action="store_true", help="train even if the split leaks groups/duplicates")
-    p.add_argument("--allow-outside-paths", action="store_true",
-                   help="read CSV manifest rows whose file lies outside the manifest's folder (../x.jpg, an absolute "
-                        "path, a symbolic link leading out); refused by default, listed when allowed")
-    p.add_argument("--group-regex", default=None, help="group = first capture group of this regex on file names")
-    if not cv:
-        p.add_argument("--final", action="store_true",
-                       help="the model to ship: train on every fold except the validation fold (fold+1); "
-                            "no test fold, so report cross-validated numbers from `hypoderm cv`")
-    p.add_argument("--max-steps", type=int, default=None, help="at most N steps per epoch (smoke tests)")
-    p.add_argument("--stop-after-epoch", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--cache-dir", default=None, help="on-disk decoded image cache (default: memory only)")
-    p.add_argument("--abstain-target", type=float, default=d.abstain_target,
-                   help="validation accuracy the abstain threshold must reach on kept samples (default %(default)s)")
-    p.add_argument("--no-calibrate-closeups", dest="calibrate_closeups", action="store_false",
-                   help="fit temperature and abstain threshold on validation centre crops only (default with a "
-                   "close-up recipe: centre crops and close-ups of the validation photos)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-
-
 def resolve_pretrained(value: str | None) -> str | None:
     """The weights `--pretrained` names: the flag's path; without the flag, $HYPODERM_IMAGENET_WEIGHTS when set (no
     other place is assumed); "none" (flag or variable) = from scratch. ValueError for a file that is not there."""
@@ -239,13 +158,3 @@ def resolve_pretrained(value: str | None) -> str | None:
         raise ValueError(f"{source}: no weights file at {value} (give a state dict file, or 'none' to train from "
                          "scratch)")
     return value
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    known = {f.name for f in fields(TrainConfig)}
-    # paths as text: the config is written as JSON (cv_config.json, checkpoints)
-    values: dict[str, Any] = {k: str(v) if isinstance(v, os.PathLike) else v
-                              for k, v in vars(args).items() if k in known}
-    if "pretrained" in values:
-        values["pretrained"] = resolve_pretrained(values["pretrained"])
-    return TrainConfig(**values)
