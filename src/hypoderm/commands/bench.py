@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from hypoderm.errors import UsageError, user_errors
+from hypoderm.errors import UsageError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,8 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from hypoderm.study.bench import bench, format_table, parse_models
 
-    with user_errors(ValueError):
-        models = parse_models(args.models)
+    models = parse_models(args.models)
     if args.size < 32:
         raise UsageError(f"--size must be >= 32 (got {args.size})")
     for f in args.onnx_file:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from hypoderm.commands.options import add_train_arguments, config_from_args
-from hypoderm.errors import user_errors
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,6 +14,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from hypoderm.engine.train import train
 
-    with user_errors(ValueError, TypeError, FileNotFoundError):
-        train(config_from_args(args))
+    train(config_from_args(args))
     return 0

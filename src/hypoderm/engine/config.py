@@ -6,7 +6,7 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
-from hypoderm.errors import HypodermError
+from hypoderm.errors import HypodermError, UsageError
 
 Balance = Literal["loss", "sampler", "none"]
 # the environment variable naming the pretrained weights when --pretrained is not given (README, "Training")
@@ -94,39 +94,39 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
-            raise ValueError(f"recipe must be one of {', '.join(RECIPES)}; got {self.recipe!r}")
+            raise UsageError(f"recipe must be one of {', '.join(RECIPES)}; got {self.recipe!r}")
         if self.counterfactual is not None and len(self.counterfactual.split(":")) != 2:
-            raise ValueError(f"counterfactual must be NORMAL:LESION (two class names), got {self.counterfactual!r}")
+            raise UsageError(f"counterfactual must be NORMAL:LESION (two class names), got {self.counterfactual!r}")
         if not 0.0 <= self.outlier_exposure <= 10.0:
-            raise ValueError(f"outlier_exposure must be in [0, 10], got {self.outlier_exposure}")
+            raise UsageError(f"outlier_exposure must be in [0, 10], got {self.outlier_exposure}")
         if not 0.0 <= self.counterfactual_p <= 1.0:
-            raise ValueError(f"counterfactual_p must be in [0, 1], got {self.counterfactual_p}")
+            raise UsageError(f"counterfactual_p must be in [0, 1], got {self.counterfactual_p}")
         if self.balance not in ("loss", "sampler", "none"):
-            raise ValueError(f"balance must be one of loss, sampler, none; got {self.balance!r}")
+            raise UsageError(f"balance must be one of loss, sampler, none; got {self.balance!r}")
         if self.balance_by is not None:
             self.balance = "sampler"
         if self.folds < 3:
-            raise ValueError(f"folds must be >= 3 (test fold + validation fold + training folds), got {self.folds}")
+            raise UsageError(f"folds must be >= 3 (test fold + validation fold + training folds), got {self.folds}")
         if self.hold_out_by is None and not 0 <= self.fold < self.folds:
-            raise ValueError(f"fold must be in 0..{self.folds - 1}, got {self.fold}")
+            raise UsageError(f"fold must be in 0..{self.folds - 1}, got {self.fold}")
         if self.fold < 0:
-            raise ValueError(f"fold must be >= 0, got {self.fold}")
+            raise UsageError(f"fold must be >= 0, got {self.fold}")
         if self.hold_out_by is not None and self.final:
-            raise ValueError("--final trains the model to ship on every photo but the validation fold; it does not "
+            raise UsageError("--final trains the model to ship on every photo but the validation fold; it does not "
                              "combine with --hold-out-by (an evaluation protocol)")
         for name in ("epochs", "batch_size", "size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise UsageError(f"lr must be > 0, got {self.lr}")
         if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+            raise UsageError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 < self.abstain_target <= 1.0:
-            raise ValueError(f"abstain_target must be in (0, 1], got {self.abstain_target}")
+            raise UsageError(f"abstain_target must be in (0, 1], got {self.abstain_target}")
         if self.bn_momentum is not None and self.bn_momentum < 0:
             self.bn_momentum = None
         if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
+            raise UsageError(f"workers must be >= 0, got {self.workers}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,7 +139,7 @@ class TrainConfig:
         d = {"recipe": "standard", "outlier_exposure": 0.0, "size": 224, "abstain_target": 0.95, **d}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown training config keys: {', '.join(unknown)}")
+            raise UsageError(f"unknown training config keys: {', '.join(unknown)}")
         return cls(**d)
 
     def with_(self, **changes: Any) -> TrainConfig:
@@ -148,13 +148,13 @@ class TrainConfig:
 
 def resolve_pretrained(value: str | None) -> str | None:
     """The weights `--pretrained` names: the flag's path; without the flag, $HYPODERM_IMAGENET_WEIGHTS when set (no
-    other place is assumed); "none" (flag or variable) = from scratch. ValueError for a file that is not there."""
+    other place is assumed); "none" (flag or variable) = from scratch. A UsageError for a file that is not there."""
     source = "--pretrained"
     if value is None:
         value, source = os.environ.get(WEIGHTS_ENV) or None, WEIGHTS_ENV
     if value is None or value.strip().lower() == "none":
         return None
     if value != "imagenet" and not os.path.isfile(value):
-        raise ValueError(f"{source}: no weights file at {value} (give a state dict file, or 'none' to train from "
+        raise UsageError(f"{source}: no weights file at {value} (give a state dict file, or 'none' to train from "
                          "scratch)")
     return value
