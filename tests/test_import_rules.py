@@ -43,8 +43,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("engine",),  # training, evaluation, cross-validation
     ("export",),  # ONNX / INT8 export
     ("app",),  # the web app and its API (torch-free: RULES)
-    ("bench", "predict"),  # what the commands run: the zoo benchmark, predicting photos
-    ("compare",),  # the comparison study (uses bench)
+    ("study", "predict"),  # what the commands run: the zoo benchmark and the comparison study, predicting photos
     ("commands",),  # one module per command: options + run
     ("cli",),  # finds the command (imports it by name)
 ]

@@ -12,6 +12,9 @@ every `--help` answers at once (tests/commands/test_cli.py), and a slow import i
 The plain install (`pip install hypoderm`, `make run`) has only what `serve` and `predict` with an ONNX model import;
 the commands that train or measure models need the `train` extra (pyproject.toml). Without it they stop at once with
 exit code 2 and say how to install it, instead of a traceback (or, worse, after an hour of training).
+
+Exit codes: 0 done, 2 a user error (a HypodermError: one line, no traceback; some commands give their own codes),
+3 hypoderm itself crashed (any other exception: a bug; its traceback is printed), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 
 from hypoderm.errors import HypodermError, MissingExtraError
+
+EXIT_CRASH = 3  # as `hypoderm predict` (hypoderm.commands.predict.EXIT_CODES)
 
 # command words -> (module, one-line help)
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
@@ -144,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception:  # a bug, not the user's doing: its traceback, then the exit code that says so
+        traceback.print_exc()
+        print(f"hypoderm {' '.join(words)}: internal error (a bug in hypoderm; exit code {EXIT_CRASH}); please report "
+              "it with the traceback above", file=sys.stderr)
+        return EXIT_CRASH
 
 
 if __name__ == "__main__":

@@ -5,13 +5,11 @@ cannot be used) is a `HypodermError`; the modules define their own subclasses (D
 ModelLoadError, ExportError, ...), which also keep a builtin base (ValueError, RuntimeError) for callers that
 catch those. `hypoderm.cli.main` catches HypodermError once, prints `hypoderm <command>: error: <message>`
 (no traceback) and returns `exit_code`: 2 for a user error, unless the error says otherwise (e.g. 1 when
-`export` refuses a broken checkpoint). Anything else that escapes a command is a bug and keeps its traceback.
+`export` refuses a broken checkpoint). Raise them where an input is validated; a builtin error (ValueError, ...) that
+escapes a command is a bug, never turned into a user error: `cli.main` prints its traceback and returns 3.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 USER_ERROR = 2
 
@@ -28,21 +26,9 @@ class HypodermError(Exception):
 
 
 class UsageError(HypodermError, ValueError):
-    """A bad option value or combination, found by a command before (or while) it calls the library."""
+    """A bad option value or combination: a flag a command checks, a training config value, a model name."""
 
 
 class MissingExtraError(HypodermError, ImportError):
     """The command needs packages of an optional extra (e.g. the training stack, `hypoderm[train]`) that are not
     installed; the message names them and the install command."""
-
-
-@contextmanager
-def user_errors(*builtin: type[Exception]) -> Iterator[None]:
-    """Report the `builtin` exceptions (e.g. ValueError) that the library raises for bad input as user errors
-    (UsageError, exit code 2); HypodermErrors pass through unchanged."""
-    try:
-        yield
-    except HypodermError:
-        raise
-    except builtin as e:
-        raise UsageError(str(e)) from e

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from hypoderm import cli
-from hypoderm.bench import count_flops, parse_models
 from hypoderm.models import count_parameters, create_model
+from hypoderm.study.bench import count_flops, parse_models
 
 
 def test_bench_writes_one_table_for_all_models(tmp_path, capsys):

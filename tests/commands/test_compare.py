@@ -9,7 +9,7 @@ import pytest
 
 from conftest import make_image_folder, make_origin_manifest
 from hypoderm import cli
-from hypoderm.compare import paired
+from hypoderm.study.compare import paired
 
 
 @pytest.mark.slow
@@ -97,8 +97,8 @@ def test_compare_needs_models(capsys, tmp_path):
 
 
 def test_study_keeps_its_split_and_refuses_another(tmp_path):
-    from hypoderm.compare import run_study
     from hypoderm.engine.config import TrainConfig
+    from hypoderm.study.compare import run_study
 
     out = tmp_path / "study"
     out.mkdir()
@@ -127,7 +127,7 @@ def test_pareto_plot_has_labelled_log_ticks_and_no_overlapping_labels(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hypoderm.compare import plot_pareto
+    from hypoderm.study.compare import plot_pareto
 
     figs = []
     real_close = plt.close

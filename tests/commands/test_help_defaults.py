@@ -45,3 +45,22 @@ def test_models_counts_for_the_bundled_model_and_says_so(capsys: pytest.CaptureF
     assert out.splitlines()[0].startswith("Parameters counted with a 5-class head;") and "bundled" not in out
     assert "1,522,981" in out  # mnv3s with 5 classes (tests/commands/test_bench_cli.py)
     assert f"(default {k}: the bundled model's)" in _help(["models"], capsys)
+
+
+@pytest.mark.parametrize("command", ["train", "cv", "compare", "export"])
+def test_every_flag_default_is_the_dataclass_default(command: str) -> None:
+    """The flags read their defaults from TrainConfig / ExportOptions (hypoderm.commands.options): what a command
+    parses without a flag is what the library would use without the option."""
+    import dataclasses
+
+    from hypoderm.cli import _parser
+    from hypoderm.engine.config import TrainConfig
+    from hypoderm.export.bundle import ExportOptions
+
+    cls: type = ExportOptions if command == "export" else TrainConfig
+    argv = ["ckpt.pt", "--out", "m.onnx"] if command == "export" else ["--data", "d", "--out", "o"]
+    parsed = vars(_parser((command,)).parse_args(argv))
+    defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+    shared = set(parsed) & set(defaults) - {"out"}
+    assert len(shared) >= (14 if command == "export" else 30)
+    assert {k: parsed[k] for k in shared} == {k: defaults[k] for k in shared}

@@ -295,7 +295,7 @@ def test_cv_summary_shows_margin_per_fold(tmp_path: Path) -> None:
 def test_compare_table_shows_margin(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from hypoderm.compare import _add_style_margins, render_table
+    from hypoderm.study.compare import _add_style_margins, render_table
 
     root = make_set(tmp_path / "d", "background", per_class=12)
     index = load_index(root)

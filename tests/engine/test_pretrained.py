@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from hypoderm.engine.config import WEIGHTS_ENV, add_train_arguments, config_from_args
+from hypoderm.commands.options import add_train_arguments, config_from_args
+from hypoderm.engine.config import WEIGHTS_ENV
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +63,8 @@ def test_weights_for_another_architecture_are_refused(weights: Path, tmp_path: P
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """resnet18 given MobileNetV3 weights would silently start from scratch: `train` and `cv` refuse it;
     a comparison study runs such a model from scratch and says so."""
-    from hypoderm.compare import pretrained_starts
     from hypoderm.models import PretrainedMismatchError, create_model
+    from hypoderm.study.compare import pretrained_starts
 
     with pytest.raises(PretrainedMismatchError, match="fake-mnv3s.pth has no tensor that fits resnet18.*none"):
         create_model("resnet18", num_classes=2, pretrained=weights)

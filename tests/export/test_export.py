@@ -176,8 +176,8 @@ def test_export_bundle_is_the_command_as_a_function(ckpt_path: Path, tmp_path: P
     """`export_bundle` returns the report the command writes, and its options are the command's flags."""
     import argparse
 
+    from hypoderm.commands.options import add_export_arguments as add_arguments
     from hypoderm.export import ExportError, ExportOptions, export_bundle
-    from hypoderm.export.bundle import add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

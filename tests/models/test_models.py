@@ -10,7 +10,7 @@ from torch import nn
 from hypoderm.models import (
     ECA,
     MNV3_SMALL,
-    VARIANTS,
+    MODELS,
     count_parameters,
     create_model,
     eca_kernel_size,
@@ -19,6 +19,7 @@ from hypoderm.models import (
     mnv3s_spec,
     output_stride,
     receptive_field,
+    registry,
 )
 
 torch.set_num_threads(1)
@@ -165,7 +166,8 @@ def test_design_variants_change_only_their_choice():
 
 
 def test_eight_variants_are_distinct_combinations():
-    assert len(VARIANTS) == 8 and len(set(VARIANTS.values())) == 8
+    variants = [r for r in MODELS.values() if r.family == "variant"]
+    assert len(variants) == 8 and len({(r.eca, r.leaky_relu, r.dilation) for r in variants}) == 8
 
 
 def test_unknown_name_lists_valid_ones():
@@ -224,3 +226,32 @@ def test_pretrained_file_that_is_not_a_state_dict(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable"):
         create_model("mnv3s", num_classes=2, pretrained=bad)
+
+
+def test_every_consumer_reads_the_records():
+    """A model is one ModelRecord: its family, its changes, its aliases and its ImageNet weights are read from it."""
+    paper = MODELS["hypodermnet-dil7"]
+    assert (paper.family, paper.eca, paper.leaky_relu, paper.dilation, paper.aliases) == \
+        ("design", True, True, True, ("hypodermnet",))
+    assert MODELS["resnet50"].baseline and MODELS["resnet50"].spec is None and not MODELS["mnv3s"].baseline
+    assert list_models(include_aliases=False, family="baseline")[0] == "resnet18"
+    assert imagenet_weights_path("mnv3s-eca").name == imagenet_weights_path("hypodermnet").name
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register(registry.table_record("hypodermnet"))
+
+
+def test_adding_a_model_is_one_record(monkeypatch, capsys):
+    from hypoderm.cli import main
+
+    monkeypatch.setattr(registry, "MODELS", dict(registry.MODELS))
+    monkeypatch.setattr(registry, "_ALIASES", dict(registry._ALIASES))
+    registry.register(registry.table_record("mnv3s-eca-drop", eca=True, family="design", aliases=("drop",),
+                                            dropout=0.5))
+    assert {"mnv3s-eca-drop", "drop"} <= set(list_models())
+    assert count_parameters(create_model("drop", num_classes=5)) == GOLDEN_PARAMS_5["mnv3s-eca"]
+    assert mnv3s_spec("drop").dropout == 0.5 and mnv3s_spec("drop", dropout=0.1).dropout == 0.1
+    with pytest.raises(TypeError, match="leaky_slope"):
+        create_model("drop", num_classes=2, leaky_slope=0.1)
+    assert main(["models", "--num-classes", "5"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("mnv3s-eca-drop "))
+    assert "design variant" in line and "1,061,380" in line and "alias: drop" in line

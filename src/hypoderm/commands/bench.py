@@ -1,4 +1,4 @@
-"""`hypoderm bench`: parameters, MACs/FLOPs, receptive field and latency, side by side (hypoderm.bench)."""
+"""`hypoderm bench`: parameters, MACs/FLOPs, receptive field and latency, side by side (hypoderm.study.bench)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from hypoderm.errors import UsageError, user_errors
+from hypoderm.errors import UsageError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,10 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hypoderm.bench import bench, format_table, parse_models
+    from hypoderm.study.bench import bench, format_table, parse_models
 
-    with user_errors(ValueError):
-        models = parse_models(args.models)
+    models = parse_models(args.models)
     if args.size < 32:
         raise UsageError(f"--size must be >= 32 (got {args.size})")
     for f in args.onnx_file:

@@ -1,4 +1,4 @@
-"""`hypoderm compare`: the comparison study, many models under one protocol (hypoderm.compare)."""
+"""`hypoderm compare`: the comparison study, many models under one protocol (hypoderm.study.compare)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from hypoderm.engine.config import add_train_arguments
-from hypoderm.errors import UsageError, user_errors
+from hypoderm.commands.options import add_train_arguments, config_from_args
+from hypoderm.errors import UsageError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,21 +27,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hypoderm.bench import parse_models
-    from hypoderm.compare import run_study, write_reports
-    from hypoderm.engine.config import config_from_args
+    from hypoderm.study.bench import parse_models
+    from hypoderm.study.compare import run_study, write_reports
 
     if not args.models and not args.preset:
         raise UsageError("give --models or --preset")
-    with user_errors(ValueError):
-        models = parse_models(",".join(filter(None, [args.preset, args.models])))
-        cfg = config_from_args(args)
-        cfg = cfg.with_(cache_dir=cfg.cache_dir or str(args.out / "cache"), hold_out_by=None)
+    models = parse_models(",".join(filter(None, [args.preset, args.models])))
+    cfg = config_from_args(args)
+    cfg = cfg.with_(cache_dir=cfg.cache_dir or str(args.out / "cache"), hold_out_by=None)
     if args.reference not in models:
         print(f"note: reference model {args.reference!r} is not in the study; no paired table", file=sys.stderr)
     t0 = time.perf_counter()
-    with user_errors(ValueError, FileNotFoundError):
-        summaries = run_study(cfg, models, args.out, n_bootstrap=args.bootstrap, hold_out_by=args.hold_out_by)
+    summaries = run_study(cfg, models, args.out, n_bootstrap=args.bootstrap, hold_out_by=args.hold_out_by)
     result = write_reports(cfg, models, args.out, summaries, args.reference, args.latency_size, args.threads,
                            args.runs, args.bootstrap, time.perf_counter() - t0, preset=args.preset)
     print((args.out / "main.md").read_text())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hypoderm.engine.config import add_train_arguments
-from hypoderm.errors import user_errors
+from hypoderm.commands.options import add_train_arguments, config_from_args
+from hypoderm.errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,14 +16,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hypoderm.engine.config import config_from_args
     from hypoderm.engine.cv import run_cv
 
-    with user_errors(ValueError):
-        cfg = config_from_args(args)
-        out = args.out or f"runs/cv-{cfg.model}"
+    cfg = config_from_args(args)
+    out = args.out or f"runs/cv-{cfg.model}"
+    try:
         folds = [int(x) for x in args.only_folds.split(",")] if args.only_folds else None
-        summary = run_cv(cfg.with_(out=out), out, folds=folds, n_bootstrap=args.bootstrap)
+    except ValueError:
+        raise UsageError(f"--only-folds must be comma-separated fold numbers, got {args.only_folds!r}") from None
+    summary = run_cv(cfg.with_(out=out), out, folds=folds, n_bootstrap=args.bootstrap)
     if summary:
         print(Path(out, "summary.md").read_text())
         print(f"summary written to {Path(out, 'summary.md')} and {Path(out, 'summary.json')} (pooled test "

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from hypoderm.data.splits import NEAR_DUPLICATE_THRESHOLD
-from hypoderm.errors import UsageError, user_errors
+from hypoderm.errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,11 +37,10 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.cnn_macro_f1 is not None and not 0.0 <= args.cnn_macro_f1 <= 1.0:
         raise UsageError(f"--cnn-macro-f1 must be in 0..1, got {args.cnn_macro_f1}")
-    with user_errors(ValueError):
-        index = load_index(args.source, allow_outside_paths=args.allow_outside_paths)
-        split = Split.load(args.split) if args.split else None
-        report = audit(index, split=split, near_threshold=args.near_threshold, shortcut=args.shortcut,
-                       folds=args.folds, seed=args.seed)
+    index = load_index(args.source, allow_outside_paths=args.allow_outside_paths)
+    split = Split.load(args.split) if args.split else None
+    report = audit(index, split=split, near_threshold=args.near_threshold, shortcut=args.shortcut, folds=args.folds,
+                   seed=args.seed)
     report.split_path = args.split
     report.cnn_macro_f1 = args.cnn_macro_f1
     try:

@@ -7,7 +7,7 @@ import sys
 import time
 
 from hypoderm.data.splits import NEAR_DUPLICATE_THRESHOLD
-from hypoderm.errors import UsageError, user_errors
+from hypoderm.errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,17 +35,16 @@ def run(args: argparse.Namespace) -> int:
     from hypoderm.data.splits import make_holdout_split, make_split
 
     t0 = time.perf_counter()
-    with user_errors(ValueError):
-        index = load_index(args.source, group_regex=None, allow_outside_paths=args.allow_outside_paths)
-        good, bad = check_images(index)
-        for s, reason in bad:
-            print(f"skipped unreadable {index.relpath(s)}: {reason}", file=sys.stderr)
-        if args.hold_out_by:
-            split = make_holdout_split(good, args.hold_out_by, val_folds=args.folds, seed=args.seed,
-                                       group_regex=args.group_regex, near_threshold=args.near_threshold)
-        else:
-            split = make_split(good, folds=args.folds, seed=args.seed, group_regex=args.group_regex,
-                               near_threshold=args.near_threshold, stratify_by=args.stratify_by)
+    index = load_index(args.source, group_regex=None, allow_outside_paths=args.allow_outside_paths)
+    good, bad = check_images(index)
+    for s, reason in bad:
+        print(f"skipped unreadable {index.relpath(s)}: {reason}", file=sys.stderr)
+    if args.hold_out_by:
+        split = make_holdout_split(good, args.hold_out_by, val_folds=args.folds, seed=args.seed,
+                                   group_regex=args.group_regex, near_threshold=args.near_threshold)
+    else:
+        split = make_split(good, folds=args.folds, seed=args.seed, group_regex=args.group_regex,
+                           near_threshold=args.near_threshold, stratify_by=args.stratify_by)
     try:
         split.save(args.out)
     except OSError as e:

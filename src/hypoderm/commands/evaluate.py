@@ -6,7 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from hypoderm.errors import user_errors
 from hypoderm.text import fmt
 
 
@@ -31,11 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from hypoderm.engine.evaluate import evaluate_checkpoint
 
-    with user_errors(ValueError):
-        m = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, fold=args.fold, part=args.part,
-                                out=args.out, device=args.device, batch_size=args.batch_size,
-                                n_bootstrap=args.bootstrap, plots=args.plots, strict=args.strict,
-                                group_regex=args.group_regex, allow_outside_paths=args.allow_outside_paths)
+    m = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, fold=args.fold, part=args.part,
+                            out=args.out, device=args.device, batch_size=args.batch_size, n_bootstrap=args.bootstrap,
+                            plots=args.plots, strict=args.strict, group_regex=args.group_regex,
+                            allow_outside_paths=args.allow_outside_paths)
     ov = m.get("training_overlap")
     if ov and ov["n"]:
         print(f"hypoderm evaluate: warning: {ov['n']} of {ov['of']} photos in --data are byte-identical to photos that "

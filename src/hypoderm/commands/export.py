@@ -1,13 +1,13 @@
 """`hypoderm export`: a checkpoint to ONNX (fp32 / INT8) with its metadata (hypoderm.export.export_bundle).
 
-The options are ExportOptions' fields, defined beside it (hypoderm.export.bundle.add_arguments)."""
+The options are ExportOptions' fields, with its defaults (hypoderm.commands.options.add_export_arguments)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from hypoderm.export.bundle import add_arguments
+from hypoderm.commands.options import add_export_arguments as add_arguments
 
 __all__ = ["add_arguments", "run"]
 

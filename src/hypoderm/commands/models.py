@@ -30,25 +30,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hypoderm.models.registry import (
-        ALIASES,
-        BASELINES,
-        DESIGN_VARIANTS,
-        count_parameters,
-        create_model,
-        list_models,
-    )
+    from hypoderm.models.registry import MODELS, count_parameters, create_model
 
     if args.num_classes < 1:
         raise UsageError("--num-classes must be >= 1")
-    reverse_alias = {v: k for k, v in ALIASES.items()}
     whose = " (the bundled model's)" if args.num_classes == bundled_class_count() else ""
     print(f"Parameters counted with a {args.num_classes}-class head{whose}; --num-classes N counts another.")
     print(f"{'model':<22} {'family':<24} {'params':>12}")
-    for name in list_models(include_aliases=False):
-        family = ("torchvision baseline" if name in BASELINES else
-                  "design variant" if name in DESIGN_VARIANTS else "MobileNetV3-Small variant")
-        alias = f"  alias: {reverse_alias[name]}" if name in reverse_alias else ""
+    for name, record in MODELS.items():
+        alias = f"  alias: {', '.join(record.aliases)}" if record.aliases else ""
         n = count_parameters(create_model(name, num_classes=args.num_classes))
-        print(f"{name:<22} {family:<24} {n:>12,}{alias}")
+        print(f"{name:<22} {record.family_label:<24} {n:>12,}{alias}")
     return 0

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hypoderm.engine.config import add_train_arguments
-from hypoderm.errors import user_errors
+from hypoderm.commands.options import add_train_arguments, config_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,9 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hypoderm.engine.config import config_from_args
     from hypoderm.engine.train import train
 
-    with user_errors(ValueError, TypeError, FileNotFoundError):
-        train(config_from_args(args))
+    train(config_from_args(args))
     return 0

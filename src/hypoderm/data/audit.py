@@ -229,7 +229,7 @@ def audit(index: DatasetIndex, split: Split | None = None, near_threshold: int =
     `shortcut=True` adds the shortcut audit on `split`'s folds, or without a split on a fresh
     `make_split(readable images, folds, seed)`, as `hypoderm data split` would make it."""
     if near_threshold < 0 or near_threshold > 64:
-        raise ValueError(f"near_threshold must be in 0..64 (bits of a 64-bit phash), got {near_threshold}")
+        raise DatasetError(f"near_threshold must be in 0..64 (bits of a 64-bit phash), got {near_threshold}")
     fps = [fingerprint(s.path) for s in index.samples]
     fold_of = _split_folds(index, split)
     findings: list[Finding] = []

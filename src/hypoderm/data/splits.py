@@ -163,7 +163,7 @@ class Split:
     def partition(self, fold: int) -> tuple[list[int], list[int], list[int]]:
         """(train, val, test) sample indices of fold `fold` (see `role`)."""
         if not 0 <= fold < self.folds:
-            raise ValueError(f"fold must be in 0..{self.folds - 1}, got {fold}")
+            raise DatasetError(f"fold must be in 0..{self.folds - 1}, got {fold}")
         parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
         for i, s in enumerate(self.samples):
             parts[self.role(fold, s)].append(i)
@@ -216,13 +216,13 @@ def near_duplicate_groups(index: DatasetIndex, threshold: int = NEAR_DUPLICATE_T
 
 def _check_split_args(index: DatasetIndex, folds: int, near_threshold: int) -> None:
     if folds < 3:
-        raise ValueError(f"folds must be at least 3 (train, val and test folds), got {folds}")
+        raise DatasetError(f"folds must be at least 3 (train, val and test folds), got {folds}")
     if len(index.class_names) < 2:
         raise DatasetError(f"a split needs at least 2 classes, found {index.class_names}")
     if len(index.samples) == 0:
         raise DatasetError("the dataset is empty")
     if not 0 <= near_threshold <= 64:
-        raise ValueError(f"near_threshold must be in 0..64 (bits of a 64-bit phash), got {near_threshold}")
+        raise DatasetError(f"near_threshold must be in 0..64 (bits of a 64-bit phash), got {near_threshold}")
 
 
 def split_groups(index: DatasetIndex, group_regex: str | None = None,
@@ -298,7 +298,7 @@ def make_holdout_split(index: DatasetIndex, column: str, val_folds: int = 5, see
     patient's photos on both sides of a fold."""
     _check_split_args(index, 3, near_threshold)
     if val_folds < 2:
-        raise ValueError(f"val_folds must be at least 2 (validation = 1/val_folds of the photos), got {val_folds}")
+        raise DatasetError(f"val_folds must be at least 2 (validation = 1/val_folds of the photos), got {val_folds}")
     values = [column_value(s, column) for s in index.samples]
     names = sorted(set(values))
     if len(names) < 2:

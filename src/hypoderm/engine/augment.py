@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
+from hypoderm.errors import UsageError
 from hypoderm.imaging import colour
 
 
@@ -244,7 +245,7 @@ class Counterfactual:
 
     def __init__(self, normal: int, lesion: int, p: float = 0.3) -> None:
         if normal == lesion:
-            raise ValueError("the normal and the lesion class must differ")
+            raise UsageError("the normal and the lesion class must differ")
         self.normal, self.lesion, self.p = normal, lesion, p
 
     def __call__(self, img: torch.Tensor, label: int) -> tuple[torch.Tensor, int]:

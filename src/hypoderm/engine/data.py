@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 from torchvision.transforms import v2
 
 from hypoderm.engine.config import RECIPES
+from hypoderm.errors import UsageError
 from hypoderm.inference.preprocess import PreprocessSpec, normalize_uint8, square_from_resized
 
 
@@ -40,7 +41,7 @@ def train_transform(spec: PreprocessSpec, recipe: str = "standard", counterfactu
     `augment.Counterfactual`) may change a crop's label.
     """
     if recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+        raise UsageError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     from hypoderm.engine.augment import Degrade, SkinGuidedCrop, ToneShift
 
     parts = RECIPES[recipe]

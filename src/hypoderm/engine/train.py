@@ -1,7 +1,8 @@
 """`hypoderm train`: train one model on one fold (torchvision-references shape).
 
-`train_one_epoch` and `validate` are plain loops; `train(config)` only wires objects together
-(the fold's data come from `hypoderm.engine.fold`, device and seeds from `hypoderm.engine.runtime`).
+`train(config)` only wires objects together: the epoch loop (`train_one_epoch`, `validate`, the optimiser and its
+schedule) is `hypoderm.engine.loop`, the fold's data come from `hypoderm.engine.fold`, device and seeds from
+`hypoderm.engine.runtime`.
 Multi-GPU: launch with `torchrun --nproc_per_node N -m hypoderm.cli train ...` (DDP; nccl on CUDA,
 gloo on CPU); rank 0 alone validates, logs and writes checkpoints.
 """
@@ -9,7 +10,6 @@ gloo on CPU); rank 0 alone validates, logs and writes checkpoints.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -35,6 +35,7 @@ from hypoderm.engine.data import (
     train_transform,
 )
 from hypoderm.engine.fold import FoldData, prepare_fold
+from hypoderm.engine.loop import make_optimizer, train_one_epoch, validate, warmup_cosine
 from hypoderm.engine.runtime import (
     configure_backends,
     finish_distributed,
@@ -61,103 +62,6 @@ def counterfactual_for(cfg: TrainConfig, class_names: list[str]) -> Any:
     if missing:
         raise TrainError(f"--counterfactual names unknown class(es) {missing}; the classes are {class_names}")
     return Counterfactual(class_names.index(normal), class_names.index(lesion), cfg.counterfactual_p)
-
-
-# ------------------------------------------------------------------------------------- optimisation
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on norms and biases (1-d tensors), as in timm and torchvision."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr)
-
-
-def warmup_cosine(warmup_steps: int, total_steps: int):  # noqa: ANN201 - a LambdaLR function
-    """Linear warm-up to the base LR, then cosine decay to 0 (per optimiser step)."""
-    def f(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return f
-
-
-def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler, device: torch.device, *,
-                    scaler: torch.amp.GradScaler | None = None, ema: AveragedModel | None = None,
-                    max_steps: int | None = None, channels_last: bool = False, progress: bool = False,
-                    desc: str = "train", outliers: DataLoader | None = None,
-                    outlier_weight: float = 0.0) -> dict[str, float]:
-    """One pass over `loader`. With `outliers` (pictures that are not skin), each batch also runs one
-    batch of them and adds `outlier_weight` x their cross-entropy to the uniform distribution."""
-    from hypoderm.engine.outliers import uniform_target_loss
-
-    model.train()
-    outlier_batches = iter(outliers) if outliers is not None else None
-    use_amp = scaler is not None and scaler.is_enabled()
-    total_loss, correct, seen, steps = 0.0, 0, 0, 0
-    n_batches = len(loader) if max_steps is None else min(len(loader), max_steps)
-    from hypoderm.progress import progress_bar
-
-    bar = progress_bar(total=n_batches, desc=desc, unit="batch", disable=not progress)
-    start = time.perf_counter()
-    for x, y in loader:
-        if max_steps is not None and steps >= max_steps:
-            break
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        n = len(y)
-        if outlier_batches is not None:
-            x_out = next(outlier_batches, None)
-            if x_out is None:  # the bank is shorter than the epoch: start it again
-                outlier_batches = iter(outliers)  # type: ignore[arg-type]
-                x_out = next(outlier_batches)
-            x = torch.cat([x, x_out[0].to(device, non_blocking=True)])
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-            all_logits = model(x)
-            logits = all_logits[:n]
-            loss = criterion(logits, y)
-            if len(all_logits) > n:
-                loss = loss + outlier_weight * uniform_target_loss(all_logits[n:])
-        if not torch.isfinite(loss):
-            raise TrainError(f"loss became {loss.item()} at step {steps}; lower --lr or disable --amp")
-        optimizer.zero_grad(set_to_none=True)
-        if use_amp and scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        scheduler.step()
-        if ema is not None:
-            unwrapped = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-            ema.update_parameters(unwrapped)
-        total_loss += loss.item() * len(y)
-        correct += (logits.argmax(1) == y).sum().item()
-        seen += len(y)
-        steps += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-    bar.close()
-    elapsed = time.perf_counter() - start
-    return {"loss": total_loss / max(1, seen), "accuracy": correct / max(1, seen), "images": seen,
-            "steps": steps, "images_per_s": seen / elapsed if elapsed > 0 else float("nan")}
-
-
-def validate(model: nn.Module, loader: DataLoader, criterion: nn.Module, device: torch.device, *,
-             amp: bool = False, channels_last: bool = False) -> dict[str, float]:
-    """Validation loss, accuracy and macro-F1 (the early-stopping metric)."""
-    from hypoderm.metrics import macro_f1
-
-    logits, y = predict_logits(model, loader, device, amp=amp, channels_last=channels_last)
-    loss = criterion(torch.from_numpy(logits), torch.from_numpy(y)).item()
-    pred = logits.argmax(1)
-    return {"loss": loss, "accuracy": float((pred == y).mean()), "macro_f1": macro_f1(y, pred, logits.shape[1])}
 
 
 # -------------------------------------------------------------------------------------- checkpoints

@@ -14,7 +14,6 @@ command (it returns the report); `run` only turns the parsed flags into `ExportO
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -30,7 +29,8 @@ from hypoderm.imaging.io import walk_folder
 
 @dataclass
 class ExportOptions:
-    """What `hypoderm export` takes: one field per flag (the argparse destinations), same defaults."""
+    """What `hypoderm export` takes: one field per flag (the argparse destinations; the flags read their defaults
+    here: hypoderm.commands.options.add_export_arguments)."""
 
     checkpoint: Path
     out: Path
@@ -61,51 +61,6 @@ def _to_stderr(message: str) -> None:
 
 def _quiet(message: str) -> None:
     """Progress lines are dropped by default: the returned report holds the same facts."""
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", type=Path, help="a hypoderm .pt checkpoint (best.pt)")
-    parser.add_argument("--out", type=Path, required=True,
-                        help="output path: model.onnx (or model.ts.pt for torchscript)")
-    parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",
-                        help="onnx: ONNX Runtime / Mobile (Android, iOS) / Web (browsers); "
-                             "torchscript: LibTorch / PyTorch Mobile")
-    parser.add_argument("--int8", action="store_true", help="also write an INT8 (QDQ) model, needs --calibration")
-    parser.add_argument("--calibration", type=Path,
-                        help="real images for INT8 calibration, the parity check and fitting OOD thresholds: a "
-                             "folder (sub-folders named like the classes give labels) or the same CSV manifest "
-                             "`train` takes (path,label[,...])")
-    parser.add_argument("--eval", type=Path, dest="eval_dir",
-                        help="labelled folder or CSV manifest to report fp32 vs INT8 accuracy / macro-F1 "
-                             "(default: --calibration)")
-    parser.add_argument("--int8-gradcam", action="store_true",
-                        help="keep the Grad-CAM outputs in the INT8 model (their branch stays fp32 and shares the "
-                             "INT8 head weight; the report then compares the maps)")
-    parser.add_argument("--int8-weights", action="store_true",
-                        help="also write <stem>.int8w.onnx: Conv/Gemm/MatMul weights stored as INT8 per channel, "
-                             "dequantised once when the session is created (fp32 compute, fp32 speed, ~1/3.5 of the "
-                             "file); compared with fp32 like --int8 when --eval or --calibration gives images")
-    parser.add_argument("--eval-closeups", type=int, default=3, metavar="N",
-                        help="with --int8 / --int8-weights: also compare fp32 and INT8 on N seeded close-ups of each "
-                             "evaluation photo (like the square a user frames in the app; "
-                             "hypoderm.engine.styleshift.closeups)")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
-    parser.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
-    parser.add_argument("--max-logit-floor", action=argparse.BooleanOptionalAction, default=False,
-                        help="withhold the answer when the largest logit is below the --ood-quantile of the "
-                        "calibration photos' (default off, as in the bundled model: in a 15-epoch run it withheld 14 "
-                        "of 311 real photos; the not-skin gate and the abstain threshold do that job)")
-    parser.add_argument("--ood-quantile", type=float, default=0.01,
-                        help="max-logit OOD floor = this quantile of calibration images' max logits")
-    parser.add_argument("--max-images", type=int, default=256, help="use at most this many calibration images")
-    parser.add_argument("--force", action="store_true",
-                        help="export a checkpoint that failed the quality checks (collapsed predictions, macro-F1 "
-                             "at chance, temperature at its bound); the model is marked as such in its metadata, "
-                             "and predict and serve show the mark")
-    parser.add_argument("--no-skin-check", action="store_true",
-                        help="leave out the learned skin check (assets/skin_check.onnx, about 1 MB: ImageNet "
-                             "MobileNetV3-Small blocks fitted on real skin against real non-skin photos) that every "
-                             "exported model gets in its graph; the statistics gate alone then refuses non-skin")
 
 
 def list_images(folder: Path, class_names: list[str]) -> tuple[list[Path], list[int] | None]:

@@ -13,12 +13,12 @@ from hypoderm.models.mobilenetv3 import (
     with_attention,
 )
 from hypoderm.models.registry import (
-    ALIASES,
-    BASELINES,
-    DESIGN_VARIANTS,
-    VARIANTS,
+    MODELS,
     LoadReport,
+    ModelRecord,
     PretrainedMismatchError,
+    WeightsFileError,
+    WeightsNotFoundError,
     canonical_name,
     count_parameters,
     create_model,
@@ -27,12 +27,15 @@ from hypoderm.models.registry import (
     list_models,
     load_matching,
     mnv3s_spec,
+    model_record,
+    register,
     weights_record,
 )
 
 __all__ = [
-    "ALIASES", "BASELINES", "DESIGN_VARIANTS", "BlockConfig", "ECA", "LoadReport", "MNV3_SMALL", "MobileNetV3",
-    "MobileNetV3Spec", "PretrainedMismatchError", "VARIANTS", "canonical_name", "count_parameters", "create_model",
-    "dilate", "eca_kernel_size", "imagenet_weights_path", "is_table_model", "list_models", "load_matching",
-    "mnv3s_spec", "output_stride", "receptive_field", "weights_record", "with_activation", "with_attention",
+    "BlockConfig", "ECA", "LoadReport", "MNV3_SMALL", "MODELS", "MobileNetV3", "MobileNetV3Spec", "ModelRecord",
+    "PretrainedMismatchError", "WeightsFileError", "WeightsNotFoundError", "canonical_name", "count_parameters",
+    "create_model", "dilate", "eca_kernel_size", "imagenet_weights_path", "is_table_model", "list_models",
+    "load_matching", "mnv3s_spec", "model_record", "output_stride", "receptive_field", "register", "weights_record",
+    "with_activation", "with_attention",
 ]

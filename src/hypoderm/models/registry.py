@@ -1,4 +1,11 @@
-"""One API for every model: `create_model(name, num_classes, pretrained=None, **options)`."""
+"""One API for every model: `create_model(name, num_classes, pretrained=None, **options)`.
+
+Every model is one `ModelRecord` in `MODELS`, registered with `register(ModelRecord(...))` (as timm's
+`@register_model`): its name, the builder, its family, which of the paper's three changes it has (ECA, Leaky-ReLU,
+dilation), the options it takes, its ImageNet weights and its aliases. Everything that lists, builds, counts or
+times models (`create_model`, `list_models`, `hypoderm models`, `hypoderm bench`, the comparison study, the tests)
+reads the records, so adding a model is one record and its builder.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +13,20 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torchvision.models as tvm
 from torch import nn
 
-from hypoderm.errors import HypodermError
+from hypoderm.errors import HypodermError, UsageError
 from hypoderm.models.mobilenetv3 import (
     MNV3_SMALL,
     STAGE_14_STRIDE1,
     MobileNetV3,
+    MobileNetV3Spec,
     dilate,
     with_activation,
     with_attention,
@@ -26,80 +34,76 @@ from hypoderm.models.mobilenetv3 import (
 
 log = logging.getLogger("hypoderm.models")
 
-# name -> (eca, leaky_relu, dilation): the 8 combinations of the paper's three changes.
-VARIANTS: dict[str, tuple[bool, bool, bool]] = {
-    "mnv3s": (False, False, False),
-    "mnv3s-eca": (True, False, False),
-    "mnv3s-lrelu": (False, True, False),
-    "mnv3s-dil": (False, False, True),
-    "mnv3s-eca-lrelu": (True, True, False),
-    "mnv3s-eca-dil": (True, False, True),
-    "mnv3s-lrelu-dil": (False, True, True),
-    "mnv3s-eca-lrelu-dil": (True, True, True),
-}
-# `hypodermnet` is the model we recommend and ship: the paper's three changes with the dilation placement
-# the comparison study picked (benchmarks/comparison/README.md): dilation rate 2 on the two stride-1
-# blocks of the 7x7 stage, which scored higher than the 14x14-stage placement (`mnv3s-eca-lrelu-dil`)
-# and avoids the dilated 14x14 depthwise convolutions that are slow in ONNX Runtime.
-ALIASES = {"hypodermnet": "hypodermnet-dil7"}
+Family = Literal["variant", "design", "baseline"]
+# what `hypoderm models` calls each family
+FAMILY_LABELS: dict[str, str] = {"variant": "MobileNetV3-Small variant", "design": "design variant",
+                                 "baseline": "torchvision baseline"}
 
-# Design alternatives of the paper's model that PAPER.md leaves open (where the dilation sits, where
-# ECA sits, the Leaky-ReLU slope): named so the comparison study can train and time them.
-DESIGN_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "hypodermnet-dil7": ("mnv3s-eca-lrelu-dil", {"dilation_blocks": (9, 10)}),  # dilate the 7x7 stage instead
-    "hypodermnet-dil1": ("mnv3s-eca-lrelu-dil", {"dilation_blocks": (7,)}),  # one 14x14 block only
-    "hypodermnet-ecaproj": ("mnv3s-eca-lrelu-dil", {"eca_placement": "project"}),  # ECA after the projection
-    "hypodermnet-slope0.1": ("mnv3s-eca-lrelu-dil", {"leaky_slope": 0.1}),
-}
 
-# torchvision baselines: name -> (builder, ImageNet weights enum member)
-BASELINES: dict[str, tuple[Callable[..., nn.Module], Any]] = {
-    "resnet18": (tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1),
-    "resnet50": (tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V2),
-    "mobilenet_v2": (tvm.mobilenet_v2, tvm.MobileNet_V2_Weights.IMAGENET1K_V2),
-    "mobilenet_v3_large": (tvm.mobilenet_v3_large, tvm.MobileNet_V3_Large_Weights.IMAGENET1K_V2),
-    "shufflenet_v2_x1_0": (tvm.shufflenet_v2_x1_0, tvm.ShuffleNet_V2_X1_0_Weights.IMAGENET1K_V1),
-    "efficientnet_b0": (tvm.efficientnet_b0, tvm.EfficientNet_B0_Weights.IMAGENET1K_V1),
-    "densenet121": (tvm.densenet121, tvm.DenseNet121_Weights.IMAGENET1K_V1),
-}
-MNV3S_WEIGHTS = tvm.MobileNet_V3_Small_Weights.IMAGENET1K_V1
+@dataclass(frozen=True)
+class ModelRecord:
+    """One model of the zoo.
 
-# Options each variant accepts (beyond num_classes / pretrained).
+    `build(num_classes, **options)` makes the network; `spec(**options)` gives the architecture table of the
+    MobileNetV3-Small family (None for a torchvision baseline); `options` are the keyword options `create_model`
+    accepts beyond num_classes and pretrained; `imagenet_weights` is the torchvision weights entry whose file
+    `pretrained="imagenet"` reads from the torch hub cache."""
+
+    name: str
+    build: Callable[..., nn.Module]
+    family: Family
+    eca: bool = False
+    leaky_relu: bool = False
+    dilation: bool = False
+    options: frozenset[str] = frozenset()
+    imagenet_weights: Any = None
+    spec: Callable[..., MobileNetV3Spec] | None = None
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def baseline(self) -> bool:
+        return self.family == "baseline"
+
+    @property
+    def family_label(self) -> str:
+        return FAMILY_LABELS[self.family]
+
+
+MODELS: dict[str, ModelRecord] = {}
+_ALIASES: dict[str, str] = {}  # alias -> name, from the records' `aliases`
+
+
+def register(record: ModelRecord) -> ModelRecord:
+    """Add `record` to the zoo (a name or alias may be taken once)."""
+    for name in (record.name, *record.aliases):
+        if name in MODELS or name in _ALIASES:
+            raise ValueError(f"model name {name!r} is registered twice")
+    MODELS[record.name] = record
+    _ALIASES.update({alias: record.name for alias in record.aliases})
+    return record
+
+
+# Options the MobileNetV3-Small family accepts (beyond num_classes / pretrained), by the change they tune.
 _COMMON_OPTIONS = {"dropout"}
 _ECA_OPTIONS = {"eca_placement"}
 _LRELU_OPTIONS = {"leaky_slope"}
 _DIL_OPTIONS = {"dilation_rate", "dilation_blocks"}
+MNV3S_WEIGHTS = tvm.MobileNet_V3_Small_Weights.IMAGENET1K_V1
 
 
-def list_models(include_aliases: bool = True) -> list[str]:
-    names = list(VARIANTS) + list(DESIGN_VARIANTS) + list(BASELINES)
-    return names + list(ALIASES) if include_aliases else names
+def _table_spec(eca: bool, lrelu: bool, dil: bool, fixed: dict[str, Any]) -> Callable[..., MobileNetV3Spec]:
+    """The spec builder of a MobileNetV3-Small with the given changes; `fixed` are the record's own option values
+    (a design variant's), which the caller's options override."""
+
+    def spec(**options: Any) -> MobileNetV3Spec:
+        return _variant_spec(eca, lrelu, dil, **{**fixed, **options})
+
+    return spec
 
 
-def canonical_name(name: str) -> str:
-    name = ALIASES.get(name, name)
-    if name not in VARIANTS and name not in BASELINES and name not in DESIGN_VARIANTS:
-        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
-    return name
-
-
-def is_table_model(name: str) -> bool:
-    """True for the MobileNetV3-Small family built from our table (variants and design variants)."""
-    return canonical_name(name) not in BASELINES
-
-
-def mnv3s_spec(name: str, **options: Any):
-    """The architecture table of a named `mnv3s*` variant or design variant."""
-    name = canonical_name(name)
-    if name in DESIGN_VARIANTS:
-        name, fixed = DESIGN_VARIANTS[name]
-        options = {**fixed, **options}
-    return _variant_spec(name, **options)
-
-
-def _variant_spec(name: str, *, dropout: float = 0.2, eca_placement: str = "depthwise", leaky_slope: float = 0.01,
-                  dilation_rate: int = 2, dilation_blocks: tuple[int, ...] = STAGE_14_STRIDE1):
-    eca, lrelu, dil = VARIANTS[name]
+def _variant_spec(eca: bool, lrelu: bool, dil: bool, *, dropout: float = 0.2, eca_placement: str = "depthwise",
+                  leaky_slope: float = 0.01, dilation_rate: int = 2,
+                  dilation_blocks: tuple[int, ...] = STAGE_14_STRIDE1) -> MobileNetV3Spec:
     spec = MNV3_SMALL
     if eca:
         spec = with_attention(spec, "eca", placement=eca_placement)  # type: ignore[arg-type]
@@ -107,26 +111,106 @@ def _variant_spec(name: str, *, dropout: float = 0.2, eca_placement: str = "dept
         spec = with_activation(spec, "leaky_relu", leaky_slope=leaky_slope)
     if dil:
         spec = dilate(spec, tuple(dilation_blocks), dilation_rate)
-    from dataclasses import replace
-
     return replace(spec, dropout=dropout)
 
 
-def _base_variant(name: str) -> str:
-    return DESIGN_VARIANTS[name][0] if name in DESIGN_VARIANTS else name
+def table_record(name: str, *, eca: bool = False, lrelu: bool = False, dil: bool = False, family: Family = "variant",
+                 aliases: tuple[str, ...] = (), **fixed: Any) -> ModelRecord:
+    """The record of a MobileNetV3-Small built from our table, with the paper's changes `eca`, `lrelu`, `dil`."""
+    spec = _table_spec(eca, lrelu, dil, fixed)
+
+    def build(num_classes: int, **options: Any) -> nn.Module:
+        return MobileNetV3(spec(**options), num_classes=num_classes)
+
+    options = _COMMON_OPTIONS | (_ECA_OPTIONS if eca else set()) | (_LRELU_OPTIONS if lrelu else set()) \
+        | (_DIL_OPTIONS if dil else set())
+    return ModelRecord(name, build, family, eca=eca, leaky_relu=lrelu, dilation=dil, options=frozenset(options),
+                       imagenet_weights=MNV3S_WEIGHTS, spec=spec, aliases=aliases)
 
 
-def _check_options(name: str, options: dict[str, Any]) -> None:
-    if name in BASELINES:
-        allowed: set[str] = set()
-    else:
-        eca, lrelu, dil = VARIANTS[_base_variant(name)]
-        allowed = _COMMON_OPTIONS | (_ECA_OPTIONS if eca else set()) | (_LRELU_OPTIONS if lrelu else set()) \
-            | (_DIL_OPTIONS if dil else set())
-    unknown = sorted(set(options) - allowed)
+def baseline_record(builder: Callable[..., nn.Module], weights: Any) -> ModelRecord:
+    """The record of a torchvision model, named as torchvision names its builder."""
+
+    def build(num_classes: int) -> nn.Module:
+        return builder(weights=None, num_classes=num_classes)
+
+    return ModelRecord(builder.__name__, build, "baseline", imagenet_weights=weights)
+
+
+# The 8 combinations of the paper's three changes (the ablation).
+register(table_record("mnv3s"))
+register(table_record("mnv3s-eca", eca=True))
+register(table_record("mnv3s-lrelu", lrelu=True))
+register(table_record("mnv3s-dil", dil=True))
+register(table_record("mnv3s-eca-lrelu", eca=True, lrelu=True))
+register(table_record("mnv3s-eca-dil", eca=True, dil=True))
+register(table_record("mnv3s-lrelu-dil", lrelu=True, dil=True))
+register(table_record("mnv3s-eca-lrelu-dil", eca=True, lrelu=True, dil=True))
+# Design alternatives of the paper's model that PAPER.md leaves open (where the dilation sits, where ECA sits, the
+# Leaky-ReLU slope): named so the comparison study can train and time them. `hypodermnet` is the model we recommend
+# and ship: the paper's three changes with the dilation placement the comparison study picked
+# (benchmarks/comparison/README.md): dilation rate 2 on the two stride-1 blocks of the 7x7 stage, which scored higher
+# than the 14x14-stage placement (`mnv3s-eca-lrelu-dil`) and avoids the dilated 14x14 depthwise convolutions that are
+# slow in ONNX Runtime.
+def _paper(name: str, **fixed: Any) -> ModelRecord:
+    return table_record(name, eca=True, lrelu=True, dil=True, family="design", **fixed)
+
+
+register(_paper("hypodermnet-dil7", aliases=("hypodermnet",), dilation_blocks=(9, 10)))
+register(_paper("hypodermnet-dil1", dilation_blocks=(7,)))  # one 14x14 block only
+register(_paper("hypodermnet-ecaproj", eca_placement="project"))  # ECA after the projection
+register(_paper("hypodermnet-slope0.1", leaky_slope=0.1))
+# torchvision baselines, with their ImageNet weights
+register(baseline_record(tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1))
+register(baseline_record(tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V2))
+register(baseline_record(tvm.mobilenet_v2, tvm.MobileNet_V2_Weights.IMAGENET1K_V2))
+register(baseline_record(tvm.mobilenet_v3_large, tvm.MobileNet_V3_Large_Weights.IMAGENET1K_V2))
+register(baseline_record(tvm.shufflenet_v2_x1_0, tvm.ShuffleNet_V2_X1_0_Weights.IMAGENET1K_V1))
+register(baseline_record(tvm.efficientnet_b0, tvm.EfficientNet_B0_Weights.IMAGENET1K_V1))
+register(baseline_record(tvm.densenet121, tvm.DenseNet121_Weights.IMAGENET1K_V1))
+
+
+def list_models(include_aliases: bool = True, family: Family | None = None) -> list[str]:
+    """The registered names (of one `family` if given), in registration order; the aliases last."""
+    names = [n for n, r in MODELS.items() if family is None or r.family == family]
+    aliases = [a for a, n in _ALIASES.items() if n in names]
+    return names + aliases if include_aliases else names
+
+
+def model_record(name: str) -> ModelRecord:
+    """The record of a name or alias; a UsageError listing the valid names for any other."""
+    record = MODELS.get(_ALIASES.get(name, name))
+    if record is None:
+        raise UsageError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
+    return record
+
+
+def canonical_name(name: str) -> str:
+    return model_record(name).name
+
+
+def aliases_of(name: str) -> tuple[str, ...]:
+    return model_record(name).aliases
+
+
+def is_table_model(name: str) -> bool:
+    """True for the MobileNetV3-Small family built from our table (variants and design variants)."""
+    return model_record(name).spec is not None
+
+
+def mnv3s_spec(name: str, **options: Any) -> MobileNetV3Spec:
+    """The architecture table of a named `mnv3s*` variant or design variant."""
+    record = model_record(name)
+    if record.spec is None:
+        raise ValueError(f"{record.name} is a torchvision baseline, not built from the MobileNetV3-Small table")
+    return record.spec(**options)
+
+
+def _check_options(record: ModelRecord, options: dict[str, Any]) -> None:
+    unknown = sorted(set(options) - record.options)
     if unknown:
-        raise TypeError(f"model {name!r} does not take option(s) {', '.join(unknown)}; "
-                        f"it takes: {', '.join(sorted(allowed)) or 'none'}")
+        raise TypeError(f"model {record.name!r} does not take option(s) {', '.join(unknown)}; "
+                        f"it takes: {', '.join(sorted(record.options)) or 'none'}")
 
 
 def create_model(name: str, num_classes: int = 1000, pretrained: str | os.PathLike | None = None,
@@ -137,12 +221,10 @@ def create_model(name: str, num_classes: int = 1000, pretrained: str | os.PathLi
     weights file in the local torch hub cache (never downloaded here). Tensors whose name and shape
     match are loaded; the rest are reported in `model.pretrained_report` (and logged).
     """
-    name = canonical_name(name)
-    _check_options(name, options)
-    if name in BASELINES:
-        model = BASELINES[name][0](weights=None, num_classes=num_classes)
-    else:
-        model = MobileNetV3(mnv3s_spec(name, **options), num_classes=num_classes)
+    record = model_record(name)
+    name = record.name
+    _check_options(record, options)
+    model = record.build(num_classes, **options)
     if pretrained is not None:
         state = _read_state_dict(pretrained, name)
         model.pretrained_report = load_matching(model, state)  # type: ignore[assignment]
@@ -156,6 +238,14 @@ def create_model(name: str, num_classes: int = 1000, pretrained: str | os.PathLi
 
 class PretrainedMismatchError(HypodermError, ValueError):
     """A pretrained weights file of which no tensor fits the model (e.g. MobileNetV3 weights for resnet50)."""
+
+
+class WeightsFileError(HypodermError, ValueError):
+    """A pretrained weights file that is not a readable PyTorch state dict."""
+
+
+class WeightsNotFoundError(HypodermError, FileNotFoundError):
+    """The pretrained weights file (or torchvision's ImageNet file in the torch hub cache) is not there."""
 
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}
@@ -180,24 +270,22 @@ def weights_record(pretrained: str | os.PathLike | None, name: str) -> dict[str,
 
 def imagenet_weights_path(name: str) -> Path:
     """Where torchvision keeps the ImageNet weights file of `name` (its hub cache)."""
-    name = canonical_name(name)
-    weights = BASELINES[name][1] if name in BASELINES else MNV3S_WEIGHTS
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(model_record(name).imagenet_weights.url)
 
 
 def _read_state_dict(pretrained: str | os.PathLike, name: str) -> dict[str, torch.Tensor]:
     path = imagenet_weights_path(name) if str(pretrained) == "imagenet" else Path(pretrained)
     if not path.is_file():
         hint = (" Put torchvision's file there (no download is attempted)." if str(pretrained) == "imagenet" else "")
-        raise FileNotFoundError(f"pretrained weights not found: {path}.{hint}")
+        raise WeightsNotFoundError(f"pretrained weights not found: {path}.{hint}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001
-        raise ValueError(f"{path} is not a readable PyTorch state dict ({type(e).__name__}: {e})") from e
+        raise WeightsFileError(f"{path} is not a readable PyTorch state dict ({type(e).__name__}: {e})") from e
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]  # a hypoderm checkpoint or a Lightning-style file
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path} does not hold a state dict (name -> tensor)")
+        raise WeightsFileError(f"{path} does not hold a state dict (name -> tensor)")
     return obj
 
 

@@ -3,7 +3,7 @@
 Every model runs the same cross-validated protocol (one split file, same seeds, same recipe) via
 `hypoderm.engine.cv.run_cv`; models whose folds are all finished are skipped, so an interrupted
 study resumes where it stopped. Then, in one process and one timing loop, the efficiency of every
-model is measured (`hypoderm.bench.bench`), and the study writes:
+model is measured (`hypoderm.study.bench.bench`), and the study writes:
 
     OUT/split.json                 the one split every model uses
     OUT/models/<name>/...          each model's cross-validation (see `hypoderm cv`)
@@ -29,9 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from hypoderm.bench import PRESETS, bench
+from hypoderm.errors import UsageError
 from hypoderm.metrics import macro_f1
 from hypoderm.models import canonical_name, is_table_model
+from hypoderm.study.bench import PRESETS, bench
 from hypoderm.text import fmt
 
 
@@ -58,7 +59,7 @@ def run_study(cfg: Any, models: list[str], out: Path, n_bootstrap: int = 1000,
     if cfg.split and not split_path.is_file():
         shutil.copyfile(cfg.split, split_path)
     elif cfg.split and Path(cfg.split).read_bytes() != split_path.read_bytes():
-        raise ValueError(f"{out} was run with another split ({split_path}); use another --out")
+        raise UsageError(f"{out} was run with another split ({split_path}); use another --out")
     if not split_path.is_file():
         index, unreadable = check_images(load_index(cfg.data, group_regex=cfg.group_regex,
                                                     allow_outside_paths=cfg.allow_outside_paths), loader=cache.get)

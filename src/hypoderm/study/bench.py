@@ -26,8 +26,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from hypoderm.export.latency import ort_cpu_session
 from hypoderm.models import (
-    DESIGN_VARIANTS,
-    VARIANTS,
     MobileNetV3,
     canonical_name,
     count_parameters,
@@ -42,8 +40,8 @@ from hypoderm.models import (
 PRESETS = {
     "paper": ["hypodermnet", "mnv3s", "resnet50", "mobilenet_v2", "shufflenet_v2_x1_0", "efficientnet_b0",
               "densenet121"],
-    "ablation": list(VARIANTS),
-    "design": ["hypodermnet", *DESIGN_VARIANTS],
+    "ablation": list_models(include_aliases=False, family="variant"),
+    "design": ["hypodermnet", *list_models(include_aliases=False, family="design")],
     "all": list_models(include_aliases=False),
 }
 
