@@ -196,7 +196,7 @@ def test_browser_gate_matches_python_and_rejects_non_skin(browser: object, live:
             {"rgb": photo.ravel().tolist(), "w": photo.shape[1], "h": photo.shape[0]})
         assert np.array_equal(np.asarray(js_crop, np.uint8), crops["skin_1"].ravel())
         got = page.evaluate(
-            "async ({crops, logits, size}) => { const m = await import('/static/js/preprocess.js');"
+            "async ({crops, logits, size}) => { const m = await import('/static/js/ood.js');"
             " const ood = (await (await fetch('/api/v1/model')).json()).ood; const out = {};"
             " for (const [k, v] of Object.entries(crops))"
             "   out[k] = m.oodCheck(new Uint8ClampedArray(v), size, logits, ood);"

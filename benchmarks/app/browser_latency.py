@@ -51,7 +51,7 @@ async ([names, runs, threads]) => {
   const ort = await import(meta.browser_inference.script);
   ort.env.wasm.wasmPaths = meta.browser_inference.script.replace(/[^/]*$/, '');
   ort.env.wasm.numThreads = threads;
-  const pp = await import('/static/js/preprocess.js');
+  const pp = {...await import('/static/js/preprocess.js'), ...await import('/static/js/verdict.js')};
   const s = meta.input.size;
   const sessions = [];
   for (const n of names) {

@@ -1,7 +1,8 @@
 """What an answer may say: display names, honest percentages and the model's limits (torch-free).
 
-One source for the app and `hypoderm predict`: the information cards in
-`app/static/data/cards.json` (en and zh). A model knows only its `class_names`; every hypopigmented
+One source for the app and `hypoderm predict`: the information cards in `assets/text/cards.json` and the
+verdict texts in `assets/text/messages.json` (en and zh; TEXT_DIR, which the app serves to the page as
+/static/data/*.json). A model knows only its `class_names`; every hypopigmented
 condition with a card that is *not* among them would be forced into one of the known classes, so
 each answer lists those conditions with the examination that tells them apart. A model trained on
 more classes therefore says less.
@@ -12,14 +13,25 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
+
+# What people read, for every layer (cards, verdict texts): plain data files below every module that reads them.
+TEXT_DIR = Path(str(resources.files("hypoderm") / "assets" / "text"))
+LANGUAGES = ("en", "zh")
 
 
 @lru_cache(maxsize=1)
 def load_cards() -> dict[str, dict[str, Any]]:
     """The cards by class id: {"kind": "condition"|"normal", "en": {...}, "zh": {...}}."""
-    path = resources.files("hypoderm") / "app" / "static" / "data" / "cards.json"
-    return json.loads(path.read_text(encoding="utf-8"))["cards"]
+    return json.loads((TEXT_DIR / "cards.json").read_text(encoding="utf-8"))["cards"]
+
+
+@lru_cache(maxsize=1)
+def load_messages() -> dict[str, dict[str, str]]:
+    """The verdict texts by language: {"en": {"verdict_too_dark": ..., ...}, "zh": {...}} (messages.json)."""
+    data = json.loads((TEXT_DIR / "messages.json").read_text(encoding="utf-8"))
+    return {lang: data[lang] for lang in LANGUAGES}
 
 
 def _card(label: str, lang: str) -> dict[str, str] | None:

@@ -17,7 +17,7 @@ TEMPERATURE_BOUNDS = (0.05, 20.0)
 # Why 0.25: for the bundled 3-class model the floor is 0.5, an answer only when the top class is more likely
 # than the other two together; its fitted threshold (0.516) is above it, so the floor changes none of its
 # answers, while a collapsed model (temperature fitted to class frequencies, threshold fitted at 1/K = 0.334)
-# answers "uncertain" everywhere. Mirrored in static/js/preprocess.js (CHANCE_MARGIN, abstainFloor).
+# answers "uncertain" everywhere. Mirrored in static/js/verdict.js (CHANCE_MARGIN, abstainFloor).
 CHANCE_MARGIN = 0.25
 
 

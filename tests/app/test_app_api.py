@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from PIL import Image
 from helpers_app import CLASSES, build_model_dir, png_bytes, skin_png
 from hypoderm.app import state as app_state
 from hypoderm.app.server import ORT_FILES, STATIC_DIR, ModelLoadError, create_app
+from hypoderm.cards import TEXT_DIR
 
 MAX_BYTES = 300_000
 MAX_PIXELS = 1_000_000
@@ -274,7 +274,7 @@ def test_service_worker_precaches_shell_model_and_runtime(client: TestClient) ->
     info = client.get("/api/v1/model").json()
     base = info["browser_inference"]["script"].removesuffix("ort.wasm.min.mjs")
     for needed in ["/", info["model_url"], "/api/v1/model", "/static/js/app.js", "/static/data/cards.json",
-                   *(f"{base}{f}" for f in ORT_FILES)]:
+                   "/static/data/messages.json", "/static/js/verdict.js", *(f"{base}{f}" for f in ORT_FILES)]:
         assert needed in files
     for f in files:  # every precached file exists, or install would fail
         assert client.get(f).status_code == 200, f
@@ -318,7 +318,7 @@ def test_openapi_describes_the_answers(client: TestClient) -> None:
 
 
 def test_cards_cover_every_class_in_both_languages() -> None:
-    cards = json.loads((STATIC_DIR / "data" / "cards.json").read_text(encoding="utf-8"))["cards"]
+    cards = json.loads((TEXT_DIR / "cards.json").read_text(encoding="utf-8"))["cards"]
     expected = {"vitiligo", "normal_skin", "tinea_versicolor", "pityriasis_alba", "idiopathic_guttate_hypomelanosis",
                 "nevus_depigmentosus", "leprosy", "post_inflammatory_hypopigmentation"}
     assert expected <= set(cards)
@@ -417,107 +417,3 @@ def test_gradcam_from_the_onnx_outputs(tmp_path: Path) -> None:
     blue = png_bytes(Image.new("RGB", (64, 64), (30, 60, 200)))
     body = post_file(c, blue, gradcam="true").json()
     assert body["status"] == "not_skin" and body["top_k"] == [] and body["gradcam"]["available"] is False
-
-
-# ---- the browser's preprocessing is bit-exact with Python's ---------------------------------
-
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: cannot run the page's preprocess.js")
-@pytest.mark.parametrize("size", [(224, 224), (300, 200), (97, 131), (613, 1000), (257, 256), (1024, 1024), (40, 40),
-                                  (512, 513), (1500, 1500), (1201, 1730), (2100, 1111)])
-def test_js_preprocessing_matches_python(tmp_path: Path, size: tuple[int, int]) -> None:
-    """prepare() in the page equals hypoderm.inference.prepare bit for bit (issue 29: one square rule for a framed
-    square and a whole photo, with the box reduction of squares over 2 x 2 x resize_size)."""
-    from hypoderm.imaging.colour import SKIN_RULE
-    from hypoderm.inference import prepare
-    from hypoderm.inference.ood import skin_fraction
-    from hypoderm.inference.preprocess import PreprocessSpec, reduce_factor
-
-    w, h = size
-    rng = np.random.default_rng(w * h)
-    arr = np.clip(rng.normal(150, 60, (h, w, 3)), 0, 255).astype(np.uint8)
-    spec = PreprocessSpec()
-    crop, x = prepare(Image.fromarray(arr), spec)
-    framed, _ = prepare(Image.fromarray(arr), spec, framed=True)
-    np.testing.assert_array_equal(framed, crop)  # one rule
-    shutil.copy(STATIC_DIR / "js" / "preprocess.js", tmp_path / "preprocess.mjs")  # node needs .mjs for ESM
-    arr.tofile(tmp_path / "in.bin")
-    (tmp_path / "run.mjs").write_text(
-        "import { prepare, reduceFactor, skinFraction } from './preprocess.mjs'; import fs from 'fs';\n"
-        "const rgb = new Uint8ClampedArray(fs.readFileSync('in.bin'));\n"
-        f"const input = {json.dumps(spec.to_dict())};\n"
-        f"const r = prepare(rgb, {w}, {h}, input);\n"
-        "fs.writeFileSync('crop.bin', Buffer.from(r.crop)); fs.writeFileSync('x.bin', Buffer.from(r.tensor.buffer));\n"
-        f"const f = reduceFactor({min(w, h)}, input);\n"
-        f"console.log(JSON.stringify([skinFraction(r.crop, {json.dumps(SKIN_RULE)}), f]));\n")
-    out = subprocess.run(["node", "run.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    np.testing.assert_array_equal(np.fromfile(tmp_path / "crop.bin", np.uint8).reshape(crop.shape), crop)
-    np.testing.assert_array_equal(np.fromfile(tmp_path / "x.bin", np.float32).reshape(x.shape), x)
-    fraction, factor = json.loads(out.stdout)
-    assert fraction == skin_fraction(crop) and factor == reduce_factor(min(w, h), spec)
-
-
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: cannot run the page's preprocess.js")
-def test_js_box_reduction_in_strips_equals_pillow_reduce(tmp_path: Path) -> None:
-    """The page reduces a large framed square strip by strip from canvas RGBA (crop.js); reduceRowsInto must equal
-    Pillow's Image.reduce bit for bit, last partial row and column of boxes included, at the extremes too."""
-    rng = np.random.default_rng(29)
-    cases = [(10, 10, 2, 4), (11, 13, 2, 2), (17, 9, 3, 3), (23, 31, 5, 10), (50, 41, 6, 12), (100, 99, 11, 22),
-             (64, 65, 8, 64), (37, 29, 9, 9), (300, 301, 13, 39), (13, 14, 4, 8), (40, 40, 20, 20)]
-    shutil.copy(STATIC_DIR / "js" / "preprocess.js", tmp_path / "preprocess.mjs")
-    (tmp_path / "run.mjs").write_text("""
-import * as pp from "./preprocess.mjs"; import fs from "fs";
-const [w, h, f, rows] = process.argv.slice(2).map(Number);
-const rgb = new Uint8ClampedArray(fs.readFileSync("in.bin"));
-const outW = Math.ceil(w / f), out = new Uint8ClampedArray(outW * Math.ceil(h / f) * 3);
-const rgba = new Uint8ClampedArray(w * h * 4);
-for (let i = 0; i < w * h; i++) { rgba.set(rgb.subarray(i * 3, i * 3 + 3), i * 4); rgba[i * 4 + 3] = 255; }
-for (let r0 = 0; r0 < h; r0 += rows) {
-  const n = Math.min(rows, h - r0);
-  pp.reduceRowsInto(rgba.subarray(r0 * w * 4, (r0 + n) * w * 4), w, n, 4, f, out, outW, r0 / f);
-}
-fs.writeFileSync("out.bin", Buffer.from(out));
-""")
-    for i, (w, h, f, rows) in enumerate(cases):
-        arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        if i % 3 == 1:
-            arr[:] = 255  # the largest sums: Pillow's UINT32 arithmetic must not wrap in the port either
-        arr.tofile(tmp_path / "in.bin")
-        out = subprocess.run(["node", "run.mjs", str(w), str(h), str(f), str(rows)], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=60)
-        assert out.returncode == 0, out.stderr
-        got = np.fromfile(tmp_path / "out.bin", np.uint8).reshape(-(-h // f), -(-w // f), 3)
-        np.testing.assert_array_equal(got, np.asarray(Image.fromarray(arr).reduce(f)), err_msg=str((w, h, f)))
-
-
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: cannot run the page's i18n.js")
-def test_every_reason_has_its_own_words_in_both_languages(tmp_path: Path) -> None:
-    """Issue 21 item 3: the page says why there is no answer with the reason code's own words (what happened, then
-    what to do), in English and Chinese, never a number such as a skin-colour share."""
-    from hypoderm.inference.predictor import REFUSED_MESSAGES, WITHHELD_MESSAGES
-
-    reasons = [*REFUSED_MESSAGES, *WITHHELD_MESSAGES, "low_confidence"]
-    shutil.copy(STATIC_DIR / "js" / "i18n.js", tmp_path / "i18n.mjs")
-    (tmp_path / "run.mjs").write_text(
-        "globalThis.localStorage = {getItem: () => null, setItem: () => {}};\n"
-        "globalThis.document = {documentElement: {}, querySelectorAll: () => []};\n"
-        "const {setLanguage, t} = await import('./i18n.mjs'); const out = {};\n"
-        f"for (const lang of ['en', 'zh']) {{ setLanguage(lang); out[lang] = {{}};\n"
-        f"  for (const r of {json.dumps(reasons)})\n"
-        "    out[lang][r] = [t(`verdict_${r}`, {min: 64}), t(`advice_${r}`)]; }\n"
-        "console.log(JSON.stringify(out));\n")
-    out = subprocess.run(["node", "run.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    said = json.loads(out.stdout)
-    for lang in ("en", "zh"):
-        verdicts = [said[lang][r][0] for r in reasons]
-        assert len(set(verdicts)) == len(reasons)  # one wording per reason
-        for r in reasons:
-            verdict, advice = said[lang][r]
-            assert verdict != f"verdict_{r}" and advice != f"advice_{r}" and "{" not in verdict + advice, (lang, r)
-            assert "%" not in verdict + advice and "skin-coloured" not in verdict, (lang, r)
-            if lang == "zh":
-                assert re.search("[\u4e00-\u9fff]", verdict + advice), r
-    assert all(said["en"][r][0].startswith("Not analysed") for r in REFUSED_MESSAGES)
-    assert all("dermatologist" in said["en"][r][0] for r in [*WITHHELD_MESSAGES, "low_confidence"])
-    assert "64" in said["en"]["too_small"][0] and "Zoom out" in said["en"]["too_small"][1]

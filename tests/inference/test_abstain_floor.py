@@ -1,12 +1,8 @@
 """Never "ok" at chance: the abstain threshold has a floor (chance plus a margin) where it is fitted
-(engine.calibration), where it is applied (inference.result_from_logits) and in the page (preprocess.js)."""
+(engine.calibration), where it is applied (inference.result_from_logits) and in the page (verdict.js, whose parity
+with Python tests/parity/test_verdict.py checks)."""
 
 from __future__ import annotations
-
-import json
-import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,37 +65,3 @@ def test_fitted_threshold_never_below_the_floor() -> None:
     good = np.array([[0.9, 0.05, 0.05], [0.05, 0.9, 0.05], [0.05, 0.05, 0.9], [0.45, 0.3, 0.25]])
     r = choose_abstain_threshold(good, np.array([0, 1, 2, 1]), target=0.95)
     assert r["threshold"] == pytest.approx(0.9) and r["reached"]
-
-
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: cannot run the page's preprocess.js")
-def test_js_result_from_logits_applies_the_same_floor(tmp_path: Path) -> None:
-    """static/js/preprocess.js resultFromLogits gives the status, reason and answer of result_from_logits,
-    around the floor, for 2 and 3 classes, with stored thresholds below and above it."""
-    from hypoderm.app.server import STATIC_DIR
-
-    cases = []
-    for names in (NAMES, NAMES[:2]):
-        k = len(names)
-        for threshold in (1.0 / k + 1e-3, abstain_floor(k) + 0.05, 0.9):
-            for gap in (0.0, 0.3, 0.45, 0.6, 1.0, 2.0, 4.0):
-                logits = [gap] + [0.0] * (k - 1)
-                cases.append({"logits": logits, "metadata": _metadata(threshold, names)})
-    shutil.copy(STATIC_DIR / "js" / "preprocess.js", tmp_path / "preprocess.mjs")  # node needs .mjs for ESM
-    (tmp_path / "cases.json").write_text(json.dumps({"cases": cases, "crop": CROP.ravel().tolist()}))
-    (tmp_path / "run.mjs").write_text(
-        "import { resultFromLogits, abstainFloor } from './preprocess.mjs'; import fs from 'fs';\n"
-        "const { cases, crop } = JSON.parse(fs.readFileSync('cases.json'));\n"
-        "const c = new Uint8ClampedArray(crop);\n"
-        "const out = cases.map((x) => resultFromLogits(x.logits, c, x.metadata));\n"
-        "console.log(JSON.stringify({ out, floors: [abstainFloor(2), abstainFloor(3)] }));\n")
-    res = subprocess.run(["node", "run.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert res.returncode == 0, res.stderr
-    got = json.loads(res.stdout)
-    assert got["floors"] == [abstain_floor(2), abstain_floor(3)]
-    statuses = set()
-    for case, js in zip(cases, got["out"], strict=True):
-        py = result_from_logits(np.array(case["logits"]), CROP, case["metadata"])
-        assert (js["status"], js["reason"], js["answer"]) == (py["status"], py["reason"], py["answer"]), case
-        statuses.add((py["status"], case["metadata"]["abstain_threshold"] < abstain_floor(len(case["logits"]))))
-    # both verdicts were reached with a stored threshold under the floor: the floor, not the threshold, decided
-    assert {("ok", True), ("uncertain", True)} <= statuses

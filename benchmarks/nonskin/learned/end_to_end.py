@@ -20,8 +20,8 @@ import numpy as np
 import onnxruntime as ort
 
 from hypoderm.inference import bundled_model, load_metadata
-from hypoderm.inference.predictor import result_from_logits
 from hypoderm.inference.preprocess import PreprocessSpec, normalize_uint8
+from hypoderm.inference.verdict import result_from_logits
 
 
 def main() -> None:

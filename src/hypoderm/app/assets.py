@@ -30,6 +30,8 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
+from hypoderm.cards import TEXT_DIR
+
 CACHE_DIR_ENV = "HYPODERM_CACHE_DIR"
 IMMUTABLE = "public, max-age=31536000, immutable"  # one year: content-hashed URLs never change content
 REVALIDATE = "no-cache"  # fixed URLs (the page, static files): always revalidated (cheap 304 by ETag)
@@ -291,6 +293,7 @@ class Delivery:
         store = AssetStore(cache_dir)
         static = {p.relative_to(static_dir).as_posix(): store.add(p, in_memory=True)
                   for p in sorted(static_dir.rglob("*")) if p.is_file() and p.name != "sw.js"}
+        static |= {f"data/{p.name}": store.add(p, in_memory=True) for p in sorted(TEXT_DIR.glob("*.json"))}  # texts
         ort = {name: store.add(web_assets / name, in_memory=False) for name in ort_files} if web_assets else {}
         combined = hashlib.sha256("".join(f"{n}:{a.sha256};" for n, a in ort.items()).encode()).hexdigest()
         return cls(store=store, model=store.add(model_path, in_memory=False), static=static, ort=ort,

@@ -18,6 +18,7 @@ from hypoderm.app.assets import IMMUTABLE, REVALIDATE, Delivery
 from hypoderm.app.errors import DOCS_CSP, ApiError
 from hypoderm.app.state import STATIC_DIR, ServerState, ort_web_version
 from hypoderm.app.web_runtime import ORT_FILES
+from hypoderm.cards import TEXT_DIR
 
 SWAGGER_FILES = ("swagger-ui-bundle.js", "swagger-ui.css")
 
@@ -122,7 +123,7 @@ def service_worker(state: ServerState) -> str:
         files += [f"{delivery.ort_base}{f}" for f in ORT_FILES]
     text = (STATIC_DIR / "sw.js").read_text(encoding="utf-8")
     shell = hashlib.sha256()
-    for p in sorted(STATIC_DIR.rglob("*")):
+    for p in [*sorted(STATIC_DIR.rglob("*")), *sorted(TEXT_DIR.glob("*.json"))]:
         if p.is_file():
             shell.update(p.read_bytes())
     cache = (f"hypoderm-{__version__}-{shell.hexdigest()[:8]}-{state.model_sha256[:8]}-"

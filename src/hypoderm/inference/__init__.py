@@ -1,10 +1,11 @@
 """Torch-free inference: everything `predict`, `serve` and the exported model's users need at run time.
 
 - `preprocess`: THE preprocessing definition (PreprocessSpec; the browser's preprocess.js matches it
-  bit for bit);
+  bit for bit; each module here has its twin of the same name in app/static/js);
 - `ood`: the not-skin check (skin-pixel floor, the fitted gate, the max-logit floor);
 - `metadata`: the `hypoderm-onnx/1` metadata contract (read, build, validate, write; sidecar JSON);
-- `predictor`: OnnxPredictor (ONNX Runtime), `prepare`, `result_from_logits` (the verdict rules);
+- `verdict`: statuses, reasons, `result_from_logits` (the verdict rules; static/js/verdict.js mirrors it);
+- `predictor`: OnnxPredictor (ONNX Runtime), `prepare`;
 - `explain`: Grad-CAM maps from the model's `features` / `cam_weights` outputs.
 
 Nothing here imports torch, `hypoderm.engine`, `hypoderm.models` or `hypoderm.checkpoint`
@@ -21,21 +22,17 @@ from hypoderm.inference.metadata import (
     validate_metadata,
 )
 from hypoderm.inference.predictor import (
-    MIN_SOURCE_SIDE,
-    REFER_MESSAGE,
-    RETAKE_MESSAGE,
     OnnxPredictor,
     bundled_model,
     decode_min_size_for,
     load_image,
     prepare,
-    result_from_logits,
-    softmax,
     source_side,
 )
+from hypoderm.inference.verdict import MIN_SOURCE_SIDE, REASONS, STATUSES, result_from_logits, softmax
 
 __all__ = [
-    "DISCLAIMER", "METADATA_FORMAT", "METADATA_KEY", "MIN_SOURCE_SIDE", "REFER_MESSAGE", "RETAKE_MESSAGE",
-    "ModelLoadError", "OnnxPredictor", "bundled_model", "decode_min_size_for", "load_image", "load_metadata", "prepare",
+    "DISCLAIMER", "METADATA_FORMAT", "METADATA_KEY", "MIN_SOURCE_SIDE", "REASONS", "STATUSES", "ModelLoadError",
+    "OnnxPredictor", "bundled_model", "decode_min_size_for", "load_image", "load_metadata", "prepare",
     "result_from_logits", "sidecar_path", "softmax", "source_side", "validate_metadata",
 ]

@@ -1,31 +1,29 @@
 """Is this a skin photo, and can it be judged? A torch-free check computed on the model's own input crop.
 
-Everything is computed on the uint8 RGB crop the model sees (`hypoderm.inference.preprocess`'s resize and
-centre crop, before normalisation); a crop of another size than `gate.size` is first resized to it
-(Pillow's bilinear resampling, `reducing_gap=None`, which the browser reproduces bit for bit). Refusing a
-real skin photo is a silent failure that a user cannot fix by retaking it, while a picture that is not
-skin costs little when the answer is withheld, so there are two outcomes short of an answer:
+Everything is computed on the uint8 RGB crop the model sees (`hypoderm.inference.preprocess`'s resize and centre
+crop, before normalisation); a crop of another size than `gate.size` is first resized to it (Pillow's bilinear
+resampling, `reducing_gap=None`, which the browser reproduces bit for bit). Refusing a real skin photo is a silent
+failure that a user cannot fix by retaking it, while a picture that is not skin costs little when the answer is
+withheld, so there are two outcomes short of an answer:
 
 **Refused** (status `not_skin`, no class; `reason` says which check failed, and the message what to do):
 
 - `too_dark`: the crop's mean luma is below `gate.luma_min` (nearly black: nothing can be judged);
-- `little_skin`: fewer than `skin_fraction_min` of the pixels are skin-coloured by the fixed YCrCb rule
-  of Chai & Ngan (1999), `gate.skin_rule` (defaults below). Depigmented patches are near-neutral and fail
-  the rule, so this floor is low;
-- `not_skin_like`: the gate's score is below `gate.threshold`: the colour, layout and texture statistics
-  look like a flat texture, an object or a drawing (wood, sand, walls, fabric, paper, food, plastics,
-  ...), not like a photo of skin.
+- `little_skin`: fewer than `skin_fraction_min` of the pixels are skin-coloured by the fixed YCrCb rule of Chai &
+  Ngan (1999), `gate.skin_rule` (defaults below). Depigmented patches are near-neutral and fail it: the floor is low;
+- `not_skin_like`: the gate's score is below `gate.threshold`: the colour, layout and texture statistics look like a
+  flat texture, an object or a drawing (wood, sand, walls, fabric, paper, food, plastics, ...), not a skin photo.
 
-**Withheld** (status `uncertain`, candidates shown as equals, see a dermatologist): the crop passed,
-but either the gate's score is below `gate.answer_threshold` (`unsure_skin`: it may not be skin, or it
-is an unusual photo of skin) or the model's largest raw logit is below `max_logit_min`
-(`unusual_logits`, Hendrycks et al., 2022: the network's own evidence is weak).
+**Withheld** (status `uncertain`, candidates shown as equals, see a dermatologist): the crop passed, but either the
+gate's score is below `gate.answer_threshold` (`unsure_skin`: it may not be skin, or it is an unusual photo of skin)
+or the model's largest raw logit is below `max_logit_min` (`unusual_logits`, Hendrycks et al., 2022: the network's
+own evidence is weak).
 
 Both gate thresholds were chosen on photos of sources the gate never saw (held out by origin;
-`benchmarks/nonskin/`): `threshold` keeps every held-out source's skin photos, `answer_threshold`
-trades answered skin photos against non-skin pictures that reach the model.
+`benchmarks/nonskin/`): `threshold` keeps every held-out source's skin photos, `answer_threshold` trades answered
+skin photos against non-skin pictures that reach the model.
 
-## The gate's statistics, exactly (so the browser, `static/js/preprocess.js`, reproduces them)
+## The gate's statistics, exactly (so the browser, `static/js/ood.js`, reproduces them)
 
 Only + - * / and sqrt on float64, all correctly rounded in IEEE 754, and sums taken sequentially
 in a fixed order, so JavaScript gets the same bits as numpy here. The crop is cut to whole blocks
@@ -64,17 +62,16 @@ mean(x*x) - mean^2)).) The score uses the statistics named in `gate.features`; t
 score is, summed in this order, bias + sum_i linear_i * s_i + sum_{i <= j} quadratic_k * (s_i * s_j)
 (k runs over pairs (i, j), i <= j, row by row).
 
-The thresholds and gate parameters live in the checkpoint / ONNX metadata under `ood`:
-`{"skin_fraction_min": float, "max_logit_min": float, "gate": {...}}`; a model exported before the
-gate existed gets `DEFAULT_GATE` (the gate is a property of images, not of the network). Gates of the
-first format (`hypoderm-gate/1`: fixed block and skin rule, no answer threshold, no dark check) still load.
-"""
+The thresholds and gate parameters live in the checkpoint / ONNX metadata under `ood`: `{"skin_fraction_min": float,
+"max_logit_min": float, "gate": {...}}`; a model exported before the gate existed gets `DEFAULT_GATE` (the gate is a
+property of images, not of the network). Gates of the first format (`hypoderm-gate/1`: fixed block and skin rule, no
+answer threshold, no dark check) still load."""
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -106,9 +103,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "block_luma_cv", "skin_y_cr_corr", "skin_y_cb_corr")
 STAT_NAMES: tuple[str, ...] = (*FEATURE_NAMES, "luma_mean")  # what gate_features returns
 
-# Why a crop was refused (status not_skin) or its answer withheld (status uncertain): `ood_check`'s `reason`.
-REFUSAL_REASONS = ("too_dark", "little_skin", "not_skin_like")
-WITHHOLD_REASONS = ("unsure_skin", "unusual_logits")
+# `ood_check`'s reasons, with the status each gives (with the verdict's own: hypoderm.inference.verdict.REASONS).
+REASONS: dict[str, str] = {"too_dark": "not_skin", "little_skin": "not_skin", "not_skin_like": "not_skin",
+                           "unsure_skin": "uncertain", "unusual_logits": "uncertain"}
 
 
 # Largest gate crop side. The gate computes 18 float64 planes of the crop plus a few temporaries: about 40 MB per
@@ -220,12 +217,10 @@ def default_skin_fraction_min() -> float:
 
 def __getattr__(name: str) -> Any:
     """DEFAULT_GATE, DEFAULT_SKIN_FRACTION_MIN, DEFAULT_OOD: the shipped gate's values, read on first use."""
-    if name == "DEFAULT_GATE":
-        return default_gate()
-    if name == "DEFAULT_SKIN_FRACTION_MIN":
-        return default_skin_fraction_min()
-    if name == "DEFAULT_OOD":
-        return default_ood()
+    lazy: dict[str, Callable[[], Any]] = {"DEFAULT_GATE": default_gate, "DEFAULT_OOD": default_ood,
+                                          "DEFAULT_SKIN_FRACTION_MIN": default_skin_fraction_min}
+    if name in lazy:
+        return lazy[name]()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -402,13 +397,10 @@ def validate_ood(ood: Any) -> None:
 def ood_check(rgb_crop: np.ndarray, logits: np.ndarray, thresholds: dict[str, Any] | None,
               skin_score: float | None = None) -> dict[str, Any]:
     """The `ood` block of a prediction: the statistics, the verdict `is_skin` (False: refuse), `answerable`
-    (False: withhold the answer) and `reason` (REFUSAL_REASONS / WITHHOLD_REASONS code, or None).
-
-    `skin_score`: the learned skin check's output for this crop (`hypoderm.inference.skincheck`; None when the
-    model has none). With it, a photo the check passes is never refused by the statistics gate (their refusal
-    becomes a withheld answer: a clear photo of skin is not refused for its colour statistics), and the check's
-    own thresholds refuse or withhold the rest. `thresholds["gate"] = None` switches the gate off (the colour
-    floor and max-logit floor remain)."""
+    (False: withhold the answer) and `reason` (a REASONS code, or None)."""
+    # `skin_score`: the learned check's output (hypoderm.inference.skincheck; None: no check). A photo it passes is
+    # never refused by the statistics (their refusal becomes a withheld answer); its own thresholds refuse or
+    # withhold the rest. `thresholds["gate"] = None` switches the gate off (colour and max-logit floors remain).
     th = with_gate(thresholds)
     max_logit = float(np.max(logits))
     gate = th["gate"]
@@ -437,19 +429,16 @@ def ood_check(rgb_crop: np.ndarray, logits: np.ndarray, thresholds: dict[str, An
     elif max_logit < float(th["max_logit_min"]):
         reason = "unusual_logits"
     return {"skin_fraction": frac, "gate_score": score, "skin_score": skin_score, "max_logit": max_logit,
-            "luma_mean": luma, "is_skin": reason not in REFUSAL_REASONS, "answerable": reason is None,
+            "luma_mean": luma, "is_skin": REASONS.get(reason or "") != "not_skin", "answerable": reason is None,
             "reason": reason}
 
 
 def fit_ood_thresholds(max_logits: Sequence[float] | np.ndarray, quantile: float = 0.01,
                        skin_fraction_min: float | None = None) -> dict[str, Any]:
-    """Thresholds from in-distribution validation images, with the default gate.
-
-    `max_logits`: the max logit of each validation image (real skin photos). The max-logit floor
-    is their `quantile` quantile, so about that share of real photos would have their answer withheld
-    by it (it never refuses a photo). Fewer than 20 values give too noisy a quantile: the floor is then
-    left permissive.
-    """
+    """Thresholds from in-distribution validation images, with the default gate. `max_logits`: the max logit of each
+    validation image (real skin photos). The max-logit floor is their `quantile` quantile, so about that share of
+    real photos would have their answer withheld by it (it never refuses a photo). Fewer than 20 values give too
+    noisy a quantile: the floor is then left permissive."""
     if not 0.0 <= quantile < 0.5:
         raise ValueError(f"quantile must be in [0, 0.5), got {quantile}")
     values = np.asarray(max_logits, dtype=np.float64).ravel()

@@ -1,14 +1,7 @@
 """The predictor: an exported model on ONNX Runtime + numpy + Pillow, torch-free.
 
-Used by `hypoderm predict` (given an ONNX file) and `hypoderm serve`. The per-image result is the
-`predict --json` schema (docs/PREDICT_SCHEMA.md):
-
-    {"status": "ok" | "uncertain" | "not_skin",
-     "answer": str | None,            # the class given as the answer: only when status is "ok"
-     "top_k": [{"label": str, "probability": float}, ...],   # empty when status is "not_skin"
-     "probabilities": {label: float},
-     "ood": {"skin_fraction": float, "max_logit": float, "is_skin": bool},
-     "message": str}
+Used by `hypoderm predict` (given an ONNX file) and `hypoderm serve`; each photo's answer is
+`hypoderm.inference.verdict.result_from_logits` (its format: docs/PREDICT_SCHEMA.md).
 """
 
 from __future__ import annotations
@@ -21,14 +14,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from hypoderm.cards import answer_text, display_name
-from hypoderm.inference.metadata import DISCLAIMER, ModelLoadError, load_metadata, session_config
-from hypoderm.inference.ood import default_gate, ood_check
+from hypoderm.inference.metadata import ModelLoadError, load_metadata, session_config
+from hypoderm.inference.ood import default_gate
 from hypoderm.inference.preprocess import PreprocessSpec, normalize_uint8, square_uint8
-from hypoderm.model_quality import effective_abstain_threshold
-
-REFER_MESSAGE = "Uncertain: the model cannot decide; please see a dermatologist"
-RETAKE_MESSAGE = "To retake the photo: closer, in daylight, with the lesion centred."
+from hypoderm.inference.verdict import (
+    MIN_SOURCE_SIDE,  # noqa: F401 - re-exported: hypoderm.app.api imports it
+    result_from_logits,
+    softmax,
+)
 
 
 def load_image(path: str | os.PathLike, min_size: int | None = None) -> Image.Image:
@@ -44,36 +37,6 @@ def load_image(path: str | os.PathLike, min_size: int | None = None) -> Image.Im
 def bundled_model() -> Path:
     """The model shipped in the package (src/hypoderm/assets/model.onnx); `predict` and `serve` default to it."""
     return Path(str(resources.files("hypoderm") / "assets" / "model.onnx"))
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise softmax(logits / temperature), numerically stable, float64."""
-    z = np.asarray(logits, dtype=np.float64) / float(temperature)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-# The smallest real resolution (shorter side, in pixels of the photo or of the framed square) that is judged:
-# below it the model would see a blown-up blur, and an answer would be a guess (status not_skin, too_small).
-MIN_SOURCE_SIDE = 64
-
-# What the answer says when a photo is refused (status not_skin) or its answer withheld (uncertain), by reason.
-REFUSED_MESSAGES = {
-    "too_small": "Not analysed: the photo is too small to judge ({side} pixels across; at least {min_side} are "
-                 "needed). Take a closer photo of the skin area, or frame a larger square.",
-    "too_dark": "Not analysed: the photo is too dark to judge. Take it again in daylight or with more light.",
-    "little_skin": "Not analysed: too little skin is visible. Frame the skin area so that it fills most of the "
-                   "picture.",
-    "not_skin_like": "Not analysed: this looks like a texture, an object or a drawing rather than a photo of skin. "
-                     "Take a close, well-lit photo of the skin area.",
-}
-WITHHELD_MESSAGES = {
-    "unsure_skin": "Uncertain: this may not be a photo of skin, or it is an unusual one, so no answer is given; "
-                   "if it shows a skin problem, please see a dermatologist.",
-    "unusual_logits": "Uncertain: the model recognises nothing it knows in this photo; if it shows a skin problem, "
-                      "please see a dermatologist.",
-}
 
 
 def source_side(img: Image.Image) -> int:
@@ -97,49 +60,6 @@ def decode_min_size_for(spec: PreprocessSpec) -> int:
     from hypoderm.inference.preprocess import decode_min_size
 
     return decode_min_size(spec)
-
-
-def result_from_logits(logits: np.ndarray, crop: np.ndarray, metadata: dict[str, Any], top_k: int = 3,
-                       source_side: int | None = None, skin_score: float | None = None) -> dict[str, Any]:
-    """One image's logits (C,) + its uint8 crop -> the per-image result dict (verdict rules of
-    docs/ARCHITECTURE.md): not_skin (refused: too small, too dark, too little skin, not skin-like), else
-    uncertain (answer withheld by the not-skin check, or top probability below the abstain threshold, which
-    never falls below `hypoderm.model_quality.abstain_floor`: chance plus a margin), else ok. `source_side`: the
-    shorter side of the photo (or framed square) in its own pixels.
-
-    Only an `ok` verdict names a class as the answer (`answer`); a refused photo has an empty `top_k`, and
-    an uncertain one lists its candidates as equals in the message. `reason` names why there is no
-    answer. The raw probabilities stay in `probabilities` for research use; the message rounds honestly."""
-    names = list(metadata["class_names"])
-    logits = np.asarray(logits, dtype=np.float64).ravel()
-    if logits.size != len(names):
-        raise ModelLoadError(f"model gives {logits.size} outputs but metadata names {len(names)} classes")
-    probs = softmax(logits, float(metadata["temperature"]))
-    order = np.argsort(-probs, kind="stable")[: max(1, min(int(top_k), len(names)))]
-    top = [{"label": names[i], "probability": float(probs[i])} for i in order]
-    ood = ood_check(crop, logits, metadata.get("ood"), skin_score)
-    reason = ood["reason"]
-    if source_side is not None and source_side < MIN_SOURCE_SIDE:
-        reason = "too_small"
-        ood = {**ood, "is_skin": False, "answerable": False, "reason": reason}
-    threshold = effective_abstain_threshold(float(metadata["abstain_threshold"]), len(names))
-    answer = None
-    candidates = ", ".join(sorted(display_name(t["label"]) for t in top))
-    if reason in REFUSED_MESSAGES:
-        status, top = "not_skin", []
-        message = REFUSED_MESSAGES[reason].format(side=source_side, min_side=MIN_SOURCE_SIDE)
-    elif reason in WITHHELD_MESSAGES:
-        status = "uncertain"
-        message = f"{WITHHELD_MESSAGES[reason]} {RETAKE_MESSAGE} Candidates, equally possible: {candidates}."
-    elif top[0]["probability"] < threshold:
-        status, reason = "uncertain", "low_confidence"
-        message = f"{REFER_MESSAGE}. {RETAKE_MESSAGE} Candidates, equally possible: {candidates}."
-    else:
-        status, answer = "ok", top[0]["label"]
-        message = f"{answer_text(answer, top[0]['probability'])} {DISCLAIMER}"
-    return {"status": status, "answer": answer, "reason": reason, "top_k": top,
-            "probabilities": {n: float(p) for n, p in zip(names, probs, strict=True)},
-            "ood": ood, "message": message}
 
 
 class OnnxPredictor:

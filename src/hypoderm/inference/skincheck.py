@@ -15,7 +15,8 @@ The model's metadata describes it under `ood.skin_check`:
 A photo whose score is below `threshold` is refused (`not_skin_like`: "does not look like skin"); below
 `answer_threshold` its answer is withheld (`unsure_skin`: uncertain, see a dermatologist). Both were chosen on
 photos of sources the check never saw (held out by origin, on both sides: benchmarks/nonskin/learned/).
-A model without the block (exported before it existed) keeps the statistics gate alone.
+A model without the block (exported before it existed) keeps the statistics gate alone
+(the page's twin of this module: static/js/skincheck.js).
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ import { Cropper } from "./crop.js";
 import { answerText, candidates, displayName, formatProbability, kindOf, modelLimits } from "./answer.js";
 import { overlayDataUrl } from "./gradcam.js";
 import * as history from "./history.js";
-import { dateText, initialLanguage, language, setLanguage, t, trainingText } from "./i18n.js";
-import { prepare, resultFromLogits, rgbaToRgb } from "./preprocess.js";
+import { dateText, initialLanguage, language, loadMessages, setLanguage, t, trainingText } from "./i18n.js";
+import { prepare, rgbaToRgb } from "./preprocess.js";
+import { resultFromLogits } from "./verdict.js";
 
 const $ = (id) => document.getElementById(id);
 // `started`: the start-up (model information, then the runtime) as a promise, so that an analysis asked for on
@@ -341,7 +342,7 @@ function verdictText(r) {
   if (r.status !== "ok") return t(`verdict_${r.reason}`, { min: state.meta.min_source_side });
   const top = r.top_k[0];
   return answerText(state.cards, top.label, top.probability, language())
-    || t("verdict_ok", { label: labelName(top.label), p: pct(top.probability) });
+    || t("status_ok", { label: labelName(top.label), p: pct(top.probability) });
 }
 
 function renderResult() {
@@ -466,8 +467,8 @@ async function renderHistory() {
   list.replaceChildren(...cases.map((c) => {
     const r = c.result;
     const top = r.top_k && r.top_k[0];
-    const what = r.status === "not_skin" ? t("history_not_analysed", { why: t(`why_${r.reason || "not_skin_like"}`) })
-      : r.status === "uncertain" || !top ? t("history_uncertain") : `${labelName(top.label)} · ${pct(top.probability)}`;
+    const what = r.status === "not_skin" ? t("status_not_skin", { why: t(`why_${r.reason || "not_skin_like"}`) })
+      : r.status === "uncertain" || !top ? t("status_uncertain") : `${labelName(top.label)} · ${pct(top.probability)}`;
     const when = dateText(c.date, language());
     const del = el("button", { type: "button", "aria-label": t("delete_one") }, t("delete_one"));
     del.addEventListener("click", async () => { await history.deleteCase(c.id); await renderHistory(); });
@@ -505,7 +506,7 @@ async function main() {
     if (confirm(t("confirm_delete_all"))) { await history.clearCases(); await renderHistory(); }
   });
   state.started = (async () => {
-    await Promise.all([loadMetadata(), loadCards()]);
+    await Promise.all([loadMetadata(), loadCards(), loadMessages()]);
     applyLanguage(language());
     await startRuntime();
   })();

@@ -19,24 +19,7 @@ const STRINGS = {
     analyse: "Analyse",
     analysing: "Analysing…",
     step_result: "3. Result",
-    verdict_ok: "Most likely: {label} ({p}), of the classes this model knows.",
     exam_sep: ": ",
-    // No answer, by reason code (hypoderm.inference.ood / predictor.py): what happened, then what to do.
-    verdict_low_confidence: "Uncertain: the model cannot decide between its classes. Please see a dermatologist.",
-    advice_low_confidence: "To retake the photo: closer, in daylight, with the lesion centred, no filter.",
-    verdict_unsure_skin: "No answer: this may not be a photo of skin, or it is an unusual photo. If it shows a skin problem, please see a dermatologist.",
-    advice_unsure_skin: "To try again: photograph the skin itself, closer, in daylight, with the lesion centred, no filter.",
-    verdict_unusual_logits: "No answer: the model recognises nothing it knows in this photo. If it shows a skin problem, please see a dermatologist.",
-    advice_unusual_logits: "To try again: photograph the skin itself, closer, in daylight, with the lesion centred, no filter.",
-    verdict_too_small: "Not analysed: the framed square is too small to judge (fewer than {min} pixels of the photo across); any answer would be a guess.",
-    advice_too_small: "Zoom out to frame a larger area, or use a larger photo (taken closer, or at full resolution).",
-    verdict_too_dark: "Not analysed: the photo is too dark to judge.",
-    advice_too_dark: "Take the photo again with more light, ideally daylight, without flash glare.",
-    verdict_little_skin: "Not analysed: too little skin is visible in the square.",
-    advice_little_skin: "Move or zoom so that the skin fills most of the square.",
-    verdict_not_skin_like: "Not analysed: this looks like a texture, an object, a screen or a drawing rather than a photo of skin.",
-    advice_not_skin_like: "Photograph the skin itself, not an object, a screen or a drawing: close up, in daylight.",
-    candidates_title: "Possible, all equally (the model cannot choose):",
     limits_title: "What this model cannot tell you",
     limits_known: "This model knows only: {classes}.",
     limits_condition: "It cannot tell {label} from the look-alikes below: it was never shown them and would call them one of its classes. These examinations tell them apart:",
@@ -97,12 +80,6 @@ const STRINGS = {
     err_truncated_image: "The photo was incomplete. Please choose it again.",
     err_corrupt_image: "The photo is damaged and could not be read.",
     err_unreadable_image: "The server could not read this photo.",
-    history_not_analysed: "Not analysed ({why})",
-    why_too_small: "too small",
-    why_too_dark: "too dark",
-    why_little_skin: "too little skin",
-    why_not_skin_like: "not a skin photo",
-    history_uncertain: "Uncertain: see a dermatologist",
     training_counts: "{n} photos of {label}",
     switch_label: "Switch language",
     crop_label: "Drag to move, pinch or use the slider to zoom",
@@ -125,23 +102,7 @@ const STRINGS = {
     analyse: "分析",
     analysing: "正在分析…",
     step_result: "3. 结果",
-    verdict_ok: "在本模型认识的类别中，最可能是：{label}（{p}）。",
     exam_sep: "：",
-    verdict_low_confidence: "结果不确定：模型无法在其类别之间作出判断。请咨询皮肤科医生。",
-    advice_low_confidence: "重新拍摄时：靠近一些，在自然光下，皮损放在画面中央，不要使用滤镜。",
-    verdict_unsure_skin: "没有结果：这可能不是皮肤照片，或者是一张不寻常的照片。如果照片显示的是皮肤问题，请咨询皮肤科医生。",
-    advice_unsure_skin: "重试时：直接拍摄皮肤，靠近一些，在自然光下，皮损放在画面中央，不要使用滤镜。",
-    verdict_unusual_logits: "没有结果：模型在这张照片中没有认出任何它认识的内容。如果照片显示的是皮肤问题，请咨询皮肤科医生。",
-    advice_unusual_logits: "重试时：直接拍摄皮肤，靠近一些，在自然光下，皮损放在画面中央，不要使用滤镜。",
-    verdict_too_small: "未分析：框选的区域太小，无法判断（在照片中不足 {min} 个像素宽），此时给出的任何结果都只是猜测。",
-    advice_too_small: "请缩小画面以框选更大的区域，或使用更大的照片（靠近拍摄，或使用原始分辨率）。",
-    verdict_too_dark: "未分析：照片太暗，无法判断。",
-    advice_too_dark: "请在光线更充足的地方重新拍摄，最好在自然光下，避免闪光灯反光。",
-    verdict_little_skin: "未分析：方框内可见的皮肤太少。",
-    advice_little_skin: "请移动或缩放，让皮肤占满方框的大部分。",
-    verdict_not_skin_like: "未分析：这看起来像纹理、物体、屏幕或图画，而不是皮肤照片。",
-    advice_not_skin_like: "请直接拍摄皮肤本身，不要拍物体、屏幕或图画：近距离，在自然光下。",
-    candidates_title: "可能是以下任一种，可能性相同（模型无法选择）：",
     limits_title: "本模型无法告诉您的内容",
     limits_known: "本模型只认识：{classes}。",
     limits_condition: "它无法区分{label}和下面的相似疾病：它从未见过这些疾病，会把它们判为自己已知的某一类。以下检查可以鉴别：",
@@ -201,12 +162,6 @@ const STRINGS = {
     err_truncated_image: "照片不完整。请重新选择。",
     err_corrupt_image: "照片已损坏，无法读取。",
     err_unreadable_image: "服务器无法读取这张照片。",
-    history_not_analysed: "未分析（{why}）",
-    why_too_small: "太小",
-    why_too_dark: "太暗",
-    why_little_skin: "皮肤太少",
-    why_not_skin_like: "不像皮肤照片",
-    history_uncertain: "结果不确定：请咨询皮肤科医生",
     training_counts: "{label} {n} 张",
     switch_label: "切换语言",
     crop_label: "拖动移动，双指捏合或用滑块缩放",
@@ -229,6 +184,24 @@ export function setLanguage(lang) {
   current = lang === "zh" ? "zh" : "en";
   localStorage.setItem(KEY, current);
   document.documentElement.lang = current === "zh" ? "zh-CN" : "en";
+  translatePage();
+}
+
+/** The verdict texts by reason and status (hypoderm.inference.verdict), one file for the page, the API and
+ * `hypoderm predict`: messages.json ({"en": {key: text}, "zh": ...}) joins the strings above. */
+export function useMessages(messages) {
+  for (const lang of Object.keys(STRINGS)) Object.assign(STRINGS[lang], messages[lang] || {});
+}
+
+/** Fetch /static/data/messages.json (cached for offline use by the service worker) and use it. */
+export async function loadMessages() {
+  const res = await fetch("/static/data/messages.json");
+  if (!res.ok) throw new Error(`/static/data/messages.json answered ${res.status}`);
+  useMessages(await res.json());
+  translatePage();
+}
+
+function translatePage() {
   for (const el of document.querySelectorAll("[data-i18n]")) {
     el.textContent = t(el.dataset.i18n);
   }

@@ -99,7 +99,7 @@ def real_squares(out: Path) -> list[Path]:
 
 def cli_results(files: list[Path]) -> dict[str, dict]:
     """`hypoderm predict --json` on the files, in its own process (the console script's code path)."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
     out = subprocess.run([sys.executable, "-m", "hypoderm.cli", "predict", "--json", *map(str, files)],
                          capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr
