@@ -14,7 +14,7 @@ import pytest
 
 from helpers_app import skin_png
 from hypoderm.data.dataset import DatasetError, load_index
-from hypoderm.imaging.io import walk_folder
+from hypoderm.imaging.files import walk_folder
 
 DEPTH = 1100
 _SCANDIR = os.scandir  # the real one, for the clean-up while a test's `locked` is in force
