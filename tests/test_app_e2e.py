@@ -21,8 +21,8 @@ import pytest
 from PIL import Image
 
 from conftest import REAL_DATA
-from helpers_app import skin_photo
 from hypoderm.app.server import REPO_NODE_MODULES, create_app, find_web_assets
+from hypoderm_testkit.app import skin_photo
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -72,7 +72,7 @@ class LiveServer:
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small CNN (random weights, outputs that differ by input) at 224 px, 3 classes."""
-    from helpers_app import build_model_dir
+    from hypoderm_testkit.app import build_model_dir
 
     return build_model_dir(tmp_path_factory.mktemp("e2e_model"), size=224, temperature=0.5, abstain_threshold=0.5)
 
@@ -253,7 +253,7 @@ def test_second_visit_works_offline(browser: object, model_dir: Path, tmp_path: 
         ctx.set_offline(True)
         page.reload()
         page.wait_for_selector("body[data-ready='browser']", timeout=60_000)
-        from helpers_export import skin_image
+        from hypoderm_testkit.export import skin_image
 
         off = tmp_path / "off.png"
         skin_image(1, np.random.default_rng(2), 256).save(off)  # textured skin the not-skin gate passes
@@ -360,7 +360,7 @@ def constant_model_dir(out: Path, logits: list[float], abstain_threshold: float 
     answer the page must show is known exactly (e.g. vitiligo at 0.9996, or 55/45 below the threshold)."""
     import torch
 
-    from helpers_app import build_model_dir
+    from hypoderm_testkit.app import build_model_dir
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
@@ -582,8 +582,8 @@ def cam_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     threshold 0: every skin photo is an answer."""
     import torch
 
-    from helpers_app import build_model_dir, confident
     from hypoderm.models import create_model
+    from hypoderm_testkit.app import build_model_dir, confident
 
     torch.manual_seed(0)
     return build_model_dir(tmp_path_factory.mktemp("cam"), size=224, classes=TWO_CLASSES, temperature=1.0,
@@ -671,7 +671,7 @@ def test_bundled_model_in_the_browser_refuses_paper_and_matches_python(browser: 
         assert predictor.predict_image(Image.open(paper).convert("RGB"), framed=True)["status"] == "not_skin"
         res = analyse(page, paper)
         assert res["inference"] == "browser" and res["status"] == "not_skin"
-        from helpers_export import skin_image
+        from hypoderm_testkit.export import skin_image
 
         # a synthetic skin-toned texture that the learned skin check does not refuse (it refuses most of them:
         # they are not photos of skin), so that the page's probabilities can be compared with Python's
@@ -917,8 +917,8 @@ def unsure_cam_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """mnv3s with the Grad-CAM outputs and an abstain threshold no answer reaches: every skin photo is uncertain."""
     import torch
 
-    from helpers_app import build_model_dir
     from hypoderm.models import create_model
+    from hypoderm_testkit.app import build_model_dir
 
     torch.manual_seed(0)
     return build_model_dir(tmp_path_factory.mktemp("unsure_cam"), size=224, classes=TWO_CLASSES, temperature=1.0,
@@ -1014,7 +1014,7 @@ def test_other_lesion_is_never_a_named_diagnosis(browser: object, tmp_path: Path
     contains and why it is there), and keeps the look-alikes the model cannot tell."""
     import torch
 
-    from helpers_app import build_model_dir
+    from hypoderm_testkit.app import build_model_dir
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
@@ -1163,7 +1163,7 @@ def test_normal_skin_answer_names_the_look_alikes_it_was_given_for(browser: obje
     the page's "Normal skin" answer says so (the card's `answer` wording, as `hypoderm predict` and the API)."""
     import torch
 
-    from helpers_app import build_model_dir
+    from hypoderm_testkit.app import build_model_dir
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
