@@ -147,16 +147,16 @@ def csv_manifest(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small exported CNN (64 px, 3 classes) per the hypoderm-onnx/1 contract (helpers_app)."""
-    from helpers_app import build_model_dir
+    """A small exported CNN (64 px, 3 classes) per the hypoderm-onnx/1 contract (hypoderm_testkit.app)."""
+    from hypoderm_testkit.app import build_model_dir
 
     return build_model_dir(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")
 def ckpt_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny trained 2-class checkpoint (helpers_export.tiny_checkpoint)."""
-    from helpers_export import tiny_checkpoint
+    """A tiny trained 2-class checkpoint (hypoderm_testkit.export.tiny_checkpoint)."""
+    from hypoderm_testkit.export import tiny_checkpoint
 
     return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
 

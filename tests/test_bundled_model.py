@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers_export import skin_image
 from hypoderm.app.web_runtime import ORT_FILES
 from hypoderm.inference import OnnxPredictor, load_metadata, validate_metadata
 from hypoderm.predict import bundled_model as bundled_model_path
+from hypoderm_testkit.export import skin_image
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["normal_skin", "other_lesion", "vitiligo"]

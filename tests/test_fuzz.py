@@ -1,5 +1,5 @@
 """Fast seeded fuzz of the API and the CLI (issues 13 and 23): ~200 hostile inputs each from
-tests/helpers_fuzz.py, Grad-CAM asked for, odd folder entries for the CLI, and malformed model
+hypoderm_testkit.fuzz, Grad-CAM asked for, odd folder entries for the CLI, and malformed model
 sidecars. Every answer must be a 200 or a clear 4xx JSON error (API), a prediction or a per-file
 error with a known reason (CLI), a refusal or strict JSON (sidecars): 0 crashes, 0 5xx, no
 `internal_error`. The full >= 10,000-case runs are benchmarks/robustness/fuzz_api.py and fuzz_cli.py."""
@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from helpers_fuzz import fuzz_cases, make_special, sidecar_cases
 from hypoderm.app.server import create_app
+from hypoderm_testkit.fuzz import fuzz_cases
+from hypoderm_testkit.fuzz_cli import make_special, sidecar_cases
 
 FAST_CASES = 200
 # pytest resets the warning filters per test, so Pillow's "Corrupt EXIF data" and TIFF tag warnings

@@ -62,7 +62,7 @@ def _edited_model(model_dir: Path, tmp_path: Path, gate_edit: dict) -> Path:
 
 
 def _photo(tmp_path: Path) -> Path:
-    from helpers_app import skin_png
+    from hypoderm_testkit.app import skin_png
 
     photo = tmp_path / "p.png"
     photo.write_bytes(skin_png())

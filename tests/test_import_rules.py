@@ -138,6 +138,12 @@ def test_layer_imports_follow_the_rules(layer: str) -> None:
     assert violations(layer, RULES[layer]) == []
 
 
+def test_the_package_never_imports_the_testkit() -> None:
+    """hypoderm_testkit (what tests and benchmarks build their inputs with) is not in the wheel: hypoderm must not
+    need it."""
+    assert violations("hypoderm", ("hypoderm_testkit",)) == []
+
+
 def test_the_checker_sees_lazy_relative_and_from_imports(tmp_path: Path) -> None:
     """A rule test that cannot fail is worth nothing: plant each kind of forbidden import and see it caught."""
     pkg = tmp_path / "hypoderm" / "app"

@@ -31,13 +31,13 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from helpers_app import phone_like_jpeg, png_bytes, skin_png
 from hypoderm.app import api, limits, server
 from hypoderm.app.server import ApiError, create_app
 from hypoderm.commands import serve as serve_command
 from hypoderm.imaging.io import MAX_ASPECT_RATIO, ImageLoadError, ImageShapeError, load_rgb_bytes
 from hypoderm.inference import OnnxPredictor, bundled_model, decode_min_size_for
 from hypoderm.inference.preprocess import PreprocessSpec, decode_min_size, preprocess
+from hypoderm_testkit.app import phone_like_jpeg, png_bytes, skin_png
 
 ROOT = Path(__file__).resolve().parents[1]
 

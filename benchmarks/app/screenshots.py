@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -28,8 +27,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-from helpers_app import build_model_dir, skin_photo  # noqa: E402
+from hypoderm_testkit.app import build_model_dir, skin_photo
 
 ROOT = Path(__file__).resolve().parents[2]
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 1, "is_mobile": True, "has_touch": True}
@@ -136,7 +134,7 @@ def main() -> None:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="hypoderm-shots-"))
-    from helpers_export import skin_image
+    from hypoderm_testkit.export import skin_image
 
     skin = tmp / "skin.png"
     skin_image(1, np.random.default_rng(2), 512).save(skin)  # textured skin with pale patches (the gate passes it)

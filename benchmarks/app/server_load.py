@@ -25,10 +25,9 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 from common import export_model, free_port, start_server  # noqa: E402
 
-from helpers_app import phone_like_jpeg  # noqa: E402
+from hypoderm_testkit.app import phone_like_jpeg  # noqa: E402
 
 
 def photo_bytes() -> bytes:

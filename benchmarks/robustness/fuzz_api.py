@@ -1,4 +1,4 @@
-"""Full fuzz of `hypoderm serve`: N seeded hostile inputs (tests/helpers_fuzz.py) POSTed to a real
+"""Full fuzz of `hypoderm serve`: N seeded hostile inputs (hypoderm_testkit.fuzz) POSTed to a real
 server (subprocess, default limits) by a few concurrent clients, with `gradcam=true` as the page sends
 it, while `--stall` other clients (from loopback addresses 127.0.0.2, ...) keep uploads stalled after
 1 KB of a declared 5 MB body (each one reopened as soon as the server answers or closes it). Counts
@@ -27,13 +27,12 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks" / "app"))
 from common import free_port, start_server  # noqa: E402
 from record import run_facts, write_result  # noqa: E402
 
-from helpers_fuzz import fuzz_cases  # noqa: E402
 from hypoderm.inference import bundled_model  # noqa: E402
+from hypoderm_testkit.fuzz import fuzz_cases  # noqa: E402
 
 
 def proc_status_kb(pid: int, key: str) -> int:

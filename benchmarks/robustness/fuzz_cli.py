@@ -1,11 +1,11 @@
-"""Full fuzz of `hypoderm predict`: N seeded hostile files (tests/helpers_fuzz.py) written to folders
+"""Full fuzz of `hypoderm predict`: N seeded hostile files (hypoderm_testkit.fuzz) written to folders
 of --batch files, each folder given to one `hypoderm predict DIR --json --cam CAMS` subprocess; about
 2% of the entries are not files (FIFOs, broken and looping symbolic links, links to folders and to
 /dev/zero, sparse 3 GiB files). Counts results by status and reason, exit codes, crashes (exit code
 other than 0/1, output that is not the JSON document, a result missing, an `internal_error`, or a
 traceback on stderr), stderr noise, hangs (a run over --timeout) and the peak RSS of the predict
 processes. Then `--sidecars` runs of `predict --json --cam` (in this process) with a malformed
-model.json beside a copy of the model (helpers_fuzz.sidecar_cases): each must either be refused
+model.json beside a copy of the model (hypoderm_testkit.fuzz_cli.sidecar_cases): each must either be refused
 (exit 2, one line on stderr, nothing on stdout) or answer with strict JSON (no NaN); exit 3, a
 traceback or non-JSON output is a crash. Prints one JSON document and writes it to --out.
 
@@ -30,13 +30,13 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks" / "app"))
 from common import run_measured  # noqa: E402
 
-from helpers_app import phone_like_jpeg  # noqa: E402
-from helpers_fuzz import fuzz_cases, make_special, sidecar_cases  # noqa: E402
 from hypoderm.inference import bundled_model  # noqa: E402
+from hypoderm_testkit.app import phone_like_jpeg  # noqa: E402
+from hypoderm_testkit.fuzz import fuzz_cases  # noqa: E402
+from hypoderm_testkit.fuzz_cli import make_special, sidecar_cases  # noqa: E402
 
 EXTENSIONS = ("jpg", "png", "gif", "tif", "webp", "bmp", "jpeg", "heic", "txt")
 

@@ -1,7 +1,7 @@
 """Issue 23 items 1-2 measured: memory and time of ~40-megapixel images in every lossless format, with
 Grad-CAM on, in `hypoderm serve` (default limits) and `hypoderm predict --cam`.
 
-The images are a textured skin-like picture (tests/helpers_app.phone_like_jpeg, accepted by the not-skin
+The images are a textured skin-like picture (hypoderm_testkit.app.phone_like_jpeg, accepted by the not-skin
 check, so the heat map is drawn) blown up 8x with nearest-neighbour to 7296 x 5472 (39.9 MP): highly
 compressible, so each file is far under the 10 MiB upload limit, like the issue's 313 KB PNG (and one WebP
 at 3648 x 2736, 10 MP: serve's WebP limit since issue 23 is a quarter of --max-pixels). Per case:
@@ -30,13 +30,12 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks" / "app"))
 from common import free_port, run_measured, start_server  # noqa: E402
 from record import run_facts, write_result  # noqa: E402
 
-from helpers_app import phone_like_jpeg  # noqa: E402
 from hypoderm.inference import bundled_model  # noqa: E402
+from hypoderm_testkit.app import phone_like_jpeg  # noqa: E402
 
 BASE = (912, 684)
 SCALE = 8  # 7296 x 5472 = 39.9 MP, under serve's 40 MP limit

@@ -39,27 +39,11 @@ from record import run_facts, write_result  # noqa: E402
 from server_load import load, phone_photo_bytes, proc_cpu_s, proc_status_mb  # noqa: E402
 
 from hypoderm.inference import bundled_model  # noqa: E402
-
-
-def _answered(sock: socket.socket) -> bool:
-    try:
-        sock.recv(1, socket.MSG_PEEK)
-    except (BlockingIOError, InterruptedError):
-        return False
-    except OSError:
-        return True
-    return True
+from hypoderm_testkit.uploads import answered, open_upload, read_answer  # noqa: E402
 
 
 def _answer_kind(sock: socket.socket, wait_s: float) -> str:
-    sock.setblocking(True)
-    sock.settimeout(wait_s)
-    data = b""
-    try:
-        while chunk := sock.recv(65536):
-            data += chunk
-    except (ConnectionResetError, TimeoutError, OSError):
-        pass
+    data = read_answer(sock, wait_s)
     if not data.startswith(b"HTTP/1.1 "):
         return "no answer" if not data else "garbled"
     code = data.split(b'"error":"', 1)[1].split(b'"', 1)[0].decode() if b'"error":"' in data else "-"
@@ -73,19 +57,12 @@ def _one_byte_client(port: int, source: str, seconds: float, length: int, rate: 
     sent_at_answer: list[int] = []
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        sock = socket.socket()
         try:
-            sock.bind((source, 0))
-            sock.connect(("127.0.0.1", port))
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.sendall(b"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
-                         b"Content-Length: %d\r\n\r\n" % length)
+            sock = open_upload(port, source, length, close=False)
         except OSError as e:
             kinds[f"connect {type(e).__name__}"] = kinds.get(f"connect {type(e).__name__}", 0) + 1
-            sock.close()
             time.sleep(0.05)
             continue
-        sock.setblocking(False)
         sent = 0
         t0 = time.monotonic()
         while sent < length and time.monotonic() < end:
@@ -98,7 +75,7 @@ def _one_byte_client(port: int, source: str, seconds: float, length: int, rate: 
                 time.sleep(0.001)
             except OSError:
                 break
-            if sent % 16 == 0 and _answered(sock):
+            if sent % 16 == 0 and answered(sock):
                 break
         kind = _answer_kind(sock, max(1.0, end - time.monotonic() + 5))
         sock.close()

@@ -98,13 +98,14 @@ class TorchPredictor:
 
 def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
     """(files to predict, files skipped, folders that could not be listed with the reason): files as given;
-    folders replaced by the entries inside them (hypoderm.imaging.io.walk_folder: iterative, sorted, no hidden
+    folders replaced by the entries inside them (hypoderm.imaging.files.walk_folder: iterative, sorted, no hidden
     ones): every entry but a sub-folder (which is searched), so that a broken or
     looping symbolic link, a link to a folder (not followed) or a FIFO gets its own error with the reason
-    (hypoderm.imaging.io.read_image_file never opens it) instead of being skipped without a word. A regular file
+    (hypoderm.imaging.files.read_image_file never opens it) instead of being skipped without a word. A regular file
     in a folder that is not an image by name nor by its first bytes (a README.md, manifest.csv, notes.pdf
-    beside the photos) is skipped and counted, not an error (hypoderm.imaging.io.is_image_like)."""
-    from hypoderm.imaging.io import is_image_like, walk_folder
+    beside the photos) is skipped and counted, not an error (hypoderm.imaging.formats.is_image_like)."""
+    from hypoderm.imaging.files import walk_folder
+    from hypoderm.imaging.formats import is_image_like
 
     out: list[Path] = []
     skipped: list[Path] = []

@@ -18,10 +18,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from helpers_app import CLASSES, build_model_dir, png_bytes, skin_png
 from hypoderm.app import state as app_state
 from hypoderm.app.server import ORT_FILES, STATIC_DIR, ModelLoadError, create_app
 from hypoderm.cards import TEXT_DIR
+from hypoderm_testkit.app import CLASSES, build_model_dir, png_bytes, skin_png
 
 MAX_BYTES = 300_000
 MAX_PIXELS = 1_000_000

@@ -13,9 +13,9 @@ import brotli
 import pytest
 from fastapi.testclient import TestClient
 
-from helpers_app import build_model_dir
 from hypoderm.app.assets import IMMUTABLE, AssetStore, parse_accept_encoding
 from hypoderm.app.server import ORT_FILES, STATIC_DIR, create_app
+from hypoderm_testkit.app import build_model_dir
 
 YEAR = 31_536_000
 

@@ -30,6 +30,7 @@ from PIL import Image
 
 from hypoderm.app import guard, limits
 from hypoderm.app.errors import ApiError
+from hypoderm_testkit import uploads
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="binds clients to several loopback addresses (Linux)")
 PER_CLIENT = 2
@@ -82,7 +83,7 @@ def test_both_parsers_bound_the_headers_in_time_and_size(model_dir: Path, parser
         with caplog.at_level(logging.WARNING, logger="hypoderm.serve"), \
                 socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
             sock.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
-            assert _read_answer(sock, 15) == b""  # closed without an answer, long before 15 s
+            assert uploads.read_answer(sock, 15) == b""  # closed without an answer, long before 15 s
         assert any("headers not complete" in r.getMessage() for r in caplog.records)
         with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
             sock.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Pad: ")  # a header that never ends
@@ -92,10 +93,10 @@ def test_both_parsers_bound_the_headers_in_time_and_size(model_dir: Path, parser
                     time.sleep(0.01)
             except OSError:  # refused and closed before all of it was sent
                 pass
-            assert _read_answer(sock, 15).startswith(b"HTTP/1.1 4")
+            assert uploads.read_answer(sock, 15).startswith(b"HTTP/1.1 4")
         with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:  # and a normal request still works
             sock.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            assert _read_answer(sock, 15).startswith(b"HTTP/1.1 200")
+            assert uploads.read_answer(sock, 15).startswith(b"HTTP/1.1 200")
     finally:
         srv.should_exit = True
         thread.join(10)
@@ -193,41 +194,6 @@ def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     assert "Traceback" not in log.read_text(errors="replace")
 
 
-def _open_upload(port: int, source: str, length: int, ctype: str = "image/jpeg") -> socket.socket:
-    sock = socket.socket()
-    sock.bind((source, 0))
-    sock.connect(("127.0.0.1", port))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.sendall(f"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
-                 f"Content-Length: {length}\r\nConnection: close\r\n\r\n".encode())
-    sock.setblocking(False)
-    return sock
-
-
-def _answered(sock: socket.socket) -> bool:
-    """Whether the server has written to (or closed) `sock`, without waiting."""
-    try:
-        sock.recv(1, socket.MSG_PEEK)
-    except (BlockingIOError, InterruptedError):
-        return False
-    except OSError:
-        return True
-    return True
-
-
-def _read_answer(sock: socket.socket, wait_s: float = 30) -> bytes:
-    """What the server wrote on `sock` until it closed it (or `wait_s` passed)."""
-    sock.setblocking(True)
-    sock.settimeout(wait_s)
-    data = b""
-    try:
-        while chunk := sock.recv(65536):
-            data += chunk
-    except (ConnectionResetError, TimeoutError):
-        pass
-    return data
-
-
 def _health_s(port: int) -> float:
     """Seconds /api/v1/health took to answer 200 (an httpx error, a timeout of 1 s included, fails the test)."""
     t0 = time.monotonic()
@@ -245,7 +211,7 @@ def test_one_byte_chunk_uploads_are_refused_and_health_answers(server: int) -> N
     sel = selectors.DefaultSelector()
     sent: dict[socket.socket, int] = {}
     for i in range(12):
-        sock = _open_upload(server, f"127.0.0.{10 + i}", length)
+        sock = uploads.open_upload(server, f"127.0.0.{10 + i}", length)
         sel.register(sock, selectors.EVENT_READ)
         sent[sock] = 0
     answers: dict[socket.socket, bytes] = {}
@@ -262,11 +228,11 @@ def test_one_byte_chunk_uploads_are_refused_and_health_answers(server: int) -> N
                 except (BlockingIOError, InterruptedError):
                     pass
                 except OSError:  # closed by the server: its answer is waiting
-                    answers[sock] = _read_answer(sock)
+                    answers[sock] = uploads.read_answer(sock)
             for key, _ in sel.select(timeout=0):
                 sock = key.fileobj
                 if sock not in answers:
-                    answers[sock] = _read_answer(sock)  # type: ignore[index,arg-type]
+                    answers[sock] = uploads.read_answer(sock)  # type: ignore[index,arg-type]
             if time.monotonic() >= next_health:
                 _health_s(server)
                 health_calls += 1
@@ -293,7 +259,7 @@ def _noise_png(side: int = 600) -> bytes:
 def _paced_uploads(port: int, bodies: list[bytes], source: str, bytes_per_s: float, piece: int) -> list[bytes]:
     """Send every body at once from `source`, each at about `bytes_per_s` in writes of `piece` bytes;
     the server's answers, in order."""
-    socks = [_open_upload(port, source, len(b), "image/png") for b in bodies]
+    socks = [uploads.open_upload(port, source, len(b), "image/png") for b in bodies]
     sent = [0] * len(socks)
     answers: list[bytes | None] = [None] * len(socks)
     t0 = time.monotonic()
@@ -310,8 +276,8 @@ def _paced_uploads(port: int, bodies: list[bytes], source: str, bytes_per_s: flo
                     pass
                 except OSError:
                     pass  # closed by the server: its answer is read below
-                if _answered(sock):
-                    answers[i] = _read_answer(sock)
+                if uploads.answered(sock):
+                    answers[i] = uploads.read_answer(sock)
             time.sleep(0.02)
     finally:
         for sock in socks:
@@ -333,8 +299,8 @@ def test_fast_uploads_from_one_address_are_not_capped(server: int) -> None:
 def test_slow_uploads_from_one_address_are_still_capped(server: int) -> None:
     """Four uploads from one address trickling at ~1 KB/s with a cap of 2: two of them get 429 too_many_uploads
     once their pace is judged, the other two keep their slots; another address is not affected."""
-    socks = [_open_upload(server, "127.0.0.40", 1_000_000, "image/png") for _ in range(4)]
-    other = _open_upload(server, "127.0.0.41", 1_000_000, "image/png")
+    socks = [uploads.open_upload(server, "127.0.0.40", 1_000_000, "image/png") for _ in range(4)]
+    other = uploads.open_upload(server, "127.0.0.41", 1_000_000, "image/png")
     answered: dict[int, bytes] = {}
     t0 = time.monotonic()
     try:
@@ -348,8 +314,8 @@ def test_slow_uploads_from_one_address_are_still_capped(server: int) -> None:
                     pass
                 except OSError:
                     pass  # closed by the server: its answer is read below
-                if _answered(sock):
-                    answered[i] = _read_answer(sock)
+                if uploads.answered(sock):
+                    answered[i] = uploads.read_answer(sock)
             time.sleep(0.5)
         body = httpx.get(f"http://127.0.0.1:{server}/api/v1/health", timeout=10).json()
     finally:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers_export import export_checkpoint, non_skin_pictures, skin_image
+from hypoderm_testkit.export import export_checkpoint, non_skin_pictures, skin_image
 
 SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "predict.schema.json"
 
@@ -442,7 +442,7 @@ def _sure_of(tmp_path: Path, label: str) -> Path:
     """A 3-class model (normal_skin, other_lesion, vitiligo) that gives `label` 0.9 whatever the photo."""
     import torch
 
-    from helpers_app import build_model_dir
+    from hypoderm_testkit.app import build_model_dir
 
     classes = ["normal_skin", "other_lesion", "vitiligo"]
     torch.manual_seed(0)

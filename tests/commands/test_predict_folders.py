@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers_app import skin_png
 from hypoderm.data.dataset import DatasetError, load_index
-from hypoderm.imaging.io import walk_folder
+from hypoderm.imaging.files import walk_folder
+from hypoderm_testkit.app import skin_png
 
 DEPTH = 1100
 _SCANDIR = os.scandir  # the real one, for the clean-up while a test's `locked` is in force

@@ -155,7 +155,7 @@ def test_checkpoint_data_path_and_unreadable_names_do_not_reach_the_metadata(tmp
 
 
 def test_export_writes_no_machine_path(tmp_path: Path) -> None:
-    from helpers_app import build_model_dir
+    from hypoderm_testkit.app import build_model_dir
 
     out = build_model_dir(tmp_path / "m", extra={
         "training_data": {"summary": "a: 1", "counts": {}, "source": "/home/alice/data"},

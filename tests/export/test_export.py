@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers_export import CLASSES, export_checkpoint, skin_image, tiny_checkpoint
+from hypoderm_testkit.export import CLASSES, export_checkpoint, skin_image, tiny_checkpoint
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
@@ -334,8 +334,8 @@ def test_export_calibration_accepts_a_csv_manifest(ckpt_path: Path, tmp_path: Pa
 
 def test_export_refuses_a_broken_checkpoint_unless_forced(tmp_path: Path, capsys) -> None:
     """Item 8: a collapsed model is refused; with --force it is exported and marked, and predict says so."""
-    from helpers_export import train_tiny_checkpoint
     from hypoderm.cli import main
+    from hypoderm_testkit.export import train_tiny_checkpoint
 
     metrics = {"val/macro_f1": 0.235, "val/predicted_counts": [0, 62], "val/temperature": 20.0}
     broken = train_tiny_checkpoint(tmp_path / "broken.pt", steps=2, metrics=metrics, temperature=20.0,
@@ -457,7 +457,7 @@ def test_int8_agrees_with_fp32_on_tiny_model_and_report_has_fields(exported_eca:
     batches while the weights moved, gave eval logits up to +-108, far outside what the 16 calibration images
     cover; (3) a bound on the largest probability change is not something static INT8 guarantees: with recomputed
     statistics, over 14 seeds of this model, it ranged 0.17-0.96 (agreement 0.83-1.00, mean change 0.02-0.13).
-    Now training runs on one thread (helpers_export.train_tiny_checkpoint: one model per seed), the statistics are
+    Now training runs on one thread (testkit: train_tiny_checkpoint, one model per seed), the statistics are
     recomputed, and the bounds are those every seed met."""
     from hypoderm.export.int8 import agreement_report, model_inputs, quantize_int8
     from hypoderm.inference import OnnxPredictor

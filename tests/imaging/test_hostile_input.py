@@ -26,12 +26,12 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from helpers_app import build_model_dir, confident, phone_like_jpeg
 from hypoderm.app.server import create_app
 from hypoderm.imaging import io as dio
 from hypoderm.imaging.io import SOURCE_SIZE_KEY, ImageLoadError, load_rgb_bytes
 from hypoderm.inference.explain import OVERLAY_MAX_SIDE
 from hypoderm.inference.ood import DEFAULT_GATE
+from hypoderm_testkit.app import build_model_dir, confident, phone_like_jpeg
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_GATE = {"ood": {"skin_fraction_min": 0.05, "max_logit_min": -1e9, "gate": None}}  # colour rule only
@@ -52,7 +52,7 @@ def _big_skin(width: int, height: int, seed: int = 0) -> Image.Image:
 @pytest.fixture(scope="module")
 def cam_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small model exported with the Grad-CAM outputs; the not-skin check is the colour rule only; a preference
-    for one class (helpers_app.confident) keeps its answers above the chance floor, so a skin photo gets one."""
+    for one class (testkit: app.confident) keeps its answers above the chance floor, so a skin photo gets one."""
     import torch
 
     from hypoderm.models import create_model

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers_export import non_skin_pictures, skin_image
 from hypoderm.inference.ood import (
     DEFAULT_GATE,
     DEFAULT_SKIN_FRACTION_MIN,
@@ -27,6 +26,7 @@ from hypoderm.inference.ood import (
     with_gate,
 )
 from hypoderm.inference.preprocess import PreprocessSpec, center_crop_array, resized_uint8
+from hypoderm_testkit.export import non_skin_pictures, skin_image
 
 
 def _crop(img) -> np.ndarray:
@@ -265,7 +265,7 @@ def test_export_writes_the_gate_and_refuses_a_bad_one(tmp_path: Path) -> None:
     explicit `gate: null`) and refuses malformed gate parameters with a named field."""
     import json
 
-    from helpers_app import build_model_dir
+    from hypoderm_testkit.app import build_model_dir
 
     build_model_dir(tmp_path / "a", extra={"ood": {"max_logit_min": 0.25, "n": 62}})
     ood = json.loads((tmp_path / "a" / "model.json").read_text())["ood"]

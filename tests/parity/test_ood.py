@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from helpers_export import skin_image
 from hypoderm.imaging.colour import SKIN_RULE
 from hypoderm.inference.ood import (
     DEFAULT_GATE,
@@ -20,6 +19,7 @@ from hypoderm.inference.ood import (
 )
 from hypoderm.inference.preprocess import PreprocessSpec, center_crop_array, resized_uint8
 from hypoderm.inference.skincheck import FORMAT, OUTPUT
+from hypoderm_testkit.export import skin_image
 from parity.harness import needs_node, run_js
 
 pytestmark = needs_node

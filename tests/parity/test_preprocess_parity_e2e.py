@@ -24,9 +24,9 @@ import pytest
 from PIL import Image
 
 from conftest import SHARED
-from helpers_app import skin_photo
 from hypoderm.app.server import REPO_NODE_MODULES, find_web_assets
-from test_app_e2e import CHROMIUM, CHROMIUM_ARGS, LiveServer, analyse, open_page
+from hypoderm_testkit.app import skin_photo
+from hypoderm_testkit.browser import CHROMIUM, CHROMIUM_ARGS, LiveServer, analyse, open_page
 
 MULTISOURCE = SHARED / "data" / "multisource"
 REAL_PER_CLASS = 4  # real photos per class (3 classes), spread over each class's sorted list
@@ -68,8 +68,8 @@ def centre_square(img: Image.Image) -> Image.Image:
 
 
 def synthetic_squares(out: Path) -> list[Path]:
-    from helpers_export import skin_image
     from hypoderm.data import nonskin
+    from hypoderm_testkit.export import skin_image
 
     paths = [skin_photo(out / "synthetic_224.png", 224, seed=1), skin_photo(out / "synthetic_1500.png", 1500, seed=2)]
     textured = out / "textured_301.png"

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 
 from hypoderm.errors import HypodermError
-from hypoderm.imaging.io import IMAGE_EXTENSIONS, ImageLoadError, load_rgb, walk_folder
+from hypoderm.imaging.files import walk_folder
+from hypoderm.imaging.formats import IMAGE_EXTENSIONS
+from hypoderm.imaging.io import ImageLoadError, load_rgb
 from hypoderm.text import listing
 
 

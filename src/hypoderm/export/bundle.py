@@ -24,7 +24,7 @@ from typing import Any
 
 from hypoderm.data.dataset import IMAGE_EXTENSIONS
 from hypoderm.errors import HypodermError
-from hypoderm.imaging.io import walk_folder
+from hypoderm.imaging.files import walk_folder
 
 
 @dataclass

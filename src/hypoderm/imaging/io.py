@@ -12,42 +12,26 @@ Torch-free on purpose (the inference path imports it). Anything that cannot be l
 from __future__ import annotations
 
 import ctypes
-import errno
 import io
 import logging
 import os
-import stat
 import struct
 import warnings
 import zlib
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
-from PIL import (
-    BmpImagePlugin,  # noqa: F401 - each plugin import registers one format of IMAGE_FORMATS with Image.open
-    ExifTags,
-    GifImagePlugin,  # noqa: F401
-    Image,
-    ImageFile,
-    Jpeg2KImagePlugin,
-    JpegImagePlugin,  # noqa: F401
-    PngImagePlugin,  # noqa: F401
-    PpmImagePlugin,  # noqa: F401
-    TiffImagePlugin,  # noqa: F401
-    UnidentifiedImageError,
-    WebPImagePlugin,  # noqa: F401
-    features,
-)
+from PIL import ExifTags, Image, ImageFile, Jpeg2KImagePlugin, UnidentifiedImageError
 
 from hypoderm.errors import HypodermError
+from hypoderm.imaging.files import MAX_FILE_BYTES, read_image_file
+from hypoderm.imaging.formats import IMAGE_FORMATS, ImageLoadError, _looks_like_image, _sniff
 
 # 64 megapixels: far above any phone photo (a 200 MP sensor is the exception), far below what
 # would exhaust memory once decoded (64e6 * 3 bytes = 192 MB of RGB).
 MAX_PIXELS: int = 64_000_000
-# Largest file `load_rgb` reads: above an uncompressed 64 MP RGB TIFF (192 MB), far above any phone photo
-# (2-10 MB). A bigger file is refused without being read (a 3 GiB video once cost predict 3.2 GB).
-MAX_FILE_BYTES: int = 256 * 1024 * 1024
+
+# The largest file load_rgb reads: MAX_FILE_BYTES (hypoderm.imaging.files.read_image_file).
 
 # Longest side / shortest side (MAX_ASPECT_RATIO, 1:20): checked here from the header,
 # before any pixel is decoded, so a 117-byte 1 x 8000 PNG is refused instead of becoming a 5 GB resize.
@@ -79,142 +63,9 @@ def check_aspect_ratio(width: int, height: int) -> None:
                               "longer than wide; crop the photo to the skin area")
 
 
-
 # Every mode we know how to turn into RGB; anything else is reported, not guessed.
 _ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
-
-
-class ImageLoadError(HypodermError, ValueError):
-    """A file that is not a usable image. `str(e)` is the human reason, `.reason` a short code:
-    "empty", "not_image", "truncated", "corrupt", "too_large", "bad_aspect_ratio", "unreadable" or
-    "not_a_file" (a broken or looping symbolic link, a link to a folder, a FIFO, a device, a socket)."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-# Formats Pillow knows and this app does not read, by their first bytes: named in the refusal so that the user
-# knows what to convert. EPS and PostScript are programs (Pillow renders them by running Ghostscript).
-_FOREIGN_FORMATS = {
-    b"%!PS": "EPS/PostScript", b"%!": "PostScript", b"\xc5\xd0\xd3\xc6": "EPS/PostScript",
-    b"8BPS": "Photoshop PSD", b"\x00\x00\x01\x00": "Windows icon", b"\x00\x00\x02\x00": "Windows cursor",
-    b"icns": "macOS icon", b"DDS ": "DirectDraw surface", b"qoif": "QOI", b"SIMPLE  =": "FITS",
-}
-
-
-def _sniff(head: bytes) -> str:
-    """What a non-image file looks like, from its first bytes (for the error message)."""
-    h = head.lstrip()[:512]
-    low = h.lower()
-    if head.startswith(b"%PDF"):
-        return "PDF document"
-    foreign = next((name for magic, name in _FOREIGN_FORMATS.items() if head.startswith(magic)), None)
-    if foreign:
-        return f"{foreign}: not a format this app reads; save the photo as JPEG or PNG"
-    if low.startswith((b"<!doctype html", b"<html")) or b"<html" in low or b"<head" in low:
-        return "HTML page"
-    if low.startswith(b"<svg") or (low.startswith(b"<?xml") and b"<svg" in low):
-        return "SVG vector drawing; convert it to PNG or JPEG"
-    if low.startswith(b"<?xml"):
-        return "XML document"
-    if head[4:8] == b"ftyp":
-        brands = _ftyp_brands(head)
-        if brands & _AVIF_BRANDS:  # only when Pillow lacks AVIF: a damaged AVIF is "corrupt" (_looks_like_image)
-            return "AVIF image, but this installation's Pillow cannot decode AVIF; convert it to JPEG"
-        if brands & _HEIC_BRANDS:
-            return ("HEIC photo, not supported; convert it to JPEG, PNG, WebP or AVIF (an iPhone saves JPEG with "
-                    "Settings > Camera > Formats > Most Compatible)")
-        return "MP4/MOV video"
-    if head.startswith(b"PK\x03\x04"):
-        return "ZIP archive or Office document"
-    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
-        return "AVI video"
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return "Matroska/WebM video"
-    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"7z\xbc\xaf")):
-        return "compressed archive"
-    if head.startswith(b"{") or head.startswith(b"["):
-        return "JSON/text file"
-    try:
-        h.decode("utf-8")
-        return "text file"
-    except UnicodeDecodeError:
-        return "unrecognised binary data"
-
-
-_HEIC_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}  # mif1: any HEIF
-_AVIF_BRANDS = {b"avif", b"avis"}  # checked first: an AVIF lists mif1 too
-_AVIF_DECODER = features.check("avif")  # Pillow >= 11.2 decodes AVIF when built with libavif
-
-
-def _ftyp_brands(head: bytes) -> set[bytes]:
-    """The major and compatible brands of an ISO-BMFF `ftyp` box (HEIC, AVIF, MP4, MOV ...)."""
-    size = int.from_bytes(head[:4], "big")
-    end = min(len(head), size if 16 <= size <= 4096 else 16)
-    return {head[8:12]} | {head[i: i + 4] for i in range(16, end - 3, 4)}
-
-
-# What _sniff names that no image can be: a file over the byte limit that starts like one of these is refused
-# as "not an image" (the more useful message); any other large file as "too large".
-_CONTAINERS = {"PDF document", "MP4/MOV video", "AVI video", "Matroska/WebM video", "ZIP archive or Office document",
-               "compressed archive"}
-
-
-def _looks_like_image(head: bytes) -> str | None:
-    """Image format named by the magic bytes, if any (a damaged header is then 'corrupt')."""
-    if head[4:8] == b"ftyp" and _AVIF_DECODER and _ftyp_brands(head) & _AVIF_BRANDS:
-        return "AVIF"
-    signatures = {
-        b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"GIF8": "GIF", b"BM": "BMP",
-        b"II*\x00": "TIFF", b"MM\x00*": "TIFF",
-    }
-    for magic, name in signatures.items():
-        if head.startswith(magic):
-            return name
-    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-        return "WebP"
-    return None
-
-
-def is_image_like(path: str | os.PathLike[str]) -> bool:
-    """True for a regular file that a user may mean as a photo: an image file extension, or an image format's
-    magic bytes (JPEG, PNG, GIF, BMP, TIFF, WebP, AVIF) or HEIC's, whatever the name. False for a document
-    beside the photos (README.md, manifest.csv, notes.pdf); reads at most 32 bytes, opens no other kind of file."""
-    p = Path(path)
-    if p.suffix.lower() in IMAGE_SUFFIXES:
-        return True
-    try:
-        if not p.is_file() or p.is_symlink():
-            return True  # not a plain file: read_image_file reports it with its reason
-        with open(p, "rb") as f:
-            head = f.read(32)
-    except OSError:
-        return True  # unreadable: reported as an error, not skipped
-    return _looks_like_image(head) is not None or (head[4:8] == b"ftyp" and bool(_ftyp_brands(head) & _HEIC_BRANDS))
-
-
-# The formats Image.open may try, and no other (its `formats` allow-list): raster photo formats, each decoded by
-# Pillow's own code or a library linked into it, and never a plugin that runs a delegate program (Pillow's EPS
-# plugin writes the upload to /tmp and runs Ghostscript on it; PDF and PostScript are programs too). Pillow's other
-# plugins (icons, PSD, TGA, FITS, video stills ...) are no photo a phone or a dermatoscope saves: refused before they
-# parse a byte. A phone's multi-picture JPEG (MPO) opens through the JPEG plugin. The plugins are imported above.
-IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM", "JPEG2000")
-if _AVIF_DECODER:
-    from PIL import AvifImagePlugin  # noqa: F401 - registers AVIF (Pillow >= 11.2 built with libavif)
-
-    IMAGE_FORMATS += ("AVIF",)
-
-# Extensions Pillow decodes out of the box; a file with one of them that is not really an image
-# is kept in the index and reported by `check_images`, not silently skipped.
-IMAGE_EXTENSIONS: frozenset[str] = frozenset({
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
-    ".ppm", ".pgm", ".pbm", ".pnm",
-})
-# ... and what a user may mean as a photo too: phone formats refused (HEIC) or decoded (AVIF) with a reason.
-IMAGE_SUFFIXES: frozenset[str] = IMAGE_EXTENSIONS | {".heic", ".heif", ".avif"}
-
 
 # Pixels converted at a time from a mode that needs a temporary copy (alpha, 16-bit, float, CMYK, palette):
 # the whole-image copies of a 40 MP photo (float64 arrays, an RGBA composite) cost 1-1.6 GB; bands of
@@ -513,98 +364,3 @@ def load_rgb(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS, min_siz
     """Load an image file: fully decoded, EXIF orientation applied, 8-bit RGB (`min_size`: see load_rgb_bytes).
     The file is checked before it is read (read_image_file): only a regular file of at most `max_bytes`."""
     return load_rgb_bytes(read_image_file(path, max_bytes), max_pixels=max_pixels, min_size=min_size)
-
-
-def read_image_file(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES) -> bytes:
-    """The bytes of a file, checked before they are read: a missing path, a broken or looping symbolic link,
-    a folder, a named pipe (FIFO), a device or a socket is refused without being opened (reading a FIFO blocks
-    forever, /dev/zero never ends); a file over `max_bytes` is refused without being read (a video in the
-    photo folder: "not an image file (MP4/MOV video)" when its first bytes say so, else "file too large")."""
-    p = Path(path)
-    _check_regular(p, _stat(p))
-    try:
-        # O_NONBLOCK: should the path have become a FIFO since the check, opening it must not block
-        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except OSError as e:
-        raise _os_error(e) from e
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        _check_regular(p, info)  # the file opened is the one checked
-        try:
-            head = f.read(1024)
-            if info.st_size > max_bytes:
-                kind = None if _looks_like_image(head) else _sniff(head)
-                if kind in _CONTAINERS:
-                    raise ImageLoadError(f"not an image file ({kind})", "not_image")
-                raise ImageLoadError(f"file too large: {info.st_size} bytes > limit {max_bytes} bytes", "too_large")
-            data = head + f.read(max_bytes + 1 - len(head))  # never past the limit, even if the file grows
-        except OSError as e:
-            raise _os_error(e) from e
-    if len(data) > max_bytes:
-        raise ImageLoadError(f"file too large: more than the limit of {max_bytes} bytes", "too_large")
-    return data
-
-
-def walk_folder(root: str | os.PathLike[str]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Every entry below `root` that is not a folder (a symbolic link to a folder included: reported, not followed),
-    sorted, leaving out hidden entries (a name starting with '.') and all inside hidden folders; and each folder
-    (`root` included) that could not be listed, with the reason, so that a caller reports it like an unreadable file
-    instead of skipping its photos without a word. Iterative (a stack of folders, not recursion): a folder nested
-    thousands of levels deep is walked like any other (Path.rglob and os.walk recursed: RecursionError)."""
-    entries: list[Path] = []
-    unlisted: list[tuple[Path, str]] = []
-    stack = [Path(root)]
-    while stack:
-        folder = stack.pop()
-        try:
-            with os.scandir(folder) as it:
-                children = list(it)
-        except OSError as e:
-            why = "permission denied" if isinstance(e, PermissionError) else (e.strerror or str(e))
-            unlisted.append((folder, f"cannot list this folder ({why}); the photos in it were not read"))
-            continue
-        for entry in children:
-            if entry.name.startswith("."):
-                continue
-            try:
-                is_folder = entry.is_dir(follow_symlinks=False)
-            except OSError:
-                is_folder = False  # cannot tell: the file's own check reports it
-            (stack if is_folder else entries).append(Path(entry.path))
-    return sorted(entries), sorted(unlisted)
-
-
-def _stat(p: Path) -> os.stat_result:
-    """os.stat of `p` (following links), with each way it can fail said in words."""
-    try:
-        return p.stat()
-    except FileNotFoundError as e:
-        if p.is_symlink():
-            raise ImageLoadError(f"broken symbolic link (its target {os.readlink(p)!r} does not exist)",
-                                 "not_a_file") from e
-        raise ImageLoadError("file not found", "unreadable") from e
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise ImageLoadError("symbolic link loop (the link points, maybe through others, back at itself)",
-                                 "not_a_file") from e
-        raise _os_error(e) from e
-
-
-def _check_regular(p: Path, info: os.stat_result) -> None:
-    mode = info.st_mode
-    if stat.S_ISREG(mode):
-        return
-    if stat.S_ISDIR(mode):
-        if p.is_symlink():
-            raise ImageLoadError("symbolic link to a folder (not followed when a folder is searched)", "not_a_file")
-        raise ImageLoadError("is a directory, not an image file", "unreadable")
-    kinds = [(stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISCHR, "character device"),
-             (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")]
-    kind = next((name for test, name in kinds if test(mode)), "special file")
-    raise ImageLoadError(f"not a regular file but a {kind}; not opened", "not_a_file")
-
-
-def _os_error(e: OSError) -> ImageLoadError:
-    if isinstance(e, PermissionError):
-        return ImageLoadError("permission denied", "unreadable")
-    return ImageLoadError(f"cannot read file ({e.strerror or e})", "unreadable")
