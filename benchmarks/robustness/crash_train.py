@@ -39,11 +39,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import run_facts, write_result  # noqa: E402
 
-from conftest import make_image_folder  # noqa: E402
+from hypoderm_testkit.datasets import make_image_folder  # noqa: E402
 
 READY = r"\d+ classes \["  # train's first line: the split is made and the photos are decoded
 TIMING_KEYS = {"time_s", "train/images_per_s"}  # metrics.jsonl fields that measure the machine, not the run

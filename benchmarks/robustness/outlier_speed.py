@@ -19,11 +19,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import run_facts, write_result  # noqa: E402
 
-from conftest import make_image_folder  # noqa: E402
+from hypoderm_testkit.datasets import make_image_folder  # noqa: E402
 
 
 def main() -> int:

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from conftest import make_image_folder, make_origin_manifest
 from hypoderm import cli
 from hypoderm.study.compare import paired
+from hypoderm_testkit.datasets import make_image_folder, make_origin_manifest
 
 
 @pytest.mark.slow

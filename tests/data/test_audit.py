@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import make_image_folder
 from hypoderm.cli import main as cli_main
 from hypoderm.data.audit import audit, find_leaks
 from hypoderm.data.dataset import load_index
 from hypoderm.data.splits import Split, make_split
+from hypoderm_testkit.datasets import make_image_folder
 
 
 def _pairs(report, kind: str) -> set[frozenset[str]]:  # noqa: ANN001 - test helper

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_bad_files, make_image_folder
 from hypoderm.data.dataset import DatasetError, check_images, load_index
+from hypoderm_testkit.datasets import make_bad_files, make_image_folder
 
 
 def test_image_folder_index(tmp_path: Path) -> None:

@@ -329,7 +329,7 @@ def test_feature_subset(tmp_path: Path) -> None:
 
 def test_three_classes(tmp_path: Path) -> None:
     # conftest's synthetic classes differ in base colour: a shortcut the skin/border colour features see
-    from conftest import make_image_folder
+    from hypoderm_testkit.datasets import make_image_folder
 
     root = make_image_folder(tmp_path / "d", classes=("a", "b", "c"), per_class=10, size=40)
     report = audit(load_index(root), shortcut=True, folds=3)

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import make_csv_manifest, make_image_folder
 from hypoderm.cli import main as cli_main
 from hypoderm.data.dataset import DatasetError, load_index
 from hypoderm.data.splits import SPLIT_FORMAT, Split, make_split
+from hypoderm_testkit.datasets import make_csv_manifest, make_image_folder
 
 
 def _groups_in_one_fold(split: Split) -> bool:

@@ -80,9 +80,9 @@ def test_held_out_cv_decodes_each_photo_once_and_builds_the_outlier_bank_once(
     described ordinary CV and the end never said where the summary went."""
     import hypoderm.data.shortcut.features as features
     import hypoderm.imaging.io as imaging_io
-    from conftest import make_origin_manifest
     from hypoderm.cli import main
     from hypoderm.engine import outliers
+    from hypoderm_testkit.datasets import make_origin_manifest
 
     manifest = make_origin_manifest(tmp_path / "data")
     photos = len(manifest.read_text().splitlines()) - 1
@@ -121,10 +121,10 @@ def test_held_out_cv_decodes_each_photo_once_and_builds_the_outlier_bank_once(
 
 
 def test_cv_first_line_describes_the_protocol_it_runs(tmp_path: Path) -> None:
-    from conftest import make_origin_manifest
     from hypoderm.data.dataset import load_index
     from hypoderm.data.splits import make_split
     from hypoderm.engine.cv import first_line
+    from hypoderm_testkit.datasets import make_origin_manifest
 
     manifest = make_origin_manifest(tmp_path / "data")
     held = first_line(cfg(manifest, hold_out_by="origin", folds=5), tmp_path / "no-split.json")

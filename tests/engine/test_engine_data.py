@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_bad_files
 from hypoderm.engine.cache import DecodedCache
 from hypoderm.engine.data import (
     CachedImageDataset,
@@ -21,6 +20,7 @@ from hypoderm.engine.data import (
 from hypoderm.engine.fold import readable_index
 from hypoderm.imaging.io import load_rgb
 from hypoderm.inference.preprocess import PreprocessSpec, preprocess
+from hypoderm_testkit.datasets import make_bad_files
 
 
 def _paths(folder: Path) -> list[Path]:

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-from conftest import make_csv_manifest, make_image_folder
 from hypoderm.engine.config import TrainConfig
 from hypoderm.engine.evaluate import EvaluateError, evaluate_checkpoint
 from hypoderm.engine.train import train
+from hypoderm_testkit.datasets import make_csv_manifest, make_image_folder
 
 
 @pytest.fixture(scope="module")

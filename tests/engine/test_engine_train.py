@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_image_folder
 from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
 from hypoderm.engine.config import TrainConfig
 from hypoderm.engine.train import TrainError, train
+from hypoderm_testkit.datasets import make_image_folder
 
 CHECKPOINT_KEYS = {"format", "model_name", "num_classes", "model_kwargs", "state_dict", "class_names", "preprocess",
                    "config", "split", "epoch", "metrics", "data_summary"}

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_origin_manifest
 from hypoderm.data.dataset import DatasetError, load_index
 from hypoderm.data.splits import MISSING_VALUE, Split, column_value, make_holdout_split, make_split
 from hypoderm.engine.holdout import balanced_recall, holdout_report, render_holdout_table, single_source_classes
+from hypoderm_testkit.datasets import make_origin_manifest
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_bad_files
 from hypoderm.imaging.io import MAX_PIXELS, ImageLoadError, load_rgb, load_rgb_bytes
+from hypoderm_testkit.datasets import make_bad_files
 
 
 def _png_header_only(width: int, height: int) -> bytes:
