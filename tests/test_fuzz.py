@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from helpers_fuzz import fuzz_cases, make_special, sidecar_cases
-from hypoderm.app.server import create_app
+from hypoderm.app.server import Limits, create_app
 
 FAST_CASES = 200
 # pytest resets the warning filters per test, so Pillow's "Corrupt EXIF data" and TIFF tag warnings
@@ -35,7 +35,7 @@ def _known_reasons() -> set[str]:
 
 
 def test_api_fuzz_gives_only_200_or_clear_4xx(model_dir: Path) -> None:
-    app = create_app(model_dir, max_upload_bytes=2 << 20, max_pixels=4_000_000)
+    app = create_app(model_dir, limits=Limits(max_upload_bytes=2 << 20, max_pixels=4_000_000))
     client = TestClient(app, raise_server_exceptions=False)
     statuses: Counter[str] = Counter()
     for i, case in enumerate(fuzz_cases(FAST_CASES, seed=13)):

@@ -1,7 +1,7 @@
 """/api/v1: health, model info and predict (FastAPI router; the answers' shapes are the Pydantic models below,
 which /openapi.json and /docs show; the routes return plain dicts, so the JSON is exactly what they build).
 
-A prediction is bounded: it waits for an upload slot while its body arrives (hypoderm.app.limits), counts as
+A prediction is bounded: it waits for an upload slot while its body arrives (hypoderm.app.admission), counts as
 in flight once the upload is complete, and decodes only with one of `max_decodes` slots."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from hypoderm import __version__
+from hypoderm.app.admission import RELEASE_AFTER_PIXELS, Budget, image_bytes, refuse_if_busy, upload_slot
 from hypoderm.app.errors import ApiError
 from hypoderm.app.guard import release_memory
-from hypoderm.app.limits import RELEASE_AFTER_PIXELS, Budget, image_bytes, refuse_if_busy, upload_slot
 from hypoderm.app.state import ServerState, ort_web_version
 from hypoderm.imaging.io import MAX_ASPECT_RATIO, SOURCE_SIZE_KEY
 from hypoderm.inference.metadata import public_metadata
@@ -234,7 +234,7 @@ def decode(data: bytes, max_pixels: int, min_size: int | None = None) -> Any:
 
 def predict_upload(state: ServerState, data: bytes, top_k: int, gradcam: bool, framed: bool = False
                    ) -> dict[str, Any]:
-    """Decode and predict one upload, at most `state.max_decodes` at a time (memory = that bound times
+    """Decode and predict one upload, at most `state.limits.max_decodes` at a time (memory = that bound times
     the worst image). Expected failures are ApiErrors (4xx); anything else is a bug and becomes a 500."""
     from hypoderm.imaging.io import ImageShapeError
     from hypoderm.inference import decode_min_size_for
@@ -244,7 +244,7 @@ def predict_upload(state: ServerState, data: bytes, top_k: int, gradcam: bool, f
         big = False
         try:
             min_size = decode_min_size_for(spec) if spec is not None else None
-            img = decode(data, state.max_pixels, min_size)
+            img = decode(data, state.limits.max_pixels, min_size)
             width, height = img.info.get(SOURCE_SIZE_KEY, img.size)
             big = width * height >= RELEASE_AFTER_PIXELS
             result = _predict_image(state, img, top_k, gradcam, framed)
@@ -326,6 +326,6 @@ def _model_info(state: ServerState) -> dict[str, Any]:
             ("onnxruntime-web is not installed on this server "
              "(run scripts/install_web_assets.sh or set HYPODERM_WEB_ASSETS)"),
         },
-        "limits": {"max_upload_bytes": state.max_upload_bytes, "max_pixels": state.max_pixels,
-                   "max_aspect_ratio": MAX_ASPECT_RATIO, "upload_timeout_s": state.body_timeout},
+        "limits": {"max_upload_bytes": state.limits.max_upload_bytes, "max_pixels": state.limits.max_pixels,
+                   "max_aspect_ratio": MAX_ASPECT_RATIO, "upload_timeout_s": state.limits.body_timeout},
     }
