@@ -29,7 +29,7 @@ PREDICT_SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "predict.schema.
 
 def _known_reasons() -> set[str]:
     """The schema's error reasons, less `internal_error` (a bug: the fuzz must never produce one)."""
-    enum = json.loads(PREDICT_SCHEMA.read_text())["$defs"]["error"]["properties"]["reason"]["enum"]
+    enum = json.loads(PREDICT_SCHEMA.read_text())["$defs"]["FileError"]["properties"]["reason"]["enum"]
     assert enum, "no error reason enum in docs/predict.schema.json"
     return set(enum) - {"internal_error"}
 

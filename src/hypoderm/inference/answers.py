@@ -47,7 +47,7 @@ class OodStats(Shape):
         description="why the check refuses or withholds the answer; null when it passes")
 
 
-STATUS_RULES = """`status` and `reason` (hypoderm/inference/ood.py and predictor.py):
+STATUS_RULES = """`status` and `reason` (hypoderm/inference/ood.py and predictor.py)
 - `not_skin` (refused, no class) with `reason` `too_small` (the photo, or the framed square, is under 64 pixels
   across), `too_dark` (mean luma below `ood.gate.luma_min`), `little_skin` (skin-colour fraction below
   `ood.skin_fraction_min`) or `not_skin_like` (not-skin gate score below `ood.gate.threshold`, or learned
