@@ -15,7 +15,7 @@ from PIL import Image
 
 from hypoderm.app.web_runtime import ORT_FILES
 from hypoderm.inference import OnnxPredictor, load_metadata, validate_metadata
-from hypoderm.predict import bundled_model as bundled_model_path
+from hypoderm.inference import bundled_model as bundled_model_path
 from hypoderm_testkit.export import skin_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def test_wheel_contains_the_model_is_small_and_loads_it(tmp_path):
     # import hypoderm from the unpacked wheel, not from the source tree, and diagnose with its model
     img = tmp_path / "skin.png"
     skin_image(1, np.random.default_rng(0), 256).save(img)
-    code = ("import hypoderm, json, sys; from hypoderm.predict import bundled_model as b; "
+    code = ("import hypoderm, json, sys; from hypoderm.inference import bundled_model as b; "
             "from hypoderm.inference import OnnxPredictor; from PIL import Image; "
             "print(json.dumps([hypoderm.__file__, str(b()), "
             "OnnxPredictor(b(), threads=1).predict_image(Image.open(sys.argv[1]).convert('RGB'))['status']]))")

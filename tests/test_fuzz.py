@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from hypoderm.app.server import create_app
+from hypoderm.app.server import Limits, create_app
 from hypoderm_testkit.fuzz import fuzz_cases
 from hypoderm_testkit.fuzz_cli import make_special, sidecar_cases
 
@@ -30,13 +30,13 @@ PREDICT_SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "predict.schema.
 
 def _known_reasons() -> set[str]:
     """The schema's error reasons, less `internal_error` (a bug: the fuzz must never produce one)."""
-    enum = json.loads(PREDICT_SCHEMA.read_text())["$defs"]["error"]["properties"]["reason"]["enum"]
+    enum = json.loads(PREDICT_SCHEMA.read_text())["$defs"]["FileError"]["properties"]["reason"]["enum"]
     assert enum, "no error reason enum in docs/predict.schema.json"
     return set(enum) - {"internal_error"}
 
 
 def test_api_fuzz_gives_only_200_or_clear_4xx(model_dir: Path) -> None:
-    app = create_app(model_dir, max_upload_bytes=2 << 20, max_pixels=4_000_000)
+    app = create_app(model_dir, limits=Limits(max_upload_bytes=2 << 20, max_pixels=4_000_000))
     client = TestClient(app, raise_server_exceptions=False)
     statuses: Counter[str] = Counter()
     for i, case in enumerate(fuzz_cases(FAST_CASES, seed=13)):

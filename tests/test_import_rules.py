@@ -43,7 +43,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("engine",),  # training, evaluation, cross-validation
     ("export",),  # ONNX / INT8 export
     ("app",),  # the web app and its API (torch-free: RULES)
-    ("study", "predict"),  # what the commands run: the zoo benchmark and the comparison study, predicting photos
+    ("study",),  # what bench and compare run: the zoo benchmark and the comparison study
     ("commands",),  # one module per command: options + run
     ("cli",),  # finds the command (imports it by name)
 ]
@@ -162,8 +162,8 @@ def test_the_checker_sees_lazy_relative_and_from_imports(tmp_path: Path) -> None
 
 def test_the_inference_path_loads_no_torch() -> None:
     """What a fresh interpreter loads for `predict` with an ONNX model and for `serve`: no torch at all."""
-    code = ("import sys, hypoderm.inference, hypoderm.inference.explain, hypoderm.app.server, hypoderm.predict, "
-            "hypoderm.commands.predict, hypoderm.commands.serve; "
+    code = ("import sys, hypoderm.inference, hypoderm.inference.explain, hypoderm.app.server, "
+            "hypoderm.inference.files, hypoderm.commands.predict, hypoderm.commands.serve; "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision') "
             "or m.startswith(('hypoderm.engine', 'hypoderm.models', 'hypoderm.checkpoint'))); print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

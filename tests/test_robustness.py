@@ -31,7 +31,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from hypoderm.app import api, limits, server
+from hypoderm.app import admission, api, limits, server
 from hypoderm.app.server import ApiError, create_app
 from hypoderm.commands import serve as serve_command
 from hypoderm.imaging.io import MAX_ASPECT_RATIO, ImageLoadError, ImageShapeError, load_rgb_bytes
@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def client(model_dir: Path) -> TestClient:
-    app = create_app(model_dir, max_upload_bytes=4 << 20, max_pixels=2_000_000)
+    app = create_app(model_dir, limits=limits.Limits(max_upload_bytes=4 << 20, max_pixels=2_000_000))
     return TestClient(app, raise_server_exceptions=False)
 
 
@@ -133,7 +133,7 @@ class _FlakyPredictor:
 
 @pytest.mark.parametrize("exc", [RuntimeError("simulated bug"), MemoryError()])
 def test_one_failing_file_does_not_stop_the_batch(model_dir: Path, tmp_path: Path, exc: BaseException) -> None:
-    from hypoderm.predict import predict_files
+    from hypoderm.inference.files import predict_files
 
     files = []
     for i, w in enumerate((80, 81, 82)):
@@ -148,9 +148,9 @@ def test_one_failing_file_does_not_stop_the_batch(model_dir: Path, tmp_path: Pat
 
 def test_exit_codes_tell_failed_files_from_a_crash(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    from hypoderm import predict as predict_lib
     from hypoderm.cli import main
     from hypoderm.commands import predict
+    from hypoderm.inference import files as predict_lib
 
     good, strip = tmp_path / "good.png", tmp_path / "strip.png"
     good.write_bytes(skin_png())
@@ -227,7 +227,7 @@ def _request(receive_messages: list[dict], headers: dict[str, str] | None = None
 def test_stalled_upload_gets_408_at_the_body_deadline(caplog: pytest.LogCaptureFixture) -> None:
     req = _request([{"type": "http.request", "body": b"x" * 100, "more_body": True}])
     with caplog.at_level(logging.WARNING, logger="hypoderm.serve"), pytest.raises(ApiError) as e:
-        asyncio.run(limits.read_limited(req, 10_000, timeout=0.2))
+        asyncio.run(admission.read_limited(req, 10_000, timeout=0.2))
     assert e.value.status == 408 and e.value.code == "upload_timeout" and "100 bytes" in e.value.detail
     assert len(caplog.records) == 1 and "203.0.113.9" in caplog.records[0].getMessage()
 
@@ -235,14 +235,14 @@ def test_stalled_upload_gets_408_at_the_body_deadline(caplog: pytest.LogCaptureF
 def test_client_disconnect_is_one_log_line_not_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
     req = _request([{"type": "http.request", "body": b"x" * 10, "more_body": True}, {"type": "http.disconnect"}])
     with caplog.at_level(logging.WARNING, logger="hypoderm.serve"), pytest.raises(ApiError) as e:
-        asyncio.run(limits.read_limited(req, 10_000, timeout=5))
+        asyncio.run(admission.read_limited(req, 10_000, timeout=5))
     assert e.value.code == "client_disconnected"
     assert len(caplog.records) == 1 and caplog.records[0].exc_info is None
     assert "disconnected" in caplog.records[0].getMessage()
 
 
 def test_decodes_are_bounded(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = create_app(model_dir, max_decodes=1)
+    app = create_app(model_dir, limits=limits.Limits(max_decodes=1))
     state = app.state.hypoderm
     active, peak, lock = [0], [0], threading.Lock()
     release = threading.Event()
@@ -276,7 +276,7 @@ def test_serve_options_have_safe_defaults() -> None:
     parser = argparse.ArgumentParser()
     serve_command.add_arguments(parser)
     args = parser.parse_args([])
-    opts = limits.uvicorn_options(args)
+    opts = limits.uvicorn_options(serve_command.limits_from_args(args))
     assert opts["server_header"] is False
     assert 0 < opts["timeout_keep_alive"] <= 10 and 0 < args.limit_concurrency <= 1000
     assert opts["limit_concurrency"] > args.max_connections  # uvicorn's plain-text 503 is only a backstop
@@ -288,12 +288,12 @@ def test_serve_options_have_safe_defaults() -> None:
     # with uvicorn's 2048, a flood exhausted 1024 file descriptors in one burst.
     assert args.max_connections + opts["backlog"] <= 768
     args = parser.parse_args(["--header-timeout", "3", "--max-connections", "7", "--limit-concurrency", "5"])
-    opts = limits.uvicorn_options(args)
+    opts = limits.uvicorn_options(serve_command.limits_from_args(args))
     assert opts["http"].header_timeout == 3 and opts["http"].max_connections == 7
 
 
 def test_busy_server_answers_predictions_503_but_health_200(model_dir: Path) -> None:
-    app = create_app(model_dir, limit_concurrency=2)
+    app = create_app(model_dir, limits=limits.Limits(limit_concurrency=2))
     client = TestClient(app)
     app.state.hypoderm.in_flight = 2  # two predictions in progress (e.g. stalled uploads)
     r = _post(client, skin_png())
@@ -305,11 +305,11 @@ def test_busy_server_answers_predictions_503_but_health_200(model_dir: Path) -> 
 
 
 def test_uploads_held_in_memory_are_bounded_together(model_dir: Path) -> None:
-    state = create_app(model_dir, max_upload_bytes=1000, max_buffered_bytes=1500).state.hypoderm
-    first, second = limits.Budget(state), limits.Budget(state)
-    asyncio.run(limits.read_limited(_request([{"type": "http.request", "body": b"x" * 900}]), 1000, 5, first))
+    state = create_app(model_dir, limits=limits.Limits(max_upload_bytes=1000, max_buffered_bytes=1500)).state.hypoderm
+    first, second = admission.Budget(state), admission.Budget(state)
+    asyncio.run(admission.read_limited(_request([{"type": "http.request", "body": b"x" * 900}]), 1000, 5, first))
     with pytest.raises(ApiError) as e:
-        asyncio.run(limits.read_limited(_request([{"type": "http.request", "body": b"x" * 900}]), 1000, 5, second))
+        asyncio.run(admission.read_limited(_request([{"type": "http.request", "body": b"x" * 900}]), 1000, 5, second))
     assert e.value.status == 503 and e.value.code == "server_busy"
     first.release()
     second.release()
@@ -329,7 +329,8 @@ def live_server(model_dir: Path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    config = uvicorn.Config(create_app(model_dir), host="127.0.0.1", port=port, **limits.uvicorn_options(args))
+    opts = limits.uvicorn_options(serve_command.limits_from_args(args))
+    config = uvicorn.Config(create_app(model_dir), host="127.0.0.1", port=port, **opts)
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -467,7 +468,7 @@ def test_small_jpeg_decodes_bit_identically(bundled: OnnxPredictor) -> None:
 
 
 def test_server_reports_the_photo_size_not_the_reduced_decode(model_dir: Path) -> None:
-    app = create_app(model_dir, max_upload_bytes=8 << 20)
+    app = create_app(model_dir, limits=limits.Limits(max_upload_bytes=8 << 20))
     r = _post(TestClient(app), phone_like_jpeg(2000, 1500, 4), "p.jpg", "image/jpeg")
     assert r.status_code == 200 and r.json()["image"] == {"width": 2000, "height": 1500}
 

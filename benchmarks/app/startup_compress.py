@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 
 from hypoderm.app.assets import STARTUP_BROTLI_QUALITY, Delivery
-from hypoderm.app.state import REPO_NODE_MODULES, STATIC_DIR, find_web_assets, resolve_model_path
+from hypoderm.app.state import REPO_NODE_MODULES, STATIC_DIR, find_web_assets
 from hypoderm.app.web_runtime import ORT_FILES
+from hypoderm.inference.model_path import resolve_model_path
 
 
 def sizes(d: Delivery) -> dict[str, dict[str, int | None]]:

@@ -19,8 +19,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from hypoderm.app import state as app_state
-from hypoderm.app.server import ORT_FILES, STATIC_DIR, ModelLoadError, create_app
+from hypoderm.app.server import ORT_FILES, STATIC_DIR, Limits, ModelLoadError, create_app
 from hypoderm.cards import TEXT_DIR
+from hypoderm.inference import model_path
 from hypoderm_testkit.app import CLASSES, build_model_dir, png_bytes, skin_png
 
 MAX_BYTES = 300_000
@@ -40,7 +41,8 @@ def fake_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(model_dir: Path, fake_assets: Path) -> TestClient:
-    app = create_app(model_dir, web_assets=fake_assets, max_upload_bytes=MAX_BYTES, max_pixels=MAX_PIXELS)
+    app = create_app(model_dir, web_assets=fake_assets,
+                     limits=Limits(max_upload_bytes=MAX_BYTES, max_pixels=MAX_PIXELS))
     return TestClient(app)
 
 
@@ -119,8 +121,8 @@ def test_one_rule_for_predict_the_api_and_the_predictor(model_dir: Path, fake_as
     small and large enough to be box-reduced (the 64 px test model reduces from 2 x 146 px)."""
     from hypoderm.imaging.io import load_rgb
     from hypoderm.inference import OnnxPredictor
+    from hypoderm.inference.files import predict_files
     from hypoderm.inference.preprocess import reduce_factor
-    from hypoderm.predict import predict_files
 
     predictor = OnnxPredictor(model_dir / "model.onnx")
     assert (reduce_factor(min(size), predictor.spec) > 1) == (min(size) >= 700)
@@ -350,7 +352,7 @@ def test_model_errors_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     (tmp_path / "model.onnx").write_bytes(b"not onnx")
     with pytest.raises(ModelLoadError, match="cannot load model"):
         create_app(tmp_path)
-    monkeypatch.setattr(app_state, "bundled_model", lambda: tmp_path / "assets" / "model.onnx")
+    monkeypatch.setattr(model_path, "bundled_model", lambda: tmp_path / "assets" / "model.onnx")
     from hypoderm.cli import main
 
     assert main(["serve"]) == 2

@@ -250,7 +250,6 @@ def test_serve_has_brotli_of_every_large_file_before_the_first_request(model_dir
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """The first phone got the runtime gzip'd (3.65 MB instead of 2.30) because brotli was made in the
     background: `serve` now makes every variant before uvicorn listens."""
-    from types import SimpleNamespace
 
     import uvicorn
 
@@ -268,7 +267,7 @@ def test_serve_has_brotli_of_every_large_file_before_the_first_request(model_dir
         seen["wasm"] = raw_get(c, urls(c)["wasm"], "br, gzip")
 
     monkeypatch.setattr(uvicorn, "run", first_request)
-    server.serve(app, "127.0.0.1", 0, SimpleNamespace(header_timeout=5.0, keep_alive_timeout=5.0, max_connections=8))
+    server.serve(app, "127.0.0.1", 0, server.Limits(header_timeout=5.0, keep_alive_timeout=5.0, max_connections=8))
     variants = seen["variants"]
     assert isinstance(variants, dict) and set(variants) == {*ORT_FILES, "model.onnx"}
     for name, made in variants.items():

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hypoderm.app import guard, limits
+from hypoderm.app import admission, guard, limits
 from hypoderm.app.errors import ApiError
 from hypoderm_testkit import uploads
 
@@ -40,7 +40,7 @@ PER_CLIENT = 2
 
 def test_server_runs_httptools_and_h11_only_when_asked() -> None:
     pytest.importorskip("httptools")  # a dependency of the project (pyproject.toml)
-    opts = limits.uvicorn_options(_serve_args())
+    opts = limits.uvicorn_options(_serve_limits())
     assert issubclass(opts["http"], guard.GuardedHttpToolsProtocol)
     assert opts["http"].max_header_bytes == limits.MAX_HEADER_BYTES
     h11 = guard.guarded_protocol(3, 7, parser="h11")
@@ -50,9 +50,9 @@ def test_server_runs_httptools_and_h11_only_when_asked() -> None:
 
 
 def test_proxy_headers_are_off_unless_a_proxy_is_named() -> None:
-    opts = limits.uvicorn_options(_serve_args())
+    opts = limits.uvicorn_options(_serve_limits())
     assert opts["proxy_headers"] is False  # uvicorn's default believes X-Forwarded-For from 127.0.0.1
-    opts = limits.uvicorn_options(_serve_args("--forwarded-allow-ips", "10.0.0.5"))
+    opts = limits.uvicorn_options(_serve_limits("--forwarded-allow-ips", "10.0.0.5"))
     assert opts["proxy_headers"] is True and opts["forwarded_allow_ips"] == "10.0.0.5"
 
 
@@ -69,7 +69,7 @@ def test_both_parsers_bound_the_headers_in_time_and_size(model_dir: Path, parser
 
     if parser == "httptools":
         pytest.importorskip("httptools")
-    opts = limits.uvicorn_options(_serve_args("--header-timeout", "0.5"))
+    opts = limits.uvicorn_options(_serve_limits("--header-timeout", "0.5"))
     opts["http"] = guard.guarded_protocol(0.5, 16, limits.MAX_HEADER_BYTES, parser=parser)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -105,7 +105,7 @@ def test_both_parsers_bound_the_headers_in_time_and_size(model_dir: Path, parser
 def test_slow_upload_rate_is_an_option(capsys: pytest.CaptureFixture[str]) -> None:
     from hypoderm.cli import main
 
-    assert _serve_args().slow_upload_kib * 1024 == limits.DEFAULT_SLOW_UPLOAD_BYTES_PER_S
+    assert _serve_args().slow_upload_kib * 1024 == limits.Limits().slow_upload_rate
     assert main(["serve", "--slow-upload-kib", "0"]) == 2
     assert "--slow-upload-kib" in capsys.readouterr().err
 
@@ -118,6 +118,12 @@ def _serve_args(*argv: str):
     parser = argparse.ArgumentParser()
     serve_command.add_arguments(parser)
     return parser.parse_args(list(argv))
+
+
+def _serve_limits(*argv: str) -> limits.Limits:
+    from hypoderm.commands import serve as serve_command
+
+    return serve_command.limits_from_args(_serve_args(*argv))
 
 
 # ---- tiny chunks, without a server ----------------------------------------------------------------------
@@ -138,17 +144,17 @@ def _request(bodies: list[bytes]):
 
 def test_an_upload_in_tiny_chunks_is_refused_400(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="hypoderm.serve"), pytest.raises(ApiError) as e:
-        asyncio.run(limits.read_limited(_request([b"x"] * 100_000), 10**6, timeout=30))
+        asyncio.run(admission.read_limited(_request([b"x"] * 100_000), 10**6, timeout=30))
     assert e.value.status == 400 and e.value.code == "upload_chunks_too_small" and e.value.close
-    assert f"{limits.CHUNKS_BEFORE_CHECK} pieces" in e.value.detail  # refused at the first check, not at the end
+    assert f"{admission.CHUNKS_BEFORE_CHECK} pieces" in e.value.detail  # refused at the first check, not at the end
     assert len(caplog.records) == 1 and "203.0.113.9" in caplog.records[0].getMessage()
 
 
 def test_network_sized_chunks_and_a_few_small_ones_pass() -> None:
     segments = [b"x" * 536] * 300 + [b"y"] * 10  # the smallest TCP segments in common use, then a small tail
-    assert len(asyncio.run(limits.read_limited(_request(segments), 10**6, timeout=30))) == 536 * 300 + 10
-    small = [b"z"] * (limits.CHUNKS_BEFORE_CHECK - 1)  # a short body in tiny pieces is never judged
-    assert asyncio.run(limits.read_limited(_request(small), 10**6, timeout=30)) == b"z" * len(small)
+    assert len(asyncio.run(admission.read_limited(_request(segments), 10**6, timeout=30))) == 536 * 300 + 10
+    small = [b"z"] * (admission.CHUNKS_BEFORE_CHECK - 1)  # a short body in tiny pieces is never judged
+    assert asyncio.run(admission.read_limited(_request(small), 10**6, timeout=30)) == b"z" * len(small)
 
 
 def test_upload_pace_is_its_average_once_it_is_old_enough() -> None:

@@ -64,3 +64,23 @@ def test_every_flag_default_is_the_dataclass_default(command: str) -> None:
     shared = set(parsed) & set(defaults) - {"out"}
     assert len(shared) >= (14 if command == "export" else 30)
     assert {k: parsed[k] for k in shared} == {k: defaults[k] for k in shared}
+
+
+def test_serve_options_default_to_the_limits_and_say_so(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 30: `serve`'s options take their defaults from hypoderm.app.limits.Limits, and its help shows them."""
+    import argparse
+
+    from hypoderm.app.limits import Limits
+    from hypoderm.commands import serve
+
+    parser = argparse.ArgumentParser()
+    serve.add_arguments(parser)
+    d = Limits()
+    assert serve.limits_from_args(parser.parse_args([])) == d
+    out = _help(["serve"], capsys)
+    for flag, value in (("--max-upload-mb MAX_UPLOAD_MB", "10"), ("--max-pixels MAX_PIXELS", d.max_pixels),
+                        ("--max-decodes MAX_DECODES", d.max_decodes), ("--body-timeout BODY_TIMEOUT", "60"),
+                        ("--max-uploads-per-client MAX_UPLOADS_PER_CLIENT", d.max_uploads_per_client),
+                        ("--max-buffered-mb MAX_BUFFERED_MB", "256"), ("--max-connections MAX_CONNECTIONS", 512)):
+        shown = out.split(flag, 2)[-1]  # the option's own line, after the usage block
+        assert f"(default {value})" in shown[:200], (flag, shown[:200])

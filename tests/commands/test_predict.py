@@ -167,19 +167,19 @@ def test_cam_with_an_old_onnx_says_why(onnx_path: Path, tmp_path: Path, capsys) 
 
 
 def test_model_errors_are_clear(tmp_path: Path, monkeypatch, capsys) -> None:
-    import hypoderm.predict as predict
     from hypoderm.cli import main
+    from hypoderm.inference import model_path
 
     img = tmp_path / "a.png"
     skin_image(0, np.random.default_rng(0), 40).save(img)
-    monkeypatch.setattr(predict, "bundled_model", lambda: tmp_path / "assets" / "model.onnx")
+    monkeypatch.setattr(model_path, "bundled_model", lambda: tmp_path / "assets" / "model.onnx")
     assert main(["predict", str(img)]) == 2
     assert "bundled model is missing" in capsys.readouterr().err
     (tmp_path / "m.onnx").write_bytes(b"junk")
     assert main(["predict", str(img), "--model", str(tmp_path / "m.onnx")]) == 2
     assert "error:" in capsys.readouterr().err
     assert main(["predict", str(img), "--model", str(img)]) == 2
-    assert ".onnx file or a .pt checkpoint" in capsys.readouterr().err
+    assert "a.png is not a .onnx, .pt or .pth file (expected a model.onnx" in capsys.readouterr().err
 
 
 BLOCK_TORCH = textwrap.dedent('''
@@ -302,7 +302,8 @@ def test_model_folder_is_accepted_like_serve(onnx_path: Path, tmp_path: Path, ca
     from hypoderm.cli import main
 
     assert main(["predict", str(img), "--model", str(tmp_path)]) == 2  # a folder without model.onnx
-    assert f"model file not found: {tmp_path / 'model.onnx'}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"model not found: {tmp_path / 'model.onnx'} (the folder {tmp_path} holds no model.onnx" in err
 
 
 def test_a_broken_checkpoint_is_said(ckpt_path: Path, tmp_path: Path, capsys) -> None:
@@ -407,7 +408,7 @@ def test_limits_are_printed_once_per_run(onnx_path: Path, tmp_path: Path, capsys
 
 
 def test_limits_label_names_the_one_answer_of_the_run() -> None:
-    from hypoderm.predict import limits_label
+    from hypoderm.inference.files import limits_label
 
     ok = {"status": "ok", "answer": "vitiligo"}
     assert limits_label([ok, ok, {"status": "uncertain", "answer": None}]) == "vitiligo"
@@ -453,3 +454,43 @@ def _sure_of(tmp_path: Path, label: str) -> Path:
         model[-1].bias.zero_()
         model[-1].bias[classes.index(label)] = float(np.log(18.0))  # 18 / (18 + 1 + 1) = 0.9
     return build_model_dir(tmp_path / "m", classes=classes, temperature=1.0, abstain_threshold=0.6, model=model)
+
+
+def test_cam_comes_from_the_run_that_gives_the_answer(onnx_path: Path, tmp_path: Path) -> None:
+    """Issue 30: with `--cam` each photo is preprocessed once and the model run once (the logits and the Grad-CAM
+    outputs together, as the server does), not once for the answer and again for the heat map; the answer and the
+    heat map are the same as from two separate runs."""
+    from PIL import Image
+
+    from hypoderm.inference import OnnxPredictor, load_image
+    from hypoderm.inference.files import predict_files
+
+    model = _with_threshold(onnx_path, tmp_path / "ok", 0.0, 0.01)  # sure of its top class: an answer (ok)
+    photo = tmp_path / "good.png"
+    skin_image(1, np.random.default_rng(0), 80).save(photo)
+    predictor = OnnxPredictor(model, threads=1)
+    img = load_image(photo)
+    alone = predictor.predict_image(img)
+    assert alone["status"] == "ok"
+    top = predictor.class_names.index(alone["top_k"][0]["label"])
+    want = np.asarray(predictor.gradcam_overlay(img, top))  # the heat map of a run of its own
+
+    runs: list[list[str]] = []
+
+    class CountingSession:
+        def __init__(self, inner: object) -> None:
+            self.inner = inner
+
+        def run(self, names: list[str], feed: dict) -> list:
+            runs.append(list(names))
+            return self.inner.run(names, feed)  # type: ignore[attr-defined]
+
+    predictor.session = CountingSession(predictor.session)  # type: ignore[assignment]
+    (r,) = predict_files(predictor, [photo], cam_dir=tmp_path / "cams")
+    assert len(runs) == 1 and {predictor.logits_name, *predictor.cam_names} <= set(runs[0])
+    assert {k: v for k, v in r.items() if k not in ("file", "cam")} == alone
+    with Image.open(r["cam"]) as written:
+        assert np.array_equal(np.asarray(written), want)
+    runs.clear()
+    predict_files(predictor, [photo])  # without --cam: one run, no Grad-CAM outputs asked for
+    assert len(runs) == 1 and not set(predictor.cam_names) & set(runs[0])

@@ -26,7 +26,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from hypoderm.app.server import create_app
+from hypoderm.app.server import Limits, create_app
 from hypoderm.imaging import io as dio
 from hypoderm.imaging.io import SOURCE_SIZE_KEY, ImageLoadError, load_rgb_bytes
 from hypoderm.inference.explain import OVERLAY_MAX_SIDE
@@ -88,7 +88,7 @@ def test_overlay_of_a_large_photo_is_at_most_the_display_size(cam_model_dir: Pat
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF"])
 def test_server_gradcam_of_a_large_photo_is_small(cam_model_dir: Path, fmt: str) -> None:
     """The issue: a 40 MP PNG with gradcam=true took the server to 3 GB, its heat map at 40 MP."""
-    client = TestClient(create_app(cam_model_dir, max_upload_bytes=8 << 20))
+    client = TestClient(create_app(cam_model_dir, limits=Limits(max_upload_bytes=8 << 20)))
     data = _encode(_big_skin(2400, 1800), fmt, **({"compression": "tiff_deflate"} if fmt == "TIFF" else {}))
     r = client.post("/api/v1/predict", params={"gradcam": "true"}, files={"image": ("p", data, "image/png")})
     assert r.status_code == 200, r.text
@@ -271,8 +271,10 @@ def small_server(model_dir: Path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_app(model_dir, limit_concurrency=2, max_uploads=6, max_uploads_per_client=3, body_timeout=60)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **limits.uvicorn_options(args)))
+    app = create_app(model_dir, limits=Limits(limit_concurrency=2, max_uploads=6, max_uploads_per_client=3,
+                                              body_timeout=60))
+    opts = limits.uvicorn_options(serve_command.limits_from_args(args))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **opts))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     while not srv.started and thread.is_alive():

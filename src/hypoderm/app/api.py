@@ -1,7 +1,7 @@
-"""/api/v1: health, model info and predict (FastAPI router; the answers' shapes are the Pydantic models below,
-which /openapi.json and /docs show; the routes return plain dicts, so the JSON is exactly what they build).
+"""/api/v1: health, model info and predict (FastAPI router). Each route returns its answer's Pydantic model
+(below; a photo's answer extends hypoderm.inference.answers.PhotoAnswer), which /openapi.json and /docs show.
 
-A prediction is bounded: it waits for an upload slot while its body arrives (hypoderm.app.limits), counts as
+A prediction is bounded: it waits for an upload slot while its body arrives (hypoderm.app.admission), counts as
 in flight once the upload is complete, and decodes only with one of `max_decodes` slots."""
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 from starlette.concurrency import run_in_threadpool
 
 from hypoderm import __version__
+from hypoderm.app.admission import RELEASE_AFTER_PIXELS, Budget, image_bytes, refuse_if_busy, upload_slot
 from hypoderm.app.errors import ApiError
 from hypoderm.app.guard import release_memory
-from hypoderm.app.limits import RELEASE_AFTER_PIXELS, Budget, image_bytes, refuse_if_busy, upload_slot
 from hypoderm.app.state import ServerState, ort_web_version
 from hypoderm.imaging.io import MAX_ASPECT_RATIO, SOURCE_SIZE_KEY
+from hypoderm.inference.answers import PhotoAnswer, Probability
 from hypoderm.inference.metadata import public_metadata
 from hypoderm.inference.ood import with_gate
 from hypoderm.inference.predictor import MIN_SOURCE_SIDE
@@ -78,6 +79,13 @@ class GradcamInfo(BaseModel):
     available: bool
     reason: str | None
 
+    @model_serializer(mode="wrap")
+    def _metadata_first(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """The metadata's keys first, then `available` and `reason` (the order the page has always read)."""
+        data = handler(self)
+        own = {k: data.pop(k) for k in ("available", "reason")}
+        return {**data, **own}
+
 
 class BrowserInference(_Answer):
     available: bool
@@ -121,29 +129,19 @@ class ModelInfo(_Answer):
     limits: Limits
 
 
-class Candidate(_Answer):
-    label: str
-    probability: float
-
-
 class ImageSize(_Answer):
     width: int
     height: int
 
 
-class Prediction(_Answer):
+class Prediction(PhotoAnswer):
     """One photo's answer: the `predict --json` per-image result (docs/PREDICT_SCHEMA.md) plus the photo's own
-    size, where it ran, and (with `gradcam=true`) the heat map as a PNG data URL or why there is none."""
+    size, where it ran, and (with `gradcam=true`) the heat map as a PNG data URL or why there is none (absent
+    without `gradcam=true`)."""
 
-    status: Literal["ok", "uncertain", "not_skin"]
-    answer: str | None
-    reason: str | None
-    top_k: list[Candidate]
-    probabilities: dict[str, float] | None = Field(
+    probabilities: dict[str, Probability] | None = Field(  # type: ignore[assignment]
         description="softmax(logits / temperature) for every class; null for a refused picture (status "
                     "not_skin): a picture that is not judged gets no class probabilities")
-    ood: dict[str, Any]
-    message: str
     gradcam: dict[str, Any] | None = None
     image: ImageSize
     inference: Literal["server"]
@@ -175,34 +173,31 @@ State = Annotated[ServerState, Depends(get_state)]
 router = APIRouter(prefix="/api/v1", tags=["api"])
 
 
-@router.get("/health", response_model=None, responses={200: {"model": Health}},
-            summary="Liveness, model status and load (status 'busy' at a limit)")
-def health(state: State) -> dict[str, Any]:
-    load = state.load()
-    return {"status": "busy" if load["saturated"] else "ok", "load": load, "version": __version__,
-            "model_loaded": True,
-            "model_name": state.metadata.get("model_name"), "uptime_s": round(time.time() - state.started, 1),
-            "predictions": state.predictions, "client_errors": state.client_errors,
-            "browser_inference": state.web_assets is not None}
+@router.get("/health", response_model=Health, summary="Liveness, model status and load (status 'busy' at a limit)")
+def health(state: State) -> Health:
+    load = Load.model_validate(state.load())
+    return Health(status="busy" if load.saturated else "ok", load=load, version=__version__, model_loaded=True,
+                  model_name=state.metadata.get("model_name"), uptime_s=round(time.time() - state.started, 1),
+                  predictions=state.predictions, client_errors=state.client_errors,
+                  browser_inference=state.web_assets is not None)
 
 
-@router.get("/model", response_model=None, responses={200: {"model": ModelInfo}},
-            summary="Classes, version, metrics, preprocessing and thresholds")
-def model_info(state: State) -> dict[str, Any]:
+@router.get("/model", response_model=ModelInfo, summary="Classes, version, metrics, preprocessing and thresholds")
+def model_info(state: State) -> ModelInfo:
     return _model_info(state)
 
 
-@router.post("/predict", response_model=None,
+# `gradcam` is left out of the answer unless it was asked for (a field never set is not sent)
+@router.post("/predict", response_model=Prediction, response_model_exclude_unset=True,
              summary="Diagnose one photo (multipart field 'image', or a raw image body)",
-             responses={200: {"model": Prediction},
-                        **{code: {"model": Error, "description": text} for code, text in PREDICT_ERRORS.items()}})
+             responses={code: {"model": Error, "description": text} for code, text in PREDICT_ERRORS.items()})
 async def predict(request: Request, state: State, top_k: int = Query(3, ge=1, le=20),
                   gradcam: bool = Query(False, description="add a Grad-CAM heatmap (needs a model exported "
                                                             "with the Grad-CAM outputs)"),
                   framed: bool = Query(False, description="the photo is the square the user framed (the app "
                                                           "sends it): the model sees all of it, resized straight "
                                                           "to its input size, instead of the usual centre crop")
-                  ) -> dict[str, Any]:
+                  ) -> Prediction:
     refuse_if_busy(state, request)  # before the upload: no client sends 10 MB to hear "busy"
     budget = Budget(state)
     try:
@@ -233,8 +228,8 @@ def decode(data: bytes, max_pixels: int, min_size: int | None = None) -> Any:
 
 
 def predict_upload(state: ServerState, data: bytes, top_k: int, gradcam: bool, framed: bool = False
-                   ) -> dict[str, Any]:
-    """Decode and predict one upload, at most `state.max_decodes` at a time (memory = that bound times
+                   ) -> Prediction:
+    """Decode and predict one upload, at most `state.limits.max_decodes` at a time (memory = that bound times
     the worst image). Expected failures are ApiErrors (4xx); anything else is a bug and becomes a 500."""
     from hypoderm.imaging.io import ImageShapeError
     from hypoderm.inference import decode_min_size_for
@@ -244,7 +239,7 @@ def predict_upload(state: ServerState, data: bytes, top_k: int, gradcam: bool, f
         big = False
         try:
             min_size = decode_min_size_for(spec) if spec is not None else None
-            img = decode(data, state.max_pixels, min_size)
+            img = decode(data, state.limits.max_pixels, min_size)
             width, height = img.info.get(SOURCE_SIZE_KEY, img.size)
             big = width * height >= RELEASE_AFTER_PIXELS
             result = _predict_image(state, img, top_k, gradcam, framed)
@@ -258,9 +253,8 @@ def predict_upload(state: ServerState, data: bytes, top_k: int, gradcam: bool, f
                 release_memory()
     if result["status"] == "not_skin":  # refused: no class, so no class probabilities either (issue 29)
         result["probabilities"] = None
-    result["image"] = {"width": width, "height": height}  # the photo's own size, not the reduced decode's
-    result["inference"] = "server"
-    return result
+    # the photo's own size, not the reduced decode's
+    return Prediction(**result, image=ImageSize(width=width, height=height), inference="server")
 
 
 def _predict_image(state: ServerState, img: Any, top_k: int, gradcam: bool, framed: bool) -> dict[str, Any]:
@@ -286,46 +280,46 @@ def _predict_image(state: ServerState, img: Any, top_k: int, gradcam: bool, fram
     return result
 
 
-def _model_info(state: ServerState) -> dict[str, Any]:
+def _model_info(state: ServerState) -> ModelInfo:
     meta = public_metadata(state.metadata)  # no path of the machine that trained the model, even in an old sidecar
     available, reason = state.gradcam_status()
     ort_version = ort_web_version(state.web_assets)
     delivery = state.get_delivery()
     base = delivery.ort_base
     wasm = delivery.ort.get("ort-wasm-simd-threaded.wasm")
-    return {
-        "format": meta.get("format"),
-        "model_name": meta.get("model_name"),
-        "version": meta.get("version"),
-        "precision": meta.get("precision"),
-        "class_names": list(meta.get("class_names", [])),
-        "input": meta.get("input"),
-        "output": meta.get("output"),
-        "temperature": meta.get("temperature", 1.0),
-        "abstain_threshold": meta.get("abstain_threshold"),
-        "ood": with_gate(meta.get("ood")),  # completed, so the browser runs the same gate as predict
-        "min_source_side": MIN_SOURCE_SIDE,  # a framed square with fewer pixels across is too small to judge
-        "metrics": meta.get("metrics", {}),
-        "training_data": meta.get("training_data"),
+    return ModelInfo(
+        format=meta.get("format"),
+        model_name=meta.get("model_name"),
+        version=meta.get("version"),
+        precision=meta.get("precision"),
+        class_names=list(meta.get("class_names", [])),
+        input=meta.get("input"),
+        output=meta.get("output"),
+        temperature=meta.get("temperature", 1.0),
+        abstain_threshold=meta.get("abstain_threshold"),
+        ood=with_gate(meta.get("ood")),  # completed, so the browser runs the same gate as predict
+        min_source_side=MIN_SOURCE_SIDE,  # a framed square with fewer pixels across is too small to judge
+        metrics=meta.get("metrics", {}),
+        training_data=meta.get("training_data"),
         # quality checks the model failed at export (`export --force`): the page shows a warning
-        "quality": meta.get("quality") or {"problems": []},
-        "disclaimer": meta.get("disclaimer", "Decision aid, not a medical device."),
-        "model_url": delivery.model_url,
-        "model_sha256": state.model_sha256,
-        "model_bytes": state.model_path.stat().st_size,
+        quality=meta.get("quality") or {"problems": []},
+        disclaimer=meta.get("disclaimer", "Decision aid, not a medical device."),
+        model_url=delivery.model_url,
+        model_sha256=state.model_sha256,
+        model_bytes=state.model_path.stat().st_size,
         # the metadata's Grad-CAM block (output names, layer) lets the page draw the map itself
-        "gradcam": {**(meta.get("gradcam") or {}), "available": available, "reason": reason},
-        "browser_inference": {
-            "available": state.web_assets is not None,
-            "runtime": f"onnxruntime-web {ort_version}" if ort_version else None,
-            "script": f"{base}ort.wasm.min.mjs" if base else None,
+        gradcam=GradcamInfo(**{**(meta.get("gradcam") or {}), "available": available, "reason": reason}),
+        browser_inference=BrowserInference(
+            available=state.web_assets is not None,
+            runtime=f"onnxruntime-web {ort_version}" if ort_version else None,
+            script=f"{base}ort.wasm.min.mjs" if base else None,
             # the page downloads the WASM itself (to show progress) and hands it to onnxruntime-web
-            "wasm_url": f"{base}ort-wasm-simd-threaded.wasm" if base else None,
-            "wasm_bytes": wasm.size if wasm else None,
-            "reason": None if state.web_assets else
+            wasm_url=f"{base}ort-wasm-simd-threaded.wasm" if base else None,
+            wasm_bytes=wasm.size if wasm else None,
+            reason=None if state.web_assets else
             ("onnxruntime-web is not installed on this server "
              "(run scripts/install_web_assets.sh or set HYPODERM_WEB_ASSETS)"),
-        },
-        "limits": {"max_upload_bytes": state.max_upload_bytes, "max_pixels": state.max_pixels,
-                   "max_aspect_ratio": MAX_ASPECT_RATIO, "upload_timeout_s": state.body_timeout},
-    }
+        ),
+        limits=Limits(max_upload_bytes=state.limits.max_upload_bytes, max_pixels=state.limits.max_pixels,
+                      max_aspect_ratio=MAX_ASPECT_RATIO, upload_timeout_s=state.limits.body_timeout),
+    )

@@ -10,7 +10,9 @@ The app, one module per job:
     state.py   ServerState (model, metadata, limits, counters); where the model, the page and the runtime are
     api.py     /api/v1: health, model, predict (APIRouter; the answers' Pydantic models for /docs)
     pages.py   the page, its static files, runtime, model and service worker; the API docs
-    limits.py  upload limits (bytes, time, uploads per client and in total, bytes held), the uvicorn options
+    limits.py  Limits: bytes, pixels, decodes, uploads (per client, in total), bytes held, deadlines, connections;
+               the uvicorn options for them
+    admission.py  how a request is held to them (upload slots, bytes budget, the body read)
     errors.py  security headers; every error as JSON (ApiError)
     upload.py  in-memory multipart parsing (no uploaded image is ever written to disk)
     assets.py  compressed, content-hashed delivery;   guard.py  header deadline and size, connection cap
@@ -30,6 +32,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,33 +42,20 @@ from hypoderm import __version__
 from hypoderm.app import api, pages
 from hypoderm.app.assets import Delivery, sha256_file
 from hypoderm.app.errors import CSP, SECURITY_HEADERS, ApiError, add_error_handling
-from hypoderm.app.limits import (
-    DEFAULT_BODY_TIMEOUT_S,
-    DEFAULT_LIMIT_CONCURRENCY,
-    DEFAULT_MAX_BUFFERED_BYTES,
-    DEFAULT_MAX_DECODES,
-    DEFAULT_MAX_PIXELS,
-    DEFAULT_MAX_UPLOAD_BYTES,
-    DEFAULT_MAX_UPLOADS,
-    DEFAULT_MAX_UPLOADS_PER_CLIENT,
-    DEFAULT_SLOW_UPLOAD_BYTES_PER_S,
-    fit_open_file_limit,
-    log,
-    uvicorn_options,
-)
+from hypoderm.app.limits import Limits, fit_open_file_limit, log, uvicorn_options
 from hypoderm.app.state import (
     REPO_NODE_MODULES,
     STATIC_DIR,
     WEB_ASSETS_ENV,
     ServerState,
     find_web_assets,
-    resolve_model_path,
 )
 from hypoderm.app.web_runtime import ORT_FILES
 from hypoderm.inference import ModelLoadError
+from hypoderm.inference.model_path import resolve_model_path
 
 __all__ = ["CSP", "ORT_FILES", "REPO_NODE_MODULES", "SECURITY_HEADERS", "STATIC_DIR", "WEB_ASSETS_ENV", "ApiError",
-           "ModelLoadError", "ServerState", "create_app", "find_web_assets", "serve"]
+           "Limits", "ModelLoadError", "ServerState", "create_app", "find_web_assets", "serve"]
 
 
 def _load_predictor(model_path: Path, threads: int | None) -> Any:
@@ -74,20 +64,12 @@ def _load_predictor(model_path: Path, threads: int | None) -> Any:
     return OnnxPredictor(model_path, threads=threads)
 
 
-def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str | os.PathLike[str] | None = None,
-               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
-               threads: int | None = None, max_decodes: int = DEFAULT_MAX_DECODES,
-               body_timeout: float = DEFAULT_BODY_TIMEOUT_S, limit_concurrency: int = DEFAULT_LIMIT_CONCURRENCY,
-               max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES, cache_dir: Path | None = None,
-               max_uploads: int = DEFAULT_MAX_UPLOADS, max_uploads_per_client: int = DEFAULT_MAX_UPLOADS_PER_CLIENT,
-               slow_upload_rate: float = DEFAULT_SLOW_UPLOAD_BYTES_PER_S) -> FastAPI:
-    """The app for one model. Raises ModelLoadError when the model cannot be used. `cache_dir` holds the
-    precompressed runtime and model (default: hypoderm.app.assets.default_cache_dir()). `max_uploads_per_client`
-    caps the uploads of one address that arrive slower than `slow_upload_rate` bytes/s."""
-    if min(max_decodes, limit_concurrency, max_uploads, max_uploads_per_client) < 1 or body_timeout <= 0 \
-            or max_buffered_bytes < max_upload_bytes or not slow_upload_rate >= 0:
-        raise ValueError("max_decodes, limit_concurrency, max_uploads and max_uploads_per_client must be >= 1, "
-                         "body_timeout > 0, slow_upload_rate >= 0 and max_buffered_bytes >= max_upload_bytes")
+def create_app(model: str | os.PathLike[str] | None = None, *, limits: Limits | None = None,
+               web_assets: str | os.PathLike[str] | None = None, threads: int | None = None,
+               cache_dir: Path | None = None) -> FastAPI:
+    """The app for one model, held to `limits` (default: Limits()). Raises ModelLoadError when the model cannot
+    be used. `threads`: ONNX Runtime threads per prediction. `cache_dir` holds the precompressed runtime and model
+    (default: hypoderm.app.assets.default_cache_dir())."""
     model_path = resolve_model_path(model)
     try:
         predictor = _load_predictor(model_path, threads)
@@ -95,11 +77,7 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
         raise ModelLoadError(f"cannot load model {model_path}: {e}") from e
     metadata = dict(predictor.metadata)
     state = ServerState(model_path=model_path, predictor=predictor, metadata=metadata,
-                        web_assets=find_web_assets(web_assets), max_upload_bytes=max_upload_bytes,
-                        max_pixels=max_pixels, max_decodes=max_decodes, body_timeout=body_timeout,
-                        limit_concurrency=limit_concurrency, max_buffered_bytes=max_buffered_bytes,
-                        max_uploads=max_uploads, max_uploads_per_client=max_uploads_per_client,
-                        slow_upload_rate=float(slow_upload_rate),
+                        web_assets=find_web_assets(web_assets), limits=limits or Limits(),
                         model_sha256=sha256_file(model_path))
     state.delivery = Delivery.build(model_path, STATIC_DIR, state.web_assets, ORT_FILES, cache_dir)
 
@@ -112,9 +90,9 @@ def create_app(model: str | os.PathLike[str] | None = None, *, web_assets: str |
     return app
 
 
-def serve(app: FastAPI, host: str, port: int, limits: Any) -> None:
-    """Run `app` with uvicorn until it is stopped. `limits`: the `hypoderm serve` options header_timeout,
-    keep_alive_timeout, max_connections (lowered to fit the open-file limit) and forwarded_allow_ips."""
+def serve(app: FastAPI, host: str, port: int, limits: Limits | None = None) -> None:
+    """Run `app` with uvicorn until it is stopped, under `limits` (default: the app's own, given to create_app):
+    the header deadline, keep-alive, connection cap (lowered to fit the open-file limit) and proxy addresses."""
     import uvicorn
 
     if not log.handlers:  # one plain line per rejected client on stderr
@@ -122,8 +100,9 @@ def serve(app: FastAPI, host: str, port: int, limits: Any) -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)
         log.propagate = False
-    limits.max_connections = fit_open_file_limit(limits.max_connections)
     state: ServerState = app.state.hypoderm
+    limits = limits or state.limits
+    limits = replace(limits, max_connections=fit_open_file_limit(limits.max_connections))
     if state.delivery is not None:  # compressed before listening: the first phone gets brotli, not gzip
         t0 = time.perf_counter()
         state.delivery.prepare()

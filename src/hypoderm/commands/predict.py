@@ -1,4 +1,5 @@
-"""`hypoderm predict`: diagnose photos (hypoderm.predict); text for people or one JSON document
+"""`hypoderm predict`: diagnose photos (hypoderm.inference.files; a `.pt` checkpoint through
+hypoderm.export.checkpoint_predictor, imported only for one); text for people or one JSON document
 (docs/PREDICT_SCHEMA.md).
 
 Exit codes (EXIT_CODES): 0 every file predicted, 1 some files failed (each has its error), 2 usage or model
@@ -13,9 +14,12 @@ import sys
 import traceback
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hypoderm.errors import HypodermError, UsageError
+
+if TYPE_CHECKING:
+    from hypoderm.inference.files import Predictor
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_CRASH = 0, 1, 2, 3
 EXIT_CODES = """exit codes:
@@ -66,16 +70,42 @@ def _error_summary(results: list[dict[str, Any]]) -> str | None:
     return f"{sum(reasons.values())} of {len(results)} files not predicted: {counts}."
 
 
+def load_predictor(path: Path, threads: int | None) -> Predictor:
+    """The predictor for a resolved model file (hypoderm.inference.model_path): an .onnx on ONNX Runtime, a .pt
+    checkpoint on PyTorch (imported only here, so the plain install runs .onnx models)."""
+    from hypoderm.inference import ModelLoadError, OnnxPredictor
+
+    if path.suffix.lower() == ".onnx":
+        return OnnxPredictor(path, threads=threads)
+    try:
+        from hypoderm.checkpoint import CheckpointError  # imports torch
+    except ModuleNotFoundError as e:  # the plain install (`make run`) runs .onnx models only
+        from hypoderm.errors import MissingExtraError
+
+        raise MissingExtraError("hypoderm predict needs the training extras for a .pt checkpoint: pip install "
+                                "'hypoderm[train]' (in a checkout: make setup), or give it the exported .onnx "
+                                f"model; not installed: {e.name}") from e
+    from hypoderm.export.checkpoint_predictor import TorchPredictor
+
+    try:
+        return TorchPredictor(path)
+    except (CheckpointError, KeyError, ValueError, RuntimeError) as e:
+        raise ModelLoadError(str(e)) from e
+
+
 def _run(args: argparse.Namespace) -> int:
     from hypoderm import __version__
-    from hypoderm import predict as lib
     from hypoderm.cards import limits_text
     from hypoderm.inference import DISCLAIMER
+    from hypoderm.inference import files as lib
+    from hypoderm.inference.model_path import CHECKPOINT, ONNX, resolve_model_path
     from hypoderm.model_quality import metadata_problems
 
     if args.top_k < 1:
         raise UsageError(f"--top-k must be >= 1, got {args.top_k}")
-    predictor = lib.load_predictor(args.model, args.threads)  # ModelLoadError: a user error, EXIT_USAGE
+    # a model that cannot be found or loaded is a ModelLoadError: a user error, EXIT_USAGE
+    model_path = resolve_model_path(args.model, ONNX + CHECKPOINT)
+    predictor = load_predictor(model_path, args.threads)
     note = lib.cam_note(predictor) if args.cam is not None else None
     if note:
         print(note, file=sys.stderr)
@@ -89,7 +119,7 @@ def _run(args: argparse.Namespace) -> int:
     md = predictor.metadata
     if args.json:
         doc = {"format": lib.OUTPUT_FORMAT, "hypoderm_version": __version__,
-               "model": {"path": str(lib.model_path(args.model)), "model_name": md.get("model_name"),
+               "model": {"path": str(model_path), "model_name": md.get("model_name"),
                          "version": md.get("version"), "precision": md.get("precision", "fp32"),
                          "class_names": list(md["class_names"]),
                          "abstain_threshold": float(md["abstain_threshold"]), "temperature": float(md["temperature"]),

@@ -193,19 +193,26 @@ class OnnxPredictor:
         (logits,), skin = self._run(x, [self.logits_name])
         return result_from_logits(logits[0], crop, self.metadata, top_k, source_side=source_side(img), skin_score=skin)
 
+    def predict_with_cam(self, img: Image.Image, top_k: int = 3,
+                         framed: bool = False) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]:
+        """(result dict, (features (C, h, w), cam_weights (K, C))) from one preprocessing and one session run.
+        ModelLoadError when the model has no Grad-CAM outputs."""
+        cam_names = self._cam_outputs()
+        crop, x = prepare(img, self.spec, framed)
+        (logits, features, weights), skin = self._run(x, [self.logits_name, *cam_names])
+        result = result_from_logits(logits[0], crop, self.metadata, top_k, source_side=source_side(img),
+                                    skin_score=skin)
+        return result, (features[0], weights[0])
+
     def predict_with_overlay(self, img: Image.Image, top_k: int = 3,
                              framed: bool = False) -> tuple[dict[str, Any], Image.Image | None]:
         """(result dict, Grad-CAM overlay of the top class or None) from one preprocessing and one
         session run; the overlay is None when the photo is rejected (not_skin: no class to explain).
         ModelLoadError when the model has no Grad-CAM outputs."""
-        cam_names = self._cam_outputs()
         from hypoderm.inference.explain import overlay_on_photo
 
-        crop, x = prepare(img, self.spec, framed)
-        (logits, features, weights), skin = self._run(x, [self.logits_name, *cam_names])
-        result = result_from_logits(logits[0], crop, self.metadata, top_k, source_side=source_side(img),
-                                    skin_score=skin)
+        result, (features, weights) = self.predict_with_cam(img, top_k, framed)
         if not result["top_k"]:
             return result, None
         index = self.class_names.index(result["top_k"][0]["label"])
-        return result, overlay_on_photo(img, features[0], weights[0], index, self.spec, framed=framed)
+        return result, overlay_on_photo(img, features, weights, index, self.spec, framed=framed)

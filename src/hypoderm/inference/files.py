@@ -1,15 +1,15 @@
-"""The library side of `hypoderm predict IMAGE... [--model CHECKPOINT|ONNX] [--top-k 3] [--cam DIR] [--json]`.
+"""Predicting photo files (what `hypoderm predict` runs, torch-free): expand folders, decode ahead, one result
+per file whatever goes wrong with it, the Grad-CAM overlays (`--cam DIR`), and the text line for people.
 
 Each photo gets top-k classes with calibrated probabilities and a verdict: `ok`, `uncertain`
 (see a dermatologist: top probability below the model's threshold; no class is the answer) or `not_skin` (the OOD
 check of hypoderm.inference.ood). A file that cannot be read, or whose processing fails in any way, gets
 `status: "error"` with the reason, and the other files are still processed. Folders are expanded
-(recursively, sorted).
-
-With an `.onnx` model (or the bundled one) only ONNX Runtime, numpy and Pillow are imported, never
-torch. With a `.pt` checkpoint PyTorch runs the model. `--cam DIR` writes Grad-CAM overlays (the photo
-scaled to at most 512 px) from the exported model's own outputs (hypoderm.inference.explain; no PyTorch needed).
-The command (options, exit codes, the --json document of docs/PREDICT_SCHEMA.md): hypoderm.commands.predict.
+(recursively, sorted). The predictor is an OnnxPredictor (an exported model; ONNX Runtime, numpy and Pillow only)
+or, for a `.pt` checkpoint, hypoderm.export.checkpoint_predictor.TorchPredictor (the command loads it lazily).
+`--cam DIR` overlays (the photo scaled to at most 512 px) come from the model's own Grad-CAM outputs, in the
+same run as the answer (hypoderm.inference.explain). The command (options, exit codes, the --json document of
+docs/PREDICT_SCHEMA.md): hypoderm.commands.predict.
 """
 
 from __future__ import annotations
@@ -25,75 +25,23 @@ from typing import Any, Protocol
 from PIL import Image
 
 from hypoderm.cards import answer_text, display_name, format_probability, load_cards
-from hypoderm.inference import (
-    ModelLoadError,
-    OnnxPredictor,
-    bundled_model,
-    load_image,
-    prepare,
-    result_from_logits,
-    source_side,
-)
-from hypoderm.inference.preprocess import preprocess
+from hypoderm.inference.predictor import load_image
 
 OUTPUT_FORMAT = "hypoderm-predict/1"
 
+
 class Predictor(Protocol):
+    """What predict_files needs of a model: OnnxPredictor, or TorchPredictor for a `.pt` checkpoint."""
+
     metadata: dict[str, Any]
+    spec: Any
 
     @property
     def has_gradcam(self) -> bool: ...
 
     def predict_image(self, img: Image.Image, top_k: int = 3) -> dict[str, Any]: ...
 
-    def gradcam_overlay(self, img: Image.Image, class_index: int) -> Image.Image: ...
-
-
-class TorchPredictor:
-    """A `.pt` checkpoint on PyTorch, same result schema and Grad-CAM definition as OnnxPredictor
-    (the exported graph's extra outputs, computed by the same module in PyTorch)."""
-
-    has_gradcam = True
-
-    def __init__(self, checkpoint: str | os.PathLike) -> None:
-        import torch
-
-        from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
-        from hypoderm.export.gradcam import GradCamGraph, UnsupportedModelError
-        from hypoderm.inference.metadata import metadata_from_checkpoint, validate_metadata
-        from hypoderm.inference.ood import DEFAULT_OOD
-        from hypoderm.inference.preprocess import PreprocessSpec
-        from hypoderm.model_quality import checkpoint_problems
-
-        self._torch = torch
-        ckpt = load_checkpoint(checkpoint)
-        self.model = model_from_checkpoint(ckpt)
-        self.metadata = metadata_from_checkpoint(ckpt)
-        self.metadata["ood"] = self.metadata.get("ood") or dict(DEFAULT_OOD)
-        validate_metadata(self.metadata, source=str(checkpoint))  # e.g. a one-class model is refused here too
-        # a checkpoint carries no export mark: check it as `export` would, so a broken one is said
-        self.metadata["quality"] = {"problems": checkpoint_problems(ckpt)}
-        self.spec = PreprocessSpec.from_dict(ckpt["preprocess"])
-        try:
-            self.cam_graph: Any = GradCamGraph(self.model).eval()
-        except UnsupportedModelError:
-            self.cam_graph, self.has_gradcam = None, False
-
-    def predict_image(self, img: Image.Image, top_k: int = 3) -> dict[str, Any]:
-        crop, x = prepare(img, self.spec)
-        with self._torch.inference_mode():
-            logits = self.model(self._torch.from_numpy(x[None]))[0].double().numpy()
-        return result_from_logits(logits, crop, self.metadata, top_k, source_side=source_side(img))
-
-    def gradcam_overlay(self, img: Image.Image, class_index: int) -> Image.Image:
-        from hypoderm.inference.explain import overlay_on_photo
-
-        if self.cam_graph is None:
-            raise ModelLoadError("this model's structure has no Grad-CAM outputs")
-        x = preprocess(img, self.spec)
-        with self._torch.inference_mode():
-            _, features, weights = self.cam_graph(self._torch.from_numpy(x[None]))
-        return overlay_on_photo(img, features[0].double().numpy(), weights[0].double().numpy(), class_index, self.spec)
+    def predict_with_cam(self, img: Image.Image, top_k: int = 3) -> tuple[dict[str, Any], tuple[Any, Any]]: ...
 
 
 def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
@@ -131,39 +79,6 @@ def skipped_note(skipped: list[Path]) -> str | None:
         return None
     names = ", ".join(f.name for f in skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
     return f"skipped {len(skipped)} file(s) in the folders that are not images: {names}"
-
-
-def model_path(model: Path | None) -> Path:
-    """`--model` as a file: the bundled model when none is given, a folder's model.onnx (as `serve --model DIR`)."""
-    path = model or bundled_model()
-    return path / "model.onnx" if path.is_dir() else path
-
-
-def load_predictor(model: Path | None, threads: int | None) -> Predictor:
-    path = model_path(model)
-    if not path.is_file():
-        if model is None:
-            raise ModelLoadError(f"no --model given and the bundled model is missing ({path}); "
-                                 "pass --model model.onnx or best.pt")
-        raise ModelLoadError(f"model file not found: {path}")
-    if path.suffix.lower() == ".onnx":
-        return OnnxPredictor(path, threads=threads)
-    if path.suffix.lower() in (".pt", ".pth"):
-        try:
-            from hypoderm.checkpoint import CheckpointError  # imports torch
-        except ModuleNotFoundError as e:  # the plain install (`make run`) runs .onnx models only
-            from hypoderm.errors import MissingExtraError
-
-            raise MissingExtraError("hypoderm predict needs the training extras for a .pt checkpoint: pip install "
-                                    "'hypoderm[train]' (in a checkout: make setup), or give it the exported .onnx "
-                                    f"model; not installed: {e.name}") from e
-
-        try:
-            return TorchPredictor(path)
-        except (CheckpointError, KeyError, ValueError, RuntimeError) as e:
-            raise ModelLoadError(str(e)) from e
-    raise ModelLoadError(f"--model must be a .onnx file or a .pt checkpoint (or a folder holding model.onnx), "
-                         f"got {path.name}")
 
 
 def cam_note(predictor: Predictor) -> str | None:
@@ -235,12 +150,20 @@ def predict_files(predictor: Predictor, files: list[Path], top_k: int = 3, cam_d
     `decode_ahead`: files decoded in background threads while the model runs (0: none). 1 keeps at
     most two decoded images in memory (a 64 MP image is ~0.2 GB decoded; with 2, three of them at
     once took the 10,000-file fuzz to 1.04 GB) and still overlaps decoding with the model."""
+    from hypoderm.inference.explain import overlay_on_photo
+
     results: list[dict[str, Any]] = []
     used: set[str] = set()
+    # the heat map comes from the same preprocessing and model run as the answer (as the server's)
+    want_cam = cam_dir is not None and getattr(predictor, "has_gradcam", False)
     for f, pending in _decoded(files, _min_size(predictor), decode_ahead):
         try:
             img = pending.result()
-            res = {"file": str(f), **predictor.predict_image(img, top_k=top_k), "cam": None}
+            if want_cam:
+                answer, cam = predictor.predict_with_cam(img, top_k=top_k)
+            else:
+                answer, cam = predictor.predict_image(img, top_k=top_k), None
+            res = {"file": str(f), **answer, "cam": None}
         except Exception as e:  # noqa: BLE001 - (MemoryError included) one bad file must not cost the others
             results.append(_error(f, e))
             continue
@@ -248,13 +171,13 @@ def predict_files(predictor: Predictor, files: list[Path], top_k: int = 3, cam_d
             del pending
         # a heat map only next to an answer: an uncertain result names no class, so a map of its hidden top
         # class would say more than the answer does (as the app: static/js/app.js renderGradcam)
-        if cam_dir is not None and res["status"] == "ok" and getattr(predictor, "has_gradcam", False):
+        if cam_dir is not None and cam is not None and res["status"] == "ok":
             try:
                 # the map of the top class, over the photo (at most explain.OVERLAY_MAX_SIDE px)
                 index = list(predictor.metadata["class_names"]).index(res["top_k"][0]["label"])
                 out = _unique_png(cam_dir, f.stem, used)
                 out.parent.mkdir(parents=True, exist_ok=True)
-                predictor.gradcam_overlay(img, index).save(out, format="PNG")
+                overlay_on_photo(img, cam[0], cam[1], index, predictor.spec).save(out, format="PNG")
                 res["cam"] = str(out)
             except Exception as e:  # noqa: BLE001 - the prediction stands without its overlay
                 print(f"{f}: Grad-CAM failed ({type(e).__name__}: {e})", file=sys.stderr)
