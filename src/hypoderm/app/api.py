@@ -24,7 +24,7 @@ from hypoderm.imaging.io import MAX_ASPECT_RATIO, SOURCE_SIZE_KEY
 from hypoderm.inference.answers import PhotoAnswer, Probability
 from hypoderm.inference.metadata import public_metadata
 from hypoderm.inference.ood import with_gate
-from hypoderm.inference.predictor import MIN_SOURCE_SIDE
+from hypoderm.inference.verdict import MIN_SOURCE_SIDE
 
 # ImageLoadError.reason -> (HTTP status, error code)
 LOAD_ERRORS = {

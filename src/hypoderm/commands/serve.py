@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hypoderm.app.limits import DEFAULT_SERVER_THREADS, Limits
+from hypoderm.app.limits import DEFAULT_SERVER_THREADS, SLOW_MIN_AGE_S, Limits
 from hypoderm.app.state import WEB_ASSETS_ENV
 from hypoderm.errors import UsageError
 
@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"its slow ones get a JSON 429 (default {D.max_uploads_per_client}); fast uploads "
                              "are not capped per address")
     limits.add_argument("--slow-upload-kib", type=float, default=D.slow_upload_rate / 1024,
-                        help="KiB/s under which an arriving upload counts as slow, judged on its last 2 s "
+                        help="KiB/s under which an arriving upload counts as slow: its average since it began, "
+                             f"judged once it is {SLOW_MIN_AGE_S:g} s old "
                              f"(default {D.slow_upload_rate / 1024:g})")
     limits.add_argument("--forwarded-allow-ips", default=D.forwarded_allow_ips, metavar="ADDRESSES",
                         help="comma-separated addresses of your reverse proxy (or *): their X-Forwarded-For header "

@@ -17,11 +17,7 @@ from PIL import Image
 from hypoderm.inference.metadata import ModelLoadError, load_metadata, session_config
 from hypoderm.inference.ood import default_gate
 from hypoderm.inference.preprocess import PreprocessSpec, normalize_uint8, square_uint8
-from hypoderm.inference.verdict import (
-    MIN_SOURCE_SIDE,  # noqa: F401 - re-exported: hypoderm.app.api imports it
-    result_from_logits,
-    softmax,
-)
+from hypoderm.inference.verdict import result_from_logits, softmax
 
 
 def load_image(path: str | os.PathLike, min_size: int | None = None) -> Image.Image:
