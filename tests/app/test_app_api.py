@@ -276,7 +276,8 @@ def test_service_worker_precaches_shell_model_and_runtime(client: TestClient) ->
     info = client.get("/api/v1/model").json()
     base = info["browser_inference"]["script"].removesuffix("ort.wasm.min.mjs")
     for needed in ["/", info["model_url"], "/api/v1/model", "/static/js/app.js", "/static/data/cards.json",
-                   "/static/data/messages.json", "/static/js/verdict.js", *(f"{base}{f}" for f in ORT_FILES)]:
+                   "/static/data/messages.json", "/static/js/verdict.js", "/static/js/page.js", "/static/js/runtime.js",
+                   "/static/js/render.js", *(f"{base}{f}" for f in ORT_FILES)]:
         assert needed in files
     for f in files:  # every precached file exists, or install would fail
         assert client.get(f).status_code == 200, f
