@@ -170,7 +170,7 @@ def predict_files(predictor: Predictor, files: list[Path], top_k: int = 3, cam_d
         finally:
             del pending
         # a heat map only next to an answer: an uncertain result names no class, so a map of its hidden top
-        # class would say more than the answer does (as the app: static/js/app.js renderGradcam)
+        # class would say more than the answer does (as the app: static/js/render.js renderGradcam)
         if cam_dir is not None and cam is not None and res["status"] == "ok":
             try:
                 # the map of the top class, over the photo (at most explain.OVERLAY_MAX_SIDE px)
