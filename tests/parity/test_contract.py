@@ -1,6 +1,6 @@
 """The walk of one photo through `predict` and through the page (docs/ARCHITECTURE.md, "One photo, walked through
-both languages") is true of the files: every module it names exists, and from the square rule on each step pairs a
-Python module with the JavaScript twin that names it in its first comment line."""
+both languages") is true of the files: every module it names exists, and from the square rule to the heat map each
+step pairs a Python module with the JavaScript twin that names it in its first comment line."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "hypoderm"
 JS = SRC / "app" / "static" / "js"
-TWINS_FROM_STEP = 3
+TWIN_STEPS = range(3, 10)  # the square rule to the heat map; steps 1, 2 and 10 are each language's own glue
 
 
 def walk_rows() -> list[tuple[int, list[str], list[str]]]:
@@ -38,12 +38,12 @@ def test_the_walk_has_every_step_in_order_and_names_real_files() -> None:
 
 
 def test_each_twin_names_its_python_module_first() -> None:
-    """From step 3 on, the first JavaScript file of a step says in its opening comment which Python module it
+    """From step 3 to step 9, the first JavaScript file of a step says in its opening comment which Python module it
     mirrors (hypoderm.inference.preprocess, ..., hypoderm.cards), and the names match (preprocess.py -> preprocess.js,
     explain.py -> gradcam.js, cards.py -> answer.js) where the step pairs one module with one twin."""
     paired = 0
     for n, py, js in walk_rows():
-        if n < TWINS_FROM_STEP or "app.js" in js:
+        if n not in TWIN_STEPS or "app.js" in js:  # step 4: the model run itself, ONNX Runtime in both
             continue
         module = "hypoderm." + py[0].removesuffix(".py").replace("/", ".")
         head = (JS / js[0]).read_text(encoding="utf-8").split("\n\n", 1)[0]
