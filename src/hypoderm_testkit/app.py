@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -14,7 +15,7 @@ CLASSES = ["normal_skin", "tinea_versicolor", "vitiligo"]
 
 def build_model_dir(out: Path, size: int = 64, classes: list[str] | None = None, seed: int = 0,
                     temperature: float = 1.3, abstain_threshold: float = 0.4, model_name: str = "tiny",
-                    model: object | None = None, extra: dict | None = None) -> Path:
+                    model: Any = None, extra: dict | None = None) -> Path:
     """Export a small CNN (or `model`) to `out/model.onnx` + `out/model.json` per the hypoderm-onnx/1 contract."""
     import torch
 
@@ -77,7 +78,8 @@ def phone_like_jpeg(width: int = 4032, height: int = 3024, seed: int = 0, noise:
     (std `noise`) and pale patches, JPEG quality 90 (a 12 MP one is 2-4 MB, like a real photo)."""
     rng = np.random.default_rng(seed)
     small = rng.uniform(-30, 30, (12, 16, 3)).astype(np.float32)
-    texture = np.stack([np.asarray(Image.fromarray(small[..., c], "F").resize((width, height), Image.BICUBIC))
+    bicubic = Image.Resampling.BICUBIC
+    texture = np.stack([np.asarray(Image.fromarray(small[..., c], "F").resize((width, height), bicubic))
                         for c in range(3)], axis=-1)
     arr = np.array([205, 150, 120], np.float32) + texture + rng.normal(0, noise, (height, width, 3)).astype(np.float32)
     yy, xx = np.ogrid[:height, :width]

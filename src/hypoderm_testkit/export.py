@@ -4,6 +4,7 @@ Pillow, and a tiny checkpoint trained for a few steps (torch imported only insid
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -121,7 +122,7 @@ def _train_tiny_checkpoint(path: Path, size: int, steps: int, model_name: str, s
 _CACHE: dict[tuple, Path] = {}
 
 
-def tiny_checkpoint(tmp_dir: Path, **kwargs: object) -> Path:
+def tiny_checkpoint(tmp_dir: Path, **kwargs: Any) -> Path:
     """train_tiny_checkpoint, trained once per test session for the same arguments."""
     key = tuple(sorted(kwargs.items()))
     if key not in _CACHE or not _CACHE[key].is_file():

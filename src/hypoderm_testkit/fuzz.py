@@ -20,6 +20,7 @@ import struct
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -248,10 +249,10 @@ def _exif(rng: random.Random) -> bytes:
     exif[0x0112] = rng.choice([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 255, 65535])
     raw = exif.tobytes()
     if rng.random() < 0.4:
-        raw = bytearray(raw)
+        damaged = bytearray(raw)
         for _ in range(4):
-            raw[rng.randrange(len(raw))] = rng.randrange(256)
-        raw = bytes(raw)
+            damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        raw = bytes(damaged)
     return _encode(img, "JPEG", exif=raw)
 
 
@@ -283,7 +284,8 @@ def _large_of(fmt: str, mode: str, size: tuple[int, int], seed: int) -> bytes:
     elif mode != "RGB":
         small = small.convert(mode)
     img = small.resize(size, Image.Resampling.NEAREST)
-    kw: dict[str, object] = {"WEBP": {"quality": 80}, "TIFF": {"compression": "tiff_deflate"}}.get(fmt, {})
+    options: dict[str, dict[str, Any]] = {"WEBP": {"quality": 80}, "TIFF": {"compression": "tiff_deflate"}}
+    kw = options.get(fmt, {})
     return _encode(img, fmt, **kw)
 
 
@@ -302,8 +304,8 @@ def _deep(rng: random.Random) -> bytes:
             arr[nrng.random((h, w)) < 0.1] = value
         return _encode(Image.fromarray(arr, "F"), "TIFF")
     if mode == "I;16":
-        arr = nrng.integers(0, 65536, (h, w), dtype=np.uint16)
-        return _encode(Image.fromarray(arr), rng.choice(["PNG", "TIFF"]))
+        arr16 = nrng.integers(0, 65536, (h, w), dtype=np.uint16)
+        return _encode(Image.fromarray(arr16), rng.choice(["PNG", "TIFF"]))
     arr = nrng.integers(-(2**31), 2**31 - 1, (h, w), dtype=np.int64).astype(np.int32)
     return _encode(Image.fromarray(arr, "I"), "TIFF")
 

@@ -35,8 +35,10 @@ def constant_model_dir(out: Path, logits: list[float], abstain_threshold: float 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
                                 torch.nn.Flatten(), torch.nn.Linear(8, 2))
     with torch.no_grad():
-        model[-1].weight.zero_()
-        model[-1].bias.copy_(torch.tensor(logits))
+        head = model[-1]
+        assert isinstance(head, torch.nn.Linear)
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor(logits))
     return build_model_dir(out, size=224, classes=TWO_CLASSES, temperature=1.0, abstain_threshold=abstain_threshold,
                            model_name="e2e", model=model,
                            extra={"training_data": {"summary": "synthetic photos for the browser tests",
