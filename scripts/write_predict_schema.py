@@ -66,8 +66,8 @@ OTHER_OUTPUTS = """- The server's answer (`POST /api/v1/predict`, the Pydantic `
   predicted: 2 not_a_file, 1 not_image."). It gives the same answers for people (a "Normal skin" answer names the
   look-alikes that were answered "normal skin" on clinical photos: pityriasis alba, nevus depigmentosus, halo nevus)
   and, once per run after the answers, the model's limits: the hypopigmented conditions with an information card
-  (`app/static/data/cards.json`) that are not among `class_names`, which the model would force into one of its
-  classes, and the examination that tells each apart (`hypoderm.cards`)."""
+  (`assets/text/cards.json`, served as /static/data/cards.json) that are not among `class_names`, which the
+  model would force into one of its classes, and the examination that tells each apart (`hypoderm.cards`)."""
 
 
 class _NoFieldTitles(GenerateJsonSchema):
