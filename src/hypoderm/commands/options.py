@@ -45,6 +45,9 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False, st
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of AdamW (default %(default)s)")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="(default %(default)s)")
     p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="(default %(default)s)")
+    p.add_argument("--backbone-lr-scale", type=float, default=d.backbone_lr_scale, metavar="SCALE",
+                   help="learning rate of everything but the classifier head, as a share of --lr (e.g. 0.1 when "
+                        "fine-tuning --pretrained weights; default %(default)s: one rate for all)")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="(default %(default)s)")
     p.add_argument("--balance", choices=list(get_args(Balance)), default=d.balance,
                    help="class-weighted loss, balanced sampler, or neither (default %(default)s)")

@@ -47,6 +47,10 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
+    # the learning rate of the trunk (everything but the classifier head: what ImageNet weights fill) as a share
+    # of lr; the head keeps lr. 1 = one rate for the whole network (a start from scratch); below 1 for a
+    # pretrained start, so that fine-tuning keeps what ImageNet taught (benchmarks/origins/README.md)
+    backbone_lr_scale: float = 1.0
     label_smoothing: float = 0.1
     balance: Balance = "loss"
     # a manifest column (e.g. "origin"): draw every class equally often and, inside a class, each value of
@@ -119,6 +123,8 @@ class TrainConfig:
                 raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise UsageError(f"lr must be > 0, got {self.lr}")
+        if not 0.0 < self.backbone_lr_scale <= 1.0:
+            raise UsageError(f"backbone_lr_scale must be in (0, 1], got {self.backbone_lr_scale}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise UsageError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 < self.abstain_target <= 1.0:

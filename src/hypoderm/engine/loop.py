@@ -17,15 +17,35 @@ from hypoderm.engine.config import TrainConfig, TrainError
 from hypoderm.engine.runtime import predict_logits
 
 
+def classifier_head(model: nn.Module) -> nn.Module | None:
+    """The model's classifier head: `classifier` (our MobileNetV3-Small family, torchvision's MobileNets,
+    EfficientNet, DenseNet) or `fc` (ResNet, ShuffleNet); None when it has neither."""
+    for name in ("classifier", "fc"):
+        head = getattr(model, name, None)
+        if isinstance(head, nn.Module):
+            return head
+    return None
+
+
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on norms and biases (1-d tensors), as in timm and torchvision."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
+    """AdamW; no weight decay on norms and biases (1-d tensors), as in timm and torchvision. With
+    cfg.backbone_lr_scale < 1 the trunk (everything but the classifier head) learns at lr x that scale and the
+    head at lr: the usual fine-tuning of a pretrained network (the LR schedule scales every group alike)."""
+    head = classifier_head(model)
+    if cfg.backbone_lr_scale != 1.0 and head is None:
+        raise TrainError(f"--backbone-lr-scale needs a model with a `classifier` or `fc` head; "
+                         f"{type(model).__name__} has neither")
+    # one rate for all (scale 1): two groups, as before the option, so older runs still resume
+    split = cfg.backbone_lr_scale != 1.0 and head is not None
+    in_head = {id(p) for p in head.parameters()} if split and head is not None else set()
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for p in model.parameters():
         if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+            groups.setdefault((split and id(p) not in in_head, p.ndim <= 1), []).append(p)
+    return torch.optim.AdamW(
+        [{"params": params, "lr": cfg.lr * cfg.backbone_lr_scale if in_trunk else cfg.lr,
+          "weight_decay": 0.0 if no_decay else cfg.weight_decay}
+         for (in_trunk, no_decay), params in sorted(groups.items())], lr=cfg.lr)
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int):  # noqa: ANN201 - a LambdaLR function

@@ -320,7 +320,8 @@ def _end_epoch(cfg: TrainConfig, epoch: int, tr: dict[str, float], t0: float, lo
                       amp=loop.scaler.is_enabled(), channels_last=rt.on_cuda)
         row = {"epoch": epoch, "train/loss": tr["loss"], "train/accuracy": tr["accuracy"],
                "val/loss": va["loss"], "val/accuracy": va["accuracy"], "val/macro_f1": va["macro_f1"],
-               "lr": loop.optimizer.param_groups[0]["lr"], "train/images_per_s": tr["images_per_s"] * rt.world,
+               "lr": max(g["lr"] for g in loop.optimizer.param_groups),  # the head's rate
+               "train/images_per_s": tr["images_per_s"] * rt.world,
                "time_s": time.perf_counter() - t0}
         early = loop.early
         improved = va["macro_f1"] > early["best"] + 1e-9
