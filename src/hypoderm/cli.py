@@ -35,6 +35,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("data", "audit"): ("hypoderm.commands.data_audit",
                         "audit a dataset: counts, sizes, unreadable files, duplicates, leakage"),
     ("data", "split"): ("hypoderm.commands.data_split", "write a stratified, group-aware split file"),
+    ("data", "lesion-free"): ("hypoderm.commands.data_lesion_free",
+                              "cut lesion-free skin from lesion photos with masks, as normal-skin training photos"),
     ("data", "import", "scin"): ("hypoderm.commands.data_import_scin",
                                  "build a training set from Google's SCIN dataset"),
     ("train",): ("hypoderm.commands.train", "train a model on an image folder or CSV manifest"),
