@@ -116,6 +116,25 @@ def test_training_config_carries_the_flag_to_the_index(data: Path) -> None:
     assert len(good) == 7 and bad == []
 
 
+
+def test_a_held_out_cv_reads_outside_rows_with_the_flag(tmp_path: Path) -> None:
+    """`cv --hold-out-by origin --allow-outside-paths` (e.g. on `data lesion-free`'s manifest, which lists the
+    original photos by absolute path): the run's first line reads the manifest with the flag too."""
+    from hypoderm.engine.config import TrainConfig
+    from hypoderm.engine.cv import first_line
+
+    root = tmp_path / "data"
+    for i in range(2):
+        _png(tmp_path / "photos" / f"p{i}.png", i)
+    csv = root / "manifest.csv"
+    root.mkdir()
+    csv.write_text("path,label,origin\n" + "".join(f"{tmp_path / 'photos' / f'p{i}.png'},a,o{i}\n" for i in range(2)))
+    with pytest.raises(DatasetError, match="outside"):
+        first_line(TrainConfig(data=str(csv), hold_out_by="origin"), tmp_path / "none.json")
+    line = first_line(TrainConfig(data=str(csv), hold_out_by="origin", allow_outside_paths=True),
+                      tmp_path / "none.json")
+    assert "o0" in line and "o1" in line
+
 # ---- no machine path in model.json or /api/v1/model ----------------------------------------------------------
 
 ABSOLUTE = re.compile(r"(?<![\w.:/-])(/home|/root|/tmp|/etc|/work|~/|[A-Z]:\\)")

@@ -113,7 +113,7 @@ def first_line(cfg: TrainConfig, split_path: Path) -> str:
         from hypoderm.data.dataset import load_index
         from hypoderm.data.splits import column_value
 
-        index = load_index(cfg.data, group_regex=cfg.group_regex)
+        index = load_index(cfg.data, group_regex=cfg.group_regex, allow_outside_paths=cfg.allow_outside_paths)
         values = sorted({column_value(s, cfg.hold_out_by) for s in index.samples})
         return holdout_protocol_line(cfg.hold_out_by, values, cfg.folds)
     return protocol_line(cfg.folds)
