@@ -63,13 +63,18 @@ class CutReport:
     manifest: Path | None = None
 
 
+def _box_sums(mask: np.ndarray) -> np.ndarray:
+    """The integral image of a bool mask (one row and column of zeros in front): any box's count in 4 lookups."""
+    return np.pad(mask.astype(np.int64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+
+
 def widen(mask: np.ndarray, radius: int) -> np.ndarray:
     """Box dilation of a bool mask by `radius` pixels (integral image: every pixel within a (2r+1)^2 box of a
     mask pixel)."""
     if radius <= 0:
         return mask.copy()
     h, w = mask.shape
-    ii = np.pad(mask.astype(np.int32), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    ii = _box_sums(mask)
     y0 = np.clip(np.arange(h) - radius, 0, h)
     y1 = np.clip(np.arange(h) + radius + 1, 0, h)
     x0 = np.clip(np.arange(w) - radius, 0, w)
@@ -84,10 +89,6 @@ def ink_mask(rgb: np.ndarray) -> np.ndarray:
     hsv = np.asarray(Image.fromarray(rgb).convert("HSV"), dtype=np.float32)
     hue = hsv[..., 0] * (360.0 / 255.0)
     return (hue >= 190) & (hue <= 320) & (hsv[..., 1] > 0.35 * 255) & (hsv[..., 2] > 0.15 * 255)
-
-
-def _box_sums(mask: np.ndarray) -> np.ndarray:
-    return np.pad(mask.astype(np.int64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
 
 
 def _box_total(ii: np.ndarray, y: int, x: int, s: int) -> int:

@@ -31,13 +31,15 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW; no weight decay on norms and biases (1-d tensors), as in timm and torchvision. With
     cfg.backbone_lr_scale < 1 the trunk (everything but the classifier head) learns at lr x that scale and the
     head at lr: the usual fine-tuning of a pretrained network (the LR schedule scales every group alike)."""
-    head = classifier_head(model)
-    if cfg.backbone_lr_scale != 1.0 and head is None:
-        raise TrainError(f"--backbone-lr-scale needs a model with a `classifier` or `fc` head; "
-                         f"{type(model).__name__} has neither")
     # one rate for all (scale 1): two groups, as before the option, so older runs still resume
-    split = cfg.backbone_lr_scale != 1.0 and head is not None
-    in_head = {id(p) for p in head.parameters()} if split and head is not None else set()
+    split = cfg.backbone_lr_scale != 1.0
+    in_head: set[int] = set()
+    if split:
+        head = classifier_head(model)
+        if head is None:
+            raise TrainError(f"--backbone-lr-scale needs a model with a `classifier` or `fc` head; "
+                             f"{type(model).__name__} has neither")
+        in_head = {id(p) for p in head.parameters()}
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for p in model.parameters():
         if p.requires_grad:
