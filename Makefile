@@ -62,7 +62,7 @@ bench: setup
 	$(VENV)/bin/hypoderm bench --models mnv3s,hypodermnet,resnet50 --size 224
 
 # Retrain and re-export the bundled model (MODEL_CARD.md); DATA defaults to the multisource manifest.
-DATA ?= ../shared/data/multisource/index.csv
+DATA ?= ../shared/data/multisource/index-v2.csv
 bundled-model: setup
 	bash scripts/train_bundled_model.sh $(DATA)
 

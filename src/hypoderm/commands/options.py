@@ -68,6 +68,12 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False, st
                    help="mix pictures that are not skin (synthetic textures, sample photos of installed packages) into "
                         "every batch with a uniform target, weighted by WEIGHT (default %(default)s, the bundled "
                         "recipe; 0 = off)")
+    p.add_argument("--outliers", default=d.outliers, metavar="PATH",
+                   help="real photographs that are not skin (a manifest CSV with path,label[,origin] or an image "
+                        "folder; e.g. ../shared/data/nonskin/index.csv) added to the outlier-exposure bank: each "
+                        "photo's centre square and two close-ups")
+    p.add_argument("--outliers-exclude", default=d.outliers_exclude, metavar="ORIGIN[,ORIGIN]",
+                   help="leave these values of the outlier manifest's origin column out of the bank (to test on them)")
     p.add_argument("--ema", action="store_true", help="keep an exponential moving average of the weights")
     p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="(default %(default)s)")
     p.add_argument("--bn-momentum", type=float, default=d.bn_momentum,

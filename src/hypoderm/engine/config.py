@@ -69,6 +69,11 @@ class TrainConfig:
     # outlier exposure (hypoderm.engine.outliers): weight of the uniform-target loss on non-skin pictures mixed
     # into every batch (a quarter of its size); 0 = off
     outlier_exposure: float = 0.5  # the bundled recipe; 0 = off
+    # real photographs that are not skin (a manifest CSV or an image folder, e.g. ../shared/data/nonskin/index.csv)
+    # added to the outlier-exposure bank: each photo's centre square and close-ups (engine.outliers.real_bank)
+    outliers: str | None = None
+    # values of the outlier manifest's `origin` column left out of the bank (comma-separated): held-out checks
+    outliers_exclude: str | None = None
     ema: bool = False
     # BatchNorm momentum while training; None keeps the model's. torchvision's MobileNetV3 uses 0.01,
     # tuned for ImageNet-length runs: over a few hundred steps its running statistics barely leave
@@ -103,6 +108,10 @@ class TrainConfig:
             raise UsageError(f"counterfactual must be NORMAL:LESION (two class names), got {self.counterfactual!r}")
         if not 0.0 <= self.outlier_exposure <= 10.0:
             raise UsageError(f"outlier_exposure must be in [0, 10], got {self.outlier_exposure}")
+        if self.outliers_exclude and not self.outliers:
+            raise UsageError("outliers_exclude names origins of an --outliers manifest; give --outliers too")
+        if self.outliers and self.outlier_exposure <= 0:
+            raise UsageError("--outliers adds photos to the outlier-exposure bank; it needs --outlier-exposure > 0")
         if not 0.0 <= self.counterfactual_p <= 1.0:
             raise UsageError(f"counterfactual_p must be in [0, 1], got {self.counterfactual_p}")
         if self.balance not in ("loss", "sampler", "none"):

@@ -11,6 +11,11 @@ benchmarks/robustness/README.md). `OutlierBank` therefore draws each picture on 
 long run draws them all, once (one process keeps one bank per setting: `hypoderm cv`'s folds share it; each
 DataLoader worker keeps the pictures it drew). With a training cache folder the whole bank is drawn once and
 stored there as one .npy file.
+
+`real_bank` adds real photographs that are not skin (`--outliers`, e.g. ../shared/data/nonskin: bread, clothing,
+animals, rooms, receipts; a third skin-coloured), each as its centre square and two close-ups, decoded once per
+cache folder. `--outliers-exclude` leaves origins out, so that the model can be judged on non-skin sources it
+never saw (benchmarks/nonskin/real_oe/).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import functools
 import hashlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +133,70 @@ def load_bank(spec: PreprocessSpec, cache_dir: str | os.PathLike | None, per_fam
             np.save(fh, bank)
         os.replace(tmp, path)
     return [torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))) for a in bank]
+
+
+REAL_CLOSEUPS = 2  # close-ups per real photo, beside its centre square
+
+
+def real_bank(source: str | os.PathLike, spec: PreprocessSpec, *, exclude: Sequence[str] = (),
+              cache_dir: str | os.PathLike | None = None, closeups: int = REAL_CLOSEUPS, seed: int = 0,
+              log: Callable[[str], object] = print) -> list[torch.Tensor]:
+    """Real photographs that are not skin, as CHW uint8 squares of side spec.resize_size: each photo of `source` (a
+    manifest CSV or an image folder, `hypoderm.data.dataset.load_index`; labels are not used) whose `origin` is not
+    in `exclude`, as its centre square and `closeups` close-ups (20-60% of its shorter side, `nonskin.closeup_box`,
+    drawn from one generator seeded `seed`). A file that cannot be decoded is skipped and counted in the log line.
+    With `cache_dir` the squares are stored there as one .npy, keyed by the files (path, size, mtime) and settings."""
+    from hypoderm.data import nonskin
+    from hypoderm.data.dataset import DatasetError, load_index
+    from hypoderm.errors import HypodermError
+    from hypoderm.imaging.io import load_rgb
+
+    index = load_index(source)
+    excluded = {o.strip() for o in exclude if o.strip()}
+    origins = {s.extra.get("origin", "") for s in index.samples}
+    unknown = sorted(excluded - origins)
+    if unknown:
+        known = ", ".join(sorted(o for o in origins if o)) or "none"
+        raise DatasetError(f"{source}: --outliers-exclude names origin(s) the manifest does not have: "
+                           f"{', '.join(unknown)} (its origins: {known})")
+    samples = [s for s in index.samples if s.extra.get("origin", "") not in excluded]
+    if not samples:
+        raise DatasetError(f"{source}: no outlier photos left after excluding {', '.join(sorted(excluded))}")
+    side = spec.resize_size
+    path = None
+    if cache_dir:
+        files = "|".join(f"{s.path}:{s.path.stat().st_size}:{s.path.stat().st_mtime_ns}" for s in samples)
+        key = hashlib.sha1(f"{files}|{side}|{closeups}|{seed}|real-v1".encode()).hexdigest()
+        path = Path(cache_dir) / f"outliers-real-{key}.npy"
+        if path.is_file():
+            try:
+                arr = np.load(path)
+                return [torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))) for a in arr]
+            except (OSError, ValueError):
+                pass  # a damaged cache file is rebuilt
+    rng = np.random.default_rng(seed)
+    squares: list[np.ndarray] = []
+    skipped: list[str] = []
+    for s in samples:
+        try:  # close-ups are cut from a decode that keeps ~4x the training resolution
+            img = load_rgb(s.path, min_size=4 * side)
+        except HypodermError as e:  # ImageLoadError, ImageShapeError: the file's own fault
+            skipped.append(f"{s.path.name} ({e})")
+            continue
+        squares.append(_square(img, side))
+        squares += [_square(img.crop(nonskin.closeup_box(img.size, rng)), side) for _ in range(closeups)]
+    if not squares:
+        raise DatasetError(f"{source}: none of its {len(samples)} outlier photos could be decoded")
+    log(f"outliers: {len(samples) - len(skipped)} real photos from {source} ({len(squares)} squares)"
+        + (f", {len(excluded)} origin(s) left out: {', '.join(sorted(excluded))}" if excluded else "")
+        + (f"; {len(skipped)} unreadable, skipped: {', '.join(skipped[:3])}" if skipped else ""))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, np.stack(squares))
+        os.replace(tmp, path)
+    return [torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))) for a in squares]
 
 
 class OutlierDataset(CachedImageDataset):

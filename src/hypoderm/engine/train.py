@@ -267,6 +267,11 @@ def _build_loop(cfg: TrainConfig, data: FoldData, spec: PreprocessSpec, rt: _Run
         from hypoderm.engine.outliers import OutlierDataset, load_bank
 
         bank = load_bank(spec, cfg.cache_dir)
+        if cfg.outliers:
+            from hypoderm.engine.outliers import real_bank
+
+            exclude = (cfg.outliers_exclude or "").split(",")
+            bank = [*bank, *real_bank(cfg.outliers, spec, exclude=exclude, cache_dir=cfg.cache_dir, log=rt.log)]
         outlier_ds = OutlierDataset(bank, train_transform(spec, "standard"))
         outlier_generator = torch.Generator()
         outlier_loader = build_train_loader(outlier_ds, batch_size=max(1, cfg.batch_size // 4), workers=cfg.workers,

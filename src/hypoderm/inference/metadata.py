@@ -294,6 +294,12 @@ def metadata_from_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any]:
         "epoch": ckpt.get("epoch"),
         "disclaimer": DISCLAIMER,
     }
+    cfg = ckpt.get("config") or {}
+    if cfg.get("outlier_exposure"):  # what the model saw that is not skin (engine.outliers): synthetic + sample photos,
+        md["training_data"]["outliers"] = {  # and the real photos of --outliers, named like the data source
+            "weight": float(cfg["outlier_exposure"]),
+            "real_photos": public_path(str(cfg["outliers"]), resolve=True) if cfg.get("outliers") else None,
+            "excluded_origins": [o for o in (cfg.get("outliers_exclude") or "").split(",") if o]}
     if int(ckpt.get("num_classes", len(md["class_names"]))) != len(md["class_names"]):
         raise ValueError(f"checkpoint has num_classes={ckpt['num_classes']} but {len(md['class_names'])} class names")
     return to_jsonable(md)
