@@ -20,33 +20,38 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from hypoderm.data.splits import Split
-from hypoderm.inference import load_metadata
-from hypoderm.inference.preprocess import PreprocessSpec, normalize_uint8
+from hypoderm.inference.predictor import OnnxPredictor
+from hypoderm.inference.preprocess import normalize_uint8
 from hypoderm.inference.verdict import result_from_logits
 
 BLOCK = Path("src/hypoderm/assets/skin_check.json")
 
 
+def with_skin_check(md: dict) -> dict:
+    """The model's metadata with the shipped skin check's rule (thresholds), as `predict` reads it."""
+    return {**md, "ood": {**(md.get("ood") or {}), "skin_check": json.loads(BLOCK.read_text())}}
+
+
+def batch_logits(predictor: OnnxPredictor, crops: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(len(rows), K) logits of the crops `rows`, 64 at a time."""
+    if not len(rows):
+        return np.zeros((0, len(predictor.class_names)), np.float32)
+    return np.concatenate([predictor.predict_logits(np.stack([normalize_uint8(crops[j], predictor.spec)
+                                                              for j in rows[i:i + 64]]))
+                           for i in range(0, len(rows), 64)])
+
+
 def statuses(model: Path, crops: np.ndarray, held: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """The status `predict` would give each crop in `rows` (others ""), with the held-out skin-check score."""
-    md = load_metadata(model)
-    md = {**md, "ood": {**(md.get("ood") or {}), "skin_check": json.loads(BLOCK.read_text())}}
-    spec = PreprocessSpec.from_dict(md["input"])
-    opts = ort.SessionOptions()
-    opts.add_session_config_entry("session.disable_quant_qdq", "1")
-    sess = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
+    predictor = OnnxPredictor(model)
+    md = with_skin_check(predictor.metadata)
     out = np.array([""] * len(crops), dtype=object)
-    for i in range(0, len(rows), 64):
-        b = rows[i:i + 64]
-        logits = sess.run(["logits"], {name: np.stack([normalize_uint8(crops[j], spec) for j in b])})[0]
-        for j, lg in zip(b, logits, strict=True):
-            score = float(held[j]) if np.isfinite(held[j]) else None
-            out[j] = result_from_logits(lg, crops[j], md, source_side=None, skin_score=score)["status"]
+    for j, lg in zip(rows, batch_logits(predictor, crops, rows), strict=True):
+        score = float(held[j]) if np.isfinite(held[j]) else None
+        out[j] = result_from_logits(lg, crops[j], md, source_side=None, skin_score=score)["status"]
     return out
 
 

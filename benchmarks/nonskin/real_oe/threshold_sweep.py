@@ -14,14 +14,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+from end_to_end import batch_logits, with_skin_check  # this folder's script: the same model, metadata and batching
 
 from hypoderm.data.splits import Split
-from hypoderm.inference import load_metadata
-from hypoderm.inference.preprocess import PreprocessSpec, normalize_uint8
+from hypoderm.inference.predictor import OnnxPredictor
 from hypoderm.inference.verdict import result_from_logits, softmax
-
-BLOCK = Path("src/hypoderm/assets/skin_check.json")
 
 
 def main() -> None:
@@ -39,17 +36,9 @@ def main() -> None:
     skin = np.array([str(n) in val for n in names]) & (side == "skin")
     other = (side == "nonskin") & (origin == args.origin)
     sel = np.where(skin | other)[0]
-    model = args.run / "model.int8w.onnx"
-    md = load_metadata(model)
-    md = {**md, "ood": {**(md.get("ood") or {}), "skin_check": json.loads(BLOCK.read_text())}}
-    spec = PreprocessSpec.from_dict(md["input"])
-    opts = ort.SessionOptions()
-    opts.add_session_config_entry("session.disable_quant_qdq", "1")
-    sess = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    logits = np.concatenate([sess.run(["logits"], {name: np.stack([normalize_uint8(crops[j], spec)
-                                                                   for j in sel[i:i + 64]])})[0]
-                             for i in range(0, len(sel), 64)])
+    predictor = OnnxPredictor(args.run / "model.int8w.onnx")
+    md = with_skin_check(predictor.metadata)
+    logits = batch_logits(predictor, crops, sel)
     conf = softmax(logits, md["temperature"]).max(axis=1)
     # passes the gate and the skin check: status ok once the abstain threshold is out of the way
     passes = np.array([result_from_logits(lg, crops[j], {**md, "abstain_threshold": 0.0}, source_side=None,

@@ -118,21 +118,30 @@ def load_bank(spec: PreprocessSpec, cache_dir: str | os.PathLike | None, per_fam
 
     photos = len(nonskin.sample_photos())
     key = hashlib.sha1(f"{spec.resize_size}|{per_family}|{seed}|{photos}|v1".encode()).hexdigest()
-    path = Path(cache_dir) / f"outliers-{key}.npy"
-    bank = None
-    if path.is_file():
+    return _as_tensors(_cached(Path(cache_dir) / f"outliers-{key}.npy", lambda: build_bank(spec, per_family, seed)))
+
+
+def _cached(path: Path | None, build: Callable[[], np.ndarray]) -> np.ndarray:
+    """`build()`'s array, stored at `path` (written atomically) and read back from there when it was built before;
+    a damaged file is built again. `path` None: no cache."""
+    if path is not None and path.is_file():
         try:
-            bank = np.load(path)
+            return np.load(path)
         except (OSError, ValueError):
-            bank = None  # a damaged cache file is rebuilt
-    if bank is None:
-        bank = build_bank(spec, per_family, seed)
+            pass  # a damaged cache file is rebuilt
+    arr = build()
+    if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
-            np.save(fh, bank)
+            np.save(fh, arr)
         os.replace(tmp, path)
-    return [torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))) for a in bank]
+    return arr
+
+
+def _as_tensors(squares: np.ndarray) -> list[torch.Tensor]:
+    """(N, S, S, 3) uint8 -> N CHW uint8 tensors."""
+    return [torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))) for a in squares]
 
 
 REAL_CLOSEUPS = 2  # close-ups per real photo, beside its centre square
@@ -165,38 +174,31 @@ def real_bank(source: str | os.PathLike, spec: PreprocessSpec, *, exclude: Seque
     side = spec.resize_size
     path = None
     if cache_dir:
-        files = "|".join(f"{s.path}:{s.path.stat().st_size}:{s.path.stat().st_mtime_ns}" for s in samples)
+        stats = [(s.path, s.path.stat()) for s in samples]
+        files = "|".join(f"{p}:{st.st_size}:{st.st_mtime_ns}" for p, st in stats)
         key = hashlib.sha1(f"{files}|{side}|{closeups}|{seed}|real-v1".encode()).hexdigest()
         path = Path(cache_dir) / f"outliers-real-{key}.npy"
-        if path.is_file():
-            try:
-                arr = np.load(path)
-                return [torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))) for a in arr]
-            except (OSError, ValueError):
-                pass  # a damaged cache file is rebuilt
-    rng = np.random.default_rng(seed)
-    squares: list[np.ndarray] = []
-    skipped: list[str] = []
-    for s in samples:
-        try:  # close-ups are cut from a decode that keeps ~4x the training resolution
-            img = load_rgb(s.path, min_size=4 * side)
-        except HypodermError as e:  # ImageLoadError, ImageShapeError: the file's own fault
-            skipped.append(f"{s.path.name} ({e})")
-            continue
-        squares.append(_square(img, side))
-        squares += [_square(img.crop(nonskin.closeup_box(img.size, rng)), side) for _ in range(closeups)]
-    if not squares:
-        raise DatasetError(f"{source}: none of its {len(samples)} outlier photos could be decoded")
-    log(f"outliers: {len(samples) - len(skipped)} real photos from {source} ({len(squares)} squares)"
-        + (f", {len(excluded)} origin(s) left out: {', '.join(sorted(excluded))}" if excluded else "")
-        + (f"; {len(skipped)} unreadable, skipped: {', '.join(skipped[:3])}" if skipped else ""))
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, np.stack(squares))
-        os.replace(tmp, path)
-    return [torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))) for a in squares]
+
+    def decode() -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        squares: list[np.ndarray] = []
+        skipped: list[str] = []
+        for s in samples:
+            try:  # close-ups are cut from a decode that keeps ~4x the training resolution
+                img = load_rgb(s.path, min_size=4 * side)
+            except HypodermError as e:  # ImageLoadError, ImageShapeError: the file's own fault
+                skipped.append(f"{s.path.name} ({e})")
+                continue
+            squares.append(_square(img, side))
+            squares += [_square(img.crop(nonskin.closeup_box(img.size, rng)), side) for _ in range(closeups)]
+        if not squares:
+            raise DatasetError(f"{source}: none of its {len(samples)} outlier photos could be decoded")
+        log(f"outliers: {len(samples) - len(skipped)} real photos from {source} ({len(squares)} squares)"
+            + (f", {len(excluded)} origin(s) left out: {', '.join(sorted(excluded))}" if excluded else "")
+            + (f"; {len(skipped)} unreadable, skipped: {', '.join(skipped[:3])}" if skipped else ""))
+        return np.stack(squares)
+
+    return _as_tensors(_cached(path, decode))
 
 
 class OutlierDataset(CachedImageDataset):
