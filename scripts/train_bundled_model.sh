@@ -9,8 +9,10 @@
 # depigmented macules painted on healthy skin (counterfactual), outlier exposure with the synthetic pictures and
 # the real non-skin photos of OUTLIERS (default ../shared/data/nonskin/index.csv), 30 epochs (patience 12). The
 # split is 5 folds stratified by (class, origin), so the validation fold (fold 1: early stopping, temperature,
-# abstain threshold) holds every origin of every class; the other four folds train (--final).
-# EXTRA: more `hypoderm train` flags (e.g. --outliers-exclude for a held-out run); INSTALL=0: export, don't install.
+# abstain threshold) holds every origin of every class but dfu-patches, whose photos are one group and so lie in one
+# fold (a training fold with seed 0); the other four folds train (--final).
+# EXTRA: more `hypoderm train` flags (e.g. --outliers-exclude for a held-out run, --model mnv3s for another
+# architecture: a later flag wins); INSTALL=0: export, don't install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/multisource/index-v2.csv}
@@ -36,8 +38,8 @@ fi
 # --int8-weights: the shipped file stores the weights as INT8 per channel (about 1/3.6 of the fp32 file) and
 # ONNX Runtime dequantises them when the session is created, so it runs as fast as fp32
 # (benchmarks/export/README.md). The export prints its agreement with fp32; check it before shipping.
-# The INT8 weights are compared with fp32 on the validation fold (photos that did not train the model; every class
-# and origin) and 3 close-ups of each.
+# The INT8 weights are compared with fp32 on the validation fold (photos that did not train the model; every class,
+# every origin but dfu-patches) and 3 close-ups of each.
 ${PYTHON:-.venv/bin/python} scripts/fold_manifest.py "$DATA" "$RUN/split.json" 1 "$RUN/val.csv"
 $HYPODERM export "$RUN/best.pt" --format onnx --calibration "$DATA" --eval "$RUN/val.csv" --int8-weights \
   --out "$RUN/model.onnx"

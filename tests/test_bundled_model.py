@@ -39,7 +39,8 @@ def test_bundled_metadata_is_valid_and_describes_the_model():
     assert md["gradcam"]["cam_weights"] == "cam_weights"  # the heat map works torch-free
     assert md["ood"]["gate"] is not None and md["ood"]["max_logit_min"] <= -1e8  # the image gate decides
     assert md["temperature"] > 0 and 0.5 <= md["abstain_threshold"] <= 1.0
-    # the multisource development set (every origin), validation fold 1 of a split stratified by class and origin
+    # the multisource development set (every origin but dfu-patches, one group), validation fold 1 of a split
+    # stratified by class and origin
     # (index-v2: nine origins in the file)
     assert md["training_data"]["counts"] == {"normal_skin": 962, "other_lesion": 1070, "vitiligo": 214}
     assert md["training_data"]["n_val"] == 375 and md["training_data"]["n_test"] == 0

@@ -5,6 +5,7 @@ card is updated."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -116,3 +117,14 @@ def test_card_quotes_the_validation_report_and_the_end_to_end_counts() -> None:
     assert (f"({n} synthetic TEST pictures): {total['wrong']} answered with a diagnosis "
             f"({pct(total['wrong'] / n)}), {total['uncertain']} uncertain ({pct(total['uncertain'] / n)}), "
             f"{total['not_skin']} refused ({pct(total['not_skin'] / n)})" in CARD)
+
+
+def test_card_quotes_where_the_heat_map_lies() -> None:
+    """The heat-map sentence quotes benchmarks/gradcam/on_skin_v2.json (the bundled model on its validation photos)."""
+    run = _load(REPO / "benchmarks" / "gradcam" / "on_skin_v2.json")
+    assert run["model_sha256"] == hashlib.sha256(bundled_model().read_bytes()).hexdigest()  # this model's map
+    assert run["only"] == "val.csv"
+    pooled = run["pooled"]["held_out"]
+    assert f"{pooled['n']} answered validation photos" in CARD
+    assert f"(heat / area {pooled['skin_heat_over_area']:.2f})" in CARD
+    assert pooled["share_with_most_heat_on_dark"] == 0.0 and "none has most of its heat on a dark backdrop" in CARD

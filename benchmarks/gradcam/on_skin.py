@@ -10,14 +10,16 @@ counted, because only they get a heat map in the app.
     OMP_NUM_THREADS=1 python benchmarks/gradcam/on_skin.py --manifest ../shared/data/multisource/index-v2.csv \
         --per-origin 80 --out benchmarks/gradcam/on_skin.json
 
-Origins the bundled model never saw (it was trained on multisource index.csv): those of index-v2 not in
-index.csv (written in the output).
+Origins the bundled model never saw: those of index-v2 not in index.csv (written in the output), for a model trained
+on index.csv. For a model trained on index-v2, `--only RUN/val.csv` draws only its validation photos (never trained
+on, from origins it saw), and every cell counts as held out.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import platform
 import random
@@ -62,6 +64,9 @@ def main() -> None:
     ap.add_argument("--manifest", type=Path, required=True, help="multisource index-v2.csv")
     ap.add_argument("--model", type=Path, default=None, help="model.onnx (default: the bundled model)")
     ap.add_argument("--per-origin", type=int, default=80, help="photos drawn per (origin, class), seed 0")
+    ap.add_argument("--only", type=Path, default=None,
+                    help="a CSV with a path column (e.g. a training run's val.csv): draw only these photos; every "
+                         "cell then counts as held out (photos the model never trained on, from origins it saw)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     t0 = time.time()
@@ -71,7 +76,11 @@ def main() -> None:
         rows = list(csv.DictReader(f))
     v1 = args.manifest.parent / "index.csv"
     seen: set[str] = set()
-    if v1.is_file():
+    if args.only is not None:
+        with open(args.only, newline="", encoding="utf-8") as f:
+            keep = {str((args.only.parent / r["path"]).resolve()) for r in csv.DictReader(f)}
+        rows = [r for r in rows if str((args.manifest.parent / r["path"]).resolve()) in keep]
+    elif v1.is_file():
         with open(v1, newline="", encoding="utf-8") as f:
             seen = {r["origin"] for r in csv.DictReader(f)}
     cells: dict[tuple[str, str], list[dict]] = defaultdict(list)
@@ -99,7 +108,9 @@ def main() -> None:
                          **summarise(answered)}
         pooled["held_out" if held_out else "seen_in_training"].extend(answered)
         print(key, json.dumps(per_cell[key]), flush=True)
-    out = {"model": str(model_path.name), "manifest": args.manifest.name, "per_origin": args.per_origin,
+    out = {"model": str(model_path.name), "model_sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
+           "manifest": args.manifest.name, "per_origin": args.per_origin,
+           "only": args.only.name if args.only else None,
            "dark_max": DARK_MAX, "threads": 1, "machine": platform.machine(), "seen_origins": sorted(seen),
            "pooled": {k: summarise(v) for k, v in pooled.items()}, "cells": per_cell,
            "wall_s": round(time.time() - t0, 1)}

@@ -22,11 +22,13 @@ import hashlib
 import json
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
+from skimage import color
 
 from hypoderm.export.int8.weights import quantize_graph_weights
 from hypoderm.inference.skincheck import FORMAT, OUTPUT
@@ -44,6 +46,41 @@ def trunk_activations(net: SkinCheckNet, crops: np.ndarray) -> torch.Tensor:
             x = ((crops[i:i + 128].astype(np.float32) / 255 - MEAN) / STD).transpose(0, 3, 1, 2)
             out.append(net.trunk(torch.from_numpy(np.ascontiguousarray(x))))
     return torch.cat(out)
+
+
+def recolour(src: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each source crop with the colours of a random target crop (Reinhard's transfer: every CIELAB channel's mean
+    and spread matched): a shelf, a receipt or a raccoon in skin tones, so colour alone cannot say "skin"."""
+    out = np.empty_like(src)
+    for i, c in enumerate(src):
+        lab = color.rgb2lab(c)
+        ref = color.rgb2lab(targets[rng.integers(len(targets))])
+        mu, sd = lab.mean((0, 1)), lab.std((0, 1)) + 1e-3
+        lab = (lab - mu) / sd * ref.std((0, 1)) + ref.mean((0, 1))
+        with warnings.catch_warnings():  # out-of-gamut colours are clipped, as intended
+            warnings.simplefilter("ignore", UserWarning)
+            out[i] = np.clip(color.lab2rgb(lab) * 255 + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+def with_recoloured(z: dict[str, np.ndarray], copies: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Append `copies` recoloured versions of every real non-skin crop (view "recoloured", training only). The
+    target skin colours of a non-skin origin come from the skin origins of the same fold, which are in training
+    whenever that non-skin origin is, so no held-out skin origin lends its colours to a fold's negatives."""
+    side, origin = z["side"], z["origin"]
+    skin_origins = sorted(set(origin[side == "skin"]))
+    non_origins = sorted(set(origin[side == "nonskin"]))
+    rng = np.random.default_rng(seed)
+    new: dict[str, list[np.ndarray]] = {k: [] for k in ("crops", "side", "origin", "view", "category", "name")}
+    for f in range(3):
+        pool = z["crops"][(side == "skin") & np.isin(origin, skin_origins[f::3])]
+        src = np.where((side == "nonskin") & np.isin(origin, non_origins[f::3]))[0]
+        for _ in range(copies):
+            new["crops"].append(recolour(z["crops"][src], pool, rng))
+            for k in ("side", "origin", "category", "name"):
+                new[k].append(z[k][src])
+            new["view"].append(np.full(len(src), "recoloured"))
+    return {k: np.concatenate([z[k], *new[k]]) for k in new}
 
 
 def fit_tail(weights: Path, acts: torch.Tensor, y: np.ndarray, idx: np.ndarray, epochs: int, seed: int) -> SkinCheckNet:
@@ -98,12 +135,18 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--q-refuse", type=float, default=0.002)
     ap.add_argument("--q-answer", type=float, default=0.10)
+    ap.add_argument("--recolour", type=int, default=0, metavar="N",
+                    help="add N skin-toned copies of every real non-skin crop to the negatives (training only)")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
     ap.add_argument("--scores", type=Path, default=Path("/tmp/skin_check_heldout.npz"))
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     t0 = time.time()
-    z = np.load(args.npz)
+    z = {k: v for k, v in np.load(args.npz).items() if k in ("crops", "side", "origin", "view", "category", "name")}
+    n0 = len(z["side"])  # the extracted crops; recoloured ones are appended after them
+    if args.recolour:
+        z = with_recoloured(z, args.recolour)
+        print(f"{int((z['view'] == 'recoloured').sum())} recoloured crops in {time.time() - t0:.0f} s", flush=True)
     side, origin, view, category = z["side"], z["origin"], z["view"], z["category"]
     y = (side == "skin").astype(np.int64)
     acts = trunk_activations(from_imagenet(args.weights).eval(), z["crops"])
@@ -142,10 +185,12 @@ def main() -> None:
     held[side == "synthetic_test"] = ts  # never in any fold's training: the mean of the three checks
     rows.append({"side": "synthetic_test", "n": int(ts.size), "refused": float(np.mean(ts < t_refuse)),
                  "refused_or_withheld": float(np.mean(ts < t_answer)), "note": "mean score of the 3 fold checks"})
-    np.savez(args.scores, held=held, side=side, origin=origin, view=view, category=category, name=z["name"])
+    np.savez(args.scores, held=held[:n0], side=side[:n0], origin=origin[:n0], view=view[:n0],
+             category=category[:n0], name=z["name"][:n0])
     for r in rows:
         print(json.dumps(r))
     summary = {"command": "benchmarks/nonskin/learned/fit_skin_check.py", "epochs": args.epochs,
+               "recolour": args.recolour,
                "q_refuse": args.q_refuse, "q_answer": args.q_answer, "threshold": t_refuse,
                "answer_threshold": t_answer, "folds": [[skin_origins[f::3], non_origins[f::3]] for f in range(3)],
                "rows": rows}
@@ -160,7 +205,9 @@ def main() -> None:
                             "576 -> 1 head fitted",
                  "imagenet_weights": {"file": args.weights.name, "sha256": sha,
                                       "source": "TF-slim MobileNetV3-Small 1.0 (Apache-2.0)"},
-                 "fitted_on": {"skin": int((side == "skin").sum()), "nonskin": int((side == "nonskin").sum()),
+                 "fitted_on": {"skin": int((side == "skin").sum()),
+                               "nonskin": int(((side == "nonskin") & (view != "recoloured")).sum()),
+                               "nonskin_recoloured": int((view == "recoloured").sum()),
                                "synthetic": int((side == "synthetic_fit").sum()),
                                "samples": int((side == "samples").sum())},
                  "thresholds_from": "held-out-origin scores (benchmarks/nonskin/learned/results.json)"}
