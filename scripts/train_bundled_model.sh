@@ -4,15 +4,16 @@
 #   scripts/train_bundled_model.sh [MANIFEST] [RUN_DIR]
 # defaults: MANIFEST=../shared/data/multisource/index-v2.csv, RUN_DIR=runs/bundled. Deterministic seed 0; an
 # interrupted run resumes from RUN_DIR/last.pt. The recipe (benchmarks/nonskin/real_oe/README.md, held out by
-# origin in benchmarks/origins/): MobileNetV3-Small's ImageNet weights as the start (PRETRAINED, default
+# origin in benchmarks/origins/): MobileNetV3-Small (mnv3s: from ImageNet it beat the paper's hypodermnet, whose
+# ECA blocks start untrained; MODEL_CARD.md) with its ImageNet weights as the start (PRETRAINED, default
 # ../shared/weights/mobilenet_v3_small-imagenet-tfslim.pth), crop-tone at 128 px, classes and origins balanced,
 # depigmented macules painted on healthy skin (counterfactual), outlier exposure with the synthetic pictures and
 # the real non-skin photos of OUTLIERS (default ../shared/data/nonskin/index.csv), 30 epochs (patience 12). The
 # split is 5 folds stratified by (class, origin), so the validation fold (fold 1: early stopping, temperature,
 # abstain threshold) holds every origin of every class but dfu-patches, whose photos are one group and so lie in one
 # fold (a training fold with seed 0); the other four folds train (--final).
-# EXTRA: more `hypoderm train` flags (e.g. --outliers-exclude for a held-out run, --model mnv3s for another
-# architecture: a later flag wins); INSTALL=0: export, don't install.
+# EXTRA: more `hypoderm train` flags (e.g. --outliers-exclude for a held-out run, --model hypodermnet for the
+# paper's architecture: a later flag wins); INSTALL=0: export, don't install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/multisource/index-v2.csv}
@@ -27,7 +28,7 @@ sha256sum "$DATA" "$(dirname "$DATA")/manifest.csv" "$PRETRAINED" $( [ "$OUTLIER
   | tee "$RUN/data_manifest.sha256"
 [ -f "$RUN/split.json" ] || $HYPODERM data split "$DATA" --stratify-by origin --folds 5 --seed 0 --out "$RUN/split.json"
 if [ ! -f "$RUN/best.pt" ]; then
-  $HYPODERM train --data "$DATA" --model hypodermnet --split "$RUN/split.json" --fold 0 --final \
+  $HYPODERM train --data "$DATA" --model mnv3s --split "$RUN/split.json" --fold 0 --final \
     --size 128 --recipe crop-tone --outlier-exposure 0.5 --pretrained "$PRETRAINED" --balance-by origin \
     --counterfactual normal_skin:vitiligo --epochs 30 --patience 12 --abstain-target 0.85 \
     --seed 0 --workers 0 --cache-dir "${CACHE:-$RUN/cache}" --device "${DEVICE:-auto}" --out "$RUN" --no-progress \

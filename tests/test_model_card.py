@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 CARD = " ".join((REPO / "MODEL_CARD.md").read_text().split())  # line breaks do not matter
 ORIGINS = REPO / "benchmarks" / "origins"
 # the bundled model's recipe (scripts/train_bundled_model.sh): its held-out runs, packed into screen.json keyed by path
-RECIPE = "v2-imagenet-cf-realoe"
+RECIPE = "v2-imagenet-cf-realoe-mnv3s"
 
 
 def _load(path: Path) -> dict:
@@ -50,7 +50,7 @@ def test_card_quotes_the_parameter_count() -> None:
     pytest.importorskip("torch")
     from hypoderm.models import create_model
 
-    model = create_model("hypodermnet", num_classes=3)
+    model = create_model(load_metadata(bundled_model())["model_name"], num_classes=3)
     assert f"{sum(p.numel() for p in model.parameters()):,} parameters at three classes" in CARD
 
 

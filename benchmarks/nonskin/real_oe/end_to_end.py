@@ -44,10 +44,14 @@ def batch_logits(predictor: OnnxPredictor, crops: np.ndarray, rows: np.ndarray) 
                            for i in range(0, len(rows), 64)])
 
 
-def statuses(model: Path, crops: np.ndarray, held: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """The status `predict` would give each crop in `rows` (others ""), with the held-out skin-check score."""
+def statuses(model: Path, crops: np.ndarray, held: np.ndarray, rows: np.ndarray,
+             abstain: float | None = None) -> np.ndarray:
+    """The status `predict` would give each crop in `rows` (others ""), with the held-out skin-check score (and,
+    when given, another abstain threshold than the model's own: what-if runs)."""
     predictor = OnnxPredictor(model)
     md = with_skin_check(predictor.metadata)
+    if abstain is not None:
+        md = {**md, "abstain_threshold": abstain}
     out = np.array([""] * len(crops), dtype=object)
     for j, lg in zip(rows, batch_logits(predictor, crops, rows), strict=True):
         score = float(held[j]) if np.isfinite(held[j]) else None
@@ -70,6 +74,8 @@ def main() -> None:
                     help="run folders trained with --outliers-exclude (their model.int8w.onnx and best.pt)")
     ap.add_argument("--final", type=Path, required=True, help="the run trained with every non-skin origin")
     ap.add_argument("--compare", nargs="*", default=[], metavar="NAME=MODEL.onnx")
+    ap.add_argument("--held-abstain", type=float, default=None,
+                    help="what-if: judge the --held runs' answers at this abstain threshold instead of their own")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("end_to_end.json"))
     args = ap.parse_args()
     z, h = np.load(args.npz), np.load(args.held)
@@ -88,7 +94,7 @@ def main() -> None:
         cfg = torch.load(run / "best.pt", map_location="cpu", weights_only=False)["config"]
         out_origins = [o for o in (cfg.get("outliers_exclude") or "").split(",") if o]
         rows = np.where(nonskin & np.isin(origin, out_origins))[0]
-        real[rows] = statuses(run / "model.int8w.onnx", crops, held, rows)[rows]
+        real[rows] = statuses(run / "model.int8w.onnx", crops, held, rows, args.held_abstain)[rows]
         excluded_by.update({o: run.name for o in out_origins})
     rest = np.where(is_val | test | (nonskin & ~np.isin(origin, list(excluded_by))))[0]
     real[rest] = statuses(args.final / "model.int8w.onnx", crops, held, rest)[rest]
@@ -122,6 +128,7 @@ def main() -> None:
                          ("centre", "closeup") if (base & (view == v)).any()}
     print(json.dumps(totals, indent=1))
     args.out.write_text(json.dumps({"command": "benchmarks/nonskin/real_oe/end_to_end.py", "excluded_by": excluded_by,
+                                    "held_abstain": args.held_abstain,
                                     "rows": out_rows, "totals": totals}, indent=1) + "\n")
 
 
