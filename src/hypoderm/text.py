@@ -22,3 +22,8 @@ def listing(items: Sequence[str], limit: int = 20) -> str:
     """'a, b, c' or 'a, b, ... and 18 more' past `limit` items."""
     shown = ", ".join(items[:limit])
     return shown + (f", ... and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def comma_list(text: str | None) -> list[str]:
+    """A comma-separated option value (e.g. `--outliers-exclude a,b`) as its items, stripped, empty ones dropped."""
+    return [t.strip() for t in (text or "").split(",") if t.strip()]

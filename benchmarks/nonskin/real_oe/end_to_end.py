@@ -26,6 +26,7 @@ from hypoderm.data.splits import Split
 from hypoderm.inference.predictor import OnnxPredictor
 from hypoderm.inference.preprocess import normalize_uint8
 from hypoderm.inference.verdict import result_from_logits
+from hypoderm.text import comma_list
 
 BLOCK = Path("src/hypoderm/assets/skin_check.json")
 
@@ -92,7 +93,7 @@ def main() -> None:
     excluded_by: dict[str, str] = {}
     for run in args.held_runs:
         cfg = torch.load(run / "best.pt", map_location="cpu", weights_only=False)["config"]
-        out_origins = [o for o in (cfg.get("outliers_exclude") or "").split(",") if o]
+        out_origins = comma_list(cfg.get("outliers_exclude"))
         rows = np.where(nonskin & np.isin(origin, out_origins))[0]
         real[rows] = statuses(run / "model.int8w.onnx", crops, held, rows, args.held_abstain)[rows]
         excluded_by.update({o: run.name for o in out_origins})

@@ -48,6 +48,7 @@ from hypoderm.engine.runtime import (
 )
 from hypoderm.inference.preprocess import PreprocessSpec
 from hypoderm.models import canonical_name, weights_record
+from hypoderm.text import comma_list
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -270,8 +271,8 @@ def _build_loop(cfg: TrainConfig, data: FoldData, spec: PreprocessSpec, rt: _Run
         if cfg.outliers:
             from hypoderm.engine.outliers import real_bank
 
-            exclude = (cfg.outliers_exclude or "").split(",")
-            bank = [*bank, *real_bank(cfg.outliers, spec, exclude=exclude, cache_dir=cfg.cache_dir, log=rt.log)]
+            bank = [*bank, *real_bank(cfg.outliers, spec, exclude=comma_list(cfg.outliers_exclude),
+                                      cache_dir=cfg.cache_dir, log=rt.log)]
         outlier_ds = OutlierDataset(bank, train_transform(spec, "standard"))
         outlier_generator = torch.Generator()
         outlier_loader = build_train_loader(outlier_ds, batch_size=max(1, cfg.batch_size // 4), workers=cfg.workers,

@@ -23,6 +23,7 @@ from hypoderm import __version__
 from hypoderm.errors import HypodermError
 from hypoderm.inference.ood import validate_ood
 from hypoderm.inference.preprocess import CROP_RULE, PreprocessSpec
+from hypoderm.text import comma_list
 
 METADATA_FORMAT = "hypoderm-onnx/1"
 METADATA_KEY = "hypoderm"  # key in the ONNX model's metadata_props
@@ -299,7 +300,7 @@ def metadata_from_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any]:
         md["training_data"]["outliers"] = {  # and the real photos of --outliers, named like the data source
             "weight": float(cfg["outlier_exposure"]),
             "real_photos": public_path(str(cfg["outliers"]), resolve=True) if cfg.get("outliers") else None,
-            "excluded_origins": [o for o in (cfg.get("outliers_exclude") or "").split(",") if o]}
+            "excluded_origins": comma_list(cfg.get("outliers_exclude"))}
     if int(ckpt.get("num_classes", len(md["class_names"]))) != len(md["class_names"]):
         raise ValueError(f"checkpoint has num_classes={ckpt['num_classes']} but {len(md['class_names'])} class names")
     return to_jsonable(md)
