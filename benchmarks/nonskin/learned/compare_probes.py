@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from folds import left_out, origin_folds  # this folder's fold definition (fit_skin_check.py's)
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -32,8 +33,8 @@ def main() -> None:
     train = np.isin(side, ["skin", "nonskin", "synthetic_fit", "samples"])
     so, no = sorted(set(origin[side == "skin"])), sorted(set(origin[side == "nonskin"]))
     held = np.full(len(y), np.nan)
-    for fo in range(3):
-        left = ((side == "skin") & np.isin(origin, so[fo::3])) | ((side == "nonskin") & np.isin(origin, no[fo::3]))
+    for fo, fold in enumerate(origin_folds(side, origin)):
+        left = left_out(side, origin, fold)
         m = make_pipeline(StandardScaler(), LogisticRegression(C=args.C, max_iter=3000, class_weight="balanced"))
         m.fit(x[train & ~left], y[train & ~left])
         held[left] = m.decision_function(x[left])

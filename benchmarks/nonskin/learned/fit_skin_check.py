@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+from folds import left_out, origin_folds  # this folder's fold definition (shared with the other probes)
 from skimage import color
 
 from hypoderm.export.int8.weights import quantize_graph_weights
@@ -68,13 +69,11 @@ def with_recoloured(z: dict[str, np.ndarray], copies: int, seed: int = 0) -> dic
     target skin colours of a non-skin origin come from the skin origins of the same fold, which are in training
     whenever that non-skin origin is, so no held-out skin origin lends its colours to a fold's negatives."""
     side, origin = z["side"], z["origin"]
-    skin_origins = sorted(set(origin[side == "skin"]))
-    non_origins = sorted(set(origin[side == "nonskin"]))
     rng = np.random.default_rng(seed)
     new: dict[str, list[np.ndarray]] = {k: [] for k in ("crops", "side", "origin", "view", "category", "name")}
-    for f in range(3):
-        pool = z["crops"][(side == "skin") & np.isin(origin, skin_origins[f::3])]
-        src = np.where((side == "nonskin") & np.isin(origin, non_origins[f::3]))[0]
+    for out_skin, out_non in origin_folds(side, origin):
+        pool = z["crops"][(side == "skin") & np.isin(origin, out_skin)]
+        src = np.where((side == "nonskin") & np.isin(origin, out_non))[0]
         for _ in range(copies):
             new["crops"].append(recolour(z["crops"][src], pool, rng))
             for k in ("side", "origin", "category", "name"):
@@ -152,17 +151,17 @@ def main() -> None:
     acts = trunk_activations(from_imagenet(args.weights).eval(), z["crops"])
     print(f"trunk activations of {len(acts)} crops in {time.time() - t0:.0f} s", flush=True)
     train = np.isin(side, TRAIN_SIDES)
+    folds = origin_folds(side, origin)
     skin_origins = sorted(set(origin[side == "skin"]))
     non_origins = sorted(set(origin[side == "nonskin"]))
     held = np.full(len(y), np.nan)
     test_scores = []
-    for f in range(3):
-        out_skin, out_non = skin_origins[f::3], non_origins[f::3]
-        left = ((side == "skin") & np.isin(origin, out_skin)) | ((side == "nonskin") & np.isin(origin, out_non))
+    for f, fold in enumerate(folds):
+        left = left_out(side, origin, fold)
         net = fit_tail(args.weights, acts, y, np.where(train & ~left)[0], args.epochs, seed=f)
         held[left] = scores(net, acts, left)
         test_scores.append(scores(net, acts, side == "synthetic_test"))
-        print(f"fold {f}: held out {', '.join(out_skin)} | {', '.join(out_non)} ({time.time() - t0:.0f} s)", flush=True)
+        print(f"fold {f}: held out {', '.join(fold[0])} | {', '.join(fold[1])} ({time.time() - t0:.0f} s)", flush=True)
     per_origin = {o: held[(side == "skin") & (origin == o)] for o in skin_origins}
     t_refuse = float(min(np.quantile(s, args.q_refuse) for s in per_origin.values()))
     t_answer = float(min(np.quantile(s, args.q_answer) for s in per_origin.values()))
@@ -192,7 +191,7 @@ def main() -> None:
     summary = {"command": "benchmarks/nonskin/learned/fit_skin_check.py", "epochs": args.epochs,
                "recolour": args.recolour,
                "q_refuse": args.q_refuse, "q_answer": args.q_answer, "threshold": t_refuse,
-               "answer_threshold": t_answer, "folds": [[skin_origins[f::3], non_origins[f::3]] for f in range(3)],
+               "answer_threshold": t_answer, "folds": [list(fold) for fold in folds],
                "rows": rows}
     args.out.write_text(json.dumps(summary, indent=1) + "\n")
     if args.assets:

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from folds import origin_folds  # this folder's fold definition (fit_skin_check.py's)
 
 
 def main() -> None:
@@ -38,8 +39,8 @@ def main() -> None:
     skin_o, non_o = sorted(set(origin[side == "skin"])), sorted(set(origin[side == "nonskin"]))
     score = np.zeros(len(side))
     n_classes = []
-    for f in range(3):
-        out = (side == "skin") & np.isin(origin, skin_o[f::3])
+    for out_skin, _ in origin_folds(side, origin):
+        out = (side == "skin") & np.isin(origin, out_skin)
         mean = p[(side == "skin") & ~out].mean(0)
         order = np.argsort(-mean)
         cls = order[:int(np.searchsorted(np.cumsum(mean[order]), args.cover)) + 1]
