@@ -4,8 +4,8 @@
 #   scripts/train_bundled_model.sh [MANIFEST] [RUN_DIR]
 # defaults: MANIFEST=../shared/data/multisource/index-v2.csv, RUN_DIR=runs/bundled. Deterministic seed 0; an
 # interrupted run resumes from RUN_DIR/last.pt. The recipe (benchmarks/nonskin/real_oe/README.md, held out by
-# origin in benchmarks/origins/): MobileNetV3-Small (mnv3s: from ImageNet it beat the paper's hypodermnet, whose
-# ECA blocks start untrained; MODEL_CARD.md) with its ImageNet weights as the start (PRETRAINED, default
+# origin in benchmarks/origins/): MobileNetV3-Small (mnv3s: from ImageNet it beat the paper's hypodermnet held out
+# by origin; MODEL_CARD.md) with its ImageNet weights as the start (PRETRAINED, default
 # ../shared/weights/mobilenet_v3_small-imagenet-tfslim.pth), crop-tone at 128 px, classes and origins balanced,
 # depigmented macules painted on healthy skin (counterfactual), outlier exposure with the synthetic pictures and
 # the real non-skin photos of OUTLIERS (default ../shared/data/nonskin/index.csv), 30 epochs (patience 12). The

@@ -199,6 +199,23 @@ def test_partial_load_from_torchvision_state_dict(tmp_path):
     assert "loaded" in str(report) and "initialised fresh" in str(report)
 
 
+def test_fresh_eca_kernels_start_at_zero_only_from_pretrained_weights(tmp_path):
+    """From ImageNet, ECA (no counterpart in the SE blocks it replaces) starts as a uniform 0.5 gate; from scratch
+    it keeps PyTorch's random kernel, as the ECA-Net code does."""
+    torch.manual_seed(2)
+    path = tmp_path / "w.pth"
+    torch.save(torchvision.models.mobilenet_v3_small(num_classes=1000).state_dict(), path)
+    model = create_model("hypodermnet", num_classes=3, pretrained=path)
+    ecas = [m for m in model.modules() if isinstance(m, ECA)]
+    assert ecas and all(torch.count_nonzero(m.conv.weight) == 0 for m in ecas)
+    assert len(model.pretrained_report.zeroed) == len(ecas) and "started at zero" in str(model.pretrained_report)
+    x = torch.randn(2, ecas[0].channels, 5, 5)
+    assert torch.allclose(ecas[0](x), 0.5 * x)
+    scratch = create_model("hypodermnet", num_classes=3)
+    assert all(torch.count_nonzero(m.conv.weight) > 0 for m in scratch.modules() if isinstance(m, ECA))
+    assert create_model("mnv3s", num_classes=3, pretrained=path).pretrained_report.zeroed == []
+
+
 def test_reference_loads_everything_but_the_classifier(tmp_path):
     source = torchvision.models.mobilenet_v3_small(num_classes=1000)
     path = tmp_path / "w.pth"

@@ -22,6 +22,7 @@ import torchvision.models as tvm
 from torch import nn
 
 from hypoderm.errors import HypodermError, UsageError
+from hypoderm.models.layers import ECA
 from hypoderm.models.mobilenetv3 import (
     MNV3_SMALL,
     STAGE_14_STRIDE1,
@@ -227,9 +228,11 @@ def create_model(name: str, num_classes: int = 1000, pretrained: str | os.PathLi
     model = record.build(num_classes, **options)
     if pretrained is not None:
         state = _read_state_dict(pretrained, name)
-        model.pretrained_report = load_matching(model, state)  # type: ignore[assignment]
-        log.info("%s: %s", name, model.pretrained_report)
-        if not model.pretrained_report.loaded:  # type: ignore[union-attr]
+        report = load_matching(model, state)
+        report.zeroed = zero_fresh_attention(model, report)
+        model.pretrained_report = report  # type: ignore[assignment]
+        log.info("%s: %s", name, report)
+        if not report.loaded:
             raise PretrainedMismatchError(
                 f"the weights file {Path(str(pretrained)).name} has no tensor that fits {name} (it holds weights of "
                 "another architecture); give that model's own weights, or train it from scratch (--pretrained none)")
@@ -295,6 +298,7 @@ class LoadReport:
     shape_mismatch: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)  # in the file, not in the model (e.g. SE -> ECA)
     missing: list[str] = field(default_factory=list)  # in the model, not loaded: initialised fresh
+    zeroed: list[str] = field(default_factory=list)  # fresh ECA kernels set to 0 (see zero_fresh_attention)
 
     def __str__(self) -> str:
         parts = [f"loaded {len(self.loaded)} tensors"]
@@ -304,6 +308,8 @@ class LoadReport:
             parts.append(f"skipped (not in model): {len(self.unexpected)} e.g. {', '.join(self.unexpected[:4])}")
         if self.missing:
             parts.append(f"initialised fresh: {len(self.missing)} e.g. {', '.join(self.missing[:4])}")
+        if self.zeroed:
+            parts.append(f"ECA kernels started at zero (every channel gate 0.5): {len(self.zeroed)}")
         return "; ".join(parts)
 
 
@@ -323,6 +329,24 @@ def load_matching(model: nn.Module, state: dict[str, torch.Tensor]) -> LoadRepor
     report.missing = [k for k in own if k not in take]
     model.load_state_dict(take, strict=False)
     return report
+
+
+def zero_fresh_attention(model: nn.Module, report: LoadReport) -> list[str]:
+    """Start every ECA kernel that the weights file did not fill (ECA replaces SE blocks, which have no 1-D
+    kernel to load) at zero: each channel's gate is then sigmoid(0) = 0.5, a uniform scale that the batch norm
+    after the projection absorbs in training, so the pretrained trunk starts close to its ImageNet function with
+    no attention, and the gates start where the sigmoid learns fastest. PyTorch's random kernel instead gives
+    random, often saturated gates in every block (benchmarks/comparison/README.md measures both starts).
+    Returns the names of the zeroed tensors."""
+    fresh = set(report.missing)
+    zeroed = []
+    for name, module in model.named_modules():
+        key = f"{name}.conv.weight"
+        if isinstance(module, ECA) and key in fresh:
+            with torch.no_grad():
+                module.conv.weight.zero_()
+            zeroed.append(key)
+    return zeroed
 
 
 def count_parameters(model: nn.Module) -> int:
