@@ -20,6 +20,10 @@ from hypoderm.app.server import REPO_NODE_MODULES, create_app, find_web_assets
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
+# How long a browser test waits for the page to get ready or to answer: a liveness bound, not a timing. Generous,
+# because CI runs on loaded machines: with two training processes on the 2-core VM, a first page load (WASM
+# compile, ONNX session) once took over 60 s, the earlier bound, though the same test passed alone in 36 s.
+WAIT_MS = 180_000
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
 
 E2E_MARKS = [
@@ -94,7 +98,7 @@ def open_page(browser: Any, url: str, locale: str = "en-US") -> tuple[Any, Any, 
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(url)
-    page.wait_for_selector("body[data-ready]", timeout=60_000)
+    page.wait_for_selector("body[data-ready]", timeout=WAIT_MS)
     return ctx, page, requests, errors
 
 
@@ -104,7 +108,7 @@ def analyse(page: Any, photo: Path) -> dict:
     page.evaluate("document.getElementById('result').hidden = true")
     page.set_input_files("#file-input", str(photo))
     page.click("#analyse")
-    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    page.wait_for_selector("#result:not([hidden])", timeout=WAIT_MS)
     return page.evaluate("(() => { const d = document.getElementById('result').dataset;"
                          " return {status: d.status, inference: d.inference,"
                          " probabilities: JSON.parse(d.probabilities), skin: Number(d.skinFraction)}; })()")

@@ -17,7 +17,7 @@ from PIL import Image
 
 from conftest import REAL_DATA
 from hypoderm_testkit.app import skin_photo
-from hypoderm_testkit.browser import E2E_MARKS, LiveServer, analyse, open_page
+from hypoderm_testkit.browser import E2E_MARKS, WAIT_MS, LiveServer, analyse, open_page
 from hypoderm_testkit.page import blue_photo, latin_sentences, server_result, stored_cases, visible_text
 
 pytestmark = E2E_MARKS
@@ -81,7 +81,7 @@ def test_real_photos_top1_agrees_browser_vs_server(browser: object, live: LiveSe
             b = analyse(page, photo)
             page.check("#mode-server")
             page.click("#analyse")
-            page.wait_for_selector("#result[data-inference='server']", timeout=60_000)
+            page.wait_for_selector("#result[data-inference='server']", timeout=WAIT_MS)
             s = json.loads(page.evaluate("document.getElementById('result').dataset.probabilities"))
             if s is None:  # the server gives a refused picture no probabilities (issue 29)
                 assert b["status"] == "not_skin", photo.name
@@ -224,7 +224,7 @@ def test_heatmap_is_drawn_on_the_phone(browser: object, cam_model_dir: Path, tmp
         # the server draws the same kind of map when asked to run the model
         page.check("#mode-server")
         page.click("#analyse")
-        page.wait_for_selector("#result[data-inference='server']:not([hidden])", timeout=60_000)
+        page.wait_for_selector("#result[data-inference='server']:not([hidden])", timeout=WAIT_MS)
         page.wait_for_selector("#gradcam:not([hidden])")
         print(f"screenshots: {tmp_path}")
     finally:

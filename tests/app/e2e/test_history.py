@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hypoderm_testkit.app import skin_photo
-from hypoderm_testkit.browser import E2E_MARKS, LiveServer, analyse, open_page
+from hypoderm_testkit.browser import E2E_MARKS, WAIT_MS, LiveServer, analyse, open_page
 from hypoderm_testkit.page import blue_photo
 
 pytestmark = E2E_MARKS
@@ -84,10 +84,10 @@ def test_failed_server_call_marks_the_result_on_screen_as_an_earlier_one(browser
         # a result for this photo, then a failed call on the same photo: the result is marked as an earlier one
         page.unroute("**/api/v1/predict*")
         page.click("#analyse")
-        page.wait_for_selector("#result[data-inference='server']:not([hidden])", timeout=60_000)
+        page.wait_for_selector("#result[data-inference='server']:not([hidden])", timeout=WAIT_MS)
         page.route("**/api/v1/predict*", lambda route: route.abort())
         page.click("#analyse")
-        page.wait_for_selector("#result[data-stale='true']", timeout=60_000)
+        page.wait_for_selector("#result[data-stale='true']", timeout=WAIT_MS)
         assert page.is_visible("#analyse-error") and page.is_visible("#result-note")
         assert page.inner_text("#result-note").startswith(words), page.inner_text("#result-note")
         assert page.evaluate("getComputedStyle(document.getElementById('verdict')).opacity") == "0.45"
@@ -96,7 +96,7 @@ def test_failed_server_call_marks_the_result_on_screen_as_an_earlier_one(browser
         assert page.inner_text("#result-note").startswith(words)
         page.unroute("**/api/v1/predict*")
         page.click("#analyse")
-        page.wait_for_selector("#result[data-stale='']:not([hidden])", timeout=60_000)
+        page.wait_for_selector("#result[data-stale='']:not([hidden])", timeout=WAIT_MS)
         assert page.is_hidden("#result-note") and page.is_hidden("#analyse-error")
     finally:
         ctx.close()

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from hypoderm_testkit.app import skin_photo
-from hypoderm_testkit.browser import E2E_MARKS, LiveServer, analyse, open_page
+from hypoderm_testkit.browser import E2E_MARKS, WAIT_MS, LiveServer, analyse, open_page
 from hypoderm_testkit.page import blue_photo, latin_sentences, visible_text
 
 pytestmark = E2E_MARKS
@@ -25,7 +25,7 @@ def test_browser_follows_chinese_locale_and_server_mode(browser: object, live: L
         page.set_input_files("#file-input", str(skin_photo(tmp_path / "s.png", 300, seed=2)))
         page.check("#mode-server")
         page.click("#analyse")
-        page.wait_for_selector("#result[data-inference='server']:not([hidden])", timeout=60_000)
+        page.wait_for_selector("#result[data-inference='server']:not([hidden])", timeout=WAIT_MS)
         assert live.predictions == before + 1
         assert any("/api/v1/predict" in u and "framed=true" in u for u in requests)  # the model sees all the square
         answered = page.evaluate("document.getElementById('result').dataset.status") == "ok"
@@ -60,7 +60,7 @@ def test_chinese_ui_has_no_latin_sentences(browser: object, sure_live: LiveServe
         # server mode: the heatmap is unavailable for this model, then the server refuses a photo
         page.check("#mode-server")
         page.click("#analyse")
-        page.wait_for_selector("#result[data-inference='server']:not([hidden])", timeout=60_000)
+        page.wait_for_selector("#result[data-inference='server']:not([hidden])", timeout=WAIT_MS)
         check(page, "server answer without heatmap")
         page.route("**/api/v1/predict*", lambda route: route.fulfill(
             status=413, content_type="application/json",

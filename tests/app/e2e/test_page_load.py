@@ -19,7 +19,7 @@ import pytest
 
 from hypoderm.app.server import REPO_NODE_MODULES
 from hypoderm_testkit.app import skin_photo
-from hypoderm_testkit.browser import E2E_MARKS, PHONE, LiveServer, analyse, open_page
+from hypoderm_testkit.browser import E2E_MARKS, PHONE, WAIT_MS, LiveServer, analyse, open_page
 from hypoderm_testkit.page import constant_model_dir
 
 pytestmark = E2E_MARKS
@@ -33,11 +33,11 @@ def test_second_visit_works_offline(browser: object, model_dir: Path, tmp_path: 
         page.evaluate("navigator.serviceWorker.ready")
         page.wait_for_function("fetch('/api/v1/model').then(r => r.json()).then(m => caches.keys().then(async ks => "
                                "ks.length > 0 && (await (await caches.open(ks[0])).match(m.model_url)) !== undefined))",
-                               timeout=60_000)
+                               timeout=WAIT_MS)
         srv.stop()  # the server is gone, and the network too
         ctx.set_offline(True)
         page.reload()
-        page.wait_for_selector("body[data-ready='browser']", timeout=60_000)
+        page.wait_for_selector("body[data-ready='browser']", timeout=WAIT_MS)
         from hypoderm_testkit.export import skin_image
 
         off = tmp_path / "off.png"
@@ -88,16 +88,16 @@ def test_first_visit_downloads_compressed_once_and_second_visit_only_the_page(br
         info = page.evaluate("fetch('/api/v1/model').then(r => r.json())")
         wasm, model = info["browser_inference"]["wasm_url"], info["model_url"]
         page.wait_for_function("m => caches.keys().then(async ks => ks.length > 0 && "
-                               "(await (await caches.open(ks[0])).match(m)) !== undefined)", arg=model, timeout=60_000)
+                               "(await (await caches.open(ks[0])).match(m)) !== undefined)", arg=model, timeout=WAIT_MS)
         page.wait_for_function("navigator.serviceWorker.ready.then(r => r.active && r.active.state === 'activated')",
-                               timeout=60_000)
+                               timeout=WAIT_MS)
         assert app.requests[wasm] == 1 and app.requests[model] == 1, (app.requests[wasm], app.requests[model])
         assert app.encoding[wasm] in ("gzip", "br")  # Chromium offers br only over HTTPS
         wasm_file = REPO_NODE_MODULES / "onnxruntime-web/dist/ort-wasm-simd-threaded.wasm"
         assert app.bytes[wasm] < 0.4 * wasm_file.stat().st_size
         before = sum(app.bytes.values())
         page.reload()
-        page.wait_for_selector("body[data-ready='browser']", timeout=60_000)
+        page.wait_for_selector("body[data-ready='browser']", timeout=WAIT_MS)
         second = sum(app.bytes.values()) - before
         assert app.requests[wasm] == 1 and app.requests[model] == 1
         assert second <= 50_000, dict(app.bytes)
@@ -150,7 +150,7 @@ def _session_options_seen_by_ort(browser: object, url: str, tmp_path: Path) -> t
     page = ctx.new_page()
     try:
         page.goto(url)
-        page.wait_for_selector("body[data-ready='browser']", timeout=60_000)
+        page.wait_for_selector("body[data-ready='browser']", timeout=WAIT_MS)
         options = page.evaluate("self.__ortSessionOptions")
         skin = tmp_path / "skin.png"
         skin_photo(skin)
@@ -216,7 +216,7 @@ def test_on_this_phone_never_uploads_even_on_a_slow_link(browser: object, model_
     srv = LiveServer(model_dir, wrap=CountingApp)
     ctx, page, requests = slow_page(browser, srv.url, locale={"en": "en-GB", "zh": "zh-CN"}[lang])
     try:
-        page.wait_for_selector("#loading:not([hidden])", timeout=60_000)
+        page.wait_for_selector("#loading:not([hidden])", timeout=WAIT_MS)
         page.set_input_files("#file-input", str(skin_photo(tmp_path / "skin.png", 300)))
         assert page.is_checked("#mode-browser")
         page.click("#analyse")
@@ -259,12 +259,12 @@ def test_on_this_phone_sends_nothing_when_the_runtime_cannot_start(browser: obje
         page.click("#analyse")
         assert page.inner_text("#analyse").startswith("Getting ready on this phone")
         held[0].abort()
-        page.wait_for_selector("#analyse-error:not([hidden])", timeout=60_000)
+        page.wait_for_selector("#analyse-error:not([hidden])", timeout=WAIT_MS)
         assert "nothing was sent" in page.inner_text("#analyse-error")
         assert uploads(requests, srv.served) == [] and srv.predictions == 0 and page.is_hidden("#result")
         page.check("#mode-server")  # the person chooses to send it
         page.click("#analyse")
-        page.wait_for_selector("#result[data-inference='server']:not([hidden])", timeout=60_000)
+        page.wait_for_selector("#result[data-inference='server']:not([hidden])", timeout=WAIT_MS)
         assert srv.predictions == 1
     finally:
         ctx.close()

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from hypoderm_testkit.app import skin_photo
-from hypoderm_testkit.browser import E2E_MARKS, LiveServer, analyse, open_page
+from hypoderm_testkit.browser import E2E_MARKS, WAIT_MS, LiveServer, analyse, open_page
 from hypoderm_testkit.page import server_result
 
 pytestmark = E2E_MARKS
@@ -144,11 +144,11 @@ def test_too_small_to_judge_in_both_modes(browser: object, sure_live: LiveServer
         page.check("#mode-browser")
         page.set_input_files("#file-input", str(skin_photo(tmp_path / "big.png", 300)))
         # the photo decodes asynchronously and a new photo starts at zoom 1 (hiding the last result): zoom after that
-        page.wait_for_selector("#result", state="hidden", timeout=60_000)
+        page.wait_for_selector("#result", state="hidden", timeout=WAIT_MS)
         set_zoom(page, 8)
         assert page.evaluate("document.getElementById('zoom').value") == "8"
         page.click("#analyse")
-        page.wait_for_selector("#result[data-reason='too_small']:not([hidden])", timeout=60_000)
+        page.wait_for_selector("#result[data-reason='too_small']:not([hidden])", timeout=WAIT_MS)
     finally:
         ctx.close()
 
