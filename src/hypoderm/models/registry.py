@@ -334,9 +334,11 @@ def load_matching(model: nn.Module, state: dict[str, torch.Tensor]) -> LoadRepor
 def zero_fresh_attention(model: nn.Module, report: LoadReport) -> list[str]:
     """Start every ECA kernel that the weights file did not fill (ECA replaces SE blocks, which have no 1-D
     kernel to load) at zero: each channel's gate is then sigmoid(0) = 0.5, a uniform scale that the batch norm
-    after the projection absorbs in training, so the pretrained trunk starts close to its ImageNet function with
-    no attention, and the gates start where the sigmoid learns fastest. PyTorch's random kernel instead gives
-    random, often saturated gates in every block (benchmarks/comparison/README.md measures both starts).
+    after the projection absorbs in training (ECA after the depthwise conv, the zoo's placement; placed after the
+    projection, `hypodermnet-ecaproj`, the block's branch starts at half scale), so the pretrained trunk starts
+    close to its ImageNet function with no attention, and the gates start where the sigmoid learns fastest.
+    PyTorch's random kernel instead gives random, often saturated gates in every block
+    (benchmarks/comparison/README.md measures both starts).
     Returns the names of the zeroed tensors."""
     fresh = set(report.missing)
     zeroed = []
