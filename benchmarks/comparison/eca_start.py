@@ -20,7 +20,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pretrained_vs_scratch import CHANGES, GRID, effects, fold_metrics  # noqa: E402  (this folder's script)
+from pretrained_vs_scratch import (  # noqa: E402  (this folder's script)
+    effect_rows,
+    fold_metrics,
+    grid_order,
+    paired_row,
+    protocol_line,
+)
 from summarize import read  # noqa: E402  (benchmarks/summarize.py: a study's files, packed or on disk)
 
 
@@ -31,8 +37,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     rand, zero = read(args.random / "models"), read(args.zero / "models")
-    models = sorted({rel.split("/")[0] for rel in zero}, key=lambda m: (m not in GRID, list(GRID).index(m)
-                                                                        if m in GRID else 0, m))
+    models = sorted({rel.split("/")[0] for rel in zero}, key=grid_order)
     lines = ["| model | ECA random macro-F1 | ECA zero macro-F1 | zero − random, per fold | zero ahead | "
              "random accuracy | zero accuracy |", "|---|---|---|---|---|---|---|"]
     mean_rand: dict[str, float] = {}
@@ -42,33 +47,20 @@ def main() -> None:
         if r:
             mean_rand[m] = float(np.mean([v["macro_f1"] for v in r.values()]))
     for m in models:
-        r, z = fold_metrics(rand, m), fold_metrics(zero, m)
-        folds = sorted(set(r) & set(z))
-        if not folds:
-            continue
-        rf, zf = np.array([r[f]["macro_f1"] for f in folds]), np.array([z[f]["macro_f1"] for f in folds])
-        ra, za = np.array([r[f]["accuracy"] for f in folds]), np.array([z[f]["accuracy"] for f in folds])
-        mean_zero[m] = float(zf.mean())
-        d = zf - rf
-        lines.append(f"| {m} | {rf.mean():.3f} ± {rf.std(ddof=1):.3f} | {zf.mean():.3f} ± {zf.std(ddof=1):.3f} | "
-                     f"{d.mean():+.3f} ± {d.std(ddof=1):.3f} | {int((d > 0).sum())} of {len(folds)} | "
-                     f"{ra.mean():.3f} | {za.mean():.3f} |")
+        pair = paired_row(m, fold_metrics(rand, m), fold_metrics(zero, m))
+        if pair is not None:
+            lines.append(pair[0])
+            mean_zero[m] = pair[2]
     with_zero = {**mean_rand, **mean_zero}  # SE variants from the first study, ECA variants from the second
     lines += ["", "Effect of each of the paper's changes on mean macro-F1 from ImageNet, over the pairs of variants "
               "that differ only in it (mean of the pairs):", "",
               "| change | ECA kernels random | ECA kernels zero |", "|---|---|---|"]
-    for name, a, b in zip(CHANGES, effects(mean_rand), effects(with_zero), strict=True):
-        if a and b:
-            lines.append(f"| {name} | {', '.join(f'{x:+.3f}' for x in a)} (mean {np.mean(a):+.3f}) | "
-                         f"{', '.join(f'{x:+.3f}' for x in b)} (mean {np.mean(b):+.3f}) |")
+    lines += effect_rows(mean_rand, with_zero)
     if "hypodermnet" in mean_zero and "mnv3s" in mean_rand:
         lines += ["", f"hypodermnet (ECA + Leaky-ReLU + 7x7-stage dilation) − mnv3s: "
                   f"{mean_rand['hypodermnet'] - mean_rand['mnv3s']:+.3f} with random ECA kernels, "
                   f"{mean_zero['hypodermnet'] - mean_rand['mnv3s']:+.3f} with zero ones."]
-    cfg = zero[f"{models[0]}/cv_config.json"]
-    lines += ["", f"Protocol (both): data `{cfg['data']}`, split `{cfg['split']}`, {cfg['size']} px, {cfg['epochs']} "
-              f"epochs, batch {cfg['batch_size']}, lr {cfg['lr']}, recipe {cfg.get('recipe')}, outlier exposure "
-              f"{cfg.get('outlier_exposure')}; ImageNet start: `{cfg.get('pretrained')}`."]
+    lines += ["", protocol_line(zero[f"{models[0]}/cv_config.json"], "both")]
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 

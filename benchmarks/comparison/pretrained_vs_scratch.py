@@ -54,6 +54,44 @@ def effects(scores: dict[str, float]) -> list[list[float]]:
     return out
 
 
+def grid_order(model: str) -> tuple[bool, int, str]:
+    """Sort key: the ablation grid's order first, then any other model by name."""
+    return model not in GRID, list(GRID).index(model) if model in GRID else 0, model
+
+
+def paired_row(model: str, a: dict[int, dict], b: dict[int, dict]) -> tuple[str, float, float] | None:
+    """One table row comparing two runs of `model` on their common folds (fold -> metrics.json): macro-F1 of A and
+    B (mean ± std), B − A per fold (mean ± std) and on how many folds B is ahead, accuracy of A and B; with the two
+    mean macro-F1s. None when they share no fold."""
+    folds = sorted(set(a) & set(b))
+    if not folds:
+        return None
+    af, bf = np.array([a[f]["macro_f1"] for f in folds]), np.array([b[f]["macro_f1"] for f in folds])
+    aa, ba = np.array([a[f]["accuracy"] for f in folds]), np.array([b[f]["accuracy"] for f in folds])
+    d = bf - af
+    row = (f"| {model} | {af.mean():.3f} ± {af.std(ddof=1):.3f} | {bf.mean():.3f} ± {bf.std(ddof=1):.3f} | "
+           f"{d.mean():+.3f} ± {d.std(ddof=1):.3f} | {int((d > 0).sum())} of {len(folds)} | "
+           f"{aa.mean():.3f} | {ba.mean():.3f} |")
+    return row, float(af.mean()), float(bf.mean())
+
+
+def effect_rows(a: dict[str, float], b: dict[str, float]) -> list[str]:
+    """'| change | A's pairs (mean) | B's pairs (mean) |' for each of the paper's changes measured in both."""
+    out = []
+    for name, ea, eb in zip(CHANGES, effects(a), effects(b), strict=True):
+        if ea and eb:
+            out.append(f"| {name} | {', '.join(f'{x:+.3f}' for x in ea)} (mean {np.mean(ea):+.3f}) | "
+                       f"{', '.join(f'{x:+.3f}' for x in eb)} (mean {np.mean(eb):+.3f}) |")
+    return out
+
+
+def protocol_line(cfg: dict, label: str) -> str:
+    """The study's protocol from a model's cv_config.json."""
+    return (f"Protocol ({label}): data `{cfg['data']}`, split `{cfg['split']}`, {cfg['size']} px, {cfg['epochs']} "
+            f"epochs, batch {cfg['batch_size']}, lr {cfg['lr']}, recipe {cfg.get('recipe')}, outlier exposure "
+            f"{cfg.get('outlier_exposure')}; ImageNet start: `{cfg.get('pretrained')}`.")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("scratch", type=Path)
@@ -61,37 +99,19 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     files = {k: read(d / "models") for k, d in (("scratch", args.scratch), ("imagenet", args.imagenet))}
-    models = sorted({rel.split("/")[0] for f in files.values() for rel in f},
-                    key=lambda m: (m not in GRID, list(GRID).index(m) if m in GRID else 0, m))
+    models = sorted({rel.split("/")[0] for f in files.values() for rel in f}, key=grid_order)
     lines = ["| model | scratch macro-F1 | ImageNet macro-F1 | ImageNet − scratch, per fold | ImageNet ahead | "
              "scratch accuracy | ImageNet accuracy |", "|---|---|---|---|---|---|---|"]
     means: dict[str, dict[str, float]] = {"scratch": {}, "imagenet": {}}
     for m in models:
-        s, i = fold_metrics(files["scratch"], m), fold_metrics(files["imagenet"], m)
-        folds = sorted(set(s) & set(i))
-        if not folds:
-            continue
-        sf = np.array([s[f]["macro_f1"] for f in folds])
-        inf = np.array([i[f]["macro_f1"] for f in folds])
-        sa = np.array([s[f]["accuracy"] for f in folds])
-        ia = np.array([i[f]["accuracy"] for f in folds])
-        means["scratch"][m], means["imagenet"][m] = float(sf.mean()), float(inf.mean())
-        d = inf - sf
-        lines.append(f"| {m} | {sf.mean():.3f} ± {sf.std(ddof=1):.3f} | {inf.mean():.3f} ± {inf.std(ddof=1):.3f} | "
-                     f"{d.mean():+.3f} ± {d.std(ddof=1):.3f} | {int((d > 0).sum())} of {len(folds)} | "
-                     f"{sa.mean():.3f} | {ia.mean():.3f} |")
+        pair = paired_row(m, fold_metrics(files["scratch"], m), fold_metrics(files["imagenet"], m))
+        if pair is not None:
+            lines.append(pair[0])
+            means["scratch"][m], means["imagenet"][m] = pair[1], pair[2]
     lines += ["", "Effect of each of the paper's changes on mean macro-F1, over the pairs of variants that differ only "
               "in it (mean of the pairs):", "", "| change | from scratch | from ImageNet |", "|---|---|---|"]
-    es, ei = effects(means["scratch"]), effects(means["imagenet"])
-    for name, a, b in zip(CHANGES, es, ei, strict=True):
-        fa = ", ".join(f"{x:+.3f}" for x in a)
-        fb = ", ".join(f"{x:+.3f}" for x in b)
-        if a and b:
-            lines.append(f"| {name} | {fa} (mean {np.mean(a):+.3f}) | {fb} (mean {np.mean(b):+.3f}) |")
-    cfg = files["imagenet"][f"{models[0]}/cv_config.json"]
-    lines += ["", f"Protocol (both starts): data `{cfg['data']}`, split `{cfg['split']}`, {cfg['size']} px, "
-              f"{cfg['epochs']} epochs, batch {cfg['batch_size']}, lr {cfg['lr']}, recipe {cfg.get('recipe')}, "
-              f"outlier exposure {cfg.get('outlier_exposure')}; ImageNet start: `{cfg.get('pretrained')}`."]
+    lines += effect_rows(means["scratch"], means["imagenet"])
+    lines += ["", protocol_line(files["imagenet"][f"{models[0]}/cv_config.json"], "both starts")]
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
