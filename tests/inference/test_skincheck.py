@@ -106,6 +106,35 @@ def test_a_model_with_another_normalisation_feeds_the_check_imagenet_input(model
     assert p.predict_image(img)["ood"]["skin_score"] == pytest.approx(hand_score(square_uint8(img, p.spec)), abs=1e-4)
 
 
+def test_the_check_sees_its_own_input_size_on_a_model_of_another_size(model_dir: Path, tmp_path: Path) -> None:
+    """A check fitted at 24 px on a 64 px model: the graph resizes the input as PyTorch's bilinear interpolation
+    (half-pixel centres, no antialiasing) would, so the score is the check's score of the 24 px image."""
+    import onnx
+    import torch
+
+    from hypoderm.export.skincheck import attach
+
+    for f in ("model.onnx", "model.json"):
+        shutil.copy(model_dir / f, tmp_path / f)
+    attach(tmp_path / "model.onnx", tiny_check(tmp_path / "check.onnx"), {**block(), "input_size": 24})
+    assert "Resize" in [n.op_type for n in onnx.load(str(tmp_path / "model.onnx")).graph.node]
+    p = OnnxPredictor(tmp_path / "model.onnx")
+    assert p.spec.size == 64
+    rng = np.random.default_rng(5)
+    arr = rng.integers(0, 256, (90, 90, 3)).astype(np.uint8)
+    arr[:, ::3, 0] = 255  # stripes: the resized image's mean colour differs from the full one's
+    img = Image.fromarray(arr)
+    crop = square_uint8(img, p.spec)
+    x = torch.from_numpy(((crop / 255.0 - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)[None].copy())
+    small = torch.nn.functional.interpolate(x, size=(24, 24), mode="bilinear", align_corners=False)
+    want = float(small[0].mean(dim=(1, 2)).numpy() @ WEIGHTS + BIAS)
+    got = p.predict_image(img)["ood"]["skin_score"]
+    assert got == pytest.approx(want, abs=1e-4)
+    assert abs(want - hand_score(crop)) > 1e-2  # without the resize the score would differ
+    attach(tmp_path / "model.onnx", tiny_check(tmp_path / "check.onnx"), {**block(), "input_size": 64})
+    assert "Resize" not in [n.op_type for n in onnx.load(str(tmp_path / "model.onnx")).graph.node]  # replaced
+
+
 def test_scores_below_the_thresholds_refuse_or_withhold(checked_model: Path, tmp_path: Path) -> None:
     """The same photo, three pairs of thresholds around its score: refused, withheld, passed."""
     from hypoderm.inference.metadata import write_metadata
@@ -149,7 +178,9 @@ def test_skin_check_reason_and_validation() -> None:
     assert skin_check_reason(-5.0, None) is None
     for bad, field in (({**b, "format": "x"}, "format"), ({**b, "output": ""}, "output"),
                        ({**b, "threshold": float("inf")}, "threshold"), ({**b, "answer_threshold": "1"}, "answer"),
-                       ({**b, "answer_threshold": -3.0}, "answer_threshold"), ([], "object")):
+                       ({**b, "answer_threshold": -3.0}, "answer_threshold"), ([], "object"),
+                       ({**b, "input_size": 8}, "input_size"), ({**b, "input_size": 128.5}, "input_size"),
+                       ({**b, "input_size": True}, "input_size")):
         with pytest.raises(ValueError, match=field):
             validate_skin_check(bad)
 

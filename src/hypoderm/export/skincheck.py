@@ -53,6 +53,28 @@ def _renormalise(graph: Any, source: str, mean: list[float], std: list[float]) -
     return PREFIX + "renormed"
 
 
+def _resize_to(graph: Any, source: str, model_size: int, check_size: Any) -> str:
+    """Nodes resizing the model's square input to the size the check was fitted at (its block's `input_size`),
+    bilinear with half-pixel centres (PyTorch's `interpolate(..., "bilinear", align_corners=False)`): a check
+    fitted on 128 px crops, attached to a 160 px model, still sees 128 px, so its thresholds still hold. Returns
+    the name of the tensor the check reads (`source` itself when the sizes agree or the block names none)."""
+    from onnx import helper, numpy_helper
+
+    if check_size is None or int(check_size) == model_size:
+        return source
+    graph.initializer.extend([numpy_helper.from_array(np.array([0], np.int64), PREFIX + "nc_from"),
+                              numpy_helper.from_array(np.array([2], np.int64), PREFIX + "nc_to"),
+                              numpy_helper.from_array(np.array([int(check_size)] * 2, np.int64), PREFIX + "hw")])
+    graph.node.extend([
+        helper.make_node("Shape", [source], [PREFIX + "in_shape"]),
+        helper.make_node("Slice", [PREFIX + "in_shape", PREFIX + "nc_from", PREFIX + "nc_to"], [PREFIX + "nc"]),
+        helper.make_node("Concat", [PREFIX + "nc", PREFIX + "hw"], [PREFIX + "sizes"], axis=0),
+        helper.make_node("Resize", [source, "", "", PREFIX + "sizes"], [PREFIX + "resized"], mode="linear",
+                         coordinate_transformation_mode="half_pixel"),
+    ])
+    return PREFIX + "resized"
+
+
 def attach(model_path: str | os.PathLike, check_onnx: str | os.PathLike, block: dict[str, Any],
            out_path: str | os.PathLike | None = None) -> Path:
     """Write `model_path` (or `out_path`) with the skin check's nodes and output added, and `block` as the
@@ -81,6 +103,7 @@ def attach(model_path: str | os.PathLike, check_onnx: str | os.PathLike, block: 
     (check_in,) = [i.name for i in check.graph.input]
     (check_out,) = [o.name for o in check.graph.output]
     source = _renormalise(graph, graph.input[0].name, list(md["input"]["mean"]), list(md["input"]["std"]))
+    source = _resize_to(graph, source, int(md["input"]["size"]), block.get("input_size"))
     for node in check.graph.node:
         node.input[:] = [source if t == check_in else t for t in node.input]
         graph.node.append(node)

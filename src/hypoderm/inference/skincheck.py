@@ -48,6 +48,9 @@ def validate_skin_check(block: Any) -> None:
     if block["answer_threshold"] < block["threshold"]:
         raise ValueError(f"ood.skin_check.answer_threshold ({block['answer_threshold']}) must not be below its "
                          f"threshold ({block['threshold']})")
+    size = block.get("input_size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 4096):
+        raise ValueError(f"ood.skin_check.input_size must be a whole number of pixels from 16 to 4096, got {size!r}")
 
 
 def skin_check_reason(score: float | None, block: dict[str, Any] | None) -> str | None:
