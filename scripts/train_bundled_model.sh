@@ -13,7 +13,8 @@
 # abstain threshold) holds every origin of every class but dfu-patches, whose photos are one group and so lie in one
 # fold (a training fold with seed 0); the other four folds train (--final).
 # EXTRA: more `hypoderm train` flags (e.g. --outliers-exclude for a held-out run, --model hypodermnet for the
-# paper's architecture: a later flag wins); INSTALL=0: export, don't install.
+# paper's architecture: a later flag wins); INSTALL=0: export, don't install. FLAGS_ONLY=1: print the recipe's
+# flags (RECIPE below, one per line) and stop: benchmarks/origins/ordinary_cv.sh runs the same recipe from them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/multisource/index-v2.csv}
@@ -22,17 +23,20 @@ PRETRAINED=${PRETRAINED:-$SHARED/weights/mobilenet_v3_small-imagenet-tfslim.pth}
 OUTLIERS=${OUTLIERS:-$SHARED/data/nonskin/index.csv}
 RUN=${2:-runs/bundled}
 HYPODERM=${HYPODERM:-.venv/bin/hypoderm}
+# the recipe: every `hypoderm train` flag that is not about paths, the split or the run
+RECIPE=(--model mnv3s --size 128 --recipe crop-tone --outlier-exposure 0.5 --pretrained "$PRETRAINED"
+        --balance-by origin --counterfactual normal_skin:vitiligo --epochs 30 --patience 12 --abstain-target 0.85
+        --seed 0 $( [ "$OUTLIERS" = none ] || echo --outliers "$OUTLIERS" ))
+[ "${FLAGS_ONLY:-0}" = 1 ] && { printf '%s\n' "${RECIPE[@]}"; exit 0; }
 mkdir -p "$RUN"
 # OUTLIERS=none: outlier exposure with the synthetic pictures only (the comparison run of benchmarks/nonskin/real_oe/)
 sha256sum "$DATA" "$(dirname "$DATA")/manifest.csv" "$PRETRAINED" $( [ "$OUTLIERS" = none ] || echo "$OUTLIERS" ) \
   | tee "$RUN/data_manifest.sha256"
 [ -f "$RUN/split.json" ] || $HYPODERM data split "$DATA" --stratify-by origin --folds 5 --seed 0 --out "$RUN/split.json"
 if [ ! -f "$RUN/best.pt" ]; then
-  $HYPODERM train --data "$DATA" --model mnv3s --split "$RUN/split.json" --fold 0 --final \
-    --size 128 --recipe crop-tone --outlier-exposure 0.5 --pretrained "$PRETRAINED" --balance-by origin \
-    --counterfactual normal_skin:vitiligo --epochs 30 --patience 12 --abstain-target 0.85 \
-    --seed 0 --workers 0 --cache-dir "${CACHE:-$RUN/cache}" --device "${DEVICE:-auto}" --out "$RUN" --no-progress \
-    ${EXTRA:-} $( [ "$OUTLIERS" = none ] || echo --outliers "$OUTLIERS" ) $( [ -f "$RUN/last.pt" ] && echo --resume )
+  $HYPODERM train --data "$DATA" --split "$RUN/split.json" --fold 0 --final "${RECIPE[@]}" \
+    --workers 0 --cache-dir "${CACHE:-$RUN/cache}" --device "${DEVICE:-auto}" --out "$RUN" --no-progress \
+    ${EXTRA:-} $( [ -f "$RUN/last.pt" ] && echo --resume )
 fi
 # The max-logit floor (it withholds answers on photos whose largest logit is unusually low) stays off, the
 # export default: the not-skin gate and the abstain threshold do that job (MODEL_CARD.md).

@@ -59,15 +59,17 @@ def test_training_defaults_are_the_bundled_recipe() -> None:
     script trains; the script's flags that are not about paths or the split equal the defaults, except the
     architecture: the script trains the bundled model's (mnv3s, measured best from ImageNet: MODEL_CARD.md) while
     `hypoderm train` keeps the paper's hypodermnet, and the README says so."""
-    import re
-    import shlex
+    import subprocess
 
     from hypoderm.engine.config import TrainConfig
 
     script = (ROOT / "scripts" / "train_bundled_model.sh").read_text()
-    train = script[script.index("$HYPODERM train"):]
-    train = train[:train.index("\n\n")] if "\n\n" in train else train
-    args = shlex.split(re.sub(r"\\\n", " ", train.split("$( [")[0]))
+    # the script prints its recipe's flags (those its `hypoderm train` line passes as "${RECIPE[@]}")
+    assert '"${RECIPE[@]}"' in script[script.index("$HYPODERM train"):]
+    args = subprocess.run(["bash", str(ROOT / "scripts" / "train_bundled_model.sh"), "some/where/index.csv"],
+                          env={"FLAGS_ONLY": "1", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                          check=True).stdout.splitlines()
+    assert args[args.index("--outliers") + 1] == "some/where/../../data/nonskin/index.csv"
     pairs = zip(args, args[1:], strict=False)
     flags = {a[2:].replace("-", "_"): b for a, b in pairs if a.startswith("--") and not b.startswith("--")}
     d = TrainConfig(data="x")
