@@ -141,3 +141,26 @@ def export_checkpoint(ckpt_path: Path, out: Path, ood: dict | None = None) -> Pa
     if ood is not None:
         md["ood"] = ood
     return export_onnx(model_from_checkpoint(ckpt), md, out)
+
+
+# the stand-in learned skin check: 4 * (mean R - mean B) of the ImageNet-normalised input, + 0.5
+TINY_CHECK_WEIGHTS = (4.0, 0.0, -4.0)
+TINY_CHECK_BIAS = 0.5
+
+
+def tiny_skin_check(path: Path) -> Path:
+    """An ONNX skin check small enough to score by hand: input (N, 3, H, W) -> GlobalAveragePool -> Gemm -> (N, 1)
+    (the shipped check's output shape), i.e. `TINY_CHECK_WEIGHTS` . mean colour + `TINY_CHECK_BIAS`."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+             helper.make_node("Flatten", ["pooled"], ["flat"]),
+             helper.make_node("Gemm", ["flat", "w", "b"], ["skin_score"], transB=1)]
+    graph = helper.make_graph(
+        nodes, "tiny_check", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("skin_score", TensorProto.FLOAT, ["N", 1])],
+        [numpy_helper.from_array(np.asarray(TINY_CHECK_WEIGHTS, np.float32).reshape(1, 3), "w"),
+         numpy_helper.from_array(np.array([TINY_CHECK_BIAS], np.float32), "b")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path

@@ -17,28 +17,13 @@ from hypoderm.inference import ModelLoadError, OnnxPredictor, load_metadata
 from hypoderm.inference.ood import default_gate, ood_check
 from hypoderm.inference.preprocess import square_uint8
 from hypoderm.inference.skincheck import FORMAT, OUTPUT, skin_check_reason, validate_skin_check
+from hypoderm_testkit.export import TINY_CHECK_BIAS, TINY_CHECK_WEIGHTS
+from hypoderm_testkit.export import tiny_skin_check as tiny_check
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
 IMAGENET_STD = np.array([0.229, 0.224, 0.225])
-WEIGHTS = np.array([4.0, 0.0, -4.0])  # the stand-in: 4 * (mean R - mean B) of the ImageNet-normalised input
-BIAS = 0.5
-
-
-def tiny_check(path: Path) -> Path:
-    """An ONNX check: input (N, 3, H, W) -> GlobalAveragePool -> Gemm -> (N, 1), like the shipped one's output."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    nodes = [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
-             helper.make_node("Flatten", ["pooled"], ["flat"]),
-             helper.make_node("Gemm", ["flat", "w", "b"], [OUTPUT], transB=1)]
-    graph = helper.make_graph(
-        nodes, "tiny_check", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["N", 1])],
-        [numpy_helper.from_array(WEIGHTS.astype(np.float32).reshape(1, 3), "w"),
-         numpy_helper.from_array(np.array([BIAS], np.float32), "b")])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return path
+WEIGHTS = np.array(TINY_CHECK_WEIGHTS)  # the stand-in: 4 * (mean R - mean B) of the ImageNet-normalised input
+BIAS = TINY_CHECK_BIAS
 
 
 def hand_score(crop: np.ndarray) -> float:

@@ -117,6 +117,39 @@ def test_bundled_model_in_the_browser_refuses_paper_and_matches_python(browser: 
         srv.stop()
 
 
+def test_a_check_fitted_at_another_size_scores_the_same_in_the_browser(browser: object, model_dir: Path,
+                                                                      tmp_path: Path) -> None:
+    """A skin check fitted at 96 px inside a 224 px model (the graph resizes the input for it, see
+    hypoderm.export.skincheck): onnxruntime-web in the page gives the skin score ONNX Runtime gives in Python."""
+    import shutil
+
+    from hypoderm.export.skincheck import attach
+    from hypoderm.inference import OnnxPredictor
+    from hypoderm.inference.skincheck import FORMAT, OUTPUT
+    from hypoderm_testkit.export import tiny_skin_check
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for f in ("model.onnx", "model.json"):
+        shutil.copy(model_dir / f, folder / f)
+    attach(folder / "model.onnx", tiny_skin_check(tmp_path / "check.onnx"),
+           {"format": FORMAT, "output": OUTPUT, "threshold": -100.0, "answer_threshold": -99.0, "input_size": 96})
+    predictor = OnnxPredictor(folder / "model.onnx")
+    srv = LiveServer(folder)
+    ctx, page, _, errors = open_page(browser, srv.url)
+    try:
+        for seed in (1, 2):
+            photo = skin_photo(tmp_path / f"skin{seed}.png", 300, seed=seed)
+            want = predictor.predict_image(Image.open(photo).convert("RGB"), framed=True)["ood"]["skin_score"]
+            analyse(page, photo)
+            shown = page.evaluate("Number(document.getElementById('result').dataset.skinScore)")
+            assert abs(shown - want) <= 1e-3, (seed, shown, want)
+        assert not errors, errors
+    finally:
+        ctx.close()
+        srv.stop()
+
+
 def set_zoom(page: object, zoom: float) -> None:
     page.evaluate("z => { const s = document.getElementById('zoom'); s.value = String(z);"
                   " s.dispatchEvent(new Event('input')); }", zoom)
