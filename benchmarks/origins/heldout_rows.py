@@ -3,12 +3,16 @@ row per (held-out origin, testable class), from every `NAME/holdout*/summary.jso
 runs.json), so that runs of single folds (holdout_fold.sh with SUB=holdout-fN) make one table.
 
     .venv/bin/python benchmarks/origins/heldout_rows.py v2-imagenet-cf-realoe [--pack benchmarks/origins/screen.json]
+
+With `--beside NAME [NAME ...]` it prints one row per (origin, class) instead, each run a column: recall with its
+95% Wilson interval, then (answered; "vitiligo" answered); a run that did not hold that origin out shows "-".
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 
@@ -16,30 +20,68 @@ def pct(x: float) -> str:
     return f"{round(100 * x)}%"
 
 
-def rows(pack: dict, name: str) -> list[tuple[str, str, list[str]]]:
-    """(origin, class, cells) for every testable class of every held-out origin of run `name`."""
+def reports(pack: dict, name: str) -> list[tuple[str, str, dict, dict]]:
+    """(origin, class, the model's per-class report, the photo-style baseline's) for every testable class of every
+    held-out origin of run `name`."""
     out = []
     for key in sorted(k for k in pack if k.startswith(f"{name}/holdout") and k.endswith("/summary.json")):
         h = pack[key]["holdout"]
         base = h["baseline"]["reports"]
         for origin, report in h["model"].items():
             for cls, r in report["per_class"].items():
-                if not r.get("testable"):
-                    continue
-                others = [f"{c} {pct(v)}" for c, v in sorted(r["called"].items(), key=lambda kv: -kv[1])
-                          if c != cls and v >= 0.005]
-                cells = [f"`{origin}`", f"{cls} ({r['n']})", pct(r["recall"]), ", ".join(others) or "-",
-                         pct(r["answered"]), pct(r["called_ok"].get("vitiligo", 0.0)),
-                         pct(base[origin]["per_class"][cls]["recall"])]
-                out.append((origin, cls, cells))
+                if r.get("testable"):
+                    out.append((origin, cls, r, base[origin]["per_class"][cls]))
     return out
+
+
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion p of n."""
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def rows(pack: dict, name: str) -> list[tuple[str, str, list[str]]]:
+    """(origin, class, cells) for every testable class of every held-out origin of run `name`."""
+    out = []
+    for origin, cls, r, base in reports(pack, name):
+        others = [f"{c} {pct(v)}" for c, v in sorted(r["called"].items(), key=lambda kv: -kv[1])
+                  if c != cls and v >= 0.005]
+        cells = [f"`{origin}`", f"{cls} ({r['n']})", pct(r["recall"]), ", ".join(others) or "-",
+                 pct(r["answered"]), pct(r["called_ok"].get("vitiligo", 0.0)), pct(base["recall"])]
+        out.append((origin, cls, cells))
+    return out
+
+
+def beside(pack: dict, names: list[str]) -> list[str]:
+    """Markdown lines: one row per (origin, class) held out by any of `names`, one column per run."""
+    runs = [{(o, c): r for o, c, r, _ in reports(pack, n)} for n in names]
+    keys = sorted({k for run in runs for k in run})
+    lines = ["| held out | " + " | ".join(f"`{n}`" for n in names) + " |", "|---|" + "---|" * len(names)]
+    for origin, cls in keys:
+        n = next(run[(origin, cls)]["n"] for run in runs if (origin, cls) in run)
+        cells = []
+        for run in runs:
+            r = run.get((origin, cls))
+            if r is None:
+                cells.append("-")
+                continue
+            lo, hi = wilson(r["recall"], r["n"])
+            cells.append(f"{pct(r['recall'])} [{pct(lo)}-{pct(hi)}] ({pct(r['answered'])}; "
+                         f"{pct(r['called_ok'].get('vitiligo', 0.0))})")
+        lines.append(f"| `{origin}` {cls} ({n}) | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("name")
     ap.add_argument("--pack", type=Path, default=Path(__file__).with_name("screen.json"))
+    ap.add_argument("--beside", nargs="+", default=[], metavar="NAME", help="more runs, one column each")
     args = ap.parse_args()
+    if args.beside:
+        print("\n".join(beside(json.loads(args.pack.read_text()), [args.name, *args.beside])))
+        return
     print("| held out | class (n) | recall | mistaken for | answered (ok) | \"vitiligo\" answered (ok) | "
           "photo-style baseline recall |")
     print("|---|---|---|---|---|---|---|")
