@@ -3,7 +3,8 @@
 Weight-only INT8 stores the weights as INT8 and, with `session.disable_quant_qdq` = "1", ONNX Runtime
 folds them back to fp32 when the session is created: the graph it runs should be the fp32 graph, so
 `session.run` should cost the same, and only session creation pays the dequantisation. This measures
-both, CPU provider, `--threads` intra-op threads, batch 1, all outputs (as the app's page asks):
+both, CPU provider, `--threads` intra-op threads, batch 1 at each model's own input size, all outputs (as the
+app's page asks):
 
 - run: the models are called in turn (call i of every model before call i+1 of any, the order rotated
   each call), `--rounds` x `--runs` calls each, so load spikes on this shared machine hit all alike;
@@ -46,8 +47,8 @@ def main() -> None:
     # keyed "i:PATH", so the same file twice (an A/A control, the noise floor) is two entries
     models = [(f"{i}:{m}", Path(m.removesuffix(":plain")), m.endswith(":plain")) for i, m in enumerate(args.models)]
     blobs = {name: path.read_bytes() for name, path, _ in models}
-    size = int(load_metadata(models[0][1])["input"]["size"])
-    x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
+    # each model gets an input of its own metadata's size (models of several input sizes can be timed together)
+    sizes = {name: int(load_metadata(path)["input"]["size"]) for name, path, _ in models}
 
     def create(name: str, path: Path, plain: bool) -> object:
         # bytes carry no metadata: pass the config the file's metadata asks for (or none with :plain)
@@ -62,7 +63,8 @@ def main() -> None:
             create(name, path, plain)
             create_ms[name].append((time.perf_counter() - t0) * 1e3)
     sessions = [create(name, path, plain) for name, path, plain in models]
-    feeds = [{s.get_inputs()[0].name: x} for s in sessions]
+    feeds = [{s.get_inputs()[0].name: np.random.default_rng(0).standard_normal((1, 3, sizes[name], sizes[name]))
+              .astype(np.float32)} for s, (name, _, _) in zip(sessions, models, strict=True)]
     for s, f in zip(sessions, feeds, strict=True):
         for _ in range(20):
             s.run(None, f)
@@ -79,6 +81,7 @@ def main() -> None:
     for k, (name, path, _) in enumerate(models):
         flat = [v for rnd in times[k] for v in rnd]
         out[name] = {"bytes": path.stat().st_size, "precision": load_metadata(path).get("precision"),
+                     "input": f"1x3x{sizes[name]}x{sizes[name]}",
                      "run_median_ms": round(statistics.median(statistics.median(rnd) for rnd in times[k]), 4),
                      "run_p90_ms": round(float(np.percentile(flat, 90)), 4),
                      "round_medians_ms": [round(statistics.median(rnd), 4) for rnd in times[k]],
@@ -88,7 +91,7 @@ def main() -> None:
                      "create_median_ms": round(statistics.median(create_ms[name]), 2)}
     import onnxruntime as ort
 
-    print(json.dumps({"threads": args.threads, "input": f"1x3x{size}x{size}", "runs": args.runs, "rounds": args.rounds,
+    print(json.dumps({"threads": args.threads, "runs": args.runs, "rounds": args.rounds,
                       "creates": args.creates, "onnxruntime": ort.__version__,
                       "cpu": platform.processor() or platform.machine(), "load_average": os.getloadavg(),
                       "models": out}, indent=1))
