@@ -15,7 +15,6 @@ import argparse
 import csv
 import json
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -56,10 +55,8 @@ def main() -> None:
             if suffix:
                 direct = args.folder / f"{size}{suffix}"
                 direct.mkdir(exist_ok=True)
-                for f in ("model.int8w.onnx", "model.int8w.json"):
-                    shutil.copy(args.folder / str(size) / f, direct / f)
-                model = direct / "model.int8w.onnx"
-                attach(model, check, {k: v for k, v in block.items() if k != "input_size"})
+                model = attach(model, check, {k: v for k, v in block.items() if k != "input_size"},
+                               out_path=direct / "model.int8w.onnx")
             s = scores(model, photos)
             row = {"mean_abs_diff": round(float(np.abs(s - base).mean()), 3),
                    "max_abs_diff": round(float(np.abs(s - base).max()), 3),

@@ -6,7 +6,6 @@ computable by hand, so the tests need neither the shipped check nor ../shared.""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -45,10 +44,8 @@ def photo(rgb: tuple[int, int, int], size: int = 96, seed: int = 0) -> Image.Ima
 def checked_model(model_dir: Path, tmp_path: Path) -> Path:
     from hypoderm.export.skincheck import attach
 
-    for f in ("model.onnx", "model.json"):
-        shutil.copy(model_dir / f, tmp_path / f)
-    attach(tmp_path / "model.onnx", tiny_check(tmp_path / "check.onnx"), block())
-    return tmp_path / "model.onnx"
+    return attach(model_dir / "model.onnx", tiny_check(tmp_path / "check.onnx"), block(),
+                  out_path=tmp_path / "model.onnx")
 
 
 def test_attach_adds_the_output_and_the_block_and_the_predictor_reads_it(checked_model: Path) -> None:
@@ -99,9 +96,8 @@ def test_the_check_sees_its_own_input_size_on_a_model_of_another_size(model_dir:
 
     from hypoderm.export.skincheck import attach
 
-    for f in ("model.onnx", "model.json"):
-        shutil.copy(model_dir / f, tmp_path / f)
-    attach(tmp_path / "model.onnx", tiny_check(tmp_path / "check.onnx"), {**block(), "input_size": 24})
+    attach(model_dir / "model.onnx", tiny_check(tmp_path / "check.onnx"), {**block(), "input_size": 24},
+           out_path=tmp_path / "model.onnx")
     assert "Resize" in [n.op_type for n in onnx.load(str(tmp_path / "model.onnx")).graph.node]
     p = OnnxPredictor(tmp_path / "model.onnx")
     assert p.spec.size == 64

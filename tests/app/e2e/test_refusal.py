@@ -121,8 +121,6 @@ def test_a_check_fitted_at_another_size_scores_the_same_in_the_browser(browser: 
                                                                       tmp_path: Path) -> None:
     """A skin check fitted at 96 px inside a 224 px model (the graph resizes the input for it, see
     hypoderm.export.skincheck): onnxruntime-web in the page gives the skin score ONNX Runtime gives in Python."""
-    import shutil
-
     from hypoderm.export.skincheck import attach
     from hypoderm.inference import OnnxPredictor
     from hypoderm.inference.skincheck import FORMAT, OUTPUT
@@ -130,10 +128,9 @@ def test_a_check_fitted_at_another_size_scores_the_same_in_the_browser(browser: 
 
     folder = tmp_path / "model"
     folder.mkdir()
-    for f in ("model.onnx", "model.json"):
-        shutil.copy(model_dir / f, folder / f)
-    attach(folder / "model.onnx", tiny_skin_check(tmp_path / "check.onnx"),
-           {"format": FORMAT, "output": OUTPUT, "threshold": -100.0, "answer_threshold": -99.0, "input_size": 96})
+    attach(model_dir / "model.onnx", tiny_skin_check(tmp_path / "check.onnx"),
+           {"format": FORMAT, "output": OUTPUT, "threshold": -100.0, "answer_threshold": -99.0, "input_size": 96},
+           out_path=folder / "model.onnx")
     predictor = OnnxPredictor(folder / "model.onnx")
     srv = LiveServer(folder)
     ctx, page, _, errors = open_page(browser, srv.url)
