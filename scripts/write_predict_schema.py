@@ -36,6 +36,7 @@ EXAMPLE: dict[str, Any] = {
     "hypoderm_version": "0.1.0",
     "model": {"path": "model.onnx", "model_name": "hypodermnet", "version": "0.1.0", "precision": "fp32",
               "class_names": ["normal_skin", "other_lesion", "vitiligo"], "abstain_threshold": 0.6,
+              "answer_thresholds": {"vitiligo": 0.8},
               "temperature": 1.0, "problems": []},
     "results": [
         {"file": "a.jpg", "status": "ok", "answer": "vitiligo", "reason": None,

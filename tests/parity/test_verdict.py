@@ -113,3 +113,29 @@ def test_js_result_from_logits_gives_the_python_verdict() -> None:
         seen.add((py["status"], py["reason"], under_floor))
     # both verdicts were reached with a stored threshold under the floor: the floor, not the threshold, decided
     assert {("ok", None, True), ("uncertain", "low_confidence", True), ("not_skin", "too_small", True)} <= seen
+
+
+@needs_node
+def test_js_applies_the_answer_thresholds_as_python_does() -> None:
+    """A class named in `answer_thresholds` needs its own, higher bar in the page as in Python (tests/inference/
+    test_answer_thresholds.py), below the abstain threshold or the floor it changes nothing, and a class name that
+    is an Object property in JavaScript ("constructor") is no bar."""
+    names = [*NAMES, "constructor"]
+    cases = []
+    for bars in ({}, {"vitiligo": 0.8}, {"vitiligo": 0.3}, {"vitiligo": 0.8, "normal_skin": 0.95}):
+        for top in range(len(names)):
+            for gap in (0.6, 1.2, 1.6, 2.0, 2.6, 3.5, 5.0):
+                logits = [0.0] * len(names)
+                logits[top] = gap
+                cases.append({"logits": logits, "metadata": {**_metadata(0.45, names), "answer_thresholds": bars}})
+    got = run_js("return cases.map((x) => m.verdict.resultFromLogits(x.logits, crop, x.metadata, 3, null));",
+                 cases=cases, crop=CROP)
+    seen = set()
+    for case, js in zip(cases, got, strict=True):
+        py = result_from_logits(np.array(case["logits"]), CROP, case["metadata"])
+        assert (js["status"], js["reason"], js["answer"]) == (py["status"], py["reason"], py["answer"]), case
+        top = names[int(np.argmax(case["logits"]))]
+        seen.add((top, tuple(sorted(case["metadata"]["answer_thresholds"].items())), py["status"]))
+    # the bar withheld vitiligo answers that the abstain threshold alone gives, and still let sure ones through
+    assert ("vitiligo", (("vitiligo", 0.8),), "uncertain") in seen and ("vitiligo", (("vitiligo", 0.8),), "ok") in seen
+    assert ("constructor", (("vitiligo", 0.8),), "ok") in seen

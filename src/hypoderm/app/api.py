@@ -115,6 +115,7 @@ class ModelInfo(_Answer):
     output: dict[str, Any] | None
     temperature: float
     abstain_threshold: float | None
+    answer_thresholds: dict[str, float]
     ood: dict[str, Any] | None
     min_source_side: int
     metrics: dict[str, Any]
@@ -297,6 +298,8 @@ def _model_info(state: ServerState) -> ModelInfo:
         output=meta.get("output"),
         temperature=meta.get("temperature", 1.0),
         abstain_threshold=meta.get("abstain_threshold"),
+        # classes answered only at a higher probability (verdict.answer_threshold; the page applies them too)
+        answer_thresholds=meta.get("answer_thresholds") or {},
         ood=with_gate(meta.get("ood")),  # completed, so the browser runs the same gate as predict
         min_source_side=MIN_SOURCE_SIDE,  # a framed square with fewer pixels across is too small to judge
         metrics=meta.get("metrics", {}),

@@ -74,6 +74,12 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False, st
                         "photo's centre square and two close-ups")
     p.add_argument("--outliers-exclude", default=d.outliers_exclude, metavar="ORIGIN[,ORIGIN]",
                    help="leave these values of the outlier manifest's origin column out of the bank (to test on them)")
+    p.add_argument("--mixstyle", type=float, default=d.mixstyle, metavar="P",
+                   help="MixStyle: with probability P per batch, mix the early feature maps' per-photo mean and "
+                        "spread (the photo's style) between the batch's skin photos, against learning the source "
+                        "from its style; training only, the model is unchanged (default %(default)s = off)")
+    p.add_argument("--mixstyle-alpha", type=float, default=d.mixstyle_alpha, metavar="ALPHA",
+                   help="MixStyle weights drawn from Beta(ALPHA, ALPHA) (default %(default)s)")
     p.add_argument("--ema", action="store_true", help="keep an exponential moving average of the weights")
     p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="(default %(default)s)")
     p.add_argument("--bn-momentum", type=float, default=d.bn_momentum,
@@ -157,6 +163,10 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
                         help="leave out the learned skin check (assets/skin_check.onnx, about 1 MB: ImageNet "
                              "MobileNetV3-Small blocks fitted on real skin against real non-skin photos) that every "
                              "exported model gets in its graph; the statistics gate alone then refuses non-skin")
+    parser.add_argument("--answer-threshold", action="append", metavar="CLASS=P",
+                        help="answer CLASS only when its probability reaches P, a higher bar than the abstain "
+                             "threshold (below it: 'uncertain, see a dermatologist'); for an answer whose false alarm "
+                             "costs more, e.g. vitiligo=0.8 (the bundled model); repeat for several classes")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -122,7 +122,9 @@ def _run(args: argparse.Namespace) -> int:
                "model": {"path": str(model_path), "model_name": md.get("model_name"),
                          "version": md.get("version"), "precision": md.get("precision", "fp32"),
                          "class_names": list(md["class_names"]),
-                         "abstain_threshold": float(md["abstain_threshold"]), "temperature": float(md["temperature"]),
+                         "abstain_threshold": float(md["abstain_threshold"]),
+                         "answer_thresholds": {k: float(v) for k, v in (md.get("answer_thresholds") or {}).items()},
+                         "temperature": float(md["temperature"]),
                          "problems": problems},
                "results": results, "notes": [n for n in (broken, note, skipped_note) if n], "disclaimer": DISCLAIMER}
         print(json.dumps(doc, indent=2, allow_nan=False))  # NaN is not JSON: fail loudly rather than print it

@@ -75,6 +75,10 @@ class TrainConfig:
     # values of the outlier manifest's `origin` column left out of the bank (comma-separated): held-out checks
     outliers_exclude: str | None = None
     ema: bool = False
+    # MixStyle (hypoderm.engine.mixstyle): probability per batch of mixing the early feature maps' per-image
+    # statistics (a photo's style) between the batch's skin photos; 0 = off. Training only: the model is unchanged
+    mixstyle: float = 0.0
+    mixstyle_alpha: float = 0.1
     # BatchNorm momentum while training; None keeps the model's. torchvision's MobileNetV3 uses 0.01,
     # tuned for ImageNet-length runs: over a few hundred steps its running statistics barely leave
     # their initial values and eval-mode predictions collapse to one class.
@@ -112,6 +116,10 @@ class TrainConfig:
             raise UsageError("outliers_exclude names origins of an --outliers manifest; give --outliers too")
         if self.outliers and self.outlier_exposure <= 0:
             raise UsageError("--outliers adds photos to the outlier-exposure bank; it needs --outlier-exposure > 0")
+        if not 0.0 <= self.mixstyle <= 1.0:
+            raise UsageError(f"mixstyle is a probability per batch in [0, 1], got {self.mixstyle}")
+        if self.mixstyle_alpha <= 0:
+            raise UsageError(f"mixstyle_alpha must be > 0, got {self.mixstyle_alpha}")
         if not 0.0 <= self.counterfactual_p <= 1.0:
             raise UsageError(f"counterfactual_p must be in [0, 1], got {self.counterfactual_p}")
         if self.balance not in ("loss", "sampler", "none"):

@@ -14,6 +14,7 @@ from torch.optim.swa_utils import AveragedModel  # cheap: torch.optim is already
 from torch.utils.data import DataLoader
 
 from hypoderm.engine.config import TrainConfig, TrainError
+from hypoderm.engine.mixstyle import MixStyle
 from hypoderm.engine.runtime import predict_logits
 
 
@@ -65,9 +66,10 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, 
                     scaler: torch.amp.GradScaler | None = None, ema: AveragedModel | None = None,
                     max_steps: int | None = None, channels_last: bool = False, progress: bool = False,
                     desc: str = "train", outliers: DataLoader | None = None,
-                    outlier_weight: float = 0.0) -> dict[str, float]:
+                    outlier_weight: float = 0.0, mixstyle: MixStyle | None = None) -> dict[str, float]:
     """One pass over `loader`. With `outliers` (pictures that are not skin), each batch also runs one
-    batch of them and adds `outlier_weight` x their cross-entropy to the uniform distribution."""
+    batch of them and adds `outlier_weight` x their cross-entropy to the uniform distribution. `mixstyle` (hooked
+    on the model) mixes styles among each batch's skin photos only, never with the outliers'."""
     from hypoderm.engine.outliers import uniform_target_loss
 
     model.train()
@@ -84,6 +86,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, 
             break
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         n = len(y)
+        if mixstyle is not None:
+            mixstyle.limit = n
         if outlier_batches is not None:
             x_out = next(outlier_batches, None)
             if x_out is None:  # the bank is shorter than the epoch: start it again

@@ -36,6 +36,7 @@ from hypoderm.engine.data import (
 )
 from hypoderm.engine.fold import FoldData, prepare_fold
 from hypoderm.engine.loop import make_optimizer, train_one_epoch, validate, warmup_cosine
+from hypoderm.engine.mixstyle import MixStyle
 from hypoderm.engine.runtime import (
     configure_backends,
     finish_distributed,
@@ -174,6 +175,7 @@ class _Loop:
     early: dict[str, Any]
     outlier_loader: DataLoader | None = None
     outlier_generator: torch.Generator | None = None
+    mixstyle: MixStyle | None = None  # training-only hooks on the model (cfg.mixstyle > 0)
     # the best epoch so far as a checkpoint dict: kept here and in last.pt, written as best.pt once, calibrated
     best: dict[str, Any] | None = None
 
@@ -248,6 +250,13 @@ def _build_loop(cfg: TrainConfig, data: FoldData, spec: PreprocessSpec, rt: _Run
     """Model, loaders, losses, optimiser, schedule and AMP scaler of a fresh run."""
     k = len(data.class_names)
     model, ema, train_model = _build_model(cfg, k, rt)
+    mixstyle = None
+    if cfg.mixstyle > 0:  # after the EMA copy, which stays without hooks (it is only evaluated)
+        mixstyle = MixStyle(cfg.mixstyle, cfg.mixstyle_alpha)
+        try:
+            mixstyle.attach(model)
+        except ValueError as e:
+            raise TrainError(f"--mixstyle: {e}") from None
     xs, ys = data.subset(data.train_idx)
     train_ds = CachedImageDataset(xs, ys, train_transform(spec, cfg.recipe, counterfactual_for(cfg, data.class_names)))
     balance = cfg.balance
@@ -290,7 +299,7 @@ def _build_loop(cfg: TrainConfig, data: FoldData, spec: PreprocessSpec, rt: _Run
                  val_criterion=nn.CrossEntropyLoss(),  # plain NLL on validation, comparable across recipes
                  train_loader=train_loader, val_loader=val_loader, generator=generator,
                  early={"best": -1.0, "best_epoch": 0, "bad_epochs": 0}, outlier_loader=outlier_loader,
-                 outlier_generator=outlier_generator)
+                 outlier_generator=outlier_generator, mixstyle=mixstyle)
 
 
 def _restore(ckpt: dict[str, Any] | None, loop: _Loop, run_dir: Path, rt: _Runtime) -> int:
@@ -430,7 +439,7 @@ def train(cfg: TrainConfig, cache: DecodedCache | None = None, *, check_leaks: b
                              rt.device, scaler=loop.scaler, ema=loop.ema, max_steps=cfg.max_steps,
                              channels_last=rt.on_cuda, progress=cfg.progress and rt.is_main,
                              desc=f"epoch {epoch}/{cfg.epochs}", outliers=loop.outlier_loader,
-                             outlier_weight=cfg.outlier_exposure)
+                             outlier_weight=cfg.outlier_exposure, mixstyle=loop.mixstyle)
         stop = _end_epoch(cfg, epoch, tr, t0, loop, data, spec, run_dir, rt)
         if cfg.stop_after_epoch is not None and epoch >= cfg.stop_after_epoch:
             rt.log(f"stopping after epoch {epoch} as asked (--stop-after-epoch); continue with --resume")

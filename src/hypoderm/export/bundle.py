@@ -48,6 +48,9 @@ class ExportOptions:
     int8_weights: bool = False
     eval_closeups: int = 3
     no_skin_check: bool = False
+    # "CLASS=P": that class is answered only at probability >= P (model.json `answer_thresholds`;
+    # hypoderm.inference.verdict.answer_threshold)
+    answer_threshold: list[str] | None = None
 
 
 class ExportError(HypodermError, RuntimeError):
@@ -160,6 +163,26 @@ def _check_options(args: ExportOptions) -> None:
         raise ExportError(f"--out must end in .onnx, got {args.out}")
 
 
+def answer_thresholds(items: list[str], class_names: list[str]) -> dict[str, float]:
+    """`--answer-threshold CLASS=P` flags -> {class: P}; an ExportError names a malformed one, an unknown class or a
+    P outside (0, 1]."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.rpartition("=")
+        try:
+            p = float(value)
+        except ValueError:
+            p = float("nan")
+        if not sep or not name:
+            raise ExportError(f"--answer-threshold takes CLASS=P (e.g. vitiligo=0.8), got {item!r}")
+        if name not in class_names:
+            raise ExportError(f"--answer-threshold {item!r}: {name!r} is not a class of this model ({class_names})")
+        if not 0.0 < p <= 1.0:  # NaN fails too
+            raise ExportError(f"--answer-threshold {item!r}: P must be a probability in (0, 1]")
+        out[name] = p
+    return out
+
+
 def _load_model(args: ExportOptions, warn: Callable[[str], None]) -> tuple[dict[str, Any], Any, dict[str, Any]]:
     """(checkpoint, model, metadata) of a checkpoint that is usable and not broken (or --force: marked)."""
     import torch
@@ -182,6 +205,8 @@ def _load_model(args: ExportOptions, warn: Callable[[str], None]) -> tuple[dict[
                                      "Train it longer or fix the data; pass --force to export it anyway (it will be "
                                      "marked as broken, and predict and serve will say so)."]), exit_code=1)
     metadata["quality"] = {"problems": problems, "forced": bool(problems)}
+    if args.answer_threshold:
+        metadata["answer_thresholds"] = answer_thresholds(args.answer_threshold, list(metadata["class_names"]))
     if "pretrained" in ckpt:  # the weights it started from ({"file", "sha256"}), null from scratch
         metadata["pretrained"] = ckpt["pretrained"]
     for p in problems:

@@ -57,7 +57,7 @@ STATUS_RULES = """`status` and `reason` (hypoderm/inference/ood.py and predictor
   not skin, or an unusual photo), `unusual_logits` (max logit below `ood.max_logit_min`) or `low_confidence` (top
   probability below `model.abstain_threshold`, raised to the chance floor `1/K + 0.25 (1 - 1/K)` when the model's
   own is lower: 0.5 for 3 classes, 0.625 for 2; `hypoderm.model_quality.abstain_floor`, so a model at chance never
-  answers `ok`);
+  answers `ok`; and for a top class named in `model.answer_thresholds`, below its own higher bar);
 - else `ok` (`reason` null)."""
 
 
@@ -139,6 +139,10 @@ class ModelSummary(Shape):
     precision: Literal["fp32", "int8", "int8-weights"]
     class_names: list[str] = Field(min_length=2)
     abstain_threshold: Probability
+    answer_thresholds: dict[str, Probability] = Field(
+        description="classes answered only when their probability reaches this higher bar (e.g. a false "
+                    "`vitiligo` on healthy skin costs more than a withheld answer); empty: the abstain threshold "
+                    "for every class")
     temperature: float = Field(gt=0)
     problems: list[ModelProblem] = Field(
         description="the quality checks the model failed when it was exported with `--force` "

@@ -103,6 +103,7 @@ def validate_metadata(md: dict[str, Any], source: str = "metadata") -> None:
         _check_number("abstain_threshold", md["abstain_threshold"], 0.0, 1.0)
         _check_input(md["input"])
         _check_names(md)
+        _check_answer_thresholds(md.get("answer_thresholds"), md["class_names"])
     except ValueError as e:
         raise ModelLoadError(f"{source}: {e}") from e
     try:
@@ -154,6 +155,18 @@ def _check_input(block: Any) -> None:
         PreprocessSpec.from_dict(block)
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"bad input spec ({e})") from e
+
+
+def _check_answer_thresholds(block: Any, class_names: list[str]) -> None:
+    """`answer_thresholds` (optional): class name -> the probability that class needs to be answered."""
+    if block is None:
+        return
+    if not isinstance(block, dict):
+        raise ValueError(f"answer_thresholds must be an object of class name -> probability, got {block!r}")
+    for name, p in block.items():
+        if name not in class_names:
+            raise ValueError(f"answer_thresholds names {name!r}, which is not one of the classes {class_names}")
+        _check_number(f"answer_thresholds[{name!r}]", p, 0.0, 1.0)
 
 
 def _check_names(md: dict[str, Any]) -> None:

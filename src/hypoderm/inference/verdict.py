@@ -46,6 +46,15 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def answer_threshold(metadata: dict[str, Any], label: str) -> float:
+    """The probability the top class `label` needs to be answered: the abstain threshold (never below the chance
+    floor, `hypoderm.model_quality.abstain_floor`), raised for a class that `answer_thresholds` names (a stricter
+    bar for an answer whose false alarm costs more, e.g. vitiligo on healthy skin; `hypoderm export
+    --answer-threshold`)."""
+    base = effective_abstain_threshold(float(metadata["abstain_threshold"]), len(metadata["class_names"]))
+    return max(base, float((metadata.get("answer_thresholds") or {}).get(label, 0.0)))
+
+
 def reason_message(reason: str, candidates: list[str], lang: str = "en") -> str:
     """What a refused or withheld answer says (messages.json): what happened, what to do, and for an uncertain
     one its candidates, named as equals."""
@@ -77,8 +86,7 @@ def result_from_logits(logits: np.ndarray, crop: np.ndarray, metadata: dict[str,
     if source_side is not None and source_side < MIN_SOURCE_SIDE:
         reason = "too_small"
         ood = {**ood, "is_skin": False, "answerable": False, "reason": reason}
-    if reason is None and top[0]["probability"] < effective_abstain_threshold(float(metadata["abstain_threshold"]),
-                                                                              len(names)):
+    if reason is None and top[0]["probability"] < answer_threshold(metadata, top[0]["label"]):
         reason = "low_confidence"
     answer = None
     if reason is None:

@@ -26,6 +26,14 @@ export function abstainFloor(numClasses) {
   return chance + CHANCE_MARGIN * (1.0 - chance);
 }
 
+/** hypoderm.inference.verdict.answer_threshold: the abstain threshold (never below the floor), raised for a class
+ * that metadata.answer_thresholds names. */
+export function answerThreshold(metadata, label) {
+  const base = Math.max(Number(metadata.abstain_threshold), abstainFloor(metadata.class_names.length));
+  const own = metadata.answer_thresholds;
+  return own && Object.prototype.hasOwnProperty.call(own, label) ? Math.max(base, Number(own[label])) : base;
+}
+
 /** hypoderm.inference.verdict.result_from_logits (messages are localised by the page, not here). `sourceSide`: the
  * shorter side of the framed square in the photo's own pixels; below metadata.min_source_side it is too small. */
 export function resultFromLogits(logits, crop, metadata, topK = 3, sourceSide = null, skinScore = null) {
@@ -43,7 +51,7 @@ export function resultFromLogits(logits, crop, metadata, topK = 3, sourceSide = 
     reason = "too_small";
     ood = { ...ood, is_skin: false, answerable: false, reason };
   }
-  if (reason === null && top[0].probability < Math.max(Number(metadata.abstain_threshold), abstainFloor(names.length))) {
+  if (reason === null && top[0].probability < answerThreshold(metadata, top[0].label)) {
     reason = "low_confidence";
   }
   let status = "ok", answer = null;
