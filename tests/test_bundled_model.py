@@ -41,6 +41,9 @@ def test_bundled_metadata_is_valid_and_describes_the_model():
     assert md["gradcam"]["cam_weights"] == "cam_weights"  # the heat map works torch-free
     assert md["ood"]["gate"] is not None and md["ood"]["max_logit_min"] <= -1e8  # the image gate decides
     assert md["temperature"] > 0 and 0.5 <= md["abstain_threshold"] <= 1.0
+    # "vitiligo" only at 0.8 or more (benchmarks/origins/answer_thresholds.json: the false alarm on held-out healthy
+    # skin; scripts/train_bundled_model.sh)
+    assert md["answer_thresholds"] == {"vitiligo": 0.8}
     # the multisource development set (every origin but dfu-patches, one group), validation fold 1 of a split
     # stratified by class and origin
     # (index-v2: nine origins in the file)

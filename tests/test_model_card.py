@@ -128,3 +128,17 @@ def test_card_quotes_where_the_heat_map_lies() -> None:
     assert f"{pooled['n']} answered validation photos" in CARD
     assert f"(heat / area {pooled['skin_heat_over_area']:.2f})" in CARD
     assert pooled["share_with_most_heat_on_dark"] == 0.0 and "none has most of its heat on a dark backdrop" in CARD
+
+
+def test_card_states_each_answer_bar_of_the_shipped_model() -> None:
+    """A class with its own, higher bar (`answer_thresholds`, `hypoderm export --answer-threshold`) answers less often:
+    the card says so, with the bar's value and the benchmark that chose it."""
+    md = load_metadata(bundled_model())
+    bars = md.get("answer_thresholds") or {}
+    assert bars, "the bundled model has no answer bar: drop this test with the card's section"
+    for name, p in bars.items():
+        assert f'`answer_thresholds: {{"{name}": {p}}}`' in CARD and f"--answer-threshold {name}={p}" in CARD
+    grid = _load(ORIGINS / "answer_thresholds.json")
+    chosen = next(r for r in grid["rows"] if r["bar"] == bars.get(grid["class"]))
+    found = chosen["ordinary_cv"][f"{grid['class']}_found_answered"]
+    assert f"{pct(found)} of the {chosen['ordinary_cv'][grid['class'] + '_n']} vitiligo photos" in CARD

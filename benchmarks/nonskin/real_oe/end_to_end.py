@@ -46,13 +46,15 @@ def batch_logits(predictor: OnnxPredictor, crops: np.ndarray, rows: np.ndarray) 
 
 
 def statuses(model: Path, crops: np.ndarray, held: np.ndarray, rows: np.ndarray,
-             abstain: float | None = None) -> np.ndarray:
+             abstain: float | None = None, answer: dict[str, float] | None = None) -> np.ndarray:
     """The status `predict` would give each crop in `rows` (others ""), with the held-out skin-check score (and,
-    when given, another abstain threshold than the model's own: what-if runs)."""
+    when given, another abstain threshold than the model's own, or per-class answer thresholds: what-if runs)."""
     predictor = OnnxPredictor(model)
     md = with_skin_check(predictor.metadata)
     if abstain is not None:
         md = {**md, "abstain_threshold": abstain}
+    if answer:
+        md = {**md, "answer_thresholds": answer}
     out = np.array([""] * len(crops), dtype=object)
     for j, lg in zip(rows, batch_logits(predictor, crops, rows), strict=True):
         score = float(held[j]) if np.isfinite(held[j]) else None
@@ -77,8 +79,11 @@ def main() -> None:
     ap.add_argument("--compare", nargs="*", default=[], metavar="NAME=MODEL.onnx")
     ap.add_argument("--held-abstain", type=float, default=None,
                     help="what-if: judge the --held runs' answers at this abstain threshold instead of their own")
+    ap.add_argument("--answer-threshold", action="append", default=[], metavar="CLASS=P",
+                    help="what-if: every model answers CLASS only at probability >= P (hypoderm export's flag)")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("end_to_end.json"))
     args = ap.parse_args()
+    answer = {k: float(v) for k, v in (item.rsplit("=", 1) for item in args.answer_threshold)}
     z, h = np.load(args.npz), np.load(args.held)
     crops, side, origin, view, category, names = (z[k] for k in ("crops", "side", "origin", "view", "category",
                                                                   "name"))
@@ -95,15 +100,15 @@ def main() -> None:
         cfg = torch.load(run / "best.pt", map_location="cpu", weights_only=False)["config"]
         out_origins = comma_list(cfg.get("outliers_exclude"))
         rows = np.where(nonskin & np.isin(origin, out_origins))[0]
-        real[rows] = statuses(run / "model.int8w.onnx", crops, held, rows, args.held_abstain)[rows]
+        real[rows] = statuses(run / "model.int8w.onnx", crops, held, rows, args.held_abstain, answer)[rows]
         excluded_by.update({o: run.name for o in out_origins})
     rest = np.where(is_val | test | (nonskin & ~np.isin(origin, list(excluded_by))))[0]
-    real[rest] = statuses(args.final / "model.int8w.onnx", crops, held, rest)[rest]
+    real[rest] = statuses(args.final / "model.int8w.onnx", crops, held, rest, answer=answer)[rest]
     models = {"real_oe_held_out": real}
     everything = np.where(is_val | test | nonskin)[0]
     for item in args.compare:
         label, path = item.split("=", 1)
-        models[label] = statuses(Path(path), crops, held, everything)
+        models[label] = statuses(Path(path), crops, held, everything, answer=answer)
 
     out_rows = []
     for s_name, base in (("skin (validation fold)", is_val), ("not skin", nonskin), ("synthetic TEST", test)):
@@ -129,7 +134,7 @@ def main() -> None:
                          ("centre", "closeup") if (base & (view == v)).any()}
     print(json.dumps(totals, indent=1))
     args.out.write_text(json.dumps({"command": "benchmarks/nonskin/real_oe/end_to_end.py", "excluded_by": excluded_by,
-                                    "held_abstain": args.held_abstain,
+                                    "held_abstain": args.held_abstain, "answer_thresholds": answer,
                                     "rows": out_rows, "totals": totals}, indent=1) + "\n")
 
 
