@@ -494,3 +494,27 @@ def test_cam_comes_from_the_run_that_gives_the_answer(onnx_path: Path, tmp_path:
     runs.clear()
     predict_files(predictor, [photo])  # without --cam: one run, no Grad-CAM outputs asked for
     assert len(runs) == 1 and not set(predictor.cam_names) & set(runs[0])
+
+
+@pytest.mark.parametrize("argv", [["predict", ""], ["predict", "  "], ["predict", "photo.jpg", "--model", ""],
+                                  ["predict", "photo.jpg", "--cam", ""], ["export", "", "--out", "m.onnx"],
+                                  ["bench", "--onnx-file", ""], ["train", "--data", ""],
+                                  ["train", "--data", "photos", "--out", ""], ["cv", "--data", "photos", "--split", " "],
+                                  ["evaluate", ""], ["data", "audit", ""], ["data", "split", ""],
+                                  ["data", "lesion-free", "", "--out", "o"], ["serve", "--model", ""]])
+def test_an_empty_path_is_a_usage_error_not_the_current_folder(argv: list[str], tmp_path: Path, capsys,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """`hypoderm predict "$PHOTO"` with PHOTO unset gave Path("") = the current folder: every image under it was
+    predicted (or, in an empty folder, nothing, with exit 0); `train --data ""` made runs/ before it failed. Every
+    path option of every command now gives argparse's usage error (exit 2) saying why, and writes nothing."""
+    from hypoderm.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    skin_image(0, np.random.default_rng(0), 96).save(tmp_path / "photo.jpg")
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "empty path (an unset shell variable?)" in err and "usage: hypoderm" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg"]  # nothing written
+

@@ -6,8 +6,8 @@ import argparse
 import csv
 import json
 import os
-from pathlib import Path
 
+from hypoderm.commands import path_arg
 from hypoderm.errors import UsageError
 
 
@@ -21,10 +21,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=int, default=50)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--no-onnx", action="store_true", help="skip ONNX Runtime")
-    p.add_argument("--onnx-file", action="append", type=Path, default=[],
+    p.add_argument("--onnx-file", action="append", type=path_arg, default=[],
                    help="also time an exported .onnx artefact (repeatable), e.g. fp32 and INT8 exports")
-    p.add_argument("--json", type=Path, help="write the full result as JSON")
-    p.add_argument("--csv", type=Path, help="write the table as CSV")
+    p.add_argument("--json", type=path_arg, help="write the full result as JSON")
+    p.add_argument("--csv", type=path_arg, help="write the table as CSV")
 
 
 def run(args: argparse.Namespace) -> int:

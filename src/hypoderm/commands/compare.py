@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
+from hypoderm.commands import path_arg
 from hypoderm.commands.options import add_train_arguments, config_from_args
 from hypoderm.errors import UsageError
 
@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default=None, help="comma-separated model names (or presets paper, ablation)")
     p.add_argument("--preset", choices=["paper", "ablation", "design"], help="paper: hypodermnet vs mnv3s and 5 CNNs; "
                    "ablation: the 8 mnv3s* variants; design: hypodermnet's open design choices")
-    p.add_argument("--out", required=True, type=Path, help="study directory (re-run to resume)")
+    p.add_argument("--out", required=True, type=path_arg, help="study directory (re-run to resume)")
     # every training flag of `hypoderm cv` (recipe, balance, label smoothing, EMA, abstain target, ...), so that
     # a study runs the recipe it says; --hold-out-by adds the held-out protocol for every model
     add_train_arguments(p, study=True)

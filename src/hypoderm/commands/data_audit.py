@@ -7,17 +7,19 @@ import argparse
 import time
 from pathlib import Path
 
+from hypoderm.commands import path_text
 from hypoderm.data.splits import NEAR_DUPLICATE_THRESHOLD
 from hypoderm.errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", help="ImageFolder directory or CSV manifest")
-    parser.add_argument("--split", default=None, help="split file to check for leakage across folds")
+    parser.add_argument("source", type=path_text, help="ImageFolder directory or CSV manifest")
+    parser.add_argument("--split", default=None, type=path_text, help="split file to check for leakage across folds")
     parser.add_argument("--allow-outside-paths", action="store_true",
                         help="read CSV manifest rows whose file lies outside the manifest's folder (refused by "
                              "default, listed when allowed)")
-    parser.add_argument("--out", default="audit", help="folder for audit.md and audit.csv (default ./audit)")
+    parser.add_argument("--out", default="audit", type=path_text,
+                        help="folder for audit.md and audit.csv (default ./audit)")
     parser.add_argument("--near-threshold", type=int, default=NEAR_DUPLICATE_THRESHOLD,
                         help="max phash Hamming distance (of 64 bits) for near-duplicates (default 4)")
     parser.add_argument("--no-shortcut", dest="shortcut", action="store_false",

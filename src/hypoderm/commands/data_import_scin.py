@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
-from pathlib import Path
 
+from hypoderm.commands import path_arg
 from hypoderm.data.scin.fetch import DEFAULT_BASE_URL
 from hypoderm.data.scin.labels import DEFAULT_CONDITIONS
 from hypoderm.data.scin.selection import DEFAULT_MIN_CONFIDENCE
@@ -14,7 +14,7 @@ from hypoderm.errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True, help="output folder (ImageFolder + manifest.csv)")
+    parser.add_argument("--out", type=path_arg, required=True, help="output folder (ImageFolder + manifest.csv)")
     parser.add_argument(
         "--conditions", nargs="+", default=None, metavar="LIST",
         help="classes or SCIN condition names, separated by ';' or ',' (a comma followed by a space "

@@ -7,14 +7,18 @@ import argparse
 import sys
 import time
 
+from hypoderm.commands import path_text
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hypoderm.data.lesionfree import MASK_COLUMN, CutOptions
 
     d = CutOptions()
-    parser.add_argument("manifest", help=f"CSV manifest with path, label and a {MASK_COLUMN} column (the mask's path, "
+    parser.add_argument("manifest", type=path_text,
+                        help=f"CSV manifest with path, label and a {MASK_COLUMN} column (the mask's path, "
                                          "white = lesion; rows without one are copied unchanged)")
-    parser.add_argument("--out", required=True, help="empty folder for the squares and the new manifest.csv")
+    parser.add_argument("--out", required=True, type=path_text,
+                        help="empty folder for the squares and the new manifest.csv")
     parser.add_argument("--normal-label", default="normal_skin", help="the class of the squares (default %(default)s)")
     parser.add_argument("--per-photo", type=int, default=d.per_photo, help="squares per photo, at most "
                                                                            "(default %(default)s)")

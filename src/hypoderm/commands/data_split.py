@@ -6,12 +6,14 @@ import argparse
 import sys
 import time
 
+from hypoderm.commands import path_text
 from hypoderm.data.splits import NEAR_DUPLICATE_THRESHOLD
 from hypoderm.errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", help="ImageFolder directory or CSV manifest (path,label[,group][,skin_type])")
+    parser.add_argument("source", type=path_text,
+                        help="ImageFolder directory or CSV manifest (path,label[,group][,skin_type])")
     parser.add_argument("--folds", type=int, default=5, help="number of folds k (>= 3; default 5)")
     parser.add_argument("--seed", type=int, default=0, help="shuffle seed (same seed -> same file; default 0)")
     parser.add_argument("--group-regex", default=None,
@@ -24,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hold-out-by", default=None, metavar="COLUMN",
                         help="one fold per value of this manifest column (e.g. origin): each fold tests on one value "
                              "and trains on the others; --folds then sets the validation share (1/folds)")
-    parser.add_argument("--out", default="split.json", help="split file to write (default split.json)")
+    parser.add_argument("--out", default="split.json", type=path_text, help="split file to write (default split.json)")
     parser.add_argument("--allow-outside-paths", action="store_true",
                         help="read CSV manifest rows whose file lies outside the manifest's folder (refused by "
                              "default, listed when allowed)")

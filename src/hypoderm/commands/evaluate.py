@@ -6,16 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
+from hypoderm.commands import path_text
 from hypoderm.text import fmt
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="a hypoderm checkpoint (best.pt)")
-    parser.add_argument("--data", default=None, help="data source; alone: evaluate every image of this folder/CSV")
-    parser.add_argument("--split", default=None, help="split file (default: the checkpoint's own split)")
+    parser.add_argument("checkpoint", type=path_text, help="a hypoderm checkpoint (best.pt)")
+    parser.add_argument("--data", default=None, type=path_text,
+                        help="data source; alone: evaluate every image of this folder/CSV")
+    parser.add_argument("--split", default=None, type=path_text,
+                        help="split file (default: the checkpoint's own split)")
     parser.add_argument("--fold", type=int, default=None, help="test fold (default: the training fold)")
     parser.add_argument("--part", choices=["test", "val"], default="test")
-    parser.add_argument("--out", default=None, help="output folder (default: next to the checkpoint)")
+    parser.add_argument("--out", default=None, type=path_text, help="output folder (default: next to the checkpoint)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")

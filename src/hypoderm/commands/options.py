@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import MISSING, fields
-from pathlib import Path
 from typing import Any, get_args
 
+from hypoderm.commands import path_arg, path_text
 from hypoderm.engine.config import RECIPES, WEIGHTS_ENV, Balance, TrainConfig, resolve_pretrained
 from hypoderm.export.bundle import ExportOptions
 
@@ -26,10 +26,11 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False, st
     d = TrainConfig(data="")
     p = parser
     cv = cv or study
-    p.add_argument("--data", required=True, help="ImageFolder directory or CSV manifest")
+    p.add_argument("--data", required=True, type=path_text, help="ImageFolder directory or CSV manifest")
     if not study:
         p.add_argument("--model", default=d.model, help="registry model name (see `hypoderm models`)")
-    p.add_argument("--split", default=d.split, help="split file from `hypoderm data split` (default: make one)")
+    p.add_argument("--split", default=d.split, type=path_text,
+                   help="split file from `hypoderm data split` (default: make one)")
     p.add_argument("--folds", type=int, default=d.folds,
                    help="folds when making a split (default %(default)s); with --hold-out-by, validation is 1/folds")
     p.add_argument("--hold-out-by", default=d.hold_out_by, metavar="COLUMN",
@@ -68,7 +69,7 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False, st
                    help="mix pictures that are not skin (synthetic textures, sample photos of installed packages) into "
                         "every batch with a uniform target, weighted by WEIGHT (default %(default)s, the bundled "
                         "recipe; 0 = off)")
-    p.add_argument("--outliers", default=d.outliers, metavar="PATH",
+    p.add_argument("--outliers", default=d.outliers, type=path_text, metavar="PATH",
                    help="real photographs that are not skin (a manifest CSV with path,label[,origin] or an image "
                         "folder; e.g. ../shared/data/nonskin/index.csv) added to the outlier-exposure bank: each "
                         "photo's centre square and two close-ups")
@@ -89,11 +90,11 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False, st
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=d.amp, help="mixed precision on CUDA")
-    p.add_argument("--pretrained", default=d.pretrained, metavar="PATH",
+    p.add_argument("--pretrained", default=d.pretrained, type=path_text, metavar="PATH",
                    help=f"start from these weights (a state dict, e.g. the ImageNet MobileNetV3-Small file); default: "
                         f"${WEIGHTS_ENV} when set, else from scratch; 'none' = from scratch")
     if not study:
-        p.add_argument("--out", default=d.out, help="run directory (default runs/MODEL-fold-K)")
+        p.add_argument("--out", default=d.out, type=path_text, help="run directory (default runs/MODEL-fold-K)")
         p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping them")
     p.add_argument("--allow-leakage", action="store_true", help="train even if the split leaks groups/duplicates")
@@ -108,7 +109,8 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False, st
                             "no test fold, so report cross-validated numbers from `hypoderm cv`")
     p.add_argument("--max-steps", type=int, default=d.max_steps, help="at most N steps per epoch (smoke tests)")
     p.add_argument("--stop-after-epoch", type=int, default=d.stop_after_epoch, help=argparse.SUPPRESS)
-    p.add_argument("--cache-dir", default=d.cache_dir, help="on-disk decoded image cache (default: memory only)")
+    p.add_argument("--cache-dir", default=d.cache_dir, type=path_text,
+                   help="on-disk decoded image cache (default: memory only)")
     p.add_argument("--abstain-target", type=float, default=d.abstain_target,
                    help="validation accuracy the abstain threshold must reach on kept samples (default %(default)s)")
     p.add_argument("--no-calibrate-closeups", dest="calibrate_closeups", action="store_false",
@@ -120,18 +122,18 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False, st
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of `hypoderm export`: one per ExportOptions field, with its default."""
     d = _defaults(ExportOptions)
-    parser.add_argument("checkpoint", type=Path, help="a hypoderm .pt checkpoint (best.pt)")
-    parser.add_argument("--out", type=Path, required=True,
+    parser.add_argument("checkpoint", type=path_arg, help="a hypoderm .pt checkpoint (best.pt)")
+    parser.add_argument("--out", type=path_arg, required=True,
                         help="output path: model.onnx (or model.ts.pt for torchscript)")
     parser.add_argument("--format", choices=("onnx", "torchscript"), default=d["format"],
                         help="onnx: ONNX Runtime / Mobile (Android, iOS) / Web (browsers); "
                              "torchscript: LibTorch / PyTorch Mobile")
     parser.add_argument("--int8", action="store_true", help="also write an INT8 (QDQ) model, needs --calibration")
-    parser.add_argument("--calibration", type=Path, default=d["calibration"],
+    parser.add_argument("--calibration", type=path_arg, default=d["calibration"],
                         help="real images for INT8 calibration, the parity check and fitting OOD thresholds: a "
                              "folder (sub-folders named like the classes give labels) or the same CSV manifest "
                              "`train` takes (path,label[,...])")
-    parser.add_argument("--eval", type=Path, dest="eval_dir", default=d["eval_dir"],
+    parser.add_argument("--eval", type=path_arg, dest="eval_dir", default=d["eval_dir"],
                         help="labelled folder or CSV manifest to report fp32 vs INT8 accuracy / macro-F1 "
                              "(default: --calibration)")
     parser.add_argument("--int8-gradcam", action="store_true",

@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hypoderm.commands import path_arg
 from hypoderm.errors import HypodermError, UsageError
 
 if TYPE_CHECKING:
@@ -32,12 +33,12 @@ EXIT_CODES = """exit codes:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EXIT_CODES + "\n\nJSON output (--json): docs/PREDICT_SCHEMA.md"
-    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files or folders")
-    parser.add_argument("--model", type=Path,
+    parser.add_argument("images", nargs="+", type=path_arg, metavar="IMAGE", help="image files or folders")
+    parser.add_argument("--model", type=path_arg,
                         help="a .pt checkpoint, an exported .onnx, or a folder holding model.onnx "
                              "(default: the bundled model)")
     parser.add_argument("--top-k", type=int, default=3, help="how many classes to list (default 3)")
-    parser.add_argument("--cam", type=Path, metavar="DIR",
+    parser.add_argument("--cam", type=path_arg, metavar="DIR",
                         help="write Grad-CAM overlay PNGs here, at each photo's resolution, for each photo given an "
                              "answer (status ok; none for an uncertain or refused photo), from the model's own "
                              "Grad-CAM outputs: the bundled model and `hypoderm export` models have them; a .pt "

@@ -7,18 +7,19 @@ import sys
 
 from hypoderm.app.limits import DEFAULT_SERVER_THREADS, SLOW_MIN_AGE_S, Limits
 from hypoderm.app.state import WEB_ASSETS_ENV
+from hypoderm.commands import path_text
 from hypoderm.errors import UsageError
 
 D = Limits()  # the defaults the options show
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None,
+    parser.add_argument("--model", default=None, type=path_text,
                         help="model.onnx (or its folder) made by `hypoderm export`; default: the bundled model")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    parser.add_argument("--web-assets", default=None,
+    parser.add_argument("--web-assets", default=None, type=path_text,
                         help="folder holding onnxruntime-web/dist for in-browser inference "
                              f"(default: ${WEB_ASSETS_ENV} or the repository's node_modules)")
     parser.add_argument("--max-upload-mb", type=float, default=D.max_upload_bytes / 2**20,
