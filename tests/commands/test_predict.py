@@ -496,12 +496,14 @@ def test_cam_comes_from_the_run_that_gives_the_answer(onnx_path: Path, tmp_path:
     assert len(runs) == 1 and not set(predictor.cam_names) & set(runs[0])
 
 
-@pytest.mark.parametrize("argv", [["predict", ""], ["predict", "  "], ["predict", "photo.jpg", "--model", ""],
-                                  ["predict", "photo.jpg", "--cam", ""], ["export", "", "--out", "m.onnx"],
-                                  ["bench", "--onnx-file", ""], ["train", "--data", ""],
-                                  ["train", "--data", "photos", "--out", ""], ["cv", "--data", "photos", "--split", " "],
-                                  ["evaluate", ""], ["data", "audit", ""], ["data", "split", ""],
-                                  ["data", "lesion-free", "", "--out", "o"], ["serve", "--model", ""]])
+EMPTY_PATHS = [["predict", ""], ["predict", "  "], ["predict", "photo.jpg", "--model", ""],
+               ["predict", "photo.jpg", "--cam", ""], ["export", "", "--out", "m.onnx"], ["bench", "--onnx-file", ""],
+               ["train", "--data", ""], ["train", "--data", "photos", "--out", ""],
+               ["cv", "--data", "photos", "--split", " "], ["evaluate", ""], ["data", "audit", ""],
+               ["data", "split", ""], ["data", "lesion-free", "", "--out", "o"], ["serve", "--model", ""]]
+
+
+@pytest.mark.parametrize("argv", EMPTY_PATHS)
 def test_an_empty_path_is_a_usage_error_not_the_current_folder(argv: list[str], tmp_path: Path, capsys,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """`hypoderm predict "$PHOTO"` with PHOTO unset gave Path("") = the current folder: every image under it was
