@@ -27,9 +27,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 import summarize  # noqa: E402  (benchmarks/summarize.py)
 
-ORIGINS = ["11k-hands", "abdomen-web", "biraja-web", "dfu-patches", "msid-mpox", "msid-normal", "msld-healthy",
-           "msld-v1", "pad-ufes-20"]  # the held-out folds of index-v2 (sorted origins; holdout_split_run.sh)
-
 
 def statuses(probs: np.ndarray, thresholds: np.ndarray, names: list[str], answer: dict[str, float]) -> np.ndarray:
     """True where the photo is answered (status ok): its top probability reaches `answer_threshold` for its top
@@ -41,11 +38,10 @@ def statuses(probs: np.ndarray, thresholds: np.ndarray, names: list[str], answer
     return probs.max(1) >= bar
 
 
-def fold_predictions(folder: Path, bases: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                                               list[str]]:
+def fold_predictions(folder: Path, bases: list[str], texts: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                         np.ndarray, list[str]]:
     """(y, probs, fold, per-photo abstain threshold, class names) pooled over the runs `bases` inside `folder`
-    (packed or on disk)."""
-    texts = summarize.read(folder)
+    (packed or on disk; `texts` = summarize.read(folder))."""
     ys, ps, fs, ts = [], [], [], []
     names: list[str] = []
     for base in bases:
@@ -59,9 +55,8 @@ def fold_predictions(folder: Path, bases: list[str]) -> tuple[np.ndarray, np.nda
     return np.concatenate(ys), np.concatenate(ps), np.concatenate(fs), np.concatenate(ts), names
 
 
-def held_out_runs(run: str) -> list[str]:
-    """`run`'s held-out sub-runs in screen.json (holdout, holdout-a, holdout-b, holdout-fN, ...)."""
-    texts = summarize.read(HERE / "screen")
+def held_out_runs(texts: dict, run: str) -> list[str]:
+    """`run`'s held-out sub-runs in screen.json's `texts` (holdout, holdout-a, holdout-b, holdout-fN, ...)."""
     return sorted({k.rsplit("/", 1)[0] for k in texts if k.startswith(f"{run}/holdout") and
                    k.endswith("/summary.json")})
 
@@ -76,8 +71,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
-    y, p, fold, thr, names = fold_predictions(HERE / "screen", held_out_runs(args.run))
-    cy, cp, _, cthr, cnames = fold_predictions(args.cv.parent, [args.cv.name])
+    screen = summarize.read(HERE / "screen")
+    runs = held_out_runs(screen, args.run)
+    y, p, fold, thr, names = fold_predictions(HERE / "screen", runs, screen)
+    origins = screen[f"{runs[0]}/summary.json"]["holdout"]["values"]  # fold k holds out origins[k]
+    cy, cp, _, cthr, cnames = fold_predictions(args.cv.parent, [args.cv.name], summarize.read(args.cv.parent))
     assert names == cnames, (names, cnames)
     v = names.index(args.cls)
     rows = []
@@ -89,7 +87,7 @@ def main() -> None:
         for f in sorted(set(fold.tolist())):
             for c in sorted(set(y[fold == f].tolist())):
                 m = (fold == f) & (y == c)
-                held[f"{ORIGINS[f]} {names[c]}"] = {
+                held[f"{origins[f]} {names[c]}"] = {
                     "n": int(m.sum()), "recall": float(np.mean(pred[m] == c)), "answered": float(np.mean(ok[m])),
                     "right_and_answered": float(np.mean(ok[m] & (pred[m] == c))),
                     f"{args.cls}_ok": float(np.mean(ok[m] & (pred[m] == v)))}
