@@ -49,6 +49,9 @@ def test_cv_runs_every_fold_and_resumes(image_folder: Path, tmp_path: Path, caps
     assert stamps == [(out / f"fold{f}" / "metrics.json").stat().st_mtime_ns for f in range(3)]
     with pytest.raises(TrainError, match="other settings.*lr"):
         run_cv(cfg(image_folder, lr=0.5), out)
+    # the fine-tuning schedule is part of the experiment too
+    with pytest.raises(TrainError, match=r"other settings \(backbone_lr_scale, head_epochs\)"):
+        run_cv(cfg(image_folder, backbone_lr_scale=0.5, head_epochs=1), out)
 
 
 def test_three_folds_say_they_train_on_a_third(capsys: pytest.CaptureFixture) -> None:

@@ -1,5 +1,6 @@
 """engine/loop.py's optimiser: one learning rate for the whole network by default, and with backbone_lr_scale the
-trunk (everything but the classifier head) at lr x scale while the head keeps lr, through the LR schedule."""
+trunk (everything but the classifier head) at lr x scale while the head keeps lr, through the LR schedule; with
+head_epochs the trunk stands still for those epochs, then warms up (linear probing, then fine-tuning)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 from torch import nn
 
 from hypoderm.engine.config import TrainConfig, TrainError
-from hypoderm.engine.loop import classifier_head, make_optimizer, warmup_cosine
+from hypoderm.engine.loop import classifier_head, lr_lambdas, make_optimizer, warmup_cosine
 from hypoderm.errors import UsageError
 from hypoderm.models import create_model
 
@@ -59,9 +60,63 @@ def test_a_model_without_a_head_cannot_scale_its_trunk() -> None:
     make_optimizer(model, TrainConfig(data="d"))  # one rate: fine
     with pytest.raises(TrainError, match="classifier.*fc"):
         make_optimizer(model, TrainConfig(data="d", backbone_lr_scale=0.5))
+    with pytest.raises(TrainError, match="--head-epochs needs a model with a `classifier` or `fc` head"):
+        make_optimizer(model, TrainConfig(data="d", head_epochs=1))
 
 
 @pytest.mark.parametrize("scale", [0.0, -0.1, 1.5, float("nan")])
 def test_scale_outside_0_1_is_a_usage_error(scale: float) -> None:
     with pytest.raises(UsageError, match="backbone_lr_scale"):
         TrainConfig(data="d", backbone_lr_scale=scale)
+
+
+def test_head_epochs_move_only_the_head_then_the_trunk_warms_up_and_decays() -> None:
+    torch.manual_seed(0)
+    model = create_model("mnv3s", num_classes=3)
+    cfg = TrainConfig(data="d", lr=1e-3, epochs=4, head_epochs=2, warmup_epochs=1.0, backbone_lr_scale=0.5)
+    opt = make_optimizer(model, cfg)
+    head_ids = {id(p) for p in model.classifier.parameters()}
+    assert {g["trunk"] for g in opt.param_groups} == {True, False}
+    assert all(g["trunk"] == (id(g["params"][0]) not in head_ids) for g in opt.param_groups)
+    steps_per_epoch = 3
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambdas(opt, cfg, steps_per_epoch))
+    trunk0 = {n: p.detach().clone() for n, p in model.named_parameters() if id(p) not in head_ids}
+    head0 = {n: p.detach().clone() for n, p in model.named_parameters() if id(p) in head_ids}
+    x, y = torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 2, 0])
+    trunk_rates, head_rates = [], []
+    for step in range(4 * steps_per_epoch):
+        trunk_rates.append(max(g["lr"] for g in opt.param_groups if g["trunk"]))
+        head_rates.append(max(g["lr"] for g in opt.param_groups if not g["trunk"]))
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+        sched.step()
+        if step == 2 * steps_per_epoch - 1:  # the last step of the head-only epochs
+            params = dict(model.named_parameters())
+            assert all(torch.equal(params[n], v) for n, v in trunk0.items()), "the trunk moved while frozen"
+            assert any(not torch.equal(params[n], v) for n, v in head0.items()), "the head did not learn"
+    params = dict(model.named_parameters())
+    assert any(not torch.equal(params[n], v) for n, v in trunk0.items()), "the trunk never learned"
+    assert trunk_rates[:6] == [0.0] * 6
+    # then its own warm-up (one epoch) to lr x scale, and a cosine to the end of the run
+    assert trunk_rates[6:9] == pytest.approx([0.5e-3 * k / 3 for k in (1, 2, 3)])
+    assert trunk_rates[9] == pytest.approx(0.5e-3) and trunk_rates[9] > trunk_rates[10] > trunk_rates[11] > 0
+    # the head's schedule is the whole run's, as without head epochs
+    whole = warmup_cosine(3, 12)
+    assert head_rates == pytest.approx([1e-3 * whole(s) for s in range(12)])
+
+
+def test_without_head_epochs_every_group_follows_the_one_schedule() -> None:
+    model = create_model("mnv3s", num_classes=3)
+    for cfg in (TrainConfig(data="d"), TrainConfig(data="d", backbone_lr_scale=0.1)):
+        opt = make_optimizer(model, cfg)
+        fs = lr_lambdas(opt, cfg, 5)
+        ref = warmup_cosine(5, cfg.epochs * 5)
+        assert len(fs) == len(opt.param_groups)
+        assert all(f(s) == ref(s) for f in fs for s in (0, 4, 50, 149))
+
+
+@pytest.mark.parametrize("n", [-1, 30, 31])
+def test_head_epochs_must_leave_the_trunk_an_epoch(n: int) -> None:
+    with pytest.raises(UsageError, match="head_epochs must be in 0..epochs-1"):
+        TrainConfig(data="d", epochs=30, head_epochs=n)

@@ -49,6 +49,10 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False, st
     p.add_argument("--backbone-lr-scale", type=float, default=d.backbone_lr_scale, metavar="SCALE",
                    help="learning rate of everything but the classifier head, as a share of --lr (e.g. 0.1 when "
                         "fine-tuning --pretrained weights; default %(default)s: one rate for all)")
+    p.add_argument("--head-epochs", type=int, default=d.head_epochs, metavar="N",
+                   help="train only the classifier head for the first N epochs (the trunk's rate is 0), then "
+                        "everything (linear probing, then fine-tuning: for a --pretrained start; default "
+                        "%(default)s)")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="(default %(default)s)")
     p.add_argument("--balance", choices=list(get_args(Balance)), default=d.balance,
                    help="class-weighted loss, balanced sampler, or neither (default %(default)s)")

@@ -51,6 +51,10 @@ class TrainConfig:
     # of lr; the head keeps lr. 1 = one rate for the whole network (a start from scratch); below 1 for a
     # pretrained start, so that fine-tuning keeps what ImageNet taught (benchmarks/origins/README.md)
     backbone_lr_scale: float = 1.0
+    # linear probing, then fine-tuning (LP-FT, Kumar et al. 2022): for the first head_epochs epochs only the
+    # classifier head learns (the trunk's learning rate is 0), so that a fitted head, not a random one, sends the
+    # gradients that then move the pretrained features; the trunk then warms up and decays over the epochs left
+    head_epochs: int = 0
     label_smoothing: float = 0.1
     balance: Balance = "loss"
     # a manifest column (e.g. "origin"): draw every class equally often and, inside a class, each value of
@@ -142,6 +146,9 @@ class TrainConfig:
             raise UsageError(f"lr must be > 0, got {self.lr}")
         if not 0.0 < self.backbone_lr_scale <= 1.0:
             raise UsageError(f"backbone_lr_scale must be in (0, 1], got {self.backbone_lr_scale}")
+        if not 0 <= self.head_epochs < self.epochs:
+            raise UsageError(f"head_epochs must be in 0..epochs-1 ({self.epochs - 1}): the trunk needs at least one "
+                             f"epoch; got {self.head_epochs}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise UsageError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 < self.abstain_target <= 1.0:

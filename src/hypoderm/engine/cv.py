@@ -35,7 +35,8 @@ _PROTOCOL_KEYS = ("data", "model", "folds", "seed", "size", "epochs", "batch_siz
                   "warmup_epochs", "label_smoothing", "balance", "recipe", "counterfactual", "counterfactual_p", "ema",
                   "ema_decay", "bn_momentum", "patience", "pretrained", "group_regex", "max_steps", "abstain_target",
                   "calibrate_closeups", "balance_by", "hold_out_by", "outlier_exposure",
-                  "outliers", "outliers_exclude", "mixstyle", "mixstyle_alpha")
+                  "outliers", "outliers_exclude", "mixstyle", "mixstyle_alpha", "backbone_lr_scale",
+                  "head_epochs")
 TABLE_KEYS = ("accuracy", "macro_f1", "weighted_f1", "roc_auc_ovr", "ece_before", "ece_after")
 
 

@@ -31,14 +31,16 @@ def classifier_head(model: nn.Module) -> nn.Module | None:
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW; no weight decay on norms and biases (1-d tensors), as in timm and torchvision. With
     cfg.backbone_lr_scale < 1 the trunk (everything but the classifier head) learns at lr x that scale and the
-    head at lr: the usual fine-tuning of a pretrained network (the LR schedule scales every group alike)."""
-    # one rate for all (scale 1): two groups, as before the option, so older runs still resume
-    split = cfg.backbone_lr_scale != 1.0
+    head at lr: the usual fine-tuning of a pretrained network. Each group says whether it is the trunk's
+    (`trunk`), for `lr_lambdas`' head-only epochs."""
+    # one rate for all, no head-only epochs: two groups, as before the options, so older runs still resume
+    split = cfg.backbone_lr_scale != 1.0 or cfg.head_epochs > 0
     in_head: set[int] = set()
     if split:
         head = classifier_head(model)
         if head is None:
-            raise TrainError(f"--backbone-lr-scale needs a model with a `classifier` or `fc` head; "
+            flag = "--backbone-lr-scale" if cfg.backbone_lr_scale != 1.0 else "--head-epochs"
+            raise TrainError(f"{flag} needs a model with a `classifier` or `fc` head; "
                              f"{type(model).__name__} has neither")
         in_head = {id(p) for p in head.parameters()}
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
@@ -47,7 +49,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
             groups.setdefault((split and id(p) not in in_head, p.ndim <= 1), []).append(p)
     return torch.optim.AdamW(
         [{"params": params, "lr": cfg.lr * cfg.backbone_lr_scale if in_trunk else cfg.lr,
-          "weight_decay": 0.0 if no_decay else cfg.weight_decay}
+          "weight_decay": 0.0 if no_decay else cfg.weight_decay, "trunk": in_trunk}
          for (in_trunk, no_decay), params in sorted(groups.items())], lr=cfg.lr)
 
 
@@ -59,6 +61,21 @@ def warmup_cosine(warmup_steps: int, total_steps: int):  # noqa: ANN201 - a Lamb
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     return f
+
+
+def lr_lambdas(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> list:
+    """One LambdaLR function per parameter group: warm-up and cosine over the run; with cfg.head_epochs, the
+    trunk's groups stay at 0 for those epochs, then warm up and decay over the epochs left."""
+    warmup, total = int(round(cfg.warmup_epochs * steps_per_epoch)), cfg.epochs * steps_per_epoch
+    whole = warmup_cosine(warmup, total)
+    frozen = cfg.head_epochs * steps_per_epoch
+    if frozen == 0:
+        return [whole for _ in optimizer.param_groups]
+    later = warmup_cosine(warmup, total - frozen)
+
+    def trunk(step: int) -> float:
+        return 0.0 if step < frozen else later(step - frozen)
+    return [trunk if g.get("trunk") else whole for g in optimizer.param_groups]
 
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, optimizer: torch.optim.Optimizer,

@@ -35,7 +35,7 @@ from hypoderm.engine.data import (
     train_transform,
 )
 from hypoderm.engine.fold import FoldData, prepare_fold
-from hypoderm.engine.loop import make_optimizer, train_one_epoch, validate, warmup_cosine
+from hypoderm.engine.loop import lr_lambdas, make_optimizer, train_one_epoch, validate
 from hypoderm.engine.mixstyle import MixStyle
 from hypoderm.engine.runtime import (
     configure_backends,
@@ -291,8 +291,7 @@ def _build_loop(cfg: TrainConfig, data: FoldData, spec: PreprocessSpec, rt: _Run
     weight = class_weights(ys, k).to(rt.device) if balance == "loss" else None
     optimizer = make_optimizer(model, cfg)
     steps_per_epoch = len(train_loader) if cfg.max_steps is None else min(len(train_loader), cfg.max_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(int(round(cfg.warmup_epochs * steps_per_epoch)), cfg.epochs * steps_per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambdas(optimizer, cfg, steps_per_epoch))
     return _Loop(model=model, train_model=train_model, ema=ema, optimizer=optimizer, scheduler=scheduler,
                  scaler=torch.amp.GradScaler("cuda", enabled=cfg.amp and rt.on_cuda),
                  criterion=nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing),
