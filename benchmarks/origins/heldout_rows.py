@@ -6,6 +6,11 @@ runs.json), so that runs of single folds (holdout_fold.sh with SUB=holdout-fN) m
 
 With `--beside NAME [NAME ...]` it prints one row per (origin, class) instead, each run a column: recall with its
 95% Wilson interval, then (answered; "vitiligo" answered); a run that did not hold that origin out shows "-".
+
+With `--seeds NAME [NAME ...]` the runs are the same recipe trained with other seeds: one column of recall per
+run, then the mean over the runs that hold the row out and its range, and a last line counting the rows at >= 80%
+for each run and for the mean (issue 26's goal), to see how much of a difference between recipes training noise
+alone makes.
 """
 
 from __future__ import annotations
@@ -73,12 +78,42 @@ def beside(pack: dict, names: list[str]) -> list[str]:
     return lines
 
 
+def seeds(pack: dict, names: list[str], goal: float = 0.8) -> list[str]:
+    """Markdown lines: one row per (origin, class), the recall of each run (seeds of one recipe), their mean and
+    range; then the rows at >= goal per run and for the mean (over rows every run holds out)."""
+    runs = [{(o, c): r for o, c, r, _ in reports(pack, n)} for n in names]
+    keys = sorted({k for run in runs for k in run})
+    lines = ["| held out | " + " | ".join(f"`{n}`" for n in names) + " | mean | range |",
+             "|---|" + "---|" * (len(names) + 2)]
+    met = [0] * (len(names) + 1)
+    complete = 0
+    for origin, cls in keys:
+        n = next(run[(origin, cls)]["n"] for run in runs if (origin, cls) in run)
+        got = [run[(origin, cls)]["recall"] if (origin, cls) in run else None for run in runs]
+        have = [g for g in got if g is not None]
+        mean = sum(have) / len(have)
+        lines.append(f"| `{origin}` {cls} ({n}) | " + " | ".join("-" if g is None else pct(g) for g in got)
+                     + f" | {pct(mean)} | {round(100 * (max(have) - min(have)))} points |")
+        if len(have) == len(runs):
+            complete += 1
+            for i, g in enumerate([*have, mean]):
+                met[i] += g >= goal
+    lines.append(f"| rows at >= {pct(goal)} (of {complete} every run holds out) | "
+                 + " | ".join(str(m) for m in met) + " | |")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("name")
     ap.add_argument("--pack", type=Path, default=Path(__file__).with_name("screen.json"))
     ap.add_argument("--beside", nargs="+", default=[], metavar="NAME", help="more runs, one column each")
+    ap.add_argument("--seeds", nargs="+", default=[], metavar="NAME",
+                    help="the same recipe with other seeds: recall per run, mean and range")
     args = ap.parse_args()
+    if args.seeds:
+        print("\n".join(seeds(json.loads(args.pack.read_text()), [args.name, *args.seeds])))
+        return
     if args.beside:
         print("\n".join(beside(json.loads(args.pack.read_text()), [args.name, *args.beside])))
         return
