@@ -58,43 +58,47 @@ def rows(pack: dict, name: str) -> list[tuple[str, str, list[str]]]:
     return out
 
 
+def by_row(pack: dict, names: list[str]) -> list[tuple[str, list[dict | None]]]:
+    """One entry per (origin, class) held out by any of the runs `names`: the row's label ("`origin` class (n)")
+    and each run's per-class report, None where that run did not hold the origin out."""
+    runs = [{(o, c): r for o, c, r, _ in reports(pack, n)} for n in names]
+    out = []
+    for origin, cls in sorted({k for run in runs for k in run}):
+        got = [run.get((origin, cls)) for run in runs]
+        n = next(r["n"] for r in got if r is not None)
+        out.append((f"`{origin}` {cls} ({n})", got))
+    return out
+
+
 def beside(pack: dict, names: list[str]) -> list[str]:
     """Markdown lines: one row per (origin, class) held out by any of `names`, one column per run."""
-    runs = [{(o, c): r for o, c, r, _ in reports(pack, n)} for n in names]
-    keys = sorted({k for run in runs for k in run})
     lines = ["| held out | " + " | ".join(f"`{n}`" for n in names) + " |", "|---|" + "---|" * len(names)]
-    for origin, cls in keys:
-        n = next(run[(origin, cls)]["n"] for run in runs if (origin, cls) in run)
+    for label, got in by_row(pack, names):
         cells = []
-        for run in runs:
-            r = run.get((origin, cls))
+        for r in got:
             if r is None:
                 cells.append("-")
                 continue
             lo, hi = wilson(r["recall"], r["n"])
             cells.append(f"{pct(r['recall'])} [{pct(lo)}-{pct(hi)}] ({pct(r['answered'])}; "
                          f"{pct(r['called_ok'].get('vitiligo', 0.0))})")
-        lines.append(f"| `{origin}` {cls} ({n}) | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
 
 def seeds(pack: dict, names: list[str], goal: float = 0.8) -> list[str]:
     """Markdown lines: one row per (origin, class), the recall of each run (seeds of one recipe), their mean and
     range; then the rows at >= goal per run and for the mean (over rows every run holds out)."""
-    runs = [{(o, c): r for o, c, r, _ in reports(pack, n)} for n in names]
-    keys = sorted({k for run in runs for k in run})
     lines = ["| held out | " + " | ".join(f"`{n}`" for n in names) + " | mean | range |",
              "|---|" + "---|" * (len(names) + 2)]
     met = [0] * (len(names) + 1)
     complete = 0
-    for origin, cls in keys:
-        n = next(run[(origin, cls)]["n"] for run in runs if (origin, cls) in run)
-        got = [run[(origin, cls)]["recall"] if (origin, cls) in run else None for run in runs]
-        have = [g for g in got if g is not None]
+    for label, got in by_row(pack, names):
+        have = [r["recall"] for r in got if r is not None]
         mean = sum(have) / len(have)
-        lines.append(f"| `{origin}` {cls} ({n}) | " + " | ".join("-" if g is None else pct(g) for g in got)
+        lines.append(f"| {label} | " + " | ".join("-" if r is None else pct(r["recall"]) for r in got)
                      + f" | {pct(mean)} | {round(100 * (max(have) - min(have)))} points |")
-        if len(have) == len(runs):
+        if len(have) == len(names):
             complete += 1
             for i, g in enumerate([*have, mean]):
                 met[i] += g >= goal
@@ -111,16 +115,17 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", default=[], metavar="NAME",
                     help="the same recipe with other seeds: recall per run, mean and range")
     args = ap.parse_args()
+    pack = json.loads(args.pack.read_text())
     if args.seeds:
-        print("\n".join(seeds(json.loads(args.pack.read_text()), [args.name, *args.seeds])))
+        print("\n".join(seeds(pack, [args.name, *args.seeds])))
         return
     if args.beside:
-        print("\n".join(beside(json.loads(args.pack.read_text()), [args.name, *args.beside])))
+        print("\n".join(beside(pack, [args.name, *args.beside])))
         return
     print("| held out | class (n) | recall | mistaken for | answered (ok) | \"vitiligo\" answered (ok) | "
           "photo-style baseline recall |")
     print("|---|---|---|---|---|---|---|")
-    for _, _, cells in rows(json.loads(args.pack.read_text()), args.name):
+    for _, _, cells in rows(pack, args.name):
         print("| " + " | ".join(cells) + " |")
 
 
