@@ -16,6 +16,8 @@ BAD_INPUTS = [
     (["train", "--data", "{data}", "--folds", "3", "--fold", "7"], "fold must be in 0..2, got 7"),
     (["train", "--data", "{data}", "--model", "nosuch"], "unknown model 'nosuch'; valid models:"),
     (["cv", "--data", "{data}", "--lr", "0"], "lr must be > 0, got 0.0"),
+    (["cv", "--data", "{data}", "--freeze-bn", "--pretrained", "none"],
+     "freeze_bn keeps the pretrained start's batch-norm statistics"),
     (["cv", "--data", "{tmp}/nowhere"], "nowhere"),
     (["compare", "--data", "{data}", "--models", "mnv3s,nosuch"], "unknown model 'nosuch'"),
     (["compare", "--data", "{data}", "--models", "mnv3s", "--label-smoothing", "1"], "label_smoothing must be in"),

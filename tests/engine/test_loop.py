@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from hypoderm.engine.config import TrainConfig, TrainError
 from hypoderm.engine.loop import classifier_head, lr_lambdas, make_optimizer, warmup_cosine
@@ -120,3 +121,58 @@ def test_without_head_epochs_every_group_follows_the_one_schedule() -> None:
 def test_head_epochs_must_leave_the_trunk_an_epoch(n: int) -> None:
     with pytest.raises(UsageError, match="head_epochs must be in 0..epochs-1"):
         TrainConfig(data="d", epochs=30, head_epochs=n)
+
+
+def _bn_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: b.detach().clone() for n, b in model.named_buffers() if "running_" in n}
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_freeze_bn_keeps_the_running_statistics_and_normalises_with_them(freeze: bool) -> None:
+    """With freeze_bn a training epoch leaves every batch norm's running statistics bit-unchanged while its scale
+    and shift (and the rest of the network) learn, and the loss it trains on is the eval-mode forward's (the
+    running statistics normalise, not the batch's); without it the statistics move, as before."""
+    from torch.utils.data import TensorDataset
+
+    from hypoderm.engine.loop import train_one_epoch
+
+    torch.manual_seed(0)
+    model = create_model("mnv3s", num_classes=3)
+    model.classifier[2].p = 0.0  # no dropout: the losses below are then exact
+    nn.init.normal_(model.classifier[3].weight, std=1.0)  # logits that depend on the features, not all ~0
+    cfg = TrainConfig(data="d", lr=1e-3)
+    opt = make_optimizer(model, cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambdas(opt, cfg, 2))
+    x, y = torch.randn(8, 3, 64, 64) * 3 + 1, torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    loader = DataLoader(TensorDataset(x, y), batch_size=4)
+    stats0 = _bn_state(model)
+    bn_affine0 = {n: p.detach().clone() for n, p in model.named_parameters() if ".1.weight" in n}
+    model.eval()
+    with torch.no_grad():  # the first batch's loss, as eval mode (running statistics) computes it
+        eval_loss = nn.functional.cross_entropy(model(x[:4]), y[:4]).item()
+    model.train()
+    with torch.no_grad():
+        train_loss = nn.functional.cross_entropy(model(x[:4]), y[:4]).item()
+    model.load_state_dict({**model.state_dict(), **stats0})  # the no-grad train-mode pass moved them: put back
+    seen: list[float] = []
+
+    def criterion(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = nn.functional.cross_entropy(logits, target)
+        seen.append(loss.item())
+        return loss
+
+    train_one_epoch(model, loader, criterion, opt, sched, torch.device("cpu"), freeze_bn=freeze)
+    stats = _bn_state(model)
+    unchanged = all(torch.equal(stats[n], v) for n, v in stats0.items() if "num_batches" not in n)
+    assert unchanged == freeze
+    assert seen[0] == pytest.approx(eval_loss if freeze else train_loss, rel=1e-5)
+    assert eval_loss != pytest.approx(train_loss, rel=1e-3)  # the two forwards differ on this input
+    params = dict(model.named_parameters())
+    assert any(not torch.equal(params[n], v) for n, v in bn_affine0.items()), "the batch norms' scale never learned"
+    assert model.training and model.classifier.training  # everything else stays in train mode
+
+
+def test_freeze_bn_needs_pretrained_weights() -> None:
+    with pytest.raises(UsageError, match="freeze_bn keeps the pretrained start's batch-norm statistics"):
+        TrainConfig(data="d", freeze_bn=True)
+    assert TrainConfig(data="d", freeze_bn=True, pretrained="w.pth").freeze_bn

@@ -53,6 +53,9 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False, st
                    help="train only the classifier head for the first N epochs (the trunk's rate is 0), then "
                         "everything (linear probing, then fine-tuning: for a --pretrained start; default "
                         "%(default)s)")
+    p.add_argument("--freeze-bn", action="store_true",
+                   help="keep every batch norm in eval mode while training, on the --pretrained start's running "
+                        "statistics (its scale and shift still learn)")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="(default %(default)s)")
     p.add_argument("--balance", choices=list(get_args(Balance)), default=d.balance,
                    help="class-weighted loss, balanced sampler, or neither (default %(default)s)")

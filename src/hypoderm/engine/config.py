@@ -55,6 +55,10 @@ class TrainConfig:
     # classifier head learns (the trunk's learning rate is 0), so that a fitted head, not a random one, sends the
     # gradients that then move the pretrained features; the trunk then warms up and decays over the epochs left
     head_epochs: int = 0
+    # keep every batch norm in eval mode while training: it normalises with the pretrained start's (ImageNet's)
+    # running statistics, which never change, instead of each batch's; its scale and shift still learn. For a
+    # --pretrained start only (a fresh network has no statistics to keep)
+    freeze_bn: bool = False
     label_smoothing: float = 0.1
     balance: Balance = "loss"
     # a manifest column (e.g. "origin"): draw every class equally often and, inside a class, each value of
@@ -149,6 +153,9 @@ class TrainConfig:
         if not 0 <= self.head_epochs < self.epochs:
             raise UsageError(f"head_epochs must be in 0..epochs-1 ({self.epochs - 1}): the trunk needs at least one "
                              f"epoch; got {self.head_epochs}")
+        if self.freeze_bn and self.pretrained is None:
+            raise UsageError("freeze_bn keeps the pretrained start's batch-norm statistics; without pretrained "
+                             "weights there are none to keep (give --pretrained PATH)")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise UsageError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 < self.abstain_target <= 1.0:

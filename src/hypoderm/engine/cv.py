@@ -36,7 +36,7 @@ _PROTOCOL_KEYS = ("data", "model", "folds", "seed", "size", "epochs", "batch_siz
                   "ema_decay", "bn_momentum", "patience", "pretrained", "group_regex", "max_steps", "abstain_target",
                   "calibrate_closeups", "balance_by", "hold_out_by", "outlier_exposure",
                   "outliers", "outliers_exclude", "mixstyle", "mixstyle_alpha", "backbone_lr_scale",
-                  "head_epochs")
+                  "head_epochs", "freeze_bn")
 TABLE_KEYS = ("accuracy", "macro_f1", "weighted_f1", "roc_auc_ovr", "ece_before", "ece_after")
 
 

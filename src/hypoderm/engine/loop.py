@@ -83,13 +83,19 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module, 
                     scaler: torch.amp.GradScaler | None = None, ema: AveragedModel | None = None,
                     max_steps: int | None = None, channels_last: bool = False, progress: bool = False,
                     desc: str = "train", outliers: DataLoader | None = None,
-                    outlier_weight: float = 0.0, mixstyle: MixStyle | None = None) -> dict[str, float]:
+                    outlier_weight: float = 0.0, mixstyle: MixStyle | None = None,
+                    freeze_bn: bool = False) -> dict[str, float]:
     """One pass over `loader`. With `outliers` (pictures that are not skin), each batch also runs one
     batch of them and adds `outlier_weight` x their cross-entropy to the uniform distribution. `mixstyle` (hooked
-    on the model) mixes styles among each batch's skin photos only, never with the outliers'."""
+    on the model) mixes styles among each batch's skin photos only, never with the outliers'. With `freeze_bn`
+    every batch norm stays in eval mode: it normalises with its running statistics and never updates them."""
     from hypoderm.engine.outliers import uniform_target_loss
 
     model.train()
+    if freeze_bn:
+        for mod in model.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                mod.eval()
     outlier_batches = iter(outliers) if outliers is not None else None
     use_amp = scaler is not None and scaler.is_enabled()
     total_loss, correct, seen, steps = 0.0, 0, 0, 0

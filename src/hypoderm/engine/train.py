@@ -438,7 +438,8 @@ def train(cfg: TrainConfig, cache: DecodedCache | None = None, *, check_leaks: b
                              rt.device, scaler=loop.scaler, ema=loop.ema, max_steps=cfg.max_steps,
                              channels_last=rt.on_cuda, progress=cfg.progress and rt.is_main,
                              desc=f"epoch {epoch}/{cfg.epochs}", outliers=loop.outlier_loader,
-                             outlier_weight=cfg.outlier_exposure, mixstyle=loop.mixstyle)
+                             outlier_weight=cfg.outlier_exposure, mixstyle=loop.mixstyle,
+                             freeze_bn=cfg.freeze_bn)
         stop = _end_epoch(cfg, epoch, tr, t0, loop, data, spec, run_dir, rt)
         if cfg.stop_after_epoch is not None and epoch >= cfg.stop_after_epoch:
             rt.log(f"stopping after epoch {epoch} as asked (--stop-after-epoch); continue with --resume")
