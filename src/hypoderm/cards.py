@@ -62,12 +62,12 @@ def format_probability(p: float) -> str:
 
 def answer_text(label: str, p: float, lang: str = "en") -> str:
     """How an answer of class `label` with probability `p` is said: the card's own wording when it has one
-    (a class that is not a condition, e.g. other_lesion, is never named as a diagnosis), else
-    "Vitiligo (93%)."."""
+    (a class that is not a condition, e.g. other_lesion, is never named as a diagnosis), else the page's words
+    (messages.json `status_ok`): "Most likely: Vitiligo (93%), of the classes this model knows."."""
     card = _card(label, lang)
     if card and card.get("answer"):
         return card["answer"].format(p=format_probability(p))
-    return f"{display_name(label, lang)} ({format_probability(p)})."
+    return load_messages()[lang]["status_ok"].format(label=display_name(label, lang), p=format_probability(p))
 
 
 def unknown_conditions(class_names: list[str]) -> list[str]:

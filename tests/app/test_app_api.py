@@ -22,7 +22,7 @@ from hypoderm.app import state as app_state
 from hypoderm.app.server import ORT_FILES, STATIC_DIR, Limits, ModelLoadError, create_app
 from hypoderm.cards import TEXT_DIR
 from hypoderm.inference import model_path
-from hypoderm_testkit.app import CLASSES, build_model_dir, png_bytes, skin_png
+from hypoderm_testkit.app import CLASSES, build_model_dir, confident, png_bytes, skin_png
 
 MAX_BYTES = 300_000
 MAX_PIXELS = 1_000_000
@@ -318,6 +318,11 @@ def test_openapi_describes_the_answers(client: TestClient) -> None:
     for params in ({}, {"gradcam": "true", "top_k": 1}):
         Prediction.model_validate(post_file(client, skin_png(), **params).json())
     Error.model_validate(post_file(client, b"not an image").json())
+    # the body (read by hand, so FastAPI cannot see it) is described, so that /docs can send a photo
+    body = paths["/api/v1/predict"]["post"]["requestBody"]
+    form = body["content"]["multipart/form-data"]["schema"]
+    assert body["required"] and form["required"] == ["image"] and form["properties"]["image"]["format"] == "binary"
+    assert {"image/*", "application/octet-stream"} <= set(body["content"])
 
 
 def test_cards_cover_every_class_in_both_languages() -> None:
@@ -406,17 +411,45 @@ def test_gradcam_from_the_onnx_outputs(tmp_path: Path) -> None:
     from hypoderm.models import create_model
 
     torch.manual_seed(0)
-    build_model_dir(tmp_path, size=64, classes=["normal_skin", "vitiligo"], model=create_model("mnv3s", num_classes=2),
-                    model_name="mnv3s")
+    build_model_dir(tmp_path, size=64, classes=["normal_skin", "vitiligo"],
+                    model=confident(create_model("mnv3s", num_classes=2)), model_name="mnv3s")
     c = TestClient(create_app(tmp_path))
     assert c.get("/api/v1/model").json()["gradcam"] == {"available": True, "reason": None, "method": "grad-cam",
                                                         "layer": "features", "features": "features",
                                                         "cam_weights": "cam_weights"}
     body = post_file(c, skin_png((96, 80)), gradcam="true").json()
     cam = body["gradcam"]
-    assert cam["available"] is True and cam["label"] == body["top_k"][0]["label"]
+    assert body["status"] == "ok" and cam["available"] is True and cam["label"] == body["top_k"][0]["label"]
     png = Image.open(io.BytesIO(__import__("base64").b64decode(cam["image"].split(",", 1)[1])))
     assert png.format == "PNG" and png.size == (96, 80)
     blue = png_bytes(Image.new("RGB", (64, 64), (30, 60, 200)))
     body = post_file(c, blue, gradcam="true").json()
     assert body["status"] == "not_skin" and body["top_k"] == [] and body["gradcam"]["available"] is False
+    # an answer withheld (uncertain) gets none either: a map of its hidden top class would name it
+    md = json.loads((tmp_path / "model.json").read_text())
+    (tmp_path / "model.json").write_text(json.dumps({**md, "abstain_threshold": 0.999999}))
+    body = post_file(TestClient(create_app(tmp_path)), skin_png((96, 80)), gradcam="true").json()
+    assert body["status"] == "uncertain" and body["gradcam"] == {"available": False, "reason": "uncertain"}
+
+
+def test_a_taken_port_is_a_usage_error_said_before_the_address(model_dir: Path, fake_assets: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """`serve` on a port another server holds printed "on http://...:PORT/" and then uvicorn's "[Errno 98]", and
+    exited 3 (hypoderm crashed). It is now one line that says the port is taken and what to do, exit 2, and no
+    address is announced; the other server is not touched."""
+    import socket
+
+    from hypoderm.cli import main
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        rc = main(["serve", "--model", str(model_dir), "--web-assets", str(fake_assets), "--port", str(port)])
+        err = capsys.readouterr().err
+        assert rc == 2, err
+        assert f"port {port} on 127.0.0.1 is already in use" in err and "--port" in err
+        assert "http://" not in err and "Traceback" not in err and "Errno" not in err
+        other.settimeout(0.1)
+        with pytest.raises(TimeoutError):
+            other.accept()  # nobody connected to it, and it still listens

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hypoderm.cards import display_name
 from hypoderm_testkit.export import export_checkpoint, non_skin_pictures, skin_image
 
 SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "predict.schema.json"
@@ -107,6 +108,9 @@ def test_abstain_threshold_gives_uncertain_verdict(onnx_path: Path, tmp_path: Pa
         if expected == "uncertain":  # no class is the answer: what to do, candidates as equals
             assert r["answer"] is None and "see a dermatologist" in r["message"]
             assert all(w in r["message"] for w in ("closer", "daylight", "centred", "all equally"))
+            # --top-k 1 lists one class, but the candidates of a withheld answer are never fewer than three
+            names = [display_name(c) for c in md["class_names"]]
+            assert all(n in r["message"].split("all equally")[1] for n in names[:3]), r["message"]
             assert "%" not in r["message"] and "normal_skin" not in r["message"]
         else:
             assert r["answer"] == r["top_k"][0]["label"]
@@ -439,6 +443,24 @@ def test_normal_skin_answer_carries_its_look_alike_caveat(tmp_path: Path, capsys
     assert "halo nevus" not in answer_text("vitiligo", 0.9)  # the caveat belongs to the normal answer only
 
 
+def test_a_vitiligo_answer_is_hedged_as_on_the_page(tmp_path: Path, capsys) -> None:
+    """The CLI printed "Vitiligo 90%" and the API "Vitiligo (90%).", while the page says "Most likely: Vitiligo
+    (90%), of the classes this model knows." (messages.json status_ok): the riskiest answer was the one without a
+    hedge outside the page. All three now say the page's words, in both languages."""
+    from hypoderm.cards import answer_text
+    from hypoderm.cli import main
+
+    model_dir = _sure_of(tmp_path, "vitiligo")
+    img = tmp_path / "skin.png"
+    skin_image(1, np.random.default_rng(5), 90).save(img)
+    assert main(["predict", str(img), "--model", str(model_dir)]) == 0
+    said = "Most likely: Vitiligo (90%), of the classes this model knows."
+    assert capsys.readouterr().out.split("\n")[0].startswith(f"{img}: ok: {said} (others: ")
+    rc, doc = _run_json([str(img), "--model", str(model_dir)], capsys)
+    assert doc["results"][0]["answer"] == "vitiligo" and doc["results"][0]["message"].startswith(said)
+    assert answer_text("vitiligo", 0.9, "zh") == "在本模型认识的类别中，最可能是：白癜风（90%）。"
+
+
 def _sure_of(tmp_path: Path, label: str) -> Path:
     """A 3-class model (normal_skin, other_lesion, vitiligo) that gives `label` 0.9 whatever the photo."""
     import torch
@@ -520,3 +542,50 @@ def test_an_empty_path_is_a_usage_error_not_the_current_folder(argv: list[str], 
     assert "empty path (an unset shell variable?)" in err and "usage: hypoderm" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg"]  # nothing written
 
+
+
+def test_folders_without_images_are_a_usage_error_not_an_empty_success(tmp_path: Path, onnx_path: Path,
+                                                                       capsys) -> None:
+    """`predict` on an empty folder (or one holding only a README) printed the disclaimer alone and exited 0: a
+    script could not tell it from a run that found nothing wrong. It is a usage error (exit 2) that says so."""
+    from hypoderm.cli import main
+
+    empty, notes = tmp_path / "empty", tmp_path / "notes"
+    empty.mkdir()
+    notes.mkdir()
+    (notes / "README.md").write_text("photos go here\n")
+    for folders, said in (([empty], "no images found in"), ([empty, notes], "skipped 1 file(s)")):
+        assert main(["predict", *map(str, folders), "--model", str(onnx_path)]) == 2
+        captured = capsys.readouterr()
+        assert "hypoderm predict: error:" in captured.err and said in captured.err and str(empty) in captured.err
+        assert captured.out == ""
+    # one photo beside the empty folder is a normal run
+    skin_image(0, np.random.default_rng(0), 96).save(notes / "photo.png")
+    rc, doc = _run_json([str(empty), str(notes), "--model", str(onnx_path)], capsys)
+    assert rc == 0 and [Path(r["file"]).name for r in doc["results"]] == ["photo.png"]
+
+
+@pytest.mark.parametrize("cam_kind", ["a file", "under a file"])
+def test_a_cam_folder_that_cannot_be_made_is_one_usage_error(cam_kind: str, tmp_path: Path, onnx_path: Path,
+                                                             capsys) -> None:
+    """--cam naming a file (or a folder under one) failed under every photo with a Python exception's text and exit
+    0; it is now one usage error before any photo is run."""
+    from hypoderm.cli import main
+
+    photo, blocker = tmp_path / "photo.png", tmp_path / "taken.jpg"
+    skin_image(0, np.random.default_rng(0), 96).save(photo)
+    blocker.write_bytes(b"x")
+    cam = blocker if cam_kind == "a file" else blocker / "cams"
+    assert main(["predict", str(photo), "--model", str(onnx_path), "--cam", str(cam)]) == 2
+    captured = capsys.readouterr()
+    assert f"hypoderm predict: error: --cam {cam}:" in captured.err and "Errno" not in captured.err
+    assert captured.out == "" and blocker.read_bytes() == b"x"
+
+
+def test_threads_below_one_is_a_usage_error(tmp_path: Path, onnx_path: Path, capsys) -> None:
+    from hypoderm.cli import main
+
+    photo = tmp_path / "photo.png"
+    skin_image(0, np.random.default_rng(0), 96).save(photo)
+    assert main(["predict", str(photo), "--model", str(onnx_path), "--threads", "0"]) == 2
+    assert "--threads must be >= 1, got 0" in capsys.readouterr().err

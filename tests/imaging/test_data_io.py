@@ -79,6 +79,10 @@ def test_decompression_bomb_becomes_too_large() -> None:
     with pytest.raises(ImageLoadError) as info:
         load_rgb_bytes(_png_header_only(20_000, 20_000))
     assert info.value.reason == "too_large"
+    # said in our words with the limit that applies (not Pillow's "could be decompression bomb DOS attack")
+    assert str(info.value) == f"too many pixels: 400000000 > limit {MAX_PIXELS}"
+    with pytest.raises(ImageLoadError, match=r"^too many pixels: 400000000 > limit 40000000$"):
+        load_rgb_bytes(_png_header_only(20_000, 20_000), max_pixels=40_000_000)
 
 
 def test_custom_pixel_limit() -> None:

@@ -151,3 +151,11 @@ def test_the_api_and_predict_say_the_bar_and_apply_it(tmp_path: Path, capsys) ->
     info = TestClient(create_app(barred)).get("/api/v1/model").json()
     assert info["answer_thresholds"] == {top: 0.95} and info["class_names"] == CLASSES
     assert TestClient(create_app(plain)).get("/api/v1/model").json()["answer_thresholds"] == {}
+
+
+def test_a_withheld_answer_names_every_candidate_whatever_top_k_is() -> None:
+    """--top-k 1 on an answer the model could not choose: `top_k` holds the one class asked for, but the message
+    names the three candidates as equals, never one class alone (that would be the withheld answer itself)."""
+    r = result_from_logits(logits_for(2, 0.70), CROP, _md(answer={"vitiligo": 0.8}), top_k=1)
+    assert r["status"] == "uncertain" and r["reason"] == "low_confidence" and len(r["top_k"]) == 1
+    assert r["message"].endswith("Another skin lesion (not hypopigmented), Normal skin, Vitiligo."), r["message"]

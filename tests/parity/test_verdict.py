@@ -4,6 +4,7 @@ logits, and one text per reason and status (assets/text/messages.json) said alik
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,7 +57,9 @@ def test_python_says_each_reason_with_the_shared_text(reason: str) -> None:
     en = load_messages()["en"]
     said = verdict.reason_message(reason, ["Vitiligo", "Normal skin"])
     assert said.startswith(en[f"verdict_{reason}"].format(min=MIN_SOURCE_SIDE)) and en[f"advice_{reason}"] in said
-    assert ("Normal skin, Vitiligo" in said) == (REASONS[reason] == "uncertain")  # candidates as equals, sorted
+    # candidates as equals, sorted, only when the model could not choose; not when the photo may not be skin (the
+    # classes may not apply), as on the page (render.js)
+    assert ("Normal skin, Vitiligo" in said) == (reason == "low_confidence")
 
 
 @needs_node
@@ -139,3 +142,30 @@ def test_js_applies_the_answer_thresholds_as_python_does() -> None:
     # the bar withheld vitiligo answers that the abstain threshold alone gives, and still let sure ones through
     assert ("vitiligo", (("vitiligo", 0.8),), "uncertain") in seen and ("vitiligo", (("vitiligo", 0.8),), "ok") in seen
     assert ("constructor", (("vitiligo", 0.8),), "ok") in seen
+
+
+@needs_node
+def test_the_page_words_every_error_the_predict_endpoint_can_answer_in_both_languages() -> None:
+    """The page turns the API's error code into a sentence (`err_<code>` in i18n.js, app.js predictOnServer); a code
+    without one showed "error 503". Every code an upload to /api/v1/predict can get (the image's own, and the
+    server's limits: busy, too many uploads, too slow, too large) has its words in English and Chinese."""
+    import hypoderm.app.admission as admission_module
+    import hypoderm.app.api as api_module
+    import hypoderm.app.upload as upload_module
+
+    sources = "".join(Path(m.__file__).read_text() for m in (admission_module, api_module, upload_module)
+                      if m.__file__ is not None)
+    raised = set(re.findall(r'ApiError\(\d+, "([a-z_]+)"', sources)) - {"not_found"}
+    codes = sorted(raised | {code for _, code in api_module.LOAD_ERRORS.values()})
+    assert {"server_busy", "too_many_uploads", "bad_aspect_ratio", "too_many_pixels"} <= set(codes)
+    said = run_js("""
+      m.i18n.useMessages(messages); const out = {};
+      for (const lang of ["en", "zh"]) {
+        m.i18n.setLanguage(lang); out[lang] = {};
+        for (const c of codes) out[lang][c] = m.i18n.t(`err_${c}`);
+      }
+      return out;""", messages=load_messages(), codes=codes)
+    for code in codes:
+        en, zh = said["en"][code], said["zh"][code]
+        assert en != f"err_{code}" and zh != f"err_{code}", f"no words for the API's error {code!r}"
+        assert re.search("[\u4e00-\u9fff]", zh) and en != zh, code

@@ -191,7 +191,15 @@ def model_info(state: State) -> ModelInfo:
 # `gradcam` is left out of the answer unless it was asked for (a field never set is not sent)
 @router.post("/predict", response_model=Prediction, response_model_exclude_unset=True,
              summary="Diagnose one photo (multipart field 'image', or a raw image body)",
-             responses={code: {"model": Error, "description": text} for code, text in PREDICT_ERRORS.items()})
+             responses={code: {"model": Error, "description": text} for code, text in PREDICT_ERRORS.items()},
+             # the body is read by hand (size, pixel and time limits while it arrives), so FastAPI cannot see it:
+             # described here, so that /docs can send a photo ("Try it out") and a client generator knows the form
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
+                     "image": {"type": "string", "format": "binary", "description": "the photo (JPEG, PNG, WebP, "
+                               "GIF, BMP, TIFF, PPM or JPEG 2000); the field may also be called 'file'"}}}},
+                 "image/*": {"schema": {"type": "string", "format": "binary"}},
+                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
 async def predict(request: Request, state: State, top_k: int = Query(3, ge=1, le=20),
                   gradcam: bool = Query(False, description="add a Grad-CAM heatmap (needs a model exported "
                                                             "with the Grad-CAM outputs)"),
@@ -271,8 +279,10 @@ def _predict_image(state: ServerState, img: Any, top_k: int, gradcam: bool, fram
         return result
     result, overlay = state.predictor.predict_with_overlay(img, top_k=top_k, framed=framed)
     result = dict(result)
-    if overlay is None:  # a rejected photo (not_skin) has no class to explain
-        result["gradcam"] = {"available": False, "reason": "not_skin"}
+    # a heat map only next to an answer, as `predict --cam` and the page: a refused photo (not_skin) has no class
+    # to explain, and a map of a withheld answer's hidden top class (uncertain) would say more than the answer does
+    if overlay is None or result["status"] != "ok":
+        result["gradcam"] = {"available": False, "reason": result["status"]}
         return result
     buf = io.BytesIO()
     overlay.save(buf, format="PNG")

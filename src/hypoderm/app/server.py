@@ -51,6 +51,7 @@ from hypoderm.app.state import (
     find_web_assets,
 )
 from hypoderm.app.web_runtime import ORT_FILES
+from hypoderm.errors import UsageError
 from hypoderm.inference import ModelLoadError
 from hypoderm.inference.model_path import resolve_model_path
 
@@ -88,6 +89,32 @@ def create_app(model: str | os.PathLike[str] | None = None, *, limits: Limits | 
     app.include_router(api.router)
     app.include_router(pages.router)
     return app
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """A UsageError, in words, when the server could not listen on host:port (the port taken by another server,
+    an address this machine does not have), found before the server says where it runs: uvicorn would print its
+    own error and the command would exit as if hypoderm had crashed. The socket is closed again at once (with
+    SO_REUSEADDR, as uvicorn binds it)."""
+    import errno
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as e:
+        raise UsageError(f"--host {host}: not an address of this machine ({e.strerror})") from e
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise UsageError(f"port {port} on {host} is already in use (another server?); stop it or choose "
+                                 "another port with --port") from e
+            if e.errno == errno.EACCES:
+                raise UsageError(f"port {port} needs administrator rights on this machine; choose one above 1023 "
+                                 "with --port") from e
+            raise UsageError(f"cannot listen on {host}:{port} ({e.strerror or e})") from e
 
 
 def serve(app: FastAPI, host: str, port: int, limits: Limits | None = None) -> None:

@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the bundled model)")
     parser.add_argument("--top-k", type=int, default=3, help="how many classes to list (default 3)")
     parser.add_argument("--cam", type=path_arg, metavar="DIR",
-                        help="write Grad-CAM overlay PNGs here, at each photo's resolution, for each photo given an "
+                        help="write Grad-CAM overlay PNGs here (made if missing), over each photo at most 512 px "
+                             "on its longer side, for each photo given an "
                              "answer (status ok; none for an uncertain or refused photo), from the model's own "
                              "Grad-CAM outputs: the bundled model and `hypoderm export` models have them; a .pt "
                              "checkpoint works too")
@@ -104,6 +105,14 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise UsageError(f"--top-k must be >= 1, got {args.top_k}")
+    if args.threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {args.threads}")
+    files, skipped, unlisted = lib.expand_inputs(args.images)
+    if not files and not unlisted:  # only folders were given, and they hold no image: say so, not nothing
+        extra = f"; {lib.skipped_note(skipped)}" if skipped else ""
+        raise UsageError(f"no images found in {', '.join(str(p) for p in args.images)}{extra}")
+    if args.cam is not None:
+        _cam_folder(args.cam)
     # a model that cannot be found or loaded is a ModelLoadError: a user error, EXIT_USAGE
     model_path = resolve_model_path(args.model, ONNX + CHECKPOINT)
     predictor = load_predictor(model_path, args.threads)
@@ -113,7 +122,6 @@ def _run(args: argparse.Namespace) -> int:
     problems = metadata_problems(predictor.metadata)
     broken = (f"WARNING: this model failed its quality checks ("
               f"{'; '.join(p['message'] for p in problems)}); do not rely on its answers.") if problems else None
-    files, skipped, unlisted = lib.expand_inputs(args.images)
     results = lib.predict_files(predictor, files, args.top_k, args.cam)
     results += [lib.folder_error(folder, reason) for folder, reason in unlisted]
     skipped_note = lib.skipped_note(skipped)
@@ -141,3 +149,14 @@ def _run(args: argparse.Namespace) -> int:
                 print(line)
         print(DISCLAIMER)
     return EXIT_SOME_FAILED if any(r["status"] == "error" for r in results) else EXIT_OK
+
+
+def _cam_folder(folder: Path) -> None:
+    """--cam DIR is made (with its parents) before any photo is run, so that a path that is a file or cannot be
+    written is one usage error, not a failure under every photo."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--cam {folder}: that is a file, not a folder (give a folder for the heat maps)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--cam {folder}: cannot make that folder ({e.strerror or e})") from e

@@ -80,7 +80,7 @@ def limits_from_args(args: argparse.Namespace) -> Limits:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hypoderm.app.server import create_app, serve
+    from hypoderm.app.server import check_can_listen, create_app, serve
     from hypoderm.model_quality import metadata_problems
 
     if not 0 < args.port < 65536:
@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     if problems:  # the page says so too; whoever starts the server should hear it first
         print(f"hypoderm serve: WARNING: this model failed its quality checks when it was exported "
               f"({'; '.join(p['message'] for p in problems)}); do not rely on its answers.", file=sys.stderr)
+    check_can_listen(args.host, args.port)  # a taken port is said in words, before it says where it runs
     print(f"hypoderm serve: {state.metadata.get('model_name')} on http://{args.host}:{args.port}/ "
           f"(API docs at /docs). A decision aid, not a diagnosis.", file=sys.stderr)
     serve(app, args.host, args.port, limits)

@@ -15,6 +15,7 @@ import ctypes
 import io
 import logging
 import os
+import re
 import struct
 import warnings
 import zlib
@@ -247,12 +248,20 @@ def _png_data_short(data: bytes | memoryview) -> bool:
     return got < need
 
 
-def _open(fp: io.BytesIO, head: bytes, total: int) -> Image.Image:
+def _too_many_pixels(e: Image.DecompressionBombError, max_pixels: int) -> ImageLoadError:
+    """Pillow's own bomb check (twice its MAX_IMAGE_PIXELS, above any limit of ours) said in our words, with the
+    limit that applies here: "too many pixels: N > limit M", as `_check_size` says it."""
+    found = re.search(r"\((\d+) pixels\)", str(e))
+    said = f"{found.group(1)} > limit {max_pixels}" if found else f"more than the limit of {max_pixels}"
+    return ImageLoadError(f"too many pixels: {said}", "too_large")
+
+
+def _open(fp: io.BytesIO, head: bytes, total: int, max_pixels: int) -> Image.Image:
     """Image.open (reads the header only), with Pillow's errors turned into ImageLoadErrors."""
     try:
         return Image.open(fp, formats=IMAGE_FORMATS)
     except Image.DecompressionBombError as e:
-        raise ImageLoadError(f"too many pixels ({e})", "too_large") from e
+        raise _too_many_pixels(e, max_pixels) from e
     except UnidentifiedImageError as e:
         fmt = _looks_like_image(head)
         if fmt:
@@ -295,12 +304,12 @@ def _decode_reduced(img: Image.Image, min_size: int) -> None:
         img.reduce = levels
 
 
-def _load_pixels(img: Image.Image, head: bytes, total: int) -> None:
+def _load_pixels(img: Image.Image, head: bytes, total: int, max_pixels: int) -> None:
     """Decode everything now (Pillow is lazy, and truncation would otherwise surface later)."""
     try:
         img.load()
     except Image.DecompressionBombError as e:
-        raise ImageLoadError(f"too many pixels ({e})", "too_large") from e
+        raise _too_many_pixels(e, max_pixels) from e
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as e:
         raise _classify(e, head, total) from e
     except MemoryError as e:
@@ -318,12 +327,12 @@ def _orientation(img: Image.Image) -> int:
 
 
 def _decode(fp: io.BytesIO, head: bytes, total: int, max_pixels: int, min_size: int | None = None) -> Image.Image:
-    img = _open(fp, head, total)
+    img = _open(fp, head, total, max_pixels)
     width, height = img.size
     _check_size(img, max_pixels)
     if min_size:
         _decode_reduced(img, min_size)
-    _load_pixels(img, head, total)
+    _load_pixels(img, head, total, max_pixels)
     if img.format == "PNG" and _png_data_short(fp.getbuffer()):
         raise ImageLoadError("truncated image (the PNG's pixel data ends before its last row)", "truncated")
     orientation = _orientation(img)

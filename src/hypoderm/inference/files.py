@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from hypoderm.cards import answer_text, display_name, format_probability, load_cards
+from hypoderm.cards import answer_text, display_name, format_probability
 from hypoderm.inference.predictor import load_image
 
 OUTPUT_FORMAT = "hypoderm-predict/1"
@@ -198,11 +198,9 @@ def text_line(r: dict[str, Any], class_names: list[str]) -> str:
     else:
         others = ", ".join(f"{display_name(t['label'])} {format_probability(t['probability'])}" for t in r["top_k"][1:])
         p = r["top_k"][0]["probability"]
-        # a class whose card words its answer (other_lesion: never a named diagnosis; normal_skin: the look-alikes
-        # it was given for on clinical photos) is said in the card's words
-        worded = ((load_cards().get(r["answer"]) or {}).get("en") or {}).get("answer")
-        answer = answer_text(r["answer"], p) if worded else f"{display_name(r['answer'])} {format_probability(p)}"
-        line = f"{r['file']}: ok: {answer}" + (f" (others: {others})" if others else "")
+        # in the words of the page (the card's own for other_lesion, never a named diagnosis, and normal_skin, the
+        # look-alikes it was given for; "Most likely: ..., of the classes this model knows." for a condition)
+        line = f"{r['file']}: ok: {answer_text(r['answer'], p)}" + (f" (others: {others})" if others else "")
     if r.get("cam"):
         line += f"\n    Grad-CAM: {r['cam']}"
     return line

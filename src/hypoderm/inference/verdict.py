@@ -55,12 +55,18 @@ def answer_threshold(metadata: dict[str, Any], label: str) -> float:
     return max(base, float((metadata.get("answer_thresholds") or {}).get(label, 0.0)))
 
 
+# How many classes an answer the model could not choose names as equals (all of them when the model has fewer), at
+# any --top-k: a shorter list would name the withheld answer itself. The page's list is the same (`render.js`).
+MIN_CANDIDATES = 3
+
+
 def reason_message(reason: str, candidates: list[str], lang: str = "en") -> str:
-    """What a refused or withheld answer says (messages.json): what happened, what to do, and for an uncertain
-    one its candidates, named as equals."""
+    """What a refused or withheld answer says (messages.json): what happened, what to do, and when the model could
+    not choose (`low_confidence`) its candidates, named as equals. An answer withheld because the photo may not be
+    skin (`unsure_skin`, `unusual_logits`) names none, as on the page: the classes may not apply."""
     text = load_messages()[lang]
     said = f"{text['verdict_' + reason].format(min=MIN_SOURCE_SIDE)} {text['advice_' + reason]}"
-    if REASONS[reason] == "not_skin":
+    if reason != "low_confidence":
         return said
     return f"{said} {text['candidates_title']} {', '.join(sorted(candidates))}."
 
@@ -79,8 +85,8 @@ def result_from_logits(logits: np.ndarray, crop: np.ndarray, metadata: dict[str,
     if logits.size != len(names):
         raise ModelLoadError(f"model gives {logits.size} outputs but metadata names {len(names)} classes")
     probs = softmax(logits, float(metadata["temperature"]))
-    order = np.argsort(-probs, kind="stable")[: max(1, min(int(top_k), len(names)))]
-    top = [{"label": names[i], "probability": float(probs[i])} for i in order]
+    ranked = np.argsort(-probs, kind="stable")
+    top = [{"label": names[i], "probability": float(probs[i])} for i in ranked[: max(1, min(int(top_k), len(names)))]]
     ood = ood_check(crop, logits, metadata.get("ood"), skin_score)
     reason = ood["reason"]
     if source_side is not None and source_side < MIN_SOURCE_SIDE:
@@ -94,7 +100,8 @@ def result_from_logits(logits: np.ndarray, crop: np.ndarray, metadata: dict[str,
         message = f"{answer_text(answer, top[0]['probability'])} {DISCLAIMER}"
     else:
         status = REASONS[reason]
-        message = reason_message(reason, [display_name(t["label"]) for t in top])
+        named = ranked[: max(len(top), MIN_CANDIDATES)]
+        message = reason_message(reason, [display_name(names[i]) for i in named])
         if status == "not_skin":
             top = []
     return {"status": status, "answer": answer, "reason": reason, "top_k": top,
