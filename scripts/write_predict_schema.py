@@ -45,7 +45,8 @@ EXAMPLE: dict[str, Any] = {
          "probabilities": {"normal_skin": 0.05, "other_lesion": 0.02, "vitiligo": 0.93},
          "ood": {"skin_fraction": 0.71, "gate_score": 4.1, "skin_score": 6.2, "max_logit": 3.2, "luma_mean": 141.0,
                  "is_skin": True, "answerable": True, "reason": None},
-         "message": "Vitiligo (93%). Decision aid, not a medical device.", "cam": None},
+         "message": "Most likely: Vitiligo (93%), of the classes this model knows. Decision aid, not a medical "
+                    "device.", "cam": None},
         {"file": "c.png", "status": "not_skin", "answer": None, "reason": "not_skin_like", "top_k": [],
          "probabilities": {"normal_skin": 0.51, "other_lesion": 0.30, "vitiligo": 0.19},
          "ood": {"skin_fraction": 0.92, "gate_score": -9.3, "skin_score": -7.5, "max_logit": 0.4, "luma_mean": 170.2,

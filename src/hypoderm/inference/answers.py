@@ -66,9 +66,10 @@ class PhotoAnswer(Shape):
 
     status: Literal["ok", "uncertain", "not_skin"] = Field(description="the verdict; see the status rules below")
     answer: str | None = Field(description="the class given as the answer, only when `status` is `ok`; null for "
-                                           "`uncertain` (no class is an answer: the message lists the candidates "
-                                           "as equals and says to see a dermatologist and how to retake the photo) "
-                                           "and for `not_skin`")
+                                           "`uncertain` (no class is an answer: the message says to see a "
+                                           "dermatologist and how to retake the photo and, when the model could "
+                                           "not choose (`low_confidence`), names at least three candidates as "
+                                           "equals, at any `--top-k`) and for `not_skin`")
     reason: RefusalReason | WithholdReason | None = Field(
         description="why there is no answer: a refusal (not_skin) or a withheld answer (uncertain); null when ok")
     top_k: list[Candidate] = Field(description="the `--top-k` most probable classes, descending; empty for "
