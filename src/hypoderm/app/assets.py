@@ -138,6 +138,11 @@ class AssetStore:
                      sha256=sha256_file(path), size=path.stat().st_size, compressible=suffix in COMPRESSIBLE,
                      in_memory=in_memory)
 
+    @property
+    def where(self) -> Path:
+        """Where the variants are kept: the cache directory, or the temporary one used when it cannot be written."""
+        return self._fallback if self._fallback is not None else self.cache_dir
+
     def _dir(self) -> Path:
         """The cache directory, created; a private temporary one when it cannot be written."""
         if self._fallback is not None:

@@ -134,5 +134,6 @@ def serve(app: FastAPI, host: str, port: int, limits: Limits | None = None) -> N
         t0 = time.perf_counter()
         state.delivery.prepare()
         print(f"hypoderm serve: runtime and model compressed for phones in {time.perf_counter() - t0:.1f} s "
-              "(brotli and gzip; kept for the next start)", file=sys.stderr, flush=True)
+              f"(brotli and gzip; kept for the next start in {state.delivery.store.where})",
+              file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, **uvicorn_options(limits))

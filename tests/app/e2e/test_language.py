@@ -88,3 +88,26 @@ def test_chinese_ui_has_no_latin_sentences(browser: object, sure_live: LiveServe
     finally:
         ctx.close()
     assert not seen, seen
+
+
+def test_an_error_on_screen_follows_a_language_switch(browser: object, sure_live: LiveServer, tmp_path: Path) -> None:
+    """An error already on screen stayed in the language it was first said in after the 中文 / EN switch; and a
+    server's 503 (busy) showed only "error 503". The busy server is said in words, and the switch says it again."""
+    ctx, page, _, _ = open_page(browser, sure_live.url, locale="en-US")
+    try:
+        page.set_input_files("#file-input", str(skin_photo(tmp_path / "s.png", 300, seed=2)))
+        page.check("#mode-server")
+        page.route("**/api/v1/predict*", lambda route: route.fulfill(
+            status=503, content_type="application/json",
+            body=json.dumps({"error": "server_busy", "detail": "busy", "status": 503})))
+        page.click("#analyse")
+        page.wait_for_selector("#analyse-error:not([hidden])", timeout=WAIT_MS)
+        english = page.inner_text("#analyse-error")
+        assert "busy" in english and "503" not in english
+        page.click("#lang-switch")
+        chinese = page.inner_text("#analyse-error")
+        assert "服务器正在处理其他照片" in chinese and "busy" not in chinese
+        page.click("#lang-switch")
+        assert page.inner_text("#analyse-error") == english
+    finally:
+        ctx.close()

@@ -5,7 +5,7 @@ import { Cropper } from "./crop.js";
 import { overlayDataUrl } from "./gradcam.js";
 import * as history from "./history.js";
 import { initialLanguage, language, loadMessages, setLanguage, t, trainingText } from "./i18n.js";
-import { $, UserError, labelName, setRuntimeNotice, show, state } from "./page.js";
+import { $, UserError, labelName, say, sayAgain, setRuntimeNotice, show, state } from "./page.js";
 import { prepare, rgbaToRgb } from "./preprocess.js";
 import { renderHistory, renderResult } from "./render.js";
 import { startRuntime, waitForRuntime } from "./runtime.js";
@@ -62,7 +62,7 @@ async function onFile(input) {
     show($("result"), false);
     $("crop").scrollIntoView({ behavior: "smooth", block: "start" });
   } catch (err) {
-    $("load-error").textContent = t("load_failed");
+    say($("load-error"), "load_failed");
     show($("load-error"));
   } finally {
     button.disabled = false;
@@ -103,7 +103,7 @@ function browserGradcam(canvas, out, result) {
 }
 
 async function predictOnServer(canvas) {
-  if (!navigator.onLine) throw new UserError(t("offline_server"));
+  if (!navigator.onLine) throw new UserError("offline_server");
   // PNG is lossless, so the server sees exactly the framed pixels.
   const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
   const form = new FormData();
@@ -114,14 +114,14 @@ async function predictOnServer(canvas) {
     res = await fetch("/api/v1/predict?top_k=3&gradcam=true&framed=true", { method: "POST", body: form });
   } catch (err) {
     console.error(err);
-    throw new UserError(t("network_error"));
+    throw new UserError("network_error");
   }
   const body = await res.json().catch(() => ({}));
   if (!res.ok) {
     // The server's detail is English for developers; people get the message for its error code.
     console.error("server:", res.status, body);
     const key = `err_${body.error}`;
-    throw new UserError(t(key) !== key ? t(key) : t("server_error", { code: res.status }));
+    throw t(key) !== key ? new UserError(key) : new UserError("server_error", { code: res.status });
   }
   return body;
 }
@@ -159,7 +159,8 @@ async function analyse() {
     await renderHistory();
   } catch (err) {
     console.error(err);
-    $("analyse-error").textContent = err instanceof UserError ? err.message : t("unexpected_error");
+    if (err instanceof UserError) say($("analyse-error"), err.key, err.params);
+    else say($("analyse-error"), "unexpected_error");
     show($("analyse-error"));
     if (state.last && !$("result").hidden) { state.last.stale = true; renderResult(); }
   } finally {
@@ -174,6 +175,7 @@ function applyLanguage(lang) {
   setLanguage(lang);
   $("lang-switch").textContent = t("switch_to");
   renderModelInfo();
+  sayAgain(); // errors and notices already on screen
   if (!$("result").hidden) renderResult(); // not a result hidden for a newly chosen photo
   renderHistory();
 }
@@ -198,7 +200,7 @@ async function main() {
     await state.started;
   } catch (err) {
     console.error(err);
-    setRuntimeNotice(t("start_failed"));
+    setRuntimeNotice("start_failed");
   }
   // Registered after the runtime and model have arrived: the worker's precache then takes them from the
   // HTTP cache (immutable URLs) instead of downloading them a second time on the first visit.

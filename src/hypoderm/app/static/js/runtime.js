@@ -71,7 +71,7 @@ function renderLoading() {
 export async function startRuntime() {
   const b = state.meta.browser_inference;
   if (!b || !b.available) {
-    useServerOnly(t("runtime_missing"));
+    useServerOnly("runtime_missing");
     return;
   }
   try {
@@ -96,13 +96,13 @@ export async function startRuntime() {
     state.ort = ort;
   } catch (err) {
     console.error(err);
-    useServerOnly(t("runtime_failed"));
+    useServerOnly("runtime_failed");
   } finally {
     show($("loading"), false);
   }
 }
 
-function useServerOnly(notice) {
+function useServerOnly(notice) { // a message key
   $("mode-browser").disabled = true;
   $("mode-server").checked = true;
   setRuntimeNotice(notice);
@@ -118,5 +118,5 @@ export async function waitForRuntime() {
   } finally {
     state.waiting = false;
   }
-  if (!state.session) throw new UserError(t("runtime_failed_nothing_sent"));
+  if (!state.session) throw new UserError("runtime_failed_nothing_sent");
 }
