@@ -7,6 +7,7 @@ import gzip
 import json
 import re
 import shutil
+import threading
 from pathlib import Path
 
 import brotli
@@ -294,8 +295,11 @@ def test_quick_brotli_at_start_up_is_replaced_by_brotli_11_and_reused(model_dir:
     made = []
     real = assets._compress
 
+    # which thread compressed what: a background thread of an earlier test's server (the e2e servers make
+    # brotli-11 of the real 10 MB runtime, one file after another) also calls `_compress` while this spy is in
+    # place, and once put a ('br', 11) of its own into this test's list (a failed CI run, 2026-12-07)
     def spy(data: bytes, encoding: str, quality: int = assets.BROTLI_QUALITY) -> bytes:
-        made.append((encoding, quality if encoding == "br" else None))
+        made.append((threading.get_ident(), encoding, quality if encoding == "br" else None))
         return real(data, encoding, quality)
 
     monkeypatch.setattr(assets, "_compress", spy)
@@ -305,13 +309,17 @@ def test_quick_brotli_at_start_up_is_replaced_by_brotli_11_and_reused(model_dir:
     assert isinstance(quick, Path) and quick.name.endswith(f".{assets.STARTUP_BROTLI_QUALITY}.br")
     headers, body = raw_get(c, urls(c)["wasm"], "br")
     assert brotli.decompress(body) == wasm.path.read_bytes()
-    later.join(60)
+    later.join(600)  # the whole background pass, not a fixed time
+    assert not later.is_alive(), "brotli-11 of the runtime and model took over 10 minutes"
     best = wasm.variants["br"]
     assert isinstance(best, Path) and best.name.endswith(f".{assets.BROTLI_QUALITY}.br")
     headers2, body2 = raw_get(c, urls(c)["wasm"], "br")
     assert brotli.decompress(body2) == wasm.path.read_bytes() and headers2["etag"] != headers["etag"]
-    assert ("br", assets.STARTUP_BROTLI_QUALITY) in made and ("br", assets.BROTLI_QUALITY) in made
+    ours = {threading.get_ident(), later.ident}
+    mine = [(encoding, quality) for thread, encoding, quality in made if thread in ours]
+    assert ("br", assets.STARTUP_BROTLI_QUALITY) in mine and ("br", assets.BROTLI_QUALITY) in mine
     made.clear()
     again = TestClient(create_app(model_dir, web_assets=web_assets, cache_dir=cache)).app.state.hypoderm.delivery
-    assert again.prepare() is None and made == []  # everything from the cache, nothing compressed again
+    assert again.prepare() is None  # everything from the cache, nothing compressed again
+    assert [m for m in made if m[0] == threading.get_ident()] == []
     assert again.ort["ort-wasm-simd-threaded.wasm"].variants["br"] == best
