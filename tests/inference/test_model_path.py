@@ -38,3 +38,17 @@ def test_each_mistake_has_its_own_message(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(ModelLoadError, match=r"^no --model given and the bundled model is missing") as e:
         resolve_model_path(None)
     assert isinstance(e.value, HypodermError) and e.value.exit_code == 2
+
+
+def test_an_empty_or_garbage_onnx_file_says_what_it_is(tmp_path: Path) -> None:
+    """A 0-byte model.onnx was called a model "with no hypoderm metadata" (onnx parses nothing as an empty model),
+    which sends a user to re-export rather than to the failed copy; garbage says it is not a readable model."""
+    from hypoderm.inference.metadata import load_metadata
+
+    empty, junk = tmp_path / "empty.onnx", tmp_path / "junk.onnx"
+    empty.write_bytes(b"")
+    junk.write_bytes(b"garbage")
+    with pytest.raises(ModelLoadError, match=r"empty\.onnx is an empty file \(0 bytes\), not an ONNX model"):
+        load_metadata(empty)
+    with pytest.raises(ModelLoadError, match=r"junk\.onnx is not a readable ONNX model"):
+        load_metadata(junk)

@@ -55,6 +55,9 @@ def load_metadata(onnx_path: str | os.PathLike) -> dict[str, Any]:
     embedded in the ONNX `metadata_props` (the sidecar wins so that a re-calibrated temperature
     or threshold can be edited without re-exporting)."""
     onnx_path = Path(onnx_path)
+    if onnx_path.is_file() and onnx_path.stat().st_size == 0:  # (onnx would parse it as a model with nothing in it)
+        raise ModelLoadError(f"{onnx_path} is an empty file (0 bytes), not an ONNX model; export one with "
+                             "`hypoderm export`")
     side = sidecar_path(onnx_path)
     if side.is_file():
         try:
