@@ -15,7 +15,8 @@ from hypoderm.cli import main
 BAD_INPUTS = [
     (["train", "--data", "{data}", "--folds", "3", "--fold", "7"], "fold must be in 0..2, got 7"),
     (["train", "--data", "{data}", "--model", "nosuch"], "unknown model 'nosuch'; valid models:"),
-    (["cv", "--data", "{data}", "--lr", "0"], "lr must be > 0, got 0.0"),
+    (["cv", "--data", "{data}", "--lr", "0"], "lr must be a number > 0, got 0.0"),
+    (["train", "--data", "{data}", "--lr", "nan"], "lr must be a number > 0, got nan"),
     (["cv", "--data", "{data}", "--freeze-bn", "--pretrained", "none"],
      "freeze_bn keeps the pretrained start's batch-norm statistics"),
     (["cv", "--data", "{tmp}/nowhere"], "nowhere"),

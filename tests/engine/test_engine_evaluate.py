@@ -148,3 +148,15 @@ def test_external_data_overlap_is_counted_by_hash(trained: Path, tmp_path: Path,
     assert main(["evaluate", str(trained), "--data", str(ext), "--out", str(tmp_path / "y"), "--bootstrap", "10",
                  "--no-plots"]) == 0
     assert "warning: 3 of" in capsys.readouterr().err
+
+
+def test_cli_out_that_is_a_file_is_a_usage_error(trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`evaluate --out FILE` crashed with FileExistsError (exit 3); it is one line, exit 2, and the file is kept."""
+    from hypoderm.cli import main
+
+    taken = tmp_path / "report.txt"
+    taken.write_text("keep me")
+    assert main(["evaluate", str(trained), "--out", str(taken), "--bootstrap", "10", "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a folder for the report" in err and "Traceback" not in err
+    assert taken.read_text() == "keep me"

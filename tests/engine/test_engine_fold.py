@@ -10,6 +10,7 @@ import pytest
 import hypoderm.engine
 from hypoderm.data.dataset import DatasetError
 from hypoderm.engine.cache import DecodedCache
+from hypoderm.engine.config import TrainError
 from hypoderm.engine.fold import load_or_make_split, readable_index
 from hypoderm.inference.preprocess import PreprocessSpec
 
@@ -20,9 +21,17 @@ def test_split_is_made_once_then_reused(image_folder: Path, tmp_path: Path) -> N
     path = tmp_path / "split.json"
     made = load_or_make_split(index, path, make_if_missing=True, folds=3, seed=0, group_regex=None, unreadable=bad)
     assert path.is_file()
-    # another seed would draw other folds: the saved split must win
-    again = load_or_make_split(index, path, make_if_missing=True, folds=3, seed=7, group_regex=None)
+    # the same settings (a resumed run, a later fold): the saved split, not a new draw
+    again = load_or_make_split(index, path, make_if_missing=True, folds=3, seed=0, group_regex=None)
     assert again.to_dict() == made.to_dict()
+    # given as the split to use (--split): used as it is, whatever the seed asked for
+    given = load_or_make_split(index, path, make_if_missing=False, folds=5, seed=7, group_regex=None)
+    assert given.to_dict() == made.to_dict()
+    # found in the run's folder but drawn with other settings (left by a failed run): refused, not reused
+    with pytest.raises(TrainError, match="is 3 folds drawn with seed 0, but this run asks for 3 folds with seed 7"):
+        load_or_make_split(index, path, make_if_missing=True, folds=3, seed=7, group_regex=None)
+    assert path.read_text() and load_or_make_split(index, path, make_if_missing=True, folds=3, seed=0,
+                                                   group_regex=None).to_dict() == made.to_dict()
 
 
 def test_missing_given_split_is_an_error(image_folder: Path, tmp_path: Path) -> None:

@@ -155,6 +155,38 @@ def test_resume_needs_a_run_and_a_run_is_not_overwritten(image_folder: Path, tmp
     run = train(tiny(image_folder, tmp_path / "run", max_steps=1))
     with pytest.raises(TrainError, match="--resume"):
         train(tiny(image_folder, run, max_steps=1))
+    # --resume with flags that would change the experiment: refused, naming them (they were silently dropped,
+    # and a finished run "resumed" with more epochs trained nothing)
+    before = (run / "last.pt").read_bytes()
+    with pytest.raises(TrainError, match=r"other settings \(model 'hypodermnet' there, 'mnv3s' now; lr 0.002 there, "
+                                         r"0.5 now\)"):
+        train(tiny(image_folder, run, max_steps=1, resume=True, model="mnv3s", lr=0.5))
+    with pytest.raises(TrainError, match=r"epochs 1 there, 3 now"):
+        train(tiny(image_folder, run, max_steps=1, resume=True, epochs=3))
+    assert (run / "last.pt").read_bytes() == before
+    # the run-control flags may change
+    assert train(tiny(image_folder, run, max_steps=1, resume=True, workers=0, progress=False)) == run
+    # an --out that is a file is a user error, not FileExistsError
+    taken = tmp_path / "taken.txt"
+    taken.write_text("keep me")
+    with pytest.raises(TrainError, match=r"--out .*taken\.txt is a file, not a folder"):
+        train(tiny(image_folder, taken))
+    assert taken.read_text() == "keep me"
+
+
+def test_a_split_left_by_a_failed_run_is_not_reused_for_other_settings(image_folder: Path, tmp_path: Path) -> None:
+    """A run that failed after writing split.json (e.g. on a bad --pretrained file) left it in its folder; the next
+    run there with other --folds/--seed trained on the stale split while its checkpoint recorded the new settings.
+    Now it is refused, naming both; with the same settings the split is the one they draw, and is reused."""
+    out = tmp_path / "run"
+    with pytest.raises(Exception, match="pretrained weights not found"):
+        train(tiny(image_folder, out, pretrained=str(tmp_path / "missing.pth"), model="mnv3s"))
+    assert (out / "split.json").is_file() and not (out / "last.pt").exists()
+    with pytest.raises(TrainError, match=r"split\.json, left in this folder by an earlier run, is 3 folds drawn with "
+                                         r"seed 0, but this run asks for 4 folds with seed 7"):
+        train(tiny(image_folder, out, folds=4, seed=7, max_steps=1))
+    run = train(tiny(image_folder, out, max_steps=1))
+    assert load_checkpoint(run / "best.pt")["split"]["folds"] == 3
 
 
 def test_leaky_split_is_refused_unless_allowed(tmp_path: Path) -> None:

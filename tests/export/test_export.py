@@ -761,3 +761,18 @@ def test_export_without_the_skin_check_leaves_it_out(ckpt_path: Path, tmp_path: 
     assert "skin_check" not in report and "skin_check" not in (load_metadata(out).get("ood") or {})
     assert "skin_score" not in [o.name for o in onnx.load(str(out)).graph.output]
     assert OnnxPredictor(out).skin_name is None
+
+
+def test_an_old_opset_or_a_wrong_suffix_is_a_usage_error(ckpt_path: Path, tmp_path: Path) -> None:
+    """`export --opset 12` crashed with a ValueError (exit 3, "hypoderm crashed"); it is a usage error, found before
+    anything is written."""
+    from hypoderm.checkpoint import load_checkpoint, model_from_checkpoint
+    from hypoderm.errors import UsageError
+    from hypoderm.export.onnx import export_onnx_checked
+
+    model = model_from_checkpoint(load_checkpoint(ckpt_path))
+    with pytest.raises(UsageError, match=r"--opset must be >= 17 .*got 12"):
+        export_onnx_checked(model, {}, tmp_path / "m.onnx", opset=12)
+    with pytest.raises(UsageError, match=r"--out must end in \.onnx"):
+        export_onnx_checked(model, {}, tmp_path / "m.pt")
+    assert list(tmp_path.iterdir()) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
@@ -28,6 +29,16 @@ RECIPES: dict[str, tuple[str, ...]] = {
     "crop-tone": ("crop", "tone"),
     "skin": ("crop", "tone", "degrade"),
 }
+
+
+# the settings that define an experiment: a resumed run or cv must not change them (the run-control flags, e.g.
+# --workers, --device, --progress, may change)
+PROTOCOL_KEYS = ("data", "model", "folds", "seed", "size", "epochs", "batch_size", "lr", "weight_decay",
+                 "warmup_epochs", "label_smoothing", "balance", "recipe", "counterfactual", "counterfactual_p", "ema",
+                 "ema_decay", "bn_momentum", "patience", "pretrained", "group_regex", "max_steps", "abstain_target",
+                 "calibrate_closeups", "balance_by", "hold_out_by", "outlier_exposure",
+                 "outliers", "outliers_exclude", "mixstyle", "mixstyle_alpha", "backbone_lr_scale",
+                 "head_epochs", "freeze_bn")
 
 
 @dataclass
@@ -146,8 +157,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "size"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise UsageError(f"lr must be > 0, got {self.lr}")
+        if not self.lr > 0 or not math.isfinite(self.lr):  # (NaN compares False with everything)
+            raise UsageError(f"lr must be a number > 0, got {self.lr}")
         if not 0.0 < self.backbone_lr_scale <= 1.0:
             raise UsageError(f"backbone_lr_scale must be in (0, 1], got {self.backbone_lr_scale}")
         if not 0 <= self.head_epochs < self.epochs:

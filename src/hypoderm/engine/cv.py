@@ -26,17 +26,10 @@ from typing import Any
 import numpy as np
 
 from hypoderm.engine.cache import DecodedCache
-from hypoderm.engine.config import TrainConfig, TrainError
+from hypoderm.engine.config import PROTOCOL_KEYS, TrainConfig, TrainError
 from hypoderm.inference.preprocess import PreprocessSpec
 from hypoderm.metrics import scalar_metrics
 
-# the settings that define the experiment; a resumed cv must not change them
-_PROTOCOL_KEYS = ("data", "model", "folds", "seed", "size", "epochs", "batch_size", "lr", "weight_decay",
-                  "warmup_epochs", "label_smoothing", "balance", "recipe", "counterfactual", "counterfactual_p", "ema",
-                  "ema_decay", "bn_momentum", "patience", "pretrained", "group_regex", "max_steps", "abstain_target",
-                  "calibrate_closeups", "balance_by", "hold_out_by", "outlier_exposure",
-                  "outliers", "outliers_exclude", "mixstyle", "mixstyle_alpha", "backbone_lr_scale",
-                  "head_epochs", "freeze_bn")
 TABLE_KEYS = ("accuracy", "macro_f1", "weighted_f1", "roc_auc_ovr", "ece_before", "ece_after")
 
 
@@ -176,7 +169,7 @@ def run_cv(cfg: TrainConfig, out: str | Path, *, folds: list[int] | None = None,
     cfg_file = out / "cv_config.json"
     if cfg_file.is_file():
         old = TrainConfig.from_dict(json.loads(cfg_file.read_text()))  # fields added since: their old default
-        changed = [k for k in _PROTOCOL_KEYS if getattr(old, k) != getattr(cfg, k)]
+        changed = [k for k in PROTOCOL_KEYS if getattr(old, k) != getattr(cfg, k)]
         if changed:
             raise TrainError(f"{out} holds a cross-validation with other settings ({', '.join(changed)}); "
                              "use another --out")
@@ -191,7 +184,7 @@ def run_cv(cfg: TrainConfig, out: str | Path, *, folds: list[int] | None = None,
                                 allow_outside_paths=cfg.allow_outside_paths)
     print(f"photos: {cache.stats_line()}", flush=True)
     split_path = early_split
-    split = load_or_make_split(index, split_path, make_if_missing=True, folds=cfg.folds, seed=cfg.seed,
+    split = load_or_make_split(index, split_path, make_if_missing=not cfg.split, folds=cfg.folds, seed=cfg.seed,
                                group_regex=cfg.group_regex, unreadable=bad, hold_out_by=cfg.hold_out_by)
     check_leakage(index, split, cfg.allow_leakage)  # once here, not once per fold
     shortcut, shortcut_error = style_baseline(index, split, cache)

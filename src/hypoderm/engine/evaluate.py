@@ -171,6 +171,8 @@ def evaluate_checkpoint(checkpoint: str | Path | dict[str, Any], *, data: str | 
         m["by_skin_type"] = group_metrics(y_true, probs, skin, len(model_classes))
 
     out_dir = Path(out) if out else (ckpt_path.parent if ckpt_path else Path(".")) / f"eval-{tag}"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EvaluateError(f"--out {out_dir} is a file, not a folder for the report; choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
     m["out_dir"] = str(out_dir)
     paths = np.array([index.relpath(index.samples[i]) for i in idx])

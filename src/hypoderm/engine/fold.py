@@ -95,6 +95,13 @@ def load_or_make_split(index: Any, path: Path, *, make_if_missing: bool, folds: 
             have = f"held out by {split.holdout!r}" if split.holdout else "a stratified k-fold split"
             want = f"held out by {hold_out_by!r}" if hold_out_by else "a stratified k-fold split"
             raise TrainError(f"{path} is {have}, but this run asks for {want}")
+        # a split this run would have drawn itself (no --split given) but found in its folder, e.g. left by a run
+        # that failed after writing it: reused only when it is the one these settings draw
+        drawn = split.seed != seed or (hold_out_by is None and split.folds != folds)
+        if make_if_missing and drawn:
+            raise TrainError(f"{path}, left in this folder by an earlier run, is {split.folds} folds drawn with seed "
+                             f"{split.seed}, but this run asks for {folds} folds with seed {seed}; choose another "
+                             f"--out, or delete {path.name} to draw the split again")
         return split
     if hold_out_by is not None:
         split = make_holdout_split(index, hold_out_by, val_folds=folds, seed=seed, group_regex=group_regex)

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from hypoderm.checkpoint import FORMAT, save_atomic
 from hypoderm.engine.cache import DecodedCache
-from hypoderm.engine.config import RECIPES, TrainConfig, TrainError
+from hypoderm.engine.config import PROTOCOL_KEYS, RECIPES, TrainConfig, TrainError
 from hypoderm.engine.data import (
     CachedImageDataset,
     build_eval_loader,
@@ -203,8 +203,14 @@ def _resume_config(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, dict[s
     if not last_path.is_file():
         raise TrainError(f"--resume: no {last_path} to resume from")
     ckpt = load_checkpoint(last_path)
-    # the saved config wins: same data, split, model and recipe; only the run-control flags change
+    # the saved config wins: same data, split, model and recipe; only the run-control flags change. A flag that
+    # would change the experiment is refused, not silently dropped
     saved = TrainConfig.from_dict(ckpt["config"])
+    changed = [k for k in (*PROTOCOL_KEYS, "fold", "final") if getattr(saved, k) != getattr(cfg, k)]
+    if changed:
+        said = "; ".join(f"{k} {getattr(saved, k)!r} there, {getattr(cfg, k)!r} now" for k in changed)
+        raise TrainError(f"--resume: {run_dir} holds a run with other settings ({said}); resume it with the flags "
+                         "it was started with, or start a new run with another --out")
     return saved.with_(resume=True, stop_after_epoch=cfg.stop_after_epoch, progress=cfg.progress,
                        workers=cfg.workers, device=cfg.device, out=str(run_dir)), ckpt
 
@@ -401,6 +407,8 @@ def train(cfg: TrainConfig, cache: DecodedCache | None = None, *, check_leaks: b
     skips the leakage check when the caller has already run it on the same split.
     """
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise TrainError(f"--out {run_dir} is a file, not a folder for the run; choose another --out")
     cfg, resume_ckpt = _resume_config(cfg, run_dir)
     canonical_name(cfg.model)  # an unknown model is a ValueError now, not after every photo is decoded
     rt = _setup_runtime(cfg)

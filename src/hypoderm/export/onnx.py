@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from hypoderm.errors import HypodermError
+from hypoderm.errors import HypodermError, UsageError
 from hypoderm.export.samples import synthetic_skin_images
 from hypoderm.inference import OnnxPredictor, softmax
 from hypoderm.inference.metadata import to_jsonable, write_metadata
@@ -123,10 +123,10 @@ def export_onnx_checked(model: nn.Module, metadata: dict[str, Any], out_path: st
     `reference_spec`: the preprocessing the model was trained with (default: the metadata's).
     `parity_images`: real-looking PIL images (default: 6 synthetic skin photos)."""
     if opset < 17:
-        raise ValueError(f"opset must be >= 17, got {opset}")
+        raise UsageError(f"--opset must be >= 17 (the graph uses opset-17 operators), got {opset}")
     out_path = Path(out_path)
     if out_path.suffix != ".onnx":
-        raise ValueError(f"output path must end in .onnx, got {out_path}")
+        raise UsageError(f"--out must end in .onnx, got {out_path}")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     metadata = to_jsonable(dict(metadata))
     # the not-skin gate is a property of images, not of the network: every export carries it in full

@@ -284,7 +284,9 @@ def _read_state_dict(pretrained: str | os.PathLike, name: str) -> dict[str, torc
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001
-        raise WeightsFileError(f"{path} is not a readable PyTorch state dict ({type(e).__name__}: {e})") from e
+        from hypoderm.checkpoint import load_failure
+
+        raise WeightsFileError(f"{path} is not a readable PyTorch state dict ({load_failure(e)})") from e
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]  # a hypoderm checkpoint or a Lightning-style file
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
