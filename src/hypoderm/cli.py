@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
+from typing import Any
 
 from hypoderm.errors import HypodermError, MissingExtraError
 
@@ -109,6 +111,24 @@ def _parser(words: tuple[str, ...]) -> argparse.ArgumentParser:
     return parser
 
 
+def _say_own_warnings(command: str) -> Any:
+    """hypoderm's own warnings (a class with fewer groups than folds, ...) as one line for people, "hypoderm
+    train: warning: ...", not Python's "/path/splits.py:284: UserWarning: ..." with the source line under it; any
+    other library's warnings keep Python's form."""
+    import warnings
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202 - warnings' hook
+        if issubclass(category, UserWarning) and f"{os.sep}hypoderm{os.sep}" in str(filename):
+            print(f"hypoderm {command}: warning: {message}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    return default  # put back when the command ends (main is also called in-process, e.g. by tests)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -133,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     words, rest = found
     args = _parser(words).parse_args(rest)
     module = importlib.import_module(COMMANDS[words][0])
+    import warnings
+
+    before = _say_own_warnings(" ".join(words))
     try:
         missing = _not_installed(TRAIN_EXTRA_MODULES) if words in NEEDS_TRAIN_EXTRA else []
         if missing:
@@ -148,8 +171,6 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `hypoderm models | head`: the reader left; not an error
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception:  # a bug, not the user's doing: its traceback, then the exit code that says so
@@ -157,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hypoderm {' '.join(words)}: internal error (a bug in hypoderm; exit code {EXIT_CRASH}); please report "
               "it with the traceback above", file=sys.stderr)
         return EXIT_CRASH
+    finally:
+        warnings.showwarning = before
 
 
 if __name__ == "__main__":

@@ -88,3 +88,21 @@ def test_every_user_error_is_a_hypoderm_error_and_is_said_in_one_line(capsys: py
     assert [name for name, cls in found.items() if not issubclass(cls, HypodermError)] == []
     assert main(["models", "--num-classes", "0"]) == 2
     assert capsys.readouterr().err.strip() == "hypoderm models: error: --num-classes must be >= 1"
+
+
+def test_own_warnings_are_one_line_for_people(image_folder: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A class with fewer photos than folds printed Python's "/path/fold.py:102: UserWarning: ..." and the source
+    line under it; hypoderm's own warnings are now "hypoderm train: warning: ..." (others keep Python's form)."""
+    import warnings
+
+    for extra in sorted((image_folder / "c").iterdir())[1:]:
+        extra.unlink()  # class c keeps one photo: fewer groups than the 3 folds
+    before = warnings.showwarning
+    rc = main(["train", "--data", str(image_folder), "--folds", "3", "--size", "32", "--epochs", "1", "--max-steps",
+               "1", "--batch-size", "4", "--no-progress", "--outlier-exposure", "0", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert "hypoderm train: warning: class(es) with fewer groups than folds" in err, err
+    assert "UserWarning" not in err and "make_split(" not in err
+    assert warnings.showwarning is before  # put back when the command ends
+    assert rc == 0  # a warning, not a refusal: the run goes on

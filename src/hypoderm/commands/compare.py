@@ -12,7 +12,8 @@ from hypoderm.errors import UsageError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models", default=None, help="comma-separated model names (or presets paper, ablation)")
+    p.add_argument("--models", default=None, help="comma-separated model names, or presets: paper, ablation, "
+                                                      "design, all (hypoderm.study.bench.PRESETS)")
     p.add_argument("--preset", choices=["paper", "ablation", "design"], help="paper: hypodermnet vs mnv3s and 5 CNNs; "
                    "ablation: the 8 mnv3s* variants; design: hypodermnet's open design choices")
     p.add_argument("--out", required=True, type=path_arg, help="study directory (re-run to resume)")

@@ -13,7 +13,7 @@ from hypoderm.errors import UsageError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", type=path_text,
-                        help="ImageFolder directory or CSV manifest (path,label[,group][,skin_type])")
+                        help="ImageFolder directory or CSV manifest (path,label[,group][,skin_type][,origin][,...])")
     parser.add_argument("--folds", type=int, default=5, help="number of folds k (>= 3; default 5)")
     parser.add_argument("--seed", type=int, default=0, help="shuffle seed (same seed -> same file; default 0)")
     parser.add_argument("--group-regex", default=None,

@@ -101,7 +101,8 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, cv: bool = False, st
                    help=f"start from these weights (a state dict, e.g. the ImageNet MobileNetV3-Small file); default: "
                         f"${WEIGHTS_ENV} when set, else from scratch; 'none' = from scratch")
     if not study:
-        p.add_argument("--out", default=d.out, type=path_text, help="run directory (default runs/MODEL-fold-K)")
+        p.add_argument("--out", default=d.out, type=path_text,
+                       help=f"run directory (default {'runs/cv-MODEL' if cv else 'runs/MODEL-fold-K'})")
         p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping them")
     p.add_argument("--allow-leakage", action="store_true", help="train even if the split leaks groups/duplicates")
