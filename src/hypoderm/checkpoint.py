@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hypoderm.errors import HypodermError
+from hypoderm.errors import HypodermError, torch_load_failure
 
 FORMAT = "hypoderm-checkpoint/1"
 
@@ -61,16 +61,6 @@ def _safe_globals() -> list[Any]:
     return [multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
-def load_failure(e: BaseException) -> str:
-    """Why `torch.load(weights_only=True)` failed, in one short line: torch's own message is several lines long and
-    ends by suggesting weights_only=False, which would run code from the file; that advice is never passed on."""
-    detail = re.search(r"error:\s*\n+\s*(.+)", str(e))  # e.g. "Unsupported operand 103" for a non-pickle
-    if isinstance(e, pickle.UnpicklingError):
-        return detail.group(1).strip() if detail else type(e).__name__
-    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {first}" if first and "weights_only" not in first else type(e).__name__
-
-
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint without running code from it: `torch.load(weights_only=True)` with the few
     NumPy types of `_safe_globals` allowed. A pickle that names any other global (a crafted `.pt`
@@ -86,9 +76,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         if found:
             raise CheckpointError(f"{path} was refused: it names {found.group(1)}, and loading it could run code; "
                                   "a hypoderm checkpoint holds only weights and plain data") from e
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({load_failure(e)})") from e
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({torch_load_failure(e)})") from e
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({load_failure(e)})") from e
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({torch_load_failure(e)})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a hypoderm checkpoint (expected format {FORMAT!r})")
     return ckpt

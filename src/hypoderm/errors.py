@@ -11,6 +11,9 @@ escapes a command is a bug, never turned into a user error: `cli.main` prints it
 
 from __future__ import annotations
 
+import pickle
+import re
+
 USER_ERROR = 2
 
 
@@ -32,3 +35,13 @@ class UsageError(HypodermError, ValueError):
 class MissingExtraError(HypodermError, ImportError):
     """The command needs packages of an optional extra (e.g. the training stack, `hypoderm[train]`) that are not
     installed; the message names them and the install command."""
+
+
+def torch_load_failure(e: BaseException) -> str:
+    """Why `torch.load(weights_only=True)` failed, in one short line: torch's own message is several lines long and
+    ends by suggesting weights_only=False, which would run code from the file; that advice is never passed on."""
+    detail = re.search(r"error:\s*\n+\s*(.+)", str(e))  # e.g. "Unsupported operand 103" for a non-pickle
+    if isinstance(e, pickle.UnpicklingError):
+        return detail.group(1).strip() if detail else type(e).__name__
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {first}" if first and "weights_only" not in first else type(e).__name__

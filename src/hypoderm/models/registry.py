@@ -21,7 +21,7 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
-from hypoderm.errors import HypodermError, UsageError
+from hypoderm.errors import HypodermError, UsageError, torch_load_failure
 from hypoderm.models.layers import ECA
 from hypoderm.models.mobilenetv3 import (
     MNV3_SMALL,
@@ -284,9 +284,7 @@ def _read_state_dict(pretrained: str | os.PathLike, name: str) -> dict[str, torc
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001
-        from hypoderm.checkpoint import load_failure
-
-        raise WeightsFileError(f"{path} is not a readable PyTorch state dict ({load_failure(e)})") from e
+        raise WeightsFileError(f"{path} is not a readable PyTorch state dict ({torch_load_failure(e)})") from e
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]  # a hypoderm checkpoint or a Lightning-style file
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
