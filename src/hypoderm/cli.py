@@ -20,11 +20,13 @@ Exit codes: 0 done, 2 a user error (a HypodermError: one line, no traceback; som
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
 import traceback
-from typing import Any
+import warnings
+from collections.abc import Iterator
 
 from hypoderm.errors import HypodermError, MissingExtraError
 
@@ -111,12 +113,12 @@ def _parser(words: tuple[str, ...]) -> argparse.ArgumentParser:
     return parser
 
 
-def _say_own_warnings(command: str) -> Any:
-    """hypoderm's own warnings (a class with fewer groups than folds, ...) as one line for people, "hypoderm
-    train: warning: ...", not Python's "/path/splits.py:284: UserWarning: ..." with the source line under it; any
-    other library's warnings keep Python's form."""
-    import warnings
-
+@contextlib.contextmanager
+def _own_warnings_in_words(command: str) -> Iterator[None]:
+    """While the command runs, hypoderm's own warnings (a class with fewer groups than folds, ...) are one line for
+    people, "hypoderm train: warning: ...", not Python's "/path/splits.py:284: UserWarning: ..." with the source
+    line under it; any other library's warnings keep Python's form. The hook is put back afterwards (main is also
+    called in-process, e.g. by tests)."""
     default = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202 - warnings' hook
@@ -126,7 +128,10 @@ def _say_own_warnings(command: str) -> Any:
             default(message, category, filename, lineno, file, line)
 
     warnings.showwarning = show
-    return default  # put back when the command ends (main is also called in-process, e.g. by tests)
+    try:
+        yield
+    finally:
+        warnings.showwarning = default
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,33 +158,29 @@ def main(argv: list[str] | None = None) -> int:
     words, rest = found
     args = _parser(words).parse_args(rest)
     module = importlib.import_module(COMMANDS[words][0])
-    import warnings
-
-    before = _say_own_warnings(" ".join(words))
-    try:
-        missing = _not_installed(TRAIN_EXTRA_MODULES) if words in NEEDS_TRAIN_EXTRA else []
-        if missing:
-            raise _missing_extra(words, missing)
-        return int(module.run(args) or 0)
-    except MissingExtraError as e:  # its message names the command (`predict` given a .pt checkpoint says it too)
-        print(e, file=sys.stderr)
-        return e.exit_code
-    except HypodermError as e:  # a user error: one line, no traceback (hypoderm.errors)
-        print(f"hypoderm {' '.join(words)}: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # `hypoderm models | head`: the reader left; not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except Exception:  # a bug, not the user's doing: its traceback, then the exit code that says so
-        traceback.print_exc()
-        print(f"hypoderm {' '.join(words)}: internal error (a bug in hypoderm; exit code {EXIT_CRASH}); please report "
-              "it with the traceback above", file=sys.stderr)
-        return EXIT_CRASH
-    finally:
-        warnings.showwarning = before
+    with _own_warnings_in_words(" ".join(words)):
+        try:
+            missing = _not_installed(TRAIN_EXTRA_MODULES) if words in NEEDS_TRAIN_EXTRA else []
+            if missing:
+                raise _missing_extra(words, missing)
+            return int(module.run(args) or 0)
+        except MissingExtraError as e:  # its message names the command (`predict` given a .pt checkpoint says it too)
+            print(e, file=sys.stderr)
+            return e.exit_code
+        except HypodermError as e:  # a user error: one line, no traceback (hypoderm.errors)
+            print(f"hypoderm {' '.join(words)}: error: {e}", file=sys.stderr)
+            return e.exit_code
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:  # `hypoderm models | head`: the reader left; not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        except Exception:  # a bug, not the user's doing: its traceback, then the exit code that says so
+            traceback.print_exc()
+            print(f"hypoderm {' '.join(words)}: internal error (a bug in hypoderm; exit code {EXIT_CRASH}); please "
+                  "report it with the traceback above", file=sys.stderr)
+            return EXIT_CRASH
 
 
 if __name__ == "__main__":

@@ -279,9 +279,7 @@ def _predict_image(state: ServerState, img: Any, top_k: int, gradcam: bool, fram
         return result
     result, overlay = state.predictor.predict_with_overlay(img, top_k=top_k, framed=framed)
     result = dict(result)
-    # a heat map only next to an answer, as `predict --cam` and the page: a refused photo (not_skin) has no class
-    # to explain, and a map of a withheld answer's hidden top class (uncertain) would say more than the answer does
-    if overlay is None or result["status"] != "ok":
+    if overlay is None:  # drawn only next to an answer (status ok): why not is the status
         result["gradcam"] = {"available": False, "reason": result["status"]}
         return result
     buf = io.BytesIO()

@@ -97,8 +97,8 @@ def load_or_make_split(index: Any, path: Path, *, make_if_missing: bool, folds: 
             raise TrainError(f"{path} is {have}, but this run asks for {want}")
         # a split this run would have drawn itself (no --split given) but found in its folder, e.g. left by a run
         # that failed after writing it: reused only when it is the one these settings draw
-        drawn = split.seed != seed or (hold_out_by is None and split.folds != folds)
-        if make_if_missing and drawn:
+        drawn_otherwise = split.seed != seed or (hold_out_by is None and split.folds != folds)
+        if make_if_missing and drawn_otherwise:
             raise TrainError(f"{path}, left in this folder by an earlier run, is {split.folds} folds drawn with seed "
                              f"{split.seed}, but this run asks for {folds} folds with seed {seed}; choose another "
                              f"--out, or delete {path.name} to draw the split again")

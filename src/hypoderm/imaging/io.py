@@ -250,10 +250,15 @@ def _png_data_short(data: bytes | memoryview) -> bool:
 
 def _too_many_pixels(e: Image.DecompressionBombError, max_pixels: int) -> ImageLoadError:
     """Pillow's own bomb check (twice its MAX_IMAGE_PIXELS, above any limit of ours) said in our words, with the
-    limit that applies here: "too many pixels: N > limit M", as `_check_size` says it."""
+    limit that applies here, as `_check_size` says it."""
     found = re.search(r"\((\d+) pixels\)", str(e))
-    said = f"{found.group(1)} > limit {max_pixels}" if found else f"more than the limit of {max_pixels}"
-    return ImageLoadError(f"too many pixels: {said}", "too_large")
+    if found:
+        return _over_limit(int(found.group(1)), max_pixels)
+    return ImageLoadError(f"too many pixels: more than the limit of {max_pixels}", "too_large")
+
+
+def _over_limit(pixels: int, max_pixels: int) -> ImageLoadError:
+    return ImageLoadError(f"too many pixels: {pixels} > limit {max_pixels}", "too_large")
 
 
 def _open(fp: io.BytesIO, head: bytes, total: int, max_pixels: int) -> Image.Image:
@@ -275,7 +280,7 @@ def _check_size(img: Image.Image, max_pixels: int) -> None:
     """Refuse from the header, before any pixel is decoded: too many pixels, empty, extreme aspect ratio."""
     width, height = img.size
     if width * height > max_pixels:
-        raise ImageLoadError(f"too many pixels: {width * height} > limit {max_pixels}", "too_large")
+        raise _over_limit(width * height, max_pixels)
     copies = _DECODE_COPIES.get(img.format or "", 1)
     if width * height * copies > max_pixels:
         raise ImageLoadError(f"too many pixels for a {img.format} image: {width * height} > limit "

@@ -202,13 +202,14 @@ class OnnxPredictor:
 
     def predict_with_overlay(self, img: Image.Image, top_k: int = 3,
                              framed: bool = False) -> tuple[dict[str, Any], Image.Image | None]:
-        """(result dict, Grad-CAM overlay of the top class or None) from one preprocessing and one
-        session run; the overlay is None when the photo is rejected (not_skin: no class to explain).
-        ModelLoadError when the model has no Grad-CAM outputs."""
+        """(result dict, Grad-CAM overlay of the answer or None) from one preprocessing and one
+        session run; the overlay is drawn only next to an answer (status ok), as `predict --cam` and the page
+        show it: a refused photo has no class to explain, and a map of a withheld answer's hidden top class would
+        say more than the answer does. ModelLoadError when the model has no Grad-CAM outputs."""
         from hypoderm.inference.explain import overlay_on_photo
 
         result, (features, weights) = self.predict_with_cam(img, top_k, framed)
-        if not result["top_k"]:
+        if result["status"] != "ok":
             return result, None
         index = self.class_names.index(result["top_k"][0]["label"])
         return result, overlay_on_photo(img, features, weights, index, self.spec, framed=framed)
